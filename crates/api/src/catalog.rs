@@ -1,0 +1,225 @@
+//! Every resource r8s serves: group, version, kind, scope, names, verbs, subresources.
+//!
+//! This table drives discovery, URL routing, storage keys and `kubectl api-resources`.
+
+/// A subresource of a resource (`status`, `scale`, `binding`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subresource {
+    /// Path segment after the object name, e.g. `status`.
+    pub name: &'static str,
+    /// Kind of the subresource's body (`Scale` for scale; the parent kind for status).
+    pub kind: &'static str,
+    /// Group of that kind (`autoscaling` for Scale; "" for core).
+    pub group: &'static str,
+    /// Version of that kind.
+    pub version: &'static str,
+    pub verbs: &'static [&'static str],
+}
+
+/// One served resource at one group-version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourceInfo {
+    /// API group ("" for core).
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    /// Lower-case plural, the URL segment (`deployments`).
+    pub plural: &'static str,
+    /// Lower-case singular (`deployment`).
+    pub singular: &'static str,
+    pub namespaced: bool,
+    pub short_names: &'static [&'static str],
+    /// e.g. `["all"]` so `kubectl get all` includes it.
+    pub categories: &'static [&'static str],
+    pub verbs: &'static [&'static str],
+    pub subresources: &'static [Subresource],
+    /// The group/version objects are stored in. Several served versions of one resource
+    /// (autoscaling/v1 and v2 HPAs) share one storage version and one key space.
+    pub storage_version: &'static str,
+}
+
+impl ResourceInfo {
+    /// `apps/v1` or `v1`.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// `DeploymentList`.
+    pub fn list_kind(&self) -> String {
+        format!("{}List", self.kind)
+    }
+
+    /// The subresource called `name`, if served.
+    pub fn subresource(&self, name: &str) -> Option<&'static Subresource> {
+        self.subresources.iter().find(|s| s.name == name)
+    }
+
+    /// Storage key prefix of this resource: `/registry/<group or core>/<plural>/`.
+    pub fn key_prefix(&self) -> String {
+        let group = if self.group.is_empty() {
+            "core"
+        } else {
+            self.group
+        };
+        format!("/registry/{group}/{}/", self.plural)
+    }
+}
+
+mod data;
+
+/// An API group as `/apis` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupInfo {
+    /// Group name (`apps`); never the core group.
+    pub name: &'static str,
+    /// Served versions, preferred first.
+    pub versions: Vec<&'static str>,
+    /// The preferred version (`v2` for autoscaling).
+    pub preferred: &'static str,
+}
+
+/// Every served resource at every served version.
+pub fn all() -> &'static [ResourceInfo] {
+    data::RESOURCES
+}
+
+/// The resource served at `group`/`version` under the URL segment `plural`.
+pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
+    all()
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+/// The resource whose objects are `kind` at `group`/`version`.
+pub fn find_kind(group: &str, version: &str, kind: &str) -> Option<&'static ResourceInfo> {
+    all()
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.kind == kind)
+}
+
+/// The named API groups (the core group is not one), in upstream's `/apis` order.
+pub fn groups() -> Vec<GroupInfo> {
+    data::GROUPS
+        .iter()
+        .map(|(name, versions)| GroupInfo {
+            name,
+            versions: versions.to_vec(),
+            preferred: versions.first().copied().unwrap_or("v1"),
+        })
+        .collect()
+}
+
+/// The named group `name`, if served.
+pub fn group(name: &str) -> Option<GroupInfo> {
+    groups().into_iter().find(|g| g.name == name)
+}
+
+/// Resources served at `group`/`version`, in catalog order.
+pub fn resources_in<'a>(
+    group: &'a str,
+    version: &'a str,
+) -> impl Iterator<Item = &'static ResourceInfo> + 'a {
+    all()
+        .iter()
+        .filter(move |r| r.group == group && r.version == version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn keys_are_unique_and_verbs_sorted() {
+        let mut seen = HashSet::new();
+        for r in all() {
+            assert!(
+                seen.insert((r.group, r.version, r.plural)),
+                "duplicate {r:?}"
+            );
+            let mut verbs = r.verbs.to_vec();
+            verbs.sort_unstable();
+            assert_eq!(verbs, r.verbs, "{}", r.plural);
+            for s in r.subresources {
+                let mut verbs = s.verbs.to_vec();
+                verbs.sort_unstable();
+                assert_eq!(verbs, s.verbs, "{}/{}", r.plural, s.name);
+            }
+        }
+    }
+
+    #[test]
+    fn every_group_version_is_listed() {
+        let listed: HashSet<(&str, &str)> = groups()
+            .iter()
+            .flat_map(|g| g.versions.iter().map(|v| (g.name, *v)).collect::<Vec<_>>())
+            .collect();
+        for r in all().iter().filter(|r| !r.group.is_empty()) {
+            assert!(listed.contains(&(r.group, r.version)), "{r:?}");
+        }
+        for (g, v) in &listed {
+            assert!(resources_in(g, v).next().is_some(), "{g}/{v} is empty");
+        }
+    }
+
+    #[test]
+    fn lookups() {
+        let deploy = find("apps", "v1", "deployments").expect("deployments");
+        assert_eq!(deploy.kind, "Deployment");
+        assert_eq!(deploy.short_names, ["deploy"]);
+        let scale = deploy.subresource("scale").expect("scale");
+        assert_eq!(
+            (scale.group, scale.version, scale.kind),
+            ("autoscaling", "v1", "Scale")
+        );
+        assert_eq!(find_kind("", "v1", "Pod").map(|r| r.plural), Some("pods"));
+        assert!(find("", "v1", "replicationcontrollers").is_none());
+        let ns = find("", "v1", "namespaces").expect("namespaces");
+        assert!(!ns.namespaced && !ns.verbs.contains(&"deletecollection"));
+        let eviction = find("", "v1", "pods").and_then(|p| p.subresource("eviction"));
+        assert_eq!(
+            eviction.map(|e| (e.group, e.kind)),
+            Some(("policy", "Eviction"))
+        );
+    }
+
+    #[test]
+    fn autoscaling_versions_share_storage() {
+        let v1 = find("autoscaling", "v1", "horizontalpodautoscalers").expect("v1");
+        let v2 = find("autoscaling", "v2", "horizontalpodautoscalers").expect("v2");
+        assert_eq!((v1.storage_version, v2.storage_version), ("v2", "v2"));
+        assert_eq!(v1.key_prefix(), v2.key_prefix());
+        let autoscaling = group("autoscaling").expect("autoscaling");
+        assert_eq!(autoscaling.versions, ["v2", "v1"]);
+        assert_eq!(autoscaling.preferred, "v2");
+    }
+
+    #[test]
+    fn category_all_matches_upstream() {
+        let mut all_cat: Vec<&str> = all()
+            .iter()
+            .filter(|r| r.categories.contains(&"all"))
+            .map(|r| r.plural)
+            .collect();
+        all_cat.sort_unstable();
+        all_cat.dedup();
+        assert_eq!(
+            all_cat,
+            [
+                "cronjobs",
+                "daemonsets",
+                "deployments",
+                "horizontalpodautoscalers",
+                "jobs",
+                "pods",
+                "replicasets",
+                "services",
+                "statefulsets"
+            ]
+        );
+    }
+}

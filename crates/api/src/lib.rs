@@ -1,0 +1,17 @@
+//! The resource model of r8s: which kinds exist and how each behaves.
+//!
+//! - [`catalog`]: every served resource (group, version, kind, scope, short names,
+//!   categories, verbs, subresources).
+//! - [`discovery`]: the legacy and aggregated discovery documents built from the catalog.
+//! - [`table`]: `kubectl get` table columns and rows per kind.
+//! - [`strategy`]: per-kind defaulting, validation and status split.
+//! - [`openapi`]: the OpenAPI v3 (and v2) documents kubectl validates and explains with.
+//! - [`selector`]: label and field selectors.
+
+pub mod catalog;
+pub mod discovery;
+pub mod openapi;
+pub mod protobuf;
+pub mod selector;
+pub mod strategy;
+pub mod table;

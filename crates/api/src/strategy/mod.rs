@@ -1,0 +1,83 @@
+//! Per-kind behaviour plugged into the generic registry, in upstream's hook order:
+//! defaults → prepare (status split, generation) → validate.
+//!
+//! Objects are handled as `serde_json::Value` in their stored (JSON) form; strategies may
+//! deserialize into k8s-openapi types where typing helps.
+
+pub(crate) mod compare;
+pub mod cron;
+pub mod errors;
+pub(crate) mod json;
+pub mod pod;
+pub mod quantity;
+pub mod validation;
+
+use serde_json::Value;
+
+pub use validation::NameRule;
+
+/// One validation failure, reported in a 422 Status `details.causes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// `FieldValueRequired`, `FieldValueInvalid`, `FieldValueNotSupported`,
+    /// `FieldValueDuplicate`, `FieldValueForbidden`, `FieldValueTooLong`, …
+    pub reason: &'static str,
+    /// JSON path like `spec.template.spec.containers[0].image`.
+    pub field: String,
+    /// Human message, upstream style (`Required value`, `Invalid value: "X": …`).
+    pub message: String,
+}
+
+/// Per-kind hooks. Every method has a neutral default so simple kinds need no code.
+pub trait Strategy: Send + Sync {
+    /// Fill defaults (as upstream's SetDefaults_*), on create, update and patch results.
+    fn default(&self, _obj: &mut Value) {}
+
+    /// Create: e.g. clear status for kinds with a status subresource; generation = 1 is
+    /// set by the registry.
+    fn prepare_for_create(&self, _obj: &mut Value) {}
+
+    /// Update of the main resource: e.g. keep the old status.
+    fn prepare_for_update(&self, _new: &mut Value, _old: &Value) {}
+
+    /// Validate a new object (metadata name/namespace rules are checked by the registry).
+    fn validate_create(&self, _obj: &Value) -> Vec<FieldError> {
+        Vec::new()
+    }
+
+    /// Validate an update (immutable fields etc.).
+    fn validate_update(&self, new: &Value, _old: &Value) -> Vec<FieldError> {
+        self.validate_create(new)
+    }
+
+    /// Extra field-selector fields of this kind besides `metadata.name` and
+    /// `metadata.namespace` (e.g. pods: `spec.nodeName`, `status.phase`).
+    fn field_selector_fields(&self, _obj: &Value) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+
+    /// How `metadata.name` is validated for this kind (the registry passes it to
+    /// [`validation::validate_object_meta`]).
+    fn name_rule(&self) -> NameRule {
+        NameRule::Dns1123Subdomain
+    }
+}
+
+/// A kind without special behaviour: metadata validation only.
+pub struct Neutral;
+
+impl Strategy for Neutral {}
+
+static NEUTRAL: Neutral = Neutral;
+static POD: pod::PodStrategy = pod::PodStrategy;
+static POD_TEMPLATE: pod::PodTemplateStrategy = pod::PodTemplateStrategy;
+
+/// The strategy of `group`/`kind` (`""` is the core group); a neutral one for kinds
+/// without special behaviour.
+pub fn for_kind(group: &str, kind: &str) -> &'static dyn Strategy {
+    match (group, kind) {
+        ("", "Pod") => &POD,
+        ("", "PodTemplate") => &POD_TEMPLATE,
+        _ => &NEUTRAL,
+    }
+}

@@ -1,0 +1,431 @@
+//! Printers of networking, storage, policy, scheduling, coordination, discovery and RBAC
+//! kinds.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::core_v1::load_balancer_points;
+use super::duration::since;
+use super::fields::{
+    arr_at, at, bool_at, created, format_label_selector, int_at, int_or_string, int0, name, str_at,
+};
+use super::{AGE, Column, NAME, Printer, col, typed, wide};
+
+pub(super) fn printer(group: &str, plural: &str) -> Option<Printer> {
+    let (columns, cells): (&'static [Column], super::CellsFn) = match (group, plural) {
+        ("networking.k8s.io", "ingresses") => (INGRESS, ingress),
+        ("networking.k8s.io", "ingressclasses") => (INGRESS_CLASS, ingress_class),
+        ("networking.k8s.io", "networkpolicies") => (NETWORK_POLICY, network_policy),
+        ("storage.k8s.io", "storageclasses") => (STORAGE_CLASS, storage_class),
+        ("coordination.k8s.io", "leases") => (LEASE, lease),
+        ("policy", "poddisruptionbudgets") => (PDB, pdb),
+        ("scheduling.k8s.io", "priorityclasses") => (PRIORITY_CLASS, priority_class),
+        ("discovery.k8s.io", "endpointslices") => (ENDPOINT_SLICE, endpoint_slice),
+        ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => (BINDING, binding),
+        _ => return None,
+    };
+    Some(Printer { columns, cells })
+}
+
+const INGRESS: &[Column] = &[
+    NAME,
+    col("Class", "The IngressClass handling this ingress."),
+    col("Hosts", "Hosts the rules match."),
+    col("Address", "Load-balancer addresses of the ingress."),
+    col("Ports", "Ports the ingress serves."),
+    AGE,
+];
+
+fn ingress_hosts(rules: &[Value]) -> String {
+    const MAX: usize = 3;
+    let mut hosts: Vec<&str> = Vec::new();
+    // Once three hosts are listed, any further rule (with or without a host) is "more".
+    let mut more = false;
+    for rule in rules {
+        if hosts.len() == MAX {
+            more = true;
+        }
+        let host = str_at(rule, &["host"]);
+        if !more && !host.is_empty() {
+            hosts.push(host);
+        }
+    }
+    if hosts.is_empty() {
+        return "*".to_string();
+    }
+    if more {
+        return format!("{} + {} more...", hosts.join(","), rules.len() - MAX);
+    }
+    hosts.join(",")
+}
+
+fn ingress(ing: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let class = at(ing, &["spec", "ingressClassName"])
+        .and_then(Value::as_str)
+        .unwrap_or("<none>");
+    let address =
+        load_balancer_points(arr_at(ing, &["status", "loadBalancer", "ingress"])).join(",");
+    let ports = if arr_at(ing, &["spec", "tls"]).is_empty() {
+        "80"
+    } else {
+        "80, 443"
+    };
+    vec![
+        name(ing).into(),
+        class.into(),
+        ingress_hosts(arr_at(ing, &["spec", "rules"])).into(),
+        address.into(),
+        ports.into(),
+        since(created(ing), now).into(),
+    ]
+}
+
+const INGRESS_CLASS: &[Column] = &[
+    NAME,
+    col("Controller", "The controller that implements the class."),
+    col("Parameters", "Resource holding the class's parameters."),
+    AGE,
+];
+
+fn ingress_class(ic: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let parameters = match at(ic, &["spec", "parameters"]) {
+        Some(p) if !p.is_null() => {
+            let kind = str_at(p, &["kind"]);
+            let kind = match at(p, &["apiGroup"]).and_then(Value::as_str) {
+                Some(group) => format!("{kind}.{group}"),
+                None => kind.to_string(),
+            };
+            format!("{kind}/{}", str_at(p, &["name"]))
+        }
+        _ => "<none>".to_string(),
+    };
+    vec![
+        name(ic).into(),
+        str_at(ic, &["spec", "controller"]).into(),
+        parameters.into(),
+        since(created(ic), now).into(),
+    ]
+}
+
+const NETWORK_POLICY: &[Column] = &[
+    NAME,
+    col("Pod-Selector", "Pods the policy applies to."),
+    AGE,
+];
+
+fn network_policy(np: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    vec![
+        name(np).into(),
+        format_label_selector(at(np, &["spec", "podSelector"])).into(),
+        since(created(np), now).into(),
+    ]
+}
+
+const STORAGE_CLASS: &[Column] = &[
+    NAME,
+    col("Provisioner", "The volume plugin that provisions volumes."),
+    col("ReclaimPolicy", "Reclaim policy of provisioned volumes."),
+    col(
+        "VolumeBindingMode",
+        "When volumes are bound and provisioned.",
+    ),
+    col("AllowVolumeExpansion", "Whether claims may be resized."),
+    AGE,
+];
+
+const DEFAULT_CLASS: &str = "storageclass.kubernetes.io/is-default-class";
+const BETA_DEFAULT_CLASS: &str = "storageclass.beta.kubernetes.io/is-default-class";
+
+fn storage_class(sc: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let is_default = [DEFAULT_CLASS, BETA_DEFAULT_CLASS]
+        .iter()
+        .any(|a| str_at(sc, &["metadata", "annotations", a]) == "true");
+    let mut shown = name(sc).to_string();
+    if is_default {
+        shown.push_str(" (default)");
+    }
+    let or = |field: &str, default: &'static str| {
+        at(sc, &[field])
+            .and_then(Value::as_str)
+            .unwrap_or(default)
+            .to_string()
+    };
+    vec![
+        shown.into(),
+        str_at(sc, &["provisioner"]).into(),
+        or("reclaimPolicy", "Delete").into(),
+        or("volumeBindingMode", "Immediate").into(),
+        bool_at(sc, &["allowVolumeExpansion"])
+            .unwrap_or(false)
+            .into(),
+        since(created(sc), now).into(),
+    ]
+}
+
+const LEASE: &[Column] = &[NAME, col("Holder", "Identity of the lease holder."), AGE];
+
+fn lease(l: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    vec![
+        name(l).into(),
+        str_at(l, &["spec", "holderIdentity"]).into(),
+        since(created(l), now).into(),
+    ]
+}
+
+const PDB: &[Column] = &[
+    NAME,
+    col("Min Available", "Pods that must stay available."),
+    col("Max Unavailable", "Pods that may be unavailable."),
+    typed(
+        "Allowed Disruptions",
+        "integer",
+        "Pods that may be disrupted now.",
+    ),
+    AGE,
+];
+
+fn pdb(p: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let bound = |field: &str| match at(p, &["spec", field]) {
+        Some(v) if !v.is_null() => int_or_string(v),
+        _ => "N/A".to_string(),
+    };
+    vec![
+        name(p).into(),
+        bound("minAvailable").into(),
+        bound("maxUnavailable").into(),
+        int0(p, &["status", "disruptionsAllowed"]).into(),
+        since(created(p), now).into(),
+    ]
+}
+
+const PRIORITY_CLASS: &[Column] = &[
+    NAME,
+    typed("Value", "integer", "Priority of pods using the class."),
+    typed(
+        "Global-Default",
+        "boolean",
+        "Whether pods without a class get this one.",
+    ),
+    AGE,
+    wide(
+        "PreemptionPolicy",
+        "Whether pods of the class may preempt others.",
+    ),
+];
+
+fn priority_class(pc: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    vec![
+        name(pc).into(),
+        int0(pc, &["value"]).into(),
+        bool_at(pc, &["globalDefault"]).unwrap_or(false).into(),
+        since(created(pc), now).into(),
+        str_at(pc, &["preemptionPolicy"]).into(),
+    ]
+}
+
+const ENDPOINT_SLICE: &[Column] = &[
+    NAME,
+    col("AddressType", "IPv4, IPv6 or FQDN."),
+    col("Ports", "Up to three port numbers."),
+    col("Endpoints", "Up to three endpoint addresses."),
+    AGE,
+];
+
+/// Up to three entries, then `+ N more...`; `<unset>` when there are none.
+fn list_with_more(list: Vec<String>, count: usize) -> String {
+    const MAX: usize = 3;
+    let joined = list.into_iter().take(MAX).collect::<Vec<_>>().join(",");
+    if count > MAX {
+        format!("{joined} + {} more...", count - MAX)
+    } else if joined.is_empty() {
+        "<unset>".to_string()
+    } else {
+        joined
+    }
+}
+
+fn endpoint_slice(es: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let ports: Vec<String> = arr_at(es, &["ports"])
+        .iter()
+        .map(|p| {
+            match (
+                int_at(p, &["port"]),
+                at(p, &["name"]).and_then(Value::as_str),
+            ) {
+                (Some(port), _) => port.to_string(),
+                (None, Some(name)) => name.to_string(),
+                (None, None) => "*".to_string(),
+            }
+        })
+        .collect();
+    let addresses: Vec<String> = arr_at(es, &["endpoints"])
+        .iter()
+        .flat_map(|e| arr_at(e, &["addresses"]))
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect();
+    let (port_count, address_count) = (ports.len(), addresses.len());
+    vec![
+        name(es).into(),
+        str_at(es, &["addressType"]).into(),
+        list_with_more(ports, port_count).into(),
+        list_with_more(addresses, address_count).into(),
+        since(created(es), now).into(),
+    ]
+}
+
+const BINDING: &[Column] = &[
+    NAME,
+    col("Role", "The bound role (Kind/name)."),
+    AGE,
+    wide("Users", "Users bound."),
+    wide("Groups", "Groups bound."),
+    wide(
+        "ServiceAccounts",
+        "Service accounts bound (namespace:name).",
+    ),
+];
+
+fn binding(b: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let (mut users, mut groups, mut service_accounts) = (Vec::new(), Vec::new(), Vec::new());
+    for s in arr_at(b, &["subjects"]) {
+        let subject = str_at(s, &["name"]);
+        match str_at(s, &["kind"]) {
+            "User" => users.push(subject.to_string()),
+            "Group" => groups.push(subject.to_string()),
+            "ServiceAccount" => {
+                service_accounts.push(format!("{}:{subject}", str_at(s, &["namespace"])))
+            }
+            _ => {}
+        }
+    }
+    vec![
+        name(b).into(),
+        format!(
+            "{}/{}",
+            str_at(b, &["roleRef", "kind"]),
+            str_at(b, &["roleRef", "name"])
+        )
+        .into(),
+        since(created(b), now).into(),
+        users.join(", ").into(),
+        groups.join(", ").into(),
+        service_accounts.join(", ").into(),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2024-05-01T12:00:00Z")
+            .map(|t| t.with_timezone(&Utc))
+            .expect("time")
+    }
+
+    #[test]
+    fn ingress_row() {
+        let ing = json!({"metadata": {"name": "web"},
+            "spec": {"ingressClassName": "traefik", "tls": [{"hosts": ["a.example"]}],
+                     "rules": [{"host": "a.example"}, {"host": "b.example"}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.5"}]}}});
+        assert_eq!(
+            &ingress(&ing, now())[1..5],
+            &[
+                json!("traefik"),
+                json!("a.example,b.example"),
+                json!("10.0.0.5"),
+                json!("80, 443")
+            ]
+        );
+        let bare = json!({"spec": {"rules": [{}]}});
+        assert_eq!(
+            &ingress(&bare, now())[1..5],
+            &[json!("<none>"), json!("*"), json!(""), json!("80")]
+        );
+        let many = json!([{"host": "a"}, {"host": "b"}, {"host": "c"}, {"host": "d"}, {}]);
+        assert_eq!(
+            ingress_hosts(many.as_array().expect("rules")),
+            "a,b,c + 2 more..."
+        );
+    }
+
+    #[test]
+    fn storage_class_defaults() {
+        let sc = json!({"metadata": {"name": "local-path",
+                "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+            "provisioner": "rancher.io/local-path", "volumeBindingMode": "WaitForFirstConsumer"});
+        assert_eq!(
+            &storage_class(&sc, now())[..5],
+            &[
+                json!("local-path (default)"),
+                json!("rancher.io/local-path"),
+                json!("Delete"),
+                json!("WaitForFirstConsumer"),
+                json!(false)
+            ]
+        );
+    }
+
+    #[test]
+    fn pdb_priority_lease_binding() {
+        let p = json!({"metadata": {"name": "web"}, "spec": {"minAvailable": "50%"},
+            "status": {"disruptionsAllowed": 1}});
+        assert_eq!(
+            &pdb(&p, now())[1..4],
+            &[json!("50%"), json!("N/A"), json!(1)]
+        );
+        let pc = json!({"metadata": {"name": "high"}, "value": 1000, "globalDefault": true,
+            "preemptionPolicy": "Never"});
+        let cells = priority_class(&pc, now());
+        assert_eq!(
+            (&cells[1], &cells[2], &cells[4]),
+            (&json!(1000), &json!(true), &json!("Never"))
+        );
+        let l = json!({"metadata": {"name": "n1"}, "spec": {"holderIdentity": "n1"}});
+        assert_eq!(lease(&l, now())[1], "n1");
+        let rb = json!({"metadata": {"name": "rb"}, "roleRef": {"kind": "ClusterRole", "name": "view"},
+            "subjects": [{"kind": "User", "name": "alice"}, {"kind": "Group", "name": "devs"},
+                         {"kind": "ServiceAccount", "name": "ci", "namespace": "build"},
+                         {"kind": "User", "name": "bob"}]});
+        assert_eq!(
+            binding(&rb, now()),
+            vec![
+                json!("rb"),
+                json!("ClusterRole/view"),
+                json!("<unknown>"),
+                json!("alice, bob"),
+                json!("devs"),
+                json!("build:ci")
+            ]
+        );
+    }
+
+    #[test]
+    fn endpoint_slice_row() {
+        let es = json!({"metadata": {"name": "web-abc"}, "addressType": "IPv4",
+            "ports": [{"port": 80, "name": "http"}, {"name": "x"}, {}],
+            "endpoints": [{"addresses": ["10.0.0.1"]}, {"addresses": ["10.0.0.2"]},
+                          {"addresses": ["10.0.0.3"]}, {"addresses": ["10.0.0.4"]}]});
+        assert_eq!(
+            &endpoint_slice(&es, now())[1..4],
+            &[
+                json!("IPv4"),
+                json!("80,x,*"),
+                json!("10.0.0.1,10.0.0.2,10.0.0.3 + 1 more...")
+            ]
+        );
+        let empty = json!({"addressType": "IPv4"});
+        assert_eq!(endpoint_slice(&empty, now())[2], "<unset>");
+        let np = json!({"spec": {"podSelector": {}}});
+        assert_eq!(network_policy(&np, now())[1], "<none>");
+        let ic = json!({"spec": {"controller": "k8s.io/ingress-nginx",
+            "parameters": {"apiGroup": "k8s.example.com", "kind": "IngressParameters", "name": "p"}}});
+        assert_eq!(
+            ingress_class(&ic, now())[2],
+            "IngressParameters.k8s.example.com/p"
+        );
+    }
+}

@@ -1,0 +1,348 @@
+//! Resource verbs: get, list, watch, create, update, patch, delete, deletecollection.
+
+use super::codec::{self, Representation};
+use super::query::Query;
+use super::response;
+use super::subresource;
+use crate::error::{ApiError, ApiResult};
+use crate::registry::{DeleteOptions, Deleted, ListParams, WatchParams, WriteOptions};
+use crate::request::ResourcePath;
+use crate::state::AppState;
+use axum::body::{Body, Bytes};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use r8s_api::catalog::{self, ResourceInfo};
+use r8s_api::table::IncludeObject;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// Everything a verb needs about the request.
+pub struct Call {
+    pub state: AppState,
+    pub info: &'static ResourceInfo,
+    pub target: ResourcePath,
+    pub query: Query,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub rep: Representation,
+    pub include: IncludeObject,
+}
+
+impl Call {
+    /// The namespace of the request (only for namespaced kinds).
+    pub fn namespace(&self) -> Option<&str> {
+        self.target.namespace.as_deref().filter(|_| self.info.namespaced)
+    }
+
+    /// The object name (present for object URLs).
+    pub fn name(&self) -> ApiResult<&str> {
+        self.target
+            .name
+            .as_deref()
+            .ok_or_else(|| ApiError::method_not_allowed("", self.info.plural))
+    }
+
+    /// Write options from the query string.
+    pub fn write_options(&self) -> ApiResult<WriteOptions> {
+        Ok(WriteOptions {
+            dry_run: self.query.dry_run()?,
+        })
+    }
+
+    /// The request body as an object.
+    pub fn body_object(&self) -> ApiResult<Value> {
+        codec::decode_body(&self.headers, &self.body)
+    }
+
+    /// Render one object in the negotiated representation.
+    pub fn respond(&self, code: StatusCode, obj: Value) -> Response {
+        response::object(self.info, code, obj, self.rep, self.include)
+    }
+}
+
+/// Route a resource request to its verb.
+pub async fn handle(state: AppState, target: ResourcePath, req: Parts, body: Body) -> ApiResult<Response> {
+    let info = catalog::find(&target.group, &target.version, &target.resource)
+        .ok_or_else(|| ApiError::no_route(req.uri.path()))?;
+    if target.namespace.is_some() && !info.namespaced {
+        return Err(ApiError::no_route(req.uri.path()));
+    }
+    if let Some(ns) = &target.namespace {
+        if ns.is_empty() {
+            return Err(ApiError::no_route(req.uri.path()));
+        }
+    }
+    let method = req.method.clone();
+    let query = Query::parse(req.uri.query());
+    let headers = req.headers.clone();
+    let rep = codec::negotiate(&headers);
+    let include = match query.get("includeObject") {
+        Some("None") => IncludeObject::None,
+        Some("Object") => IncludeObject::Object,
+        _ => IncludeObject::Metadata,
+    };
+    let body = axum::body::to_bytes(body, codec::MAX_BODY_BYTES + 1)
+        .await
+        .map_err(|_| ApiError::too_large(codec::MAX_BODY_BYTES))?;
+    if body.len() > codec::MAX_BODY_BYTES {
+        return Err(ApiError::too_large(codec::MAX_BODY_BYTES));
+    }
+    let call = Call {
+        state,
+        info,
+        target,
+        query,
+        headers,
+        body,
+        rep,
+        include,
+    };
+    if let Some(sub) = call.target.subresource.clone() {
+        if call.info.subresource(sub.split('/').next().unwrap_or("")).is_none() {
+            return Err(ApiError::no_route(&sub));
+        }
+        return subresource::handle(call, &method, &sub).await;
+    }
+    let is_watch = call.target.legacy_watch || call.query.flag("watch");
+    match (method, call.target.name.is_some()) {
+        (Method::GET, false) if is_watch => watch(call).await,
+        (Method::GET, true) if is_watch => watch(call).await,
+        (Method::GET, false) => list(call).await,
+        (Method::GET, true) => get(call).await,
+        (Method::POST, false) => create(call).await,
+        (Method::PUT, true) => update(call, None).await,
+        (Method::PATCH, true) => patch(call, None).await,
+        (Method::DELETE, true) => delete(call).await,
+        (Method::DELETE, false) => delete_collection(call).await,
+        (m, _) => Err(ApiError::method_not_allowed(m.as_str(), info.plural)),
+    }
+}
+
+async fn get(call: Call) -> ApiResult<Response> {
+    let obj = call
+        .state
+        .registry
+        .get(call.info, call.namespace(), call.name()?)
+        .await?;
+    Ok(call.respond(StatusCode::OK, obj))
+}
+
+fn list_params(call: &Call) -> ApiResult<ListParams> {
+    let mut p = ListParams {
+        limit: call.query.int("limit")?.unwrap_or(0).max(0),
+        continue_token: call.query.get("continue").filter(|s| !s.is_empty()).map(str::to_string),
+        resource_version: call.query.get("resourceVersion").unwrap_or("").to_string(),
+        resource_version_match: call.query.get("resourceVersionMatch").unwrap_or("").to_string(),
+        ..Default::default()
+    };
+    let mut field = call.query.get("fieldSelector").unwrap_or("").to_string();
+    if let Some(name) = &call.target.name {
+        // A watch on one object is a watch with a name field selector.
+        let sel = format!("metadata.name={name}");
+        field = if field.is_empty() { sel } else { format!("{field},{sel}") };
+    }
+    p.parse_selectors(call.query.get("labelSelector"), Some(&field))?;
+    if p.continue_token.is_some() && !p.resource_version.is_empty() && p.resource_version != "0" {
+        return Err(ApiError::bad_request("specifying resource version is not allowed when using continue"));
+    }
+    Ok(p)
+}
+
+async fn list(call: Call) -> ApiResult<Response> {
+    let params = list_params(&call)?;
+    let page = call.state.registry.list(call.info, call.namespace(), &params).await?;
+    Ok(response::list(call.info, page, call.rep, call.include))
+}
+
+async fn watch(call: Call) -> ApiResult<Response> {
+    let params = list_params(&call)?;
+    let timeout = match call.query.int("timeoutSeconds")? {
+        Some(t) if t > 0 => Duration::from_secs(t as u64),
+        // Upstream picks a random timeout in [30m, 60m) so watchers spread their relists.
+        _ => Duration::from_secs(1800 + rand::random::<u64>() % 1800),
+    };
+    let wp = WatchParams {
+        bookmarks: call.query.flag("allowWatchBookmarks"),
+        send_initial_events: call.query.flag("sendInitialEvents"),
+        bookmark_interval: Some(Duration::from_secs(60)),
+    };
+    let events = call
+        .state
+        .registry
+        .watch(call.info, call.namespace(), params, wp)
+        .await?;
+    let info = call.info;
+    let rep = call.rep;
+    let include = call.include;
+    let mut first_table = true;
+    let lines = events.map(move |ev| {
+        let object = match rep {
+            Representation::Table if ev.kind != "ERROR" && ev.kind != "BOOKMARK" => {
+                let rv = ev.object.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("").to_string();
+                let mut t = r8s_api::table::to_table(info, &[ev.object], include, &rv, None, chrono::Utc::now());
+                // Column definitions travel with the first event only, as upstream.
+                if !first_table {
+                    t["columnDefinitions"] = json!([]);
+                }
+                first_table = false;
+                t
+            }
+            Representation::Metadata if ev.kind != "ERROR" => response::partial_metadata(&ev.object),
+            _ => ev.object,
+        };
+        let mut line = serde_json::to_vec(&json!({"type": ev.kind, "object": object})).unwrap_or_default();
+        line.push(b'\n');
+        Ok::<_, std::io::Error>(Bytes::from(line))
+    });
+    let deadline = tokio::time::sleep(timeout);
+    let lines = futures::stream::StreamExt::take_until(lines, deadline);
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-cache, private")],
+        Body::from_stream(lines),
+    )
+        .into_response())
+}
+
+async fn create(call: Call) -> ApiResult<Response> {
+    let obj = call.body_object()?;
+    let opts = call.write_options()?;
+    let created = call
+        .state
+        .registry
+        .create(call.info, call.namespace(), obj, &opts)
+        .await?;
+    Ok(call.respond(StatusCode::CREATED, created))
+}
+
+/// PUT of an object (or its status subresource).
+pub async fn update(call: Call, subresource: Option<&str>) -> ApiResult<Response> {
+    let body = call.body_object()?;
+    let opts = call.write_options()?;
+    let name = call.name()?.to_string();
+    let updated = call
+        .state
+        .registry
+        .update_with(call.info, call.namespace(), &name, subresource, &opts, |_current| Ok(body.clone()))
+        .await?;
+    Ok(call.respond(StatusCode::OK, updated))
+}
+
+/// PATCH of an object (or its status subresource).
+pub async fn patch(call: Call, subresource: Option<&str>) -> ApiResult<Response> {
+    let ct = codec::content_type(&call.headers);
+    let kind = r8s_api::patch::PatchType::from_content_type(&ct).ok_or_else(|| {
+        ApiError::unsupported_media_type(&ct)
+    })?;
+    let opts = call.write_options()?;
+    let name = call.name()?.to_string();
+    let info = call.info;
+    if kind == r8s_api::patch::PatchType::Apply {
+        if call.query.get("fieldManager").is_none_or(str::is_empty) {
+            return Err(ApiError::unprocessable(
+                "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+            ));
+        }
+        let applied = codec::decode_yaml(&call.body)?;
+        if crate::meta::name(&applied) != name && !crate::meta::name(&applied).is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({}) does not match the name on the URL ({name})",
+                crate::meta::name(&applied)
+            )));
+        }
+        match call.state.registry.get(info, call.namespace(), &name).await {
+            Err(e) if e.code == StatusCode::NOT_FOUND && subresource.is_none() => {
+                let mut obj = applied;
+                crate::meta::metadata_mut(&mut obj).insert("name".into(), json!(name));
+                let created = call.state.registry.create(info, call.namespace(), obj, &opts).await?;
+                return Ok(call.respond(StatusCode::CREATED, created));
+            }
+            Err(e) => return Err(e),
+            Ok(_) => {}
+        }
+    }
+    let merge_keys = r8s_api::patch::merge_keys_for(info.group, info.kind);
+    let body = call.body.clone();
+    let updated = call
+        .state
+        .registry
+        .update_with(info, call.namespace(), &name, subresource, &opts, |current| {
+            let mut patched = r8s_api::patch::apply_patch(kind, current, &body, &merge_keys)
+                .map_err(patch_error)?;
+            // A patch never changes the version the client is updating from unless it says so.
+            if patched.pointer("/metadata/resourceVersion") == current.pointer("/metadata/resourceVersion") {
+                if let Some(m) = patched.get_mut("metadata").and_then(Value::as_object_mut) {
+                    m.remove("resourceVersion");
+                }
+            }
+            Ok(patched)
+        })
+        .await?;
+    Ok(call.respond(StatusCode::OK, updated))
+}
+
+/// Map a patch failure to upstream's codes: malformed patches are 400, patches that
+/// cannot be applied are 422.
+pub fn patch_error(e: r8s_api::patch::PatchError) -> ApiError {
+    if e.is_malformed() {
+        ApiError::bad_request(e.to_string())
+    } else {
+        ApiError::unprocessable(e.to_string())
+    }
+}
+
+fn delete_options(call: &Call) -> ApiResult<DeleteOptions> {
+    let mut opts = DeleteOptions {
+        grace_period_seconds: call.query.int("gracePeriodSeconds")?,
+        propagation_policy: call.query.get("propagationPolicy").map(str::to_string),
+        dry_run: call.query.dry_run()?,
+        ..Default::default()
+    };
+    if call.query.flag("orphanDependents") {
+        opts.propagation_policy = Some("Orphan".into());
+    }
+    if !call.body.iter().all(u8::is_ascii_whitespace) {
+        let body = codec::decode_body(&call.headers, &call.body)?;
+        opts.merge_body(&body)?;
+    }
+    Ok(opts)
+}
+
+async fn delete(call: Call) -> ApiResult<Response> {
+    let opts = delete_options(&call)?;
+    let name = call.name()?.to_string();
+    match call.state.registry.delete(call.info, call.namespace(), &name, &opts).await? {
+        Deleted::Now(obj) => Ok(call.respond(StatusCode::OK, obj)),
+        Deleted::Pending(obj) => Ok(call.respond(StatusCode::ACCEPTED, obj)),
+    }
+}
+
+async fn delete_collection(call: Call) -> ApiResult<Response> {
+    let opts = delete_options(&call)?;
+    let params = list_params(&call)?;
+    let page = call.state.registry.list(call.info, call.namespace(), &params).await?;
+    let mut deleted = Vec::new();
+    for obj in page.items {
+        let name = crate::meta::name(&obj).to_string();
+        let ns = crate::meta::namespace(&obj).to_string();
+        let ns = if call.info.namespaced { Some(ns.as_str()) } else { None };
+        match call.state.registry.delete(call.info, ns, &name, &opts).await {
+            Ok(Deleted::Now(o)) | Ok(Deleted::Pending(o)) => deleted.push(o),
+            Err(e) if e.code == StatusCode::NOT_FOUND => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(response::list(
+        call.info,
+        crate::registry::ListPage {
+            items: deleted,
+            resource_version: page.resource_version,
+            continue_token: None,
+            remaining: None,
+        },
+        Representation::Object,
+        IncludeObject::Metadata,
+    ))
+}

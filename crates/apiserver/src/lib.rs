@@ -1,0 +1,22 @@
+//! The r8s API server: the Kubernetes REST API over the store.
+//!
+//! - [`server`]: HTTPS listener, TLS client-cert authentication, routing.
+//! - [`handlers`]: request handling (discovery, OpenAPI, health, resource verbs).
+//! - [`registry`]: the one generic registry (create/get/list/update/patch/delete/watch)
+//!   parameterised by per-kind strategies from `r8s-api`.
+//! - [`pki`], [`tls`]: cluster CA, certificates, kubeconfig.
+
+pub mod auth;
+pub mod bootstrap;
+pub mod error;
+pub mod handlers;
+pub mod meta;
+pub mod metrics;
+pub mod pki;
+pub mod registry;
+pub mod request;
+pub mod server;
+pub mod state;
+pub mod tls;
+
+pub use server::{Config, Running, start};

@@ -1,0 +1,136 @@
+//! Small helpers over the JSON form of objects: metadata access, names, timestamps.
+
+use rand::Rng;
+use serde_json::{Map, Value};
+
+/// `metadata` of an object, created if missing (or replaced if not an object).
+pub fn metadata_mut(obj: &mut Value) -> &mut Map<String, Value> {
+    if !obj.is_object() {
+        *obj = Value::Object(Map::new());
+    }
+    let Value::Object(map) = obj else {
+        unreachable!("obj was just made an object")
+    };
+    let meta = map
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !meta.is_object() {
+        *meta = Value::Object(Map::new());
+    }
+    match meta {
+        Value::Object(m) => m,
+        _ => unreachable!("metadata was just made an object"),
+    }
+}
+
+/// A string field of `metadata` (empty if absent).
+pub fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
+    obj.get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+/// `metadata.name`.
+pub fn name(obj: &Value) -> &str {
+    meta_str(obj, "name")
+}
+
+/// `metadata.namespace`.
+pub fn namespace(obj: &Value) -> &str {
+    meta_str(obj, "namespace")
+}
+
+/// `metadata.labels` as pairs (non-string values are ignored).
+pub fn labels(obj: &Value) -> std::collections::BTreeMap<String, String> {
+    obj.get("metadata")
+        .and_then(|m| m.get("labels"))
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `metadata.finalizers` as strings.
+pub fn finalizers(obj: &Value) -> Vec<String> {
+    obj.get("metadata")
+        .and_then(|m| m.get("finalizers"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether `metadata.deletionTimestamp` is set.
+pub fn is_deleting(obj: &Value) -> bool {
+    !meta_str(obj, "deletionTimestamp").is_empty()
+}
+
+/// Now as an RFC 3339 timestamp with second precision, as metav1.Time serializes.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// Upstream's name generator: base (cut to 58 characters) + 5 random characters from an
+/// alphabet without vowels or look-alikes.
+pub fn generate_name(base: &str) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    const MAX_BASE: usize = 63 - 5;
+    let base: String = base.chars().take(MAX_BASE).collect();
+    let mut rng = rand::rng();
+    let suffix: String = (0..5)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
+    format!("{base}{suffix}")
+}
+
+/// The object without `metadata` and `status`: a change here bumps `metadata.generation`.
+pub fn spec_part(obj: &Value) -> Value {
+    let mut copy = obj.clone();
+    if let Some(map) = copy.as_object_mut() {
+        for k in ["metadata", "status", "apiVersion", "kind"] {
+            map.remove(k);
+        }
+    }
+    copy
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn generate_name_cuts_base_and_appends_five() {
+        let long = "a".repeat(80);
+        let n = generate_name(&long);
+        assert_eq!(n.len(), 63);
+        let n = generate_name("web-");
+        assert!(n.starts_with("web-") && n.len() == 9);
+    }
+
+    #[test]
+    fn metadata_mut_repairs_junk() {
+        let mut v = json!({"metadata": 5});
+        metadata_mut(&mut v).insert("name".into(), json!("x"));
+        assert_eq!(name(&v), "x");
+        let mut v = json!([1, 2]);
+        metadata_mut(&mut v);
+        assert!(v.is_object());
+    }
+
+    #[test]
+    fn spec_part_ignores_metadata_and_status() {
+        let a = json!({"metadata": {"labels": {"a": "b"}}, "spec": {"x": 1}, "status": {"y": 2}});
+        let b = json!({"metadata": {}, "spec": {"x": 1}});
+        assert_eq!(spec_part(&a), spec_part(&b));
+    }
+}

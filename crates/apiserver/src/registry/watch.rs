@@ -1,0 +1,189 @@
+//! Watch: synthetic ADDED events for the current state (when asked), then every change
+//! from the store in revision order, filtered by selectors with upstream's transitions
+//! (an object that stops matching is seen as DELETED, one that starts matching as ADDED).
+
+use super::{ListParams, Registry, collection_prefix, decode, set_resource_version};
+use crate::error::{ApiError, ApiResult};
+use futures::stream::{BoxStream, StreamExt};
+use r8s_api::catalog::ResourceInfo;
+use r8s_store::{EventKind, WatchEvent};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// One event as sent to clients.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiEvent {
+    /// `ADDED`, `MODIFIED`, `DELETED`, `BOOKMARK` or `ERROR`.
+    pub kind: &'static str,
+    pub object: Value,
+}
+
+/// Watch parameters beyond the list ones.
+#[derive(Debug, Clone, Default)]
+pub struct WatchParams {
+    pub bookmarks: bool,
+    /// `sendInitialEvents=true`: synthetic ADDED then a bookmark marking their end.
+    pub send_initial_events: bool,
+    pub bookmark_interval: Option<Duration>,
+}
+
+impl Registry {
+    /// Start a watch; errors that happen before the first event (bad resourceVersion) are
+    /// returned; later ones (compaction, lag) arrive as an ERROR event that ends the stream.
+    pub async fn watch(
+        &self,
+        info: &'static ResourceInfo,
+        namespace: Option<&str>,
+        params: ListParams,
+        wp: WatchParams,
+    ) -> ApiResult<BoxStream<'static, ApiEvent>> {
+        let prefix = collection_prefix(info, namespace);
+        let rv = params.resource_version.as_str();
+        let synthetic = rv.is_empty() || rv == "0" || wp.send_initial_events;
+        let (initial, from) = if synthetic {
+            let mut lp = params.clone();
+            lp.limit = 0;
+            lp.continue_token = None;
+            lp.resource_version = String::new();
+            let page = self.list(info, namespace, &lp).await?;
+            let evs: Vec<ApiEvent> = page
+                .items
+                .into_iter()
+                .map(|object| ApiEvent { kind: "ADDED", object })
+                .collect();
+            (evs, page.resource_version)
+        } else {
+            let rev: i64 = rv
+                .parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version {rv:?}")))?;
+            (Vec::new(), rev)
+        };
+        let mut initial = initial;
+        if wp.send_initial_events && wp.bookmarks {
+            initial.push(bookmark(info, from, true));
+        }
+        let store_stream = match self.store.watch(&prefix, from).await {
+            Ok(s) => s,
+            Err(e @ r8s_store::Error::Compacted { .. }) => {
+                let err = ApiError::gone(format!("too old resource version: {from} ({e})"));
+                let ev = ApiEvent {
+                    kind: "ERROR",
+                    object: err.status_body(),
+                };
+                return Ok(futures::stream::iter(vec![ev]).boxed());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let filter = params;
+        let changes = store_stream
+            .map(move |item| match item {
+                Ok(ev) => translate(info, &filter, ev),
+                Err(e) => {
+                    let err: ApiError = match e {
+                        r8s_store::Error::Compacted { .. } => ApiError::gone(format!("too old resource version: {e}")),
+                        other => ApiError::gone(format!("watch ended: {other}")),
+                    };
+                    Some(ApiEvent {
+                        kind: "ERROR",
+                        object: err.status_body(),
+                    })
+                }
+            })
+            .filter_map(futures::future::ready);
+        // End the stream after an ERROR event.
+        let changes = end_after_error(changes.boxed());
+        let events = futures::stream::iter(initial).chain(changes);
+        Ok(match (wp.bookmarks, wp.bookmark_interval) {
+            (true, Some(every)) => with_bookmarks(info, events.boxed(), from, every),
+            _ => events.boxed(),
+        })
+    }
+}
+
+/// A store event → what a client with these selectors sees (or nothing).
+fn translate(info: &'static ResourceInfo, filter: &ListParams, ev: WatchEvent) -> Option<ApiEvent> {
+    let rev = ev.revision();
+    let decode_kv = |kv: &r8s_store::KeyValue| decode(info, kv).ok();
+    match ev.kind {
+        EventKind::Put => {
+            let new = decode_kv(&ev.kv)?;
+            let new_match = filter.matches(info, &new);
+            match ev.prev.as_ref().and_then(decode_kv) {
+                None => new_match.then_some(ApiEvent { kind: "ADDED", object: new }),
+                Some(old) => {
+                    let old_match = filter.matches(info, &old);
+                    match (old_match, new_match) {
+                        (true, true) => Some(ApiEvent { kind: "MODIFIED", object: new }),
+                        (false, true) => Some(ApiEvent { kind: "ADDED", object: new }),
+                        (true, false) => Some(ApiEvent { kind: "DELETED", object: new }),
+                        (false, false) => None,
+                    }
+                }
+            }
+        }
+        EventKind::Delete => {
+            let mut old = ev.prev.as_ref().and_then(decode_kv)?;
+            if !filter.matches(info, &old) {
+                return None;
+            }
+            set_resource_version(&mut old, rev);
+            Some(ApiEvent { kind: "DELETED", object: old })
+        }
+    }
+}
+
+fn bookmark(info: &ResourceInfo, rev: i64, initial_end: bool) -> ApiEvent {
+    let mut metadata = json!({"resourceVersion": rev.to_string()});
+    if initial_end {
+        metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
+    ApiEvent {
+        kind: "BOOKMARK",
+        object: json!({"kind": info.kind, "apiVersion": info.api_version(), "metadata": metadata}),
+    }
+}
+
+/// Stop right after the first ERROR event.
+fn end_after_error(s: BoxStream<'static, ApiEvent>) -> BoxStream<'static, ApiEvent> {
+    futures::stream::unfold((s, false), |(mut s, done)| async move {
+        if done {
+            return None;
+        }
+        let ev = s.next().await?;
+        let is_err = ev.kind == "ERROR";
+        Some((ev, (s, is_err)))
+    })
+    .boxed()
+}
+
+/// Interleave periodic BOOKMARK events carrying the last revision seen; ends with `events`.
+fn with_bookmarks(
+    info: &'static ResourceInfo,
+    events: BoxStream<'static, ApiEvent>,
+    start: i64,
+    every: Duration,
+) -> BoxStream<'static, ApiEvent> {
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    futures::stream::unfold(
+        (events, ticker, start),
+        move |(mut events, mut ticker, mut last)| async move {
+            tokio::select! {
+                ev = events.next() => {
+                    let ev = ev?;
+                    if let Some(rv) = ev
+                        .object
+                        .pointer("/metadata/resourceVersion")
+                        .and_then(Value::as_str)
+                        .and_then(|s| s.parse::<i64>().ok())
+                    {
+                        last = last.max(rv);
+                    }
+                    Some((ev, (events, ticker, last)))
+                }
+                _ = ticker.tick() => Some((bookmark(info, last, false), (events, ticker, last))),
+            }
+        },
+    )
+    .boxed()
+}

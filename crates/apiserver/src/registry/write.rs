@@ -1,0 +1,351 @@
+//! Create and update (PUT, patch, status/scale subresources) — upstream's BeforeCreate /
+//! GuaranteedUpdate flow.
+
+use super::{Registry, encode, object_key};
+use crate::error::{ApiError, ApiResult};
+use crate::meta;
+use r8s_api::catalog::ResourceInfo;
+use r8s_api::strategy::{self, FieldError};
+use serde_json::{Value, json};
+
+/// Options shared by writes.
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    /// `dryRun=All`: run every step but do not persist.
+    pub dry_run: bool,
+}
+
+/// How many times an unconditional update is retried when another writer wins the race.
+const UPDATE_RETRIES: usize = 16;
+
+impl Registry {
+    /// Create an object in `namespace` (ignored for cluster-scoped kinds).
+    pub async fn create(
+        &self,
+        info: &'static ResourceInfo,
+        namespace: Option<&str>,
+        mut obj: Value,
+        opts: &WriteOptions,
+    ) -> ApiResult<Value> {
+        check_type_meta(info, &obj)?;
+        let namespace = self.resolve_namespace(info, namespace, &mut obj)?;
+        {
+            let m = meta::metadata_mut(&mut obj);
+            let name = m.get("name").and_then(Value::as_str).unwrap_or("");
+            let gen_base = m.get("generateName").and_then(Value::as_str).unwrap_or("");
+            if name.is_empty() && !gen_base.is_empty() {
+                let generated = meta::generate_name(gen_base);
+                m.insert("name".into(), Value::String(generated));
+            }
+            m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+            m.insert("creationTimestamp".into(), json!(meta::now_rfc3339()));
+            m.insert("generation".into(), json!(1));
+            for k in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+                m.remove(k);
+            }
+        }
+        let strategy = strategy::for_kind(info.group, info.kind);
+        strategy.default(&mut obj);
+        strategy.prepare_for_create(&mut obj);
+        let name = meta::name(&obj).to_string();
+        let mut errors = validate_meta(info, &obj);
+        errors.extend(strategy.validate_create(&obj));
+        if !errors.is_empty() {
+            return Err(ApiError::invalid(info.group, info.kind, &name, &errors));
+        }
+        if let Some(ns) = namespace.as_deref() {
+            self.check_namespace_accepts_creates(ns).await?;
+        }
+        let allocated = self.alloc.on_create(info, &mut obj, opts.dry_run).await?;
+        if opts.dry_run {
+            return Ok(obj);
+        }
+        let key = object_key(info, namespace.as_deref(), &name);
+        let bytes = encode(&obj)?;
+        match self.store.create(&key, bytes, None).await {
+            Ok(rev) => {
+                super::set_resource_version(&mut obj, rev);
+                super::set_type_meta(info, &mut obj);
+                Ok(obj)
+            }
+            Err(e) => {
+                self.alloc.release_all(allocated).await;
+                Err(match e {
+                    r8s_store::Error::AlreadyExists(_) => {
+                        ApiError::already_exists(info.group, info.plural, &name)
+                    }
+                    other => other.into(),
+                })
+            }
+        }
+    }
+
+    /// Update an object: `mutate` turns the current object into the desired one and may fail
+    /// (e.g. a stale resourceVersion in a PUT body). Retried when a concurrent writer wins,
+    /// unless `mutate` pinned a resourceVersion. `subresource` selects the status split.
+    pub async fn update_with<F>(
+        &self,
+        info: &'static ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        subresource: Option<&str>,
+        opts: &WriteOptions,
+        mut mutate: F,
+    ) -> ApiResult<Value>
+    where
+        F: FnMut(&Value) -> ApiResult<Value> + Send,
+    {
+        let namespace = namespace.filter(|_| info.namespaced);
+        for _ in 0..UPDATE_RETRIES {
+            let (current, kv) = self.get_kv(info, namespace, name).await?;
+            let mut desired = mutate(&current)?;
+            check_type_meta(info, &desired)?;
+            let pinned_rv = meta::meta_str(&desired, "resourceVersion").to_string();
+            if !pinned_rv.is_empty() && pinned_rv != kv.mod_revision.to_string() {
+                return Err(ApiError::conflict(info.group, info.plural, name));
+            }
+            let body_name = meta::name(&desired);
+            if !body_name.is_empty() && body_name != name {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({body_name}) does not match the name on the URL ({name})"
+                )));
+            }
+            let body_ns = meta::namespace(&desired);
+            if info.namespaced && !body_ns.is_empty() && Some(body_ns) != namespace {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+            self.prepare_update(info, subresource, &mut desired, &current)?;
+            if meta::is_deleting(&desired) && meta::finalizers(&desired).is_empty() && !pending_namespace_finalizers(info, &desired) {
+                // The last finalizer is gone: the object goes away now (as upstream).
+                if opts.dry_run {
+                    return Ok(desired);
+                }
+                let key = object_key(info, namespace, name);
+                return match self.store.delete(&key, Some(kv.mod_revision)).await {
+                    Ok(_) => {
+                        self.alloc.on_delete(info, &current).await;
+                        Ok(desired)
+                    }
+                    Err(r8s_store::Error::Conflict { .. }) => continue,
+                    Err(r8s_store::Error::NotFound(_)) => Err(ApiError::not_found(info.group, info.plural, name)),
+                    Err(e) => Err(e.into()),
+                };
+            }
+            let allocated = self.alloc.on_update(info, &mut desired, &current, opts.dry_run).await?;
+            if opts.dry_run || desired_unchanged(&desired, &current) {
+                let mut out = desired;
+                super::set_resource_version(&mut out, kv.mod_revision);
+                return Ok(out);
+            }
+            let key = object_key(info, namespace, name);
+            match self.store.update(&key, encode(&desired)?, kv.mod_revision, None).await {
+                Ok(rev) => {
+                    super::set_resource_version(&mut desired, rev);
+                    super::set_type_meta(info, &mut desired);
+                    return Ok(desired);
+                }
+                Err(r8s_store::Error::Conflict { .. }) => {
+                    self.alloc.release_all(allocated).await;
+                    if !pinned_rv.is_empty() {
+                        return Err(ApiError::conflict(info.group, info.plural, name));
+                    }
+                }
+                Err(r8s_store::Error::NotFound(_)) => {
+                    self.alloc.release_all(allocated).await;
+                    return Err(ApiError::not_found(info.group, info.plural, name));
+                }
+                Err(e) => {
+                    self.alloc.release_all(allocated).await;
+                    return Err(e.into());
+                }
+            }
+        }
+        Err(ApiError::conflict(info.group, info.plural, name))
+    }
+
+    /// System metadata, status split, generation, defaults and validation for an update.
+    fn prepare_update(
+        &self,
+        info: &'static ResourceInfo,
+        subresource: Option<&str>,
+        desired: &mut Value,
+        current: &Value,
+    ) -> ApiResult<()> {
+        let has_status = info.subresource("status").is_some();
+        match subresource {
+            Some("status") => {
+                // Status writes change only status (upstream status strategies).
+                let status = desired.get("status").cloned();
+                *desired = current.clone();
+                if let Some(map) = desired.as_object_mut() {
+                    match status {
+                        Some(s) => map.insert("status".into(), s),
+                        None => map.remove("status"),
+                    };
+                }
+            }
+            // Internal subresources (binding, finalize) write exactly what they computed.
+            Some(_) => {}
+            None if has_status => {
+                if let Some(map) = desired.as_object_mut() {
+                    match current.get("status") {
+                        Some(s) => map.insert("status".into(), s.clone()),
+                        None => map.remove("status"),
+                    };
+                }
+            }
+            None => {}
+        }
+        // System-owned metadata never changes through an update.
+        let cur_meta = current.get("metadata").cloned().unwrap_or(json!({}));
+        let m = meta::metadata_mut(desired);
+        for k in ["uid", "creationTimestamp", "namespace", "name", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+            match cur_meta.get(k) {
+                Some(v) => m.insert(k.into(), v.clone()),
+                None => m.remove(k),
+            };
+        }
+        m.remove("resourceVersion");
+        let strategy = strategy::for_kind(info.group, info.kind);
+        strategy.default(desired);
+        if subresource.is_none() {
+            strategy.prepare_for_update(desired, current);
+        }
+        if meta::spec_part(desired) != meta::spec_part(current) {
+            let next = current
+                .get("metadata")
+                .and_then(|m| m.get("generation"))
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                + 1;
+            meta::metadata_mut(desired).insert("generation".into(), json!(next));
+        }
+        let name = meta::name(current).to_string();
+        let mut errors = validate_meta(info, desired);
+        if matches!(subresource, None | Some("status")) {
+            errors.extend(strategy.validate_update(desired, current));
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::invalid(info.group, info.kind, &name, &errors));
+        }
+        Ok(())
+    }
+
+    /// The namespace an object goes into: URL wins, the body must agree.
+    fn resolve_namespace(
+        &self,
+        info: &ResourceInfo,
+        url_namespace: Option<&str>,
+        obj: &mut Value,
+    ) -> ApiResult<Option<String>> {
+        let m = meta::metadata_mut(obj);
+        if !info.namespaced {
+            m.remove("namespace");
+            return Ok(None);
+        }
+        let body_ns = m.get("namespace").and_then(Value::as_str).unwrap_or("").to_string();
+        let ns = match url_namespace {
+            Some(u) if !body_ns.is_empty() && body_ns != u => {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+            Some(u) => u.to_string(),
+            None if !body_ns.is_empty() => body_ns,
+            None => {
+                return Err(ApiError::bad_request("the server could not find the requested resource: a namespace must be specified"));
+            }
+        };
+        m.insert("namespace".into(), Value::String(ns.clone()));
+        Ok(Some(ns))
+    }
+
+    /// Creating into a missing namespace is 404; into a terminating one 403, as upstream.
+    async fn check_namespace_accepts_creates(&self, ns: &str) -> ApiResult<()> {
+        let key = format!("/registry/core/namespaces/{ns}");
+        let Some(kv) = self.store.get(&key, 0).await? else {
+            return Err(ApiError::not_found("", "namespaces", ns));
+        };
+        let obj: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
+        if meta::is_deleting(&obj) {
+            return Err(ApiError::forbidden(format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A namespace keeps existing while its `spec.finalizers` are pending.
+fn pending_namespace_finalizers(info: &ResourceInfo, obj: &Value) -> bool {
+    info.group.is_empty()
+        && info.plural == "namespaces"
+        && obj
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+}
+
+/// No-op updates do not create a new revision (upstream skips the write too).
+fn desired_unchanged(desired: &Value, current: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut c = v.clone();
+        if let Some(m) = c.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+            m.remove("managedFields");
+        }
+        if let Some(m) = c.as_object_mut() {
+            m.remove("apiVersion");
+            m.remove("kind");
+        }
+        c
+    };
+    strip(desired) == strip(current)
+}
+
+/// The body's kind/apiVersion, when given, must be the URL's.
+fn check_type_meta(info: &ResourceInfo, obj: &Value) -> ApiResult<()> {
+    if !obj.is_object() {
+        return Err(ApiError::bad_request("the body of the request must be a JSON object"));
+    }
+    if let Some(kind) = obj.get("kind") {
+        let kind = kind.as_str().unwrap_or("");
+        if !kind.is_empty() && kind != info.kind {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({kind}) does not match the expected kind ({})",
+                info.kind
+            )));
+        }
+    }
+    if let Some(av) = obj.get("apiVersion") {
+        let av = av.as_str().unwrap_or("");
+        let storage_av = if info.group.is_empty() {
+            info.storage_version.to_string()
+        } else {
+            format!("{}/{}", info.group, info.storage_version)
+        };
+        if !av.is_empty() && av != info.api_version() && av != storage_av {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({av}) does not match the expected API version ({})",
+                info.api_version()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Generic ObjectMeta validation, with the kind's name rule.
+fn validate_meta(info: &ResourceInfo, obj: &Value) -> Vec<FieldError> {
+    strategy::validation::validate_object_meta(obj, info.namespaced, name_rule(info))
+}
+
+/// Namespaces and services need DNS-1123 labels; everything else DNS-1123 subdomains.
+fn name_rule(info: &ResourceInfo) -> strategy::validation::NameRule {
+    use strategy::validation::NameRule;
+    match (info.group, info.plural) {
+        ("", "namespaces") | ("", "services") => NameRule::Dns1123Label,
+        _ => NameRule::Dns1123Subdomain,
+    }
+}

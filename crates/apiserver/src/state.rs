@@ -1,0 +1,19 @@
+//! Shared state of the running API server.
+
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+/// Everything handlers need; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Registry,
+    pub metrics: Arc<Metrics>,
+    /// Bearer tokens accepted besides client certificates (the join token).
+    pub token: Arc<String>,
+    /// `https://host:port` clients reach this server at (for discovery).
+    pub server_address: Arc<String>,
+    /// Set once bootstrap (default namespaces, `kubernetes` Service) has completed.
+    pub ready: Arc<AtomicBool>,
+}

@@ -1,0 +1,66 @@
+//! `r8s server`: open the store, start the API server, run until SIGINT/SIGTERM.
+
+use crate::cli::ServerArgs;
+use anyhow::Context;
+use std::net::{IpAddr, Ipv4Addr};
+
+/// Run the server until a termination signal.
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let data_dir = args.data.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    let store = r8s_store::open(&args.datastore_endpoint, &super::sqlite_path(&data_dir))
+        .await
+        .context("opening the datastore")?;
+    tracing::info!(backend = store.backend(), "datastore open");
+    let node_ip = args.node_ip.unwrap_or_else(default_route_ip);
+    let cfg = r8s_apiserver::Config {
+        data_dir: data_dir.clone(),
+        bind_address: args.bind_address,
+        port: args.https_listen_port,
+        advertise_address: node_ip,
+        service_cidr: args.service_cidr.clone(),
+        write_kubeconfig: args.write_kubeconfig.clone(),
+        tls_sans: args.tls_san.clone(),
+    };
+    let running = r8s_apiserver::start(cfg, store).await.context("starting the API server")?;
+    println!(
+        "r8s server listening on https://{} ; kubeconfig: {}",
+        running.local_addr,
+        running.kubeconfig.display()
+    );
+    if !args.disable_agent {
+        tracing::warn!("the node agent is not implemented yet; running the control plane only");
+    }
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    running.abort();
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// The address of the interface holding the default route: the local address the kernel
+/// would pick for an outside destination. A UDP `connect` only selects a route; no packet
+/// is sent. Falls back to loopback on a machine without a default route.
+fn default_route_ip() -> IpAddr {
+    let probe = || -> std::io::Result<IpAddr> {
+        let sock = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        sock.connect((Ipv4Addr::new(192, 0, 2, 1), 9))?;
+        Ok(sock.local_addr()?.ip())
+    };
+    probe().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Install the Debian packages r8s and its tests need. Idempotent.
+set -euo pipefail
+PKGS=(etcd-server etcd-client containerd runc containernetworking-plugins protobuf-compiler
+      busybox-static nftables iptables conntrack iproute2 sqlite3 ca-certificates)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
