@@ -11,6 +11,7 @@
 pub mod catalog;
 pub mod discovery;
 pub mod openapi;
+pub mod patch;
 pub mod protobuf;
 pub mod selector;
 pub mod strategy;

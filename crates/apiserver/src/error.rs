@@ -26,6 +26,11 @@ impl ApiError {
         }
     }
 
+    /// An error with an explicit code and reason (e.g. translated from a patch error).
+    pub fn from_parts(code: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+        Self::new(code, reason, message)
+    }
+
     fn with_details(mut self, details: Value) -> Self {
         self.details = Some(details);
         self

@@ -23,7 +23,10 @@ fn io_err(path: &Path, e: std::io::Error) -> Error {
 
 /// A temporary sibling of `dest` (same directory, so the final rename is atomic).
 fn temp_sibling(dest: &Path, what: &str) -> PathBuf {
-    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     dest.with_file_name(format!(".{name}.{what}-{}", std::process::id()))
 }
 
@@ -36,10 +39,14 @@ fn ensure_parent(path: &Path) -> Result<()> {
 
 /// Makes `tmp` durable, renames it to `dest` and makes the rename durable.
 fn install(tmp: &Path, dest: &Path) -> Result<()> {
-    std::fs::File::open(tmp).and_then(|f| f.sync_all()).map_err(|e| io_err(tmp, e))?;
+    std::fs::File::open(tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io_err(tmp, e))?;
     std::fs::rename(tmp, dest).map_err(|e| io_err(dest, e))?;
     if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::File::open(dir).and_then(|f| f.sync_all()).map_err(|e| io_err(dir, e))?;
+        std::fs::File::open(dir)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| io_err(dir, e))?;
     }
     Ok(())
 }
@@ -56,32 +63,43 @@ fn remove_temp(tmp: &Path) {
 /// Checks that the database at `file` is an intact r8s store; errors name `shown`.
 fn check_store(file: &Path, shown: &Path) -> Result<()> {
     let rename = |e: Error| match e {
-        Error::Corrupt { reason, .. } => Error::Corrupt { path: shown.display().to_string(), reason },
+        Error::Corrupt { reason, .. } => Error::Corrupt {
+            path: shown.display().to_string(),
+            reason,
+        },
         other => other,
     };
     schema::check_header(file).map_err(rename)?;
     let conn = Connection::open_with_flags(file, OpenFlags::SQLITE_OPEN_READ_WRITE)
         .map_err(|e| rename(schema::map_err(file, e)))?;
-    conn.busy_timeout(BUSY).map_err(|e| rename(schema::map_err(file, e)))?;
+    conn.busy_timeout(BUSY)
+        .map_err(|e| rename(schema::map_err(file, e)))?;
     schema::validate(&conn, file).map_err(rename)?;
     let check: String = conn
         .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
         .map_err(|e| rename(schema::map_err(file, e)))?;
     if check != "ok" {
-        return Err(Error::Corrupt { path: shown.display().to_string(), reason: format!("integrity check: {check}") });
+        return Err(Error::Corrupt {
+            path: shown.display().to_string(),
+            reason: format!("integrity check: {check}"),
+        });
     }
     Ok(())
 }
 
 fn save_blocking(db_path: &Path, out: &Path) -> Result<()> {
     if !db_path.is_file() {
-        return Err(Error::InvalidArgument(format!("{}: no datastore there", db_path.display())));
+        return Err(Error::InvalidArgument(format!(
+            "{}: no datastore there",
+            db_path.display()
+        )));
     }
     schema::check_header(db_path)?;
     ensure_parent(out)?;
     let conn = Connection::open_with_flags(db_path, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| schema::map_err(db_path, e))?;
-    conn.busy_timeout(BUSY).map_err(|e| schema::map_err(db_path, e))?;
+    conn.busy_timeout(BUSY)
+        .map_err(|e| schema::map_err(db_path, e))?;
     schema::validate(&conn, db_path)?;
     let tmp = temp_sibling(out, "saving");
     remove_temp(&tmp);
@@ -89,9 +107,11 @@ fn save_blocking(db_path: &Path, out: &Path) -> Result<()> {
         let target = tmp.to_str().ok_or_else(|| {
             Error::InvalidArgument(format!("{}: path is not valid UTF-8", out.display()))
         })?;
-        conn.execute("VACUUM INTO ?1", [target]).map_err(|e| match schema::map_err(db_path, e) {
-            Error::DiskFull(_) => Error::DiskFull(out.display().to_string()),
-            other => other,
+        conn.execute("VACUUM INTO ?1", [target]).map_err(|e| {
+            match schema::map_err(db_path, e) {
+                Error::DiskFull(_) => Error::DiskFull(out.display().to_string()),
+                other => other,
+            }
         })?;
         check_store(&tmp, out)?;
         install(&tmp, out)
@@ -103,7 +123,10 @@ fn save_blocking(db_path: &Path, out: &Path) -> Result<()> {
 }
 
 fn restore_blocking(snapshot: &Path, db_path: &Path) -> Result<()> {
-    for existing in [db_path.to_path_buf(), PathBuf::from(format!("{}-wal", db_path.display()))] {
+    for existing in [
+        db_path.to_path_buf(),
+        PathBuf::from(format!("{}-wal", db_path.display())),
+    ] {
         if existing.exists() {
             return Err(Error::InvalidArgument(format!(
                 "{} already exists; stop r8s and move the old datastore away before restoring",
@@ -112,7 +135,10 @@ fn restore_blocking(snapshot: &Path, db_path: &Path) -> Result<()> {
         }
     }
     if !snapshot.is_file() {
-        return Err(Error::InvalidArgument(format!("{}: no such snapshot file", snapshot.display())));
+        return Err(Error::InvalidArgument(format!(
+            "{}: no such snapshot file",
+            snapshot.display()
+        )));
     }
     // Validate before copying anything into place: a bad file must not become the store.
     schema::check_header(snapshot)?;

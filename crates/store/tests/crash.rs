@@ -22,8 +22,13 @@ fn value_of(key: &str) -> Vec<u8> {
 /// The child: writes until killed. Does nothing in a normal test run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn crash_child() {
-    let Ok(db) = std::env::var(CHILD_ENV) else { return };
-    let opts = Options { compact_interval: None, ..Options::default() };
+    let Ok(db) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let opts = Options {
+        compact_interval: None,
+        ..Options::default()
+    };
     let store = std::sync::Arc::new(SqliteStore::open(db.as_ref(), opts).await.expect("open"));
     let mut tasks = Vec::new();
     for w in 0..WRITERS {
@@ -31,9 +36,14 @@ async fn crash_child() {
         tasks.push(tokio::spawn(async move {
             for i in 0.. {
                 let key = format!("/registry/crash/{w:02}/{i:06}");
-                let rev = store.create(&key, value_of(&key), None).await.expect("create");
+                let rev = store
+                    .create(&key, value_of(&key), None)
+                    .await
+                    .expect("create");
                 let mut out = std::io::stdout().lock();
-                writeln!(out, "ACK {key} {rev}").and_then(|_| out.flush()).expect("stdout");
+                writeln!(out, "ACK {key} {rev}")
+                    .and_then(|_| out.flush())
+                    .expect("stdout");
             }
         }));
     }
@@ -88,9 +98,16 @@ async fn kill9_keeps_acknowledged_writes() {
                     if let Some(mut e) = child.stderr.take() {
                         let _ = std::io::Read::read_to_string(&mut e, &mut err);
                     }
-                    panic!("child exited early ({status}) after {} acks:\n{err}", acked.len());
+                    panic!(
+                        "child exited early ({status}) after {} acks:\n{err}",
+                        acked.len()
+                    );
                 }
-                assert!(Instant::now() < deadline, "only {} acks in time", acked.len());
+                assert!(
+                    Instant::now() < deadline,
+                    "only {} acks in time",
+                    acked.len()
+                );
             }
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         }
@@ -103,12 +120,22 @@ async fn kill9_keeps_acknowledged_writes() {
     acked.extend(rx.try_iter());
     assert!(acked.len() >= KILL_AFTER_ACKS);
 
-    let store = SqliteStore::open(&db, Options { compact_interval: None, ..Options::default() })
-        .await
-        .expect("reopen after kill -9");
+    let store = SqliteStore::open(
+        &db,
+        Options {
+            compact_interval: None,
+            ..Options::default()
+        },
+    )
+    .await
+    .expect("reopen after kill -9");
     let mut max_rev = 0;
     for (key, rev) in &acked {
-        let kv = store.get(key, 0).await.expect("get").unwrap_or_else(|| panic!("acknowledged {key} lost"));
+        let kv = store
+            .get(key, 0)
+            .await
+            .expect("get")
+            .unwrap_or_else(|| panic!("acknowledged {key} lost"));
         assert_eq!(kv.value, value_of(key));
         assert_eq!(kv.mod_revision, *rev, "{key}");
         max_rev = max_rev.max(*rev);
@@ -116,9 +143,15 @@ async fn kill9_keeps_acknowledged_writes() {
     let current = store.current_revision().await.expect("revision");
     assert!(current >= max_rev);
     // The store keeps working, with revisions continuing upwards.
-    let rev = store.create("/registry/after-crash", b"x".to_vec(), None).await.expect("write after crash");
+    let rev = store
+        .create("/registry/after-crash", b"x".to_vec(), None)
+        .await
+        .expect("write after crash");
     assert!(rev > current);
     let total = store.count("/registry/crash/").await.expect("count");
     assert!(total >= acked.len() as i64);
-    eprintln!("{} acknowledged writes, {total} on disk after kill -9", acked.len());
+    eprintln!(
+        "{} acknowledged writes, {total} on disk after kill -9",
+        acked.len()
+    );
 }

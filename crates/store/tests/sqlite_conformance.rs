@@ -15,7 +15,9 @@ async fn fresh() -> DynStore {
         lease_check_interval: Duration::from_millis(200),
         ..Options::default()
     };
-    let store = SqliteStore::open(&dir.join("db/state.db"), opts).await.expect("open");
+    let store = SqliteStore::open(&dir.join("db/state.db"), opts)
+        .await
+        .expect("open");
     Arc::new(store)
 }
 

@@ -18,6 +18,7 @@
 mod extensions;
 #[rustfmt::skip]
 mod extensions_data;
+mod params;
 mod paths;
 mod schemas;
 mod types;

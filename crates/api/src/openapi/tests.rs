@@ -301,31 +301,3 @@ fn delete_options_accepts_every_group_version() {
             .any(|g| g["group"] == "" && g["version"] == "v1")
     );
 }
-
-#[test]
-#[ignore]
-fn tmp_dump() {
-    let dir = std::path::PathBuf::from("/tmp/oadump");
-    std::fs::create_dir_all(&dir).unwrap();
-    let w = |name: &str, v: &[u8]| std::fs::write(dir.join(name.replace('/', "_")), v).unwrap();
-    w("openapi_v3", &serde_json::to_vec(&v3_index()).unwrap());
-    for (key, d) in documents() {
-        w(&format!("openapi_v3_{key}"), &d.bytes);
-    }
-    w("openapi_v2", &v2_document());
-    w(
-        "api",
-        &serde_json::to_vec(&crate::discovery::api_versions("127.0.0.1:0")).unwrap(),
-    );
-    w(
-        "apis",
-        &serde_json::to_vec(&crate::discovery::api_group_list()).unwrap(),
-    );
-    for (g, v) in group_versions() {
-        let key = path_key(g, v);
-        w(
-            &key,
-            &serde_json::to_vec(&crate::discovery::api_resource_list(g, v).unwrap()).unwrap(),
-        );
-    }
-}

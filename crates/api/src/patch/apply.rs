@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use super::error::{PatchError, go_fmt, json_kind};
 use super::schema::{FieldStrategy, MergeKeys};
-use super::strategic::{normalize_element_order, partition, same_value};
+use super::strategic::same_value;
 
 /// Decodes an apply body: YAML (JSON is accepted as YAML) holding one object.
 pub fn decode_apply_body(body: &[u8]) -> Result<Value, PatchError> {
@@ -52,7 +52,9 @@ pub fn apply_configuration(
     };
     let applier = Applier { schema };
     let mut path = Vec::new();
-    applier.apply_map(current, applied, &mut path).map(Value::Object)
+    applier
+        .apply_map(current, applied, &mut path)
+        .map(Value::Object)
 }
 
 /// One apply run over one object.
@@ -94,6 +96,8 @@ impl Applier<'_> {
         Ok(current)
     }
 
+    /// Merges an applied list into the current one. As upstream apply does, current items
+    /// keep their order and applied items new to the list follow in applied order.
     fn apply_list<'a>(
         &self,
         current: Vec<Value>,
@@ -104,44 +108,55 @@ impl Applier<'_> {
         if !strategy.merge {
             return self.fresh_list(applied, path);
         }
-        let server_order = current.clone();
         let Some(key) = strategy.merge_key else {
-            // A set: union, applied order first.
+            // A set of primitives.
             let mut merged = current;
             for v in applied {
                 if !merged.iter().any(|m| same_value(m, v)) {
                     merged.push(clean(v));
                 }
             }
-            let (ours, theirs) = partition(merged, applied, None)?;
-            return normalize_element_order(ours, theirs, applied, &server_order, None);
+            return Ok(merged);
         };
-        let mut merged = current;
+        // Index the applied items by key, refusing items without a key and duplicates.
+        let mut keyed: Vec<(&'a Value, &'a Map<String, Value>)> = Vec::with_capacity(applied.len());
         for item in applied {
             let Value::Object(a) = item else {
                 return Err(missing_key(item, key, path));
             };
-            let value = a.get(key).filter(|v| !v.is_null()).ok_or_else(|| missing_key(item, key, path))?;
-            let found = merged
-                .iter()
-                .position(|m| m.get(key).is_some_and(|v| same_value(v, value)));
-            match found.and_then(|i| merged.get_mut(i)) {
-                Some(Value::Object(cur)) => {
-                    let cur_map = std::mem::take(cur);
-                    *cur = self.apply_map(cur_map, a, path)?;
+            let value = a
+                .get(key)
+                .filter(|v| !v.is_null())
+                .ok_or_else(|| missing_key(item, key, path))?;
+            if keyed.iter().any(|(v, _)| same_value(v, value)) {
+                return Err(PatchError::BadRequest(format!(
+                    ".{}: duplicate entries for key [{key}={}]",
+                    path.join("."),
+                    go_fmt(value)
+                )));
+            }
+            keyed.push((value, a));
+        }
+        let mut used = vec![false; keyed.len()];
+        let mut out = Vec::with_capacity(current.len() + keyed.len());
+        for item in current {
+            let found = item
+                .get(key)
+                .and_then(|v| keyed.iter().position(|(k, _)| same_value(k, v)));
+            match (found, item) {
+                (Some(i), Value::Object(cur)) => {
+                    used[i] = true;
+                    let a = keyed[i].1;
+                    out.push(Value::Object(self.apply_map(cur, a, path)?));
                 }
-                _ => merged.push(self.fresh(item, path)?),
+                (_, other) => out.push(other),
             }
         }
-        // Items of the current list lacking the key cannot be matched; keep them where
-        // they are rather than failing the whole apply.
-        let (keyed, unkeyed): (Vec<Value>, Vec<Value>) =
-            merged.into_iter().partition(|m| m.get(key).is_some());
-        let server_keyed: Vec<Value> =
-            server_order.into_iter().filter(|m| m.get(key).is_some()).collect();
-        let (ours, theirs) = partition(keyed, applied, Some(key))?;
-        let mut out = normalize_element_order(ours, theirs, applied, &server_keyed, Some(key))?;
-        out.extend(unkeyed);
+        for (i, (_, a)) in keyed.iter().enumerate() {
+            if !used[i] {
+                out.push(Value::Object(self.apply_map(Map::new(), a, path)?));
+            }
+        }
         Ok(out)
     }
 
@@ -174,7 +189,10 @@ impl Applier<'_> {
 fn clean(v: &Value) -> Value {
     match v {
         Value::Object(m) => Value::Object(
-            m.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), clean(v))).collect(),
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), clean(v)))
+                .collect(),
         ),
         Value::Array(items) => Value::Array(items.iter().map(clean).collect()),
         other => other.clone(),
@@ -232,7 +250,10 @@ mod tests {
             }
         });
         let out = apply_configuration(Some(&current), &applied, &deploy_keys()).unwrap();
-        assert_eq!(out["metadata"]["labels"], json!({"app": "web2", "team": "a"}));
+        assert_eq!(
+            out["metadata"]["labels"],
+            json!({"app": "web2", "team": "a"})
+        );
         assert_eq!(out["metadata"]["finalizers"], json!(["x", "y"]));
         assert_eq!(out["spec"]["replicas"], 3);
         let pod = &out["spec"]["template"]["spec"];
@@ -267,11 +288,17 @@ mod tests {
         let applied = json!({"spec": {"template": {"spec": {"containers": [{"image": "x"}]}}}});
         let err = apply_configuration(None, &applied, &keys).unwrap_err();
         assert_eq!(err.status_code(), 400);
-        assert!(err.to_string().contains("omits key field \"name\""), "{err}");
+        assert!(
+            err.to_string().contains("omits key field \"name\""),
+            "{err}"
+        );
         assert!(apply_configuration(None, &json!([1]), &keys).is_err());
         assert!(decode_apply_body(b"- a\n- b\n").is_err());
         assert!(decode_apply_body(b"a: [").is_err());
-        assert_eq!(decode_apply_body(b"a: 1\nb: [x]\n").unwrap(), json!({"a": 1, "b": ["x"]}));
+        assert_eq!(
+            decode_apply_body(b"a: 1\nb: [x]\n").unwrap(),
+            json!({"a": 1, "b": ["x"]})
+        );
         assert_eq!(decode_apply_body(b"{\"a\":\t1}").unwrap(), json!({"a": 1}));
     }
 }

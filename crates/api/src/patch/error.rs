@@ -83,7 +83,6 @@ impl PatchError {
 }
 
 // Messages of k8s.io/apimachinery/pkg/util/mergepatch that clients may match on.
-pub(crate) const BAD_JSON_DOC: &str = "invalid JSON document";
 pub(crate) const NO_LIST_OF_LISTS: &str = "lists of lists are not supported";
 pub(crate) const BAD_PRIMITIVE_LIST: &str = "invalid patch format of primitive list";
 pub(crate) const BAD_RETAIN_KEYS: &str = "invalid patch format of retainKeys";
@@ -183,7 +182,10 @@ mod tests {
     #[test]
     fn go_formatting() {
         let v = json!({"name": "a", "ports": [{"containerPort": 80}], "x": null, "b": true});
-        assert_eq!(go_fmt(&v), "map[b:true name:a ports:[map[containerPort:80]] x:<nil>]");
+        assert_eq!(
+            go_fmt(&v),
+            "map[b:true name:a ports:[map[containerPort:80]] x:<nil>]"
+        );
         assert_eq!(
             no_merge_key(&json!({"image": "nginx"}), "name").to_string(),
             "map: map[image:nginx] does not contain declared merge key: name"
@@ -197,11 +199,17 @@ mod tests {
         assert!(e.status_message().starts_with("the server rejected"));
         assert_eq!(e.detail(), "testing value /a failed");
         let e = PatchError::BadRequest("bad".into());
-        assert_eq!((e.status_code(), e.reason(), e.status_message()), (400, "BadRequest", "bad".into()));
+        assert_eq!(
+            (e.status_code(), e.reason(), e.status_message()),
+            (400, "BadRequest", "bad".into())
+        );
         let e = PatchError::Internal("x".into());
         assert_eq!((e.status_code(), e.reason()), (500, ""));
         assert_eq!(PatchError::TooLarge("n".into()).status_code(), 413);
-        assert_eq!(PatchError::UnsupportedMediaType("n".into()).status_code(), 415);
+        assert_eq!(
+            PatchError::UnsupportedMediaType("n".into()).status_code(),
+            415
+        );
         assert_eq!(PatchError::Invalid("n".into()).status_code(), 422);
     }
 

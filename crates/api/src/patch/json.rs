@@ -29,7 +29,8 @@ pub fn apply_json_patch(target: &Value, body: &[u8]) -> Result<Value, PatchError
 /// operation that decodes as an object but is not a valid operation (unknown `op`, missing
 /// `path` or `value`) is a 422, as upstream only notices those while applying.
 pub fn decode_json_patch(body: &[u8]) -> Result<Vec<PatchOperation>, PatchError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| PatchError::BadRequest(e.to_string()))?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| PatchError::BadRequest(e.to_string()))?;
     let Value::Array(items) = value else {
         return Err(PatchError::BadRequest(format!(
             "json: cannot unmarshal {} into Go value of type jsonpatch.Patch",
@@ -52,9 +53,18 @@ pub fn decode_json_patch(body: &[u8]) -> Result<Vec<PatchOperation>, PatchError>
 }
 
 fn decode_operation(item: Value) -> Result<PatchOperation, PatchError> {
-    let kind = item.get("op").and_then(Value::as_str).unwrap_or("").to_string();
-    if !matches!(kind.as_str(), "add" | "remove" | "replace" | "move" | "copy" | "test") {
-        return Err(PatchError::Unprocessable(format!("Unexpected kind: {kind}")));
+    let kind = item
+        .get("op")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if !matches!(
+        kind.as_str(),
+        "add" | "remove" | "replace" | "move" | "copy" | "test"
+    ) {
+        return Err(PatchError::Unprocessable(format!(
+            "Unexpected kind: {kind}"
+        )));
     }
     serde_json::from_value(item)
         .map_err(|e| PatchError::Unprocessable(format!("invalid {kind} operation: {e}")))
@@ -175,14 +185,25 @@ mod tests {
             let out = jp(&pod(), ops).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(out["spec"]["containers"][0]["image"], image, "{name}");
         }
-        let out = jp(&pod(), json!([{"op": "remove", "path": "/metadata/labels/tier"}])).unwrap();
+        let out = jp(
+            &pod(),
+            json!([{"op": "remove", "path": "/metadata/labels/tier"}]),
+        )
+        .unwrap();
         assert_eq!(out["metadata"]["labels"], json!({"app": "web"}));
-        let out = jp(&pod(), json!([{"op": "add", "path": "/spec/containers/-", "value": {"name": "d"}}])).unwrap();
+        let out = jp(
+            &pod(),
+            json!([{"op": "add", "path": "/spec/containers/-", "value": {"name": "d"}}]),
+        )
+        .unwrap();
         assert_eq!(out["spec"]["containers"][1], json!({"name": "d"}));
-        let out = jp(&pod(), json!([
-            {"op": "copy", "from": "/metadata/labels/app", "path": "/metadata/labels/copy"},
-            {"op": "move", "from": "/metadata/labels/copy", "path": "/metadata/labels/moved"}
-        ]))
+        let out = jp(
+            &pod(),
+            json!([
+                {"op": "copy", "from": "/metadata/labels/app", "path": "/metadata/labels/copy"},
+                {"op": "move", "from": "/metadata/labels/copy", "path": "/metadata/labels/moved"}
+            ]),
+        )
         .unwrap();
         assert_eq!(out["metadata"]["labels"]["moved"], "web");
         assert!(out["metadata"]["labels"].get("copy").is_none());
@@ -196,41 +217,69 @@ mod tests {
                 json!([{"op": "test", "path": "/metadata/name", "value": "other"}]),
                 "testing value /metadata/name failed",
             ),
-            (json!([{"op": "remove", "path": "/metadata/nope"}]), "remove operation does not apply"),
+            (
+                json!([{"op": "remove", "path": "/metadata/nope"}]),
+                "remove operation does not apply",
+            ),
             (
                 json!([{"op": "replace", "path": "/spec/nope/x", "value": 1}]),
                 "replace operation does not apply",
             ),
-            (json!([{"op": "add", "path": "/a/b/c", "value": 1}]), "add operation does not apply"),
+            (
+                json!([{"op": "add", "path": "/a/b/c", "value": 1}]),
+                "add operation does not apply",
+            ),
             (
                 json!([{"op": "move", "from": "/nope", "path": "/x"}]),
                 "move operation does not apply: doc is missing from path: /nope",
             ),
             (json!([{"op": "foo", "path": "/x"}]), "Unexpected kind: foo"),
             (json!([{"path": "/x"}]), "Unexpected kind: "),
-            (json!([{"op": "add", "path": "/x"}]), "invalid add operation"),
+            (
+                json!([{"op": "add", "path": "/x"}]),
+                "invalid add operation",
+            ),
             (json!([{"op": "remove"}]), "invalid remove operation"),
-            (json!([{"op": "add", "path": "no-slash", "value": 1}]), "invalid add operation"),
+            (
+                json!([{"op": "add", "path": "no-slash", "value": 1}]),
+                "invalid add operation",
+            ),
         ];
         for (ops, want) in cases {
             let err = jp(&pod(), ops.clone()).expect_err(&ops.to_string());
-            assert!(matches!(err, PatchError::Unprocessable(_)), "{ops}: {err:?}");
+            assert!(
+                matches!(err, PatchError::Unprocessable(_)),
+                "{ops}: {err:?}"
+            );
             assert!(err.to_string().contains(want), "{ops}: {err}");
         }
         // A failure leaves the caller's object untouched (we patch a copy).
         let target = pod();
-        let _ = jp(&target, json!([
-            {"op": "add", "path": "/metadata/labels/x", "value": "1"},
-            {"op": "test", "path": "/metadata/name", "value": "no"}
-        ]));
+        let _ = jp(
+            &target,
+            json!([
+                {"op": "add", "path": "/metadata/labels/x", "value": "1"},
+                {"op": "test", "path": "/metadata/name", "value": "no"}
+            ]),
+        );
         assert_eq!(target, pod());
     }
 
     #[test]
     fn json_patch_malformed_bodies_are_400() {
-        for body in [&b"{not json"[..], b"{\"op\":\"add\"}", b"\"x\"", b"[1]", b"[[]]", b""] {
+        for body in [
+            &b"{not json"[..],
+            b"{\"op\":\"add\"}",
+            b"\"x\"",
+            b"[1]",
+            b"[[]]",
+            b"",
+        ] {
             let err = apply_json_patch(&pod(), body).expect_err("malformed");
-            assert!(matches!(err, PatchError::BadRequest(_)), "{body:?}: {err:?}");
+            assert!(
+                matches!(err, PatchError::BadRequest(_)),
+                "{body:?}: {err:?}"
+            );
         }
         let ops: Vec<Value> = (0..=MAX_JSON_PATCH_OPERATIONS)
             .map(|_| json!({"op": "test", "path": "/kind", "value": "Pod"}))
@@ -247,7 +296,10 @@ mod tests {
                 json!({"app": "web", "new": "y"}),
             ),
             // Lists are replaced wholesale, nulls in new objects dropped.
-            (json!({"metadata": {"labels": {"a": {"b": null}}}}), json!({"app": "web", "tier": "fe", "a": {}})),
+            (
+                json!({"metadata": {"labels": {"a": {"b": null}}}}),
+                json!({"app": "web", "tier": "fe", "a": {}}),
+            ),
             (json!({}), json!({"app": "web", "tier": "fe"})),
             (json!({"metadata": {"labels": null}}), Value::Null),
         ];
@@ -263,7 +315,10 @@ mod tests {
     fn merge_patch_bad_bodies_are_400() {
         for body in [&b"{"[..], b"[1,2]", b"\"s\"", b"3", b"null", b""] {
             let err = apply_merge_patch(&pod(), body).expect_err("bad");
-            assert!(matches!(err, PatchError::BadRequest(_)), "{body:?}: {err:?}");
+            assert!(
+                matches!(err, PatchError::BadRequest(_)),
+                "{body:?}: {err:?}"
+            );
         }
         let err = apply_merge_patch(&pod(), b"[1]").expect_err("array");
         assert!(err.to_string().contains("cannot unmarshal array"), "{err}");

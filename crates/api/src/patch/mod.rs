@@ -9,21 +9,23 @@
 //!
 //! Errors carry the HTTP class upstream answers with ([`PatchError`]). The merge keys of
 //! built-in kinds come from [`merge_keys_for`], backed by [`patch_strategies`] — the table
-//! the OpenAPI documents should publish as `x-kubernetes-patch-*` extensions.
+//! the OpenAPI documents publish as `x-kubernetes-patch-*` extensions.
 
 pub mod apply;
 pub mod error;
 pub mod json;
 pub mod schema;
 pub mod strategic;
-pub mod table;
 
 use serde_json::Value;
 
+/// The patch-strategy table shared with the OpenAPI documents.
+pub use crate::openapi::{PatchStrategy, patch_strategies};
 pub use apply::apply_configuration;
 pub use error::PatchError;
-pub use schema::{BuiltinMergeKeys, FieldStrategy, MergeKeys, NoMergeKeys, merge_keys_for};
-pub use table::{PatchStrategy, patch_strategies};
+pub use schema::{
+    BuiltinMergeKeys, FieldStrategy, MergeKeys, NoMergeKeys, merge_keys_for, merge_keys_for_version,
+};
 
 /// A PATCH request's body format, from its Content-Type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -40,13 +42,22 @@ pub enum PatchType {
 
 impl PatchType {
     /// Every patch type, in the order upstream lists them as accepted.
-    pub const ALL: [PatchType; 4] =
-        [PatchType::Json, PatchType::Merge, PatchType::StrategicMerge, PatchType::Apply];
+    pub const ALL: [PatchType; 4] = [
+        PatchType::Json,
+        PatchType::Merge,
+        PatchType::StrategicMerge,
+        PatchType::Apply,
+    ];
 
     /// The patch type of a Content-Type header value (parameters such as `charset` are
     /// ignored). `application/apply-patch+cbor` is not served and gives `None`.
     pub fn from_content_type(ct: &str) -> Option<PatchType> {
-        let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let media = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         match media.as_str() {
             "application/json-patch+json" => Some(PatchType::Json),
             "application/merge-patch+json" => Some(PatchType::Merge),
@@ -118,9 +129,15 @@ mod tests {
         let cases = [
             ("application/json-patch+json", Some(PatchType::Json)),
             ("application/merge-patch+json", Some(PatchType::Merge)),
-            ("application/strategic-merge-patch+json", Some(PatchType::StrategicMerge)),
+            (
+                "application/strategic-merge-patch+json",
+                Some(PatchType::StrategicMerge),
+            ),
             ("application/apply-patch+yaml", Some(PatchType::Apply)),
-            ("Application/Merge-Patch+JSON; charset=utf-8", Some(PatchType::Merge)),
+            (
+                "Application/Merge-Patch+JSON; charset=utf-8",
+                Some(PatchType::Merge),
+            ),
             ("application/apply-patch+cbor", None),
             ("application/json", None),
             ("", None),
@@ -163,9 +180,15 @@ mod tests {
         let out = apply_patch(PatchType::Merge, &d, br#"{"spec":{"replicas":2}}"#, &keys).unwrap();
         assert_eq!(out["spec"]["replicas"], 2);
         // Merge patch replaces lists…
-        let body = br#"{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"app:2"}]}}}}"#;
+        let body =
+            br#"{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"app:2"}]}}}}"#;
         let out = apply_patch(PatchType::Merge, &d, body, &keys).unwrap();
-        assert_eq!(out["spec"]["template"]["spec"]["containers"].as_array().map(Vec::len), Some(1));
+        assert_eq!(
+            out["spec"]["template"]["spec"]["containers"]
+                .as_array()
+                .map(Vec::len),
+            Some(1)
+        );
         // …strategic merge merges them by name.
         let out = apply_patch(PatchType::StrategicMerge, &d, body, &keys).unwrap();
         assert_eq!(
@@ -175,7 +198,10 @@ mod tests {
         let yaml = b"apiVersion: apps/v1\nkind: Deployment\nspec:\n  replicas: 5\n";
         let out = apply_patch(PatchType::Apply, &d, yaml, &keys).unwrap();
         assert_eq!(out["spec"]["replicas"], 5);
-        assert_eq!(out["spec"]["template"]["spec"]["containers"][1]["name"], "sidecar");
+        assert_eq!(
+            out["spec"]["template"]["spec"]["containers"][1]["name"],
+            "sidecar"
+        );
     }
 
     #[test]
@@ -183,7 +209,10 @@ mod tests {
         let keys = merge_keys_for("example.com", "Widget");
         let err = apply_patch(PatchType::StrategicMerge, &json!({}), b"{}", &keys).unwrap_err();
         assert_eq!(err.status_code(), 415);
-        assert!(err.to_string().contains("application/merge-patch+json"), "{err}");
+        assert!(
+            err.to_string().contains("application/merge-patch+json"),
+            "{err}"
+        );
         // The other types work on anything.
         let out = apply_patch(PatchType::Merge, &json!({"a": 1}), br#"{"b":2}"#, &keys).unwrap();
         assert_eq!(out, json!({"a": 1, "b": 2}));
@@ -199,7 +228,11 @@ mod tests {
             }
         }
         // Non-object bodies for the object-shaped types.
-        for kind in [PatchType::Merge, PatchType::StrategicMerge, PatchType::Apply] {
+        for kind in [
+            PatchType::Merge,
+            PatchType::StrategicMerge,
+            PatchType::Apply,
+        ] {
             let err = apply_patch(kind, &deployment(), b"[1,2]", &keys).unwrap_err();
             assert_eq!(err.status_code(), 400, "{kind:?}: {err:?}");
         }

@@ -1,18 +1,20 @@
 //! Where the strategic merge learns each field's strategy: the [`MergeKeys`] trait and the
-//! built-in implementation for the kinds r8s serves.
+//! built-in implementation for the kinds r8s describes.
 //!
-//! The built-in lookup walks the type structure of k8s-openapi (its `schemars` schemas name
-//! every nested object by its OpenAPI definition, e.g. `Deployment.spec.template.spec` →
-//! `io.k8s.api.core.v1.PodSpec`) and then consults [`patch_strategies`], the same table the
-//! OpenAPI documents publish.
+//! The built-in lookup walks the same definitions `/openapi/v3` publishes
+//! ([`openapi::all_definitions`]: every nested object is a `$ref` to its upstream definition,
+//! so `Deployment.spec.template.spec` → `io.k8s.api.core.v1.PodSpec`) and reads the strategy
+//! from the same table the documents' `x-kubernetes-patch-*` extensions come from
+//! ([`openapi::patch_strategies`]), so kubectl (which builds its patches from the documents)
+//! and the server agree.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use k8s_openapi::schemars::{JsonSchema, SchemaGenerator};
 use serde_json::Value;
 
-use super::table::{PatchStrategy, patch_strategies};
+use crate::catalog;
+use crate::openapi::{self, PatchStrategy};
 
 /// How the strategic merge treats one field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -31,7 +33,10 @@ pub struct FieldStrategy {
 impl FieldStrategy {
     /// Parses an `x-kubernetes-patch-strategy` value (`merge,retainKeys` …).
     pub fn parse(strategy: &str, merge_key: Option<&'static str>) -> FieldStrategy {
-        let mut s = FieldStrategy { merge_key, ..FieldStrategy::default() };
+        let mut s = FieldStrategy {
+            merge_key,
+            ..FieldStrategy::default()
+        };
         for part in strategy.split(',') {
             match part.trim() {
                 "merge" => s.merge = true,
@@ -45,12 +50,22 @@ impl FieldStrategy {
 
     /// A list merged by `key`.
     pub const fn merge_by(key: &'static str) -> FieldStrategy {
-        FieldStrategy { merge: true, replace: false, retain_keys: false, merge_key: Some(key) }
+        FieldStrategy {
+            merge: true,
+            replace: false,
+            retain_keys: false,
+            merge_key: Some(key),
+        }
     }
 
     /// A list of primitives merged as a set.
     pub const fn merge_set() -> FieldStrategy {
-        FieldStrategy { merge: true, replace: false, retain_keys: false, merge_key: None }
+        FieldStrategy {
+            merge: true,
+            replace: false,
+            retain_keys: false,
+            merge_key: None,
+        }
     }
 }
 
@@ -98,7 +113,8 @@ impl MergeKeys for NoMergeKeys {
     }
 }
 
-/// Patch metadata of a built-in kind, from its type structure and [`patch_strategies`].
+/// Patch metadata of a built-in kind, from its published definitions and
+/// [`openapi::patch_strategies`].
 #[derive(Debug, Clone, Copy)]
 pub struct BuiltinMergeKeys {
     /// OpenAPI definition of the kind; `None` for kinds r8s knows nothing of.
@@ -122,7 +138,7 @@ impl BuiltinMergeKeys {
         let graph = graph();
         let mut def = self.root?;
         for seg in path {
-            def = graph.children.get(def)?.get(*seg)?;
+            def = graph.get(def)?.get(*seg)?;
         }
         Some(def)
     }
@@ -132,7 +148,7 @@ impl MergeKeys for BuiltinMergeKeys {
     fn lookup(&self, path: &[&str]) -> Option<FieldStrategy> {
         let (field, parent) = path.split_last()?;
         let def = self.definition_at(parent)?;
-        graph().strategies.get(&(def, *field)).copied()
+        strategy_of(def, field)
     }
 
     fn supports_strategic_merge(&self) -> bool {
@@ -140,162 +156,88 @@ impl MergeKeys for BuiltinMergeKeys {
     }
 }
 
-/// Patch metadata of the built-in kind `kind` of API group `group` ("" for core).
-///
-/// Kinds served at several versions use their stable version's structure (autoscaling →
-/// v2 HorizontalPodAutoscaler; v1's fields hold no lists, so nothing differs).
+/// Go structs embedded inline: the published definition flattens them, while a table
+/// derived from the Go types may name the embedded struct.
+const INLINED: &[(&str, &str)] = &[(
+    "io.k8s.api.core.v1.EphemeralContainer",
+    "io.k8s.api.core.v1.EphemeralContainerCommon",
+)];
+
+fn strategy_of(definition: &str, field: &str) -> Option<FieldStrategy> {
+    let found = openapi::patch_strategy(definition, field).or_else(|| {
+        INLINED
+            .iter()
+            .find(|(outer, _)| *outer == definition)
+            .and_then(|(_, inner)| openapi::patch_strategy(inner, field))
+    });
+    found.map(FieldStrategy::from)
+}
+
+/// Patch metadata of the built-in kind `kind` of API group `group` ("" for core), at the
+/// group's preferred served version (the stable one for kinds r8s does not serve).
 pub fn merge_keys_for(group: &str, kind: &str) -> BuiltinMergeKeys {
-    let root = graph().roots.get(&(group, kind)).copied();
+    let preferred = catalog::group(group).map(|g| g.preferred);
+    let served = catalog::all()
+        .iter()
+        .filter(|r| r.group == group && r.kind == kind)
+        .map(|r| r.version);
+    let candidates = preferred.into_iter().chain(served).chain(["v1", "v2"]);
+    for version in candidates {
+        let keys = merge_keys_for_version(group, version, kind);
+        if keys.is_known() {
+            return keys;
+        }
+    }
+    BuiltinMergeKeys { root: None }
+}
+
+/// Patch metadata of `kind` at exactly `group`/`version`.
+pub fn merge_keys_for_version(group: &str, version: &str, kind: &str) -> BuiltinMergeKeys {
+    let root = openapi::definition_name(group, version, kind).filter(|name| {
+        // Kinds published without a schema (free-form objects) carry no patch metadata:
+        // like custom resources, they get no strategic merge.
+        openapi::all_definitions()
+            .get(*name)
+            .is_some_and(|d| d.get("x-kubernetes-preserve-unknown-fields").is_none())
+    });
     BuiltinMergeKeys { root }
 }
 
-/// Field → child definition per definition, plus the strategy index. Built once.
-struct Graph {
-    roots: HashMap<(&'static str, &'static str), &'static str>,
-    children: HashMap<&'static str, HashMap<&'static str, &'static str>>,
-    strategies: HashMap<(&'static str, &'static str), FieldStrategy>,
-}
-
-fn graph() -> &'static Graph {
-    static GRAPH: OnceLock<Graph> = OnceLock::new();
-    GRAPH.get_or_init(build_graph)
-}
-
-/// Registers `T` with the generator and returns its definition name.
-fn reg<T: JsonSchema>(g: &mut SchemaGenerator) -> String {
-    g.subschema_for::<T>();
-    T::schema_name().into_owned()
-}
-
-type Register = fn(&mut SchemaGenerator) -> String;
-
-/// The root kinds: every stable built-in kind that can be patched.
-fn roots() -> Vec<(&'static str, &'static str, Register)> {
-    use k8s_openapi::api::{
-        admissionregistration::v1 as admreg, apps::v1 as apps, autoscaling::v1 as as1,
-        autoscaling::v2 as as2, batch::v1 as batch, certificates::v1 as certs,
-        coordination::v1 as coord, core::v1 as core, discovery::v1 as disc,
-        events::v1 as events, flowcontrol::v1 as fc, networking::v1 as net, node::v1 as node,
-        policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as sched, storage::v1 as storage,
-    };
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext;
-    vec![
-        ("", "Binding", reg::<core::Binding>),
-        ("", "ComponentStatus", reg::<core::ComponentStatus>),
-        ("", "ConfigMap", reg::<core::ConfigMap>),
-        ("", "Endpoints", reg::<core::Endpoints>),
-        ("", "Event", reg::<core::Event>),
-        ("", "LimitRange", reg::<core::LimitRange>),
-        ("", "Namespace", reg::<core::Namespace>),
-        ("", "Node", reg::<core::Node>),
-        ("", "PersistentVolume", reg::<core::PersistentVolume>),
-        ("", "PersistentVolumeClaim", reg::<core::PersistentVolumeClaim>),
-        ("", "Pod", reg::<core::Pod>),
-        ("", "PodTemplate", reg::<core::PodTemplate>),
-        ("", "ReplicationController", reg::<core::ReplicationController>),
-        ("", "ResourceQuota", reg::<core::ResourceQuota>),
-        ("", "Secret", reg::<core::Secret>),
-        ("", "Service", reg::<core::Service>),
-        ("", "ServiceAccount", reg::<core::ServiceAccount>),
-        ("admissionregistration.k8s.io", "MutatingWebhookConfiguration", reg::<admreg::MutatingWebhookConfiguration>),
-        ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration", reg::<admreg::ValidatingWebhookConfiguration>),
-        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy", reg::<admreg::ValidatingAdmissionPolicy>),
-        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding", reg::<admreg::ValidatingAdmissionPolicyBinding>),
-        ("apiextensions.k8s.io", "CustomResourceDefinition", reg::<apiext::CustomResourceDefinition>),
-        ("apps", "ControllerRevision", reg::<apps::ControllerRevision>),
-        ("apps", "DaemonSet", reg::<apps::DaemonSet>),
-        ("apps", "Deployment", reg::<apps::Deployment>),
-        ("apps", "ReplicaSet", reg::<apps::ReplicaSet>),
-        ("apps", "StatefulSet", reg::<apps::StatefulSet>),
-        ("autoscaling", "HorizontalPodAutoscaler", reg::<as2::HorizontalPodAutoscaler>),
-        ("autoscaling", "Scale", reg::<as1::Scale>),
-        ("batch", "CronJob", reg::<batch::CronJob>),
-        ("batch", "Job", reg::<batch::Job>),
-        ("certificates.k8s.io", "CertificateSigningRequest", reg::<certs::CertificateSigningRequest>),
-        ("coordination.k8s.io", "Lease", reg::<coord::Lease>),
-        ("discovery.k8s.io", "EndpointSlice", reg::<disc::EndpointSlice>),
-        ("events.k8s.io", "Event", reg::<events::Event>),
-        ("flowcontrol.apiserver.k8s.io", "FlowSchema", reg::<fc::FlowSchema>),
-        ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration", reg::<fc::PriorityLevelConfiguration>),
-        ("networking.k8s.io", "IPAddress", reg::<net::IPAddress>),
-        ("networking.k8s.io", "Ingress", reg::<net::Ingress>),
-        ("networking.k8s.io", "IngressClass", reg::<net::IngressClass>),
-        ("networking.k8s.io", "NetworkPolicy", reg::<net::NetworkPolicy>),
-        ("networking.k8s.io", "ServiceCIDR", reg::<net::ServiceCIDR>),
-        ("node.k8s.io", "RuntimeClass", reg::<node::RuntimeClass>),
-        ("policy", "Eviction", reg::<policy::Eviction>),
-        ("policy", "PodDisruptionBudget", reg::<policy::PodDisruptionBudget>),
-        ("rbac.authorization.k8s.io", "ClusterRole", reg::<rbac::ClusterRole>),
-        ("rbac.authorization.k8s.io", "ClusterRoleBinding", reg::<rbac::ClusterRoleBinding>),
-        ("rbac.authorization.k8s.io", "Role", reg::<rbac::Role>),
-        ("rbac.authorization.k8s.io", "RoleBinding", reg::<rbac::RoleBinding>),
-        ("scheduling.k8s.io", "PriorityClass", reg::<sched::PriorityClass>),
-        ("storage.k8s.io", "CSIDriver", reg::<storage::CSIDriver>),
-        ("storage.k8s.io", "CSINode", reg::<storage::CSINode>),
-        ("storage.k8s.io", "CSIStorageCapacity", reg::<storage::CSIStorageCapacity>),
-        ("storage.k8s.io", "StorageClass", reg::<storage::StorageClass>),
-        ("storage.k8s.io", "VolumeAttachment", reg::<storage::VolumeAttachment>),
-    ]
-}
-
-/// Names live for the whole process (the graph is built once), so leaking them is fine
-/// and keeps lookups free of allocation.
-fn intern(s: &str) -> &'static str {
-    Box::leak(s.to_owned().into_boxed_str())
-}
-
-fn build_graph() -> Graph {
-    let mut generator = SchemaGenerator::default();
-    let mut roots = HashMap::new();
-    for (group, kind, register) in self::roots() {
-        let name = register(&mut generator);
-        roots.insert((group, kind), intern(&name));
-    }
-
-    let mut names: HashMap<String, &'static str> = HashMap::new();
-    let mut name_of = |s: &str| -> &'static str {
-        if let Some(n) = names.get(s) {
-            return n;
-        }
-        let n = intern(s);
-        names.insert(s.to_owned(), n);
-        n
-    };
-    for root in roots.values_mut() {
-        *root = name_of(root);
-    }
-
-    let mut children: HashMap<&'static str, HashMap<&'static str, &'static str>> =
-        HashMap::new();
-    for (def, schema) in generator.definitions() {
-        let Some(props) = schema.get("properties").and_then(Value::as_object) else {
-            continue;
-        };
-        let mut fields = HashMap::new();
-        for (field, prop) in props {
-            if let Some(target) = referenced_definition(prop) {
-                fields.insert(name_of(field), name_of(target));
+/// Field → definition of the object it holds, per definition. Built once.
+fn graph() -> &'static HashMap<&'static str, HashMap<&'static str, &'static str>> {
+    static GRAPH: OnceLock<HashMap<&'static str, HashMap<&'static str, &'static str>>> =
+        OnceLock::new();
+    GRAPH.get_or_init(|| {
+        let mut children = HashMap::new();
+        for (def, schema) in openapi::all_definitions() {
+            let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+                continue;
+            };
+            let fields: HashMap<&'static str, &'static str> = props
+                .iter()
+                .filter_map(|(field, prop)| {
+                    referenced_definition(prop).map(|target| (field.as_str(), target))
+                })
+                .collect();
+            if !fields.is_empty() {
+                children.insert(def.as_str(), fields);
             }
         }
-        if !fields.is_empty() {
-            children.insert(name_of(def), fields);
-        }
-    }
-
-    let strategies = patch_strategies()
-        .iter()
-        .map(|p| ((p.definition, p.field), FieldStrategy::from(p)))
-        .collect();
-    Graph { roots, children, strategies }
+        children
+    })
 }
 
 /// The definition an object property leads to: its own `$ref`, its array items' or its map
 /// values' (`additionalProperties`), looking through `allOf` wrappers.
-fn referenced_definition(prop: &Value) -> Option<&str> {
+fn referenced_definition(prop: &'static Value) -> Option<&'static str> {
     if let Some(r) = prop.get("$ref").and_then(Value::as_str) {
         return r.rsplit('/').next();
     }
-    if let Some(first) = prop.get("allOf").and_then(Value::as_array).and_then(|a| a.first()) {
+    if let Some(first) = prop
+        .get("allOf")
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+    {
         return referenced_definition(first);
     }
     for nested in ["items", "additionalProperties"] {
@@ -371,7 +313,10 @@ mod tests {
             Some(FieldStrategy::merge_by("type"))
         );
         let svc = merge_keys_for("", "Service");
-        assert_eq!(svc.lookup(&["spec", "ports"]), Some(FieldStrategy::merge_by("port")));
+        assert_eq!(
+            svc.lookup(&["spec", "ports"]),
+            Some(FieldStrategy::merge_by("port"))
+        );
         let pdb = merge_keys_for("policy", "PodDisruptionBudget");
         assert!(pdb.lookup(&["spec", "selector"]).is_some_and(|s| s.replace));
     }
@@ -392,11 +337,17 @@ mod tests {
 
     #[test]
     fn every_table_definition_is_reachable() {
-        // Catches a typo in the table or a definition no root kind contains.
+        // Catches a table entry naming a stable definition that is not published (and so
+        // can never match), other than the inlined ones handled above.
         let g = graph();
-        for p in patch_strategies() {
-            assert!(g.children.contains_key(p.definition), "{} unreachable", p.definition);
-        }
+        let missing: Vec<&str> = openapi::patch_strategies()
+            .iter()
+            .map(|p| p.definition)
+            .filter(|d| !d.contains("alpha") && !d.contains("beta"))
+            .filter(|d| !INLINED.iter().any(|(_, inner)| inner == d))
+            .filter(|d| !g.contains_key(d))
+            .collect();
+        assert!(missing.is_empty(), "unpublished: {missing:?}");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! struct and encoding that with `encoding/json`: Go's protobuf encoder writes every
 //! non-pointer field (zero or not) and decoding leaves absent ones at their zero value,
 //! so a field's JSON depends on its Go shape, which the schema records:
-//! - pointers, slices and maps (nilable) appear exactly when present on the wire;
+//! - pointers, slices and maps (nilable) appear exactly when present on the wire (Go
+//!   writes a nil one without `omitempty` as `null`; leaving it out means the same);
 //! - other scalars are omitted when zero under `omitempty`, else always written;
 //! - other messages (Go structs) are always written, as `{}` or their zero form;
 //! - `inline` fields merge their object into the parent.
@@ -28,7 +29,10 @@ pub(crate) struct DecodeError {
 
 impl DecodeError {
     pub(crate) fn new(reason: impl Into<String>) -> Self {
-        DecodeError { path: Vec::new(), reason: reason.into() }
+        DecodeError {
+            path: Vec::new(),
+            reason: reason.into(),
+        }
     }
 
     fn at(mut self, segment: impl Into<String>) -> Self {
@@ -40,7 +44,7 @@ impl DecodeError {
     pub(crate) fn path_string(&self) -> String {
         let mut out = String::new();
         for segment in self.path.iter().rev() {
-            if !out.is_empty() {
+            if !out.is_empty() && !segment.starts_with('[') {
                 out.push('.');
             }
             out.push_str(segment);
@@ -163,7 +167,9 @@ fn read_field<'a>(
 
 fn len_delimited<'a>(wire: WireType, reader: &mut Reader<'a>) -> DecodeResult<&'a [u8]> {
     if wire != WireType::Len {
-        return Err(DecodeError::new(format!("wrong wire type {wire:?} for a message")));
+        return Err(DecodeError::new(format!(
+            "wrong wire type {wire:?} for a message"
+        )));
     }
     Ok(reader.len_delimited()?)
 }
@@ -320,7 +326,9 @@ impl Scalar {
 /// Reads one scalar value and renders it as Go's encoding/json would.
 pub(crate) fn scalar(s: Scalar, wire: WireType, reader: &mut Reader<'_>) -> DecodeResult<Value> {
     if wire != s.wire_type() {
-        return Err(DecodeError::new(format!("wrong wire type {wire:?} for {s:?}")));
+        return Err(DecodeError::new(format!(
+            "wrong wire type {wire:?} for {s:?}"
+        )));
     }
     // The `as` casts below reinterpret wire integers exactly as protobuf specifies
     // (truncation for 32-bit types, two's complement for signed ones).

@@ -98,7 +98,10 @@ pub(crate) struct Message {
 
 impl Message {
     pub(crate) fn field(&self, number: u32) -> Option<(usize, &Field)> {
-        let i = self.fields.binary_search_by_key(&number, |f| f.number).ok()?;
+        let i = self
+            .fields
+            .binary_search_by_key(&number, |f| f.number)
+            .ok()?;
         self.fields.get(i).map(|f| (i, f))
     }
 }
@@ -199,11 +202,16 @@ impl Schema {
                 _ => return Err(bad()),
             }
         }
-        Ok(Schema { messages, by_name, packages })
+        Ok(Schema {
+            messages,
+            by_name,
+            packages,
+        })
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -228,7 +236,9 @@ mod tests {
         ] {
             assert!(schema.package(api_version).is_some(), "{api_version}");
         }
-        let deployment = schema.message_index("k8s.io.api.apps.v1.DeploymentSpec").unwrap();
+        let deployment = schema
+            .message_index("k8s.io.api.apps.v1.DeploymentSpec")
+            .unwrap();
         let (_, replicas) = schema.messages[deployment].field(1).unwrap();
         assert_eq!(replicas.json, "replicas");
         assert!(replicas.nilable && replicas.omit_empty);

@@ -53,7 +53,11 @@ impl Special {
                 }
                 let [seconds, nanos] = read(bytes, [(1, Scalar::Int64), (2, Scalar::Int32)])?;
                 // Time keeps whole seconds only (as Go's Time.Unmarshal does).
-                let nanos = if self == Special::MicroTime { int(nanos) } else { 0 };
+                let nanos = if self == Special::MicroTime {
+                    int(nanos)
+                } else {
+                    0
+                };
                 timestamp(int(seconds), nanos, self == Special::MicroTime)
             }
             Special::Duration => {
@@ -66,15 +70,15 @@ impl Special {
                 match int(kind) {
                     0 => Ok(int_val.unwrap_or_else(|| Value::from(0))),
                     1 => Ok(str_val.unwrap_or_else(|| Value::String(String::new()))),
-                    other => Err(DecodeError::new(format!("invalid IntOrString type {other}"))),
+                    other => Err(DecodeError::new(format!(
+                        "invalid IntOrString type {other}"
+                    ))),
                 }
             }
             Special::Quantity => match read(bytes, [(1, Scalar::String)])? {
                 // A zero Quantity is written as "0".
                 [None] => Ok(Value::String("0".into())),
-                [Some(Value::String(s))] if s.is_empty() => {
-                    Err(DecodeError::new("empty quantity"))
-                }
+                [Some(Value::String(s))] if s.is_empty() => Err(DecodeError::new("empty quantity")),
                 [Some(v)] => Ok(v),
             },
             Special::FieldsV1 => raw_json(raw_bytes(bytes)?.as_deref(), depth, false),
@@ -84,7 +88,10 @@ impl Special {
 }
 
 /// Reads the listed scalar fields of a small message (last occurrence wins).
-fn read<const N: usize>(bytes: &[u8], fields: [(u32, Scalar); N]) -> DecodeResult<[Option<Value>; N]> {
+fn read<const N: usize>(
+    bytes: &[u8],
+    fields: [(u32, Scalar); N],
+) -> DecodeResult<[Option<Value>; N]> {
     let mut out: [Option<Value>; N] = std::array::from_fn(|_| None);
     let mut reader = Reader::new(bytes);
     while !reader.is_empty() {
@@ -113,7 +120,11 @@ fn raw_bytes(bytes: &[u8]) -> DecodeResult<Option<Vec<u8>>> {
     while !reader.is_empty() {
         match reader.key()? {
             (1, super::wire::WireType::Len) => raw = Some(reader.len_delimited()?.to_vec()),
-            (1, wire) => return Err(DecodeError::new(format!("wrong wire type {wire:?} for raw"))),
+            (1, wire) => {
+                return Err(DecodeError::new(format!(
+                    "wrong wire type {wire:?} for raw"
+                )));
+            }
             (_, wire) => reader.skip(wire)?,
         }
     }
@@ -127,7 +138,18 @@ fn raw_json(raw: Option<&[u8]>, depth: usize, nested_protobuf: bool) -> DecodeRe
         return Ok(Value::Null);
     };
     if nested_protobuf && super::is_protobuf(raw) {
-        return super::decode_body(raw, depth + 1).map_err(|e| DecodeError::new(e.to_string()));
+        return super::decode_body(raw, depth + 1).map_err(|e| match e {
+            // Keep the inner path, so the error names the field from the outer root.
+            super::ProtobufError::Malformed { path, reason } => DecodeError {
+                path: if path.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![path]
+                },
+                reason,
+            },
+            other => DecodeError::new(other.to_string()),
+        });
     }
     serde_json::from_slice(raw).map_err(|e| DecodeError::new(format!("raw value is not JSON: {e}")))
 }
@@ -147,7 +169,11 @@ fn timestamp(seconds: i64, nanos: i64, micro: bool) -> DecodeResult<Value> {
     if !(0..=9999).contains(&time.year()) {
         return Err(out_of_range());
     }
-    let format = if micro { "%Y-%m-%dT%H:%M:%S%.6fZ" } else { "%Y-%m-%dT%H:%M:%SZ" };
+    let format = if micro {
+        "%Y-%m-%dT%H:%M:%S%.6fZ"
+    } else {
+        "%Y-%m-%dT%H:%M:%SZ"
+    };
     Ok(Value::String(time.format(format).to_string()))
 }
 
@@ -196,6 +222,7 @@ fn push_fraction(out: &mut String, whole: u64, rest: u64, scale: u64) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -214,11 +241,24 @@ mod tests {
 
     #[test]
     fn timestamps_format_like_go() {
-        assert_eq!(timestamp(1_199_149_261, 0, false).unwrap(), "2008-01-01T01:01:01Z");
-        assert_eq!(timestamp(1_199_149_261, 123_456_789, true).unwrap(), "2008-01-01T01:01:01.123456Z");
+        assert_eq!(
+            timestamp(1_199_149_261, 0, false).unwrap(),
+            "2008-01-01T01:01:01Z"
+        );
+        assert_eq!(
+            timestamp(1_199_149_261, 123_456_789, true).unwrap(),
+            "2008-01-01T01:01:01.123456Z"
+        );
         assert_eq!(timestamp(GO_ZERO_UNIX, 0, false).unwrap(), Value::Null);
-        assert_eq!(timestamp(0, -1, true).unwrap(), "1969-12-31T23:59:59.999999Z");
+        assert_eq!(
+            timestamp(0, -1, true).unwrap(),
+            "1969-12-31T23:59:59.999999Z"
+        );
         assert!(timestamp(i64::MAX, 0, false).is_err());
-        assert!(timestamp(GO_ZERO_UNIX - 1, 0, false).is_err());
+        assert_eq!(
+            timestamp(-62_167_219_200, 0, false).unwrap(),
+            "0000-01-01T00:00:00Z"
+        );
+        assert!(timestamp(-62_167_219_201, 0, false).is_err());
     }
 }

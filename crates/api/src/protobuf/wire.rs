@@ -118,6 +118,7 @@ impl<'a> Reader<'a> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -134,7 +135,10 @@ mod tests {
 
     #[test]
     fn length_delimited_is_bounds_checked() {
-        assert_eq!(Reader::new(&[2, b'h', b'i']).len_delimited(), Ok(&b"hi"[..]));
+        assert_eq!(
+            Reader::new(&[2, b'h', b'i']).len_delimited(),
+            Ok(&b"hi"[..])
+        );
         assert!(Reader::new(&[3, b'h', b'i']).len_delimited().is_err());
         let huge = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f];
         assert!(Reader::new(&huge).len_delimited().is_err());

@@ -62,8 +62,18 @@ fn diff_rec(old: &Value, new: &Value, path: &str, limit: usize, out: &mut Vec<St
             keys.sort();
             keys.dedup();
             for k in keys {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
-                diff_rec(a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null), &p, limit, out);
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                diff_rec(
+                    a.get(k).unwrap_or(&Value::Null),
+                    b.get(k).unwrap_or(&Value::Null),
+                    &p,
+                    limit,
+                    out,
+                );
             }
         }
         (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
@@ -98,8 +108,14 @@ mod tests {
 
     #[test]
     fn zero_values_compare_equal() {
-        assert!(semantic_eq(Some(&json!({"a": "", "b": [], "c": {}, "d": null})), None));
-        assert!(semantic_eq(Some(&json!({"x": 1, "y": ""})), Some(&json!({"x": 1}))));
+        assert!(semantic_eq(
+            Some(&json!({"a": "", "b": [], "c": {}, "d": null})),
+            None
+        ));
+        assert!(semantic_eq(
+            Some(&json!({"x": 1, "y": ""})),
+            Some(&json!({"x": 1}))
+        ));
         assert!(!semantic_eq(Some(&json!({"x": 1})), Some(&json!({"x": 2}))));
         assert!(!semantic_eq(Some(&json!(false)), None));
         assert!(semantic_eq(Some(&json!([{"a": null}])), Some(&json!([{}]))));
@@ -111,7 +127,12 @@ mod tests {
         let new = json!({"a": 2, "b": {"c": [1, 3]}});
         assert_eq!(
             diff_lines(&old, &new, "spec", 10),
-            ["-  spec.a: 1", "+  spec.a: 2", "-  spec.b.c[1]: 2", "+  spec.b.c[1]: 3"]
+            [
+                "-  spec.a: 1",
+                "+  spec.a: 2",
+                "-  spec.b.c[1]: 2",
+                "+  spec.b.c[1]: 3"
+            ]
         );
         assert_eq!(diff_lines(&old, &new, "", 1).len(), 2);
     }

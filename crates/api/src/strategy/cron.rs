@@ -10,9 +10,21 @@ struct Bounds {
     names: &'static [(&'static str, u64)],
 }
 
-const MINUTES: Bounds = Bounds { min: 0, max: 59, names: &[] };
-const HOURS: Bounds = Bounds { min: 0, max: 23, names: &[] };
-const DOM: Bounds = Bounds { min: 1, max: 31, names: &[] };
+const MINUTES: Bounds = Bounds {
+    min: 0,
+    max: 59,
+    names: &[],
+};
+const HOURS: Bounds = Bounds {
+    min: 0,
+    max: 23,
+    names: &[],
+};
+const DOM: Bounds = Bounds {
+    min: 1,
+    max: 31,
+    names: &[],
+};
 const MONTHS: Bounds = Bounds {
     min: 1,
     max: 12,
@@ -34,17 +46,32 @@ const MONTHS: Bounds = Bounds {
 const DOW: Bounds = Bounds {
     min: 0,
     max: 6,
-    names: &[("sun", 0), ("mon", 1), ("tue", 2), ("wed", 3), ("thu", 4), ("fri", 5), ("sat", 6)],
+    names: &[
+        ("sun", 0),
+        ("mon", 1),
+        ("tue", 2),
+        ("wed", 3),
+        ("thu", 4),
+        ("fri", 5),
+        ("sat", 6),
+    ],
 };
 
 /// Go's `strconv.Atoi` error text.
 fn atoi(expr: &str) -> Result<i64, String> {
     let digits = expr.strip_prefix(['+', '-']).unwrap_or(expr);
     if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
-        return Err(format!("strconv.Atoi: parsing {}: invalid syntax", super::errors::go_quote(expr)));
+        return Err(format!(
+            "strconv.Atoi: parsing {}: invalid syntax",
+            super::errors::go_quote(expr)
+        ));
     }
-    expr.parse::<i64>()
-        .map_err(|_| format!("strconv.Atoi: parsing {}: value out of range", super::errors::go_quote(expr)))
+    expr.parse::<i64>().map_err(|_| {
+        format!(
+            "strconv.Atoi: parsing {}: value out of range",
+            super::errors::go_quote(expr)
+        )
+    })
 }
 
 fn must_parse_int(expr: &str) -> Result<u64, String> {
@@ -88,13 +115,21 @@ fn check_range(expr: &str, b: &Bounds) -> Result<(), String> {
         _ => return Err(format!("too many slashes: {expr}")),
     };
     if start < b.min {
-        return Err(format!("beginning of range ({start}) below minimum ({}): {expr}", b.min));
+        return Err(format!(
+            "beginning of range ({start}) below minimum ({}): {expr}",
+            b.min
+        ));
     }
     if end > b.max {
-        return Err(format!("end of range ({end}) above maximum ({}): {expr}", b.max));
+        return Err(format!(
+            "end of range ({end}) above maximum ({}): {expr}",
+            b.max
+        ));
     }
     if start > end {
-        return Err(format!("beginning of range ({start}) beyond end of range ({end}): {expr}"));
+        return Err(format!(
+            "beginning of range ({start}) beyond end of range ({end}): {expr}"
+        ));
     }
     if step == 0 {
         return Err(format!("step of range should be a positive number: {expr}"));
@@ -117,14 +152,23 @@ fn valid_go_duration(s: &str) -> bool {
     }
     let mut rest = s;
     while !rest.is_empty() {
-        let num_len = rest.bytes().take_while(|c| c.is_ascii_digit() || *c == b'.').count();
+        let num_len = rest
+            .bytes()
+            .take_while(|c| c.is_ascii_digit() || *c == b'.')
+            .count();
         let num = &rest[..num_len];
         if num.is_empty() || num == "." || num.matches('.').count() > 1 {
             return false;
         }
         rest = &rest[num_len..];
-        let unit_len = rest.bytes().take_while(|c| !c.is_ascii_digit() && *c != b'.').count();
-        if !matches!(&rest[..unit_len], "ns" | "us" | "µs" | "μs" | "ms" | "s" | "m" | "h") {
+        let unit_len = rest
+            .bytes()
+            .take_while(|c| !c.is_ascii_digit() && *c != b'.')
+            .count();
+        if !matches!(
+            &rest[..unit_len],
+            "ns" | "us" | "µs" | "μs" | "ms" | "s" | "m" | "h"
+        ) {
             return false;
         }
         rest = &rest[unit_len..];
@@ -141,23 +185,32 @@ pub fn parse_standard(spec: &str) -> Result<(), String> {
     if spec.starts_with("TZ=") || spec.starts_with("CRON_TZ=") {
         let eq = spec.find('=').unwrap_or(0);
         let Some(sp) = spec.find(' ') else {
-            return Err(format!("provided bad location {}: unknown time zone", &spec[eq + 1..]));
+            return Err(format!(
+                "provided bad location {}: unknown time zone",
+                &spec[eq + 1..]
+            ));
         };
         let loc = &spec[eq + 1..sp];
         if !time_zone_exists(loc) {
-            return Err(format!("provided bad location {loc}: unknown time zone {loc}"));
+            return Err(format!(
+                "provided bad location {loc}: unknown time zone {loc}"
+            ));
         }
         spec = spec[sp..].trim();
     }
     if spec.starts_with('@') {
         return match spec {
-            "@yearly" | "@annually" | "@monthly" | "@weekly" | "@daily" | "@midnight" | "@hourly" => Ok(()),
+            "@yearly" | "@annually" | "@monthly" | "@weekly" | "@daily" | "@midnight"
+            | "@hourly" => Ok(()),
             s if s.starts_with("@every ") => {
                 let d = &s["@every ".len()..];
                 if valid_go_duration(d) {
                     Ok(())
                 } else {
-                    Err(format!("failed to parse duration {s}: time: invalid duration {}", super::errors::go_quote(d)))
+                    Err(format!(
+                        "failed to parse duration {s}: time: invalid duration {}",
+                        super::errors::go_quote(d)
+                    ))
                 }
             }
             s => Err(format!("unrecognized descriptor: {s}")),
@@ -165,7 +218,11 @@ pub fn parse_standard(spec: &str) -> Result<(), String> {
     }
     let fields: Vec<&str> = spec.split_whitespace().collect();
     if fields.len() != 5 {
-        return Err(format!("expected exactly 5 fields, found {}: [{}]", fields.len(), fields.join(" ")));
+        return Err(format!(
+            "expected exactly 5 fields, found {}: [{}]",
+            fields.len(),
+            fields.join(" ")
+        ));
     }
     check_field(fields[0], &MINUTES)?;
     check_field(fields[1], &HOURS)?;
@@ -184,7 +241,11 @@ pub fn time_zone_exists(name: &str) -> bool {
     if name == "UTC" || name == "Local" {
         return true;
     }
-    if name.is_empty() || name.split('/').any(|p| p == ".." || p == "." || p.is_empty()) {
+    if name.is_empty()
+        || name
+            .split('/')
+            .any(|p| p == ".." || p == "." || p.is_empty())
+    {
         return false;
     }
     let base = Path::new(ZONEINFO);
@@ -211,7 +272,10 @@ pub fn validate_time_zone(tz: &str) -> Vec<String> {
     }
     let mut errs = Vec::new();
     if tz.eq_ignore_ascii_case("local") {
-        errs.push("timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones".to_string());
+        errs.push(
+            "timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones"
+                .to_string(),
+        );
     }
     if !time_zone_exists(tz) {
         errs.push(format!("unknown time zone {tz}"));
@@ -249,17 +313,29 @@ mod tests {
             ("* * * *", "expected exactly 5 fields, found 4: [* * * *]"),
             ("60 * * * *", "end of range (60) above maximum (59): 60"),
             ("* * 0 * *", "beginning of range (0) below minimum (1): 0"),
-            ("5-1 * * * *", "beginning of range (5) beyond end of range (1): 5-1"),
-            ("*/0 * * * *", "step of range should be a positive number: */0"),
+            (
+                "5-1 * * * *",
+                "beginning of range (5) beyond end of range (1): 5-1",
+            ),
+            (
+                "*/0 * * * *",
+                "step of range should be a positive number: */0",
+            ),
             ("1-2-3 * * * *", "too many hyphens: 1-2-3"),
             ("*/1/2 * * * *", "too many slashes: */1/2"),
-            ("x * * * *", "failed to parse int from x: strconv.Atoi: parsing \"x\": invalid syntax"),
+            (
+                "x * * * *",
+                "failed to parse int from x: strconv.Atoi: parsing \"x\": invalid syntax",
+            ),
             ("@foo", "unrecognized descriptor: @foo"),
             (
                 "99999999999999999999 * * * *",
                 "failed to parse int from 99999999999999999999: strconv.Atoi: parsing \"99999999999999999999\": value out of range",
             ),
-            ("@every x", "failed to parse duration @every x: time: invalid duration \"x\""),
+            (
+                "@every x",
+                "failed to parse duration @every x: time: invalid duration \"x\"",
+            ),
         ];
         for (spec, want) in cases {
             assert_eq!(parse_standard(spec), Err(want.to_string()), "{spec}");
@@ -269,12 +345,21 @@ mod tests {
     #[test]
     fn time_zones() {
         assert!(validate_time_zone("UTC").is_empty());
-        assert_eq!(validate_time_zone(""), vec!["timeZone must be nil or non-empty string".to_string()]);
-        assert_eq!(validate_time_zone("../etc"), vec!["unknown time zone ../etc".to_string()]);
+        assert_eq!(
+            validate_time_zone(""),
+            vec!["timeZone must be nil or non-empty string".to_string()]
+        );
+        assert_eq!(
+            validate_time_zone("../etc"),
+            vec!["unknown time zone ../etc".to_string()]
+        );
         assert_eq!(validate_time_zone("Local").len(), 1);
         if Path::new(ZONEINFO).join("Europe/Berlin").is_file() {
             assert!(validate_time_zone("Europe/Berlin").is_empty());
-            assert_eq!(validate_time_zone("Mars/Base"), vec!["unknown time zone Mars/Base".to_string()]);
+            assert_eq!(
+                validate_time_zone("Mars/Base"),
+                vec!["unknown time zone Mars/Base".to_string()]
+            );
         }
     }
 }

@@ -140,11 +140,19 @@ impl FieldError {
 
     /// `Required value[: detail]`.
     pub fn required(field: impl Into<String>, detail: &str) -> Self {
-        Self::new("FieldValueRequired", field, with_detail("Required value", detail))
+        Self::new(
+            "FieldValueRequired",
+            field,
+            with_detail("Required value", detail),
+        )
     }
 
     /// `Invalid value: <value>[: detail]`.
-    pub fn invalid<V: BadValue + ?Sized>(field: impl Into<String>, value: &V, detail: &str) -> Self {
+    pub fn invalid<V: BadValue + ?Sized>(
+        field: impl Into<String>,
+        value: &V,
+        detail: &str,
+    ) -> Self {
         let head = format!("Invalid value: {}", value.render());
         Self::new("FieldValueInvalid", field, with_detail(&head, detail))
     }
@@ -185,7 +193,11 @@ impl FieldError {
 
     /// `Forbidden[: detail]`.
     pub fn forbidden(field: impl Into<String>, detail: &str) -> Self {
-        Self::new("FieldValueForbidden", field, with_detail("Forbidden", detail))
+        Self::new(
+            "FieldValueForbidden",
+            field,
+            with_detail("Forbidden", detail),
+        )
     }
 
     /// `Too long: may not be more than N bytes` (the value is never echoed).
@@ -265,7 +277,11 @@ mod tests {
                 "Required value: name or generateName is required",
             ),
             (
-                FieldError::invalid("spec.replicas", &-1i64, "must be greater than or equal to 0"),
+                FieldError::invalid(
+                    "spec.replicas",
+                    &-1i64,
+                    "must be greater than or equal to 0",
+                ),
                 "Invalid value: -1: must be greater than or equal to 0",
             ),
             (

@@ -78,7 +78,12 @@ pub(crate) fn get_arr<'a>(obj: &'a Value, key: &str) -> &'a [Value] {
 }
 
 /// Checked string member.
-pub(crate) fn opt_str<'a>(obj: &'a Value, key: &str, path: &str, errs: &mut Errs) -> Option<&'a str> {
+pub(crate) fn opt_str<'a>(
+    obj: &'a Value,
+    key: &str,
+    path: &str,
+    errs: &mut Errs,
+) -> Option<&'a str> {
     let v = get(obj, key)?;
     match v.as_str() {
         Some(s) => Some(s),
@@ -128,7 +133,12 @@ pub(crate) fn opt_bool(obj: &Value, key: &str, path: &str, errs: &mut Errs) -> O
 }
 
 /// Checked object member; returns the member itself (as a `Value`) for further reads.
-pub(crate) fn opt_obj<'a>(obj: &'a Value, key: &str, path: &str, errs: &mut Errs) -> Option<&'a Value> {
+pub(crate) fn opt_obj<'a>(
+    obj: &'a Value,
+    key: &str,
+    path: &str,
+    errs: &mut Errs,
+) -> Option<&'a Value> {
     let v = get(obj, key)?;
     if v.is_object() {
         Some(v)
@@ -139,7 +149,12 @@ pub(crate) fn opt_obj<'a>(obj: &'a Value, key: &str, path: &str, errs: &mut Errs
 }
 
 /// Checked array member.
-pub(crate) fn opt_arr<'a>(obj: &'a Value, key: &str, path: &str, errs: &mut Errs) -> Option<&'a [Value]> {
+pub(crate) fn opt_arr<'a>(
+    obj: &'a Value,
+    key: &str,
+    path: &str,
+    errs: &mut Errs,
+) -> Option<&'a [Value]> {
     let v = get(obj, key)?;
     match v.as_array() {
         Some(a) => Some(a.as_slice()),
@@ -164,7 +179,11 @@ pub(crate) fn opt_str_map<'a>(
 }
 
 /// Checked `map[string]string` from a value.
-pub(crate) fn str_map_of<'a>(v: &'a Value, field: &str, errs: &mut Errs) -> Option<Vec<(&'a str, &'a str)>> {
+pub(crate) fn str_map_of<'a>(
+    v: &'a Value,
+    field: &str,
+    errs: &mut Errs,
+) -> Option<Vec<(&'a str, &'a str)>> {
     let Some(m) = v.as_object() else {
         errs.push(FieldError::type_invalid(field, v, "object"));
         return None;
@@ -182,7 +201,12 @@ pub(crate) fn str_map_of<'a>(v: &'a Value, field: &str, errs: &mut Errs) -> Opti
 }
 
 /// Checked `[]string` member: non-string items are reported and skipped.
-pub(crate) fn opt_str_list<'a>(obj: &'a Value, key_name: &str, path: &str, errs: &mut Errs) -> Option<Vec<&'a str>> {
+pub(crate) fn opt_str_list<'a>(
+    obj: &'a Value,
+    key_name: &str,
+    path: &str,
+    errs: &mut Errs,
+) -> Option<Vec<&'a str>> {
     let items = opt_arr(obj, key_name, path, errs)?;
     let field = child(path, key_name);
     let mut out = Vec::with_capacity(items.len());
@@ -213,19 +237,34 @@ impl IntOrStr<'_> {
 }
 
 /// Checked int-or-string member.
-pub(crate) fn opt_int_or_str<'a>(obj: &'a Value, key_name: &str, path: &str, errs: &mut Errs) -> Option<IntOrStr<'a>> {
+pub(crate) fn opt_int_or_str<'a>(
+    obj: &'a Value,
+    key_name: &str,
+    path: &str,
+    errs: &mut Errs,
+) -> Option<IntOrStr<'a>> {
     let v = get(obj, key_name)?;
     match v {
         Value::String(s) => Some(IntOrStr::Str(s)),
         Value::Number(n) => match n.as_i64() {
-            Some(i) if i >= i64::from(i32::MIN) && i <= i64::from(i32::MAX) => Some(IntOrStr::Int(i)),
+            Some(i) if i >= i64::from(i32::MIN) && i <= i64::from(i32::MAX) => {
+                Some(IntOrStr::Int(i))
+            }
             _ => {
-                errs.push(FieldError::type_invalid(child(path, key_name), v, "int32 or string"));
+                errs.push(FieldError::type_invalid(
+                    child(path, key_name),
+                    v,
+                    "int32 or string",
+                ));
                 None
             }
         },
         _ => {
-            errs.push(FieldError::type_invalid(child(path, key_name), v, "int32 or string"));
+            errs.push(FieldError::type_invalid(
+                child(path, key_name),
+                v,
+                "int32 or string",
+            ));
             None
         }
     }
@@ -323,11 +362,17 @@ mod tests {
         assert_eq!(opt_bool(&obj, "b", "p", &mut errs), None);
         assert!(opt_obj(&obj, "o", "p", &mut errs).is_none());
         assert!(opt_arr(&obj, "a", "p", &mut errs).is_none());
-        assert_eq!(opt_str_map(&obj, "m", "p", &mut errs), Some(vec![("ok", "v")]));
+        assert_eq!(
+            opt_str_map(&obj, "m", "p", &mut errs),
+            Some(vec![("ok", "v")])
+        );
         assert_eq!(opt_str(&obj, "n", "p", &mut errs), None);
         assert_eq!(opt_i32(&obj, "big", "p", &mut errs), None);
         let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["p.s", "p.i", "p.f", "p.b", "p.o", "p.a", "p.m[k]", "p.big"]);
+        assert_eq!(
+            fields,
+            ["p.s", "p.i", "p.f", "p.b", "p.o", "p.a", "p.m[k]", "p.big"]
+        );
     }
 
     #[test]

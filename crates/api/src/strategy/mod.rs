@@ -4,12 +4,20 @@
 //! Objects are handled as `serde_json::Value` in their stored (JSON) form; strategies may
 //! deserialize into k8s-openapi types where typing helps.
 
+pub mod apps;
+pub mod batch;
 pub(crate) mod compare;
+pub mod core;
 pub mod cron;
 pub mod errors;
 pub(crate) mod json;
+pub mod misc;
 pub mod pod;
 pub mod quantity;
+pub mod service;
+pub mod storage;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod validation;
 
 use serde_json::Value;
@@ -69,15 +77,55 @@ pub struct Neutral;
 impl Strategy for Neutral {}
 
 static NEUTRAL: Neutral = Neutral;
-static POD: pod::PodStrategy = pod::PodStrategy;
-static POD_TEMPLATE: pod::PodTemplateStrategy = pod::PodTemplateStrategy;
 
 /// The strategy of `group`/`kind` (`""` is the core group); a neutral one for kinds
 /// without special behaviour.
 pub fn for_kind(group: &str, kind: &str) -> &'static dyn Strategy {
     match (group, kind) {
-        ("", "Pod") => &POD,
-        ("", "PodTemplate") => &POD_TEMPLATE,
+        ("", "Pod") => &pod::PodStrategy,
+        ("", "PodTemplate") => &pod::PodTemplateStrategy,
+        ("", "Service") => &service::ServiceStrategy,
+        ("", "Namespace") => &core::NamespaceStrategy,
+        ("", "ConfigMap") => &core::ConfigMapStrategy,
+        ("", "Secret") => &core::SecretStrategy,
+        ("", "Node") => &core::NodeStrategy,
+        ("", "Event") | ("events.k8s.io", "Event") => &core::EventStrategy,
+        ("", "Endpoints") => &core::EndpointsStrategy,
+        ("", "LimitRange") => &core::LimitRangeStrategy,
+        ("", "ResourceQuota") => &core::ResourceQuotaStrategy,
+        ("", "ReplicationController") => &apps::ReplicationControllerStrategy,
+        ("", "PersistentVolume") => &storage::PersistentVolumeStrategy,
+        ("", "PersistentVolumeClaim") => &storage::PersistentVolumeClaimStrategy,
+        ("apps", "Deployment") => &apps::DeploymentStrategy,
+        ("apps", "ReplicaSet") => &apps::ReplicaSetStrategy,
+        ("apps", "StatefulSet") => &apps::StatefulSetStrategy,
+        ("apps", "DaemonSet") => &apps::DaemonSetStrategy,
+        ("batch", "Job") => &batch::JobStrategy,
+        ("batch", "CronJob") => &batch::CronJobStrategy,
+        ("autoscaling", "HorizontalPodAutoscaler") => &misc::HorizontalPodAutoscalerStrategy,
+        ("networking.k8s.io", "Ingress") => &misc::IngressStrategy,
+        ("discovery.k8s.io", "EndpointSlice") => &misc::EndpointSliceStrategy,
+        ("policy", "PodDisruptionBudget") => &misc::PodDisruptionBudgetStrategy,
+        ("scheduling.k8s.io", "PriorityClass") => &misc::PriorityClassStrategy,
+        ("storage.k8s.io", "StorageClass") => &storage::StorageClassStrategy,
+        (
+            "rbac.authorization.k8s.io",
+            "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding",
+        ) => &RBAC,
         _ => &NEUTRAL,
     }
 }
+
+/// RBAC kinds: names are URL path segments (e.g. `system:controller:x`).
+pub struct Rbac;
+
+impl Strategy for Rbac {
+    fn name_rule(&self) -> NameRule {
+        NameRule::PathSegment
+    }
+}
+
+static RBAC: Rbac = Rbac;
+
+#[cfg(test)]
+mod tests;

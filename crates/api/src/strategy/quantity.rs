@@ -6,7 +6,9 @@ use thiserror::Error;
 /// Why a quantity string was rejected (upstream's error texts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum QuantityError {
-    #[error("quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")]
+    #[error(
+        "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+    )]
     FormatWrong,
     #[error("unable to parse quantity's suffix")]
     Suffix,
@@ -38,7 +40,12 @@ fn split(s: &str) -> Result<Parts<'_>, QuantityError> {
         pos += 1;
     }
     if pos >= end {
-        return Ok(Parts { positive, num: "0", denom: "", suffix: "" });
+        return Ok(Parts {
+            positive,
+            num: "0",
+            denom: "",
+            suffix: "",
+        });
     }
     let start = pos;
     while pos < end && b[pos].is_ascii_digit() {
@@ -67,7 +74,12 @@ fn split(s: &str) -> Result<Parts<'_>, QuantityError> {
     if pos < end {
         return Err(QuantityError::FormatWrong);
     }
-    Ok(Parts { positive, num, denom, suffix: &s[suffix_start..] })
+    Ok(Parts {
+        positive,
+        num,
+        denom,
+        suffix: &s[suffix_start..],
+    })
 }
 
 enum Scale {
@@ -113,7 +125,9 @@ pub fn parse_quantity(s: &str) -> Result<i128, QuantityError> {
     // Mantissa: all digits of num and denom as one integer; saturate on overflow.
     let mut mantissa: i128 = 0;
     for c in p.num.bytes().chain(p.denom.bytes()) {
-        mantissa = mantissa.saturating_mul(10).saturating_add(i128::from(c - b'0'));
+        mantissa = mantissa
+            .saturating_mul(10)
+            .saturating_add(i128::from(c - b'0'));
     }
     let frac_len = i64::try_from(p.denom.len()).unwrap_or(i64::MAX);
     let (numerator, dec_exp) = match scale {
@@ -201,7 +215,10 @@ mod tests {
     fn saturates_instead_of_overflowing() {
         assert_eq!(parse_quantity("1e99999"), Ok(i128::MAX));
         assert_eq!(parse_quantity(&"9".repeat(100)), Ok(i128::MAX));
-        assert_eq!(parse_quantity("99999999999999999999999999Ei"), Ok(i128::MAX));
+        assert_eq!(
+            parse_quantity("99999999999999999999999999Ei"),
+            Ok(i128::MAX)
+        );
         assert_eq!(parse_quantity("1e-99999"), Ok(1));
         assert_eq!(parse_quantity("1e-9223372036854775808"), Ok(1));
         assert_eq!(parse_quantity("1e9223372036854775807"), Ok(i128::MAX));

@@ -79,9 +79,8 @@ pub async fn handle(state: AppState, target: ResourcePath, req: Parts, body: Bod
     let headers = req.headers.clone();
     let rep = codec::negotiate(&headers);
     let include = match query.get("includeObject") {
-        Some("None") => IncludeObject::None,
-        Some("Object") => IncludeObject::Object,
-        _ => IncludeObject::Metadata,
+        Some(v) => IncludeObject::from_param(v).map_err(|e| ApiError::bad_request(e.to_string()))?,
+        None => IncludeObject::Metadata,
     };
     let body = axum::body::to_bytes(body, codec::MAX_BODY_BYTES + 1)
         .await
@@ -286,11 +285,8 @@ pub async fn patch(call: Call, subresource: Option<&str>) -> ApiResult<Response>
 /// Map a patch failure to upstream's codes: malformed patches are 400, patches that
 /// cannot be applied are 422.
 pub fn patch_error(e: r8s_api::patch::PatchError) -> ApiError {
-    if e.is_malformed() {
-        ApiError::bad_request(e.to_string())
-    } else {
-        ApiError::unprocessable(e.to_string())
-    }
+    let code = StatusCode::from_u16(e.status_code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    ApiError::from_parts(code, e.reason(), e.status_message())
 }
 
 fn delete_options(call: &Call) -> ApiResult<DeleteOptions> {

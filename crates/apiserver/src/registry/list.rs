@@ -27,14 +27,12 @@ impl ListParams {
     /// Parse the selector strings; bad selectors are 400s as upstream.
     pub fn parse_selectors(&mut self, label: Option<&str>, field: Option<&str>) -> ApiResult<()> {
         if let Some(l) = label.filter(|s| !s.trim().is_empty()) {
-            self.label_selector = Some(LabelSelector::parse(l).map_err(|e| {
-                ApiError::bad_request(format!("unable to parse requirement: {e}"))
-            })?);
+            self.label_selector =
+                Some(LabelSelector::parse(l).map_err(|e| ApiError::bad_request(e.to_string()))?);
         }
         if let Some(f) = field.filter(|s| !s.trim().is_empty()) {
-            self.field_selector = Some(FieldSelector::parse(f).map_err(|e| {
-                ApiError::bad_request(format!("invalid field selector: {e}"))
-            })?);
+            self.field_selector =
+                Some(FieldSelector::parse(f).map_err(|e| ApiError::bad_request(e.to_string()))?);
         }
         Ok(())
     }

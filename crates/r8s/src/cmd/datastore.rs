@@ -16,10 +16,25 @@ pub async fn run(action: DatastoreAction) -> anyhow::Result<()> {
             }
             let from = r8s_store::open("", &db).await.context("opening the embedded datastore")?;
             let target = r8s_store::open(&to, &db).await.with_context(|| format!("connecting to etcd at {to}"))?;
-            let report = r8s_store::migrate::migrate(from.as_ref(), target.as_ref(), force)
+            let opts = r8s_store::migrate::MigrateOptions {
+                force,
+                ..Default::default()
+            };
+            let mut last_percent = u64::MAX;
+            let mut progress = |p: r8s_store::migrate::MigrateProgress| {
+                let percent = if p.total == 0 { 100 } else { p.copied * 100 / p.total };
+                if percent / 10 != last_percent / 10 {
+                    eprintln!("migrated {}/{} keys", p.copied, p.total);
+                    last_percent = percent;
+                }
+            };
+            let report = r8s_store::migrate::migrate(from.as_ref(), target.as_ref(), &opts, &mut progress)
                 .await
                 .context("migrating")?;
-            println!("{report}");
+            println!(
+                "migrated {} keys ({} bytes, {} leased keys) from the embedded store at revision {} into etcd {to}",
+                report.keys, report.bytes, report.leased_keys, report.source_revision
+            );
         }
     }
     Ok(())

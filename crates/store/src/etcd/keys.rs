@@ -40,18 +40,47 @@ impl Keys {
     /// The store key of etcd key `raw`; fails on keys outside the root prefix or not UTF-8
     /// (neither is ever written by this backend).
     pub(crate) fn strip(&self, raw: &[u8]) -> Result<String> {
-        let rest = raw.strip_prefix(self.root.as_slice()).ok_or_else(|| {
-            Error::Internal(format!(
-                "etcd returned key {:?} outside the root prefix {:?}",
-                String::from_utf8_lossy(raw),
-                String::from_utf8_lossy(&self.root)
-            ))
-        })?;
+        let rest = raw
+            .strip_prefix(self.root.as_slice())
+            .ok_or_else(|| self.outside_root(raw))?;
         String::from_utf8(rest.to_vec()).map_err(|_| {
             Error::Internal(format!(
                 "etcd key {:?} is not UTF-8",
                 String::from_utf8_lossy(raw)
             ))
+        })
+    }
+
+    fn outside_root(&self, raw: &[u8]) -> Error {
+        Error::Internal(format!(
+            "etcd returned key {:?} outside the root prefix {:?}",
+            String::from_utf8_lossy(raw),
+            String::from_utf8_lossy(&self.root)
+        ))
+    }
+
+    /// Convert an owned etcd key-value into the store's without copying the value (lists
+    /// of thousands of objects would otherwise copy every byte once more).
+    pub(crate) fn kv_owned(&self, kv: etcd_client::KeyValue) -> Result<KeyValue> {
+        let (create_revision, mod_revision, lease) =
+            (kv.create_revision(), kv.mod_revision(), kv.lease());
+        let (mut key, value) = kv.into_key_value();
+        if !key.starts_with(&self.root) {
+            return Err(self.outside_root(&key));
+        }
+        key.drain(..self.root.len());
+        let key = String::from_utf8(key).map_err(|e| {
+            Error::Internal(format!(
+                "etcd key {:?} is not UTF-8",
+                String::from_utf8_lossy(e.as_bytes())
+            ))
+        })?;
+        Ok(KeyValue {
+            key,
+            value,
+            create_revision,
+            mod_revision,
+            lease,
         })
     }
 

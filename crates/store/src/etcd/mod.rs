@@ -312,11 +312,15 @@ impl Store for EtcdStore {
         }
         let mut kv = self.kv.clone();
         let opts = GetOptions::new().with_revision(rev);
-        let resp = match self.rpc(kv.get(self.keys.full(key), Some(opts))).await {
+        let mut resp = match self.rpc(kv.get(self.keys.full(key), Some(opts))).await {
             Ok(r) => r,
             Err(f) => return Err(self.fail_at("get", f, rev).await),
         };
-        resp.kvs().first().map(|kv| self.keys.kv(kv)).transpose()
+        resp.take_kvs()
+            .into_iter()
+            .next()
+            .map(|kv| self.keys.kv_owned(kv))
+            .transpose()
     }
 
     async fn list(&self, prefix: &str, opts: ListOptions) -> Result<ListResult> {
@@ -342,14 +346,14 @@ impl Store for EtcdStore {
             get = get.with_limit(opts.limit);
         }
         let mut kv = self.kv.clone();
-        let resp = match self.rpc(kv.get(start, Some(get))).await {
+        let mut resp = match self.rpc(kv.get(start, Some(get))).await {
             Ok(r) => r,
             Err(f) => return Err(self.fail_at("list", f, opts.revision).await),
         };
         let items = resp
-            .kvs()
-            .iter()
-            .map(|kv| self.keys.kv(kv))
+            .take_kvs()
+            .into_iter()
+            .map(|kv| self.keys.kv_owned(kv))
             .collect::<Result<Vec<_>>>()?;
         let revision = if opts.revision > 0 {
             opts.revision

@@ -52,6 +52,7 @@ impl EtcdProcess {
         for _ in 0..3 {
             match Self::try_spawn(base).await {
                 Ok(p) => return Ok(p),
+                Err(Error::Unavailable(m)) => last = m,
                 Err(e) => last = e.to_string(),
             }
         }

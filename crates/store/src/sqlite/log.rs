@@ -4,7 +4,9 @@
 //! multi-statement read (revision bounds, then rows) sees one consistent snapshot.
 
 use super::schema::{map_err, meta};
-use crate::{Error, EventKind, KeyValue, LeaseId, ListOptions, ListResult, Result, Revision, WatchEvent};
+use crate::{
+    Error, EventKind, KeyValue, LeaseId, ListOptions, ListResult, Result, Revision, WatchEvent,
+};
 use rusqlite::{Connection, OptionalExtension, types::Value};
 use std::path::Path;
 
@@ -28,8 +30,7 @@ pub(crate) struct Row {
     pub old_lease: LeaseId,
 }
 
-pub(crate) const COLUMNS: &str =
-    "id, name, created, deleted, create_revision, prev_revision, lease, value, old_value, old_lease";
+pub(crate) const COLUMNS: &str = "id, name, created, deleted, create_revision, prev_revision, lease, value, old_value, old_lease";
 
 impl Row {
     fn from_sql(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
@@ -75,7 +76,11 @@ impl Row {
                 mod_revision: self.id,
                 lease: 0,
             };
-            WatchEvent { kind: EventKind::Delete, kv, prev }
+            WatchEvent {
+                kind: EventKind::Delete,
+                kv,
+                prev,
+            }
         } else {
             let kv = KeyValue {
                 key: self.name,
@@ -84,30 +89,36 @@ impl Row {
                 mod_revision: self.id,
                 lease: self.lease,
             };
-            WatchEvent { kind: EventKind::Put, kv, prev }
+            WatchEvent {
+                kind: EventKind::Put,
+                kv,
+                prev,
+            }
         }
     }
 }
 
 /// Appends `row` to the log.
 pub(crate) fn insert(conn: &Connection, path: &Path, row: &Row) -> Result<()> {
-    conn.prepare_cached(&format!("INSERT INTO kv ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"))
-        .and_then(|mut st| {
-            st.execute(rusqlite::params![
-                row.id,
-                row.name,
-                row.created,
-                row.deleted,
-                row.create_revision,
-                row.prev_revision,
-                row.lease,
-                row.value,
-                row.old_value,
-                row.old_lease,
-            ])
-        })
-        .map(drop)
-        .map_err(|e| map_err(path, e))
+    conn.prepare_cached(&format!(
+        "INSERT INTO kv ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+    ))
+    .and_then(|mut st| {
+        st.execute(rusqlite::params![
+            row.id,
+            row.name,
+            row.created,
+            row.deleted,
+            row.create_revision,
+            row.prev_revision,
+            row.lease,
+            row.value,
+            row.old_value,
+            row.old_lease,
+        ])
+    })
+    .map(drop)
+    .map_err(|e| map_err(path, e))
 }
 
 /// Reads an integer from the `meta` table (0 if absent).
@@ -132,7 +143,9 @@ pub(crate) fn current_revision(conn: &Connection, path: &Path) -> Result<Revisio
         .prepare_cached("SELECT max(id) FROM kv")
         .and_then(|mut st| st.query_row([], |r| r.get(0)))
         .map_err(|e| map_err(path, e))?;
-    Ok(max_id.unwrap_or(0).max(meta_int(conn, path, meta::REVISION)?))
+    Ok(max_id
+        .unwrap_or(0)
+        .max(meta_int(conn, path, meta::REVISION)?))
 }
 
 /// The revision reads below which fail with `Compacted`.
@@ -154,13 +167,21 @@ pub(crate) fn read_revision(conn: &Connection, path: &Path, rev: Revision) -> Re
     }
     let compacted = compacted_revision(conn, path)?;
     if rev < compacted {
-        return Err(Error::Compacted { requested: rev, compacted });
+        return Err(Error::Compacted {
+            requested: rev,
+            compacted,
+        });
     }
     Ok(rev)
 }
 
 /// The newest row of `name` at or below `at` (live or tombstone).
-pub(crate) fn latest(conn: &Connection, path: &Path, name: &str, at: Revision) -> Result<Option<Row>> {
+pub(crate) fn latest(
+    conn: &Connection,
+    path: &Path,
+    name: &str,
+    at: Revision,
+) -> Result<Option<Row>> {
     conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM kv WHERE name = ?1 AND id <= ?2 ORDER BY id DESC LIMIT 1"
     ))
@@ -169,9 +190,16 @@ pub(crate) fn latest(conn: &Connection, path: &Path, name: &str, at: Revision) -
 }
 
 /// The live value of `name` at `rev` (0 = latest).
-pub(crate) fn get(conn: &Connection, path: &Path, name: &str, rev: Revision) -> Result<Option<KeyValue>> {
+pub(crate) fn get(
+    conn: &Connection,
+    path: &Path,
+    name: &str,
+    rev: Revision,
+) -> Result<Option<KeyValue>> {
     let at = read_revision(conn, path, rev)?;
-    Ok(latest(conn, path, name, at)?.filter(|r| !r.deleted).map(|r| r.kv()))
+    Ok(latest(conn, path, name, at)?
+        .filter(|r| !r.deleted)
+        .map(|r| r.kv()))
 }
 
 /// The key range `[lo, hi)` of a prefix; `hi = None` means unbounded.
@@ -190,15 +218,27 @@ impl KeyRange {
             let next = (last as u32 + 1..=char::MAX as u32).find_map(char::from_u32);
             if let Some(next) = next {
                 chars.push(next);
-                return KeyRange { lo: prefix.to_string(), hi: Some(chars.into_iter().collect()) };
+                return KeyRange {
+                    lo: prefix.to_string(),
+                    hi: Some(chars.into_iter().collect()),
+                };
             }
         }
-        KeyRange { lo: prefix.to_string(), hi: None }
+        KeyRange {
+            lo: prefix.to_string(),
+            hi: None,
+        }
     }
 }
 
 /// Builds `name` conditions for a range: lower bound (`>` when exclusive), optional upper.
-fn range_sql(col: &str, lo: &str, exclusive: bool, hi: Option<&str>, params: &mut Vec<Value>) -> String {
+fn range_sql(
+    col: &str,
+    lo: &str,
+    exclusive: bool,
+    hi: Option<&str>,
+    params: &mut Vec<Value>,
+) -> String {
     let op = if exclusive { ">" } else { ">=" };
     params.push(Value::Text(lo.to_string()));
     let mut sql = format!("{col} {op} ?{}", params.len());
@@ -210,9 +250,17 @@ fn range_sql(col: &str, lo: &str, exclusive: bool, hi: Option<&str>, params: &mu
 }
 
 /// Live keys in `prefix` at one revision, sorted by key, paged.
-pub(crate) fn list(conn: &Connection, path: &Path, prefix: &str, opts: &ListOptions) -> Result<ListResult> {
+pub(crate) fn list(
+    conn: &Connection,
+    path: &Path,
+    prefix: &str,
+    opts: &ListOptions,
+) -> Result<ListResult> {
     if opts.limit < 0 {
-        return Err(Error::InvalidArgument(format!("negative limit {}", opts.limit)));
+        return Err(Error::InvalidArgument(format!(
+            "negative limit {}",
+            opts.limit
+        )));
     }
     let rev = read_revision(conn, path, opts.revision)?;
     let range = KeyRange::prefix(prefix);
@@ -231,7 +279,11 @@ pub(crate) fn list(conn: &Connection, path: &Path, prefix: &str, opts: &ListOpti
         "SELECT {cols} FROM kv AS k WHERE {cond} AND k.id <= ?{rev_param} \
          AND k.id = (SELECT max(n.id) FROM kv AS n WHERE n.name = k.name AND n.id <= ?{rev_param}) \
          AND k.deleted = 0 ORDER BY k.name",
-        cols = COLUMNS.split(", ").map(|c| format!("k.{c}")).collect::<Vec<_>>().join(", "),
+        cols = COLUMNS
+            .split(", ")
+            .map(|c| format!("k.{c}"))
+            .collect::<Vec<_>>()
+            .join(", "),
     );
     if opts.limit > 0 {
         params.push(Value::Integer(opts.limit + 1));
@@ -249,7 +301,11 @@ pub(crate) fn list(conn: &Connection, path: &Path, prefix: &str, opts: &ListOpti
     if more {
         items.truncate(opts.limit as usize);
     }
-    Ok(ListResult { items, revision: rev, more })
+    Ok(ListResult {
+        items,
+        revision: rev,
+        more,
+    })
 }
 
 /// Number of live keys in `prefix` at the latest revision.
@@ -269,10 +325,19 @@ pub(crate) fn count(conn: &Connection, path: &Path, prefix: &str) -> Result<i64>
 
 /// Up to `limit` rows of `prefix` with revision above `after`, oldest first. Fails with
 /// `Compacted` if history after `after` is no longer complete.
-pub(crate) fn history(conn: &Connection, path: &Path, prefix: &str, after: Revision, limit: i64) -> Result<Vec<Row>> {
+pub(crate) fn history(
+    conn: &Connection,
+    path: &Path,
+    prefix: &str,
+    after: Revision,
+    limit: i64,
+) -> Result<Vec<Row>> {
     let compacted = compacted_revision(conn, path)?;
     if after < compacted {
-        return Err(Error::Compacted { requested: after, compacted });
+        return Err(Error::Compacted {
+            requested: after,
+            compacted,
+        });
     }
     let range = KeyRange::prefix(prefix);
     let mut params = vec![Value::Integer(after)];

@@ -15,7 +15,9 @@ pub(crate) mod schema;
 mod watch;
 mod writer;
 
-use crate::{Error, KeyValue, LeaseId, ListOptions, ListResult, Result, Revision, Store, WatchStream};
+use crate::{
+    Error, KeyValue, LeaseId, ListOptions, ListResult, Result, Revision, Store, WatchStream,
+};
 use ops::{Op, Reply};
 use reader::ReadPool;
 use std::path::{Path, PathBuf};
@@ -80,7 +82,12 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        for t in self.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+        for t in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
             t.abort();
         }
     }
@@ -125,9 +132,16 @@ impl SqliteStore {
             published,
             tasks: std::sync::Mutex::new(Vec::new()),
         });
-        let mut tasks = vec![tokio::spawn(expire_leases(Arc::downgrade(&inner), opts.lease_check_interval))];
+        let mut tasks = vec![tokio::spawn(expire_leases(
+            Arc::downgrade(&inner),
+            opts.lease_check_interval,
+        ))];
         if let Some(every) = opts.compact_interval {
-            tasks.push(tokio::spawn(compact_periodically(Arc::downgrade(&inner), every, opts.compact_keep)));
+            tasks.push(tokio::spawn(compact_periodically(
+                Arc::downgrade(&inner),
+                every,
+                opts.compact_keep,
+            )));
         }
         *inner.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
         Ok(SqliteStore { inner })
@@ -182,7 +196,10 @@ async fn compact_periodically(inner: Weak<Inner>, every: Duration, keep: i64) {
         let Some(inner) = inner.upgrade() else { return };
         let target = inner.published.load(Ordering::SeqCst) - keep.max(0);
         let path = inner.path.clone();
-        let compacted = inner.reads.run(move |c| log::compacted_revision(c, &path)).await;
+        let compacted = inner
+            .reads
+            .run(move |c| log::compacted_revision(c, &path))
+            .await;
         match compacted {
             Ok(c) if target > c => match inner.writer.compact(target).await {
                 Ok(()) => tracing::debug!(revision = target, "datastore compacted"),
@@ -199,7 +216,11 @@ async fn compact_periodically(inner: Weak<Inner>, every: Duration, keep: i64) {
 impl Store for SqliteStore {
     async fn create(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Result<Revision> {
         check_key(key)?;
-        let op = Op::Create { key: key.to_string(), value, lease: lease.unwrap_or(0) };
+        let op = Op::Create {
+            key: key.to_string(),
+            value,
+            lease: lease.unwrap_or(0),
+        };
         match self.inner.writer.call(op).await? {
             Reply::Revision(r) => Ok(r),
             other => Err(unexpected(other)),
@@ -214,7 +235,12 @@ impl Store for SqliteStore {
         lease: Option<LeaseId>,
     ) -> Result<Revision> {
         check_key(key)?;
-        let op = Op::Update { key: key.to_string(), value, expected, lease: lease.unwrap_or(0) };
+        let op = Op::Update {
+            key: key.to_string(),
+            value,
+            expected,
+            lease: lease.unwrap_or(0),
+        };
         match self.inner.writer.call(op).await? {
             Reply::Revision(r) => Ok(r),
             other => Err(unexpected(other)),
@@ -223,7 +249,15 @@ impl Store for SqliteStore {
 
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<(KeyValue, Revision)> {
         check_key(key)?;
-        match self.inner.writer.call(Op::Delete { key: key.to_string(), expected }).await? {
+        match self
+            .inner
+            .writer
+            .call(Op::Delete {
+                key: key.to_string(),
+                expected,
+            })
+            .await?
+        {
             Reply::Deleted(kv, r) => Ok((kv, r)),
             other => Err(unexpected(other)),
         }
@@ -248,7 +282,15 @@ impl Store for SqliteStore {
         // Subscribe first, then take "now": see the module docs of `watch`.
         let rx = self.inner.events.subscribe();
         let now = self.inner.published.load(Ordering::SeqCst);
-        watch::watch(self.inner.reads.clone(), self.inner.path.clone(), rx, now, prefix, after).await
+        watch::watch(
+            self.inner.reads.clone(),
+            self.inner.path.clone(),
+            rx,
+            now,
+            prefix,
+            after,
+        )
+        .await
     }
 
     async fn current_revision(&self) -> Result<Revision> {
@@ -257,7 +299,9 @@ impl Store for SqliteStore {
 
     async fn compact(&self, rev: Revision) -> Result<()> {
         if rev <= 0 {
-            return Err(Error::InvalidArgument(format!("cannot compact at revision {rev}")));
+            return Err(Error::InvalidArgument(format!(
+                "cannot compact at revision {rev}"
+            )));
         }
         self.inner.writer.compact(rev).await
     }
@@ -267,7 +311,12 @@ impl Store for SqliteStore {
     }
 
     async fn grant_lease(&self, ttl_seconds: i64) -> Result<LeaseId> {
-        match self.inner.writer.call(Op::GrantLease { ttl_seconds }).await? {
+        match self
+            .inner
+            .writer
+            .call(Op::GrantLease { ttl_seconds })
+            .await?
+        {
             Reply::Lease(id) => Ok(id),
             other => Err(unexpected(other)),
         }
@@ -286,7 +335,9 @@ impl Store for SqliteStore {
 
     async fn health(&self) -> Result<()> {
         if !self.inner.writer.is_running() {
-            return Err(Error::Unavailable("the datastore writer has stopped".into()));
+            return Err(Error::Unavailable(
+                "the datastore writer has stopped".into(),
+            ));
         }
         self.read(|c, p| {
             c.query_row("SELECT 1 FROM meta LIMIT 1", [], |_| Ok(()))

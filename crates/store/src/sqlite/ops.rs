@@ -13,11 +13,27 @@ use std::path::Path;
 /// A write request.
 #[derive(Debug, Clone)]
 pub(crate) enum Op {
-    Create { key: String, value: Vec<u8>, lease: LeaseId },
-    Update { key: String, value: Vec<u8>, expected: Revision, lease: LeaseId },
-    Delete { key: String, expected: Option<Revision> },
-    GrantLease { ttl_seconds: i64 },
-    KeepAlive { lease: LeaseId },
+    Create {
+        key: String,
+        value: Vec<u8>,
+        lease: LeaseId,
+    },
+    Update {
+        key: String,
+        value: Vec<u8>,
+        expected: Revision,
+        lease: LeaseId,
+    },
+    Delete {
+        key: String,
+        expected: Option<Revision>,
+    },
+    GrantLease {
+        ttl_seconds: i64,
+    },
+    KeepAlive {
+        lease: LeaseId,
+    },
     /// Delete the keys of every lease expired at the batch's clock, then the leases.
     ExpireLeases,
 }
@@ -90,7 +106,10 @@ impl Ctx<'_> {
 }
 
 fn conflict(key: &str, cur: &Row) -> Error {
-    Error::Conflict { key: key.to_string(), current: Some(Box::new(cur.kv())) }
+    Error::Conflict {
+        key: key.to_string(),
+        current: Some(Box::new(cur.kv())),
+    }
 }
 
 /// Applies one operation.
@@ -116,7 +135,12 @@ pub(crate) fn apply(ctx: &mut Ctx<'_>, op: &Op) -> Result<Reply> {
             })?;
             Ok(Reply::Revision(rev))
         }
-        Op::Update { key, value, expected, lease } => {
+        Op::Update {
+            key,
+            value,
+            expected,
+            lease,
+        } => {
             let cur = ctx.live(key)?.ok_or_else(|| Error::NotFound(key.clone()))?;
             if cur.id != *expected {
                 return Err(conflict(key, &cur));
@@ -146,7 +170,9 @@ pub(crate) fn apply(ctx: &mut Ctx<'_>, op: &Op) -> Result<Reply> {
         }
         Op::GrantLease { ttl_seconds } => {
             if *ttl_seconds <= 0 {
-                return Err(Error::InvalidArgument(format!("lease TTL must be positive, got {ttl_seconds}")));
+                return Err(Error::InvalidArgument(format!(
+                    "lease TTL must be positive, got {ttl_seconds}"
+                )));
             }
             let expiry = ctx.now_ms.saturating_add(ttl_seconds.saturating_mul(1000));
             ctx.conn
@@ -158,7 +184,9 @@ pub(crate) fn apply(ctx: &mut Ctx<'_>, op: &Op) -> Result<Reply> {
         Op::KeepAlive { lease } => {
             let changed = ctx
                 .conn
-                .prepare_cached("UPDATE lease SET expiry = ?1 + ttl * 1000 WHERE id = ?2 AND expiry > ?1")
+                .prepare_cached(
+                    "UPDATE lease SET expiry = ?1 + ttl * 1000 WHERE id = ?2 AND expiry > ?1",
+                )
                 .and_then(|mut st| st.execute((ctx.now_ms, lease)))
                 .map_err(|e| map_err(ctx.path, e))?;
             if changed == 0 {
@@ -215,7 +243,13 @@ pub(crate) fn refresh_leases(conn: &Connection, path: &Path, now_ms: i64) -> Res
 /// Every superseded row is the `prev_revision` of a later row, so the rows to drop are the
 /// predecessors of the rows in the window plus the window's tombstones. The latest row of
 /// a live key is nobody's predecessor and is never dropped.
-pub(crate) fn compact_step(conn: &Connection, path: &Path, cursor: Revision, target: Revision, step: i64) -> Result<Revision> {
+pub(crate) fn compact_step(
+    conn: &Connection,
+    path: &Path,
+    cursor: Revision,
+    target: Revision,
+    step: i64,
+) -> Result<Revision> {
     let end = cursor.saturating_add(step.max(1)).min(target);
     let err = |e| map_err(path, e);
     conn.prepare_cached(

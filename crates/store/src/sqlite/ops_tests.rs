@@ -18,21 +18,57 @@ fn preconditions_write_nothing() {
     let r1 = db.create("/k", "1");
     let before = db.rows();
     let rejected = [
-        Op::Create { key: "/k".into(), value: vec![], lease: 0 },
-        Op::Update { key: "/k".into(), value: vec![], expected: r1 + 7, lease: 0 },
-        Op::Update { key: "/nope".into(), value: vec![], expected: r1, lease: 0 },
-        Op::Delete { key: "/k".into(), expected: Some(r1 + 7) },
-        Op::Delete { key: "/nope".into(), expected: None },
-        Op::Create { key: "/l".into(), value: vec![], lease: 12345 },
-        Op::Update { key: "/k".into(), value: vec![], expected: r1, lease: 12345 },
+        Op::Create {
+            key: "/k".into(),
+            value: vec![],
+            lease: 0,
+        },
+        Op::Update {
+            key: "/k".into(),
+            value: vec![],
+            expected: r1 + 7,
+            lease: 0,
+        },
+        Op::Update {
+            key: "/nope".into(),
+            value: vec![],
+            expected: r1,
+            lease: 0,
+        },
+        Op::Delete {
+            key: "/k".into(),
+            expected: Some(r1 + 7),
+        },
+        Op::Delete {
+            key: "/nope".into(),
+            expected: None,
+        },
+        Op::Create {
+            key: "/l".into(),
+            value: vec![],
+            lease: 12345,
+        },
+        Op::Update {
+            key: "/k".into(),
+            value: vec![],
+            expected: r1,
+            lease: 12345,
+        },
     ];
     for op in rejected {
         let e = db.apply(op.clone()).expect_err("must be rejected");
         assert!(!crate::sqlite::schema::is_fatal(&e), "{op:?}: {e}");
     }
     assert_eq!(db.rows(), before);
-    match db.apply(Op::Update { key: "/k".into(), value: vec![], expected: r1 + 7, lease: 0 }) {
-        Err(Error::Conflict { current: Some(cur), .. }) => assert_eq!(cur.mod_revision, r1),
+    match db.apply(Op::Update {
+        key: "/k".into(),
+        value: vec![],
+        expected: r1 + 7,
+        lease: 0,
+    }) {
+        Err(Error::Conflict {
+            current: Some(cur), ..
+        }) => assert_eq!(cur.mod_revision, r1),
         other => panic!("{other:?}"),
     }
 }
@@ -42,12 +78,34 @@ fn written_events_match_replayed_events() {
     let db = Db::new();
     let lease = lease_of(&db, 60);
     let tx = db.conn.unchecked_transaction().expect("begin");
-    let mut ctx = Ctx { conn: &tx, path: &db.path, rev: 0, now_ms: db.now_ms, events: Vec::new() };
+    let mut ctx = Ctx {
+        conn: &tx,
+        path: &db.path,
+        rev: 0,
+        now_ms: db.now_ms,
+        events: Vec::new(),
+    };
     let ops = [
-        Op::Create { key: "/a".into(), value: b"1".to_vec(), lease },
-        Op::Update { key: "/a".into(), value: b"2".to_vec(), expected: 1, lease: 0 },
-        Op::Delete { key: "/a".into(), expected: Some(2) },
-        Op::Create { key: "/a".into(), value: b"3".to_vec(), lease: 0 },
+        Op::Create {
+            key: "/a".into(),
+            value: b"1".to_vec(),
+            lease,
+        },
+        Op::Update {
+            key: "/a".into(),
+            value: b"2".to_vec(),
+            expected: 1,
+            lease: 0,
+        },
+        Op::Delete {
+            key: "/a".into(),
+            expected: Some(2),
+        },
+        Op::Create {
+            key: "/a".into(),
+            value: b"3".to_vec(),
+            lease: 0,
+        },
     ];
     for op in &ops {
         apply(&mut ctx, op).expect("apply");
@@ -60,7 +118,11 @@ fn written_events_match_replayed_events() {
         .map(|r| r.into_event())
         .collect();
     assert_eq!(live, replayed);
-    assert_eq!(live[1].prev.as_ref().map(|p| p.lease), Some(lease), "prev keeps the old lease");
+    assert_eq!(
+        live[1].prev.as_ref().map(|p| p.lease),
+        Some(lease),
+        "prev keeps the old lease"
+    );
     assert_eq!(live[2].kind, EventKind::Delete);
 }
 
@@ -69,16 +131,27 @@ fn leases_expire_and_delete_their_keys() {
     let mut db = Db::new();
     let short = lease_of(&db, 1);
     let long = lease_of(&db, 100);
-    let op = |key: &str, lease| Op::Create { key: key.into(), value: b"v".to_vec(), lease };
+    let op = |key: &str, lease| Op::Create {
+        key: key.into(),
+        value: b"v".to_vec(),
+        lease,
+    };
     db.apply(op("/s1", short)).expect("create");
     db.apply(op("/s2", short)).expect("create");
     db.apply(op("/l", long)).expect("create");
     db.apply(op("/none", 0)).expect("create");
     // /s2 moves to the long lease: it must survive the short one.
-    db.apply(Op::Update { key: "/s2".into(), value: b"w".to_vec(), expected: 2, lease: long }).expect("update");
+    db.apply(Op::Update {
+        key: "/s2".into(),
+        value: b"w".to_vec(),
+        expected: 2,
+        lease: long,
+    })
+    .expect("update");
 
     db.now_ms += 500;
-    db.apply(Op::KeepAlive { lease: short }).expect("keep alive");
+    db.apply(Op::KeepAlive { lease: short })
+        .expect("keep alive");
     db.now_ms += 900; // 1.4 s after grant, 0.9 s after renewal: alive
     db.apply(Op::ExpireLeases).expect("expire");
     assert_eq!(db.keys("/", 0), ["/l", "/none", "/s1", "/s2"]);
@@ -90,9 +163,18 @@ fn leases_expire_and_delete_their_keys() {
     let evs = history(&db.conn, &db.path, "/", before, 10).expect("history");
     assert_eq!(evs.len(), 1);
     assert!(evs[0].deleted && evs[0].name == "/s1" && evs[0].old_lease == short);
-    assert!(matches!(db.apply(Op::KeepAlive { lease: short }), Err(Error::LeaseNotFound(_))));
-    assert!(matches!(db.apply(op("/x", short)), Err(Error::LeaseNotFound(_))));
-    assert!(matches!(db.apply(Op::GrantLease { ttl_seconds: 0 }), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        db.apply(Op::KeepAlive { lease: short }),
+        Err(Error::LeaseNotFound(_))
+    ));
+    assert!(matches!(
+        db.apply(op("/x", short)),
+        Err(Error::LeaseNotFound(_))
+    ));
+    assert!(matches!(
+        db.apply(Op::GrantLease { ttl_seconds: 0 }),
+        Err(Error::InvalidArgument(_))
+    ));
 
     // After downtime the remaining lease gets a full TTL again.
     db.now_ms += 1_000_000;
@@ -106,13 +188,19 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % n
     }
 }
 
 fn snapshot_at(db: &Db, rev: Revision) -> Vec<(String, Vec<u8>, Revision, Revision)> {
-    let opts = ListOptions { revision: rev, ..Default::default() };
+    let opts = ListOptions {
+        revision: rev,
+        ..Default::default()
+    };
     list(&db.conn, &db.path, "", &opts)
         .expect("list")
         .items
@@ -145,11 +233,25 @@ fn compaction_keeps_every_state_at_and_after_its_revision() {
         }
         let after: Vec<_> = (target..=current).map(|r| snapshot_at(&db, r)).collect();
         assert_eq!(states, after, "states at revisions >= {target} survive");
-        assert_eq!(history(&db.conn, &db.path, "", target, 10_000).expect("history"), later);
+        assert_eq!(
+            history(&db.conn, &db.path, "", target, 10_000).expect("history"),
+            later
+        );
         // Nothing but the state at `target` is left at or below it.
         let at_or_below = db.rows().iter().filter(|(id, _, _)| *id <= target).count();
-        assert_eq!(at_or_below, snapshot_at(&db, target).iter().filter(|kv| kv.3 <= target).count());
-        assert!(db.rows().iter().all(|(id, _, deleted)| *id > target || !deleted), "no old tombstones");
+        assert_eq!(
+            at_or_below,
+            snapshot_at(&db, target)
+                .iter()
+                .filter(|kv| kv.3 <= target)
+                .count()
+        );
+        assert!(
+            db.rows()
+                .iter()
+                .all(|(id, _, deleted)| *id > target || !deleted),
+            "no old tombstones"
+        );
     }
     assert_eq!(current_revision(&db.conn, &db.path).expect("rev"), current);
     // New writes after full compaction, including re-creating deleted keys.

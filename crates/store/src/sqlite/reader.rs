@@ -61,7 +61,10 @@ impl ReadPool {
         };
         // A connection that failed at the database level is not reused.
         if !matches!(&result, Err(e) if is_fatal(e)) {
-            self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+            self.idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(conn);
         }
         result
     }

@@ -68,7 +68,9 @@ pub(crate) fn map_err(path: &Path, e: rusqlite::Error) -> Error {
         let reason = msg.clone().unwrap_or_else(|| f.to_string());
         return match f.code {
             ErrorCode::DiskFull => Error::DiskFull(p),
-            ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => Error::Corrupt { path: p, reason },
+            ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => {
+                Error::Corrupt { path: p, reason }
+            }
             ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly => {
                 Error::Unavailable(format!("{p}: {reason}"))
             }
@@ -90,7 +92,10 @@ pub(crate) fn is_fatal(e: &Error) -> bool {
 }
 
 fn corrupt(path: &Path, reason: impl Into<String>) -> Error {
-    Error::Corrupt { path: path.display().to_string(), reason: reason.into() }
+    Error::Corrupt {
+        path: path.display().to_string(),
+        reason: reason.into(),
+    }
 }
 
 /// Fails with `Corrupt` if `path` exists, is not empty and is not an SQLite file at all.
@@ -120,16 +125,22 @@ pub(crate) fn open_writer(path: &Path, busy: Duration) -> Result<Connection> {
     let conn = Connection::open_with_flags(path, flags).map_err(|e| map_err(path, e))?;
     conn.busy_timeout(busy).map_err(|e| map_err(path, e))?;
     let err = |e| map_err(path, e);
-    let fresh: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).map_err(err)?;
+    let fresh: i64 = conn
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .map_err(err)?;
     if fresh == 0 {
         // Must be chosen before the first table exists; lets compaction give pages back.
-        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL").map_err(err)?;
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+            .map_err(err)?;
     }
     let mode: String = conn
         .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
         .map_err(err)?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(Error::Internal(format!("{}: cannot enable WAL mode (got {mode})", path.display())));
+        return Err(Error::Internal(format!(
+            "{}: cannot enable WAL mode (got {mode})",
+            path.display()
+        )));
     }
     // FULL: a commit is on disk before it is acknowledged. The WAL is trimmed after
     // checkpoints so it does not keep its peak size forever.
@@ -149,7 +160,8 @@ pub(crate) fn open_reader(path: &Path, busy: Duration) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(|e| map_err(path, e))?;
     conn.busy_timeout(busy).map_err(|e| map_err(path, e))?;
-    conn.execute_batch("PRAGMA cache_size = -8000;").map_err(|e| map_err(path, e))?;
+    conn.execute_batch("PRAGMA cache_size = -8000;")
+        .map_err(|e| map_err(path, e))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
@@ -160,17 +172,23 @@ pub(crate) fn init_or_validate(conn: &Connection, path: &Path) -> Result<()> {
     let tables: i64 = conn
         .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
         .map_err(err)?;
-    let app_id: i32 = conn.query_row("PRAGMA application_id", [], |r| r.get(0)).map_err(err)?;
+    let app_id: i32 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(err)?;
     if tables > 0 || app_id != 0 {
         return validate(conn, path);
     }
     let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)
         .map_err(err)?;
     tx.execute_batch(SCHEMA).map_err(err)?;
-    tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID};")).map_err(err)?;
-    let mut put = tx.prepare("INSERT INTO meta (key, value) VALUES (?1, ?2)").map_err(err)?;
+    tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID};"))
+        .map_err(err)?;
+    let mut put = tx
+        .prepare("INSERT INTO meta (key, value) VALUES (?1, ?2)")
+        .map_err(err)?;
     put.execute((meta::FORMAT, FORMAT)).map_err(err)?;
-    put.execute((meta::SCHEMA_VERSION, SCHEMA_VERSION)).map_err(err)?;
+    put.execute((meta::SCHEMA_VERSION, SCHEMA_VERSION))
+        .map_err(err)?;
     for key in [meta::REVISION, meta::COMPACT_REVISION, meta::COMPACT_CURSOR] {
         put.execute((key, 0i64)).map_err(err)?;
     }
@@ -181,11 +199,15 @@ pub(crate) fn init_or_validate(conn: &Connection, path: &Path) -> Result<()> {
 /// Checks that `conn` is an r8s store this code can read.
 pub(crate) fn validate(conn: &Connection, path: &Path) -> Result<()> {
     let err = |e| map_err(path, e);
-    let app_id: i32 = conn.query_row("PRAGMA application_id", [], |r| r.get(0)).map_err(err)?;
+    let app_id: i32 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(err)?;
     if app_id != APPLICATION_ID {
         return Err(corrupt(
             path,
-            format!("not an r8s datastore (SQLite application_id {app_id:#x}, want {APPLICATION_ID:#x})"),
+            format!(
+                "not an r8s datastore (SQLite application_id {app_id:#x}, want {APPLICATION_ID:#x})"
+            ),
         ));
     }
     let has_meta: bool = conn
@@ -211,7 +233,9 @@ pub(crate) fn validate(conn: &Connection, path: &Path) -> Result<()> {
         Some(rusqlite::types::Value::Integer(v)) if v == SCHEMA_VERSION => Ok(()),
         Some(rusqlite::types::Value::Integer(v)) if v > SCHEMA_VERSION => Err(corrupt(
             path,
-            format!("schema version {v} is newer than this r8s supports ({SCHEMA_VERSION}); upgrade r8s"),
+            format!(
+                "schema version {v} is newer than this r8s supports ({SCHEMA_VERSION}); upgrade r8s"
+            ),
         )),
         other => Err(corrupt(path, format!("bad schema version {other:?}"))),
     }
@@ -228,8 +252,21 @@ mod tests {
         let conn = open_writer(&path, Duration::from_secs(1)).expect("open");
         init_or_validate(&conn, &path).expect("init");
         init_or_validate(&conn, &path).expect("validate");
-        let av: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)).expect("pragma");
+        let av: i64 = conn
+            .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+            .expect("pragma");
         assert_eq!(av, 2, "incremental auto-vacuum");
+        let sync: i64 = conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .expect("pragma");
+        assert_eq!(
+            sync, 2,
+            "synchronous = FULL: acknowledged writes are durable"
+        );
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .expect("pragma");
+        assert_eq!(mode, "wal");
     }
 
     #[test]

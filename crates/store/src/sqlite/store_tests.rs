@@ -6,11 +6,16 @@ use crate::testsuite::next_event;
 use futures::StreamExt;
 
 fn quiet_opts() -> Options {
-    Options { compact_interval: None, ..Options::default() }
+    Options {
+        compact_interval: None,
+        ..Options::default()
+    }
 }
 
 async fn open_in(dir: &Path, opts: Options) -> SqliteStore {
-    SqliteStore::open(&dir.join("state.db"), opts).await.expect("open")
+    SqliteStore::open(&dir.join("state.db"), opts)
+        .await
+        .expect("open")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,7 +68,10 @@ async fn a_dropped_write_is_all_or_nothing() {
         let _ = tokio::time::timeout(Duration::ZERO, fut).await;
     }
     // Whatever was sent is applied whole; a later write sees a consistent store.
-    let rev = s.create("/c/last", b"x".to_vec(), None).await.expect("create");
+    let rev = s
+        .create("/c/last", b"x".to_vec(), None)
+        .await
+        .expect("create");
     let all = s.list("/c/", ListOptions::default()).await.expect("list");
     for kv in all.items.iter().filter(|kv| kv.key != "/c/last") {
         assert_eq!(kv.value, vec![7; 1000]);
@@ -77,16 +85,31 @@ async fn disk_full_is_reported_and_nothing_is_half_written() {
     let path = dir.path().join("full.db");
     let conn = schema::open_writer(&path, Duration::from_secs(1)).expect("open");
     schema::init_or_validate(&conn, &path).expect("init");
-    let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).expect("pages");
-    conn.pragma_update(None, "max_page_count", pages + 40).expect("limit");
+    let pages: i64 = conn
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .expect("pages");
+    conn.pragma_update(None, "max_page_count", pages + 40)
+        .expect("limit");
     let (events, _) = broadcast::channel(16);
-    let cfg = writer::Config { path: path.clone(), max_batch: 64, compact_step: 100, vacuum_pages: 10 };
+    let cfg = writer::Config {
+        path: path.clone(),
+        max_batch: 64,
+        compact_step: 100,
+        vacuum_pages: 10,
+    };
     let w = Writer::start(conn, cfg, events, Arc::new(AtomicI64::new(0))).expect("writer");
 
     let mut stored = Vec::new();
     let full = loop {
         let key = format!("/big/{}", stored.len());
-        match w.call(Op::Create { key: key.clone(), value: vec![1; 20_000], lease: 0 }).await {
+        match w
+            .call(Op::Create {
+                key: key.clone(),
+                value: vec![1; 20_000],
+                lease: 0,
+            })
+            .await
+        {
             Ok(Reply::Revision(r)) => stored.push((key, r)),
             Ok(other) => panic!("{other:?}"),
             Err(e) => break e,
@@ -96,21 +119,38 @@ async fn disk_full_is_reported_and_nothing_is_half_written() {
     assert!(matches!(full, Error::DiskFull(_)), "{full:?}");
     drop(w);
 
-    let s = SqliteStore::open(&path, quiet_opts()).await.expect("reopen");
-    let kvs = s.list("/big/", ListOptions::default()).await.expect("list").items;
-    assert_eq!(kvs.len(), stored.len(), "exactly the acknowledged writes exist");
+    let s = SqliteStore::open(&path, quiet_opts())
+        .await
+        .expect("reopen");
+    let kvs = s
+        .list("/big/", ListOptions::default())
+        .await
+        .expect("list")
+        .items;
+    assert_eq!(
+        kvs.len(),
+        stored.len(),
+        "exactly the acknowledged writes exist"
+    );
     assert!(kvs.iter().all(|kv| kv.value.len() == 20_000));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lagging_watcher_catches_up_from_the_log() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let opts = Options { watch_buffer: 16, ..quiet_opts() };
+    let opts = Options {
+        watch_buffer: 16,
+        ..quiet_opts()
+    };
     let s = open_in(dir.path(), opts).await;
     let mut w = s.watch("/l/", 0).await.expect("watch");
     let mut revs = Vec::new();
     for i in 0..200 {
-        revs.push(s.create(&format!("/l/{i:03}"), b"x".to_vec(), None).await.expect("create"));
+        revs.push(
+            s.create(&format!("/l/{i:03}"), b"x".to_vec(), None)
+                .await
+                .expect("create"),
+        );
     }
     for want in revs {
         assert_eq!(next_event(&mut w).await.revision(), want);
@@ -121,7 +161,9 @@ async fn a_lagging_watcher_catches_up_from_the_log() {
     for i in 0..100 {
         s.delete(&format!("/l/{i:03}"), None).await.expect("delete");
     }
-    s.compact(s.current_revision().await.expect("rev")).await.expect("compact");
+    s.compact(s.current_revision().await.expect("rev"))
+        .await
+        .expect("compact");
     let mut ended = None;
     while let Some(item) = w.next().await {
         if let Err(e) = item {
@@ -140,18 +182,27 @@ async fn data_survives_reopen_and_foreign_files_are_refused() {
     let r = s.create("/k", b"v".to_vec(), None).await.expect("create");
     s.delete("/k", None).await.expect("delete");
     let lease = s.grant_lease(30).await.expect("lease");
-    s.create("/leased", b"v".to_vec(), Some(lease)).await.expect("create");
+    s.create("/leased", b"v".to_vec(), Some(lease))
+        .await
+        .expect("create");
     let before = s.current_revision().await.expect("rev");
     drop(s);
 
     let s = open_in(&nested, quiet_opts()).await;
     assert_eq!(s.current_revision().await.expect("rev"), before);
-    assert_eq!(s.get("/k", r).await.expect("get").expect("old value").value, b"v");
+    assert_eq!(
+        s.get("/k", r).await.expect("get").expect("old value").value,
+        b"v"
+    );
     s.keep_alive(lease).await.expect("leases survive a restart");
     drop(s);
 
     let garbage = dir.path().join("garbage.db");
-    std::fs::write(&garbage, b"definitely not a database, just some text\n".repeat(200)).expect("write");
+    std::fs::write(
+        &garbage,
+        b"definitely not a database, just some text\n".repeat(200),
+    )
+    .expect("write");
     match SqliteStore::open(&garbage, quiet_opts()).await {
         Err(Error::Corrupt { path, .. }) => assert!(path.contains("garbage.db")),
         other => panic!("expected Corrupt, got {:?}", other.err()),
@@ -170,11 +221,17 @@ async fn compaction_runs_periodically_and_resumes_after_restart() {
     let s = open_in(dir.path(), opts).await;
     let mut rev = s.create("/k", b"0".to_vec(), None).await.expect("create");
     for i in 0..100 {
-        rev = s.update("/k", i.to_string().into_bytes(), rev, None).await.expect("update");
+        rev = s
+            .update("/k", i.to_string().into_bytes(), rev, None)
+            .await
+            .expect("update");
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while s.compacted_revision().await.expect("compacted") < rev - 10 {
-        assert!(tokio::time::Instant::now() < deadline, "no automatic compaction");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no automatic compaction"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drop(s);
@@ -182,12 +239,21 @@ async fn compaction_runs_periodically_and_resumes_after_restart() {
     // Simulate a crash in the middle of a compaction: target recorded, cursor behind.
     let conn = rusqlite::Connection::open(dir.path().join("state.db")).expect("open");
     let rows = |c: &rusqlite::Connection| -> i64 {
-        c.query_row("SELECT count(*) FROM kv", [], |r| r.get(0)).expect("count")
+        c.query_row("SELECT count(*) FROM kv", [], |r| r.get(0))
+            .expect("count")
     };
     let cursor: i64 = conn
-        .query_row("SELECT value FROM meta WHERE key = 'compact_cursor'", [], |r| r.get(0))
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'compact_cursor'",
+            [],
+            |r| r.get(0),
+        )
         .expect("cursor");
-    conn.execute("UPDATE meta SET value = ?1 WHERE key = 'compact_revision'", [rev]).expect("target");
+    conn.execute(
+        "UPDATE meta SET value = ?1 WHERE key = 'compact_revision'",
+        [rev],
+    )
+    .expect("target");
     assert!(rows(&conn) > 1);
     drop(conn);
     assert!(cursor < rev);
@@ -199,7 +265,10 @@ async fn compaction_runs_periodically_and_resumes_after_restart() {
         if rows(&conn) == 1 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "compaction did not resume");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "compaction did not resume"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(s.get("/k", 0).await.expect("get").expect("k").value, b"99");

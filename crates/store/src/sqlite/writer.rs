@@ -64,14 +64,28 @@ impl Writer {
     ) -> Result<Writer> {
         let cursor = log::meta_int(&conn, &cfg.path, meta::COMPACT_CURSOR)?;
         let target = log::meta_int(&conn, &cfg.path, meta::COMPACT_REVISION)?;
-        let job = (cursor < target).then(|| Job { target, cursor, waiters: Vec::new() });
+        let job = (cursor < target).then(|| Job {
+            target,
+            cursor,
+            waiters: Vec::new(),
+        });
         let (tx, rx) = mpsc::channel(cfg.max_batch.max(1) * 4);
-        let state = Thread { conn, cfg, rx, events, published, job };
+        let state = Thread {
+            conn,
+            cfg,
+            rx,
+            events,
+            published,
+            job,
+        };
         let thread = std::thread::Builder::new()
             .name("r8s-sqlite-writer".into())
             .spawn(move || state.run())
             .map_err(|e| Error::Internal(format!("cannot start the datastore writer: {e}")))?;
-        Ok(Writer { tx: Some(tx), thread: Some(thread) })
+        Ok(Writer {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
     }
 
     /// Applies `op`. Cancel-safe: once sent, the request is applied whole or not at all,
@@ -79,7 +93,9 @@ impl Writer {
     pub async fn call(&self, op: Op) -> Result<Reply> {
         let (reply, rx) = oneshot::channel();
         let tx = self.tx.as_ref().ok_or_else(unavailable)?;
-        tx.send(Msg::Write(op, reply)).await.map_err(|_| unavailable())?;
+        tx.send(Msg::Write(op, reply))
+            .await
+            .map_err(|_| unavailable())?;
         rx.await.map_err(|_| unavailable())?
     }
 
@@ -87,7 +103,9 @@ impl Writer {
     pub async fn compact(&self, rev: Revision) -> Result<()> {
         let (reply, rx) = oneshot::channel();
         let tx = self.tx.as_ref().ok_or_else(unavailable)?;
-        tx.send(Msg::Compact(rev, reply)).await.map_err(|_| unavailable())?;
+        tx.send(Msg::Compact(rev, reply))
+            .await
+            .map_err(|_| unavailable())?;
         rx.await.map_err(|_| unavailable())?
     }
 
@@ -166,6 +184,11 @@ impl Thread {
         let results = match self.try_batch(&ops) {
             Ok(results) => results,
             Err(e) if ops.len() == 1 => vec![Err(e)],
+            // The database as a whole is unusable (locked by another process, damaged):
+            // retrying request by request would only fail the same way, slowly.
+            Err(e @ (Error::Unavailable(_) | Error::Corrupt { .. })) => {
+                ops.iter().map(|_| Err(copy_err(&e))).collect()
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "datastore batch failed; retrying its writes one by one");
                 ops.iter()
@@ -188,7 +211,13 @@ impl Thread {
         let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
             .map_err(|e| map_err(path, e))?;
         let start = log::current_revision(&tx, path)?;
-        let mut ctx = Ctx { conn: &tx, path, rev: start, now_ms: now_ms(), events: Vec::new() };
+        let mut ctx = Ctx {
+            conn: &tx,
+            path,
+            rev: start,
+            now_ms: now_ms(),
+            events: Vec::new(),
+        };
         let mut results = Vec::with_capacity(ops.len());
         for op in ops {
             match ops::apply(&mut ctx, op) {
@@ -219,7 +248,10 @@ impl Thread {
                 return Err(Error::FutureRevision(rev));
             }
             if rev <= compacted {
-                return Err(Error::Compacted { requested: rev, compacted });
+                return Err(Error::Compacted {
+                    requested: rev,
+                    compacted,
+                });
             }
             // Recorded first, in its own commit: from now on reads below `rev` fail, before
             // any row they would need is gone.
@@ -235,7 +267,13 @@ impl Thread {
                 job.target = rev;
                 job.waiters.push(reply);
             }
-            (Ok(cursor), None) => self.job = Some(Job { target: rev, cursor, waiters: vec![reply] }),
+            (Ok(cursor), None) => {
+                self.job = Some(Job {
+                    target: rev,
+                    cursor,
+                    waiters: vec![reply],
+                })
+            }
         }
     }
 
@@ -245,7 +283,8 @@ impl Thread {
         let step = (|| {
             let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
                 .map_err(|e| map_err(path, e))?;
-            let cursor = ops::compact_step(&tx, path, job.cursor, job.target, self.cfg.compact_step)?;
+            let cursor =
+                ops::compact_step(&tx, path, job.cursor, job.target, self.cfg.compact_step)?;
             tx.commit().map_err(|e| map_err(path, e))?;
             Ok::<_, Error>(cursor)
         })();
@@ -256,10 +295,10 @@ impl Thread {
                     let _ = w.send(Ok(()));
                 }
                 self.job = None;
-                if let Err(e) = self
-                    .conn
-                    .execute_batch(&format!("PRAGMA incremental_vacuum({});", self.cfg.vacuum_pages))
-                {
+                if let Err(e) = self.conn.execute_batch(&format!(
+                    "PRAGMA incremental_vacuum({});",
+                    self.cfg.vacuum_pages
+                )) {
                     tracing::warn!(error = %e, "datastore incremental vacuum failed");
                 }
             }
@@ -280,7 +319,10 @@ impl Thread {
 fn copy_err(e: &Error) -> Error {
     match e {
         Error::DiskFull(p) => Error::DiskFull(p.clone()),
-        Error::Corrupt { path, reason } => Error::Corrupt { path: path.clone(), reason: reason.clone() },
+        Error::Corrupt { path, reason } => Error::Corrupt {
+            path: path.clone(),
+            reason: reason.clone(),
+        },
         Error::Unavailable(m) => Error::Unavailable(m.clone()),
         other => Error::Internal(other.to_string()),
     }

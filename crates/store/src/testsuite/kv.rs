@@ -18,7 +18,10 @@ async fn must_get(s: &DynStore, key: &str) -> KeyValue {
 /// Create then get: values and revisions round-trip; an absent key reads as `None`.
 pub async fn create_get(s: DynStore) {
     let _h = shared_history().await;
-    let rev = s.create("/registry/a", v("one"), None).await.expect("create");
+    let rev = s
+        .create("/registry/a", v("one"), None)
+        .await
+        .expect("create");
     assert!(rev > 0, "revision must be positive");
     let kv = must_get(&s, "/registry/a").await;
     assert_eq!(kv.key, "/registry/a");
@@ -30,14 +33,19 @@ pub async fn create_get(s: DynStore) {
     assert!(s.current_revision().await.expect("current") >= rev);
     // Binary values survive unchanged.
     let bin: Vec<u8> = (0..=255u8).collect();
-    s.create("/registry/bin", bin.clone(), None).await.expect("create");
+    s.create("/registry/bin", bin.clone(), None)
+        .await
+        .expect("create");
     assert_eq!(must_get(&s, "/registry/bin").await.value, bin);
 }
 
 /// A second create of the same key fails with `AlreadyExists` and changes nothing.
 pub async fn create_already_exists(s: DynStore) {
     let _h = shared_history().await;
-    let rev = s.create("/registry/dup", v("1"), None).await.expect("create");
+    let rev = s
+        .create("/registry/dup", v("1"), None)
+        .await
+        .expect("create");
     match s.create("/registry/dup", v("2"), None).await {
         Err(Error::AlreadyExists(k)) => assert_eq!(k, "/registry/dup"),
         other => panic!("expected AlreadyExists, got {other:?}"),
@@ -51,10 +59,16 @@ pub async fn create_already_exists(s: DynStore) {
 pub async fn update_with_revision(s: DynStore) {
     let _h = shared_history().await;
     let r1 = s.create("/registry/u", v("1"), None).await.expect("create");
-    let r2 = s.update("/registry/u", v("2"), r1, None).await.expect("update");
+    let r2 = s
+        .update("/registry/u", v("2"), r1, None)
+        .await
+        .expect("update");
     assert!(r2 > r1);
     let kv = must_get(&s, "/registry/u").await;
-    assert_eq!((kv.value.as_slice(), kv.create_revision, kv.mod_revision), (&b"2"[..], r1, r2));
+    assert_eq!(
+        (kv.value.as_slice(), kv.create_revision, kv.mod_revision),
+        (&b"2"[..], r1, r2)
+    );
 
     match s.update("/registry/u", v("3"), r1, None).await {
         Err(Error::Conflict { key, current }) => {
@@ -77,9 +91,18 @@ pub async fn update_with_revision(s: DynStore) {
 /// revision conflicts; deleting an absent key is `NotFound`.
 pub async fn delete_with_and_without_revision(s: DynStore) {
     let _h = shared_history().await;
-    let r1 = s.create("/registry/d1", v("a"), None).await.expect("create");
-    let r2 = s.create("/registry/d2", v("b"), None).await.expect("create");
-    let r3 = s.update("/registry/d2", v("b2"), r2, None).await.expect("update");
+    let r1 = s
+        .create("/registry/d1", v("a"), None)
+        .await
+        .expect("create");
+    let r2 = s
+        .create("/registry/d2", v("b"), None)
+        .await
+        .expect("create");
+    let r3 = s
+        .update("/registry/d2", v("b2"), r2, None)
+        .await
+        .expect("update");
 
     match s.delete("/registry/d2", Some(r2)).await {
         Err(Error::Conflict { current, .. }) => {
@@ -89,7 +112,10 @@ pub async fn delete_with_and_without_revision(s: DynStore) {
     }
     let (old, drev) = s.delete("/registry/d2", Some(r3)).await.expect("delete");
     assert!(drev > r3);
-    assert_eq!((old.key.as_str(), old.value.as_slice()), ("/registry/d2", &b"b2"[..]));
+    assert_eq!(
+        (old.key.as_str(), old.value.as_slice()),
+        ("/registry/d2", &b"b2"[..])
+    );
     assert_eq!((old.create_revision, old.mod_revision), (r2, r3));
     assert!(s.get("/registry/d2", 0).await.expect("get").is_none());
 
@@ -108,20 +134,32 @@ pub async fn delete_with_and_without_revision(s: DynStore) {
 /// A deleted key can be created again; it is a new incarnation.
 pub async fn recreate_after_delete(s: DynStore) {
     let _h = shared_history().await;
-    let r1 = s.create("/registry/re", v("1"), None).await.expect("create");
+    let r1 = s
+        .create("/registry/re", v("1"), None)
+        .await
+        .expect("create");
     s.delete("/registry/re", None).await.expect("delete");
-    let r3 = s.create("/registry/re", v("2"), None).await.expect("re-create");
+    let r3 = s
+        .create("/registry/re", v("2"), None)
+        .await
+        .expect("re-create");
     let kv = must_get(&s, "/registry/re").await;
     assert_eq!((kv.create_revision, kv.mod_revision), (r3, r3));
     assert_ne!(kv.create_revision, r1);
-    assert!(matches!(s.update("/registry/re", v("x"), r1, None).await, Err(Error::Conflict { .. })));
+    assert!(matches!(
+        s.update("/registry/re", v("x"), r1, None).await,
+        Err(Error::Conflict { .. })
+    ));
 }
 
 /// Reads at an older revision see the value as it was then.
 pub async fn get_at_revision(s: DynStore) {
     let _h = shared_history().await;
     let r1 = s.create("/registry/g", v("1"), None).await.expect("create");
-    let r2 = s.update("/registry/g", v("2"), r1, None).await.expect("update");
+    let r2 = s
+        .update("/registry/g", v("2"), r1, None)
+        .await
+        .expect("update");
     let (_, r3) = s.delete("/registry/g", None).await.expect("delete");
 
     let at = |rev| {
@@ -132,22 +170,36 @@ pub async fn get_at_revision(s: DynStore) {
     assert_eq!(at(r1).await.expect("at r1").value, b"1");
     assert_eq!(at(r2 - 1).await.expect("before r2").value, b"1");
     let kv2 = at(r2).await.expect("at r2");
-    assert_eq!((kv2.value.as_slice(), kv2.mod_revision, kv2.create_revision), (&b"2"[..], r2, r1));
+    assert_eq!(
+        (kv2.value.as_slice(), kv2.mod_revision, kv2.create_revision),
+        (&b"2"[..], r2, r1)
+    );
     assert!(at(r3).await.is_none(), "absent after its delete");
     assert!(at(0).await.is_none());
 
     let future = s.current_revision().await.expect("current") + 1_000_000;
-    assert!(matches!(s.get("/registry/g", future).await, Err(Error::FutureRevision(_))));
+    assert!(matches!(
+        s.get("/registry/g", future).await,
+        Err(Error::FutureRevision(_))
+    ));
 }
 
 /// A list returns exactly the keys with the (string) prefix, sorted, with their metadata.
 pub async fn list_prefix(s: DynStore) {
     let _h = shared_history().await;
     let mut revs = BTreeMap::new();
-    for k in ["/registry/pods/b", "/registry/pods/a", "/registry/podsx", "/registry/svc/a"] {
+    for k in [
+        "/registry/pods/b",
+        "/registry/pods/a",
+        "/registry/podsx",
+        "/registry/svc/a",
+    ] {
         revs.insert(k, s.create(k, v(k), None).await.expect("create"));
     }
-    let res = s.list("/registry/pods/", ListOptions::default()).await.expect("list");
+    let res = s
+        .list("/registry/pods/", ListOptions::default())
+        .await
+        .expect("list");
     let keys: Vec<_> = res.items.iter().map(|kv| kv.key.as_str()).collect();
     assert_eq!(keys, ["/registry/pods/a", "/registry/pods/b"]);
     assert!(!res.more);
@@ -157,35 +209,75 @@ pub async fn list_prefix(s: DynStore) {
         assert_eq!(kv.mod_revision, revs[kv.key.as_str()]);
         assert_eq!(kv.create_revision, revs[kv.key.as_str()]);
     }
-    let all = s.list("/registry/", ListOptions::default()).await.expect("list");
+    let all = s
+        .list("/registry/", ListOptions::default())
+        .await
+        .expect("list");
     assert_eq!(all.items.len(), 4);
-    let none = s.list("/registry/nothing/", ListOptions::default()).await.expect("list");
+    let none = s
+        .list("/registry/nothing/", ListOptions::default())
+        .await
+        .expect("list");
     assert!(none.items.is_empty() && !none.more);
 }
 
 /// A list at an older revision shows the keys and values as they were then.
 pub async fn list_at_revision(s: DynStore) {
     let _h = shared_history().await;
-    let ra = s.create("/registry/l/a", v("a1"), None).await.expect("create");
-    s.create("/registry/l/b", v("b1"), None).await.expect("create");
-    let snap = s.list("/registry/l/", ListOptions::default()).await.expect("list");
-    s.update("/registry/l/a", v("a2"), ra, None).await.expect("update");
+    let ra = s
+        .create("/registry/l/a", v("a1"), None)
+        .await
+        .expect("create");
+    s.create("/registry/l/b", v("b1"), None)
+        .await
+        .expect("create");
+    let snap = s
+        .list("/registry/l/", ListOptions::default())
+        .await
+        .expect("list");
+    s.update("/registry/l/a", v("a2"), ra, None)
+        .await
+        .expect("update");
     s.delete("/registry/l/b", None).await.expect("delete");
-    s.create("/registry/l/c", v("c1"), None).await.expect("create");
+    s.create("/registry/l/c", v("c1"), None)
+        .await
+        .expect("create");
 
     let old = s
-        .list("/registry/l/", ListOptions { revision: snap.revision, ..Default::default() })
+        .list(
+            "/registry/l/",
+            ListOptions {
+                revision: snap.revision,
+                ..Default::default()
+            },
+        )
         .await
         .expect("list at revision");
     assert_eq!(old.revision, snap.revision);
     assert_eq!(old.items, snap.items);
 
-    let now = s.list("/registry/l/", ListOptions::default()).await.expect("list");
-    let got: Vec<_> = now.items.iter().map(|kv| (kv.key.as_str(), kv.value.as_slice())).collect();
-    assert_eq!(got, [("/registry/l/a", &b"a2"[..]), ("/registry/l/c", &b"c1"[..])]);
+    let now = s
+        .list("/registry/l/", ListOptions::default())
+        .await
+        .expect("list");
+    let got: Vec<_> = now
+        .items
+        .iter()
+        .map(|kv| (kv.key.as_str(), kv.value.as_slice()))
+        .collect();
+    assert_eq!(
+        got,
+        [("/registry/l/a", &b"a2"[..]), ("/registry/l/c", &b"c1"[..])]
+    );
 
-    let future = ListOptions { revision: now.revision + 1_000_000, ..Default::default() };
-    assert!(matches!(s.list("/registry/l/", future).await, Err(Error::FutureRevision(_))));
+    let future = ListOptions {
+        revision: now.revision + 1_000_000,
+        ..Default::default()
+    };
+    assert!(matches!(
+        s.list("/registry/l/", future).await,
+        Err(Error::FutureRevision(_))
+    ));
 }
 
 /// Paging with `limit` + `start_after` at the first page's revision stays consistent while
@@ -195,13 +287,19 @@ pub async fn list_paging_consistent(s: DynStore) {
     let mut want = Vec::new();
     for i in 0..10 {
         let k = format!("/registry/p/{i:02}");
-        s.create(&k, v(&format!("v{i}")), None).await.expect("create");
+        s.create(&k, v(&format!("v{i}")), None)
+            .await
+            .expect("create");
         want.push((k, format!("v{i}").into_bytes()));
     }
     let page = |revision, start_after: Option<String>| {
         let s = s.clone();
         async move {
-            let opts = ListOptions { revision, limit: 3, start_after };
+            let opts = ListOptions {
+                revision,
+                limit: 3,
+                start_after,
+            };
             s.list("/registry/p/", opts).await.expect("page")
         }
     };
@@ -209,22 +307,41 @@ pub async fn list_paging_consistent(s: DynStore) {
     assert_eq!(first.items.len(), 3);
     assert!(first.more);
     let rev = first.revision;
-    let mut got: Vec<_> = first.items.iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect();
+    let mut got: Vec<_> = first
+        .items
+        .iter()
+        .map(|kv| (kv.key.clone(), kv.value.clone()))
+        .collect();
 
     // Writes between pages must not show up in later pages at `rev`.
     s.delete("/registry/p/05", None).await.expect("delete");
-    let cur = s.get("/registry/p/08", 0).await.expect("get").expect("p/08");
-    s.update("/registry/p/08", v("changed"), cur.mod_revision, None).await.expect("update");
-    s.create("/registry/p/04x", v("new"), None).await.expect("create");
+    let cur = s
+        .get("/registry/p/08", 0)
+        .await
+        .expect("get")
+        .expect("p/08");
+    s.update("/registry/p/08", v("changed"), cur.mod_revision, None)
+        .await
+        .expect("update");
+    s.create("/registry/p/04x", v("new"), None)
+        .await
+        .expect("create");
 
     let mut pages = 1;
     let mut last = first;
     while last.more {
         let after = last.items.last().map(|kv| kv.key.clone());
         last = page(rev, after).await;
-        assert_eq!(last.revision, rev, "every page is at the first page's revision");
+        assert_eq!(
+            last.revision, rev,
+            "every page is at the first page's revision"
+        );
         assert!(last.items.len() <= 3);
-        got.extend(last.items.iter().map(|kv| (kv.key.clone(), kv.value.clone())));
+        got.extend(
+            last.items
+                .iter()
+                .map(|kv| (kv.key.clone(), kv.value.clone())),
+        );
         pages += 1;
         assert!(pages < 10, "paging does not terminate");
     }
@@ -232,7 +349,10 @@ pub async fn list_paging_consistent(s: DynStore) {
     assert_eq!(pages, 4);
 
     // A limit equal to the number of keys: no `more`.
-    let exact = ListOptions { limit: 10, ..Default::default() };
+    let exact = ListOptions {
+        limit: 10,
+        ..Default::default()
+    };
     let res = s.list("/registry/p/", exact).await.expect("list");
     assert_eq!((res.items.len(), res.more), (10, false));
 }
@@ -242,9 +362,13 @@ pub async fn count_keys(s: DynStore) {
     let _h = shared_history().await;
     assert_eq!(s.count("/registry/c/").await.expect("count"), 0);
     for i in 0..5 {
-        s.create(&format!("/registry/c/{i}"), v("x"), None).await.expect("create");
+        s.create(&format!("/registry/c/{i}"), v("x"), None)
+            .await
+            .expect("create");
     }
-    s.create("/registry/cx", v("x"), None).await.expect("create");
+    s.create("/registry/cx", v("x"), None)
+        .await
+        .expect("create");
     s.delete("/registry/c/3", None).await.expect("delete");
     assert_eq!(s.count("/registry/c/").await.expect("count"), 4);
     assert_eq!(s.count("/registry/").await.expect("count"), 5);
@@ -276,7 +400,10 @@ pub async fn revisions_strictly_increasing(s: DynStore) {
     let mut all = Vec::new();
     for t in tasks {
         let revs = t.await.expect("writer task");
-        assert!(revs.windows(2).all(|w| w[0] < w[1]), "per-writer revisions increase");
+        assert!(
+            revs.windows(2).all(|w| w[0] < w[1]),
+            "per-writer revisions increase"
+        );
         all.extend(revs);
     }
     let n = all.len();

@@ -20,6 +20,8 @@
 //! - compaction is global in etcd, so the checks that compact ([`compact_keeps_latest`],
 //!   [`watch_compacted`]) take a process-wide exclusive lock and every other check a shared
 //!   one: in one test binary, a compaction never runs while another check reads history;
+//! - `watch(prefix, 0)` means "from now" (as in the trait); a check that replays history
+//!   first writes `/registry/warm-up` so the revision before its own first write is never 0;
 //! - a watch from a compacted revision may fail either from `watch()` itself or as the
 //!   first item of the stream;
 //! - leases are checked with a 1 s TTL and up to 20 s for the expiry to be observed.

@@ -6,7 +6,9 @@
 
 use serde_json::{Map, Value};
 
-use super::super::error::{NO_LIST_OF_LISTS, PatchError, bad_patch_type, go_fmt, go_type, no_merge_key};
+use super::super::error::{
+    NO_LIST_OF_LISTS, PatchError, bad_patch_type, go_fmt, go_type, no_merge_key,
+};
 use super::super::schema::FieldStrategy;
 use super::{DIRECTIVE, Merger};
 
@@ -90,8 +92,64 @@ impl Merger<'_> {
 
         let patch_order: Vec<Value> = items.iter().map(|m| Value::Object((*m).clone())).collect();
         let (in_patch, server_only) = partition(merged, &patch_order, Some(key))?;
-        normalize_element_order(in_patch, server_only, &patch_order, &server_order, Some(key))
+        normalize_element_order(
+            in_patch,
+            server_only,
+            &patch_order,
+            &server_order,
+            Some(key),
+        )
     }
+}
+
+/// The server order upstream's `$setElementOrder` handling compares against.
+///
+/// Upstream merges the list in place: deletions shift later items left and new items are
+/// appended into the freed slots, and the ordering step then reads the first `N` slots of
+/// that same array (`N` = the current length). kubectl's patches for "remove one item, add
+/// another" are ordered by that view, so reproduce it: shifted survivors, then as many new
+/// items as there were deletions, then stale copies.
+pub(crate) fn aliased_server_order(current: &[Value], patch: &[Value], key: &str) -> Vec<Value> {
+    let is = |p: &Value, d: &str| p.get(DIRECTIVE).and_then(Value::as_str) == Some(d);
+    if patch.iter().any(|p| is(p, "replace")) {
+        return current.to_vec();
+    }
+    let n = current.len();
+    let mut buf = current.to_vec();
+    let mut len = n;
+    for p in patch.iter().filter(|p| is(p, "delete")) {
+        let Some(value) = p.get(key) else { continue };
+        while let Some(i) = buf[..len]
+            .iter()
+            .position(|o| o.get(key).is_some_and(|v| same_value(v, value)))
+        {
+            // `append(s[:i], s[i+1:]...)`: shift left, the last slot keeps its old value.
+            buf[i..len].rotate_left(1);
+            if len >= i + 2 {
+                buf[len - 1] = buf[len - 2].clone();
+            }
+            len -= 1;
+        }
+    }
+    // Appended items beyond the current length land outside the view.
+    let mut beyond: Vec<&Value> = Vec::new();
+    for p in patch.iter().filter(|p| p.get(DIRECTIVE).is_none()) {
+        let Some(value) = p.get(key) else { continue };
+        let seen = buf[..len.min(n)]
+            .iter()
+            .chain(beyond.iter().copied())
+            .any(|o| o.get(key).is_some_and(|v| same_value(v, value)));
+        if seen {
+            continue;
+        }
+        if len < n {
+            buf[len] = p.clone();
+        } else {
+            beyond.push(p);
+        }
+        len += 1;
+    }
+    buf
 }
 
 /// A primitive list with strategy `merge` is a set: the union, without duplicates.
@@ -200,7 +258,9 @@ pub(crate) fn partition(
             }
         }
     }
-    Ok(items.into_iter().partition(|item| index_of(by, item, key).is_some()))
+    Ok(items
+        .into_iter()
+        .partition(|item| index_of(by, item, key).is_some()))
 }
 
 /// Sorts `patch` items by `patch_order` and server-only items by `server_order`, then
@@ -213,7 +273,12 @@ pub(crate) fn normalize_element_order(
     key: Option<&str>,
 ) -> Result<Vec<Value>, PatchError> {
     if let Some(k) = key {
-        for item in patch.iter().chain(patch_order).chain(&server_only).chain(server_order) {
+        for item in patch
+            .iter()
+            .chain(patch_order)
+            .chain(&server_only)
+            .chain(server_order)
+        {
             if item.get(k).is_none() {
                 return Err(no_merge_key(item, k));
             }
@@ -247,7 +312,10 @@ fn merge_sorted(
             (Some(_), None) => true,
             (None, Some(_)) => false,
             (Some(l), Some(r)) => {
-                match (index_of(server_order, l, key), index_of(server_order, r, key)) {
+                match (
+                    index_of(server_order, l, key),
+                    index_of(server_order, r, key),
+                ) {
                     (Some(li), Some(ri)) => li < ri,
                     _ => false,
                 }

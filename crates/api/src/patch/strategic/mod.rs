@@ -36,7 +36,7 @@ use super::error::{
 };
 use super::schema::{FieldStrategy, MergeKeys};
 
-pub(crate) use list::{normalize_element_order, partition, same_value};
+pub(crate) use list::same_value;
 
 const DIRECTIVE: &str = "$patch";
 const RETAIN_KEYS: &str = "$retainKeys";
@@ -81,7 +81,9 @@ pub fn strategic_merge(
     };
     let merger = Merger { schema };
     let mut path = Vec::new();
-    merger.merge_map(original, patch, &mut path).map(Value::Object)
+    merger
+        .merge_map(original, patch, &mut path)
+        .map(Value::Object)
 }
 
 /// One merge run: the schema answers field strategies by path from the root.
@@ -190,7 +192,8 @@ impl Merger<'_> {
                 let strategy = self.strategy(path);
                 if strategy.merge {
                     let cur = std::mem::take(cur);
-                    self.merge_list(cur, p, strategy, path).map(|l| Some(Value::Array(l)))
+                    self.merge_list(cur, p, strategy, path)
+                        .map(|l| Some(Value::Array(l)))
                 } else {
                     self.new_list(p, path).map(|l| Some(Value::Array(l)))
                 }
@@ -221,7 +224,8 @@ impl Merger<'_> {
                 if p.get(DIRECTIVE).and_then(Value::as_str) == Some("delete") {
                     return Ok(None);
                 }
-                self.merge_map(Map::new(), p, path).map(|m| Some(Value::Object(m)))
+                self.merge_map(Map::new(), p, path)
+                    .map(|m| Some(Value::Object(m)))
             }
             Value::Array(p) => {
                 let strategy = self.strategy(path);
@@ -296,16 +300,20 @@ impl Merger<'_> {
         let strategy = self.strategy(path);
         let key = strategy.merge_key;
         list::validate_patch_with_order(patched.unwrap_or(&[]), order, key)?;
-        let server_order = current.clone().unwrap_or_default();
+        let server_order = match (&current, patched) {
+            (Some(cur), Some(p)) if strategy.merge && cur.iter().chain(p).all(Value::is_object) => {
+                key.map_or_else(|| cur.clone(), |k| list::aliased_server_order(cur, p, k))
+            }
+            (Some(cur), _) => cur.clone(),
+            (None, _) => Vec::new(),
+        };
         let merged = match (current, patched) {
             (None, None) => return Ok(None),
             (Some(cur), None) => cur,
-            (None, Some(p)) => match self.new_value_list(p, strategy, path)? {
-                Some(l) => l,
-                None => return Ok(None),
-            },
-            (Some(cur), Some(p)) if strategy.merge => self.merge_list(cur, p, strategy, path)?,
-            (Some(_), Some(p)) => self.new_list(p, path)?,
+            (cur, Some(p)) if strategy.merge => {
+                self.merge_list(cur.unwrap_or_default(), p, strategy, path)?
+            }
+            (_, Some(p)) => self.new_list(p, path)?,
         };
         if server_order.is_empty() && patched.is_none_or(|p| p.is_empty()) {
             // Nothing to order (upstream fails here on "no elements"; an empty list is
@@ -315,19 +323,6 @@ impl Merger<'_> {
         list::element_kind(&server_order, patched.unwrap_or(&[]))?;
         let (in_order, server_only) = list::partition(merged, order, key)?;
         list::normalize_element_order(in_order, server_only, order, &server_order, key).map(Some)
-    }
-
-    fn new_value_list<'p>(
-        &self,
-        items: &'p [Value],
-        strategy: FieldStrategy,
-        path: &mut Vec<&'p str>,
-    ) -> Result<Option<Vec<Value>>, PatchError> {
-        if strategy.merge {
-            self.merge_list(Vec::new(), items, strategy, path).map(Some)
-        } else {
-            self.new_list(items, path).map(Some)
-        }
     }
 }
 
@@ -339,7 +334,10 @@ fn expected_list(actual: &Value) -> PatchError {
 }
 
 /// Applies `$retainKeys`: every patched key must be listed, unlisted keys are cleared.
-fn retain_keys(original: &mut Map<String, Value>, patch: &Map<String, Value>) -> Result<(), PatchError> {
+fn retain_keys(
+    original: &mut Map<String, Value>,
+    patch: &Map<String, Value>,
+) -> Result<(), PatchError> {
     let Some(list) = patch.get(RETAIN_KEYS) else {
         return Ok(());
     };

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::patch::schema::merge_keys_for;
+use crate::patch::schema::{NoMergeKeys, merge_keys_for};
 
 /// Expected outcome: the patched object, or an error's status code and a message part.
 pub(super) enum Want {
@@ -20,7 +20,12 @@ pub(super) struct Case {
 }
 
 pub(super) fn case(name: &'static str, original: Value, patch: Value, want: Want) -> Case {
-    Case { name, original, patch, want }
+    Case {
+        name,
+        original,
+        patch,
+        want,
+    }
 }
 
 pub(super) fn run(cases: Vec<Case>, keys: &dyn MergeKeys) {
@@ -32,7 +37,11 @@ pub(super) fn run(cases: Vec<Case>, keys: &dyn MergeKeys) {
             (Ok(v), Want::Ok(want)) => assert_eq!(v, want, "{}", c.name),
             (Err(e), Want::Err(code, part)) => {
                 assert_eq!(e.status_code(), code, "{}: {e:?}", c.name);
-                assert!(e.to_string().contains(part), "{}: {e} lacks {part:?}", c.name);
+                assert!(
+                    e.to_string().contains(part),
+                    "{}: {e} lacks {part:?}",
+                    c.name
+                );
             }
             (Ok(v), Want::Err(..)) => panic!("{}: expected an error, got {v}", c.name),
             (Err(e), Want::Ok(_)) => panic!("{}: unexpected error {e:?}", c.name),
@@ -46,8 +55,14 @@ pub(super) fn generic(path: &[&str]) -> Option<FieldStrategy> {
     match path.last().copied() {
         Some("mergingList") => Some(FieldStrategy::merge_by("name")),
         Some("mergingIntList") => Some(FieldStrategy::merge_set()),
-        Some("replacingMap") => Some(FieldStrategy { replace: true, ..FieldStrategy::default() }),
-        Some("retainKeysMap") => Some(FieldStrategy { retain_keys: true, ..FieldStrategy::default() }),
+        Some("replacingMap") => Some(FieldStrategy {
+            replace: true,
+            ..FieldStrategy::default()
+        }),
+        Some("retainKeysMap") => Some(FieldStrategy {
+            retain_keys: true,
+            ..FieldStrategy::default()
+        }),
         _ => None,
     }
 }
@@ -165,7 +180,10 @@ fn map_directives() {
                 "$patch: merge is refused on maps, as upstream",
                 json!({"m": {"a": 1}}),
                 json!({"m": {"$patch": "merge", "b": 1}}),
-                Want::Err(500, "unknown patch type: merge in map: map[$patch:merge b:1]"),
+                Want::Err(
+                    500,
+                    "unknown patch type: merge in map: map[$patch:merge b:1]",
+                ),
             ),
             case(
                 "$patch: foo",
@@ -269,7 +287,9 @@ fn deployment_templates() {
             "Recreate strategy with $retainKeys drops rollingUpdate",
             deployment(),
             json!({"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate", "rollingUpdate": null}}}),
-            Want::Ok(edited(|d| d["spec"]["strategy"] = json!({"type": "Recreate"}))),
+            Want::Ok(edited(|d| {
+                d["spec"]["strategy"] = json!({"type": "Recreate"})
+            })),
         ),
         case(
             "env: modify one, add one, delete one",
@@ -291,7 +311,8 @@ fn deployment_templates() {
                 "$retainKeys": ["configMap", "name"], "name": "data", "configMap": {"name": "cm"}
             }]}}}}),
             Want::Ok(edited(|d| {
-                d["spec"]["template"]["spec"]["volumes"] = json!([{"name": "data", "configMap": {"name": "cm"}}]);
+                d["spec"]["template"]["spec"]["volumes"] =
+                    json!([{"name": "data", "configMap": {"name": "cm"}}]);
             })),
         ),
         case(
@@ -299,7 +320,8 @@ fn deployment_templates() {
             deployment(),
             json!({"spec": {"template": {"spec": {"tolerations": [{"key": "b", "operator": "Exists"}]}}}}),
             Want::Ok(edited(|d| {
-                d["spec"]["template"]["spec"]["tolerations"] = json!([{"key": "b", "operator": "Exists"}]);
+                d["spec"]["template"]["spec"]["tolerations"] =
+                    json!([{"key": "b", "operator": "Exists"}]);
             })),
         ),
         case(
@@ -307,7 +329,8 @@ fn deployment_templates() {
             deployment(),
             json!({"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "now"}}}}}),
             Want::Ok(edited(|d| {
-                d["spec"]["template"]["metadata"]["annotations"] = json!({"kubectl.kubernetes.io/restartedAt": "now"});
+                d["spec"]["template"]["metadata"]["annotations"] =
+                    json!({"kubectl.kubernetes.io/restartedAt": "now"});
             })),
         ),
         case(
@@ -320,7 +343,10 @@ fn deployment_templates() {
             "container without its merge key",
             deployment(),
             json!({"spec": {"template": {"spec": {"containers": [{"image": "nginx"}]}}}}),
-            Want::Err(500, "map: map[image:nginx] does not contain declared merge key: name"),
+            Want::Err(
+                500,
+                "map: map[image:nginx] does not contain declared merge key: name",
+            ),
         ),
     ];
     run(cases, &merge_keys_for("apps", "Deployment"));
@@ -342,7 +368,10 @@ fn pdb_selector_is_replaced() {
 
 #[test]
 fn decoding_bodies() {
-    assert_eq!(decode_strategic_patch(b"{\"a\":1}").unwrap(), json!({"a": 1}));
+    assert_eq!(
+        decode_strategic_patch(b"{\"a\":1}").unwrap(),
+        json!({"a": 1})
+    );
     assert_eq!(decode_strategic_patch(b"null").unwrap(), Value::Null);
     for body in [&b"{"[..], b"", b"[]", b"\"s\"", b"1", b"{\"a\":1}x"] {
         let err = decode_strategic_patch(body).expect_err("malformed");
@@ -353,7 +382,12 @@ fn decoding_bodies() {
     // A null patch is a no-op; a non-object patch value is refused.
     let o = json!({"a": 1});
     assert_eq!(strategic_merge(&o, &Value::Null, &generic).unwrap(), o);
-    assert_eq!(strategic_merge(&o, &json!([1]), &generic).unwrap_err().status_code(), 400);
+    assert_eq!(
+        strategic_merge(&o, &json!([1]), &generic)
+            .unwrap_err()
+            .status_code(),
+        400
+    );
 }
 
 #[test]
@@ -361,5 +395,8 @@ fn no_merge_keys_behaves_like_merge_patch_for_lists() {
     let o = json!({"spec": {"containers": [{"name": "a"}], "x": 1}});
     let p = json!({"spec": {"containers": [{"name": "b"}]}});
     let got = strategic_merge(&o, &p, &NoMergeKeys).unwrap();
-    assert_eq!(got, json!({"spec": {"containers": [{"name": "b"}], "x": 1}}));
+    assert_eq!(
+        got,
+        json!({"spec": {"containers": [{"name": "b"}], "x": 1}})
+    );
 }

@@ -67,7 +67,9 @@ fn default_container(c: &mut Obj) {
         }
     });
     each_obj_mut(c, "env", |e| {
-        with_obj(e, "valueFrom", |vf| with_obj(vf, "fieldRef", default_field_ref));
+        with_obj(e, "valueFrom", |vf| {
+            with_obj(vf, "fieldRef", default_field_ref)
+        });
     });
 }
 
@@ -108,11 +110,13 @@ pub(crate) fn image_tag(image: &str) -> Option<String> {
     // Path components after the (optional) registry host must be lower case.
     let mut parts = repo.split('/');
     let first = parts.next().unwrap_or("");
-    let has_host = repo.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    let has_host =
+        repo.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
     let path_ok = |p: &str| {
         !p.is_empty()
-            && p.bytes()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-'))
+            && p.bytes().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-')
+            })
     };
     if !has_host && !path_ok(first) {
         return None;
@@ -175,7 +179,9 @@ fn default_volume(v: &mut Obj) {
         v.insert("emptyDir".into(), json!({}));
     }
     with_obj(v, "secret", |s| default_value(s, "defaultMode", json!(420)));
-    with_obj(v, "configMap", |s| default_value(s, "defaultMode", json!(420)));
+    with_obj(v, "configMap", |s| {
+        default_value(s, "defaultMode", json!(420))
+    });
     with_obj(v, "downwardAPI", |d| {
         default_value(d, "defaultMode", json!(420));
         each_obj_mut(d, "items", |i| with_obj(i, "fieldRef", default_field_ref));
@@ -183,7 +189,9 @@ fn default_volume(v: &mut Obj) {
     with_obj(v, "projected", |p| {
         default_value(p, "defaultMode", json!(420));
         each_obj_mut(p, "sources", |s| {
-            with_obj(s, "serviceAccountToken", |t| default_value(t, "expirationSeconds", json!(3600)));
+            with_obj(s, "serviceAccountToken", |t| {
+                default_value(t, "expirationSeconds", json!(3600))
+            });
             with_obj(s, "downwardAPI", |d| {
                 each_obj_mut(d, "items", |i| with_obj(i, "fieldRef", default_field_ref));
             });
@@ -193,13 +201,19 @@ fn default_volume(v: &mut Obj) {
     with_obj(v, "iscsi", |i| default_str(i, "iscsiInterface", "default"));
     with_obj(v, "ephemeral", |e| {
         with_obj(e, "volumeClaimTemplate", |t| {
-            with_obj(t, "spec", |s| default_value(s, "volumeMode", json!("Filesystem")));
+            with_obj(t, "spec", |s| {
+                default_value(s, "volumeMode", json!("Filesystem"))
+            });
         });
     });
     with_obj(v, "image", |i| {
         if is_blank(i, "pullPolicy") {
             let r = i.get("reference").and_then(Value::as_str).unwrap_or("");
-            let p = if image_tag(r).as_deref() == Some("latest") { "Always" } else { "IfNotPresent" };
+            let p = if image_tag(r).as_deref() == Some("latest") {
+                "Always"
+            } else {
+                "IfNotPresent"
+            };
             i.insert("pullPolicy".into(), json!(p));
         }
     });

@@ -2,6 +2,7 @@
 //! and admission plugins (initial status, QoS class, default NoExecute tolerations,
 //! priority), validation and update rules, field selectors.
 
+mod container;
 pub(crate) mod defaults;
 pub(crate) mod resources;
 mod update;
@@ -12,13 +13,18 @@ use serde_json::{Value, json};
 use super::json::{Obj, child, get, get_arr, get_bool, get_str, str_at, with_obj};
 use super::{FieldError, Strategy};
 
+pub(crate) use container::validate_port_num_or_name;
 pub(crate) use defaults::default_pod_spec;
-pub(crate) use validate::{require_template_restart_policy, validate_pod_spec, validate_pod_template};
+pub(crate) use validate::{
+    require_template_restart_policy, validate_pod_spec, validate_pod_template,
+};
 
 /// Defaults `obj.template.spec` (workload pod templates; `key` is the member holding the
 /// template, normally `template`).
 pub(crate) fn default_template_at(obj: &mut Obj, key: &str) {
-    with_obj(obj, key, |t| with_obj(t, "spec", |s| default_pod_spec(s, false)));
+    with_obj(obj, key, |t| {
+        with_obj(t, "spec", |s| default_pod_spec(s, false))
+    });
 }
 
 /// Core `Pod`.
@@ -63,7 +69,10 @@ fn add_default_tolerations(spec: &mut Obj) {
 /// Upstream's Priority admission for pods without a class (classes needing a lookup are
 /// left to the registry). The two built-in system classes have fixed values.
 fn default_priority(spec: &mut Obj) {
-    let class = spec.get("priorityClassName").and_then(Value::as_str).unwrap_or("");
+    let class = spec
+        .get("priorityClassName")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let value = match class {
         "" => 0,
         "system-cluster-critical" => 2_000_000_000,
@@ -116,7 +125,10 @@ impl Strategy for PodStrategy {
             Some(spec) => {
                 validate_pod_spec(spec, "spec", &mut errs);
                 if get(spec, "ephemeralContainers").is_some() {
-                    errs.push(FieldError::forbidden("spec.ephemeralContainers", "cannot be set on create"));
+                    errs.push(FieldError::forbidden(
+                        "spec.ephemeralContainers",
+                        "cannot be set on create",
+                    ));
                 }
             }
             None => errs.push(FieldError::required("spec.containers", "")),
@@ -143,13 +155,28 @@ impl Strategy for PodStrategy {
             .unwrap_or_else(|| str_at(obj, &["status", "podIP"]));
         vec![
             ("spec.nodeName", str_at(&spec, &["nodeName"]).to_string()),
-            ("spec.restartPolicy", str_at(&spec, &["restartPolicy"]).to_string()),
-            ("spec.schedulerName", str_at(&spec, &["schedulerName"]).to_string()),
-            ("spec.serviceAccountName", str_at(&spec, &["serviceAccountName"]).to_string()),
+            (
+                "spec.restartPolicy",
+                str_at(&spec, &["restartPolicy"]).to_string(),
+            ),
+            (
+                "spec.schedulerName",
+                str_at(&spec, &["schedulerName"]).to_string(),
+            ),
+            (
+                "spec.serviceAccountName",
+                str_at(&spec, &["serviceAccountName"]).to_string(),
+            ),
             ("spec.hostNetwork", host_network.to_string()),
-            ("status.phase", str_at(obj, &["status", "phase"]).to_string()),
+            (
+                "status.phase",
+                str_at(obj, &["status", "phase"]).to_string(),
+            ),
             ("status.podIP", pod_ip.to_string()),
-            ("status.nominatedNodeName", str_at(obj, &["status", "nominatedNodeName"]).to_string()),
+            (
+                "status.nominatedNodeName",
+                str_at(obj, &["status", "nominatedNodeName"]).to_string(),
+            ),
         ]
     }
 }
@@ -165,7 +192,10 @@ impl Strategy for PodTemplateStrategy {
         let mut errs = Vec::new();
         match get(obj, "template") {
             Some(t) => validate_pod_template(t, "template", &mut errs),
-            None => errs.push(FieldError::required(child("template", "spec.containers"), "")),
+            None => errs.push(FieldError::required(
+                child("template", "spec.containers"),
+                "",
+            )),
         }
         errs
     }

@@ -61,17 +61,32 @@ fn validate_resource_name(name: &str, path: &str, errs: &mut Errs) {
     if !name.contains('/') {
         let standard = matches!(name, "cpu" | "memory" | "ephemeral-storage") || is_hugepages(name);
         if !standard {
-            errs.push(FieldError::invalid(path, name, "must be a standard resource for containers"));
+            errs.push(FieldError::invalid(
+                path,
+                name,
+                "must be a standard resource for containers",
+            ));
         }
     } else if !is_native(name) && !is_extended(name) {
-        errs.push(FieldError::invalid(path, name, "doesn't follow extended resource name standard"));
+        errs.push(FieldError::invalid(
+            path,
+            name,
+            "doesn't follow extended resource name standard",
+        ));
     }
 }
 
 /// Parses and checks one resource list (`limits` or `requests`); returns name → (text, milli).
-fn resource_list(res: &Value, field: &str, path: &str, errs: &mut Errs) -> BTreeMap<String, (String, i128)> {
+fn resource_list(
+    res: &Value,
+    field: &str,
+    path: &str,
+    errs: &mut Errs,
+) -> BTreeMap<String, (String, i128)> {
     let mut out = BTreeMap::new();
-    let Some(list) = get(res, field) else { return out };
+    let Some(list) = get(res, field) else {
+        return out;
+    };
     let lpath = child(path, field);
     let Some(m) = list.as_object() else {
         errs.push(FieldError::type_invalid(&lpath, list, "object"));
@@ -84,11 +99,17 @@ fn resource_list(res: &Value, field: &str, path: &str, errs: &mut Errs) -> BTree
             errs.push(FieldError::type_invalid(&kp, v, "quantity string"));
             continue;
         };
-        let Some(milli) = validate_quantity_str(&text, &kp, errs) else { continue };
+        let Some(milli) = validate_quantity_str(&text, &kp, errs) else {
+            continue;
+        };
         if milli < 0 {
             errs.push(FieldError::invalid(&kp, text.as_str(), IS_NEGATIVE));
         } else if is_extended(name) && milli % 1000 != 0 {
-            errs.push(FieldError::invalid(&kp, text.as_str(), "must be an integer"));
+            errs.push(FieldError::invalid(
+                &kp,
+                text.as_str(),
+                "must be an integer",
+            ));
         }
         out.insert(name.clone(), (text, milli));
     }
@@ -126,7 +147,11 @@ pub(crate) fn validate_resources(res: &Value, path: &str, errs: &mut Errs) {
     }
     if let Some(claims) = get(res, "claims") {
         if !claims.is_array() {
-            errs.push(FieldError::type_invalid(child(path, "claims"), claims, "array"));
+            errs.push(FieldError::type_invalid(
+                child(path, "claims"),
+                claims,
+                "array",
+            ));
         }
     }
 }
@@ -138,7 +163,9 @@ fn qos_amounts(container: &Value, field: &str) -> BTreeMap<&'static str, i128> {
         return out;
     };
     let mut sink = Vec::new();
-    let Some(entries) = str_map_of(list, "", &mut sink) else { return out };
+    let Some(entries) = str_map_of(list, "", &mut sink) else {
+        return out;
+    };
     for (name, text) in entries {
         let name: &'static str = match name {
             "cpu" => "cpu",
@@ -179,7 +206,10 @@ pub(crate) fn pod_qos(spec: &Value) -> &'static str {
     if requests.is_empty() && limits.is_empty() {
         return "BestEffort";
     }
-    if guaranteed && requests.iter().all(|(k, v)| limits.get(k) == Some(v)) && requests.len() == limits.len() {
+    if guaranteed
+        && requests.iter().all(|(k, v)| limits.get(k) == Some(v))
+        && requests.len() == limits.len()
+    {
         return "Guaranteed";
     }
     "Burstable"
@@ -198,14 +228,19 @@ mod tests {
 
     #[test]
     fn resource_validation() {
-        assert!(msgs(json!({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "500m"}})).is_empty());
+        assert!(
+            msgs(json!({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "500m"}}))
+                .is_empty()
+        );
         assert_eq!(
             msgs(json!({"limits": {"cpu": "1"}, "requests": {"cpu": "2"}})),
             ["r.requests: Invalid value: \"2\": must be less than or equal to cpu limit of 1"]
         );
         assert_eq!(
             msgs(json!({"limits": {"cpu": "abc"}})),
-            ["r.limits[cpu]: Invalid value: \"abc\": quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"]
+            [
+                "r.limits[cpu]: Invalid value: \"abc\": quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+            ]
         );
         assert_eq!(
             msgs(json!({"requests": {"memory": "-1"}})),
@@ -238,14 +273,21 @@ mod tests {
         assert_eq!(pod_qos(&c(json!({}))), "BestEffort");
         assert_eq!(pod_qos(&json!({})), "BestEffort");
         assert_eq!(
-            pod_qos(&c(json!({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1", "memory": "1Gi"}}))),
+            pod_qos(&c(
+                json!({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1", "memory": "1Gi"}})
+            )),
             "Guaranteed"
         );
         assert_eq!(
-            pod_qos(&c(json!({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "500m", "memory": "1Gi"}}))),
+            pod_qos(&c(
+                json!({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "500m", "memory": "1Gi"}})
+            )),
             "Burstable"
         );
         assert_eq!(pod_qos(&c(json!({"requests": {"cpu": "1"}}))), "Burstable");
-        assert_eq!(pod_qos(&c(json!({"requests": {"example.com/x": "1"}}))), "BestEffort");
+        assert_eq!(
+            pod_qos(&c(json!({"requests": {"example.com/x": "1"}}))),
+            "BestEffort"
+        );
     }
 }

@@ -20,7 +20,10 @@ pub(crate) fn validate_pod_spec_update(new: &Value, old: &Value, errs: &mut Errs
         return; // reported by spec validation
     }
 
-    match (get(new_spec, "activeDeadlineSeconds"), get(old_spec, "activeDeadlineSeconds")) {
+    match (
+        get(new_spec, "activeDeadlineSeconds"),
+        get(old_spec, "activeDeadlineSeconds"),
+    ) {
         (Some(n), old_ads) => {
             if let Some(n) = n.as_i64() {
                 if !(0..=i64::from(i32::MAX)).contains(&n) {
@@ -52,7 +55,9 @@ pub(crate) fn validate_pod_spec_update(new: &Value, old: &Value, errs: &mut Errs
     }
 
     let mut munged = new_spec.clone();
-    let Some(m) = munged.as_object_mut() else { return };
+    let Some(m) = munged.as_object_mut() else {
+        return;
+    };
     for list in ["containers", "initContainers"] {
         let old_list = get_arr(old_spec, list);
         if let Some(items) = m.get_mut(list).and_then(Value::as_array_mut) {
@@ -94,7 +99,9 @@ pub(crate) fn validate_pod_spec_update(new: &Value, old: &Value, errs: &mut Errs
     copy_member(m, old_spec, "tolerations");
 
     let old_tgps = get_int(old_spec, "terminationGracePeriodSeconds");
-    if old_tgps.is_some_and(|o| o < 0) && get_int(new_spec, "terminationGracePeriodSeconds") == Some(1) {
+    if old_tgps.is_some_and(|o| o < 0)
+        && get_int(new_spec, "terminationGracePeriodSeconds") == Some(1)
+    {
         copy_member(m, old_spec, "terminationGracePeriodSeconds");
     }
 

@@ -26,6 +26,8 @@ enum Backend {
     Sqlite,
     Etcd,
     RawEtcd,
+    /// Raw etcd writing with compare-and-put transactions (diagnostic; part of `all`).
+    RawEtcdTxn,
     All,
 }
 
@@ -65,6 +67,36 @@ struct Args {
     data_dir: Option<PathBuf>,
 }
 
+/// The etcd a target runs against: the given endpoints or a fresh private etcd (stopped
+/// when this is dropped).
+struct Etcd {
+    endpoints: Vec<String>,
+    _private: Option<EtcdProcess>,
+}
+
+impl Etcd {
+    async fn get(args: &Args, base: &std::path::Path) -> Result<Self> {
+        if !args.etcd_endpoints.is_empty() {
+            return Ok(Self {
+                endpoints: args.etcd_endpoints.clone(),
+                _private: None,
+            });
+        }
+        let etcd = EtcdProcess::spawn_in(base)
+            .await
+            .context("start a private etcd")?;
+        eprintln!(
+            "private etcd at {} (data in {})",
+            etcd.endpoint(),
+            etcd.data_dir().display()
+        );
+        Ok(Self {
+            endpoints: vec![etcd.endpoint().to_string()],
+            _private: Some(etcd),
+        })
+    }
+}
+
 /// One result line.
 struct Row {
     backend: &'static str,
@@ -79,50 +111,34 @@ async fn main() -> Result<()> {
     let base = args.data_dir.clone().unwrap_or_else(std::env::temp_dir);
     let want = |b: Backend| args.backend == b || args.backend == Backend::All;
 
-    let mut _private = None;
-    let endpoints = if want(Backend::Etcd) || want(Backend::RawEtcd) {
-        if args.etcd_endpoints.is_empty() {
-            let etcd = EtcdProcess::spawn_in(&base)
-                .await
-                .context("start a private etcd")?;
-            eprintln!(
-                "private etcd at {} (data in {})",
-                etcd.endpoint(),
-                etcd.data_dir().display()
-            );
-            let eps = vec![etcd.endpoint().to_string()];
-            _private = Some(etcd);
-            eps
-        } else {
-            args.etcd_endpoints.clone()
-        }
-    } else {
-        Vec::new()
-    };
     let run_id = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
 
     let mut rows = Vec::new();
-    // Raw etcd first, then r8s on the same etcd, then SQLite.
+    // Raw etcd first, then r8s on etcd, then SQLite. Without --etcd-endpoints each etcd
+    // target gets a fresh private etcd, so none pays for data the previous one left.
     if want(Backend::RawEtcd) {
-        let client = etcd_client::Client::connect(&endpoints, None).await?;
-        let t = Target::raw(client, format!("/bench-raw-{run_id}"));
-        bench(&args, "raw-etcd", &t, &mut rows).await?;
+        let etcd = Etcd::get(&args, &base).await?;
+        let client = etcd_client::Client::connect(&etcd.endpoints, None).await?;
+        let t = Target::raw(client, format!("/bench-raw-{run_id}"), false);
+        bench(&args, "raw-etcd", &t, false, &mut rows).await?;
+    }
+    if want(Backend::RawEtcdTxn) {
+        let etcd = Etcd::get(&args, &base).await?;
+        let client = etcd_client::Client::connect(&etcd.endpoints, None).await?;
+        let t = Target::raw(client, format!("/bench-rawtxn-{run_id}"), true);
+        bench(&args, "raw-etcd-txn", &t, true, &mut rows).await?;
     }
     if want(Backend::Etcd) {
+        let etcd = Etcd::get(&args, &base).await?;
         let opts = Options {
             prefix: format!("/bench-r8s-{run_id}"),
             ..Default::default()
         };
-        let store = EtcdStore::connect(&endpoints, opts).await?;
-        bench(
-            &args,
-            "r8s-etcd",
-            &Target::Store(Arc::new(store)),
-            &mut rows,
-        )
-        .await?;
+        let store = EtcdStore::connect(&etcd.endpoints, opts).await?;
+        let t = Target::Store(Arc::new(store));
+        bench(&args, "r8s-etcd", &t, false, &mut rows).await?;
     }
     let _sqlite_dir;
     if want(Backend::Sqlite) {
@@ -130,15 +146,28 @@ async fn main() -> Result<()> {
             .prefix("r8s-bench-sqlite")
             .tempdir_in(&base)?;
         let store = SqliteStore::open(&dir.path().join("state.db"), Default::default()).await?;
-        bench(&args, "sqlite", &Target::Store(Arc::new(store)), &mut rows).await?;
+        bench(
+            &args,
+            "sqlite",
+            &Target::Store(Arc::new(store)),
+            false,
+            &mut rows,
+        )
+        .await?;
         _sqlite_dir = dir;
     }
     print_report(&args, &rows);
     Ok(())
 }
 
-/// Every workload against one target.
-async fn bench(args: &Args, name: &'static str, t: &Target, rows: &mut Vec<Row>) -> Result<()> {
+/// Every workload against one target (only creates and updates if `writes_only`).
+async fn bench(
+    args: &Args,
+    name: &'static str,
+    t: &Target,
+    writes_only: bool,
+    rows: &mut Vec<Row>,
+) -> Result<()> {
     let mut push = |workload: String, clients: usize, m: r8s_bench::Measurement| {
         let summary = m.summary();
         eprintln!(
@@ -160,8 +189,14 @@ async fn bench(args: &Args, name: &'static str, t: &Target, rows: &mut Vec<Row>)
         push("create".into(), clients, m);
         let m = workloads::update(t, &set, clients, args.value_size).await?;
         push("update".into(), clients, m);
+        if writes_only {
+            continue;
+        }
         let m = workloads::get(t, &set, clients).await?;
         push("get".into(), clients, m);
+    }
+    if writes_only {
+        return Ok(());
     }
     for &keys in &args.keys {
         let prefix = format!("/registry/list{keys}/");
@@ -211,18 +246,20 @@ fn print_report(args: &Args, rows: &[Row]) {
         );
     }
     println!("\n| ratio (ops/s) | workload | clients | value |\n|---|---|---:|---:|");
+    let pairs = [
+        ("r8s-etcd", "raw-etcd"),
+        ("sqlite", "raw-etcd"),
+        ("r8s-etcd", "raw-etcd-txn"),
+    ];
     for workload in ["create", "update", "get"] {
         for &c in &args.clients {
-            let raw = find(rows, "raw-etcd", workload, c);
-            for (name, label) in [
-                ("r8s-etcd", "r8s-etcd / raw-etcd"),
-                ("sqlite", "sqlite / raw-etcd"),
-            ] {
-                if let (Some(a), Some(b)) = (find(rows, name, workload, c), raw)
+            for (num, den) in pairs {
+                if let (Some(a), Some(b)) =
+                    (find(rows, num, workload, c), find(rows, den, workload, c))
                     && b.ops_per_sec > 0.0
                 {
                     println!(
-                        "| {label} | {workload} | {c} | {:.2}x |",
+                        "| {num} / {den} | {workload} | {c} | {:.2}x |",
                         a.ops_per_sec / b.ops_per_sec
                     );
                 }

@@ -1,9 +1,11 @@
 //! The systems under test behind one interface: an r8s [`Store`](r8s_store::Store) (SQLite
 //! or etcd backend) or raw etcd through `etcd-client` (the baseline: plain Put/Get/Range,
-//! no compare, no conversion).
+//! no compare, no conversion). The `txn` flavour of raw etcd writes with the same
+//! compare-and-put transactions r8s (and kube-apiserver) use, to separate etcd's own cost
+//! of a transaction from r8s's overhead.
 
 use anyhow::{Context, Result, anyhow};
-use etcd_client::{GetOptions, KvClient, WatchOptions};
+use etcd_client::{Compare, CompareOp, GetOptions, KvClient, Txn, TxnOp, WatchOptions};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use r8s_store::{DynStore, ListOptions};
@@ -24,16 +26,49 @@ pub struct RawEtcd {
     client: etcd_client::Client,
     kv: KvClient,
     prefix: String,
+    /// Write with compare-and-put transactions instead of plain puts.
+    txn: bool,
+}
+
+impl RawEtcd {
+    /// Write `key`: a plain put, or (`txn`) a put guarded like r8s's create (`rev == 0`)
+    /// or update (`rev` = expected mod revision).
+    async fn write(&self, key: &str, value: Vec<u8>, rev: i64) -> Result<i64> {
+        let key = format!("{}{key}", self.prefix);
+        let mut kv = self.kv.clone();
+        if !self.txn {
+            let resp = kv.put(key, value, None).await?;
+            return Ok(resp.header().map_or(0, |h| h.revision()));
+        }
+        let guard = if rev == 0 {
+            Compare::create_revision(key.clone(), CompareOp::Equal, 0)
+        } else {
+            Compare::mod_revision(key.clone(), CompareOp::Equal, rev)
+        };
+        let txn = Txn::new()
+            .when([guard])
+            .and_then([TxnOp::put(key, value, None)]);
+        let resp = kv.txn(txn).await?;
+        if !resp.succeeded() {
+            return Err(anyhow!("compare failed"));
+        }
+        Ok(resp.header().map_or(0, |h| h.revision()))
+    }
 }
 
 impl Target {
     /// A raw etcd target writing under `prefix`.
-    pub fn raw(client: etcd_client::Client, prefix: String) -> Self {
+    pub fn raw(client: etcd_client::Client, prefix: String, txn: bool) -> Self {
         // Large lists exceed gRPC's 4 MiB default, as for the r8s backend.
         let kv = client
             .kv_client()
             .max_decoding_message_size(i32::MAX as usize);
-        Self::Raw(Arc::new(RawEtcd { client, kv, prefix }))
+        Self::Raw(Arc::new(RawEtcd {
+            client,
+            kv,
+            prefix,
+            txn,
+        }))
     }
 
     fn raw_key(prefix: &str, key: &str) -> String {
@@ -44,14 +79,7 @@ impl Target {
     pub async fn create(&self, key: &str, value: Vec<u8>) -> Result<i64> {
         match self {
             Self::Store(s) => Ok(s.create(key, value, None).await?),
-            Self::Raw(r) => {
-                let (kv, prefix) = (&r.kv, &r.prefix);
-                let resp = kv
-                    .clone()
-                    .put(Self::raw_key(prefix, key), value, None)
-                    .await?;
-                Ok(resp.header().map_or(0, |h| h.revision()))
-            }
+            Self::Raw(r) => r.write(key, value, 0).await,
         }
     }
 
@@ -59,14 +87,7 @@ impl Target {
     pub async fn update(&self, key: &str, value: Vec<u8>, rev: i64) -> Result<i64> {
         match self {
             Self::Store(s) => Ok(s.update(key, value, rev, None).await?),
-            Self::Raw(r) => {
-                let (kv, prefix) = (&r.kv, &r.prefix);
-                let resp = kv
-                    .clone()
-                    .put(Self::raw_key(prefix, key), value, None)
-                    .await?;
-                Ok(resp.header().map_or(0, |h| h.revision()))
-            }
+            Self::Raw(r) => r.write(key, value, rev).await,
         }
     }
 

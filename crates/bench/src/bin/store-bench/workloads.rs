@@ -104,8 +104,11 @@ pub async fn preload(t: &Target, prefix: &str, keys: usize, size: usize) -> Resu
     Ok(())
 }
 
-/// `iters` full lists (one request each, no paging) of `keys` keys, one client.
+/// `iters` full lists (one request each, no paging) of `keys` keys, one client, after one
+/// unmeasured warm-up list (the first large response on a connection pays for HTTP/2
+/// flow-control windows growing).
 pub async fn list(t: &Target, prefix: &str, keys: usize, iters: usize) -> Result<Measurement> {
+    t.list(prefix).await?;
     let (t, prefix) = (t.clone(), prefix.to_string());
     run_concurrent(1, iters, move |_, _| {
         let (t, prefix) = (t.clone(), prefix.clone());
