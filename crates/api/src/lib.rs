@@ -10,6 +10,7 @@
 
 pub mod catalog;
 pub mod discovery;
+pub mod fieldvalidation;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;

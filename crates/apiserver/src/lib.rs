@@ -17,6 +17,8 @@ pub mod registry;
 pub mod request;
 pub mod server;
 pub mod state;
+#[doc(hidden)]
+pub mod testing;
 pub mod tls;
 
 pub use server::{Config, Running, start};

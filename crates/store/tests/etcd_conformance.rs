@@ -87,7 +87,9 @@ async fn root_prefix_isolates_stores() {
     )
     .await
     .expect("connect b");
-    a.create("/registry/x", b"1".to_vec(), None).await.expect("create");
+    a.create("/registry/x", b"1".to_vec(), None)
+        .await
+        .expect("create");
     assert!(b.get("/registry/x", 0).await.expect("get").is_none());
     assert_eq!(b.count("/registry/").await.expect("count"), 0);
 
@@ -96,7 +98,10 @@ async fn root_prefix_isolates_stores() {
         .get(format!("{prefix}/a/registry/x"), None)
         .await
         .expect("raw get");
-    assert_eq!(got.kvs().first().map(|kv| kv.value().to_vec()), Some(b"1".to_vec()));
+    assert_eq!(
+        got.kvs().first().map(|kv| kv.value().to_vec()),
+        Some(b"1".to_vec())
+    );
 }
 
 /// A watch whose etcd watcher is cancelled server-side ends with an error item.

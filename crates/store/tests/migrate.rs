@@ -19,7 +19,11 @@ async fn etcd_store(tag: &str) -> DynStore {
         prefix: unique_prefix(tag),
         ..Default::default()
     };
-    Arc::new(EtcdStore::connect(&endpoints, opts).await.expect("connect to etcd"))
+    Arc::new(
+        EtcdStore::connect(&endpoints, opts)
+            .await
+            .expect("connect to etcd"),
+    )
 }
 
 /// A value that differs per key and exercises every byte value.
@@ -40,7 +44,9 @@ async fn populate(s: &DynStore) {
                 let key = format!("/registry/configmaps/ns{}/cm{i:05}", i % 7);
                 let rev = s.create(&key, value(i), None).await.expect("create");
                 if i % 10 == 0 {
-                    s.update(&key, value(i + 1), rev, None).await.expect("update");
+                    s.update(&key, value(i + 1), rev, None)
+                        .await
+                        .expect("update");
                 }
                 if i % 25 == 0 {
                     s.delete(&key, None).await.expect("delete");
@@ -53,7 +59,9 @@ async fn populate(s: &DynStore) {
     let lease = s.grant_lease(600).await.expect("grant");
     for i in 0..5 {
         let key = format!("/registry/events/default/ev{i}");
-        s.create(&key, value(i), Some(lease)).await.expect("leased create");
+        s.create(&key, value(i), Some(lease))
+            .await
+            .expect("leased create");
     }
     s.create("/r8s/meta", b"outside registry".to_vec(), None)
         .await
@@ -93,8 +101,14 @@ async fn check_migration(from: DynStore, to: DynStore) {
     let live = KEYS - KEYS.div_ceil(25) + 5 + 1;
     assert_eq!(src.len(), live);
     assert_eq!(report.keys, live as u64);
-    assert_eq!((report.leased_keys, report.leases, report.overwritten), (5, 1, 0));
-    assert_eq!(report.bytes, src.iter().map(|kv| kv.value.len() as u64).sum::<u64>());
+    assert_eq!(
+        (report.leased_keys, report.leases, report.overwritten),
+        (5, 1, 0)
+    );
+    assert_eq!(
+        report.bytes,
+        src.iter().map(|kv| kv.value.len() as u64).sum::<u64>()
+    );
     assert_eq!(dst.len(), src.len());
     for (a, b) in src.iter().zip(&dst) {
         assert_eq!(a.key, b.key);
@@ -106,15 +120,31 @@ async fn check_migration(from: DynStore, to: DynStore) {
     assert!(seen.windows(2).all(|w| w[0].copied < w[1].copied));
 
     // A second run refuses: the target is no longer empty.
-    match migrate(from.as_ref(), to.as_ref(), &MigrateOptions::default(), &mut |_| {}).await {
+    match migrate(
+        from.as_ref(),
+        to.as_ref(),
+        &MigrateOptions::default(),
+        &mut |_| {},
+    )
+    .await
+    {
         Err(Error::InvalidArgument(msg)) => assert!(msg.contains("/registry/"), "{msg}"),
         other => panic!("expected a refusal, got {other:?}"),
     }
     // Forced, it overwrites in place: same contents, every key counted as overwritten.
-    let cur = to.get("/registry/configmaps/ns1/cm00001", 0).await.expect("get").expect("cm1");
-    to.update("/registry/configmaps/ns1/cm00001", b"changed".to_vec(), cur.mod_revision, None)
+    let cur = to
+        .get("/registry/configmaps/ns1/cm00001", 0)
         .await
-        .expect("update");
+        .expect("get")
+        .expect("cm1");
+    to.update(
+        "/registry/configmaps/ns1/cm00001",
+        b"changed".to_vec(),
+        cur.mod_revision,
+        None,
+    )
+    .await
+    .expect("update");
     let forced = MigrateOptions {
         force: true,
         ..Default::default()
@@ -125,7 +155,11 @@ async fn check_migration(from: DynStore, to: DynStore) {
     assert_eq!(report.overwritten, live as u64);
     let again = all(&to).await;
     assert_eq!(again.len(), src.len());
-    assert!(src.iter().zip(&again).all(|(a, b)| a.key == b.key && a.value == b.value));
+    assert!(
+        src.iter()
+            .zip(&again)
+            .all(|(a, b)| a.key == b.key && a.value == b.value)
+    );
 }
 
 /// The real use: the embedded SQLite store into etcd.
@@ -141,24 +175,53 @@ async fn sqlite_to_etcd() {
 /// etcd to etcd (another root prefix) works the same way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn etcd_to_etcd() {
-    check_migration(etcd_store("migrate-src").await, etcd_store("migrate-dst").await).await;
+    check_migration(
+        etcd_store("migrate-src").await,
+        etcd_store("migrate-dst").await,
+    )
+    .await;
 }
 
 /// Keys outside `/registry/` in the target do not block a migration; a refusal writes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusal_writes_nothing() {
     let (from, to) = (etcd_store("ref-src").await, etcd_store("ref-dst").await);
-    from.create("/registry/a", b"a".to_vec(), None).await.expect("create");
-    to.create("/other/x", b"x".to_vec(), None).await.expect("create");
-    migrate(from.as_ref(), to.as_ref(), &MigrateOptions::default(), &mut |_| {})
+    from.create("/registry/a", b"a".to_vec(), None)
         .await
-        .expect("only /registry/ keys block");
+        .expect("create");
+    to.create("/other/x", b"x".to_vec(), None)
+        .await
+        .expect("create");
+    migrate(
+        from.as_ref(),
+        to.as_ref(),
+        &MigrateOptions::default(),
+        &mut |_| {},
+    )
+    .await
+    .expect("only /registry/ keys block");
 
     let fresh = etcd_store("ref-dst2").await;
-    fresh.create("/registry/z", b"z".to_vec(), None).await.expect("create");
-    from.create("/registry/b", b"b".to_vec(), None).await.expect("create");
-    assert!(migrate(from.as_ref(), fresh.as_ref(), &MigrateOptions::default(), &mut |_| {})
+    fresh
+        .create("/registry/z", b"z".to_vec(), None)
         .await
-        .is_err());
-    assert_eq!(fresh.count("").await.expect("count"), 1, "nothing was written");
+        .expect("create");
+    from.create("/registry/b", b"b".to_vec(), None)
+        .await
+        .expect("create");
+    assert!(
+        migrate(
+            from.as_ref(),
+            fresh.as_ref(),
+            &MigrateOptions::default(),
+            &mut |_| {}
+        )
+        .await
+        .is_err()
+    );
+    assert_eq!(
+        fresh.count("").await.expect("count"),
+        1,
+        "nothing was written"
+    );
 }

@@ -317,6 +317,18 @@ mod tests {
             svc.lookup(&["spec", "ports"]),
             Some(FieldStrategy::merge_by("port"))
         );
+        let hpa = merge_keys_for("autoscaling", "HorizontalPodAutoscaler");
+        assert_eq!(
+            hpa.definition(),
+            Some("io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler")
+        );
+        assert_eq!(
+            hpa.lookup(&["status", "conditions"]),
+            Some(FieldStrategy::merge_by("type"))
+        );
+        let v1 = merge_keys_for_version("autoscaling", "v1", "HorizontalPodAutoscaler");
+        assert!(v1.is_known() && v1.lookup(&["status", "conditions"]).is_none());
+        assert!(merge_keys_for("autoscaling", "Scale").is_known());
         let pdb = merge_keys_for("policy", "PodDisruptionBudget");
         assert!(pdb.lookup(&["spec", "selector"]).is_some_and(|s| s.replace));
     }

@@ -76,16 +76,14 @@ impl Strategy for JobStrategy {
         if let Some(spec) = ensure_obj(o, "spec") {
             default_job_spec(spec);
         }
-        if let Some(labels) = template_labels {
-            if let Some(meta) = ensure_obj(o, "metadata") {
-                if meta
-                    .get("labels")
-                    .and_then(Value::as_object)
-                    .is_none_or(|m| m.is_empty())
-                {
-                    meta.insert("labels".into(), labels);
-                }
-            }
+        if let Some(labels) = template_labels
+            && let Some(meta) = ensure_obj(o, "metadata")
+            && meta
+                .get("labels")
+                .and_then(Value::as_object)
+                .is_none_or(|m| m.is_empty())
+        {
+            meta.insert("labels".into(), labels);
         }
     }
 
@@ -125,24 +123,23 @@ fn generate_selector(obj: &mut Value) {
     let Some(spec) = ensure_obj(o, "spec") else {
         return;
     };
-    if let Some(tpl) = ensure_obj(spec, "template") {
-        if let Some(meta) = ensure_obj(tpl, "metadata") {
-            if let Some(labels) = ensure_obj(meta, "labels") {
-                for (k, v) in [
-                    (LEGACY_JOB_NAME, &name),
-                    (JOB_NAME, &name),
-                    (LEGACY_CONTROLLER_UID, &uid),
-                    (CONTROLLER_UID, &uid),
-                ] {
-                    labels.entry(k).or_insert_with(|| json!(v));
-                }
-            }
+    if let Some(tpl) = ensure_obj(spec, "template")
+        && let Some(meta) = ensure_obj(tpl, "metadata")
+        && let Some(labels) = ensure_obj(meta, "labels")
+    {
+        for (k, v) in [
+            (LEGACY_JOB_NAME, &name),
+            (JOB_NAME, &name),
+            (LEGACY_CONTROLLER_UID, &uid),
+            (CONTROLLER_UID, &uid),
+        ] {
+            labels.entry(k).or_insert_with(|| json!(v));
         }
     }
-    if let Some(sel) = ensure_obj(spec, "selector") {
-        if let Some(ml) = ensure_obj(sel, "matchLabels") {
-            ml.entry(CONTROLLER_UID).or_insert_with(|| json!(uid));
-        }
+    if let Some(sel) = ensure_obj(spec, "selector")
+        && let Some(ml) = ensure_obj(sel, "matchLabels")
+    {
+        ml.entry(CONTROLLER_UID).or_insert_with(|| json!(uid));
     }
 }
 
@@ -215,19 +212,18 @@ fn validate_job(obj: &Value) -> Vec<FieldError> {
             "`selector` does not match template `labels`",
         ));
     }
-    if get_str(spec, "completionMode") == Some("Indexed") {
-        if let Some(c) = get(spec, "completions")
+    if get_str(spec, "completionMode") == Some("Indexed")
+        && let Some(c) = get(spec, "completions")
             .and_then(Value::as_i64)
             .filter(|c| *c > 0)
-        {
-            let host = format!("{name}-{}", c - 1);
-            if !is_dns1123_label(&host).is_empty() {
-                errs.push(FieldError::invalid(
-                    "metadata.name",
-                    name,
-                    &format!("will not able to create pod with invalid DNS label: {host}"),
-                ));
-            }
+    {
+        let host = format!("{name}-{}", c - 1);
+        if !is_dns1123_label(&host).is_empty() {
+            errs.push(FieldError::invalid(
+                "metadata.name",
+                name,
+                &format!("will not able to create pod with invalid DNS label: {host}"),
+            ));
         }
     }
     errs

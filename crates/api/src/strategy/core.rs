@@ -35,10 +35,10 @@ impl Strategy for NamespaceStrategy {
     fn default(&self, obj: &mut Value) {
         let name = str_at(obj, &["metadata", "name"]).to_string();
         let Some(o) = obj.as_object_mut() else { return };
-        if !name.is_empty() {
-            if let Some(labels) = ensure_obj(o, "metadata").and_then(|m| ensure_obj(m, "labels")) {
-                labels.insert("kubernetes.io/metadata.name".into(), json!(name));
-            }
+        if !name.is_empty()
+            && let Some(labels) = ensure_obj(o, "metadata").and_then(|m| ensure_obj(m, "labels"))
+        {
+            labels.insert("kubernetes.io/metadata.name".into(), json!(name));
         }
         if let Some(status) = ensure_obj(o, "status") {
             default_str(status, "phase", "Active");
@@ -211,13 +211,13 @@ impl Strategy for SecretStrategy {
         let Some(o) = obj.as_object_mut() else { return };
         default_str(o, "type", "Opaque");
         // v1 conversion folds `stringData` into `data` (stringData wins) and drops it.
-        if let Some(Value::Object(sd)) = o.remove("stringData") {
-            if let Some(data) = ensure_obj(o, "data") {
-                for (k, v) in sd {
-                    if let Some(s) = v.as_str() {
-                        let enc = base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
-                        data.insert(k, json!(enc));
-                    }
+        if let Some(Value::Object(sd)) = o.remove("stringData")
+            && let Some(data) = ensure_obj(o, "data")
+        {
+            for (k, v) in sd {
+                if let Some(s) = v.as_str() {
+                    let enc = base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+                    data.insert(k, json!(enc));
                 }
             }
         }
@@ -245,7 +245,7 @@ impl Strategy for SecretStrategy {
         let required =
             |k: &str, errs: &mut Errs| errs.push(FieldError::required(key("data", k), ""));
         match ty {
-            "kubernetes.io/service-account-token" => {
+            "kubernetes.io/service-account-token"
                 if str_at(
                     obj,
                     &[
@@ -254,13 +254,12 @@ impl Strategy for SecretStrategy {
                         "kubernetes.io/service-account.name",
                     ],
                 )
-                .is_empty()
-                {
-                    errs.push(FieldError::required(
-                        "metadata.annotations[kubernetes.io/service-account.name]",
-                        "",
-                    ));
-                }
+                .is_empty() =>
+            {
+                errs.push(FieldError::required(
+                    "metadata.annotations[kubernetes.io/service-account.name]",
+                    "",
+                ));
             }
             "kubernetes.io/dockercfg" | "kubernetes.io/dockerconfigjson" => {
                 let k = if ty == "kubernetes.io/dockercfg" {
@@ -287,20 +286,17 @@ impl Strategy for SecretStrategy {
                     }
                 }
             }
-            "kubernetes.io/basic-auth" => {
-                if !has("username") && !has("password") {
-                    required("username", &mut errs);
-                    required("password", &mut errs);
-                }
+            "kubernetes.io/basic-auth" if !has("username") && !has("password") => {
+                required("username", &mut errs);
+                required("password", &mut errs);
             }
-            "kubernetes.io/ssh-auth" => {
+            "kubernetes.io/ssh-auth"
                 if data
                     .and_then(|d| get_str(d, "ssh-privatekey"))
                     .unwrap_or("")
-                    .is_empty()
-                {
-                    required("ssh-privatekey", &mut errs);
-                }
+                    .is_empty() =>
+            {
+                required("ssh-privatekey", &mut errs);
             }
             "kubernetes.io/tls" => {
                 if !has("tls.crt") {
@@ -341,10 +337,10 @@ impl Strategy for NodeStrategy {
         let Some(status) = obj.get_mut("status").and_then(Value::as_object_mut) else {
             return;
         };
-        if super::json::is_unset(status, "allocatable") {
-            if let Some(cap) = status.get("capacity").filter(|c| c.is_object()).cloned() {
-                status.insert("allocatable".into(), cap);
-            }
+        if super::json::is_unset(status, "allocatable")
+            && let Some(cap) = status.get("capacity").filter(|c| c.is_object()).cloned()
+        {
+            status.insert("allocatable".into(), cap);
         }
     }
 

@@ -12,7 +12,10 @@ fn b64(s: &str) -> String {
 fn namespace_lifecycle() {
     let (ns, errs) = create("", "Namespace", json!({"metadata": {"name": "team-a"}}));
     assert!(errs.is_empty());
-    assert_eq!(ns["metadata"]["labels"]["kubernetes.io/metadata.name"], "team-a");
+    assert_eq!(
+        ns["metadata"]["labels"]["kubernetes.io/metadata.name"],
+        "team-a"
+    );
     assert_eq!(ns["spec"]["finalizers"], json!(["kubernetes"]));
     assert_eq!(ns["status"], json!({"phase": "Active"}));
     // The label cannot be changed and finalizers are only changed via /finalize.
@@ -21,12 +24,21 @@ fn namespace_lifecycle() {
     n["spec"]["finalizers"] = json!([]);
     let (got, errs) = update("", "Namespace", n, &ns);
     assert!(errs.is_empty());
-    assert_eq!(got["metadata"]["labels"]["kubernetes.io/metadata.name"], "team-a");
+    assert_eq!(
+        got["metadata"]["labels"]["kubernetes.io/metadata.name"],
+        "team-a"
+    );
     assert_eq!(got["spec"]["finalizers"], json!(["kubernetes"]));
-    let (_, errs) = create("", "Namespace", json!({"metadata": {"name": "x"}, "spec": {"finalizers": ["custom", "example.com/ok"]}}));
+    let (_, errs) = create(
+        "",
+        "Namespace",
+        json!({"metadata": {"name": "x"}, "spec": {"finalizers": ["custom", "example.com/ok"]}}),
+    );
     assert_eq!(
         errs,
-        ["spec.finalizers: Invalid value: \"custom\": name is neither a standard finalizer name nor is it fully qualified"]
+        [
+            "spec.finalizers: Invalid value: \"custom\": name is neither a standard finalizer name nor is it fully qualified"
+        ]
     );
     assert_eq!(
         for_kind("", "Namespace").field_selector_fields(&ns),
@@ -37,7 +49,11 @@ fn namespace_lifecycle() {
 #[test]
 fn configmap_validation() {
     let cm = |data: Value| json!({"metadata": {"name": "c", "namespace": "d"}, "data": data});
-    assert!(create("", "ConfigMap", cm(json!({"a.b-c_D": "x"}))).1.is_empty());
+    assert!(
+        create("", "ConfigMap", cm(json!({"a.b-c_D": "x"})))
+            .1
+            .is_empty()
+    );
     let (_, errs) = create("", "ConfigMap", cm(json!({"a/b": "x", "..x": "y", "n": 5})));
     assert_has(
         &errs,
@@ -47,7 +63,11 @@ fn configmap_validation() {
             "data[n]: Invalid value: 5: must be of type string",
         ],
     );
-    let (_, errs) = create("", "ConfigMap", cm(json!({"big": "x".repeat(1024 * 1024 + 1)})));
+    let (_, errs) = create(
+        "",
+        "ConfigMap",
+        cm(json!({"big": "x".repeat(1024 * 1024 + 1)})),
+    );
     assert_eq!(errs, ["Too long: may not be more than 1048576 bytes"]);
     let (_, errs) = create(
         "",
@@ -62,7 +82,12 @@ fn configmap_validation() {
         ],
     );
     let old = json!({"metadata": {"name": "c"}, "immutable": true, "data": {"a": "1"}});
-    let (_, errs) = update("", "ConfigMap", json!({"metadata": {"name": "c"}, "data": {"a": "2"}}), &old);
+    let (_, errs) = update(
+        "",
+        "ConfigMap",
+        json!({"metadata": {"name": "c"}, "data": {"a": "2"}}),
+        &old,
+    );
     assert_eq!(
         errs,
         [
@@ -74,25 +99,65 @@ fn configmap_validation() {
 
 #[test]
 fn secret_defaults_and_validation() {
-    let s = defaulted("", "Secret", json!({"metadata": {"name": "s"}, "stringData": {"user": "admin"}, "data": {"user": b64("x"), "pw": b64("p")}}));
+    let s = defaulted(
+        "",
+        "Secret",
+        json!({"metadata": {"name": "s"}, "stringData": {"user": "admin"}, "data": {"user": b64("x"), "pw": b64("p")}}),
+    );
     assert_eq!(s["type"], "Opaque");
     assert_eq!(s["data"], json!({"user": b64("admin"), "pw": b64("p")}));
     assert!(s.get("stringData").is_none());
 
-    let (_, errs) = create("", "Secret", json!({"metadata": {"name": "s"}, "type": "kubernetes.io/tls", "data": {"tls.crt": b64("c")}}));
+    let (_, errs) = create(
+        "",
+        "Secret",
+        json!({"metadata": {"name": "s"}, "type": "kubernetes.io/tls", "data": {"tls.crt": b64("c")}}),
+    );
     assert_eq!(errs, ["data[tls.key]: Required value"]);
-    let (_, errs) = create("", "Secret", json!({"metadata": {"name": "s"}, "type": "kubernetes.io/basic-auth"}));
-    assert_eq!(errs, ["data[username]: Required value", "data[password]: Required value"]);
-    let (_, errs) = create("", "Secret", json!({"metadata": {"name": "s"}, "type": "kubernetes.io/dockerconfigjson", "data": {".dockerconfigjson": b64("nope")}}));
+    let (_, errs) = create(
+        "",
+        "Secret",
+        json!({"metadata": {"name": "s"}, "type": "kubernetes.io/basic-auth"}),
+    );
+    assert_eq!(
+        errs,
+        [
+            "data[username]: Required value",
+            "data[password]: Required value"
+        ]
+    );
+    let (_, errs) = create(
+        "",
+        "Secret",
+        json!({"metadata": {"name": "s"}, "type": "kubernetes.io/dockerconfigjson", "data": {".dockerconfigjson": b64("nope")}}),
+    );
     assert_eq!(errs.len(), 1);
-    let (_, errs) = create("", "Secret", json!({"metadata": {"name": "s"}, "type": "kubernetes.io/service-account-token"}));
-    assert_eq!(errs, ["metadata.annotations[kubernetes.io/service-account.name]: Required value"]);
-    let (_, errs) = create("", "Secret", json!({"metadata": {"name": "s"}, "data": {"k": "!!notbase64"}}));
+    let (_, errs) = create(
+        "",
+        "Secret",
+        json!({"metadata": {"name": "s"}, "type": "kubernetes.io/service-account-token"}),
+    );
+    assert_eq!(
+        errs,
+        ["metadata.annotations[kubernetes.io/service-account.name]: Required value"]
+    );
+    let (_, errs) = create(
+        "",
+        "Secret",
+        json!({"metadata": {"name": "s"}, "data": {"k": "!!notbase64"}}),
+    );
     assert_eq!(errs.len(), 1);
-    assert!(errs[0].starts_with("data[k]: Invalid value: \"<secret contents redacted>\": illegal base64 data"));
+    assert!(errs[0].starts_with(
+        "data[k]: Invalid value: \"<secret contents redacted>\": illegal base64 data"
+    ));
 
     let old = json!({"metadata": {"name": "s"}, "type": "Opaque", "immutable": true, "data": {"a": b64("1")}});
-    let (_, errs) = update("", "Secret", json!({"metadata": {"name": "s"}, "type": "kubernetes.io/tls", "immutable": true, "data": {"a": b64("2")}}), &old);
+    let (_, errs) = update(
+        "",
+        "Secret",
+        json!({"metadata": {"name": "s"}, "type": "kubernetes.io/tls", "immutable": true, "data": {"a": b64("2")}}),
+        &old,
+    );
     assert_has(
         &errs,
         &[
@@ -108,7 +173,11 @@ fn secret_defaults_and_validation() {
 
 #[test]
 fn node_defaults_validation_and_fields() {
-    let n = defaulted("", "Node", json!({"metadata": {"name": "n"}, "status": {"capacity": {"cpu": "4"}}}));
+    let n = defaulted(
+        "",
+        "Node",
+        json!({"metadata": {"name": "n"}, "status": {"capacity": {"cpu": "4"}}}),
+    );
     assert_eq!(n["status"]["allocatable"], json!({"cpu": "4"}));
     let (_, errs) = create(
         "",
@@ -131,7 +200,10 @@ fn event_field_selectors() {
     let f = for_kind("", "Event").field_selector_fields(&core);
     assert_eq!(f.len(), 11);
     assert_eq!(f[0], ("involvedObject.kind", "Pod".to_string()));
-    assert_eq!(f[6], ("involvedObject.fieldPath", "spec.containers{c}".to_string()));
+    assert_eq!(
+        f[6],
+        ("involvedObject.fieldPath", "spec.containers{c}".to_string())
+    );
     assert_eq!(f[9], ("source", "kubelet".to_string()));
     let new_style = json!({"regarding": {"kind": "Node", "name": "n"}, "reportingController": "ctl", "reason": "R", "type": "Warning"});
     let f = for_kind("events.k8s.io", "Event").field_selector_fields(&new_style);
@@ -141,7 +213,11 @@ fn event_field_selectors() {
 
 #[test]
 fn small_kinds() {
-    let ep = defaulted("", "Endpoints", json!({"subsets": [{"ports": [{"port": 80}]}]}));
+    let ep = defaulted(
+        "",
+        "Endpoints",
+        json!({"subsets": [{"ports": [{"port": 80}]}]}),
+    );
     assert_eq!(ep["subsets"][0]["ports"][0]["protocol"], "TCP");
     let lr = defaulted(
         "",
@@ -149,20 +225,55 @@ fn small_kinds() {
         json!({"spec": {"limits": [{"type": "Container", "max": {"cpu": "2"}, "min": {"memory": "1Mi"}}]}}),
     );
     assert_eq!(lr["spec"]["limits"][0]["default"], json!({"cpu": "2"}));
-    assert_eq!(lr["spec"]["limits"][0]["defaultRequest"], json!({"cpu": "2", "memory": "1Mi"}));
-    let (rq, errs) = create("", "ResourceQuota", json!({"metadata": {"name": "q"}, "spec": {"hard": {"pods": "-1", "cpu": "x"}}, "status": {"used": {}}}));
+    assert_eq!(
+        lr["spec"]["limits"][0]["defaultRequest"],
+        json!({"cpu": "2", "memory": "1Mi"})
+    );
+    let (rq, errs) = create(
+        "",
+        "ResourceQuota",
+        json!({"metadata": {"name": "q"}, "spec": {"hard": {"pods": "-1", "cpu": "x"}}, "status": {"used": {}}}),
+    );
     assert_eq!(rq["status"], json!({}));
     assert_eq!(errs.len(), 2);
 }
 
 #[test]
 fn junk_never_panics() {
-    let junk = [json!(null), json!(1), json!("s"), json!([]), json!({}), json!(-5), json!(0.5), json!({"k": [1]})];
-    let kinds = ["Namespace", "ConfigMap", "Secret", "Node", "Event", "Endpoints", "LimitRange", "ResourceQuota"];
+    let junk = [
+        json!(null),
+        json!(1),
+        json!("s"),
+        json!([]),
+        json!({}),
+        json!(-5),
+        json!(0.5),
+        json!({"k": [1]}),
+    ];
+    let kinds = [
+        "Namespace",
+        "ConfigMap",
+        "Secret",
+        "Node",
+        "Event",
+        "Endpoints",
+        "LimitRange",
+        "ResourceQuota",
+    ];
     for kind in kinds {
         for j in &junk {
             let _ = create("", kind, j.clone());
-            for k in ["metadata", "spec", "status", "data", "binaryData", "stringData", "type", "immutable", "subsets"] {
+            for k in [
+                "metadata",
+                "spec",
+                "status",
+                "data",
+                "binaryData",
+                "stringData",
+                "type",
+                "immutable",
+                "subsets",
+            ] {
                 let obj = json!({k: j.clone()});
                 let (o, _) = create("", kind, obj.clone());
                 let _ = update("", kind, o.clone(), &obj);

@@ -65,14 +65,15 @@ impl Strategy for PriorityClassStrategy {
                 ),
             ));
         }
-        if let Some(p) = opt_str(obj, "preemptionPolicy", "", &mut errs) {
-            if p != "Never" && p != "PreemptLowerPriority" {
-                errs.push(FieldError::not_supported(
-                    "preemptionPolicy",
-                    p,
-                    &["Never", "PreemptLowerPriority"],
-                ));
-            }
+        if let Some(p) = opt_str(obj, "preemptionPolicy", "", &mut errs)
+            && p != "Never"
+            && p != "PreemptLowerPriority"
+        {
+            errs.push(FieldError::not_supported(
+                "preemptionPolicy",
+                p,
+                &["Never", "PreemptLowerPriority"],
+            ));
         }
         errs
     }
@@ -259,13 +260,13 @@ fn validate_metrics(metrics: &[Value], errs: &mut Errs) {
             ));
             continue;
         };
-        if member == "resource" || member == "containerResource" {
-            if opt_str(src, "name", &mp, errs).unwrap_or("").is_empty() {
-                errs.push(FieldError::required(
-                    child(&mp, "name"),
-                    "must specify a resource name",
-                ));
-            }
+        if (member == "resource" || member == "containerResource")
+            && opt_str(src, "name", &mp, errs).unwrap_or("").is_empty()
+        {
+            errs.push(FieldError::required(
+                child(&mp, "name"),
+                "must specify a resource name",
+            ));
         }
         let tp = child(&mp, "target");
         let Some(target) = opt_obj(src, "target", &mp, errs) else {
@@ -518,14 +519,15 @@ impl Strategy for PodDisruptionBudgetStrategy {
         if let Some(sel) = get(spec, "selector") {
             validate_label_selector(sel, "spec.selector", &mut errs);
         }
-        if let Some(p) = opt_str(spec, "unhealthyPodEvictionPolicy", "spec", &mut errs) {
-            if p != "IfHealthyBudget" && p != "AlwaysAllow" {
-                errs.push(FieldError::not_supported(
-                    "spec.unhealthyPodEvictionPolicy",
-                    p,
-                    &["AlwaysAllow", "IfHealthyBudget"],
-                ));
-            }
+        if let Some(p) = opt_str(spec, "unhealthyPodEvictionPolicy", "spec", &mut errs)
+            && p != "IfHealthyBudget"
+            && p != "AlwaysAllow"
+        {
+            errs.push(FieldError::not_supported(
+                "spec.unhealthyPodEvictionPolicy",
+                p,
+                &["AlwaysAllow", "IfHealthyBudget"],
+            ));
         }
         errs
     }

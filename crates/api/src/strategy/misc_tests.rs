@@ -4,10 +4,18 @@ use crate::strategy::test_support::{assert_has, create, defaulted, update};
 
 #[test]
 fn priority_class() {
-    let (pc, errs) = create("scheduling.k8s.io", "PriorityClass", json!({"metadata": {"name": "high"}, "value": 1000}));
+    let (pc, errs) = create(
+        "scheduling.k8s.io",
+        "PriorityClass",
+        json!({"metadata": {"name": "high"}, "value": 1000}),
+    );
     assert!(errs.is_empty());
     assert_eq!(pc["preemptionPolicy"], "PreemptLowerPriority");
-    let (_, errs) = create("scheduling.k8s.io", "PriorityClass", json!({"metadata": {"name": "huge"}, "value": 2000000000, "preemptionPolicy": "Sometimes"}));
+    let (_, errs) = create(
+        "scheduling.k8s.io",
+        "PriorityClass",
+        json!({"metadata": {"name": "huge"}, "value": 2000000000, "preemptionPolicy": "Sometimes"}),
+    );
     assert_eq!(
         errs,
         [
@@ -15,10 +23,16 @@ fn priority_class() {
             "preemptionPolicy: Unsupported value: \"Sometimes\": supported values: \"Never\", \"PreemptLowerPriority\"",
         ]
     );
-    let (_, errs) = create("scheduling.k8s.io", "PriorityClass", json!({"metadata": {"name": "system-mine"}, "value": 1}));
+    let (_, errs) = create(
+        "scheduling.k8s.io",
+        "PriorityClass",
+        json!({"metadata": {"name": "system-mine"}, "value": 1}),
+    );
     assert_eq!(
         errs,
-        ["metadata.name: Forbidden: priority class names with 'system-' prefix are reserved for system use only. error: system-mine is not a known system priority class"]
+        [
+            "metadata.name: Forbidden: priority class names with 'system-' prefix are reserved for system use only. error: system-mine is not a known system priority class"
+        ]
     );
     let mut n = pc.clone();
     n["value"] = json!(5);
@@ -39,21 +53,51 @@ fn hpa(api_version: &str, spec: Value) -> Value {
 #[test]
 fn hpa_defaults_and_validation() {
     let target = json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"});
-    let v2 = defaulted("autoscaling", "HorizontalPodAutoscaler", hpa("autoscaling/v2", json!({"scaleTargetRef": target, "maxReplicas": 5, "behavior": {"scaleDown": {"stabilizationWindowSeconds": 60}}})));
+    let v2 = defaulted(
+        "autoscaling",
+        "HorizontalPodAutoscaler",
+        hpa(
+            "autoscaling/v2",
+            json!({"scaleTargetRef": target, "maxReplicas": 5, "behavior": {"scaleDown": {"stabilizationWindowSeconds": 60}}}),
+        ),
+    );
     assert_eq!(v2["spec"]["minReplicas"], 1);
     assert_eq!(
         v2["spec"]["metrics"],
         json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}])
     );
-    assert_eq!(v2["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"], 60);
-    assert_eq!(v2["spec"]["behavior"]["scaleDown"]["policies"], json!([{"type": "Percent", "value": 100, "periodSeconds": 15}]));
-    assert_eq!(v2["spec"]["behavior"]["scaleUp"]["stabilizationWindowSeconds"], 0);
+    assert_eq!(
+        v2["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"],
+        60
+    );
+    assert_eq!(
+        v2["spec"]["behavior"]["scaleDown"]["policies"],
+        json!([{"type": "Percent", "value": 100, "periodSeconds": 15}])
+    );
+    assert_eq!(
+        v2["spec"]["behavior"]["scaleUp"]["stabilizationWindowSeconds"],
+        0
+    );
     assert_eq!(v2["spec"]["behavior"]["scaleUp"]["selectPolicy"], "Max");
-    let v1 = defaulted("autoscaling", "HorizontalPodAutoscaler", hpa("autoscaling/v1", json!({"scaleTargetRef": target, "maxReplicas": 5})));
+    let v1 = defaulted(
+        "autoscaling",
+        "HorizontalPodAutoscaler",
+        hpa(
+            "autoscaling/v1",
+            json!({"scaleTargetRef": target, "maxReplicas": 5}),
+        ),
+    );
     assert_eq!(v1["spec"]["minReplicas"], 1);
     assert!(v1["spec"].get("metrics").is_none());
 
-    let (_, errs) = create("autoscaling", "HorizontalPodAutoscaler", hpa("autoscaling/v2", json!({"minReplicas": 0, "maxReplicas": 0, "scaleTargetRef": {"kind": "Deployment"}})));
+    let (_, errs) = create(
+        "autoscaling",
+        "HorizontalPodAutoscaler",
+        hpa(
+            "autoscaling/v2",
+            json!({"minReplicas": 0, "maxReplicas": 0, "scaleTargetRef": {"kind": "Deployment"}}),
+        ),
+    );
     assert_has(
         &errs,
         &[
@@ -62,7 +106,14 @@ fn hpa_defaults_and_validation() {
             "spec.maxReplicas: Invalid value: 0: must be greater than 0",
         ],
     );
-    let (_, errs) = create("autoscaling", "HorizontalPodAutoscaler", hpa("autoscaling/v2", json!({"minReplicas": 5, "maxReplicas": 2, "scaleTargetRef": target, "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 0}}}]})));
+    let (_, errs) = create(
+        "autoscaling",
+        "HorizontalPodAutoscaler",
+        hpa(
+            "autoscaling/v2",
+            json!({"minReplicas": 5, "maxReplicas": 2, "scaleTargetRef": target, "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 0}}}]}),
+        ),
+    );
     assert_has(
         &errs,
         &[
@@ -70,7 +121,14 @@ fn hpa_defaults_and_validation() {
             "spec.metrics[0].resource.target.averageUtilization: Invalid value: 0: must be greater than 0",
         ],
     );
-    let (obj, _) = create("autoscaling", "HorizontalPodAutoscaler", hpa("autoscaling/v1", json!({"scaleTargetRef": target, "maxReplicas": 5, "targetCPUUtilizationPercentage": 0})));
+    let (obj, _) = create(
+        "autoscaling",
+        "HorizontalPodAutoscaler",
+        hpa(
+            "autoscaling/v1",
+            json!({"scaleTargetRef": target, "maxReplicas": 5, "targetCPUUtilizationPercentage": 0}),
+        ),
+    );
     assert_eq!(obj["status"], json!({}));
 }
 
@@ -82,7 +140,12 @@ fn ingress_validation() {
     assert!(errs.is_empty(), "{errs:?}");
     assert_eq!(obj["status"], json!({}));
     let (_, errs) = create("networking.k8s.io", "Ingress", ing(json!({})));
-    assert_eq!(errs, ["spec: Invalid value: []networking.IngressRule(nil): either `defaultBackend` or `rules` must be specified"]);
+    assert_eq!(
+        errs,
+        [
+            "spec: Invalid value: []networking.IngressRule(nil): either `defaultBackend` or `rules` must be specified"
+        ]
+    );
     let (_, errs) = create(
         "networking.k8s.io",
         "Ingress",
@@ -104,21 +167,61 @@ fn ingress_validation() {
 
 #[test]
 fn endpointslice_and_pdb() {
-    let es = defaulted("discovery.k8s.io", "EndpointSlice", json!({"addressType": "IPv4", "ports": [{"port": 80}]}));
-    assert_eq!(es["ports"][0], json!({"port": 80, "name": "", "protocol": "TCP"}));
-    let (_, errs) = create("discovery.k8s.io", "EndpointSlice", json!({"addressType": "IPv9"}));
-    assert_eq!(errs, ["addressType: Unsupported value: \"IPv9\": supported values: \"FQDN\", \"IPv4\", \"IPv6\""]);
-    let (_, errs) = update("discovery.k8s.io", "EndpointSlice", json!({"addressType": "IPv6"}), &json!({"addressType": "IPv4"}));
-    assert_eq!(errs, ["addressType: Invalid value: \"IPv6\": field is immutable"]);
+    let es = defaulted(
+        "discovery.k8s.io",
+        "EndpointSlice",
+        json!({"addressType": "IPv4", "ports": [{"port": 80}]}),
+    );
+    assert_eq!(
+        es["ports"][0],
+        json!({"port": 80, "name": "", "protocol": "TCP"})
+    );
+    let (_, errs) = create(
+        "discovery.k8s.io",
+        "EndpointSlice",
+        json!({"addressType": "IPv9"}),
+    );
+    assert_eq!(
+        errs,
+        [
+            "addressType: Unsupported value: \"IPv9\": supported values: \"FQDN\", \"IPv4\", \"IPv6\""
+        ]
+    );
+    let (_, errs) = update(
+        "discovery.k8s.io",
+        "EndpointSlice",
+        json!({"addressType": "IPv6"}),
+        &json!({"addressType": "IPv4"}),
+    );
+    assert_eq!(
+        errs,
+        ["addressType: Invalid value: \"IPv6\": field is immutable"]
+    );
 
-    let (pdb, errs) = create("policy", "PodDisruptionBudget", json!({"metadata": {"name": "p"}, "spec": {"minAvailable": 1, "maxUnavailable": "50%"}}));
-    assert_eq!(errs, ["spec.minAvailable: Invalid value: 1: minAvailable and maxUnavailable cannot be both set"]);
+    let (pdb, errs) = create(
+        "policy",
+        "PodDisruptionBudget",
+        json!({"metadata": {"name": "p"}, "spec": {"minAvailable": 1, "maxUnavailable": "50%"}}),
+    );
+    assert_eq!(
+        errs,
+        ["spec.minAvailable: Invalid value: 1: minAvailable and maxUnavailable cannot be both set"]
+    );
     assert_eq!(pdb["status"], json!({}));
 }
 
 #[test]
 fn junk_never_panics() {
-    let junk = [json!(null), json!(1), json!("s"), json!([]), json!({}), json!(-5), json!(0.5), json!({"k": [1]})];
+    let junk = [
+        json!(null),
+        json!(1),
+        json!("s"),
+        json!([]),
+        json!({}),
+        json!(-5),
+        json!(0.5),
+        json!({"k": [1]}),
+    ];
     let kinds = [
         ("scheduling.k8s.io", "PriorityClass"),
         ("autoscaling", "HorizontalPodAutoscaler"),
@@ -129,12 +232,33 @@ fn junk_never_panics() {
     for (g, kind) in kinds {
         for j in &junk {
             let _ = create(g, kind, j.clone());
-            for k in ["spec", "value", "preemptionPolicy", "addressType", "ports", "apiVersion"] {
+            for k in [
+                "spec",
+                "value",
+                "preemptionPolicy",
+                "addressType",
+                "ports",
+                "apiVersion",
+            ] {
                 let (o, _) = create(g, kind, json!({k: j.clone()}));
                 let _ = update(g, kind, o.clone(), &o);
             }
-            for k in ["rules", "defaultBackend", "scaleTargetRef", "metrics", "behavior", "minReplicas", "maxReplicas", "minAvailable", "selector"] {
-                let (o, _) = create(g, kind, json!({"spec": {k: j.clone(), "rules": [{"http": {"paths": [j.clone()]}}]}}));
+            for k in [
+                "rules",
+                "defaultBackend",
+                "scaleTargetRef",
+                "metrics",
+                "behavior",
+                "minReplicas",
+                "maxReplicas",
+                "minAvailable",
+                "selector",
+            ] {
+                let (o, _) = create(
+                    g,
+                    kind,
+                    json!({"spec": {k: j.clone(), "rules": [{"http": {"paths": [j.clone()]}}]}}),
+                );
                 let _ = update(g, kind, o.clone(), &o);
             }
         }

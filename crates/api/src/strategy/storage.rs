@@ -136,23 +136,23 @@ impl Strategy for PersistentVolumeStrategy {
         }
         if let Some(p) = opt_str(spec, "persistentVolumeReclaimPolicy", "spec", &mut errs)
             .filter(|p| !p.is_empty())
+            && !matches!(p, "Delete" | "Recycle" | "Retain")
         {
-            if !matches!(p, "Delete" | "Recycle" | "Retain") {
-                errs.push(FieldError::not_supported(
-                    "spec.persistentVolumeReclaimPolicy",
-                    p,
-                    &["Delete", "Recycle", "Retain"],
-                ));
-            }
+            errs.push(FieldError::not_supported(
+                "spec.persistentVolumeReclaimPolicy",
+                p,
+                &["Delete", "Recycle", "Retain"],
+            ));
         }
-        if let Some(m) = opt_str(spec, "volumeMode", "spec", &mut errs) {
-            if m != "Block" && m != "Filesystem" {
-                errs.push(FieldError::not_supported(
-                    "spec.volumeMode",
-                    m,
-                    &["Block", "Filesystem"],
-                ));
-            }
+        if let Some(m) = opt_str(spec, "volumeMode", "spec", &mut errs)
+            && m != "Block"
+            && m != "Filesystem"
+        {
+            errs.push(FieldError::not_supported(
+                "spec.volumeMode",
+                m,
+                &["Block", "Filesystem"],
+            ));
         }
         let mut count = 0;
         for src in PV_SOURCES {
@@ -171,10 +171,10 @@ impl Strategy for PersistentVolumeStrategy {
                 continue;
             }
             match *src {
-                "hostPath" | "local" => {
-                    if opt_str(s, "path", &sp, &mut errs).unwrap_or("").is_empty() {
-                        errs.push(FieldError::required(child(&sp, "path"), ""));
-                    }
+                "hostPath" | "local"
+                    if opt_str(s, "path", &sp, &mut errs).unwrap_or("").is_empty() =>
+                {
+                    errs.push(FieldError::required(child(&sp, "path"), ""));
                 }
                 "nfs" => {
                     for f in ["server", "path"] {
@@ -309,13 +309,14 @@ impl Strategy for PersistentVolumeClaimStrategy {
         let new_size = size(new, &["spec", "resources", "requests", "storage"]);
         let old_size = size(old, &["spec", "resources", "requests", "storage"]);
         let status_size = size(old, &["status", "capacity", "storage"]);
-        if let (Some(n), Some(o)) = (new_size, old_size) {
-            if n < o && status_size.is_none_or(|s| n <= s) {
-                errs.push(FieldError::forbidden(
-                    "spec.resources.requests.storage",
-                    "field can not be less than status.capacity",
-                ));
-            }
+        if let (Some(n), Some(o)) = (new_size, old_size)
+            && n < o
+            && status_size.is_none_or(|s| n <= s)
+        {
+            errs.push(FieldError::forbidden(
+                "spec.resources.requests.storage",
+                "field can not be less than status.capacity",
+            ));
         }
         errs
     }
@@ -344,14 +345,15 @@ fn validate_pvc_spec(spec: &Value, errs: &mut Errs) {
             errs.push(FieldError::invalid("spec.storageClassName", sc, &m));
         }
     }
-    if let Some(m) = opt_str(spec, "volumeMode", "spec", errs) {
-        if m != "Block" && m != "Filesystem" {
-            errs.push(FieldError::not_supported(
-                "spec.volumeMode",
-                m,
-                &["Block", "Filesystem"],
-            ));
-        }
+    if let Some(m) = opt_str(spec, "volumeMode", "spec", errs)
+        && m != "Block"
+        && m != "Filesystem"
+    {
+        errs.push(FieldError::not_supported(
+            "spec.volumeMode",
+            m,
+            &["Block", "Filesystem"],
+        ));
     }
 }
 
@@ -374,23 +376,25 @@ impl Strategy for StorageClassStrategy {
                 }
             }
         }
-        if let Some(rp) = opt_str(obj, "reclaimPolicy", "", &mut errs) {
-            if rp != "Delete" && rp != "Retain" {
-                errs.push(FieldError::not_supported(
-                    "reclaimPolicy",
-                    rp,
-                    &["Delete", "Retain"],
-                ));
-            }
+        if let Some(rp) = opt_str(obj, "reclaimPolicy", "", &mut errs)
+            && rp != "Delete"
+            && rp != "Retain"
+        {
+            errs.push(FieldError::not_supported(
+                "reclaimPolicy",
+                rp,
+                &["Delete", "Retain"],
+            ));
         }
-        if let Some(m) = opt_str(obj, "volumeBindingMode", "", &mut errs) {
-            if m != "Immediate" && m != "WaitForFirstConsumer" {
-                errs.push(FieldError::not_supported(
-                    "volumeBindingMode",
-                    m,
-                    &["Immediate", "WaitForFirstConsumer"],
-                ));
-            }
+        if let Some(m) = opt_str(obj, "volumeBindingMode", "", &mut errs)
+            && m != "Immediate"
+            && m != "WaitForFirstConsumer"
+        {
+            errs.push(FieldError::not_supported(
+                "volumeBindingMode",
+                m,
+                &["Immediate", "WaitForFirstConsumer"],
+            ));
         }
         opt_str_map(obj, "parameters", "", &mut errs);
         super::json::opt_bool(obj, "allowVolumeExpansion", "", &mut errs);

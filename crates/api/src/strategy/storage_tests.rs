@@ -20,7 +20,11 @@ fn pv_defaults_and_validation() {
     assert_eq!(obj["status"]["phase"], "Pending");
     assert!(obj["status"]["lastPhaseTransitionTime"].is_string());
 
-    let (_, errs) = create("", "PersistentVolume", pv(json!({"persistentVolumeReclaimPolicy": "Keep", "capacity": {"storage": "0"}})));
+    let (_, errs) = create(
+        "",
+        "PersistentVolume",
+        pv(json!({"persistentVolumeReclaimPolicy": "Keep", "capacity": {"storage": "0"}})),
+    );
     assert_has(
         &errs,
         &[
@@ -30,7 +34,13 @@ fn pv_defaults_and_validation() {
             "spec: Required value: must specify a volume type",
         ],
     );
-    let (_, errs) = create("", "PersistentVolume", pv(json!({"accessModes": ["ReadWriteSometimes"], "capacity": {"cpu": "1"}, "nfs": {}, "hostPath": {}})));
+    let (_, errs) = create(
+        "",
+        "PersistentVolume",
+        pv(
+            json!({"accessModes": ["ReadWriteSometimes"], "capacity": {"cpu": "1"}, "nfs": {}, "hostPath": {}}),
+        ),
+    );
     assert_has(
         &errs,
         &[
@@ -43,19 +53,32 @@ fn pv_defaults_and_validation() {
     let mut moved = old.clone();
     moved["spec"]["hostPath"]["path"] = json!("/elsewhere");
     let (_, errs) = update("", "PersistentVolume", moved, &old);
-    assert_eq!(errs, ["spec.persistentvolumesource: Forbidden: spec.persistentvolumesource is forbidden to be changed"]);
+    assert_eq!(
+        errs,
+        [
+            "spec.persistentvolumesource: Forbidden: spec.persistentvolumesource is forbidden to be changed"
+        ]
+    );
 }
 
 #[test]
 fn pvc_defaults_validation_and_update() {
-    let good = json!({"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}});
+    let good =
+        json!({"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}});
     let (obj, errs) = create("", "PersistentVolumeClaim", pvc(good.clone()));
     assert!(errs.is_empty(), "{errs:?}");
     assert_eq!(obj["spec"]["volumeMode"], "Filesystem");
     assert_eq!(obj["status"], json!({"phase": "Pending"}));
-    assert_eq!(defaulted("", "PersistentVolumeClaim", pvc(json!({})))["status"]["phase"], "Pending");
+    assert_eq!(
+        defaulted("", "PersistentVolumeClaim", pvc(json!({})))["status"]["phase"],
+        "Pending"
+    );
 
-    let (_, errs) = create("", "PersistentVolumeClaim", pvc(json!({"volumeMode": "Tape", "storageClassName": "Fast_SC"})));
+    let (_, errs) = create(
+        "",
+        "PersistentVolumeClaim",
+        pvc(json!({"volumeMode": "Tape", "storageClassName": "Fast_SC"})),
+    );
     assert_has(
         &errs,
         &[
@@ -68,12 +91,18 @@ fn pvc_defaults_validation_and_update() {
     // Binding sets volumeName once; other spec changes are refused.
     let mut bound = obj.clone();
     bound["spec"]["volumeName"] = json!("pv1");
-    assert!(update("", "PersistentVolumeClaim", bound.clone(), &obj).1.is_empty());
+    assert!(
+        update("", "PersistentVolumeClaim", bound.clone(), &obj)
+            .1
+            .is_empty()
+    );
     let mut changed = obj.clone();
     changed["spec"]["accessModes"] = json!(["ReadWriteMany"]);
     assert_eq!(
         update("", "PersistentVolumeClaim", changed, &obj).1,
-        ["spec: Forbidden: spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims"]
+        [
+            "spec: Forbidden: spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims"
+        ]
     );
     // Bound claims may grow but not shrink below their capacity.
     let mut old = bound.clone();
@@ -96,7 +125,11 @@ fn storage_class() {
     assert!(errs.is_empty());
     assert_eq!(obj["reclaimPolicy"], "Delete");
     assert_eq!(obj["volumeBindingMode"], "Immediate");
-    let (_, errs) = create("storage.k8s.io", "StorageClass", json!({"metadata": {"name": "x"}, "reclaimPolicy": "Recycle", "volumeBindingMode": "Later"}));
+    let (_, errs) = create(
+        "storage.k8s.io",
+        "StorageClass",
+        json!({"metadata": {"name": "x"}, "reclaimPolicy": "Recycle", "volumeBindingMode": "Later"}),
+    );
     assert_eq!(
         errs,
         [
@@ -122,14 +155,40 @@ fn storage_class() {
 
 #[test]
 fn junk_never_panics() {
-    let junk = [json!(null), json!(1), json!("s"), json!([]), json!({}), json!(-5), json!(0.5), json!({"k": [1]})];
-    for (g, kind) in [("", "PersistentVolume"), ("", "PersistentVolumeClaim"), ("storage.k8s.io", "StorageClass")] {
+    let junk = [
+        json!(null),
+        json!(1),
+        json!("s"),
+        json!([]),
+        json!({}),
+        json!(-5),
+        json!(0.5),
+        json!({"k": [1]}),
+    ];
+    for (g, kind) in [
+        ("", "PersistentVolume"),
+        ("", "PersistentVolumeClaim"),
+        ("storage.k8s.io", "StorageClass"),
+    ] {
         for j in &junk {
             let _ = create(g, kind, j.clone());
-            for k in ["spec", "status", "capacity", "accessModes", "resources", "hostPath", "provisioner", "parameters"] {
+            for k in [
+                "spec",
+                "status",
+                "capacity",
+                "accessModes",
+                "resources",
+                "hostPath",
+                "provisioner",
+                "parameters",
+            ] {
                 let (o, _) = create(g, kind, json!({"metadata": {"name": "x"}, k: j.clone()}));
                 let _ = update(g, kind, o.clone(), &o);
-                let (o2, _) = create(g, kind, json!({"metadata": {"name": "x"}, "spec": {k: j.clone()}}));
+                let (o2, _) = create(
+                    g,
+                    kind,
+                    json!({"metadata": {"name": "x"}, "spec": {k: j.clone()}}),
+                );
                 let _ = update(g, kind, o2, &o);
             }
         }

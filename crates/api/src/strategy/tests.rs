@@ -9,12 +9,27 @@ use super::{NameRule, for_kind};
 
 #[test]
 fn dispatch_and_name_rules() {
-    assert_eq!(for_kind("", "Namespace").name_rule(), NameRule::Dns1123Label);
+    assert_eq!(
+        for_kind("", "Namespace").name_rule(),
+        NameRule::Dns1123Label
+    );
     assert_eq!(for_kind("", "Service").name_rule(), NameRule::Dns1035Label);
-    assert_eq!(for_kind("apps", "StatefulSet").name_rule(), NameRule::Dns1123Label);
-    assert_eq!(for_kind("rbac.authorization.k8s.io", "ClusterRole").name_rule(), NameRule::PathSegment);
-    assert_eq!(for_kind("apps", "Deployment").name_rule(), NameRule::Dns1123Subdomain);
-    assert_eq!(for_kind("example.com", "Widget").name_rule(), NameRule::Dns1123Subdomain);
+    assert_eq!(
+        for_kind("apps", "StatefulSet").name_rule(),
+        NameRule::Dns1123Label
+    );
+    assert_eq!(
+        for_kind("rbac.authorization.k8s.io", "ClusterRole").name_rule(),
+        NameRule::PathSegment
+    );
+    assert_eq!(
+        for_kind("apps", "Deployment").name_rule(),
+        NameRule::Dns1123Subdomain
+    );
+    assert_eq!(
+        for_kind("example.com", "Widget").name_rule(),
+        NameRule::Dns1123Subdomain
+    );
     // Neutral kinds leave objects alone.
     let mut obj = json!({"spec": {"x": 1}});
     let s = for_kind("", "ServiceAccount");
@@ -24,7 +39,11 @@ fn dispatch_and_name_rules() {
     assert!(s.validate_create(&obj).is_empty());
     assert!(s.field_selector_fields(&obj).is_empty());
     // The registry's metadata check with a kind's rule.
-    let errs = validate_object_meta(&json!({"metadata": {"name": "1svc", "namespace": "d"}}), true, for_kind("", "Service").name_rule());
+    let errs = validate_object_meta(
+        &json!({"metadata": {"name": "1svc", "namespace": "d"}}),
+        true,
+        for_kind("", "Service").name_rule(),
+    );
     assert_eq!(errs.len(), 1);
     assert!(errs[0].message.contains("DNS-1035 label"));
 }
@@ -36,31 +55,131 @@ fn samples() -> Vec<(&'static str, &'static str, Value)> {
     let meta = json!({"name": "x", "namespace": "d", "uid": "u"});
     vec![
         ("", "Pod", json!({"metadata": meta, "spec": tpl["spec"]})),
-        ("", "PodTemplate", json!({"metadata": meta, "template": tpl})),
-        ("", "ReplicationController", json!({"metadata": meta, "spec": {"selector": {"app": "a"}, "template": tpl}})),
-        ("apps", "Deployment", json!({"metadata": meta, "spec": {"selector": sel, "template": tpl}})),
-        ("apps", "ReplicaSet", json!({"metadata": meta, "spec": {"selector": sel, "template": tpl}})),
-        ("apps", "StatefulSet", json!({"metadata": meta, "spec": {"selector": sel, "template": tpl, "volumeClaimTemplates": [{"metadata": {"name": "d"}, "spec": {}}]}})),
-        ("apps", "DaemonSet", json!({"metadata": meta, "spec": {"selector": sel, "template": tpl}})),
-        ("batch", "Job", json!({"metadata": meta, "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "x"}]}}}})),
-        ("batch", "CronJob", json!({"metadata": meta, "spec": {"schedule": "@daily", "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "x"}]}}}}}})),
-        ("", "Service", json!({"metadata": meta, "spec": {"type": "NodePort", "selector": {"app": "a"}, "ports": [{"name": "h", "port": 80, "nodePort": 30001}], "clusterIP": "10.0.0.1"}})),
-        ("", "Namespace", json!({"metadata": {"name": "x"}, "spec": {"finalizers": ["kubernetes"]}})),
-        ("", "ConfigMap", json!({"metadata": meta, "data": {"a": "b"}, "binaryData": {"c": "ZA=="}, "immutable": true})),
-        ("", "Secret", json!({"metadata": meta, "type": "kubernetes.io/tls", "data": {"tls.crt": "YQ==", "tls.key": "YQ=="}, "stringData": {"x": "y"}})),
-        ("", "Node", json!({"metadata": {"name": "n"}, "spec": {"taints": [{"key": "k", "effect": "NoSchedule"}]}, "status": {"capacity": {"cpu": "1"}}})),
-        ("", "Event", json!({"metadata": meta, "involvedObject": {"kind": "Pod"}, "source": {"component": "k"}})),
-        ("", "Endpoints", json!({"metadata": meta, "subsets": [{"ports": [{"port": 1}]}]})),
-        ("", "LimitRange", json!({"metadata": meta, "spec": {"limits": [{"type": "Container", "max": {"cpu": "1"}}]}})),
-        ("", "ResourceQuota", json!({"metadata": meta, "spec": {"hard": {"pods": "10"}}})),
-        ("", "PersistentVolume", json!({"metadata": {"name": "pv"}, "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "hostPath": {"path": "/x"}}})),
-        ("", "PersistentVolumeClaim", json!({"metadata": meta, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})),
-        ("storage.k8s.io", "StorageClass", json!({"metadata": {"name": "s"}, "provisioner": "a/b", "parameters": {"x": "y"}})),
-        ("scheduling.k8s.io", "PriorityClass", json!({"metadata": {"name": "p"}, "value": 10})),
-        ("autoscaling", "HorizontalPodAutoscaler", json!({"apiVersion": "autoscaling/v2", "metadata": meta, "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "w"}, "maxReplicas": 3, "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}}], "behavior": {}}})),
-        ("networking.k8s.io", "Ingress", json!({"metadata": meta, "spec": {"rules": [{"host": "a.b", "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "s", "port": {"number": 80}}}}]}}]}})),
-        ("discovery.k8s.io", "EndpointSlice", json!({"metadata": meta, "addressType": "IPv4", "ports": [{"port": 1}]})),
-        ("policy", "PodDisruptionBudget", json!({"metadata": meta, "spec": {"minAvailable": 1, "selector": sel}})),
+        (
+            "",
+            "PodTemplate",
+            json!({"metadata": meta, "template": tpl}),
+        ),
+        (
+            "",
+            "ReplicationController",
+            json!({"metadata": meta, "spec": {"selector": {"app": "a"}, "template": tpl}}),
+        ),
+        (
+            "apps",
+            "Deployment",
+            json!({"metadata": meta, "spec": {"selector": sel, "template": tpl}}),
+        ),
+        (
+            "apps",
+            "ReplicaSet",
+            json!({"metadata": meta, "spec": {"selector": sel, "template": tpl}}),
+        ),
+        (
+            "apps",
+            "StatefulSet",
+            json!({"metadata": meta, "spec": {"selector": sel, "template": tpl, "volumeClaimTemplates": [{"metadata": {"name": "d"}, "spec": {}}]}}),
+        ),
+        (
+            "apps",
+            "DaemonSet",
+            json!({"metadata": meta, "spec": {"selector": sel, "template": tpl}}),
+        ),
+        (
+            "batch",
+            "Job",
+            json!({"metadata": meta, "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "x"}]}}}}),
+        ),
+        (
+            "batch",
+            "CronJob",
+            json!({"metadata": meta, "spec": {"schedule": "@daily", "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "x"}]}}}}}}),
+        ),
+        (
+            "",
+            "Service",
+            json!({"metadata": meta, "spec": {"type": "NodePort", "selector": {"app": "a"}, "ports": [{"name": "h", "port": 80, "nodePort": 30001}], "clusterIP": "10.0.0.1"}}),
+        ),
+        (
+            "",
+            "Namespace",
+            json!({"metadata": {"name": "x"}, "spec": {"finalizers": ["kubernetes"]}}),
+        ),
+        (
+            "",
+            "ConfigMap",
+            json!({"metadata": meta, "data": {"a": "b"}, "binaryData": {"c": "ZA=="}, "immutable": true}),
+        ),
+        (
+            "",
+            "Secret",
+            json!({"metadata": meta, "type": "kubernetes.io/tls", "data": {"tls.crt": "YQ==", "tls.key": "YQ=="}, "stringData": {"x": "y"}}),
+        ),
+        (
+            "",
+            "Node",
+            json!({"metadata": {"name": "n"}, "spec": {"taints": [{"key": "k", "effect": "NoSchedule"}]}, "status": {"capacity": {"cpu": "1"}}}),
+        ),
+        (
+            "",
+            "Event",
+            json!({"metadata": meta, "involvedObject": {"kind": "Pod"}, "source": {"component": "k"}}),
+        ),
+        (
+            "",
+            "Endpoints",
+            json!({"metadata": meta, "subsets": [{"ports": [{"port": 1}]}]}),
+        ),
+        (
+            "",
+            "LimitRange",
+            json!({"metadata": meta, "spec": {"limits": [{"type": "Container", "max": {"cpu": "1"}}]}}),
+        ),
+        (
+            "",
+            "ResourceQuota",
+            json!({"metadata": meta, "spec": {"hard": {"pods": "10"}}}),
+        ),
+        (
+            "",
+            "PersistentVolume",
+            json!({"metadata": {"name": "pv"}, "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "hostPath": {"path": "/x"}}}),
+        ),
+        (
+            "",
+            "PersistentVolumeClaim",
+            json!({"metadata": meta, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}),
+        ),
+        (
+            "storage.k8s.io",
+            "StorageClass",
+            json!({"metadata": {"name": "s"}, "provisioner": "a/b", "parameters": {"x": "y"}}),
+        ),
+        (
+            "scheduling.k8s.io",
+            "PriorityClass",
+            json!({"metadata": {"name": "p"}, "value": 10}),
+        ),
+        (
+            "autoscaling",
+            "HorizontalPodAutoscaler",
+            json!({"apiVersion": "autoscaling/v2", "metadata": meta, "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "w"}, "maxReplicas": 3, "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}}], "behavior": {}}}),
+        ),
+        (
+            "networking.k8s.io",
+            "Ingress",
+            json!({"metadata": meta, "spec": {"rules": [{"host": "a.b", "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "s", "port": {"number": 80}}}}]}}]}}),
+        ),
+        (
+            "discovery.k8s.io",
+            "EndpointSlice",
+            json!({"metadata": meta, "addressType": "IPv4", "ports": [{"port": 1}]}),
+        ),
+        (
+            "policy",
+            "PodDisruptionBudget",
+            json!({"metadata": meta, "spec": {"minAvailable": 1, "selector": sel}}),
+        ),
     ]
 }
 

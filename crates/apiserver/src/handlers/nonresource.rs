@@ -120,13 +120,20 @@ fn openapi_v3_doc(path: &str) -> Response {
     }
 }
 
+/// kubectl asks for v2 only (as protobuf) to validate `kind: List` files; a minimal
+/// document without definitions makes it leave validation to the server.
 fn openapi_v2(req: &Parts) -> Response {
     let accept = codec::header(&req.headers, "accept");
-    if accept.contains("json") || accept.is_empty() {
+    if accept.contains("protobuf") {
         let doc = r8s_api::openapi::v2_document();
-        return (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], Body::from(doc.as_ref().clone())).into_response();
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, r8s_api::openapi::V2_PROTOBUF_CONTENT_TYPE)],
+            Body::from(doc.as_ref().clone()),
+        )
+            .into_response();
     }
-    ApiError::not_acceptable("only application/json is served for /openapi/v2; use /openapi/v3").into_response()
+    ApiError::not_acceptable("only the protobuf form of /openapi/v2 is served; use /openapi/v3 for JSON").into_response()
 }
 
 /// Discovery documents, legacy or aggregated as the Accept header asks.

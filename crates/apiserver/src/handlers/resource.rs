@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use r8s_api::catalog::{self, ResourceInfo};
+use r8s_api::fieldvalidation::{FieldValidation, prune_unknown_fields};
 use r8s_api::table::IncludeObject;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -60,6 +61,38 @@ impl Call {
     pub fn respond(&self, code: StatusCode, obj: Value) -> Response {
         response::object(self.info, code, obj, self.rep, self.include)
     }
+
+    /// Drop fields the kind's schema does not know; Strict makes them a 400, Warn returns
+    /// them as warnings for the response.
+    pub fn check_fields(&self, obj: &mut Value) -> ApiResult<Vec<String>> {
+        let mode = FieldValidation::from_param(self.query.get("fieldValidation"))
+            .map_err(ApiError::bad_request)?;
+        let found = prune_unknown_fields(self.info.group, self.info.version, self.info.kind, obj);
+        if found.is_empty() || mode == FieldValidation::Ignore {
+            return Ok(Vec::new());
+        }
+        let list: Vec<String> = found.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+        if mode == FieldValidation::Strict {
+            let kind = self.info.kind;
+            return Err(ApiError::bad_request(format!(
+                "{kind} in version \"{}\" cannot be handled as a {kind}: strict decoding error: {}",
+                self.info.version,
+                list.join(", ")
+            )));
+        }
+        Ok(list)
+    }
+}
+
+/// Attach `Warning: 299 - "…"` headers, as upstream does for fieldValidation=Warn.
+pub fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        let text = format!("299 - \"{}\"", w.replace('"', "\\\""));
+        if let Ok(v) = axum::http::HeaderValue::from_str(&text) {
+            resp.headers_mut().append("warning", v);
+        }
+    }
+    resp
 }
 
 /// Route a resource request to its verb.
@@ -206,19 +239,21 @@ async fn watch(call: Call) -> ApiResult<Response> {
 }
 
 async fn create(call: Call) -> ApiResult<Response> {
-    let obj = call.body_object()?;
+    let mut obj = call.body_object()?;
+    let warnings = call.check_fields(&mut obj)?;
     let opts = call.write_options()?;
     let created = call
         .state
         .registry
         .create(call.info, call.namespace(), obj, &opts)
         .await?;
-    Ok(call.respond(StatusCode::CREATED, created))
+    Ok(with_warnings(call.respond(StatusCode::CREATED, created), &warnings))
 }
 
 /// PUT of an object (or its status subresource).
 pub async fn update(call: Call, subresource: Option<&str>) -> ApiResult<Response> {
-    let body = call.body_object()?;
+    let mut body = call.body_object()?;
+    let warnings = call.check_fields(&mut body)?;
     let opts = call.write_options()?;
     let name = call.name()?.to_string();
     let updated = call
@@ -226,7 +261,7 @@ pub async fn update(call: Call, subresource: Option<&str>) -> ApiResult<Response
         .registry
         .update_with(call.info, call.namespace(), &name, subresource, &opts, |_current| Ok(body.clone()))
         .await?;
-    Ok(call.respond(StatusCode::OK, updated))
+    Ok(with_warnings(call.respond(StatusCode::OK, updated), &warnings))
 }
 
 /// PATCH of an object (or its status subresource).
@@ -244,7 +279,8 @@ pub async fn patch(call: Call, subresource: Option<&str>) -> ApiResult<Response>
                 "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
             ));
         }
-        let applied = codec::decode_yaml(&call.body)?;
+        let mut applied = codec::decode_yaml(&call.body)?;
+        let warnings = call.check_fields(&mut applied)?;
         if crate::meta::name(&applied) != name && !crate::meta::name(&applied).is_empty() {
             return Err(ApiError::bad_request(format!(
                 "the name of the object ({}) does not match the name on the URL ({name})",
@@ -256,7 +292,7 @@ pub async fn patch(call: Call, subresource: Option<&str>) -> ApiResult<Response>
                 let mut obj = applied;
                 crate::meta::metadata_mut(&mut obj).insert("name".into(), json!(name));
                 let created = call.state.registry.create(info, call.namespace(), obj, &opts).await?;
-                return Ok(call.respond(StatusCode::CREATED, created));
+                return Ok(with_warnings(call.respond(StatusCode::CREATED, created), &warnings));
             }
             Err(e) => return Err(e),
             Ok(_) => {}
@@ -264,12 +300,14 @@ pub async fn patch(call: Call, subresource: Option<&str>) -> ApiResult<Response>
     }
     let merge_keys = r8s_api::patch::merge_keys_for(info.group, info.kind);
     let body = call.body.clone();
+    let mut warnings = Vec::new();
     let updated = call
         .state
         .registry
         .update_with(info, call.namespace(), &name, subresource, &opts, |current| {
             let mut patched = r8s_api::patch::apply_patch(kind, current, &body, &merge_keys)
                 .map_err(patch_error)?;
+            warnings = call.check_fields(&mut patched)?;
             // A patch never changes the version the client is updating from unless it says so.
             if patched.pointer("/metadata/resourceVersion") == current.pointer("/metadata/resourceVersion") {
                 if let Some(m) = patched.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -279,7 +317,7 @@ pub async fn patch(call: Call, subresource: Option<&str>) -> ApiResult<Response>
             Ok(patched)
         })
         .await?;
-    Ok(call.respond(StatusCode::OK, updated))
+    Ok(with_warnings(call.respond(StatusCode::OK, updated), &warnings))
 }
 
 /// Map a patch failure to upstream's codes: malformed patches are 400, patches that

@@ -50,6 +50,7 @@ impl Registry {
         let name = meta::name(&obj).to_string();
         let mut errors = validate_meta(info, &obj);
         errors.extend(strategy.validate_create(&obj));
+        let errors = dedup(errors);
         if !errors.is_empty() {
             return Err(ApiError::invalid(info.group, info.kind, &name, &errors));
         }
@@ -224,9 +225,11 @@ impl Registry {
         }
         let name = meta::name(current).to_string();
         let mut errors = validate_meta(info, desired);
+        errors.extend(strategy::validation::validate_object_meta_update(desired, current));
         if matches!(subresource, None | Some("status")) {
             errors.extend(strategy.validate_update(desired, current));
         }
+        let errors = dedup(errors);
         if !errors.is_empty() {
             return Err(ApiError::invalid(info.group, info.kind, &name, &errors));
         }
@@ -338,14 +341,17 @@ fn check_type_meta(info: &ResourceInfo, obj: &Value) -> ApiResult<()> {
 
 /// Generic ObjectMeta validation, with the kind's name rule.
 fn validate_meta(info: &ResourceInfo, obj: &Value) -> Vec<FieldError> {
-    strategy::validation::validate_object_meta(obj, info.namespaced, name_rule(info))
+    let rule = strategy::for_kind(info.group, info.kind).name_rule();
+    strategy::validation::validate_object_meta(obj, info.namespaced, rule)
 }
 
-/// Namespaces and services need DNS-1123 labels; everything else DNS-1123 subdomains.
-fn name_rule(info: &ResourceInfo) -> strategy::validation::NameRule {
-    use strategy::validation::NameRule;
-    match (info.group, info.plural) {
-        ("", "namespaces") | ("", "services") => NameRule::Dns1123Label,
-        _ => NameRule::Dns1123Subdomain,
+/// Drop repeated errors (upstream de-duplicates before reporting).
+fn dedup(errors: Vec<FieldError>) -> Vec<FieldError> {
+    let mut out: Vec<FieldError> = Vec::with_capacity(errors.len());
+    for e in errors {
+        if !out.contains(&e) {
+            out.push(e);
+        }
     }
+    out
 }

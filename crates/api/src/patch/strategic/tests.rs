@@ -400,3 +400,49 @@ fn no_merge_keys_behaves_like_merge_patch_for_lists() {
         json!({"spec": {"containers": [{"name": "b"}], "x": 1}})
     );
 }
+
+#[test]
+fn odd_shapes_never_panic() {
+    // Every pairing of awkward values under every kind of field: each must give a result
+    // or an error, never a panic.
+    let values = [
+        json!(null),
+        json!(1),
+        json!("s"),
+        json!([]),
+        json!([1, "a"]),
+        json!([null]),
+        json!([[1]]),
+        json!([{"name": "a"}, {"name": "a"}]),
+        json!([{"name": "a", "$patch": "delete"}, {"x": 1}]),
+        json!([{"$patch": "replace"}]),
+        json!([{"$patch": 3}]),
+        json!({}),
+        json!({"$patch": "delete"}),
+        json!({"$patch": "replace", "a": {"$retainKeys": ["b"], "b": null}}),
+        json!({"$retainKeys": "x"}),
+        json!({"name": {"nested": [1]}}),
+    ];
+    let fields = [
+        "mergingList",
+        "mergingIntList",
+        "plain",
+        "replacingMap",
+        "$setElementOrder/mergingList",
+        "$setElementOrder/mergingIntList",
+        "$deleteFromPrimitiveList/mergingIntList",
+        "$retainKeys",
+        "$patch",
+    ];
+    for field in fields {
+        for o in &values {
+            for p in &values {
+                let original =
+                    json!({"mergingList": o, "mergingIntList": o, "plain": o, "replacingMap": o});
+                let patch = json!({ field: p });
+                let _ = strategic_merge(&original, &patch, &generic);
+                let _ = strategic_merge(&original, &patch, &merge_keys_for("", "Pod"));
+            }
+        }
+    }
+}

@@ -70,16 +70,15 @@ pub(super) fn int_or_percent_value(v: Option<&IntOrStr<'_>>) -> i64 {
 }
 
 pub(super) fn not_more_than_100_percent(v: Option<&IntOrStr<'_>>, path: &str, errs: &mut Errs) {
-    if let Some(IntOrStr::Str(s)) = v {
-        if let Some(n) = s.strip_suffix('%').and_then(|n| n.parse::<i64>().ok()) {
-            if n > 100 {
-                errs.push(FieldError::invalid(
-                    path,
-                    &Raw(s),
-                    "must not be greater than 100%",
-                ));
-            }
-        }
+    if let Some(IntOrStr::Str(s)) = v
+        && let Some(n) = s.strip_suffix('%').and_then(|n| n.parse::<i64>().ok())
+        && n > 100
+    {
+        errs.push(FieldError::invalid(
+            path,
+            &Raw(s),
+            "must not be greater than 100%",
+        ));
     }
 }
 
@@ -167,11 +166,11 @@ impl Strategy for DeploymentStrategy {
         default_value(spec, "replicas", json!(1));
         if let Some(strategy) = ensure_obj(spec, "strategy") {
             default_str(strategy, "type", "RollingUpdate");
-            if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
-                if let Some(ru) = ensure_obj(strategy, "rollingUpdate") {
-                    default_value(ru, "maxUnavailable", json!("25%"));
-                    default_value(ru, "maxSurge", json!("25%"));
-                }
+            if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate")
+                && let Some(ru) = ensure_obj(strategy, "rollingUpdate")
+            {
+                default_value(ru, "maxUnavailable", json!("25%"));
+                default_value(ru, "maxSurge", json!("25%"));
             }
         }
         default_value(spec, "revisionHistoryLimit", json!(10));
@@ -193,14 +192,14 @@ impl Strategy for DeploymentStrategy {
         validate_deployment_strategy(&spec, &mut errs);
         nonneg_i32(&spec, "revisionHistoryLimit", &mut errs);
         opt_bool(&spec, "paused", "spec", &mut errs);
-        if let Some(pds) = nonneg_i32(&spec, "progressDeadlineSeconds", &mut errs) {
-            if pds <= min_ready {
-                errs.push(FieldError::invalid(
-                    "spec.progressDeadlineSeconds",
-                    &pds,
-                    "must be greater than minReadySeconds",
-                ));
-            }
+        if let Some(pds) = nonneg_i32(&spec, "progressDeadlineSeconds", &mut errs)
+            && pds <= min_ready
+        {
+            errs.push(FieldError::invalid(
+                "spec.progressDeadlineSeconds",
+                &pds,
+                "must be greater than minReadySeconds",
+            ));
         }
         errs
     }
@@ -310,23 +309,21 @@ impl Strategy for ReplicationControllerStrategy {
             .filter(|l| l.is_object())
             .cloned();
         if let Some(labels) = labels {
-            if let Some(spec) = ensure_obj(o, "spec") {
-                if spec
+            if let Some(spec) = ensure_obj(o, "spec")
+                && spec
                     .get("selector")
                     .and_then(Value::as_object)
                     .is_none_or(|m| m.is_empty())
-                {
-                    spec.insert("selector".into(), labels.clone());
-                }
+            {
+                spec.insert("selector".into(), labels.clone());
             }
-            if let Some(meta) = ensure_obj(o, "metadata") {
-                if meta
+            if let Some(meta) = ensure_obj(o, "metadata")
+                && meta
                     .get("labels")
                     .and_then(Value::as_object)
                     .is_none_or(|m| m.is_empty())
-                {
-                    meta.insert("labels".into(), labels);
-                }
+            {
+                meta.insert("labels".into(), labels);
             }
         }
         if let Some(spec) = ensure_obj(o, "spec") {

@@ -173,10 +173,10 @@ fn validate_statefulset_spec(obj: &Value) -> Vec<FieldError> {
     nonneg_i32(&spec, "replicas", &mut errs);
     nonneg_i32(&spec, "minReadySeconds", &mut errs);
     nonneg_i32(&spec, "revisionHistoryLimit", &mut errs);
-    if let Some(o) = opt_obj(&spec, "ordinals", "spec", &mut errs) {
-        if let Some(start) = opt_i32(o, "start", "spec.ordinals", &mut errs) {
-            errs.extend(validate_nonnegative("spec.ordinals.start", start));
-        }
+    if let Some(o) = opt_obj(&spec, "ordinals", "spec", &mut errs)
+        && let Some(start) = opt_i32(o, "start", "spec.ordinals", &mut errs)
+    {
+        errs.extend(validate_nonnegative("spec.ordinals.start", start));
     }
     opt_str(&spec, "serviceName", "spec", &mut errs);
     validate_selector(&spec, "statefulset", &mut errs);
@@ -228,11 +228,11 @@ impl Strategy for DaemonSetStrategy {
         let Some(spec) = spec_mut(obj) else { return };
         if let Some(us) = ensure_obj(spec, "updateStrategy") {
             default_str(us, "type", "RollingUpdate");
-            if us.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
-                if let Some(ru) = ensure_obj(us, "rollingUpdate") {
-                    default_value(ru, "maxUnavailable", json!(1));
-                    default_value(ru, "maxSurge", json!(0));
-                }
+            if us.get("type").and_then(Value::as_str) == Some("RollingUpdate")
+                && let Some(ru) = ensure_obj(us, "rollingUpdate")
+            {
+                default_value(ru, "maxUnavailable", json!(1));
+                default_value(ru, "maxSurge", json!(0));
             }
         }
         default_value(spec, "revisionHistoryLimit", json!(10));

@@ -26,7 +26,10 @@ fn deployment_defaults() {
     assert_eq!(spec["revisionHistoryLimit"], 10);
     assert_eq!(spec["progressDeadlineSeconds"], 600);
     assert_eq!(spec["template"]["spec"]["restartPolicy"], "Always");
-    assert_eq!(spec["template"]["spec"]["containers"][0]["imagePullPolicy"], "IfNotPresent");
+    assert_eq!(
+        spec["template"]["spec"]["containers"][0]["imagePullPolicy"],
+        "IfNotPresent"
+    );
     // Recreate gets no rollingUpdate.
     let mut s = basic_spec();
     s["strategy"] = json!({"type": "Recreate"});
@@ -40,18 +43,28 @@ fn other_workload_defaults() {
     assert_eq!(rs["spec"]["replicas"], 1);
 
     let mut s = basic_spec();
-    s["volumeClaimTemplates"] = json!([{"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"]}}]);
+    s["volumeClaimTemplates"] =
+        json!([{"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"]}}]);
     let sts = defaulted("apps", "StatefulSet", workload("StatefulSet", s));
     assert_eq!(sts["spec"]["replicas"], 1);
     assert_eq!(sts["spec"]["podManagementPolicy"], "OrderedReady");
-    assert_eq!(sts["spec"]["updateStrategy"], json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}));
+    assert_eq!(
+        sts["spec"]["updateStrategy"],
+        json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}})
+    );
     assert_eq!(sts["spec"]["revisionHistoryLimit"], 10);
     assert_eq!(
         sts["spec"]["persistentVolumeClaimRetentionPolicy"],
         json!({"whenDeleted": "Retain", "whenScaled": "Retain"})
     );
-    assert_eq!(sts["spec"]["volumeClaimTemplates"][0]["spec"]["volumeMode"], "Filesystem");
-    assert_eq!(sts["spec"]["volumeClaimTemplates"][0]["status"], json!({"phase": "Pending"}));
+    assert_eq!(
+        sts["spec"]["volumeClaimTemplates"][0]["spec"]["volumeMode"],
+        "Filesystem"
+    );
+    assert_eq!(
+        sts["spec"]["volumeClaimTemplates"][0]["status"],
+        json!({"phase": "Pending"})
+    );
 
     let ds = defaulted("apps", "DaemonSet", workload("DaemonSet", basic_spec()));
     assert_eq!(
@@ -81,7 +94,10 @@ fn create_resets_status() {
         assert_eq!(got["status"], json!({}), "{kind}");
     }
     let (ds, _) = create("apps", "DaemonSet", workload("DaemonSet", basic_spec()));
-    assert_eq!(ds["metadata"]["annotations"]["deprecated.daemonset.template.generation"], "1");
+    assert_eq!(
+        ds["metadata"]["annotations"]["deprecated.daemonset.template.generation"],
+        "1"
+    );
 }
 
 #[test]
@@ -91,40 +107,66 @@ fn workload_validation_table() {
         (
             "Deployment",
             mismatch.clone(),
-            vec!["spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"y\"}: `selector` does not match template `labels`"],
+            vec![
+                "spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"y\"}: `selector` does not match template `labels`",
+            ],
         ),
         (
             "ReplicaSet",
             mismatch.clone(),
-            vec!["spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"y\"}: `selector` does not match template `labels`"],
+            vec![
+                "spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"y\"}: `selector` does not match template `labels`",
+            ],
         ),
         (
             "StatefulSet",
             mismatch.clone(),
-            vec!["spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"y\"}: `selector` does not match template `labels`"],
+            vec![
+                "spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"y\"}: `selector` does not match template `labels`",
+            ],
         ),
         (
             "DaemonSet",
             mismatch,
-            vec!["spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"y\"}: `selector` does not match template `labels`"],
+            vec![
+                "spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"y\"}: `selector` does not match template `labels`",
+            ],
         ),
-        ("Deployment", json!({"selector": null}), vec!["spec.selector: Required value"]),
+        (
+            "Deployment",
+            json!({"selector": null}),
+            vec!["spec.selector: Required value"],
+        ),
         (
             "Deployment",
             json!({"selector": {}, "template": template(json!({"a": "b"}))}),
-            vec!["spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string(nil), MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: empty selector is invalid for deployment"],
+            vec![
+                "spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string(nil), MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: empty selector is invalid for deployment",
+            ],
         ),
-        ("Deployment", json!({"replicas": -1}), vec!["spec.replicas: Invalid value: -1: must be greater than or equal to 0"]),
-        ("Deployment", json!({"replicas": "3"}), vec!["spec.replicas: Invalid value: \"3\": must be of type integer"]),
+        (
+            "Deployment",
+            json!({"replicas": -1}),
+            vec!["spec.replicas: Invalid value: -1: must be greater than or equal to 0"],
+        ),
+        (
+            "Deployment",
+            json!({"replicas": "3"}),
+            vec!["spec.replicas: Invalid value: \"3\": must be of type integer"],
+        ),
         (
             "Deployment",
             json!({"replicas": 99999999999i64}),
-            vec!["spec.replicas: Invalid value: 99999999999: must be between -2147483648 and 2147483647, inclusive"],
+            vec![
+                "spec.replicas: Invalid value: 99999999999: must be between -2147483648 and 2147483647, inclusive",
+            ],
         ),
         (
             "Deployment",
             json!({"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": "0%"}}}),
-            vec!["spec.strategy.rollingUpdate.maxUnavailable: Invalid value: 0%: may not be 0 when `maxSurge` is 0"],
+            vec![
+                "spec.strategy.rollingUpdate.maxUnavailable: Invalid value: 0%: may not be 0 when `maxSurge` is 0",
+            ],
         ),
         (
             "Deployment",
@@ -137,17 +179,23 @@ fn workload_validation_table() {
         (
             "Deployment",
             json!({"strategy": {"type": "Blue"}}),
-            vec!["spec.strategy.type: Unsupported value: \"Blue\": supported values: \"Recreate\", \"RollingUpdate\""],
+            vec![
+                "spec.strategy.type: Unsupported value: \"Blue\": supported values: \"Recreate\", \"RollingUpdate\"",
+            ],
         ),
         (
             "Deployment",
             json!({"strategy": {"type": "Recreate", "rollingUpdate": {}}}),
-            vec!["spec.strategy.rollingUpdate: Forbidden: may not be specified when strategy `type` is 'Recreate'"],
+            vec![
+                "spec.strategy.rollingUpdate: Forbidden: may not be specified when strategy `type` is 'Recreate'",
+            ],
         ),
         (
             "Deployment",
             json!({"minReadySeconds": 700}),
-            vec!["spec.progressDeadlineSeconds: Invalid value: 600: must be greater than minReadySeconds"],
+            vec![
+                "spec.progressDeadlineSeconds: Invalid value: 600: must be greater than minReadySeconds",
+            ],
         ),
         (
             "Deployment",
@@ -181,17 +229,23 @@ fn workload_validation_table() {
         (
             "DaemonSet",
             json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 1}}}),
-            vec!["spec.updateStrategy.rollingUpdate.maxSurge: Invalid value: 1: may not be set when maxUnavailable is non-zero"],
+            vec![
+                "spec.updateStrategy.rollingUpdate.maxSurge: Invalid value: 1: may not be set when maxUnavailable is non-zero",
+            ],
         ),
         (
             "DaemonSet",
             json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 0}}}),
-            vec!["spec.updateStrategy.rollingUpdate.maxUnavailable: Required value: cannot be 0 when maxSurge is 0"],
+            vec![
+                "spec.updateStrategy.rollingUpdate.maxUnavailable: Required value: cannot be 0 when maxSurge is 0",
+            ],
         ),
         (
             "DaemonSet",
             json!({"updateStrategy": {"type": "Sometimes"}}),
-            vec!["spec.updateStrategy.type: Unsupported value: \"Sometimes\": supported values: \"RollingUpdate\", \"OnDelete\""],
+            vec![
+                "spec.updateStrategy.type: Unsupported value: \"Sometimes\": supported values: \"RollingUpdate\", \"OnDelete\"",
+            ],
         ),
     ];
     for (i, (kind, overrides, want)) in cases.into_iter().enumerate() {
@@ -228,7 +282,9 @@ fn selector_is_immutable_and_statefulset_spec_is_restricted() {
         let (_, errs) = update("apps", kind, new, &old);
         assert_eq!(
             errs,
-            ["spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{\"app\":\"w\", \"tier\":\"x\"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"],
+            [
+                "spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{\"app\":\"w\", \"tier\":\"x\"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"
+            ],
             "{kind}"
         );
     }
@@ -242,7 +298,9 @@ fn selector_is_immutable_and_statefulset_spec_is_restricted() {
     let (_, errs) = update("apps", "StatefulSet", renamed, &old);
     assert_eq!(
         errs,
-        ["spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"]
+        [
+            "spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"
+        ]
     );
 }
 
@@ -250,19 +308,46 @@ fn selector_is_immutable_and_statefulset_spec_is_restricted() {
 fn daemonset_template_generation_follows_template_changes() {
     let (old, _) = create("apps", "DaemonSet", workload("DaemonSet", basic_spec()));
     let (same, _) = update("apps", "DaemonSet", old.clone(), &old);
-    assert_eq!(same["metadata"]["annotations"]["deprecated.daemonset.template.generation"], "1");
+    assert_eq!(
+        same["metadata"]["annotations"]["deprecated.daemonset.template.generation"],
+        "1"
+    );
     let mut changed = old.clone();
     changed["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:2");
     let (new, errs) = update("apps", "DaemonSet", changed, &old);
     assert!(errs.is_empty(), "{errs:?}");
-    assert_eq!(new["metadata"]["annotations"]["deprecated.daemonset.template.generation"], "2");
+    assert_eq!(
+        new["metadata"]["annotations"]["deprecated.daemonset.template.generation"],
+        "2"
+    );
 }
 
 #[test]
 fn junk_never_panics() {
-    let junk = [json!(null), json!(1), json!("s"), json!([]), json!({}), json!(-5), json!(1e300), json!([{"a": 1}])];
-    let keys = ["replicas", "selector", "template", "strategy", "updateStrategy", "minReadySeconds", "revisionHistoryLimit",
-        "progressDeadlineSeconds", "podManagementPolicy", "persistentVolumeClaimRetentionPolicy", "volumeClaimTemplates", "ordinals"];
+    let junk = [
+        json!(null),
+        json!(1),
+        json!("s"),
+        json!([]),
+        json!({}),
+        json!(-5),
+        json!(1e300),
+        json!([{"a": 1}]),
+    ];
+    let keys = [
+        "replicas",
+        "selector",
+        "template",
+        "strategy",
+        "updateStrategy",
+        "minReadySeconds",
+        "revisionHistoryLimit",
+        "progressDeadlineSeconds",
+        "podManagementPolicy",
+        "persistentVolumeClaimRetentionPolicy",
+        "volumeClaimTemplates",
+        "ordinals",
+    ];
     for kind in ["Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"] {
         for j in &junk {
             let _ = create("apps", kind, j.clone());
@@ -278,4 +363,26 @@ fn junk_never_panics() {
             }
         }
     }
+}
+
+#[test]
+fn kubectl_create_deployment_body_is_accepted() {
+    // What `kubectl create deployment web --image=nginx` sends.
+    let body = json!({
+        "kind": "Deployment", "apiVersion": "apps/v1",
+        "metadata": {"name": "web", "namespace": "default", "creationTimestamp": null, "labels": {"app": "web"}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"creationTimestamp": null, "labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "nginx", "image": "nginx", "resources": {}}]}
+            },
+            "strategy": {}
+        },
+        "status": {}
+    });
+    let (obj, errs) = create("apps", "Deployment", body);
+    assert!(errs.is_empty(), "{errs:#?}");
+    assert_eq!(obj["spec"]["strategy"]["type"], "RollingUpdate");
 }

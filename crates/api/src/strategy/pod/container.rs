@@ -108,15 +108,18 @@ pub(super) fn validate_container(
     }
     // Only sidecars (restartPolicy Always) may have probes among init containers.
     let sidecar = init && get(c, "restartPolicy").and_then(Value::as_str) == Some("Always");
-    if init {
-        if let Some(rp) = opt_str(c, "restartPolicy", p, errs) {
-            if rp != "Always" {
-                errs.push(FieldError::not_supported(
-                    child(p, "restartPolicy"),
-                    rp,
-                    &["Always"],
-                ));
-            }
+    if let Some(rp) = opt_str(c, "restartPolicy", p, errs) {
+        if !init {
+            errs.push(FieldError::forbidden(
+                child(p, "restartPolicy"),
+                "may not be set for non-init containers",
+            ));
+        } else if rp != "Always" {
+            errs.push(FieldError::not_supported(
+                child(p, "restartPolicy"),
+                rp,
+                &["Always"],
+            ));
         }
     }
     for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
@@ -225,7 +228,6 @@ fn validate_env(env: &[Value], path: &str, errs: &mut Errs) {
             "resourceFieldRef",
             "configMapKeyRef",
             "secretKeyRef",
-            "fileKeyRef",
         ] {
             let Some(s) = opt_obj(vf, src, &vp, errs) else {
                 continue;
@@ -248,25 +250,20 @@ fn validate_env(env: &[Value], path: &str, errs: &mut Errs) {
                 _ => {}
             }
         }
-        if count == 0 {
-            errs.push(FieldError::invalid(
-                &vp,
-                "",
+        // Upstream reports only the first of these problems.
+        let problem = if count == 0 {
+            Some(
                 "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`",
-            ));
+            )
+        } else if !value.is_empty() {
+            Some("may not be specified when `value` is not empty")
         } else if count > 1 {
-            errs.push(FieldError::invalid(
-                &vp,
-                "",
-                "may not have more than one field specified at a time",
-            ));
-        }
-        if !value.is_empty() {
-            errs.push(FieldError::invalid(
-                &vp,
-                "",
-                "may not be specified when `value` is not empty",
-            ));
+            Some("may not have more than one field specified at a time")
+        } else {
+            None
+        };
+        if let Some(msg) = problem {
+            errs.push(FieldError::invalid(&vp, "", msg));
         }
     }
 }
@@ -375,25 +372,24 @@ fn validate_probe(pr: &Value, p: &str, must_succeed_once: bool, errs: &mut Errs)
             errs.extend(validate_nonnegative(&child(p, f), n));
         }
     }
-    if must_succeed_once {
-        if let Some(st) = get(pr, "successThreshold").and_then(Value::as_i64) {
-            if st != 1 {
-                errs.push(FieldError::invalid(
-                    child(p, "successThreshold"),
-                    &st,
-                    "must be 1",
-                ));
-            }
-        }
+    if must_succeed_once
+        && let Some(st) = get(pr, "successThreshold").and_then(Value::as_i64)
+        && st != 1
+    {
+        errs.push(FieldError::invalid(
+            child(p, "successThreshold"),
+            &st,
+            "must be 1",
+        ));
     }
-    if let Some(t) = opt_int(pr, "terminationGracePeriodSeconds", p, errs) {
-        if t <= 0 {
-            errs.push(FieldError::invalid(
-                child(p, "terminationGracePeriodSeconds"),
-                &t,
-                "must be greater than 0",
-            ));
-        }
+    if let Some(t) = opt_int(pr, "terminationGracePeriodSeconds", p, errs)
+        && t <= 0
+    {
+        errs.push(FieldError::invalid(
+            child(p, "terminationGracePeriodSeconds"),
+            &t,
+            "must be greater than 0",
+        ));
     }
 }
 
@@ -420,27 +416,27 @@ fn validate_handler(h: &Value, p: &str, is_probe: bool, errs: &mut Errs) {
             continue;
         }
         match *kind {
-            "exec" => {
+            "exec"
                 if opt_str_list(action, "command", &ap, errs)
                     .unwrap_or_default()
-                    .is_empty()
-                {
-                    errs.push(FieldError::required(child(&ap, "command"), ""));
-                }
+                    .is_empty() =>
+            {
+                errs.push(FieldError::required(child(&ap, "command"), ""));
             }
             "httpGet" => {
                 if opt_str(action, "path", &ap, errs).unwrap_or("").is_empty() {
                     errs.push(FieldError::required(child(&ap, "path"), ""));
                 }
                 validate_port_num_or_name(action, &ap, errs);
-                if let Some(s) = opt_str(action, "scheme", &ap, errs) {
-                    if s != "HTTP" && s != "HTTPS" {
-                        errs.push(FieldError::not_supported(
-                            child(&ap, "scheme"),
-                            s,
-                            &["HTTP", "HTTPS"],
-                        ));
-                    }
+                if let Some(s) = opt_str(action, "scheme", &ap, errs)
+                    && s != "HTTP"
+                    && s != "HTTPS"
+                {
+                    errs.push(FieldError::not_supported(
+                        child(&ap, "scheme"),
+                        s,
+                        &["HTTP", "HTTPS"],
+                    ));
                 }
             }
             "tcpSocket" => validate_port_num_or_name(action, &ap, errs),

@@ -33,15 +33,16 @@ pub(crate) fn default_pod_spec(spec: &mut Obj, is_pod: bool) {
 
 /// v1 keeps the deprecated `serviceAccount` in sync with `serviceAccountName`.
 fn mirror_service_account(spec: &mut Obj) {
-    if is_blank(spec, "serviceAccountName") && !is_blank(spec, "serviceAccount") {
-        if let Some(v) = spec.get("serviceAccount").cloned() {
-            spec.insert("serviceAccountName".into(), v);
-        }
+    if is_blank(spec, "serviceAccountName")
+        && !is_blank(spec, "serviceAccount")
+        && let Some(v) = spec.get("serviceAccount").cloned()
+    {
+        spec.insert("serviceAccountName".into(), v);
     }
-    if !is_blank(spec, "serviceAccountName") {
-        if let Some(v) = spec.get("serviceAccountName").cloned() {
-            spec.insert("serviceAccount".into(), v);
-        }
+    if !is_blank(spec, "serviceAccountName")
+        && let Some(v) = spec.get("serviceAccountName").cloned()
+    {
+        spec.insert("serviceAccount".into(), v);
     }
 }
 
@@ -235,10 +236,10 @@ fn requests_from_limits(c: &mut Obj) {
 
 fn host_ports_from_container_ports(c: &mut Obj) {
     each_obj_mut(c, "ports", |p| {
-        if crate::strategy::json::is_zero_int(p, "hostPort") {
-            if let Some(cp) = p.get("containerPort").cloned() {
-                p.insert("hostPort".into(), cp);
-            }
+        if crate::strategy::json::is_zero_int(p, "hostPort")
+            && let Some(cp) = p.get("containerPort").cloned()
+        {
+            p.insert("hostPort".into(), cp);
         }
     });
 }

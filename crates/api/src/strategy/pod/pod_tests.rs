@@ -55,13 +55,31 @@ fn pod_defaults_match_upstream() {
 
 #[test]
 fn pull_policy_and_template_only_defaults() {
-    let cases = [("nginx:1.25", "IfNotPresent"), ("nginx:latest", "Always"), ("nginx", "Always"), ("a@sha256:x", "IfNotPresent")];
+    let cases = [
+        ("nginx:1.25", "IfNotPresent"),
+        ("nginx:latest", "Always"),
+        ("nginx", "Always"),
+        ("a@sha256:x", "IfNotPresent"),
+    ];
     for (image, want) in cases {
-        let got = defaulted("", "Pod", pod(json!({"containers": [{"name": "c", "image": image}]})));
-        assert_eq!(got["spec"]["containers"][0]["imagePullPolicy"], want, "{image}");
+        let got = defaulted(
+            "",
+            "Pod",
+            pod(json!({"containers": [{"name": "c", "image": image}]})),
+        );
+        assert_eq!(
+            got["spec"]["containers"][0]["imagePullPolicy"], want,
+            "{image}"
+        );
     }
     // Explicit values are kept.
-    let got = defaulted("", "Pod", pod(json!({"restartPolicy": "Never", "containers": [{"name": "c", "image": "x", "imagePullPolicy": "Never"}]})));
+    let got = defaulted(
+        "",
+        "Pod",
+        pod(
+            json!({"restartPolicy": "Never", "containers": [{"name": "c", "image": "x", "imagePullPolicy": "Never"}]}),
+        ),
+    );
     assert_eq!(got["spec"]["restartPolicy"], "Never");
     assert_eq!(got["spec"]["containers"][0]["imagePullPolicy"], "Never");
     // Pod templates do not get Pod-only defaults.
@@ -71,21 +89,38 @@ fn pull_policy_and_template_only_defaults() {
         json!({"template": {"spec": {"containers": [{"name": "c", "image": "x", "resources": {"limits": {"cpu": "1"}}}]}}}),
     );
     assert!(tpl["template"]["spec"].get("enableServiceLinks").is_none());
-    assert!(tpl["template"]["spec"]["containers"][0]["resources"].get("requests").is_none());
+    assert!(
+        tpl["template"]["spec"]["containers"][0]["resources"]
+            .get("requests")
+            .is_none()
+    );
     assert_eq!(tpl["template"]["spec"]["dnsPolicy"], "ClusterFirst");
 }
 
 #[test]
 fn host_network_defaults_host_ports() {
-    let got = defaulted("", "Pod", pod(json!({"hostNetwork": true, "containers": [{"name": "c", "image": "x", "ports": [{"containerPort": 8080}]}]})));
+    let got = defaulted(
+        "",
+        "Pod",
+        pod(
+            json!({"hostNetwork": true, "containers": [{"name": "c", "image": "x", "ports": [{"containerPort": 8080}]}]}),
+        ),
+    );
     assert_eq!(got["spec"]["containers"][0]["ports"][0]["hostPort"], 8080);
 }
 
 #[test]
 fn create_sets_status_tolerations_and_priority() {
-    let (obj, errs) = create("", "Pod", pod(json!({"containers": [{"name": "c", "image": "x"}]})));
+    let (obj, errs) = create(
+        "",
+        "Pod",
+        pod(json!({"containers": [{"name": "c", "image": "x"}]})),
+    );
     assert!(errs.is_empty(), "{errs:?}");
-    assert_eq!(obj["status"], json!({"phase": "Pending", "qosClass": "BestEffort"}));
+    assert_eq!(
+        obj["status"],
+        json!({"phase": "Pending", "qosClass": "BestEffort"})
+    );
     assert_eq!(
         obj["spec"]["tolerations"],
         json!([
@@ -97,13 +132,21 @@ fn create_sets_status_tolerations_and_priority() {
     assert_eq!(obj["spec"]["preemptionPolicy"], "PreemptLowerPriority");
 
     // An existing wildcard toleration suppresses both defaults.
-    let (obj, _) = create("", "Pod", pod(json!({"tolerations": [{"operator": "Exists"}], "containers": [{"name": "c", "image": "x"}]})));
+    let (obj, _) = create(
+        "",
+        "Pod",
+        pod(
+            json!({"tolerations": [{"operator": "Exists"}], "containers": [{"name": "c", "image": "x"}]}),
+        ),
+    );
     assert_eq!(obj["spec"]["tolerations"].as_array().map(Vec::len), Some(1));
 
     let (obj, _) = create(
         "",
         "Pod",
-        pod(json!({"schedulingGates": [{"name": "g"}], "containers": [{"name": "c", "image": "x", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]})),
+        pod(
+            json!({"schedulingGates": [{"name": "g"}], "containers": [{"name": "c", "image": "x", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}),
+        ),
     );
     assert_eq!(obj["status"]["qosClass"], "Guaranteed");
     assert_eq!(obj["status"]["conditions"][0]["reason"], "SchedulingGated");
@@ -114,9 +157,14 @@ fn create_forbids_ephemeral_containers() {
     let (_, errs) = create(
         "",
         "Pod",
-        pod(json!({"containers": [{"name": "c", "image": "x"}], "ephemeralContainers": [{"name": "e", "image": "x"}]})),
+        pod(
+            json!({"containers": [{"name": "c", "image": "x"}], "ephemeralContainers": [{"name": "e", "image": "x"}]}),
+        ),
     );
-    assert_has(&errs, &["spec.ephemeralContainers: Forbidden: cannot be set on create"]);
+    assert_has(
+        &errs,
+        &["spec.ephemeralContainers: Forbidden: cannot be set on create"],
+    );
 }
 
 #[test]
@@ -156,17 +204,34 @@ fn pod_update_rules() {
     let mut longer = old.clone();
     longer["spec"]["activeDeadlineSeconds"] = json!(200);
     let (_, errs) = update("", "Pod", longer, &old);
-    assert_eq!(errs, ["spec.activeDeadlineSeconds: Invalid value: 200: must be less than or equal to previous value"]);
+    assert_eq!(
+        errs,
+        [
+            "spec.activeDeadlineSeconds: Invalid value: 200: must be less than or equal to previous value"
+        ]
+    );
 
     let mut unset = old.clone();
-    unset["spec"].as_object_mut().map(|s| s.remove("activeDeadlineSeconds"));
+    unset["spec"]
+        .as_object_mut()
+        .map(|s| s.remove("activeDeadlineSeconds"));
     let (_, errs) = update("", "Pod", unset, &old);
-    assert_has(&errs, &["spec.activeDeadlineSeconds: Invalid value: null: must not update from a positive integer to nil value"]);
+    assert_has(
+        &errs,
+        &[
+            "spec.activeDeadlineSeconds: Invalid value: null: must not update from a positive integer to nil value",
+        ],
+    );
 
     let mut changed_tol = old.clone();
     changed_tol["spec"]["tolerations"][0]["value"] = json!("2");
     let (_, errs) = update("", "Pod", changed_tol, &old);
-    assert_has(&errs, &["spec.tolerations: Forbidden: existing toleration can not be modified except its tolerationSeconds"]);
+    assert_has(
+        &errs,
+        &[
+            "spec.tolerations: Forbidden: existing toleration can not be modified except its tolerationSeconds",
+        ],
+    );
 
     let mut secs = old.clone();
     secs["spec"]["tolerations"][1]["tolerationSeconds"] = json!(10);
@@ -194,5 +259,8 @@ fn pod_field_selectors() {
     assert_eq!(fields, want);
     let empty = for_kind("", "Pod").field_selector_fields(&json!({}));
     assert_eq!(empty[4], ("spec.hostNetwork", "false".to_string()));
-    assert_eq!(for_kind("", "Pod").field_selector_fields(&json!({"status": {"podIP": "1.2.3.4"}}))[6].1, "1.2.3.4");
+    assert_eq!(
+        for_kind("", "Pod").field_selector_fields(&json!({"status": {"podIP": "1.2.3.4"}}))[6].1,
+        "1.2.3.4"
+    );
 }

@@ -145,14 +145,14 @@ pub(crate) fn validate_resources(res: &Value, path: &str, errs: &mut Errs) {
             None => {}
         }
     }
-    if let Some(claims) = get(res, "claims") {
-        if !claims.is_array() {
-            errs.push(FieldError::type_invalid(
-                child(path, "claims"),
-                claims,
-                "array",
-            ));
-        }
+    if let Some(claims) = get(res, "claims")
+        && !claims.is_array()
+    {
+        errs.push(FieldError::type_invalid(
+            child(path, "claims"),
+            claims,
+            "array",
+        ));
     }
 }
 
@@ -172,10 +172,10 @@ fn qos_amounts(container: &Value, field: &str) -> BTreeMap<&'static str, i128> {
             "memory" => "memory",
             _ => continue,
         };
-        if let Ok(m) = parse_quantity(text) {
-            if m > 0 {
-                out.insert(name, m);
-            }
+        if let Ok(m) = parse_quantity(text)
+            && m > 0
+        {
+            out.insert(name, m);
         }
     }
     out

@@ -34,15 +34,15 @@ pub(crate) fn validate_pod_spec_update(new: &Value, old: &Value, errs: &mut Errs
                     ));
                     return;
                 }
-                if let Some(o) = old_ads.and_then(Value::as_i64) {
-                    if o < n {
-                        errs.push(FieldError::invalid(
-                            "spec.activeDeadlineSeconds",
-                            &n,
-                            "must be less than or equal to previous value",
-                        ));
-                        return;
-                    }
+                if let Some(o) = old_ads.and_then(Value::as_i64)
+                    && o < n
+                {
+                    errs.push(FieldError::invalid(
+                        "spec.activeDeadlineSeconds",
+                        &n,
+                        "must be less than or equal to previous value",
+                    ));
+                    return;
                 }
             }
         }
@@ -60,15 +60,15 @@ pub(crate) fn validate_pod_spec_update(new: &Value, old: &Value, errs: &mut Errs
     };
     for list in ["containers", "initContainers"] {
         let old_list = get_arr(old_spec, list);
-        if let Some(items) = m.get_mut(list).and_then(Value::as_array_mut) {
-            if items.len() == old_list.len() {
-                for (item, old_item) in items.iter_mut().zip(old_list) {
-                    if let Some(o) = item.as_object_mut() {
-                        match get(old_item, "image") {
-                            Some(img) => o.insert("image".into(), img.clone()),
-                            None => o.remove("image"),
-                        };
-                    }
+        if let Some(items) = m.get_mut(list).and_then(Value::as_array_mut)
+            && items.len() == old_list.len()
+        {
+            for (item, old_item) in items.iter_mut().zip(old_list) {
+                if let Some(o) = item.as_object_mut() {
+                    match get(old_item, "image") {
+                        Some(img) => o.insert("image".into(), img.clone()),
+                        None => o.remove("image"),
+                    };
                 }
             }
         }

@@ -134,14 +134,14 @@ pub(crate) fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Errs) {
             }
         }
     }
-    if let Some(ads) = opt_int(spec, "activeDeadlineSeconds", path, errs) {
-        if !(1..=i64::from(i32::MAX)).contains(&ads) {
-            errs.push(FieldError::invalid(
-                child(path, "activeDeadlineSeconds"),
-                &ads,
-                &inclusive_range_error(1, i64::from(i32::MAX)),
-            ));
-        }
+    if let Some(ads) = opt_int(spec, "activeDeadlineSeconds", path, errs)
+        && !(1..=i64::from(i32::MAX)).contains(&ads)
+    {
+        errs.push(FieldError::invalid(
+            child(path, "activeDeadlineSeconds"),
+            &ads,
+            &inclusive_range_error(1, i64::from(i32::MAX)),
+        ));
     }
     opt_int(spec, "terminationGracePeriodSeconds", path, errs);
     opt_int(spec, "priority", path, errs);
@@ -241,14 +241,14 @@ fn validate_volume_source(vol: &Value, p: &str, errs: &mut Errs) {
                 if opt_str(src, "path", &sp, errs).unwrap_or("").is_empty() {
                     errs.push(FieldError::required(child(&sp, "path"), ""));
                 }
-                if let Some(t) = opt_str(src, "type", &sp, errs) {
-                    if !HOST_PATH_TYPES.contains(&t) {
-                        errs.push(FieldError::not_supported(
-                            child(&sp, "type"),
-                            t,
-                            HOST_PATH_TYPES,
-                        ));
-                    }
+                if let Some(t) = opt_str(src, "type", &sp, errs)
+                    && !HOST_PATH_TYPES.contains(&t)
+                {
+                    errs.push(FieldError::not_supported(
+                        child(&sp, "type"),
+                        t,
+                        HOST_PATH_TYPES,
+                    ));
                 }
             }
             "secret" => {
@@ -287,14 +287,14 @@ pub(super) fn required_str(obj: &Value, field: &str, path: &str, errs: &mut Errs
 }
 
 fn validate_mode(obj: &Value, field: &str, path: &str, errs: &mut Errs) {
-    if let Some(mode) = opt_int(obj, field, path, errs) {
-        if !(0..=0o777).contains(&mode) {
-            errs.push(FieldError::invalid(
-                child(path, field),
-                &mode,
-                "must be a number between 0 and 0777 (octal), both inclusive",
-            ));
-        }
+    if let Some(mode) = opt_int(obj, field, path, errs)
+        && !(0..=0o777).contains(&mode)
+    {
+        errs.push(FieldError::invalid(
+            child(path, field),
+            &mode,
+            "must be a number between 0 and 0777 (octal), both inclusive",
+        ));
     }
 }
 

@@ -3,7 +3,12 @@ use serde_json::{Value, json};
 use crate::strategy::test_support::{assert_has, create};
 
 fn errs_for(spec: Value) -> Vec<String> {
-    create("", "Pod", json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": spec})).1
+    create(
+        "",
+        "Pod",
+        json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": spec}),
+    )
+    .1
 }
 
 fn c(extra: Value) -> Value {
@@ -47,14 +52,19 @@ fn valid_pods_pass() {
 fn validation_table() {
     let cases: Vec<(Value, Vec<&str>)> = vec![
         (json!({}), vec!["spec.containers: Required value"]),
-        (json!({"containers": []}), vec!["spec.containers: Required value"]),
+        (
+            json!({"containers": []}),
+            vec!["spec.containers: Required value"],
+        ),
         (
             json!({"containers": [{"image": "x"}]}),
             vec!["spec.containers[0].name: Required value"],
         ),
         (
             json!({"containers": [c(json!({"name": "Web"}))]}),
-            vec!["spec.containers[0].name: Invalid value: \"Web\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"],
+            vec![
+                "spec.containers[0].name: Invalid value: \"Web\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+            ],
         ),
         (
             json!({"containers": [c(json!({})), c(json!({}))]}),
@@ -70,7 +80,9 @@ fn validation_table() {
         ),
         (
             json!({"containers": [c(json!({"image": " x"}))]}),
-            vec!["spec.containers[0].image: Invalid value: \" x\": must not have leading or trailing whitespace"],
+            vec![
+                "spec.containers[0].image: Invalid value: \" x\": must not have leading or trailing whitespace",
+            ],
         ),
         (
             json!({"containers": [c(json!({"ports": [{"containerPort": 70000, "protocol": "HTTP"}]}))]}),
@@ -96,11 +108,15 @@ fn validation_table() {
         ),
         (
             json!({"containers": [c(json!({"resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}}))]}),
-            vec!["spec.containers[0].resources.requests: Invalid value: \"2\": must be less than or equal to cpu limit of 1"],
+            vec![
+                "spec.containers[0].resources.requests: Invalid value: \"2\": must be less than or equal to cpu limit of 1",
+            ],
         ),
         (
             json!({"containers": [c(json!({"resources": {"limits": {"memory": "lots"}}}))]}),
-            vec!["spec.containers[0].resources.limits[memory]: Invalid value: \"lots\": quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"],
+            vec![
+                "spec.containers[0].resources.limits[memory]: Invalid value: \"lots\": quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
+            ],
         ),
         (
             json!({"volumes": [{"name": "v", "emptyDir": {}, "hostPath": {"path": "/x"}}, {"name": "v", "emptyDir": {}}], "containers": [c(json!({}))]}),
@@ -130,7 +146,9 @@ fn validation_table() {
         ),
         (
             json!({"containers": [c(json!({"env": [{"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "spec.bogus"}}}]}))]}),
-            vec!["spec.containers[0].env[0].valueFrom.fieldRef.fieldPath: Unsupported value: \"spec.bogus\": supported values: \"metadata.annotations\", \"metadata.labels\", \"metadata.name\", \"metadata.namespace\", \"metadata.uid\", \"spec.nodeName\", \"spec.serviceAccountName\", \"status.hostIP\", \"status.hostIPs\", \"status.podIP\", \"status.podIPs\""],
+            vec![
+                "spec.containers[0].env[0].valueFrom.fieldRef.fieldPath: Unsupported value: \"spec.bogus\": supported values: \"metadata.annotations\", \"metadata.labels\", \"metadata.name\", \"metadata.namespace\", \"metadata.uid\", \"spec.nodeName\", \"spec.serviceAccountName\", \"status.hostIP\", \"status.hostIPs\", \"status.podIP\", \"status.podIPs\"",
+            ],
         ),
         (
             json!({"containers": [c(json!({"livenessProbe": {"successThreshold": 2, "exec": {"command": ["x"]}, "httpGet": {"port": 80}}, "readinessProbe": {"periodSeconds": -1}}))]}),
@@ -158,15 +176,21 @@ fn validation_table() {
         ),
         (
             json!({"activeDeadlineSeconds": 0, "nodeSelector": {"bad key": "v"}, "serviceAccountName": "Bad", "containers": [c(json!({}))]}),
-            vec!["spec.activeDeadlineSeconds: Invalid value: 0: must be between 1 and 2147483647, inclusive"],
+            vec![
+                "spec.activeDeadlineSeconds: Invalid value: 0: must be between 1 and 2147483647, inclusive",
+            ],
         ),
         (
             json!({"hostNetwork": true, "containers": [c(json!({"ports": [{"containerPort": 80, "hostPort": 81}]}))]}),
-            vec!["spec.containers[0].ports[0].containerPort: Invalid value: 80: must match `hostPort` when `hostNetwork` is true"],
+            vec![
+                "spec.containers[0].ports[0].containerPort: Invalid value: 80: must match `hostPort` when `hostNetwork` is true",
+            ],
         ),
         (
             json!({"initContainers": [c(json!({"name": "i", "livenessProbe": {"exec": {"command": ["x"]}}}))], "containers": [c(json!({}))]}),
-            vec!["spec.initContainers[0].livenessProbe: Forbidden: may not be set for init containers without restartPolicy=Always"],
+            vec![
+                "spec.initContainers[0].livenessProbe: Forbidden: may not be set for init containers without restartPolicy=Always",
+            ],
         ),
     ];
     for (i, (spec, want)) in cases.into_iter().enumerate() {
@@ -189,12 +213,34 @@ fn junk_types_become_field_errors() {
         json!({"a": [null]}),
     ];
     let fields = [
-        "containers", "initContainers", "volumes", "restartPolicy", "dnsPolicy", "nodeSelector", "tolerations",
-        "activeDeadlineSeconds", "hostNetwork", "securityContext", "affinity", "imagePullSecrets", "serviceAccountName",
+        "containers",
+        "initContainers",
+        "volumes",
+        "restartPolicy",
+        "dnsPolicy",
+        "nodeSelector",
+        "tolerations",
+        "activeDeadlineSeconds",
+        "hostNetwork",
+        "securityContext",
+        "affinity",
+        "imagePullSecrets",
+        "serviceAccountName",
     ];
     let container_fields = [
-        "name", "image", "ports", "env", "volumeMounts", "resources", "livenessProbe", "readinessProbe", "lifecycle",
-        "command", "args", "imagePullPolicy", "terminationMessagePolicy",
+        "name",
+        "image",
+        "ports",
+        "env",
+        "volumeMounts",
+        "resources",
+        "livenessProbe",
+        "readinessProbe",
+        "lifecycle",
+        "command",
+        "args",
+        "imagePullPolicy",
+        "terminationMessagePolicy",
     ];
     for j in &junk {
         for f in fields {
@@ -215,7 +261,10 @@ fn junk_types_become_field_errors() {
                 _ => true,
             };
             if expect {
-                assert!(!errs.is_empty(), "junk {j} at containers[0].{f} produced no error");
+                assert!(
+                    !errs.is_empty(),
+                    "junk {j} at containers[0].{f} produced no error"
+                );
             }
         }
         // The whole spec, and the object itself, may be junk.
@@ -223,7 +272,18 @@ fn junk_types_become_field_errors() {
         let _ = create("", "Pod", j.clone());
     }
     let errs = errs_for(json!({"containers": [c(json!({"ports": [{"containerPort": "80"}]}))]}));
-    assert_has(&errs, &["spec.containers[0].ports[0].containerPort: Invalid value: \"80\": must be of type integer"]);
+    assert_has(
+        &errs,
+        &[
+            "spec.containers[0].ports[0].containerPort: Invalid value: \"80\": must be of type integer",
+        ],
+    );
     let errs = errs_for(json!({"containers": "nope"}));
-    assert_has(&errs, &["spec.containers: Invalid value: \"nope\": must be of type array", "spec.containers: Required value"]);
+    assert_has(
+        &errs,
+        &[
+            "spec.containers: Invalid value: \"nope\": must be of type array",
+            "spec.containers: Required value",
+        ],
+    );
 }

@@ -94,10 +94,8 @@ fn default_spec(spec: &mut Obj) {
             Some(Value::String(s)) => s.is_empty(),
             _ => false,
         };
-        if unset {
-            if let Some(port) = p.get("port").filter(|v| v.is_i64()).cloned() {
-                p.insert("targetPort".into(), port);
-            }
+        if unset && let Some(port) = p.get("port").filter(|v| v.is_i64()).cloned() {
+            p.insert("targetPort".into(), port);
         }
     });
     let view = Value::Object(spec.clone());
@@ -152,21 +150,20 @@ impl Strategy for ServiceStrategy {
             default_spec(spec);
         }
         let is_lb = o.get("spec").and_then(|s| get_str(s, "type")) == Some("LoadBalancer");
-        if is_lb {
-            if let Some(lb) = o
+        if is_lb
+            && let Some(lb) = o
                 .get_mut("status")
                 .and_then(|s| s.get_mut("loadBalancer"))
                 .and_then(|l| l.as_object_mut())
-            {
-                each_obj_mut(lb, "ingress", |i| {
-                    if i.get("ip")
-                        .and_then(Value::as_str)
-                        .is_some_and(|ip| !ip.is_empty())
-                    {
-                        default_value(i, "ipMode", json!("VIP"));
-                    }
-                });
-            }
+        {
+            each_obj_mut(lb, "ingress", |i| {
+                if i.get("ip")
+                    .and_then(Value::as_str)
+                    .is_some_and(|ip| !ip.is_empty())
+                {
+                    default_value(i, "ipMode", json!("VIP"));
+                }
+            });
         }
     }
 
@@ -282,10 +279,10 @@ fn validate_service(obj: &Value) -> Vec<FieldError> {
             "may only be used when `type` is 'LoadBalancer'",
         ));
     }
-    if let Some(ip) = opt_str(spec, "loadBalancerIP", p, &mut errs).filter(|s| !s.is_empty()) {
-        if !valid_ip(ip) {
-            errs.push(FieldError::invalid("spec.loadBalancerIP", ip, IP_MSG));
-        }
+    if let Some(ip) = opt_str(spec, "loadBalancerIP", p, &mut errs).filter(|s| !s.is_empty())
+        && !valid_ip(ip)
+    {
+        errs.push(FieldError::invalid("spec.loadBalancerIP", ip, IP_MSG));
     }
     opt_bool(spec, "publishNotReadyAddresses", p, &mut errs);
     opt_int(spec, "healthCheckNodePort", p, &mut errs);
@@ -530,14 +527,14 @@ fn validate_traffic_policies(spec: &Value, ty: &str, errs: &mut Errs) {
 
 fn validate_ip_families(spec: &Value, errs: &mut Errs) {
     let policy = opt_str(spec, "ipFamilyPolicy", "spec", errs);
-    if let Some(p) = policy {
-        if !matches!(p, "SingleStack" | "PreferDualStack" | "RequireDualStack") {
-            errs.push(FieldError::not_supported(
-                "spec.ipFamilyPolicy",
-                p,
-                &["PreferDualStack", "RequireDualStack", "SingleStack"],
-            ));
-        }
+    if let Some(p) = policy
+        && !matches!(p, "SingleStack" | "PreferDualStack" | "RequireDualStack")
+    {
+        errs.push(FieldError::not_supported(
+            "spec.ipFamilyPolicy",
+            p,
+            &["PreferDualStack", "RequireDualStack", "SingleStack"],
+        ));
     }
     let families = opt_str_list(spec, "ipFamilies", "spec", errs).unwrap_or_default();
     let mut seen = HashSet::new();

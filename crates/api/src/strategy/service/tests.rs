@@ -8,7 +8,11 @@ fn svc(spec: Value) -> Value {
 
 #[test]
 fn defaults_by_type() {
-    let got = defaulted("", "Service", svc(json!({"selector": {"app": "web"}, "ports": [{"port": 80}]})));
+    let got = defaulted(
+        "",
+        "Service",
+        svc(json!({"selector": {"app": "web"}, "ports": [{"port": 80}]})),
+    );
     assert_eq!(
         got["spec"],
         json!({
@@ -21,25 +25,52 @@ fn defaults_by_type() {
             "ipFamilies": ["IPv4"]
         })
     );
-    let np = defaulted("", "Service", svc(json!({"type": "NodePort", "ports": [{"port": 80, "targetPort": "http"}]})));
+    let np = defaulted(
+        "",
+        "Service",
+        svc(json!({"type": "NodePort", "ports": [{"port": 80, "targetPort": "http"}]})),
+    );
     assert_eq!(np["spec"]["externalTrafficPolicy"], "Cluster");
     assert_eq!(np["spec"]["ports"][0]["targetPort"], "http");
-    let lb = defaulted("", "Service", svc(json!({"type": "LoadBalancer", "ports": [{"port": 80}]})));
+    let lb = defaulted(
+        "",
+        "Service",
+        svc(json!({"type": "LoadBalancer", "ports": [{"port": 80}]})),
+    );
     assert_eq!(lb["spec"]["allocateLoadBalancerNodePorts"], true);
-    let en = defaulted("", "Service", svc(json!({"type": "ExternalName", "externalName": "example.com"})));
+    let en = defaulted(
+        "",
+        "Service",
+        svc(json!({"type": "ExternalName", "externalName": "example.com"})),
+    );
     assert!(en["spec"].get("ipFamilies").is_none());
     assert!(en["spec"].get("internalTrafficPolicy").is_none());
     let headless = defaulted("", "Service", svc(json!({"clusterIP": "None"})));
     assert_eq!(headless["spec"]["ipFamilyPolicy"], "RequireDualStack");
-    let headless_sel = defaulted("", "Service", svc(json!({"clusterIP": "None", "selector": {"a": "b"}})));
+    let headless_sel = defaulted(
+        "",
+        "Service",
+        svc(json!({"clusterIP": "None", "selector": {"a": "b"}})),
+    );
     assert_eq!(headless_sel["spec"]["ipFamilyPolicy"], "SingleStack");
-    let aff = defaulted("", "Service", svc(json!({"sessionAffinity": "ClientIP", "ports": [{"port": 1}]})));
-    assert_eq!(aff["spec"]["sessionAffinityConfig"], json!({"clientIP": {"timeoutSeconds": 10800}}));
+    let aff = defaulted(
+        "",
+        "Service",
+        svc(json!({"sessionAffinity": "ClientIP", "ports": [{"port": 1}]})),
+    );
+    assert_eq!(
+        aff["spec"]["sessionAffinityConfig"],
+        json!({"clientIP": {"timeoutSeconds": 10800}})
+    );
 }
 
 #[test]
 fn create_sets_status_and_cluster_ips() {
-    let (obj, errs) = create("", "Service", svc(json!({"clusterIP": "10.0.0.10", "ports": [{"port": 80}]})));
+    let (obj, errs) = create(
+        "",
+        "Service",
+        svc(json!({"clusterIP": "10.0.0.10", "ports": [{"port": 80}]})),
+    );
     assert!(errs.is_empty(), "{errs:?}");
     assert_eq!(obj["spec"]["clusterIPs"], json!(["10.0.0.10"]));
     assert_eq!(obj["status"], json!({"loadBalancer": {}}));
@@ -54,11 +85,16 @@ fn validation_table() {
         (json!({}), vec!["spec.ports: Required value"]),
         (
             json!({"type": "Magic", "ports": [{"port": 1}]}),
-            vec!["spec.type: Unsupported value: \"Magic\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\""],
+            vec![
+                "spec.type: Unsupported value: \"Magic\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\"",
+            ],
         ),
         (
             json!({"ports": [{"port": 80}, {"port": 81}]}),
-            vec!["spec.ports[0].name: Required value", "spec.ports[1].name: Required value"],
+            vec![
+                "spec.ports[0].name: Required value",
+                "spec.ports[1].name: Required value",
+            ],
         ),
         (
             json!({"ports": [{"name": "a", "port": 80}, {"name": "a", "port": 80}]}),
@@ -81,28 +117,41 @@ fn validation_table() {
         ),
         (
             json!({"clusterIP": "10.0.0.300", "ports": [{"port": 80}]}),
-            vec!["spec.clusterIPs[0]: Invalid value: \"10.0.0.300\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"],
+            vec![
+                "spec.clusterIPs[0]: Invalid value: \"10.0.0.300\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+            ],
         ),
         (
             json!({"type": "NodePort", "clusterIP": "None", "ports": [{"port": 80}]}),
-            vec!["spec.clusterIPs[0]: Invalid value: \"None\": may not be set to 'None' for NodePort services"],
+            vec![
+                "spec.clusterIPs[0]: Invalid value: \"None\": may not be set to 'None' for NodePort services",
+            ],
         ),
-        (json!({"type": "ExternalName"}), vec!["spec.externalName: Required value"]),
+        (
+            json!({"type": "ExternalName"}),
+            vec!["spec.externalName: Required value"],
+        ),
         (
             json!({"type": "ExternalName", "externalName": "Not_A_Host", "clusterIP": "10.0.0.1"}),
             vec!["spec.clusterIPs: Forbidden: may not be set for ExternalName services"],
         ),
         (
             json!({"sessionAffinity": "Sticky", "ports": [{"port": 1}]}),
-            vec!["spec.sessionAffinity: Unsupported value: \"Sticky\": supported values: \"ClientIP\", \"None\""],
+            vec![
+                "spec.sessionAffinity: Unsupported value: \"Sticky\": supported values: \"ClientIP\", \"None\"",
+            ],
         ),
         (
             json!({"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 0}}, "ports": [{"port": 1}]}),
-            vec!["spec.sessionAffinityConfig.clientIP.timeoutSeconds: Invalid value: 0: must be greater than 0 and less than 86400"],
+            vec![
+                "spec.sessionAffinityConfig.clientIP.timeoutSeconds: Invalid value: 0: must be greater than 0 and less than 86400",
+            ],
         ),
         (
             json!({"externalTrafficPolicy": "Local", "ports": [{"port": 1}]}),
-            vec!["spec.externalTrafficPolicy: Invalid value: \"Local\": may only be set for externally-accessible services"],
+            vec![
+                "spec.externalTrafficPolicy: Invalid value: \"Local\": may only be set for externally-accessible services",
+            ],
         ),
         (
             json!({"ipFamilies": ["IPv5", "IPv4", "IPv4"], "ipFamilyPolicy": "Triple", "ports": [{"port": 1}]}),
@@ -115,9 +164,14 @@ fn validation_table() {
         ),
         (
             json!({"selector": {"bad key": "v"}, "ports": [{"port": 1}], "allocateLoadBalancerNodePorts": true}),
-            vec!["spec.allocateLoadBalancerNodePorts: Forbidden: may only be used when `type` is 'LoadBalancer'"],
+            vec![
+                "spec.allocateLoadBalancerNodePorts: Forbidden: may only be used when `type` is 'LoadBalancer'",
+            ],
         ),
-        (json!({"ports": "80"}), vec!["spec.ports: Invalid value: \"80\": must be of type array"]),
+        (
+            json!({"ports": "80"}),
+            vec!["spec.ports: Invalid value: \"80\": must be of type array"],
+        ),
         (
             json!({"ports": [{"port": "80"}]}),
             vec!["spec.ports[0].port: Invalid value: \"80\": must be of type integer"],
@@ -129,7 +183,11 @@ fn validation_table() {
         assert_has(&errs, &want);
     }
     // Headless services need no ports.
-    assert!(create("", "Service", svc(json!({"clusterIP": "None"}))).1.is_empty());
+    assert!(
+        create("", "Service", svc(json!({"clusterIP": "None"})))
+            .1
+            .is_empty()
+    );
 }
 
 /// A service as the registry would store it after allocation.
@@ -141,11 +199,11 @@ fn allocated(spec: Value) -> Value {
         obj["spec"]["clusterIPs"] = json!(["10.43.0.10"]);
     }
     let node_port = obj["spec"]["type"] == "NodePort";
-    if let Some(ports) = obj["spec"]["ports"].as_array_mut() {
-        if node_port {
-            for (i, p) in ports.iter_mut().enumerate() {
-                p["nodePort"] = json!(30000 + i);
-            }
+    if let Some(ports) = obj["spec"]["ports"].as_array_mut()
+        && node_port
+    {
+        for (i, p) in ports.iter_mut().enumerate() {
+            p["nodePort"] = json!(30000 + i);
         }
     }
     obj
@@ -155,7 +213,12 @@ fn allocated(spec: Value) -> Value {
 fn updates_keep_allocated_values() {
     let old = allocated(json!({"type": "NodePort", "ports": [{"name": "http", "port": 80}]}));
     // A client replacing the object without clusterIP/nodePort keeps both.
-    let (new, errs) = update("", "Service", svc(json!({"type": "NodePort", "ports": [{"name": "http", "port": 81}]})), &old);
+    let (new, errs) = update(
+        "",
+        "Service",
+        svc(json!({"type": "NodePort", "ports": [{"name": "http", "port": 81}]})),
+        &old,
+    );
     assert!(errs.is_empty(), "{errs:?}");
     assert_eq!(new["spec"]["clusterIP"], "10.43.0.10");
     assert_eq!(new["spec"]["clusterIPs"], json!(["10.43.0.10"]));
@@ -165,7 +228,10 @@ fn updates_keep_allocated_values() {
     let mut moved = old.clone();
     moved["spec"]["clusterIP"] = json!("10.43.0.11");
     let (_, errs) = update("", "Service", moved, &old);
-    assert_eq!(errs, ["spec.clusterIPs[0]: Invalid value: []string{\"10.43.0.11\"}: may not change once set"]);
+    assert_eq!(
+        errs,
+        ["spec.clusterIPs[0]: Invalid value: []string{\"10.43.0.11\"}: may not change once set"]
+    );
 
     // NodePort → ClusterIP drops the untouched nodePorts and external policy.
     let mut to_cip = old.clone();
@@ -187,9 +253,31 @@ fn updates_keep_allocated_values() {
 
 #[test]
 fn junk_never_panics() {
-    let junk = [json!(null), json!(1), json!("s"), json!([]), json!({}), json!(-5), json!(0.5), json!([{"port": {}}])];
-    let keys = ["type", "ports", "clusterIP", "clusterIPs", "selector", "sessionAffinity", "sessionAffinityConfig",
-        "externalIPs", "ipFamilies", "ipFamilyPolicy", "externalTrafficPolicy", "internalTrafficPolicy", "externalName"];
+    let junk = [
+        json!(null),
+        json!(1),
+        json!("s"),
+        json!([]),
+        json!({}),
+        json!(-5),
+        json!(0.5),
+        json!([{"port": {}}]),
+    ];
+    let keys = [
+        "type",
+        "ports",
+        "clusterIP",
+        "clusterIPs",
+        "selector",
+        "sessionAffinity",
+        "sessionAffinityConfig",
+        "externalIPs",
+        "ipFamilies",
+        "ipFamilyPolicy",
+        "externalTrafficPolicy",
+        "internalTrafficPolicy",
+        "externalName",
+    ];
     for j in &junk {
         let _ = create("", "Service", j.clone());
         let _ = create("", "Service", svc(j.clone()));

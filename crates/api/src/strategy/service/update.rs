@@ -16,15 +16,16 @@ use crate::strategy::json::{Errs, Obj, each_obj_mut, get, get_arr, get_str, inde
 pub(super) fn patch_allocated_values(spec: &mut Obj, old: &Value) {
     let view = Value::Object(spec.clone());
     if needs_cluster_ip(old) && needs_cluster_ip(&view) {
-        if get_str(&view, "clusterIP").unwrap_or("").is_empty() {
-            if let Some(ip) = get(old, "clusterIP") {
-                spec.insert("clusterIP".into(), ip.clone());
-            }
+        if get_str(&view, "clusterIP").unwrap_or("").is_empty()
+            && let Some(ip) = get(old, "clusterIP")
+        {
+            spec.insert("clusterIP".into(), ip.clone());
         }
-        if get_arr(&view, "clusterIPs").is_empty() && !get_arr(old, "clusterIPs").is_empty() {
-            if let Some(ips) = get(old, "clusterIPs") {
-                spec.insert("clusterIPs".into(), ips.clone());
-            }
+        if get_arr(&view, "clusterIPs").is_empty()
+            && !get_arr(old, "clusterIPs").is_empty()
+            && let Some(ips) = get(old, "clusterIPs")
+        {
+            spec.insert("clusterIPs".into(), ips.clone());
         }
     }
     if needs_node_port(old) && needs_node_port(&view) {
@@ -51,10 +52,11 @@ pub(super) fn patch_allocated_values(spec: &mut Obj, old: &Value) {
         each_obj_mut(spec, "ports", |p| {
             if is_zero_int(p, "nodePort") {
                 let name = p.get("name").and_then(Value::as_str).unwrap_or("");
-                if let Some((_, np)) = by_name.iter().rev().find(|(n, _)| n == name) {
-                    if *np != 0 && !used.contains(np) {
-                        p.insert("nodePort".into(), json!(np));
-                    }
+                if let Some((_, np)) = by_name.iter().rev().find(|(n, _)| n == name)
+                    && *np != 0
+                    && !used.contains(np)
+                {
+                    p.insert("nodePort".into(), json!(np));
                 }
             }
         });
@@ -63,10 +65,12 @@ pub(super) fn patch_allocated_values(spec: &mut Obj, old: &Value) {
         matches!(svc_type(s), "LoadBalancer")
             && get_str(s, "externalTrafficPolicy") == Some("Local")
     };
-    if needs_hc(old) && needs_hc(&view) && get(&view, "healthCheckNodePort").is_none() {
-        if let Some(h) = get(old, "healthCheckNodePort") {
-            spec.insert("healthCheckNodePort".into(), h.clone());
-        }
+    if needs_hc(old)
+        && needs_hc(&view)
+        && get(&view, "healthCheckNodePort").is_none()
+        && let Some(h) = get(old, "healthCheckNodePort")
+    {
+        spec.insert("healthCheckNodePort".into(), h.clone());
     }
 }
 

@@ -1,0 +1,197 @@
+//! Unknown-field detection against the OpenAPI schemas, for `fieldValidation`
+//! (Strict / Warn / Ignore). Unknown fields are always dropped from what is stored, as
+//! upstream's typed decoding drops them; the mode only decides whether the client hears
+//! about it (400 for Strict, a warning for Warn).
+
+use crate::openapi;
+use serde_json::{Map, Value};
+
+/// The `fieldValidation` query parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldValidation {
+    Strict,
+    Warn,
+    Ignore,
+}
+
+impl FieldValidation {
+    /// Parse the parameter; absent means Warn (the server default).
+    pub fn from_param(v: Option<&str>) -> Result<Self, String> {
+        match v {
+            None | Some("") | Some("Warn") => Ok(FieldValidation::Warn),
+            Some("Strict") => Ok(FieldValidation::Strict),
+            Some("Ignore") => Ok(FieldValidation::Ignore),
+            Some(other) => Err(format!(
+                "fieldValidation: Unsupported value: \"{other}\": supported values: \"Ignore\", \"Strict\", \"Warn\""
+            )),
+        }
+    }
+}
+
+/// Remove fields the schema of `group/version/kind` does not know, returning their paths
+/// (`spec.template.spec.containers[0].foo`) in document order. Kinds without a schema are
+/// left alone.
+pub fn prune_unknown_fields(group: &str, version: &str, kind: &str, obj: &mut Value) -> Vec<String> {
+    let mut found = Vec::new();
+    if let Some(def) = openapi::definition_name(group, version, kind) {
+        let schema = Value::String(def.to_string());
+        walk(&schema, obj, "", &mut found, 0);
+    }
+    found
+}
+
+/// Maximum nesting followed (deeper documents are not checked further).
+const MAX_DEPTH: usize = 64;
+
+/// Resolve `$ref` / `allOf` wrappers to a schema object. A bare string is a definition name.
+fn resolve(schema: &Value) -> Option<&'static Value> {
+    let defs = openapi::all_definitions();
+    let mut name = match schema {
+        Value::String(n) => Some(n.as_str()),
+        _ => ref_name(schema),
+    }?;
+    for _ in 0..8 {
+        let s = defs.get(name)?;
+        match ref_name(s) {
+            Some(next) if s.get("properties").is_none() => name = next,
+            _ => return Some(s),
+        }
+    }
+    None
+}
+
+fn ref_name(schema: &Value) -> Option<&str> {
+    if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+        return r.rsplit('/').next();
+    }
+    schema
+        .get("allOf")
+        .and_then(Value::as_array)
+        .and_then(|all| all.iter().find_map(|s| s.get("$ref").and_then(Value::as_str)))
+        .and_then(|r| r.rsplit('/').next())
+}
+
+fn walk(schema: &Value, v: &mut Value, path: &str, found: &mut Vec<String>, depth: usize) {
+    if depth > MAX_DEPTH {
+        return;
+    }
+    let resolved: &Value = match schema {
+        Value::String(_) => match resolve(schema) {
+            Some(s) => s,
+            None => return,
+        },
+        s if ref_name(s).is_some() && s.get("properties").is_none() => match resolve(s) {
+            Some(r) => r,
+            None => return,
+        },
+        s => s,
+    };
+    // A schema reached through `resolve` is 'static; an inline one borrows `schema`.
+    walk_resolved(resolved, v, path, found, depth);
+}
+
+fn walk_resolved(schema: &Value, v: &mut Value, path: &str, found: &mut Vec<String>, depth: usize) {
+    if schema.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true) {
+        return;
+    }
+    match v {
+        Value::Object(map) => {
+            if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+                walk_properties(props, map, path, found, depth);
+            } else if let Some(extra) = schema.get("additionalProperties").filter(|a| a.is_object()) {
+                for (k, child) in map.iter_mut() {
+                    walk(extra, child, &join(path, k), found, depth + 1);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = schema.get("items") {
+                for (i, item) in items.iter_mut().enumerate() {
+                    walk(item_schema, item, &format!("{path}[{i}]"), found, depth + 1);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn walk_properties(
+    props: &Map<String, Value>,
+    map: &mut Map<String, Value>,
+    path: &str,
+    found: &mut Vec<String>,
+    depth: usize,
+) {
+    let mut unknown = Vec::new();
+    for (k, child) in map.iter_mut() {
+        match props.get(k) {
+            Some(prop) => walk(prop, child, &join(path, k), found, depth + 1),
+            None => {
+                found.push(join(path, k));
+                unknown.push(k.clone());
+            }
+        }
+    }
+    for k in unknown {
+        map.remove(&k);
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn finds_and_drops_unknown_fields_at_every_depth() {
+        let mut d = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "x", "labels": {"any": "thing"}, "bogus": 1},
+            "spec": {
+                "replicas": 1, "nope": true,
+                "selector": {"matchLabels": {"a": "b"}},
+                "strategy": {"rollingUpdate": {"maxSurge": "25%"}},
+                "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [
+                    {"name": "c", "image": "i", "imagePullPolicyX": "Always",
+                     "resources": {"limits": {"cpu": "1"}}, "ports": [{"containerPort": 80, "extra": 1}]}
+                ]}}
+            }
+        });
+        let found = prune_unknown_fields("apps", "v1", "Deployment", &mut d);
+        assert_eq!(
+            found,
+            vec![
+                "metadata.bogus",
+                "spec.nope",
+                "spec.template.spec.containers[0].imagePullPolicyX",
+                "spec.template.spec.containers[0].ports[0].extra",
+            ]
+        );
+        assert!(d["spec"].get("nope").is_none());
+        assert_eq!(d["metadata"]["labels"]["any"], "thing");
+        assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+    }
+
+    #[test]
+    fn known_objects_are_untouched() {
+        let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "v"}});
+        let before = cm.clone();
+        assert!(prune_unknown_fields("", "v1", "ConfigMap", &mut cm).is_empty());
+        assert_eq!(cm, before);
+    }
+
+    #[test]
+    fn modes_parse() {
+        assert_eq!(FieldValidation::from_param(None).unwrap(), FieldValidation::Warn);
+        assert_eq!(FieldValidation::from_param(Some("Strict")).unwrap(), FieldValidation::Strict);
+        assert!(FieldValidation::from_param(Some("strict")).is_err());
+    }
+}
