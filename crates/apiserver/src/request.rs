@@ -70,12 +70,11 @@ fn resource(group: String, version: &str, mut rest: &[&str]) -> Route {
         }
     }
     let mut namespace = None;
-    if rest.first() == Some(&"namespaces") && rest.len() > 1 {
-        if rest.len() > 2 && !NAMESPACE_SUBRESOURCES.contains(&rest[2]) {
+    if rest.first() == Some(&"namespaces") && rest.len() > 1
+        && rest.len() > 2 && !NAMESPACE_SUBRESOURCES.contains(&rest[2]) {
             namespace = Some(rest[1].to_string());
             rest = &rest[2..];
         }
-    }
     let Some(resource) = rest.first() else {
         return Route::Unknown;
     };

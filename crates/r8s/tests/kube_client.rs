@@ -2,7 +2,7 @@
 
 mod common;
 use common::Server;
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
@@ -125,5 +125,5 @@ async fn watcher_sees_changes() {
     .expect("watcher saw the deployment");
     assert_eq!(seen.spec.unwrap().replicas, Some(1));
     writer.await.unwrap();
-    let _ = stream.next();
+    drop(stream);
 }

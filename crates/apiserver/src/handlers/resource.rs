@@ -102,11 +102,10 @@ pub async fn handle(state: AppState, target: ResourcePath, req: Parts, body: Bod
     if target.namespace.is_some() && !info.namespaced {
         return Err(ApiError::no_route(req.uri.path()));
     }
-    if let Some(ns) = &target.namespace {
-        if ns.is_empty() {
+    if let Some(ns) = &target.namespace
+        && ns.is_empty() {
             return Err(ApiError::no_route(req.uri.path()));
         }
-    }
     let method = req.method.clone();
     let query = Query::parse(req.uri.query());
     let headers = req.headers.clone();
@@ -309,11 +308,10 @@ pub async fn patch(call: Call, subresource: Option<&str>) -> ApiResult<Response>
                 .map_err(patch_error)?;
             warnings = call.check_fields(&mut patched)?;
             // A patch never changes the version the client is updating from unless it says so.
-            if patched.pointer("/metadata/resourceVersion") == current.pointer("/metadata/resourceVersion") {
-                if let Some(m) = patched.get_mut("metadata").and_then(Value::as_object_mut) {
+            if patched.pointer("/metadata/resourceVersion") == current.pointer("/metadata/resourceVersion")
+                && let Some(m) = patched.get_mut("metadata").and_then(Value::as_object_mut) {
                     m.remove("resourceVersion");
                 }
-            }
             Ok(patched)
         })
         .await?;

@@ -171,11 +171,10 @@ impl Allocators {
                 made.push(Reservation(key));
             }
             set_cluster_ip(obj, &requested);
-        } else if requested == "None" {
-            if let Some(m) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+        } else if requested == "None"
+            && let Some(m) = obj.get_mut("spec").and_then(Value::as_object_mut) {
                 m.insert("clusterIPs".into(), json!(["None"]));
             }
-        }
         if svc_type == "NodePort" || svc_type == "LoadBalancer" {
             let existing = current.map(node_ports).unwrap_or_default();
             let Some(ports) = obj.pointer_mut("/spec/ports").and_then(Value::as_array_mut) else {

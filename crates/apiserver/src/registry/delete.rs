@@ -49,13 +49,12 @@ impl DeleteOptions {
     }
 
     fn validate(&self) -> ApiResult<()> {
-        if let Some(p) = &self.propagation_policy {
-            if !matches!(p.as_str(), "Background" | "Foreground" | "Orphan") {
+        if let Some(p) = &self.propagation_policy
+            && !matches!(p.as_str(), "Background" | "Foreground" | "Orphan") {
                 return Err(ApiError::unprocessable(format!(
                     "propagationPolicy: Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
                 )));
             }
-        }
         if matches!(self.grace_period_seconds, Some(g) if g < 0) {
             return Err(ApiError::unprocessable("gracePeriodSeconds: Invalid value: must be >= 0"));
         }
@@ -92,22 +91,20 @@ impl Registry {
         }
         for _ in 0..16 {
             let (current, kv) = self.get_kv(info, namespace, name).await?;
-            if let Some(uid) = &opts.precondition_uid {
-                if meta::meta_str(&current, "uid") != uid {
+            if let Some(uid) = &opts.precondition_uid
+                && meta::meta_str(&current, "uid") != uid {
                     return Err(ApiError::conflict_message(format!(
                         "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
                         meta::meta_str(&current, "uid")
                     )));
                 }
-            }
-            if let Some(rv) = &opts.precondition_resource_version {
-                if *rv != kv.mod_revision.to_string() {
+            if let Some(rv) = &opts.precondition_resource_version
+                && *rv != kv.mod_revision.to_string() {
                     return Err(ApiError::conflict_message(format!(
                         "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
                         kv.mod_revision
                     )));
                 }
-            }
             let key = object_key(info, namespace, name);
             let marked = self.mark_for_deletion(info, &current, opts);
             match marked {
@@ -194,14 +191,13 @@ impl Registry {
             m.insert("deletionTimestamp".into(), json!(meta::now_rfc3339()));
             m.insert("deletionGracePeriodSeconds".into(), json!(0));
         }
-        if is_namespace {
-            if let Some(map) = next.as_object_mut() {
+        if is_namespace
+            && let Some(map) = next.as_object_mut() {
                 let status = map.entry("status").or_insert_with(|| json!({}));
                 if let Some(s) = status.as_object_mut() {
                     s.insert("phase".into(), json!("Terminating"));
                 }
             }
-        }
         Some(next)
     }
 }

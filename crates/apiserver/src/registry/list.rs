@@ -39,11 +39,10 @@ impl ListParams {
 
     /// Whether an object passes both selectors.
     pub fn matches(&self, info: &ResourceInfo, obj: &Value) -> bool {
-        if let Some(ls) = &self.label_selector {
-            if !ls.matches(&meta::labels(obj)) {
+        if let Some(ls) = &self.label_selector
+            && !ls.matches(&meta::labels(obj)) {
                 return false;
             }
-        }
         if let Some(fs) = &self.field_selector {
             let extra = strategy::for_kind(info.group, info.kind).field_selector_fields(obj);
             let lookup = |field: &str| -> Option<String> {

@@ -29,6 +29,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         running.local_addr,
         running.kubeconfig.display()
     );
+    let client = admin_client(&running.kubeconfig).await?;
+    tokio::spawn(supervise("controller-manager", {
+        let client = client.clone();
+        move || r8s_controllers::run_all(r8s_controllers::Context::new(client.clone()))
+    }));
     if !args.disable_agent {
         tracing::warn!("the node agent is not implemented yet; running the control plane only");
     }
@@ -36,6 +41,34 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     running.abort();
     Ok(())
+}
+
+/// A kube-rs client of our own API server, as the admin user: controllers and the
+/// scheduler talk to the API like any other client.
+pub async fn admin_client(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig)
+        .with_context(|| format!("reading {}", kubeconfig.display()))?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .context("building the API client config")?;
+    kube::Client::try_from(cfg).context("building the API client")
+}
+
+/// Run a component forever, restarting it (with backoff) when it returns or fails.
+async fn supervise<F, Fut>(name: &'static str, start: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let mut delay = std::time::Duration::from_millis(200);
+    loop {
+        match start().await {
+            Ok(()) => tracing::warn!(component = name, "stopped; restarting"),
+            Err(e) => tracing::error!(component = name, error = %format!("{e:#}"), "failed; restarting"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(std::time::Duration::from_secs(10));
+    }
 }
 
 async fn wait_for_signal() {

@@ -1,0 +1,31 @@
+//! The controller manager: each controller is a kube-rs client of the API server
+//! (watchers/reflectors, work queues with rate-limited retries), run in-process by
+//! `r8s server` or standalone.
+
+pub mod context;
+pub mod deployment;
+pub mod endpoints;
+pub mod events;
+pub mod garbage_collector;
+pub mod namespace;
+pub mod replicaset;
+pub mod serviceaccount;
+
+pub use context::Context;
+pub use events::{EventType, Recorder};
+
+/// Run every controller until one fails fatally (each retries its own transient errors).
+pub async fn run_all(ctx: Context) -> anyhow::Result<()> {
+    let mut set = tokio::task::JoinSet::new();
+    set.spawn(namespace::run(ctx.clone()));
+    set.spawn(garbage_collector::run(ctx.clone()));
+    set.spawn(serviceaccount::run(ctx.clone()));
+    set.spawn(endpoints::run(ctx.clone()));
+    set.spawn(replicaset::run(ctx.clone()));
+    set.spawn(deployment::run(ctx.clone()));
+    match set.join_next().await {
+        Some(Ok(r)) => r,
+        Some(Err(e)) => Err(anyhow::anyhow!("controller task failed: {e}")),
+        None => Ok(()),
+    }
+}
