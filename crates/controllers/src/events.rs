@@ -11,7 +11,6 @@
 //! Usage: `ctx.recorder("replicaset-controller").publish(&obj_ref, EventType::Normal,
 //! "SuccessfulCreate", "Created pod: x")`.
 
-use chrono::Utc;
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
 use kube::Api;
@@ -73,6 +72,14 @@ impl Recorder {
         self.broadcaster.enqueue(ev);
     }
 
+    /// [`Recorder::publish`] about a typed object (reference built with [`object_ref`]).
+    pub fn publish_for<K>(&self, obj: &K, type_: EventType, reason: &str, message: &str)
+    where
+        K: kube::Resource<DynamicType = ()>,
+    {
+        self.publish(&object_ref(obj), type_, reason, message);
+    }
+
     /// Publish and wait until it is written (or fails); mostly for tests.
     pub async fn publish_now(
         &self,
@@ -97,7 +104,7 @@ impl Recorder {
         reason: &str,
         message: &str,
     ) -> Event {
-        let now = Utc::now();
+        let now = k8s_openapi::jiff::Timestamp::now();
         let ns = obj
             .namespace
             .clone()
@@ -105,7 +112,7 @@ impl Recorder {
             .unwrap_or_else(|| "default".to_string());
         let obj_name = obj.name.clone().unwrap_or_default();
         // Upstream names events `<object>.<unix nanos in hex>`.
-        let nanos = now.timestamp_nanos_opt().unwrap_or_default();
+        let nanos = now.as_nanosecond();
         Event {
             metadata: ObjectMeta {
                 name: Some(format!("{obj_name}.{nanos:x}")),

@@ -225,7 +225,12 @@ impl Registry {
         }
         let name = meta::name(current).to_string();
         let mut errors = validate_meta(info, desired);
+        // An unconditional update targets the stored version (as upstream fills it in).
+        if let Some(rv) = current.pointer("/metadata/resourceVersion").cloned() {
+            meta::metadata_mut(desired).insert("resourceVersion".into(), rv);
+        }
         errors.extend(strategy::validation::validate_object_meta_update(desired, current));
+        meta::metadata_mut(desired).remove("resourceVersion");
         if matches!(subresource, None | Some("status")) {
             errors.extend(strategy.validate_update(desired, current));
         }
