@@ -11,6 +11,7 @@
 pub mod catalog;
 pub mod discovery;
 pub mod fieldvalidation;
+pub mod managedfields;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;

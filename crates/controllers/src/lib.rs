@@ -3,13 +3,19 @@
 //! `r8s server` or standalone.
 
 pub mod context;
+pub mod daemonset;
+pub mod cronjob;
 pub mod deployment;
 pub mod endpoints;
 pub mod events;
 pub mod garbage_collector;
+pub mod history;
+pub mod job;
 pub mod namespace;
 pub mod replicaset;
 pub mod serviceaccount;
+pub mod statefulset;
+pub mod util;
 
 pub use context::Context;
 pub use events::{EventType, Recorder};
@@ -23,6 +29,10 @@ pub async fn run_all(ctx: Context) -> anyhow::Result<()> {
     set.spawn(endpoints::run(ctx.clone()));
     set.spawn(replicaset::run(ctx.clone()));
     set.spawn(deployment::run(ctx.clone()));
+    set.spawn(job::run(ctx.clone()));
+    set.spawn(cronjob::run(ctx.clone()));
+    set.spawn(statefulset::run(ctx.clone()));
+    set.spawn(daemonset::run(ctx.clone()));
     match set.join_next().await {
         Some(Ok(r)) => r,
         Some(Err(e)) => Err(anyhow::anyhow!("controller task failed: {e}")),

@@ -3,6 +3,7 @@
 
 mod cli;
 mod cmd;
+mod leader;
 
 use clap::Parser;
 

@@ -2,6 +2,7 @@
 
 use crate::error::{ApiError, ApiResult};
 use axum::http::HeaderMap;
+use bytes::Bytes;
 use serde_json::Value;
 
 /// Largest request body accepted, as upstream (3 MiB).
@@ -88,12 +89,22 @@ pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
     }
 }
 
+/// The body with invalid UTF-8 replaced by U+FFFD, as Go's JSON decoder treats invalid
+/// bytes inside strings (bytes outside strings still fail to parse).
+pub fn lossy_utf8(body: &Bytes) -> Bytes {
+    match String::from_utf8_lossy(body) {
+        std::borrow::Cow::Borrowed(_) => body.clone(),
+        std::borrow::Cow::Owned(fixed) => Bytes::from(fixed),
+    }
+}
+
 /// Decode JSON with upstream-style error text.
 pub fn decode_json(body: &[u8]) -> ApiResult<Value> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("the body of the request was empty"));
     }
-    serde_json::from_slice(body).map_err(|e| {
+    let fixed = String::from_utf8_lossy(body);
+    serde_json::from_slice(fixed.as_bytes()).map_err(|e| {
         ApiError::bad_request(format!("error decoding request body: couldn't get version/kind; json parse error: {e}"))
     })
 }
@@ -149,5 +160,13 @@ mod tests {
         let mut x = HeaderMap::new();
         x.insert("content-type", HeaderValue::from_static("text/plain"));
         assert_eq!(decode_body(&x, b"{}").unwrap_err().code.as_u16(), 415);
+    }
+
+    #[test]
+    fn invalid_utf8_in_strings_is_replaced() {
+        let v = decode_json(b"{\"a\": \"x\xffy\"}").unwrap();
+        assert_eq!(v["a"], "x\u{fffd}y");
+        assert_eq!(decode_json(b"{\xff: 1}").unwrap_err().code.as_u16(), 400);
+        assert_eq!(&lossy_utf8(&Bytes::from_static(b"ok"))[..], b"ok");
     }
 }

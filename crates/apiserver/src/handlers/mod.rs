@@ -7,6 +7,7 @@ mod query;
 mod resource;
 mod response;
 mod subresource;
+mod validate;
 
 pub use codec::MAX_BODY_BYTES;
 
@@ -70,6 +71,10 @@ async fn route(state: AppState, req: Request) -> (Response, Labels) {
                 Err(e) => e.into_response(),
             };
             (resp, labels)
+        }
+        // Under the API prefixes a JSON Status, as upstream's API handlers answer.
+        Route::Unknown if path.starts_with("/api/") || path.starts_with("/apis/") => {
+            (ApiError::no_route(&path).into_response(), None)
         }
         Route::Unknown => (not_found(&path), None),
     }

@@ -4,6 +4,7 @@ use super::codec::{self, Representation};
 use super::query::Query;
 use super::response;
 use super::subresource;
+use super::validate;
 use crate::error::{ApiError, ApiResult};
 use crate::registry::{DeleteOptions, Deleted, ListParams, WatchParams, WriteOptions};
 use crate::request::ResourcePath;
@@ -15,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use r8s_api::catalog::{self, ResourceInfo};
 use r8s_api::fieldvalidation::{FieldValidation, prune_unknown_fields};
+use r8s_api::selector::FieldSelector;
 use r8s_api::table::IncludeObject;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -65,14 +67,8 @@ impl Call {
     /// Drop fields the kind's schema does not know; Strict makes them a 400, Warn returns
     /// them as warnings for the response.
     pub fn check_fields(&self, obj: &mut Value) -> ApiResult<Vec<String>> {
-        let mode = FieldValidation::from_param(self.query.get("fieldValidation"))
-            .map_err(ApiError::bad_request)?;
-        let found = prune_unknown_fields(self.info.group, self.info.version, self.info.kind, obj);
-        if found.is_empty() || mode == FieldValidation::Ignore {
-            return Ok(Vec::new());
-        }
-        let list: Vec<String> = found.iter().map(|f| format!("unknown field \"{f}\"")).collect();
-        if mode == FieldValidation::Strict {
+        let (strict, list) = self.unknown_fields(obj)?;
+        if strict {
             let kind = self.info.kind;
             return Err(ApiError::bad_request(format!(
                 "{kind} in version \"{}\" cannot be handled as a {kind}: strict decoding error: {}",
@@ -81,6 +77,31 @@ impl Call {
             )));
         }
         Ok(list)
+    }
+
+    /// [`Call::check_fields`] for the result of a JSON, merge or strategic merge patch:
+    /// upstream refuses unknown fields there with a 422 on the field `patch`.
+    pub fn check_patched_fields(&self, obj: &mut Value) -> ApiResult<Vec<String>> {
+        let before = obj.to_string();
+        let (strict, list) = self.unknown_fields(obj)?;
+        if strict {
+            let detail = format!("strict decoding error: {}", list.join(", "));
+            let cause = r8s_api::strategy::FieldError::invalid("patch", before.as_str(), &detail);
+            return Err(ApiError::invalid("", "", "", &[cause]));
+        }
+        Ok(list)
+    }
+
+    /// Prune unknown fields; (whether Strict refuses them, `unknown field "x"` texts).
+    fn unknown_fields(&self, obj: &mut Value) -> ApiResult<(bool, Vec<String>)> {
+        let mode = FieldValidation::from_param(self.query.get("fieldValidation"))
+            .map_err(ApiError::bad_request)?;
+        let found = prune_unknown_fields(self.info.group, self.info.version, self.info.kind, obj);
+        if found.is_empty() || mode == FieldValidation::Ignore {
+            return Ok((false, Vec::new()));
+        }
+        let list: Vec<String> = found.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+        Ok((mode == FieldValidation::Strict, list))
     }
 }
 
@@ -110,15 +131,24 @@ pub async fn handle(state: AppState, target: ResourcePath, req: Parts, body: Bod
     let query = Query::parse(req.uri.query());
     let headers = req.headers.clone();
     let rep = codec::negotiate(&headers);
-    let include = match query.get("includeObject") {
-        Some(v) => IncludeObject::from_param(v).map_err(|e| ApiError::bad_request(e.to_string()))?,
-        None => IncludeObject::Metadata,
-    };
+    let is_watch = target.legacy_watch || query.flag("watch");
+    if target.subresource.is_none() {
+        let verb = validate::verb(&method, target.name.is_some(), is_watch);
+        validate::check_verb(info, &target, &method, verb)?;
+    }
+    let include = validate::include_object(&query, rep)?;
     let body = axum::body::to_bytes(body, codec::MAX_BODY_BYTES + 1)
         .await
         .map_err(|_| ApiError::too_large(codec::MAX_BODY_BYTES))?;
     if body.len() > codec::MAX_BODY_BYTES {
         return Err(ApiError::too_large(codec::MAX_BODY_BYTES));
+    }
+    if target.subresource.is_none() || method != Method::GET {
+        validate::check_options(&query, &method, is_watch, &codec::content_type(&headers))?;
+    }
+    let mut target = target;
+    if let Some(raw) = &target.name {
+        target.name = Some(validate::object_name(raw)?);
     }
     let call = Call {
         state,
@@ -136,7 +166,6 @@ pub async fn handle(state: AppState, target: ResourcePath, req: Parts, body: Bod
         }
         return subresource::handle(call, &method, &sub).await;
     }
-    let is_watch = call.target.legacy_watch || call.query.flag("watch");
     match (method, call.target.name.is_some()) {
         (Method::GET, false) if is_watch => watch(call).await,
         (Method::GET, true) if is_watch => watch(call).await,
@@ -168,11 +197,20 @@ fn list_params(call: &Call) -> ApiResult<ListParams> {
         resource_version_match: call.query.get("resourceVersionMatch").unwrap_or("").to_string(),
         ..Default::default()
     };
+    // Parsed (and refused when junk) for lists too, as upstream decodes all ListOptions.
+    call.query.int("timeoutSeconds")?;
     let mut field = call.query.get("fieldSelector").unwrap_or("").to_string();
-    if let Some(name) = &call.target.name {
+    if !field.trim().is_empty() {
+        let sel = FieldSelector::parse(&field).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        validate::check_field_selector(call.info, &sel)?;
+        if let Some(name) = &call.target.name
+            && sel.requires_exact_match("metadata.name") != Some(name.as_str())
+        {
+            return Err(ApiError::bad_request("fieldSelector metadata.name doesn't match requested name"));
+        }
+    } else if let Some(name) = &call.target.name {
         // A watch on one object is a watch with a name field selector.
-        let sel = format!("metadata.name={name}");
-        field = if field.is_empty() { sel } else { format!("{field},{sel}") };
+        field = format!("metadata.name={}", r8s_api::selector::escape_value(name));
     }
     p.parse_selectors(call.query.get("labelSelector"), Some(&field))?;
     if p.continue_token.is_some() && !p.resource_version.is_empty() && p.resource_version != "0" {
@@ -191,6 +229,8 @@ async fn watch(call: Call) -> ApiResult<Response> {
     let params = list_params(&call)?;
     let timeout = match call.query.int("timeoutSeconds")? {
         Some(t) if t > 0 => Duration::from_secs(t as u64),
+        // A negative timeout has already expired (upstream's timer fires at once).
+        Some(t) if t < 0 => Duration::ZERO,
         // Upstream picks a random timeout in [30m, 60m) so watchers spread their relists.
         _ => Duration::from_secs(1800 + rand::random::<u64>() % 1800),
     };
@@ -273,11 +313,7 @@ pub async fn patch(call: Call, subresource: Option<&str>) -> ApiResult<Response>
     let name = call.name()?.to_string();
     let info = call.info;
     if kind == r8s_api::patch::PatchType::Apply {
-        if call.query.get("fieldManager").is_none_or(str::is_empty) {
-            return Err(ApiError::unprocessable(
-                "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
-            ));
-        }
+        // (fieldManager was checked with the other PatchOptions.)
         let mut applied = codec::decode_yaml(&call.body)?;
         let warnings = call.check_fields(&mut applied)?;
         if crate::meta::name(&applied) != name && !crate::meta::name(&applied).is_empty() {
@@ -298,7 +334,12 @@ pub async fn patch(call: Call, subresource: Option<&str>) -> ApiResult<Response>
         }
     }
     let merge_keys = r8s_api::patch::merge_keys_for(info.group, info.kind);
-    let body = call.body.clone();
+    let is_apply = kind == r8s_api::patch::PatchType::Apply;
+    let body = if is_apply {
+        call.body.clone()
+    } else {
+        codec::lossy_utf8(&call.body)
+    };
     let mut warnings = Vec::new();
     let updated = call
         .state
@@ -306,7 +347,11 @@ pub async fn patch(call: Call, subresource: Option<&str>) -> ApiResult<Response>
         .update_with(info, call.namespace(), &name, subresource, &opts, |current| {
             let mut patched = r8s_api::patch::apply_patch(kind, current, &body, &merge_keys)
                 .map_err(patch_error)?;
-            warnings = call.check_fields(&mut patched)?;
+            warnings = if is_apply {
+                call.check_fields(&mut patched)?
+            } else {
+                call.check_patched_fields(&mut patched)?
+            };
             // A patch never changes the version the client is updating from unless it says so.
             if patched.pointer("/metadata/resourceVersion") == current.pointer("/metadata/resourceVersion")
                 && let Some(m) = patched.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -321,6 +366,11 @@ pub async fn patch(call: Call, subresource: Option<&str>) -> ApiResult<Response>
 /// Map a patch failure to upstream's codes: malformed patches are 400, patches that
 /// cannot be applied are 422.
 pub fn patch_error(e: r8s_api::patch::PatchError) -> ApiError {
+    if let r8s_api::patch::PatchError::Invalid(m) = &e {
+        // Upstream's NewInvalid on the field `patch`, with its cause.
+        let cause = r8s_api::strategy::FieldError::invalid("patch", &r8s_api::strategy::errors::Raw(m), "");
+        return ApiError::invalid("", "", "", &[cause]);
+    }
     let code = StatusCode::from_u16(e.status_code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     ApiError::from_parts(code, e.reason(), e.status_message())
 }
@@ -335,9 +385,21 @@ fn delete_options(call: &Call) -> ApiResult<DeleteOptions> {
     if call.query.flag("orphanDependents") {
         opts.propagation_policy = Some("Orphan".into());
     }
+    let mut body_dry_run = Vec::new();
     if !call.body.iter().all(u8::is_ascii_whitespace) {
         let body = codec::decode_body(&call.headers, &call.body)?;
         opts.merge_body(&body)?;
+        if let Some(values) = body.get("dryRun").and_then(Value::as_array) {
+            body_dry_run = values.iter().map(|v| v.as_str().unwrap_or("").to_string()).collect();
+        }
+    }
+    let errors = validate::delete_option_errors(opts.propagation_policy.as_deref(), body_dry_run.iter().map(String::as_str));
+    if !errors.is_empty() {
+        return Err(super::query::invalid_options("DeleteOptions", &errors));
+    }
+    // Upstream treats a negative grace period as 1 second.
+    if opts.grace_period_seconds.is_some_and(|g| g < 0) {
+        opts.grace_period_seconds = Some(1);
     }
     Ok(opts)
 }

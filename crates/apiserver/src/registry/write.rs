@@ -346,7 +346,13 @@ fn check_type_meta(info: &ResourceInfo, obj: &Value) -> ApiResult<()> {
 
 /// Generic ObjectMeta validation, with the kind's name rule.
 fn validate_meta(info: &ResourceInfo, obj: &Value) -> Vec<FieldError> {
-    let rule = strategy::for_kind(info.group, info.kind).name_rule();
+    // core/v1 Events only get upstream's legacy validation, which leaves names to the
+    // generic path-segment rule (events.k8s.io/v1 checks DNS subdomains).
+    let rule = if info.group.is_empty() && info.kind == "Event" {
+        strategy::NameRule::PathSegment
+    } else {
+        strategy::for_kind(info.group, info.kind).name_rule()
+    };
     strategy::validation::validate_object_meta(obj, info.namespaced, rule)
 }
 

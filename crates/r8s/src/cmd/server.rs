@@ -30,7 +30,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         running.kubeconfig.display()
     );
     let client = admin_client(&running.kubeconfig).await?;
-    tokio::spawn(supervise("controller-manager", {
+    let identity = format!(
+        "{}_{}",
+        r8s_apiserver::pki::detect_hostname().unwrap_or_else(|| "r8s".into()),
+        uuid::Uuid::new_v4()
+    );
+    tokio::spawn(crate::leader::run_with_lease(client.clone(), "kube-controller-manager", identity.clone(), {
         let client = client.clone();
         move || r8s_controllers::run_all(r8s_controllers::Context::new(client.clone()))
     }));

@@ -1,0 +1,379 @@
+//! The shape of each field, read from the published OpenAPI definitions
+//! ([`openapi::all_definitions`]) the way upstream's structured-merge-diff schema is
+//! derived from them:
+//!
+//! - lists: `x-kubernetes-list-type` `map` (items keyed by `x-kubernetes-list-map-keys`),
+//!   `set` (items are their own key) or `atomic`; without one, a `merge` patch strategy makes
+//!   the list associative (by its merge key, or a set), and anything else is atomic;
+//! - objects: structs (`properties`) and maps (`additionalProperties`) are granular unless
+//!   `x-kubernetes-map-type: atomic` (on the field or its definition);
+//! - everything without a schema (unknown fields, kinds without a definition) is
+//!   *deduced* from the value: objects granular, lists atomic.
+
+use serde_json::{Map, Value};
+
+use super::path::PathElement;
+use crate::openapi;
+
+const REF_PREFIX: &str = "#/components/schemas/";
+
+/// A schema node: a definition, a property, or the items/values schema of one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Ty {
+    Node(&'static Value),
+    Deduced,
+}
+
+impl Ty {
+    /// The type of the definition named `definition`; unknown names are deduced.
+    pub fn root(definition: &str) -> Ty {
+        openapi::all_definitions()
+            .get(definition)
+            .map_or(Ty::Deduced, Ty::Node)
+    }
+}
+
+/// How the items of a granular list are identified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ListKind {
+    Atomic,
+    Set,
+    Map(Vec<&'static str>),
+}
+
+/// A type with its references followed.
+enum Shape {
+    Scalar,
+    List {
+        elem: Ty,
+        kind: ListKind,
+    },
+    Map {
+        fields: Option<&'static Map<String, Value>>,
+        elem: Ty,
+        atomic: bool,
+    },
+    Deduced,
+}
+
+/// A value together with its type: what a walk does at this node.
+#[derive(Debug, Clone)]
+pub(crate) enum Node {
+    Leaf,
+    List {
+        elem: Ty,
+        kind: ListKind,
+    },
+    Map {
+        fields: Option<&'static Map<String, Value>>,
+        elem: Ty,
+        atomic: bool,
+    },
+}
+
+impl Node {
+    /// Whether two nodes are walked the same way (else the pair is compared as a leaf).
+    pub fn same_kind(&self, other: &Node) -> bool {
+        matches!(
+            (self, other),
+            (Node::Leaf, Node::Leaf)
+                | (Node::List { .. }, Node::List { .. })
+                | (Node::Map { .. }, Node::Map { .. })
+        )
+    }
+
+    /// Whether the node is one field as a whole: scalars, atomic lists and maps.
+    pub fn is_atomic(&self) -> bool {
+        match self {
+            Node::Leaf => true,
+            Node::List { kind, .. } => *kind == ListKind::Atomic,
+            Node::Map { atomic, .. } => *atomic,
+        }
+    }
+}
+
+/// The definition a `$ref` (possibly wrapped in `allOf`) points to.
+fn referenced(node: &'static Value) -> Option<&'static Value> {
+    let reference = node.get("$ref").or_else(|| {
+        node.get("allOf")?
+            .as_array()?
+            .iter()
+            .find_map(|v| v.get("$ref"))
+    })?;
+    let name = reference.as_str()?.strip_prefix(REF_PREFIX)?;
+    openapi::all_definitions().get(name)
+}
+
+fn ext<'a>(node: &'a Value, name: &str) -> Option<&'a str> {
+    node.get(name).and_then(Value::as_str)
+}
+
+/// The list kind declared on a list field, if any.
+fn declared_list_kind(node: &'static Value) -> Option<ListKind> {
+    match ext(node, "x-kubernetes-list-type") {
+        Some("atomic") => return Some(ListKind::Atomic),
+        Some("set") => return Some(ListKind::Set),
+        Some("map") => {
+            let keys = node
+                .get("x-kubernetes-list-map-keys")
+                .and_then(Value::as_array)
+                .map(|keys| keys.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            return Some(ListKind::Map(keys));
+        }
+        _ => {}
+    }
+    let strategy = ext(node, "x-kubernetes-patch-strategy")?;
+    if !strategy.split(',').any(|s| s.trim() == "merge") {
+        return None;
+    }
+    Some(match ext(node, "x-kubernetes-patch-merge-key") {
+        Some(key) => ListKind::Map(vec![key]),
+        None => ListKind::Set,
+    })
+}
+
+fn shape(ty: Ty) -> Shape {
+    let Ty::Node(node) = ty else {
+        return Shape::Deduced;
+    };
+    let target = referenced(node).unwrap_or(node);
+    let atomic = ext(node, "x-kubernetes-map-type") == Some("atomic")
+        || ext(target, "x-kubernetes-map-type") == Some("atomic");
+    let type_name = ext(target, "type");
+    if type_name == Some("array") || target.get("items").is_some() {
+        let elem = target
+            .get("items")
+            .filter(|v| v.is_object())
+            .map_or(Ty::Deduced, Ty::Node);
+        let kind = declared_list_kind(node)
+            .or_else(|| declared_list_kind(target))
+            .unwrap_or(ListKind::Atomic);
+        return Shape::List { elem, kind };
+    }
+    let fields = target.get("properties").and_then(Value::as_object);
+    let additional = target.get("additionalProperties");
+    if fields.is_some() || additional.is_some_and(|a| !a.is_boolean()) {
+        let elem = additional
+            .filter(|v| v.is_object())
+            .map_or(Ty::Deduced, Ty::Node);
+        return Shape::Map {
+            fields,
+            elem,
+            atomic,
+        };
+    }
+    match type_name {
+        Some("string" | "integer" | "number" | "boolean") => Shape::Scalar,
+        Some(_) => Shape::Deduced,
+        None if target.get("oneOf").is_some() || target.get("anyOf").is_some() => Shape::Scalar,
+        None => Shape::Deduced,
+    }
+}
+
+/// What to do with `value` typed `ty`. A value of another kind than its schema says (a
+/// string where an object belongs) is a leaf; null is an empty list or map.
+pub(crate) fn node(ty: Ty, value: &Value) -> Node {
+    match shape(ty) {
+        Shape::Scalar => Node::Leaf,
+        Shape::List { elem, kind } if value.is_array() || value.is_null() => {
+            Node::List { elem, kind }
+        }
+        Shape::Map {
+            fields,
+            elem,
+            atomic,
+        } if value.is_object() || value.is_null() => Node::Map {
+            fields,
+            elem,
+            atomic,
+        },
+        Shape::Deduced => match value {
+            Value::Object(_) => Node::Map {
+                fields: None,
+                elem: Ty::Deduced,
+                atomic: false,
+            },
+            Value::Array(_) => Node::List {
+                elem: Ty::Deduced,
+                kind: ListKind::Atomic,
+            },
+            _ => Node::Leaf,
+        },
+        _ => Node::Leaf,
+    }
+}
+
+/// The type of field `name` of a map node, and whether it is a declared struct field.
+pub(crate) fn field_type(
+    fields: Option<&'static Map<String, Value>>,
+    elem: Ty,
+    name: &str,
+) -> (Ty, bool) {
+    match fields.and_then(|f| f.get(name)) {
+        Some(prop) => (Ty::Node(prop), true),
+        None => (elem, false),
+    }
+}
+
+/// The declared fields and value type of a type, regardless of any value (for set
+/// operations, which see no values).
+pub(crate) fn map_fields(ty: Ty) -> Option<(Option<&'static Map<String, Value>>, Ty)> {
+    match shape(ty) {
+        Shape::Map { fields, elem, .. } => Some((fields, elem)),
+        Shape::Deduced => Some((None, Ty::Deduced)),
+        _ => None,
+    }
+}
+
+/// The item type of a list type, regardless of any value.
+pub(crate) fn list_elem(ty: Ty) -> Option<Ty> {
+    match shape(ty) {
+        Shape::List { elem, .. } => Some(elem),
+        Shape::Deduced => Some(Ty::Deduced),
+        _ => None,
+    }
+}
+
+/// Key fields with a schema default, used when an item omits them (upstream reads the
+/// default from the schema; the published definitions here carry no defaults).
+fn key_default(name: &str) -> Option<Value> {
+    (name == "protocol").then(|| Value::String("TCP".into()))
+}
+
+/// The path element naming one item of a granular list.
+pub(crate) fn item_element(kind: &ListKind, item: &Value) -> Result<PathElement, String> {
+    match kind {
+        ListKind::Map(keys) if !keys.is_empty() => {
+            let map = match item {
+                Value::Null => {
+                    return Err("associative list with keys may not have a null element".into());
+                }
+                Value::Object(m) => m,
+                _ => {
+                    return Err("associative list with keys may not have non-map elements".into());
+                }
+            };
+            let mut fields = Vec::with_capacity(keys.len());
+            for key in keys {
+                if let Some(v) = map.get(*key) {
+                    fields.push((key.to_string(), v.clone()));
+                } else if let Some(v) = key_default(key) {
+                    fields.push((key.to_string(), v));
+                }
+            }
+            if fields.is_empty() {
+                let quoted: Vec<String> = keys
+                    .iter()
+                    .map(|k| crate::strategy::errors::go_quote(k))
+                    .collect();
+                return Err(format!(
+                    "associative list with keys has an element that omits all key fields [{}] (and doesn't have default values for any key fields)",
+                    quoted.join(" ")
+                ));
+            }
+            Ok(PathElement::key(fields))
+        }
+        _ => match item {
+            Value::Object(_) => {
+                Err("associative list without keys has an element that's a map type".into())
+            }
+            Value::Array(_) => Err("not supported: associative list with lists as elements".into()),
+            Value::Null => {
+                Err("associative list without keys has an element that's an explicit null".into())
+            }
+            scalar => Ok(PathElement::Value(scalar.clone())),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn at(root: &str, path: &[&str]) -> Ty {
+        let mut ty = Ty::root(root);
+        for name in path {
+            let value = json!({});
+            ty = match node(ty, &value) {
+                Node::Map { fields, elem, .. } => field_type(fields, elem, name).0,
+                _ => panic!("{name} is not in a map"),
+            };
+        }
+        ty
+    }
+
+    #[test]
+    fn deployment_shapes() {
+        let deploy = "io.k8s.api.apps.v1.Deployment";
+        let containers = at(deploy, &["spec", "template", "spec"]);
+        let Node::Map { fields, elem, .. } = node(containers, &json!({})) else {
+            panic!("pod spec is a map");
+        };
+        let (c, declared) = field_type(fields, elem, "containers");
+        assert!(declared);
+        match node(c, &json!([])) {
+            Node::List { kind, .. } => assert_eq!(kind, ListKind::Map(vec!["name"])),
+            other => panic!("{other:?}"),
+        }
+        let (t, _) = field_type(fields, elem, "tolerations");
+        assert!(node(t, &json!([])).is_atomic());
+        let (ns, _) = field_type(fields, elem, "nodeSelector");
+        assert!(node(ns, &json!({})).is_atomic());
+        let selector = at(deploy, &["spec", "selector"]);
+        assert!(node(selector, &json!({})).is_atomic());
+        let labels = at(deploy, &["metadata", "labels"]);
+        match node(labels, &json!({})) {
+            Node::Map { fields, atomic, .. } => assert!(fields.is_none() && !atomic),
+            other => panic!("{other:?}"),
+        }
+        let replicas = at(deploy, &["spec", "replicas"]);
+        assert!(matches!(node(replicas, &json!(1)), Node::Leaf));
+        // A value of the wrong kind is a leaf, null an empty container.
+        assert!(matches!(node(labels, &json!("x")), Node::Leaf));
+        assert!(matches!(node(labels, &json!(null)), Node::Map { .. }));
+        let fin = at(deploy, &["metadata", "finalizers"]);
+        assert!(matches!(
+            node(fin, &json!([])),
+            Node::List {
+                kind: ListKind::Set,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn unknown_is_deduced() {
+        let ty = Ty::root("example.com.v1.Widget");
+        assert!(matches!(
+            node(ty, &json!({})),
+            Node::Map { atomic: false, .. }
+        ));
+        assert!(node(ty, &json!([1])).is_atomic());
+        assert!(matches!(node(ty, &json!(1)), Node::Leaf));
+    }
+
+    #[test]
+    fn item_elements() {
+        let ports = ListKind::Map(vec!["containerPort", "protocol"]);
+        assert_eq!(
+            item_element(&ports, &json!({"containerPort": 80}))
+                .unwrap()
+                .to_key(),
+            r#"k:{"containerPort":80,"protocol":"TCP"}"#
+        );
+        let names = ListKind::Map(vec!["name"]);
+        let err = item_element(&names, &json!({"image": "x"})).unwrap_err();
+        assert!(err.contains(r#"omits all key fields ["name"]"#), "{err}");
+        assert!(item_element(&names, &json!("x")).is_err());
+        assert!(item_element(&names, &json!(null)).is_err());
+        assert_eq!(
+            item_element(&ListKind::Set, &json!("a")).unwrap(),
+            PathElement::Value(json!("a"))
+        );
+        for bad in [json!({}), json!([]), json!(null)] {
+            assert!(item_element(&ListKind::Set, &bad).is_err());
+        }
+    }
+}

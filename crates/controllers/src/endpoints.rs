@@ -1,9 +1,0 @@
-//! Placeholder: the endpoints controller (being written).
-
-use crate::Context;
-
-/// Run the controller until a fatal error.
-pub async fn run(_ctx: Context) -> anyhow::Result<()> {
-    std::future::pending::<()>().await;
-    Ok(())
-}

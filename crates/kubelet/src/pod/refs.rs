@@ -1,0 +1,164 @@
+//! ConfigMaps and Secrets a pod refers to (env, envFrom, volumes), read once per sync.
+//! Missing objects or keys produce upstream's messages.
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::Api;
+use std::collections::{BTreeMap, HashMap};
+
+/// Why a reference could not be resolved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefError {
+    /// A required object or key is missing (`CreateContainerConfigError`).
+    #[error("{0}")]
+    Missing(String),
+    /// The spec asks for something unsupported or malformed.
+    #[error("{0}")]
+    Invalid(String),
+    /// The API could not be read (retried).
+    #[error("{0}")]
+    Api(String),
+}
+
+/// Per-sync cache of the namespace's ConfigMaps and Secrets.
+pub struct ObjectCache {
+    client: kube::Client,
+    namespace: String,
+    config_maps: HashMap<String, Option<ConfigMap>>,
+    secrets: HashMap<String, Option<Secret>>,
+}
+
+fn get_err(e: kube::Error) -> RefError {
+    RefError::Api(e.to_string())
+}
+
+impl ObjectCache {
+    pub fn new(client: kube::Client, namespace: &str) -> Self {
+        ObjectCache {
+            client,
+            namespace: namespace.into(),
+            config_maps: HashMap::new(),
+            secrets: HashMap::new(),
+        }
+    }
+
+    async fn config_map(&mut self, name: &str) -> Result<Option<&ConfigMap>, RefError> {
+        if !self.config_maps.contains_key(name) {
+            let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
+            let cm = api.get_opt(name).await.map_err(get_err)?;
+            self.config_maps.insert(name.to_string(), cm);
+        }
+        Ok(self.config_maps.get(name).and_then(Option::as_ref))
+    }
+
+    async fn secret(&mut self, name: &str) -> Result<Option<&Secret>, RefError> {
+        if !self.secrets.contains_key(name) {
+            let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+            let s = api.get_opt(name).await.map_err(get_err)?;
+            self.secrets.insert(name.to_string(), s);
+        }
+        Ok(self.secrets.get(name).and_then(Option::as_ref))
+    }
+
+    /// All keys of a ConfigMap (`data` and `binaryData`) as bytes; None when missing and
+    /// optional.
+    pub async fn config_map_files(
+        &mut self,
+        name: &str,
+        optional: bool,
+    ) -> Result<Option<BTreeMap<String, Vec<u8>>>, RefError> {
+        match self.config_map(name).await? {
+            Some(cm) => {
+                let mut out: BTreeMap<String, Vec<u8>> = cm
+                    .data
+                    .iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+                    .collect();
+                for (k, v) in cm.binary_data.iter().flatten() {
+                    out.insert(k.clone(), v.0.clone());
+                }
+                Ok(Some(out))
+            }
+            None if optional => Ok(None),
+            None => Err(RefError::Missing(format!("configmap \"{name}\" not found"))),
+        }
+    }
+
+    /// All keys of a Secret, decoded; None when missing and optional.
+    pub async fn secret_files(
+        &mut self,
+        name: &str,
+        optional: bool,
+    ) -> Result<Option<BTreeMap<String, Vec<u8>>>, RefError> {
+        match self.secret(name).await? {
+            Some(s) => {
+                let mut out: BTreeMap<String, Vec<u8>> = s
+                    .data
+                    .iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), v.0.clone()))
+                    .collect();
+                // stringData is write-only upstream, but honour it if a server kept it.
+                for (k, v) in s.string_data.iter().flatten() {
+                    out.entry(k.clone()).or_insert_with(|| v.clone().into_bytes());
+                }
+                Ok(Some(out))
+            }
+            None if optional => Ok(None),
+            None => Err(RefError::Missing(format!("secret \"{name}\" not found"))),
+        }
+    }
+
+    /// ConfigMap `data` as strings (for envFrom).
+    pub async fn config_map_data(
+        &mut self,
+        name: &str,
+        optional: bool,
+    ) -> Result<Option<BTreeMap<String, String>>, RefError> {
+        match self.config_map(name).await? {
+            Some(cm) => Ok(Some(cm.data.clone().unwrap_or_default())),
+            None if optional => Ok(None),
+            None => Err(RefError::Missing(format!("configmap \"{name}\" not found"))),
+        }
+    }
+
+    /// Secret data as strings (for envFrom).
+    pub async fn secret_data(
+        &mut self,
+        name: &str,
+        optional: bool,
+    ) -> Result<Option<BTreeMap<String, String>>, RefError> {
+        Ok(self.secret_files(name, optional).await?.map(|m| {
+            m.into_iter()
+                .map(|(k, v)| (k, String::from_utf8_lossy(&v).to_string()))
+                .collect()
+        }))
+    }
+
+    /// One ConfigMap key; None when optional and missing.
+    pub async fn config_map_key(&mut self, name: &str, key: &str, optional: bool) -> Result<Option<String>, RefError> {
+        let ns = self.namespace.clone();
+        match self.config_map(name).await? {
+            Some(cm) => match cm.data.as_ref().and_then(|d| d.get(key)) {
+                Some(v) => Ok(Some(v.clone())),
+                None if optional => Ok(None),
+                None => Err(RefError::Missing(format!("couldn't find key {key} in ConfigMap {ns}/{name}"))),
+            },
+            None if optional => Ok(None),
+            None => Err(RefError::Missing(format!("configmap \"{name}\" not found"))),
+        }
+    }
+
+    /// One Secret key; None when optional and missing.
+    pub async fn secret_key(&mut self, name: &str, key: &str, optional: bool) -> Result<Option<String>, RefError> {
+        let ns = self.namespace.clone();
+        match self.secret_files(name, optional).await? {
+            Some(data) => match data.get(key) {
+                Some(v) => Ok(Some(String::from_utf8_lossy(v).to_string())),
+                None if optional => Ok(None),
+                None => Err(RefError::Missing(format!("couldn't find key {key} in Secret {ns}/{name}"))),
+            },
+            None => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Cycle tests live in their own file (see the bottom of cycle.rs).
