@@ -14,6 +14,7 @@
 mod controller;
 pub mod schedule;
 mod sync;
+mod utils;
 
 use crate::Context;
 use jiff::{SignedDuration, Timestamp};

@@ -49,13 +49,17 @@ pub async fn run(ctx: Context) -> anyhow::Result<()> {
 
     let q = queue.clone();
     let exp = expectations.clone();
-    let dss = Informer::spawn(Api::<DaemonSet>::all(client.clone()), cfg(), move |ev| match ev {
-        InformerEvent::Apply { new, .. } => q.add(ObjectRef::from_obj(new.as_ref())),
-        InformerEvent::Delete(ds) => {
-            exp.forget(&key_string(&ObjectRef::from_obj(ds.as_ref())));
-            q.add(ObjectRef::from_obj(ds.as_ref()));
-        }
-    });
+    let dss = Informer::spawn(
+        Api::<DaemonSet>::all(client.clone()),
+        cfg(),
+        move |ev| match ev {
+            InformerEvent::Apply { new, .. } => q.add(ObjectRef::from_obj(new.as_ref())),
+            InformerEvent::Delete(ds) => {
+                exp.forget(&key_string(&ObjectRef::from_obj(ds.as_ref())));
+                q.add(ObjectRef::from_obj(ds.as_ref()));
+            }
+        },
+    );
     let ds_store = dss.store().clone();
 
     let pod_events = PodEvents {
@@ -63,7 +67,9 @@ pub async fn run(ctx: Context) -> anyhow::Result<()> {
         dss: ds_store.clone(),
         expectations: expectations.clone(),
     };
-    let pods = Informer::spawn(Api::<Pod>::all(client.clone()), cfg(), move |ev| pod_events.handle(ev));
+    let pods = Informer::spawn(Api::<Pod>::all(client.clone()), cfg(), move |ev| {
+        pod_events.handle(ev)
+    });
 
     let (q, store) = (queue.clone(), ds_store.clone());
     let nodes = Informer::spawn(Api::<Node>::all(client.clone()), cfg(), move |ev| {
@@ -71,18 +77,22 @@ pub async fn run(ctx: Context) -> anyhow::Result<()> {
     });
 
     let (q, store) = (queue.clone(), ds_store.clone());
-    let revisions = Informer::spawn(Api::<ControllerRevision>::all(client.clone()), cfg(), move |ev| {
-        let (InformerEvent::Apply { new: r, .. } | InformerEvent::Delete(r)) = ev;
-        match resolve_owner(&store, &r.metadata, r.namespace().as_deref()) {
-            Some(ds) => q.add(ObjectRef::from_obj(ds.as_ref())),
-            None if controller_of(&r.metadata).is_none() => {
-                for ds in matching(&store, r.namespace().as_deref(), r.labels()) {
-                    q.add(ObjectRef::from_obj(ds.as_ref()));
+    let revisions = Informer::spawn(
+        Api::<ControllerRevision>::all(client.clone()),
+        cfg(),
+        move |ev| {
+            let (InformerEvent::Apply { new: r, .. } | InformerEvent::Delete(r)) = ev;
+            match resolve_owner(&store, &r.metadata, r.namespace().as_deref()) {
+                Some(ds) => q.add(ObjectRef::from_obj(ds.as_ref())),
+                None if controller_of(&r.metadata).is_none() => {
+                    for ds in matching(&store, r.namespace().as_deref(), r.labels()) {
+                        q.add(ObjectRef::from_obj(ds.as_ref()));
+                    }
                 }
+                None => {}
             }
-            None => {}
-        }
-    });
+        },
+    );
 
     dss.wait_synced().await;
     pods.wait_synced().await;
@@ -133,7 +143,11 @@ fn selector(ds: &DaemonSet) -> Option<Selector> {
 }
 
 /// DaemonSets in `ns` whose (non-empty) selector matches `labels`.
-fn matching(dss: &Store<DaemonSet>, ns: Option<&str>, labels: &BTreeMap<String, String>) -> Vec<Arc<DaemonSet>> {
+fn matching(
+    dss: &Store<DaemonSet>,
+    ns: Option<&str>,
+    labels: &BTreeMap<String, String>,
+) -> Vec<Arc<DaemonSet>> {
     dss.state()
         .into_iter()
         .filter(|d| d.namespace().as_deref() == ns)
@@ -145,11 +159,17 @@ fn node_event(queue: &WorkQueue<Key>, dss: &Store<DaemonSet>, ev: InformerEvent<
     let all = dss.state();
     match ev {
         InformerEvent::Apply { old: None, new } => {
-            for ds in all.iter().filter(|d| predicates::node_should_run(&new, d).0) {
+            for ds in all
+                .iter()
+                .filter(|d| predicates::node_should_run(&new, d).0)
+            {
                 queue.add(ObjectRef::from_obj(ds.as_ref()));
             }
         }
-        InformerEvent::Apply { old: Some(old), new } => {
+        InformerEvent::Apply {
+            old: Some(old),
+            new,
+        } => {
             let taints = |n: &Node| n.spec.as_ref().and_then(|s| s.taints.clone());
             if old.labels() == new.labels() && taints(&old) == taints(&new) {
                 return;
@@ -194,7 +214,10 @@ impl PodEvents {
     fn handle(&self, ev: InformerEvent<Pod>) {
         match ev {
             InformerEvent::Apply { old: None, new } => self.added(&new),
-            InformerEvent::Apply { old: Some(old), new } => self.updated(&old, &new),
+            InformerEvent::Apply {
+                old: Some(old),
+                new,
+            } => self.updated(&old, &new),
             InformerEvent::Delete(pod) => self.deleted(&pod),
         }
     }
@@ -240,11 +263,16 @@ impl PodEvents {
         if cur_ref.is_some() {
             if let Some(ds) = self.owner(cur) {
                 self.enqueue(&ds);
-                let min_ready = ds.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0);
+                let min_ready = ds
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.min_ready_seconds)
+                    .unwrap_or(0);
                 // Look again once the pod has been ready long enough to count as available.
                 if min_ready > 0 && !podutil::is_pod_ready(old) && podutil::is_pod_ready(cur) {
                     let delay = Duration::from_secs(u64::from(min_ready.unsigned_abs()) + 1);
-                    self.queue.add_after(ObjectRef::from_obj(ds.as_ref()), delay);
+                    self.queue
+                        .add_after(ObjectRef::from_obj(ds.as_ref()), delay);
                 }
             }
             return;
@@ -312,7 +340,9 @@ impl Controller {
             // Only status: observedGeneration waits until this generation is acted on.
             return self.update_status(&ds, &nodes, &hash, false).await;
         }
-        let res = self.update_daemon_set(&ds, &nodes, &hash, &skey, &old).await;
+        let res = self
+            .update_daemon_set(&ds, &nodes, &hash, &skey, &old)
+            .await;
         let status = self.update_status(&ds, &nodes, &hash, true).await;
         res?;
         status
@@ -344,7 +374,8 @@ impl Controller {
 
     /// Fails unless the live DaemonSet is the cached one and not being deleted.
     async fn can_adopt(&self, ds: &DaemonSet) -> Result<()> {
-        let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), &ds.namespace().unwrap_or_default());
+        let api: Api<DaemonSet> =
+            Api::namespaced(self.client.clone(), &ds.namespace().unwrap_or_default());
         let fresh = api
             .get(&ds.name_any())
             .await
@@ -358,7 +389,10 @@ impl Controller {
             )));
         }
         if fresh.metadata.deletion_timestamp.is_some() {
-            return Err(Error::Invalid(format!("DaemonSet {} has just been deleted", ds.name_any())));
+            return Err(Error::Invalid(format!(
+                "DaemonSet {} has just been deleted",
+                ds.name_any()
+            )));
         }
         Ok(())
     }

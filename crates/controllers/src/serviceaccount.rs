@@ -5,9 +5,9 @@
 use crate::Context;
 use crate::util::{Informer, InformerEvent, WorkQueue, is_already_exists, run_workers};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::Api;
 use kube::api::{ObjectMeta, PostParams};
 use kube::runtime::watcher;
-use kube::Api;
 use std::time::Duration;
 
 /// Service accounts ensured in every namespace.

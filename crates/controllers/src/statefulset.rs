@@ -67,7 +67,11 @@ pub async fn run(ctx: Context) -> anyhow::Result<()> {
             }
         },
     );
-    let revisions = Informer::spawn(Api::<ControllerRevision>::all(client.clone()), cfg(), |_| {});
+    let revisions = Informer::spawn(
+        Api::<ControllerRevision>::all(client.clone()),
+        cfg(),
+        |_| {},
+    );
     sets.wait_synced().await;
     pods.wait_synced().await;
     claims.wait_synced().await;
@@ -131,7 +135,8 @@ impl Controller {
     /// Fails unless the live set is the one we cached and is not being deleted (checked
     /// before adopting anything, as upstream).
     async fn can_adopt(&self, set: &StatefulSet) -> Result<()> {
-        let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), &set.namespace().unwrap_or_default());
+        let api: Api<StatefulSet> =
+            Api::namespaced(self.client.clone(), &set.namespace().unwrap_or_default());
         let fresh = api
             .get(&set.name_any())
             .await
@@ -164,7 +169,8 @@ impl Controller {
             return Ok(());
         }
         self.can_adopt(set).await?;
-        let api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), &set.namespace().unwrap_or_default());
+        let api: Api<ControllerRevision> =
+            Api::namespaced(self.client.clone(), &set.namespace().unwrap_or_default());
         let owner = podutil::controller_ref(set);
         for r in &orphans {
             controller_ref::adopt(&api, r, &owner).await?;
@@ -174,7 +180,11 @@ impl Controller {
 
     /// The set's pods: members by name that match the selector, adopting orphans and
     /// releasing pods that stopped matching.
-    async fn pods_for_set(&self, set: &StatefulSet, selector: &kube::core::Selector) -> Result<Vec<Arc<Pod>>> {
+    async fn pods_for_set(
+        &self,
+        set: &StatefulSet,
+        selector: &kube::core::Selector,
+    ) -> Result<Vec<Arc<Pod>>> {
         let ns = set.namespace().unwrap_or_default();
         let candidates: Vec<Arc<Pod>> = self
             .pods
@@ -250,7 +260,10 @@ impl PodEvents {
     fn handle(&self, ev: InformerEvent<Pod>) {
         match ev {
             InformerEvent::Apply { old: None, new } => self.added(&new),
-            InformerEvent::Apply { old: Some(old), new } => self.updated(&old, &new),
+            InformerEvent::Apply {
+                old: Some(old),
+                new,
+            } => self.updated(&old, &new),
             InformerEvent::Delete(pod) => self.enqueue_owner(&pod),
         }
     }
@@ -281,7 +294,8 @@ impl PodEvents {
                 // Look again once the pod has been ready long enough to count as available.
                 if min_ready > 0 && !podutil::is_pod_ready(old) && podutil::is_pod_ready(cur) {
                     let delay = Duration::from_secs(u64::from(min_ready.unsigned_abs()) + 1);
-                    self.queue.add_after(ObjectRef::from_obj(set.as_ref()), delay);
+                    self.queue
+                        .add_after(ObjectRef::from_obj(set.as_ref()), delay);
                 }
             }
             return;

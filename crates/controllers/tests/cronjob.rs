@@ -41,7 +41,9 @@ async fn client_for(server: &TestServer) -> Client {
 async fn create_ns(client: &Client, ns: &str) {
     let api: Api<Namespace> = Api::all(client.clone());
     let obj: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).expect("ns");
-    api.create(&PostParams::default(), &obj).await.expect("create ns");
+    api.create(&PostParams::default(), &obj)
+        .await
+        .expect("create ns");
 }
 
 /// A server, a namespace and the controller on a fake clock reading "now".
@@ -50,7 +52,10 @@ async fn start(ns: &str) -> Env {
     let client = client_for(&server).await;
     create_ns(&client, ns).await;
     let clock = FakeClock::new(Timestamp::now());
-    let controller = tokio::spawn(cronjob::run_with(Context::new(client.clone()), clock.clone()));
+    let controller = tokio::spawn(cronjob::run_with(
+        Context::new(client.clone()),
+        clock.clone(),
+    ));
     Env {
         _server: server,
         client,
@@ -71,7 +76,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {secs}s waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -115,7 +123,10 @@ impl Env {
 
     async fn create(&self, body: Value) -> CronJob {
         let cj: CronJob = serde_json::from_value(body).expect("cronjob json");
-        self.cronjobs().create(&PostParams::default(), &cj).await.expect("create cronjob")
+        self.cronjobs()
+            .create(&PostParams::default(), &cj)
+            .await
+            .expect("create cronjob")
     }
 
     /// Move the clock to `minute` (schedule time) plus a few seconds.
@@ -140,7 +151,10 @@ impl Env {
 
     async fn wait_job(&self, name: &str) -> Job {
         let api = self.jobs();
-        wait_for(&format!("job {name}"), 20, || async { api.get_opt(name).await.ok().flatten() }).await
+        wait_for(&format!("job {name}"), 20, || async {
+            api.get_opt(name).await.ok().flatten()
+        })
+        .await
     }
 
     async fn wait_gone(&self, name: &str) {
@@ -162,7 +176,10 @@ impl Env {
                 .ok()?
                 .items
                 .into_iter()
-                .find(|e| e.involved_object.name.as_deref() == Some(cj) && e.reason.as_deref() == Some(reason))
+                .find(|e| {
+                    e.involved_object.name.as_deref() == Some(cj)
+                        && e.reason.as_deref() == Some(reason)
+                })
         })
         .await
     }
@@ -189,7 +206,11 @@ impl Env {
             })
         };
         self.jobs()
-            .patch_status(name, &PatchParams::default(), &Patch::Merge(json!({"status": status})))
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": status})),
+            )
             .await
             .expect("finish job");
     }
@@ -206,33 +227,59 @@ impl Env {
 }
 
 fn created(cj: &CronJob) -> Timestamp {
-    cj.metadata.creation_timestamp.as_ref().expect("creationTimestamp").0
+    cj.metadata
+        .creation_timestamp
+        .as_ref()
+        .expect("creationTimestamp")
+        .0
 }
 
 #[tokio::test]
 async fn creates_a_job_per_schedule_time() {
     let env = start("sched").await;
-    let cj = env.create(cronjob_json("tick", "*/1 * * * *", json!({}))).await;
+    let cj = env
+        .create(cronjob_json("tick", "*/1 * * * *", json!({})))
+        .await;
     let m1 = next_minute(created(&cj));
     env.at(m1);
     let name = format!("tick-{}", minutes(m1));
     let job = env.wait_job(&name).await;
     let ann = job.metadata.annotations.as_ref().expect("annotations");
-    assert_eq!(ann.get(SCHEDULED).map(String::as_str), Some(m1.strftime("%Y-%m-%dT%H:%M:%SZ").to_string().as_str()));
+    assert_eq!(
+        ann.get(SCHEDULED).map(String::as_str),
+        Some(m1.strftime("%Y-%m-%dT%H:%M:%SZ").to_string().as_str())
+    );
     assert_eq!(ann.get("note").map(String::as_str), Some("from-template"));
-    assert_eq!(job.metadata.labels.as_ref().and_then(|l| l.get("team")).map(String::as_str), Some("batch"));
+    assert_eq!(
+        job.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("team"))
+            .map(String::as_str),
+        Some("batch")
+    );
     let owner = &job.metadata.owner_references.as_ref().expect("owner")[0];
-    assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.controller), ("CronJob", "tick", Some(true)));
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+        ("CronJob", "tick", Some(true))
+    );
     assert_eq!(owner.uid.as_str(), cj.metadata.uid.as_deref().unwrap_or(""));
 
     let api = env.cronjobs();
     let c = wait_for("active job and lastScheduleTime", 20, || async {
         let c = api.get("tick").await.ok()?;
         let st = c.status.as_ref()?;
-        (st.active.as_ref().is_some_and(|a| a.len() == 1) && st.last_schedule_time.is_some()).then_some(c)
+        (st.active.as_ref().is_some_and(|a| a.len() == 1) && st.last_schedule_time.is_some())
+            .then_some(c)
     })
     .await;
-    assert_eq!(c.status.as_ref().and_then(|s| s.last_schedule_time.as_ref()).map(|t| t.0), Some(m1));
+    assert_eq!(
+        c.status
+            .as_ref()
+            .and_then(|s| s.last_schedule_time.as_ref())
+            .map(|t| t.0),
+        Some(m1)
+    );
     env.wait_event("tick", "SuccessfulCreate").await;
 
     // Finishing the Job clears it from the active list and records the success.
@@ -255,7 +302,13 @@ async fn creates_a_job_per_schedule_time() {
 #[tokio::test]
 async fn forbid_waits_for_the_running_job() {
     let env = start("forbid").await;
-    let cj = env.create(cronjob_json("solo", "*/1 * * * *", json!({"concurrencyPolicy": "Forbid"}))).await;
+    let cj = env
+        .create(cronjob_json(
+            "solo",
+            "*/1 * * * *",
+            json!({"concurrencyPolicy": "Forbid"}),
+        ))
+        .await;
     let m1 = next_minute(created(&cj));
     env.at(m1);
     let first = format!("solo-{}", minutes(m1));
@@ -271,7 +324,12 @@ async fn forbid_waits_for_the_running_job() {
     let api = env.cronjobs();
     wait_for("only the second job active", 20, || async {
         let c = api.get("solo").await.ok()?;
-        let active: Vec<String> = c.status?.active?.into_iter().filter_map(|r| r.name).collect();
+        let active: Vec<String> = c
+            .status?
+            .active?
+            .into_iter()
+            .filter_map(|r| r.name)
+            .collect();
         (active == vec![second.clone()]).then_some(())
     })
     .await;
@@ -280,7 +338,13 @@ async fn forbid_waits_for_the_running_job() {
 #[tokio::test]
 async fn replace_deletes_the_running_job() {
     let env = start("replace").await;
-    let cj = env.create(cronjob_json("swap", "*/1 * * * *", json!({"concurrencyPolicy": "Replace"}))).await;
+    let cj = env
+        .create(cronjob_json(
+            "swap",
+            "*/1 * * * *",
+            json!({"concurrencyPolicy": "Replace"}),
+        ))
+        .await;
     let m1 = next_minute(created(&cj));
     env.at(m1);
     let first = format!("swap-{}", minutes(m1));
@@ -313,7 +377,10 @@ async fn history_limits_delete_old_jobs() {
         .await;
     let m1 = next_minute(created(&cj));
     let mut names = Vec::new();
-    for (i, outcome) in ["Complete", "Complete", "Failed", "Failed"].iter().enumerate() {
+    for (i, outcome) in ["Complete", "Complete", "Failed", "Failed"]
+        .iter()
+        .enumerate()
+    {
         let m = m1 + SignedDuration::from_mins(i as i64);
         env.at(m);
         let name = format!("hist-{}", minutes(m));
@@ -335,7 +402,9 @@ async fn history_limits_delete_old_jobs() {
 #[tokio::test]
 async fn too_many_missed_start_times() {
     let env = start("missed").await;
-    let cj = env.create(cronjob_json("late", "*/1 * * * *", json!({}))).await;
+    let cj = env
+        .create(cronjob_json("late", "*/1 * * * *", json!({})))
+        .await;
     // 200 schedule times pass at once: only the most recent runs, with a warning.
     let m = next_minute(created(&cj)) + SignedDuration::from_mins(200);
     env.at(m);
@@ -349,27 +418,49 @@ async fn too_many_missed_start_times() {
 async fn schedules_in_the_cronjob_time_zone() {
     let env = start("tz").await;
     // Minute 30 in Kolkata (+05:30) is minute 0 in UTC.
-    let cj = env.create(cronjob_json("india", "30 * * * *", json!({"timeZone": "Asia/Kolkata"}))).await;
+    let cj = env
+        .create(cronjob_json(
+            "india",
+            "30 * * * *",
+            json!({"timeZone": "Asia/Kolkata"}),
+        ))
+        .await;
     let c = created(&cj);
     let hour = Timestamp::from_second((c.as_second().div_euclid(3600) + 1) * 3600).expect("ts");
     env.at(hour);
     let job = env.wait_job(&format!("india-{}", minutes(hour))).await;
-    let ann = job.metadata.annotations.as_ref().and_then(|a| a.get(SCHEDULED)).cloned();
+    let ann = job
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(SCHEDULED))
+        .cloned();
     let local = hour.to_zoned(jiff::tz::TimeZone::get("Asia/Kolkata").expect("tz"));
-    assert_eq!(ann, Some(local.strftime("%Y-%m-%dT%H:%M:%S+05:30").to_string()));
+    assert_eq!(
+        ann,
+        Some(local.strftime("%Y-%m-%dT%H:%M:%S+05:30").to_string())
+    );
 }
 
 #[tokio::test]
 async fn suspended_cronjob_starts_nothing_until_resumed() {
     let env = start("suspend").await;
-    let cj = env.create(cronjob_json("pause", "*/1 * * * *", json!({"suspend": true}))).await;
+    let cj = env
+        .create(cronjob_json(
+            "pause",
+            "*/1 * * * *",
+            json!({"suspend": true}),
+        ))
+        .await;
     let m1 = next_minute(created(&cj));
     env.at(m1);
     // Resuming (a spec change) syncs at once and runs the missed time.
     let api = env.cronjobs();
     assert!(env.job_names().await.is_empty());
     let resume = json!({"spec": {"suspend": false}});
-    api.patch("pause", &PatchParams::default(), &Patch::Merge(&resume)).await.expect("resume");
+    api.patch("pause", &PatchParams::default(), &Patch::Merge(&resume))
+        .await
+        .expect("resume");
     env.wait_job(&format!("pause-{}", minutes(m1))).await;
 }
 
@@ -380,13 +471,26 @@ async fn real_clock_runs_a_due_schedule() {
     create_ns(&client, "real").await;
     let controller = tokio::spawn(cronjob::run(Context::new(client.clone())));
     let cjs: Api<CronJob> = Api::namespaced(client.clone(), "real");
-    let body: CronJob = serde_json::from_value(cronjob_json("soon", "@every 1s", json!({}))).expect("json");
-    cjs.create(&PostParams::default(), &body).await.expect("create");
+    let body: CronJob =
+        serde_json::from_value(cronjob_json("soon", "@every 1s", json!({}))).expect("json");
+    cjs.create(&PostParams::default(), &body)
+        .await
+        .expect("create");
     let jobs: Api<Job> = Api::namespaced(client.clone(), "real");
     let job = wait_for("a job from the real clock", 20, || async {
-        jobs.list(&ListParams::default()).await.ok()?.items.into_iter().next()
+        jobs.list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .next()
     })
     .await;
-    assert!(job.metadata.name.as_deref().is_some_and(|n| n.starts_with("soon-")));
+    assert!(
+        job.metadata
+            .name
+            .as_deref()
+            .is_some_and(|n| n.starts_with("soon-"))
+    );
     controller.abort();
 }

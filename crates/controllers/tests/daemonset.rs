@@ -25,7 +25,9 @@ async fn start() -> (TestServer, Client) {
         .await
         .expect("config");
     let client = Client::try_from(cfg).expect("client");
-    tokio::spawn(r8s_controllers::daemonset::run(r8s_controllers::Context::new(client.clone())));
+    tokio::spawn(r8s_controllers::daemonset::run(
+        r8s_controllers::Context::new(client.clone()),
+    ));
     spawn_scheduler_and_kubelet(client.clone(), Duration::from_millis(100));
     (server, client)
 }
@@ -41,7 +43,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {secs}s waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -66,7 +71,8 @@ fn affinity_node(p: &Pod) -> Option<String> {
         .as_ref()?
         .node_selector_terms;
     let req = terms.first()?.match_fields.as_ref()?.first()?;
-    (req.key == "metadata.name" && req.operator == "In").then(|| req.values.as_ref()?.first().cloned())?
+    (req.key == "metadata.name" && req.operator == "In")
+        .then(|| req.values.as_ref()?.first().cloned())?
 }
 
 fn node_of(p: &Pod) -> Option<String> {
@@ -85,7 +91,11 @@ fn spawn_scheduler_and_kubelet(client: Client, delay: Duration) {
             .boxed();
         while let Some(Ok(pod)) = stream.next().await {
             let terminating = pod.metadata.deletion_timestamp.is_some();
-            let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+            let phase = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.clone())
+                .unwrap_or_default();
             if !terminating && phase != "Pending" {
                 continue;
             }
@@ -98,21 +108,34 @@ fn spawn_scheduler_and_kubelet(client: Client, delay: Duration) {
                 tokio::time::sleep(delay).await;
                 let name = pod.name_any();
                 if terminating {
-                    let _ = api.delete(&name, &DeleteParams::default().grace_period(0)).await;
+                    let _ = api
+                        .delete(&name, &DeleteParams::default().grace_period(0))
+                        .await;
                     return;
                 }
                 if node_of(&pod).is_none() {
-                    let Some(node) = affinity_node(&pod) else { return };
+                    let Some(node) = affinity_node(&pod) else {
+                        return;
+                    };
                     let binding = json!({"apiVersion": "v1", "kind": "Binding",
                         "metadata": {"name": name}, "target": {"kind": "Node", "name": node}});
                     let _ = api
-                        .create_subresource::<Value>("binding", &name, &PostParams::default(), serde_json::to_vec(&binding).unwrap())
+                        .create_subresource::<Value, Value>(
+                            "binding",
+                            &name,
+                            &PostParams::default(),
+                            &binding,
+                        )
                         .await;
                 }
                 let now = k8s_openapi::jiff::Timestamp::now().to_string();
                 let status = json!({"status": {"phase": "Running",
                     "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]}});
-                if api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await.is_err() {
+                if api
+                    .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                    .await
+                    .is_err()
+                {
                     handled.lock().unwrap().remove(&(uid, false));
                 }
             });
@@ -128,7 +151,10 @@ async fn create_node(client: &Client, name: &str, labels: Value, taints: Value) 
         "spec": {"taints": taints}
     }))
     .unwrap();
-    nodes.create(&PostParams::default(), &node).await.expect("create node");
+    nodes
+        .create(&PostParams::default(), &node)
+        .await
+        .expect("create node");
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
     let status = json!({"status": {
         "conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": now, "lastTransitionTime": now,
@@ -165,16 +191,28 @@ fn ds(name: &str, extra_spec: Value, pod_spec_extra: Value) -> DaemonSet {
 /// Live (non-terminating) pods of `app` by node.
 async fn pods_by_node(pods: &Api<Pod>, app: &str) -> BTreeMap<String, Vec<Pod>> {
     let mut map: BTreeMap<String, Vec<Pod>> = BTreeMap::new();
-    for p in pods.list(&ListParams::default().labels(&format!("app={app}"))).await.unwrap().items {
+    for p in pods
+        .list(&ListParams::default().labels(&format!("app={app}")))
+        .await
+        .unwrap()
+        .items
+    {
         if p.metadata.deletion_timestamp.is_none() {
-            let node = node_of(&p).or_else(|| affinity_node(&p)).unwrap_or_default();
+            let node = node_of(&p)
+                .or_else(|| affinity_node(&p))
+                .unwrap_or_default();
             map.entry(node).or_default().push(p);
         }
     }
     map
 }
 
-async fn wait_ds(api: &Api<DaemonSet>, name: &str, what: &str, f: impl Fn(&k8s_openapi::api::apps::v1::DaemonSetStatus) -> bool) -> DaemonSet {
+async fn wait_ds(
+    api: &Api<DaemonSet>,
+    name: &str,
+    what: &str,
+    f: impl Fn(&k8s_openapi::api::apps::v1::DaemonSetStatus) -> bool,
+) -> DaemonSet {
     wait_for(what, 30, || async {
         let d = api.get(name).await.ok()?;
         let st = d.status.clone()?;
@@ -187,12 +225,16 @@ async fn wait_ds(api: &Api<DaemonSet>, name: &str, what: &str, f: impl Fn(&k8s_o
 async fn steady(pods: &Api<Pod>, app: &str, nodes: &[&str]) -> Option<BTreeMap<String, Vec<Pod>>> {
     let m = pods_by_node(pods, app).await;
     let ok = m.keys().map(String::as_str).collect::<Vec<_>>() == nodes
-        && m.values().all(|ps| ps.len() == 1 && is_ready(&ps[0]) && node_of(&ps[0]).is_some());
+        && m.values()
+            .all(|ps| ps.len() == 1 && is_ready(&ps[0]) && node_of(&ps[0]).is_some());
     ok.then_some(m)
 }
 
 async fn wait_nodes(pods: &Api<Pod>, app: &str, nodes: &[&str]) -> BTreeMap<String, Vec<Pod>> {
-    wait_for(&format!("daemon pods exactly on {nodes:?}"), 30, || steady(pods, app, nodes)).await
+    wait_for(&format!("daemon pods exactly on {nodes:?}"), 30, || {
+        steady(pods, app, nodes)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -202,18 +244,39 @@ async fn one_pod_per_eligible_node_follows_nodes() {
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
     let nodes: Api<Node> = Api::all(client.clone());
     create_node(&client, "n1", json!({"role": "worker"}), json!([])).await;
-    create_node(&client, "n2", json!({"role": "worker"}), json!([{"key": "dedicated", "value": "db", "effect": "NoSchedule"}])).await;
+    create_node(
+        &client,
+        "n2",
+        json!({"role": "worker"}),
+        json!([{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]),
+    )
+    .await;
     create_node(&client, "n3", json!({}), json!([])).await;
     // Node-condition taints are tolerated automatically by daemon pods.
-    create_node(&client, "n4", json!({"role": "worker"}),
+    create_node(
+        &client,
+        "n4",
+        json!({"role": "worker"}),
         json!([{"key": "node.kubernetes.io/not-ready", "effect": "NoExecute"},
-               {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}])).await;
-    dss.create(&PostParams::default(), &ds("agent", json!({}), json!({"nodeSelector": {"role": "worker"}})))
-        .await
-        .expect("create");
+               {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}]),
+    )
+    .await;
+    dss.create(
+        &PostParams::default(),
+        &ds(
+            "agent",
+            json!({}),
+            json!({"nodeSelector": {"role": "worker"}}),
+        ),
+    )
+    .await
+    .expect("create");
 
     let placed = wait_nodes(&pods, "agent", &["n1", "n4"]).await;
-    let d = wait_ds(&dss, "agent", "status for 2 nodes", |s| s.number_available == Some(2)).await;
+    let d = wait_ds(&dss, "agent", "status for 2 nodes", |s| {
+        s.number_available == Some(2)
+    })
+    .await;
     let st = d.status.unwrap();
     assert_eq!(st.desired_number_scheduled, 2);
     assert_eq!(st.current_number_scheduled, 2);
@@ -224,39 +287,81 @@ async fn one_pod_per_eligible_node_follows_nodes() {
     assert_eq!(affinity_node(pod).as_deref(), Some("n1"));
     assert!(pod.metadata.generate_name.as_deref() == Some("agent-"));
     assert!(pod.labels().contains_key("controller-revision-hash"));
-    assert_eq!(pod.labels().get("pod-template-generation").map(String::as_str), Some("1"));
-    let tols = pod.spec.as_ref().unwrap().tolerations.clone().unwrap_or_default();
-    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable", "node.kubernetes.io/disk-pressure",
-                "node.kubernetes.io/memory-pressure", "node.kubernetes.io/pid-pressure", "node.kubernetes.io/unschedulable"] {
-        assert!(tols.iter().any(|t| t.key.as_deref() == Some(key)), "missing toleration {key}");
+    assert_eq!(
+        pod.labels()
+            .get("pod-template-generation")
+            .map(String::as_str),
+        Some("1")
+    );
+    let tols = pod
+        .spec
+        .as_ref()
+        .unwrap()
+        .tolerations
+        .clone()
+        .unwrap_or_default();
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+        "node.kubernetes.io/disk-pressure",
+        "node.kubernetes.io/memory-pressure",
+        "node.kubernetes.io/pid-pressure",
+        "node.kubernetes.io/unschedulable",
+    ] {
+        assert!(
+            tols.iter().any(|t| t.key.as_deref() == Some(key)),
+            "missing toleration {key}"
+        );
     }
     let owner = &pod.owner_references()[0];
-    assert_eq!((owner.kind.as_str(), owner.controller), ("DaemonSet", Some(true)));
+    assert_eq!(
+        (owner.kind.as_str(), owner.controller),
+        ("DaemonSet", Some(true))
+    );
 
     // A new eligible node gets a pod; a node that becomes eligible too.
     create_node(&client, "n5", json!({"role": "worker"}), json!([])).await;
     wait_nodes(&pods, "agent", &["n1", "n4", "n5"]).await;
-    nodes.patch("n3", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"role": "worker"}}})))
+    nodes
+        .patch(
+            "n3",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"role": "worker"}}})),
+        )
         .await
         .unwrap();
     wait_nodes(&pods, "agent", &["n1", "n3", "n4", "n5"]).await;
     // A node that stops matching loses its pod; a NoExecute taint evicts too.
-    nodes.patch("n1", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"role": null}}})))
+    nodes
+        .patch(
+            "n1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"role": null}}})),
+        )
         .await
         .unwrap();
-    nodes.patch("n5", &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"taints": [{"key": "evict", "effect": "NoExecute"}]}})))
+    nodes
+        .patch(
+            "n5",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"taints": [{"key": "evict", "effect": "NoExecute"}]}})),
+        )
         .await
         .unwrap();
     wait_nodes(&pods, "agent", &["n3", "n4"]).await;
     let d = wait_ds(&dss, "agent", "status for 2 nodes", |s| {
-        s.desired_number_scheduled == 2 && s.current_number_scheduled == 2 && s.number_misscheduled == 0
+        s.desired_number_scheduled == 2
+            && s.current_number_scheduled == 2
+            && s.number_misscheduled == 0
     })
     .await;
     assert_eq!(d.status.unwrap().number_ready, 2);
     // A deleted node's count goes away.
     nodes.delete("n4", &DeleteParams::default()).await.unwrap();
-    wait_ds(&dss, "agent", "desired 1", |s| s.desired_number_scheduled == 1).await;
+    wait_ds(&dss, "agent", "desired 1", |s| {
+        s.desired_number_scheduled == 1
+    })
+    .await;
 }
 
 /// Per pod event order of one app: tracks, after every event, how many of `nodes` lack a
@@ -271,7 +376,11 @@ struct Availability {
 impl Availability {
     fn spawn(client: Client, app: &str, nodes: &'static [&'static str]) -> Self {
         let a = Availability::default();
-        let (mu, mp, done) = (a.max_unavailable.clone(), a.max_per_node.clone(), a.synced.clone());
+        let (mu, mp, done) = (
+            a.max_unavailable.clone(),
+            a.max_per_node.clone(),
+            a.synced.clone(),
+        );
         let api: Api<Pod> = Api::namespaced(client, NS);
         let cfg = watcher::Config::default().labels(&format!("app={app}"));
         tokio::spawn(async move {
@@ -297,14 +406,19 @@ impl Availability {
                 }
                 let mut per_node: HashMap<String, (usize, bool)> = HashMap::new();
                 for p in live.values() {
-                    let Some(n) = node_of(p).or_else(|| affinity_node(p)) else { continue };
+                    let Some(n) = node_of(p).or_else(|| affinity_node(p)) else {
+                        continue;
+                    };
                     let e = per_node.entry(n).or_default();
                     e.0 += 1;
                     if is_ready(p) && p.metadata.deletion_timestamp.is_none() {
                         e.1 = true;
                     }
                 }
-                let unavailable = nodes.iter().filter(|n| !per_node.get(**n).is_some_and(|e| e.1)).count();
+                let unavailable = nodes
+                    .iter()
+                    .filter(|n| !per_node.get(**n).is_some_and(|e| e.1))
+                    .count();
                 let most = per_node.values().map(|e| e.0).max().unwrap_or(0);
                 let mut m = mu.lock().unwrap();
                 *m = (*m).max(unavailable);
@@ -324,7 +438,12 @@ impl Availability {
 fn hashes(m: &BTreeMap<String, Vec<Pod>>) -> HashSet<String> {
     m.values()
         .flatten()
-        .map(|p| p.labels().get("controller-revision-hash").cloned().unwrap_or_default())
+        .map(|p| {
+            p.labels()
+                .get("controller-revision-hash")
+                .cloned()
+                .unwrap_or_default()
+        })
         .collect()
 }
 
@@ -345,31 +464,54 @@ async fn rolling_update_surge_and_on_delete() {
     let v1 = wait_nodes(&pods, "roll", &NODES).await;
     let h1 = hashes(&v1);
     assert_eq!(h1.len(), 1);
-    wait_ds(&dss, "roll", "all available", |s| s.number_available == Some(3)).await;
+    wait_ds(&dss, "roll", "all available", |s| {
+        s.number_available == Some(3)
+    })
+    .await;
     let availability = Availability::spawn(client.clone(), "roll", &NODES);
     wait_for("availability recorder synced", 10, || async {
-        availability.synced.load(std::sync::atomic::Ordering::SeqCst).then_some(())
+        availability
+            .synced
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .then_some(())
     })
     .await;
 
     // maxUnavailable 1: one node at a time loses its pod.
     let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "agent:2"}]}}}});
-    dss.patch("roll", &PatchParams::default(), &Patch::Strategic(patch)).await.unwrap();
+    dss.patch("roll", &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .unwrap();
     let v2 = wait_for("all pods at the new hash", 30, || async {
         let m = steady(&pods, "roll", &NODES).await?;
         let h = hashes(&m);
         (h.len() == 1 && h != h1).then_some(m)
     })
     .await;
-    let d = wait_ds(&dss, "roll", "updated 3", |s| s.updated_number_scheduled == Some(3) && s.number_available == Some(3)).await;
+    let d = wait_ds(&dss, "roll", "updated 3", |s| {
+        s.updated_number_scheduled == Some(3) && s.number_available == Some(3)
+    })
+    .await;
     assert_eq!(d.status.unwrap().desired_number_scheduled, 3);
-    assert!(*availability.max_unavailable.lock().unwrap() <= 1, "more than one node unavailable");
+    assert!(
+        *availability.max_unavailable.lock().unwrap() <= 1,
+        "more than one node unavailable"
+    );
     assert_eq!(*availability.max_per_node.lock().unwrap(), 1);
     let h2 = hashes(&v2);
-    let mut list: Vec<(String, i64)> = revs.list(&ListParams::default().labels("app=roll")).await.unwrap().items
-        .iter().map(|r| (r.labels()["controller-revision-hash"].clone(), r.revision)).collect();
+    let mut list: Vec<(String, i64)> = revs
+        .list(&ListParams::default().labels("app=roll"))
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|r| (r.labels()["controller-revision-hash"].clone(), r.revision))
+        .collect();
     list.sort_by_key(|r| r.1);
-    let expect: Vec<(String, i64)> = vec![(h1.iter().next().unwrap().clone(), 1), (h2.iter().next().unwrap().clone(), 2)];
+    let expect: Vec<(String, i64)> = vec![
+        (h1.iter().next().unwrap().clone(), 1),
+        (h2.iter().next().unwrap().clone(), 2),
+    ];
     assert_eq!(list, expect);
 
     // maxSurge: the new pod starts beside the old one, which goes once the new is ready.
@@ -377,27 +519,43 @@ async fn rolling_update_surge_and_on_delete() {
     let patch = json!({"spec": {
         "updateStrategy": {"rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
         "template": {"spec": {"containers": [{"name": "c", "image": "agent:3"}]}}}});
-    dss.patch("roll", &PatchParams::default(), &Patch::Strategic(patch)).await.unwrap();
+    dss.patch("roll", &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .unwrap();
     wait_for("surge rollout done", 30, || async {
         let m = steady(&pods, "roll", &NODES).await?;
         let h = hashes(&m);
         (h.len() == 1 && h != h2).then_some(())
     })
     .await;
-    wait_ds(&dss, "roll", "updated 3", |s| s.updated_number_scheduled == Some(3) && s.number_available == Some(3)).await;
-    assert_eq!(*availability.max_unavailable.lock().unwrap(), 0, "surge must keep every node available");
+    wait_ds(&dss, "roll", "updated 3", |s| {
+        s.updated_number_scheduled == Some(3) && s.number_available == Some(3)
+    })
+    .await;
+    assert_eq!(
+        *availability.max_unavailable.lock().unwrap(),
+        0,
+        "surge must keep every node available"
+    );
     assert_eq!(*availability.max_per_node.lock().unwrap(), 2);
 
     // OnDelete: a template change leaves pods alone until one is deleted.
     let patch = json!({"spec": {"updateStrategy": {"type": "OnDelete", "rollingUpdate": null},
         "template": {"spec": {"containers": [{"name": "c", "image": "agent:4"}]}}}});
-    dss.patch("roll", &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
-    wait_ds(&dss, "roll", "nothing updated", |s| s.updated_number_scheduled == Some(0)).await;
+    dss.patch("roll", &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .unwrap();
+    wait_ds(&dss, "roll", "nothing updated", |s| {
+        s.updated_number_scheduled == Some(0)
+    })
+    .await;
     let before = wait_nodes(&pods, "roll", &NODES).await;
     let h3 = hashes(&before);
     assert_eq!(h3.len(), 1);
     let victim = before["b"][0].name_any();
-    pods.delete(&victim, &DeleteParams::default()).await.unwrap();
+    pods.delete(&victim, &DeleteParams::default())
+        .await
+        .unwrap();
     let after = wait_for("b replaced", 30, || async {
         let m = steady(&pods, "roll", &NODES).await?;
         (m["b"][0].name_any() != victim).then_some(m)
@@ -406,5 +564,8 @@ async fn rolling_update_surge_and_on_delete() {
     let new_hash = after["b"][0].labels()["controller-revision-hash"].clone();
     assert!(!h3.contains(&new_hash));
     assert!(h3.contains(&after["a"][0].labels()["controller-revision-hash"]));
-    wait_ds(&dss, "roll", "1 updated", |s| s.updated_number_scheduled == Some(1)).await;
+    wait_ds(&dss, "roll", "1 updated", |s| {
+        s.updated_number_scheduled == Some(1)
+    })
+    .await;
 }

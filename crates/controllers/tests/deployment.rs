@@ -88,7 +88,7 @@ impl Env {
             .expect("create deployment")
     }
 
-    /// ReplicaSets of deployment `name` (by controller reference), oldest first.
+    /// ReplicaSets of deployment `name` (by controller reference), by revision.
     async fn owned_rss(&self, name: &str) -> Vec<ReplicaSet> {
         let d = self.deployments().get(name).await.expect("get deployment");
         let uid = d.metadata.uid.unwrap_or_default();
@@ -107,7 +107,7 @@ impl Env {
                     .any(|r| r.controller == Some(true) && r.uid == uid)
             })
             .collect();
-        rss.sort_by_key(|rs| rs.metadata.creation_timestamp.as_ref().map(|t| t.0));
+        rss.sort_by_key(|rs| ann(&rs.metadata, REVISION).and_then(|r| r.parse::<i64>().ok()));
         rss
     }
 
@@ -302,42 +302,78 @@ impl AvailabilityTracker {
     }
 }
 
+/// Watches ReplicaSets and records the largest total of `spec.replicas` seen.
+fn track_max_total_replicas(rss: Api<ReplicaSet>) -> (Arc<AtomicI64>, tokio::task::JoinHandle<()>) {
+    let max = Arc::new(AtomicI64::new(0));
+    let m = max.clone();
+    let task = tokio::spawn(async move {
+        let mut sizes: HashMap<String, i32> = HashMap::new();
+        let mut stream = watcher(rss, watcher::Config::default()).default_backoff().boxed();
+        while let Some(Ok(ev)) = stream.next().await {
+            match ev {
+                watcher::Event::Apply(rs) | watcher::Event::InitApply(rs) => {
+                    sizes.insert(rs.metadata.name.clone().unwrap_or_default(), replicas(&rs));
+                }
+                watcher::Event::Delete(rs) => {
+                    sizes.remove(&rs.metadata.name.clone().unwrap_or_default());
+                }
+                _ => continue,
+            }
+            m.fetch_max(i64::from(sizes.values().sum::<i32>()), Ordering::SeqCst);
+        }
+    });
+    (max, task)
+}
+
+/// Roll deployment `web` (fully available with `n` replicas) to `image` with `kubectl set
+/// image`, checking on every pod watch event that at least `floor` pods stay available and
+/// on every ReplicaSet event that the ReplicaSets never ask for more than `ceiling` pods.
+async fn roll_within_bounds(env: &Env, n: i32, image: &str, floor: i64, ceiling: i64) -> ReplicaSet {
+    let tracker = AvailabilityTracker::spawn(env.pods());
+    let (max_total, rs_task) = track_max_total_replicas(env.replicasets());
+    wait_for("tracker synced", 30, || async {
+        (tracker.by_hash().values().map(|v| v.1).sum::<usize>() == n as usize).then_some(())
+    })
+    .await;
+    tracker.armed.store(true, Ordering::SeqCst);
+    env.kubectl_ok(&["set", "image", "deployment/web", &format!("c={image}")]).await;
+    let out = env.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=60s"]).await;
+    assert!(out.contains("successfully rolled out"), "{out}");
+    env.wait_complete("web", n).await;
+    let new = env.owned_rss("web").await.pop().expect("new rs");
+    assert_eq!(image_of(&new), image);
+    let new_hash = new.metadata.labels.as_ref().and_then(|l| l.get(HASH)).cloned().expect("hash");
+    let want = n as usize;
+    wait_for("watch shows only new pods", 30, || async {
+        let by = tracker.by_hash();
+        (by.get(&new_hash) == Some(&(want, want)) && by.values().map(|v| v.0).sum::<usize>() == want)
+            .then_some(())
+    })
+    .await;
+    tracker.armed.store(false, Ordering::SeqCst);
+    tracker.task.abort();
+    rs_task.abort();
+    let min = tracker.min_available.load(Ordering::SeqCst);
+    assert!(min >= floor, "available pods dropped to {min} (< replicas - maxUnavailable = {floor})");
+    let max = max_total.load(Ordering::SeqCst);
+    assert!(max <= ceiling, "ReplicaSets asked for {max} pods (> replicas + maxSurge = {ceiling})");
+    new
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn rolling_update_history_and_rollback() {
     let env = Env::new("d-roll", bound_kubelet()).await;
     env.create(&manifest("web", 6, "busybox:1", rolling(json!(1), json!(1)))).await;
     env.wait_complete("web", 6).await;
-    let tracker = AvailabilityTracker::spawn(env.pods());
-    wait_for("tracker synced", 30, || async {
-        (tracker.by_hash().values().map(|v| v.1).sum::<usize>() == 6).then_some(())
-    })
-    .await;
-    tracker.armed.store(true, Ordering::SeqCst);
-
-    // `kubectl set image` rolls out a second ReplicaSet.
-    env.kubectl_ok(&["set", "image", "deployment/web", "c=busybox:2"]).await;
-    let out = env.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=60s"]).await;
-    assert!(out.contains("successfully rolled out"), "{out}");
-    env.wait_complete("web", 6).await;
+    roll_within_bounds(&env, 6, "busybox:2", 5, 7).await;
     let rss = env.owned_rss("web").await;
     assert_eq!(rss.len(), 2);
-    let (old, new) = (&rss[0], &rss[1]);
-    assert_eq!((replicas(old), replicas(new)), (0, 6));
-    assert_eq!(image_of(new), "busybox:2");
+    let (old, new) = (rss[0].clone(), rss[1].clone());
+    assert_eq!((replicas(&old), replicas(&new)), (0, 6));
     assert_eq!(ann(&old.metadata, REVISION), Some("1"));
     assert_eq!(ann(&new.metadata, REVISION), Some("2"));
     let d = env.deployments().get("web").await.expect("get");
     assert_eq!(ann(&d.metadata, REVISION), Some("2"));
-    let new_hash = new.metadata.labels.as_ref().and_then(|l| l.get(HASH)).cloned().expect("hash");
-    wait_for("watch shows only new pods", 30, || async {
-        let by = tracker.by_hash();
-        (by.get(&new_hash) == Some(&(6, 6)) && by.values().map(|v| v.0).sum::<usize>() == 6).then_some(())
-    })
-    .await;
-    tracker.armed.store(false, Ordering::SeqCst);
-    let min = tracker.min_available.load(Ordering::SeqCst);
-    assert!(min >= 5, "available pods dropped to {min} (< replicas - maxUnavailable = 5)");
-    tracker.task.abort();
 
     let history = env.kubectl_ok(&["rollout", "history", "deployment/web"]).await;
     assert!(history.contains('1') && history.contains('2'), "{history}");
@@ -349,7 +385,8 @@ async fn rolling_update_history_and_rollback() {
     env.wait_complete("web", 6).await;
     let rss = env.owned_rss("web").await;
     assert_eq!(rss.len(), 2, "rollback re-uses the old ReplicaSet");
-    let (first, second) = (&rss[0], &rss[1]);
+    let (second, first) = (&rss[0], &rss[1]);
+    assert_eq!(first.metadata.name, old.metadata.name);
     assert_eq!(image_of(first), "busybox:1");
     assert_eq!((replicas(first), replicas(second)), (6, 0));
     assert_eq!(ann(&first.metadata, REVISION), Some("3"));
@@ -358,6 +395,26 @@ async fn rolling_update_history_and_rollback() {
     assert_eq!(ann(&d.metadata, REVISION), Some("3"));
     let history = env.kubectl_ok(&["rollout", "history", "deployment/web"]).await;
     assert!(history.contains('2') && history.contains('3'), "{history}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rolling_update_with_percentages() {
+    let env = Env::new("d-pct", bound_kubelet()).await;
+    // Defaults 25%/25% of 10: surge rounds up to 3, unavailable down to 2.
+    env.create(&manifest("web", 10, "busybox:1", json!({}))).await;
+    env.wait_complete("web", 10).await;
+    let new = roll_within_bounds(&env, 10, "busybox:2", 8, 13).await;
+    assert_eq!(ann(&new.metadata, "deployment.kubernetes.io/max-replicas"), Some("13"));
+    // Surge only (maxUnavailable 0): never below 10 available.
+    env.deployments()
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"strategy": {"rollingUpdate": {"maxSurge": "50%", "maxUnavailable": 0}}}})),
+        )
+        .await
+        .expect("strategy");
+    roll_within_bounds(&env, 10, "busybox:3", 10, 15).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -498,3 +555,4 @@ async fn progress_deadline_exceeded_when_pods_never_ready() {
     let (ok, out) = env.kubectl(&["rollout", "status", "deployment/web", "--timeout=20s"]).await;
     assert!(!ok && out.contains("exceeded its progress deadline"), "{out}");
 }
+

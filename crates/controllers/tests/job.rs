@@ -38,7 +38,6 @@ enum Outcome {
     Run,
     Succeed,
     Fail,
-    Ignore,
 }
 
 type Policy = Arc<dyn Fn(&Pod) -> Outcome + Send + Sync>;
@@ -52,7 +51,10 @@ async fn start(ns: &str) -> Env {
     let client = Client::try_from(cfg).expect("client");
     let nsapi: Api<Namespace> = Api::all(client.clone());
     let nsobj: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).expect("ns");
-    nsapi.create(&PostParams::default(), &nsobj).await.expect("create ns");
+    nsapi
+        .create(&PostParams::default(), &nsobj)
+        .await
+        .expect("create ns");
     let config = job::Config {
         workers: 5,
         sync_batch_period: Duration::from_millis(50),
@@ -88,8 +90,14 @@ impl Env {
                 .boxed();
             while let Some(ev) = stream.next().await {
                 let Ok(pod) = ev else { continue };
-                let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
-                if pod.metadata.deletion_timestamp.is_some() || matches!(phase.as_str(), "Succeeded" | "Failed") {
+                let phase = pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.phase.clone())
+                    .unwrap_or_default();
+                if pod.metadata.deletion_timestamp.is_some()
+                    || matches!(phase.as_str(), "Succeeded" | "Failed")
+                {
                     continue;
                 }
                 let outcome = policy(&pod);
@@ -103,7 +111,10 @@ impl Env {
 
     async fn create_job(&self, ns: &str, spec: Value) -> Job {
         let job: Job = serde_json::from_value(spec).expect("job json");
-        self.jobs(ns).create(&PostParams::default(), &job).await.expect("create job")
+        self.jobs(ns)
+            .create(&PostParams::default(), &job)
+            .await
+            .expect("create job")
     }
 
     async fn job_pods(&self, ns: &str, name: &str) -> Vec<Pod> {
@@ -141,7 +152,6 @@ async fn set_status(api: &Api<Pod>, pod: &Pod, outcome: Outcome) {
         .map(|s| s.containers.iter().map(|c| c.name.clone()).collect())
         .unwrap_or_default();
     let (phase, ready, state, code) = match outcome {
-        Outcome::Ignore => return,
         Outcome::Run => ("Running", "True", json!({"running": {"startedAt": now}}), 0),
         Outcome::Succeed => (
             "Succeeded",
@@ -183,7 +193,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {secs}s waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -225,7 +238,11 @@ async fn completes_with_completions_and_parallelism() {
     let ns = "jobs";
     let mut env = start(ns).await;
     env.kubelet(ns, Arc::new(|_: &Pod| Outcome::Succeed));
-    env.create_job(ns, job_spec("pi", json!({"completions": 3, "parallelism": 2}))).await;
+    env.create_job(
+        ns,
+        job_spec("pi", json!({"completions": 3, "parallelism": 2})),
+    )
+    .await;
     let j = env.wait_condition(ns, "pi", "Complete", 30).await;
     let st = j.status.as_ref().expect("status");
     assert_eq!(st.succeeded, Some(3));
@@ -236,7 +253,10 @@ async fn completes_with_completions_and_parallelism() {
     assert_eq!(complete.reason.as_deref(), Some("CompletionsReached"));
     assert!(has_condition(&j, "SuccessCriteriaMet"));
     let u = st.uncounted_terminated_pods.as_ref();
-    assert!(u.is_none_or(|u| u.succeeded.is_none() && u.failed.is_none()), "{u:?}");
+    assert!(
+        u.is_none_or(|u| u.succeeded.is_none() && u.failed.is_none()),
+        "{u:?}"
+    );
 
     let pods = env.job_pods(ns, "pi").await;
     assert_eq!(pods.len(), 3, "exactly `completions` pods");
@@ -244,12 +264,23 @@ async fn completes_with_completions_and_parallelism() {
     for p in &pods {
         let labels = p.metadata.labels.as_ref().expect("labels");
         assert_eq!(labels.get("batch.kubernetes.io/controller-uid"), Some(&uid));
-        assert_eq!(labels.get("batch.kubernetes.io/job-name").map(String::as_str), Some("pi"));
+        assert_eq!(
+            labels
+                .get("batch.kubernetes.io/job-name")
+                .map(String::as_str),
+            Some("pi")
+        );
         let owner = &p.metadata.owner_references.as_ref().expect("owner")[0];
         assert_eq!((owner.kind.as_str(), owner.controller), ("Job", Some(true)));
         assert!(p.metadata.generate_name.as_deref() == Some("pi-"));
         // Counted pods lose the tracking finalizer.
-        assert!(!p.metadata.finalizers.iter().flatten().any(|f| f == TRACKING));
+        assert!(
+            !p.metadata
+                .finalizers
+                .iter()
+                .flatten()
+                .any(|f| f == TRACKING)
+        );
     }
     let reasons: Vec<String> = env
         .events_for(ns, "pi")
@@ -257,7 +288,10 @@ async fn completes_with_completions_and_parallelism() {
         .into_iter()
         .filter_map(|e| e.reason)
         .collect();
-    assert!(reasons.iter().any(|r| r == "SuccessfulCreate"), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r == "SuccessfulCreate"),
+        "{reasons:?}"
+    );
     assert!(reasons.iter().any(|r| r == "Completed"), "{reasons:?}");
 }
 
@@ -266,7 +300,11 @@ async fn parallelism_bounds_active_pods() {
     let ns = "par";
     let mut env = start(ns).await;
     env.kubelet(ns, Arc::new(|_: &Pod| Outcome::Run));
-    env.create_job(ns, job_spec("wide", json!({"completions": 5, "parallelism": 2}))).await;
+    env.create_job(
+        ns,
+        job_spec("wide", json!({"completions": 5, "parallelism": 2})),
+    )
+    .await;
     let api = env.jobs(ns);
     let j = wait_for("2 active and ready pods", 20, || async {
         let j = api.get("wide").await.ok()?;
@@ -282,18 +320,39 @@ async fn failing_job_hits_backoff_limit() {
     let ns = "fail";
     let mut env = start(ns).await;
     env.kubelet(ns, Arc::new(|_: &Pod| Outcome::Fail));
-    env.create_job(ns, job_spec("bad", json!({"backoffLimit": 2}))).await;
+    env.create_job(ns, job_spec("bad", json!({"backoffLimit": 2})))
+        .await;
     let j = env.wait_condition(ns, "bad", "Failed", 30).await;
     let failed = condition(&j, "Failed").expect("failed");
     assert_eq!(failed.reason.as_deref(), Some("BackoffLimitExceeded"));
-    assert_eq!(failed.message.as_deref(), Some("Job has reached the specified backoff limit"));
+    assert_eq!(
+        failed.message.as_deref(),
+        Some("Job has reached the specified backoff limit")
+    );
     assert!(has_condition(&j, "FailureTarget"));
-    assert_eq!(status_i32(&j, |s| s.failed), 3, "backoffLimit 2 allows 3 attempts");
+    assert_eq!(
+        status_i32(&j, |s| s.failed),
+        3,
+        "backoffLimit 2 allows 3 attempts"
+    );
     assert_eq!(status_i32(&j, |s| s.succeeded), 0);
-    assert!(j.status.as_ref().and_then(|s| s.completion_time.as_ref()).is_none());
+    assert!(
+        j.status
+            .as_ref()
+            .and_then(|s| s.completion_time.as_ref())
+            .is_none()
+    );
     assert_eq!(env.job_pods(ns, "bad").await.len(), 3);
-    let reasons: Vec<String> = env.events_for(ns, "bad").await.into_iter().filter_map(|e| e.reason).collect();
-    assert!(reasons.iter().any(|r| r == "BackoffLimitExceeded"), "{reasons:?}");
+    let reasons: Vec<String> = env
+        .events_for(ns, "bad")
+        .await
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r == "BackoffLimitExceeded"),
+        "{reasons:?}"
+    );
 }
 
 #[tokio::test]
@@ -301,11 +360,21 @@ async fn active_deadline_fails_the_job() {
     let ns = "deadline";
     let mut env = start(ns).await;
     env.kubelet(ns, Arc::new(|_: &Pod| Outcome::Run));
-    env.create_job(ns, job_spec("slow", json!({"parallelism": 2, "completions": 4, "activeDeadlineSeconds": 1}))).await;
+    env.create_job(
+        ns,
+        job_spec(
+            "slow",
+            json!({"parallelism": 2, "completions": 4, "activeDeadlineSeconds": 1}),
+        ),
+    )
+    .await;
     let j = env.wait_condition(ns, "slow", "Failed", 30).await;
     let failed = condition(&j, "Failed").expect("failed");
     assert_eq!(failed.reason.as_deref(), Some("DeadlineExceeded"));
-    assert_eq!(failed.message.as_deref(), Some("Job was active longer than specified deadline"));
+    assert_eq!(
+        failed.message.as_deref(),
+        Some("Job was active longer than specified deadline")
+    );
     // The running pods were deleted and counted as failed.
     assert_eq!(status_i32(&j, |s| s.active), 0);
     assert_eq!(status_i32(&j, |s| s.failed), 2);
@@ -343,7 +412,10 @@ async fn indexed_job_runs_every_index() {
     );
     env.create_job(
         ns,
-        job_spec("idx", json!({"completions": 3, "parallelism": 3, "completionMode": "Indexed"})),
+        job_spec(
+            "idx",
+            json!({"completions": 3, "parallelism": 3, "completionMode": "Indexed"}),
+        ),
     )
     .await;
     let j = env.wait_condition(ns, "idx", "Complete", 30).await;
@@ -361,7 +433,11 @@ async fn indexed_job_runs_every_index() {
             .and_then(|a| a.get("batch.kubernetes.io/job-completion-index"))
             .cloned()
             .expect("index annotation");
-        let label = p.metadata.labels.as_ref().and_then(|l| l.get("batch.kubernetes.io/job-completion-index"));
+        let label = p
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("batch.kubernetes.io/job-completion-index"));
         assert_eq!(label, Some(&ix));
         let name = p.metadata.name.as_deref().unwrap_or("");
         assert!(name.starts_with(&format!("idx-{ix}-")), "{name}");
@@ -377,7 +453,8 @@ async fn ttl_after_finished_deletes_the_job() {
     let ns = "ttl";
     let mut env = start(ns).await;
     env.kubelet(ns, Arc::new(|_: &Pod| Outcome::Succeed));
-    env.create_job(ns, job_spec("short", json!({"ttlSecondsAfterFinished": 1}))).await;
+    env.create_job(ns, job_spec("short", json!({"ttlSecondsAfterFinished": 1})))
+        .await;
     let done = env.wait_condition(ns, "short", "Complete", 30).await;
     let uid = done.metadata.uid.clone();
     let api = env.jobs(ns);
@@ -397,28 +474,52 @@ async fn suspend_and_resume() {
     let ns = "suspend";
     let mut env = start(ns).await;
     env.kubelet(ns, Arc::new(|_: &Pod| Outcome::Run));
-    env.create_job(ns, job_spec("later", json!({"suspend": true, "parallelism": 2, "completions": 2}))).await;
+    env.create_job(
+        ns,
+        job_spec(
+            "later",
+            json!({"suspend": true, "parallelism": 2, "completions": 2}),
+        ),
+    )
+    .await;
     let j = env.wait_condition(ns, "later", "Suspended", 20).await;
     let c = condition(&j, "Suspended").expect("suspended");
     assert_eq!(c.reason.as_deref(), Some("JobSuspended"));
-    assert!(j.status.as_ref().and_then(|s| s.start_time.as_ref()).is_none());
+    assert!(
+        j.status
+            .as_ref()
+            .and_then(|s| s.start_time.as_ref())
+            .is_none()
+    );
     assert!(env.job_pods(ns, "later").await.is_empty());
 
     let api = env.jobs(ns);
     let resume = json!({"spec": {"suspend": false}});
-    api.patch("later", &PatchParams::default(), &Patch::Merge(&resume)).await.expect("resume");
+    api.patch("later", &PatchParams::default(), &Patch::Merge(&resume))
+        .await
+        .expect("resume");
     let j = wait_for("resumed job with 2 active pods", 20, || async {
         let j = api.get("later").await.ok()?;
         let resumed = condition(&j, "Suspended").is_some_and(|c| c.status == "False");
         (resumed && status_i32(&j, |s| s.active) == 2).then_some(j)
     })
     .await;
-    assert_eq!(condition(&j, "Suspended").and_then(|c| c.reason.as_deref()), Some("JobResumed"));
-    assert!(j.status.as_ref().and_then(|s| s.start_time.as_ref()).is_some());
+    assert_eq!(
+        condition(&j, "Suspended").and_then(|c| c.reason.as_deref()),
+        Some("JobResumed")
+    );
+    assert!(
+        j.status
+            .as_ref()
+            .and_then(|s| s.start_time.as_ref())
+            .is_some()
+    );
 
     // Suspending a running Job deletes its pods without counting them as failures.
     let suspend = json!({"spec": {"suspend": true}});
-    api.patch("later", &PatchParams::default(), &Patch::Merge(&suspend)).await.expect("suspend");
+    api.patch("later", &PatchParams::default(), &Patch::Merge(&suspend))
+        .await
+        .expect("suspend");
     let j = wait_for("suspended job without pods", 20, || async {
         let j = api.get("later").await.ok()?;
         (has_condition(&j, "Suspended") && status_i32(&j, |s| s.active) == 0).then_some(j)
@@ -427,7 +528,13 @@ async fn suspend_and_resume() {
     assert_eq!(status_i32(&j, |s| s.failed), 0);
     let pods = env.pods(ns);
     wait_for("pods of the suspended job to be gone", 10, || async {
-        (pods.list(&ListParams::default()).await.ok()?.items.is_empty()).then_some(())
+        (pods
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .is_empty())
+        .then_some(())
     })
     .await;
 }
@@ -437,13 +544,23 @@ async fn deleting_a_job_releases_pod_finalizers() {
     let ns = "orphans";
     let mut env = start(ns).await;
     env.kubelet(ns, Arc::new(|_: &Pod| Outcome::Run));
-    env.create_job(ns, job_spec("gone", json!({"parallelism": 2, "completions": 2}))).await;
+    env.create_job(
+        ns,
+        job_spec("gone", json!({"parallelism": 2, "completions": 2})),
+    )
+    .await;
     let pods = env.pods(ns);
     wait_for("2 pods with the tracking finalizer", 20, || async {
         let items = pods.list(&ListParams::default()).await.ok()?.items;
         let tracked = items
             .iter()
-            .filter(|p| p.metadata.finalizers.iter().flatten().any(|f| f == TRACKING))
+            .filter(|p| {
+                p.metadata
+                    .finalizers
+                    .iter()
+                    .flatten()
+                    .any(|f| f == TRACKING)
+            })
             .count();
         (tracked == 2).then_some(())
     })
@@ -453,9 +570,13 @@ async fn deleting_a_job_releases_pod_finalizers() {
     env.jobs(ns).delete("gone", &dp).await.expect("delete job");
     wait_for("finalizers removed from the orphaned pods", 20, || async {
         let items = pods.list(&ListParams::default()).await.ok()?.items;
-        let tracked = items
-            .iter()
-            .any(|p| p.metadata.finalizers.iter().flatten().any(|f| f == TRACKING));
+        let tracked = items.iter().any(|p| {
+            p.metadata
+                .finalizers
+                .iter()
+                .flatten()
+                .any(|f| f == TRACKING)
+        });
         (!tracked).then_some(())
     })
     .await;

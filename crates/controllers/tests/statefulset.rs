@@ -40,7 +40,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {secs}s waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -65,7 +68,9 @@ impl Timeline {
         let api: Api<Pod> = Api::namespaced(client, NS);
         tokio::spawn(async move {
             let mut seen: HashSet<(String, &'static str)> = HashSet::new();
-            let mut stream = watcher(api, watcher::Config::default()).default_backoff().boxed();
+            let mut stream = watcher(api, watcher::Config::default())
+                .default_backoff()
+                .boxed();
             while let Some(Ok(ev)) = stream.next().await {
                 let mut push = |uid: String, kind: &'static str, ev: Ev| {
                     if seen.insert((uid, kind)) {
@@ -83,7 +88,9 @@ impl Timeline {
                             push(uid, "t", Ev::Terminating(name));
                         }
                     }
-                    watcher::Event::Delete(p) => push(p.uid().unwrap_or_default(), "g", Ev::Gone(p.name_any())),
+                    watcher::Event::Delete(p) => {
+                        push(p.uid().unwrap_or_default(), "g", Ev::Gone(p.name_any()))
+                    }
                     _ => {}
                 }
             }
@@ -133,9 +140,15 @@ impl Kubelet {
                 .boxed();
             while let Some(Ok(pod)) = stream.next().await {
                 let terminating = pod.metadata.deletion_timestamp.is_some();
-                let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+                let phase = pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.phase.clone())
+                    .unwrap_or_default();
                 let uid = pod.uid().unwrap_or_default();
-                if !terminating && (phase != "Pending" || held.lock().unwrap().contains(&pod.name_any())) {
+                if !terminating
+                    && (phase != "Pending" || held.lock().unwrap().contains(&pod.name_any()))
+                {
                     continue;
                 }
                 if !handled.lock().unwrap().insert((uid.clone(), terminating)) {
@@ -146,15 +159,26 @@ impl Kubelet {
                     tokio::time::sleep(delay).await;
                     let name = pod.name_any();
                     if terminating {
-                        let _ = api.delete(&name, &DeleteParams::default().grace_period(0)).await;
+                        let _ = api
+                            .delete(&name, &DeleteParams::default().grace_period(0))
+                            .await;
                         return;
                     }
-                    if pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_none() {
+                    if pod
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.node_name.as_ref())
+                        .is_none()
+                    {
                         let binding = json!({"apiVersion": "v1", "kind": "Binding",
                             "metadata": {"name": name}, "target": {"kind": "Node", "name": "node-1"}});
-                        let body = serde_json::to_vec(&binding).unwrap();
                         let _ = api
-                            .create_subresource::<Value>("binding", &name, &PostParams::default(), body)
+                            .create_subresource::<Value, Value>(
+                                "binding",
+                                &name,
+                                &PostParams::default(),
+                                &binding,
+                            )
                             .await;
                     }
                     if set_running(&api, &name, true).await.is_err() {
@@ -178,7 +202,8 @@ async fn set_running(api: &Api<Pod>, name: &str, ready: bool) -> kube::Result<Po
         "phase": "Running",
         "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }, "lastTransitionTime": now}],
     }});
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
 }
 
 fn sts(name: &str, replicas: i32, extra_spec: Value) -> StatefulSet {
@@ -207,10 +232,16 @@ fn claim_templates() -> Value {
             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}])
 }
 
-async fn wait_status(api: &Api<StatefulSet>, name: &str, what: &str, f: impl Fn(&StatefulSet) -> bool) -> StatefulSet {
+async fn wait_status(
+    api: &Api<StatefulSet>,
+    name: &str,
+    what: &str,
+    f: impl Fn(&StatefulSet) -> bool,
+) -> StatefulSet {
     wait_for(what, 30, || async {
         let s = api.get(name).await.ok()?;
-        let observed = s.status.as_ref().and_then(|st| st.observed_generation) == s.metadata.generation;
+        let observed =
+            s.status.as_ref().and_then(|st| st.observed_generation) == s.metadata.generation;
         (observed && f(&s)).then_some(s)
     })
     .await
@@ -221,7 +252,10 @@ fn st(s: &StatefulSet) -> k8s_openapi::api::apps::v1::StatefulSetStatus {
 }
 
 fn revision_label(p: &Pod) -> String {
-    p.labels().get("controller-revision-hash").cloned().unwrap_or_default()
+    p.labels()
+        .get("controller-revision-hash")
+        .cloned()
+        .unwrap_or_default()
 }
 
 async fn pods_of(api: &Api<Pod>, app: &str) -> Vec<Pod> {
@@ -242,11 +276,17 @@ async fn ordered_ready_scale_up_down_keeps_claims() {
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), NS);
-    sets.create(&PostParams::default(), &sts("web", 3, json!({"volumeClaimTemplates": claim_templates()})))
-        .await
-        .expect("create");
+    sets.create(
+        &PostParams::default(),
+        &sts("web", 3, json!({"volumeClaimTemplates": claim_templates()})),
+    )
+    .await
+    .expect("create");
 
-    let s = wait_status(&sets, "web", "3 ready replicas", |s| st(s).ready_replicas == Some(3)).await;
+    let s = wait_status(&sets, "web", "3 ready replicas", |s| {
+        st(s).ready_replicas == Some(3)
+    })
+    .await;
     let status = st(&s);
     assert_eq!(status.replicas, 3);
     assert_eq!(status.current_replicas, Some(3));
@@ -258,9 +298,18 @@ async fn ordered_ready_scale_up_down_keeps_claims() {
 
     // Strict order: pod i is created only after pod i-1 is Ready.
     for i in 1..3 {
-        let prev_ready = timeline.position(&Ev::Ready(format!("web-{}", i - 1))).expect("ready event");
-        let created = timeline.position(&Ev::Created(format!("web-{i}"))).expect("created event");
-        assert!(prev_ready < created, "web-{i} created before web-{} was ready: {:?}", i - 1, timeline.events());
+        let prev_ready = timeline
+            .position(&Ev::Ready(format!("web-{}", i - 1)))
+            .expect("ready event");
+        let created = timeline
+            .position(&Ev::Created(format!("web-{i}")))
+            .expect("created event");
+        assert!(
+            prev_ready < created,
+            "web-{i} created before web-{} was ready: {:?}",
+            i - 1,
+            timeline.events()
+        );
     }
 
     // Identity, storage and revision of each pod; claims created and labelled.
@@ -274,24 +323,54 @@ async fn ordered_ready_scale_up_down_keeps_claims() {
         let spec = p.spec.as_ref().unwrap();
         assert_eq!(spec.hostname.as_deref(), Some(name.as_str()));
         assert_eq!(spec.subdomain.as_deref(), Some("nginx"));
-        let vol = spec.volumes.as_ref().unwrap().iter().find(|v| v.name == "www").expect("www volume");
-        assert_eq!(vol.persistent_volume_claim.as_ref().unwrap().claim_name, format!("www-web-{i}"));
+        let vol = spec
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|v| v.name == "www")
+            .expect("www volume");
+        assert_eq!(
+            vol.persistent_volume_claim.as_ref().unwrap().claim_name,
+            format!("www-web-{i}")
+        );
         let owner = &p.owner_references()[0];
-        assert_eq!((owner.kind.as_str(), owner.controller), ("StatefulSet", Some(true)));
+        assert_eq!(
+            (owner.kind.as_str(), owner.controller),
+            ("StatefulSet", Some(true))
+        );
         let pvc = pvcs.get(&format!("www-web-{i}")).await.expect("claim");
         assert_eq!(pvc.labels()["app"], "web");
     }
 
     // Scale down: highest ordinal first, each gone before the next is touched.
     timeline.clear();
-    sets.patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 1}})))
-        .await
-        .expect("scale");
-    wait_status(&sets, "web", "1 replica", |s| st(s).replicas == 1 && st(s).ready_replicas == Some(1)).await;
-    wait_for("pods gone", 30, || async { (pods_of(&pods, "web").await.len() == 1).then_some(()) }).await;
-    let gone2 = timeline.position(&Ev::Gone("web-2".into())).expect("web-2 gone");
-    let term1 = timeline.position(&Ev::Terminating("web-1".into())).expect("web-1 terminating");
-    assert!(gone2 < term1, "web-1 deleted before web-2 was gone: {:?}", timeline.events());
+    sets.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 1}})),
+    )
+    .await
+    .expect("scale");
+    wait_status(&sets, "web", "1 replica", |s| {
+        st(s).replicas == 1 && st(s).ready_replicas == Some(1)
+    })
+    .await;
+    wait_for("pods gone", 30, || async {
+        (pods_of(&pods, "web").await.len() == 1).then_some(())
+    })
+    .await;
+    let gone2 = timeline
+        .position(&Ev::Gone("web-2".into()))
+        .expect("web-2 gone");
+    let term1 = timeline
+        .position(&Ev::Terminating("web-1".into()))
+        .expect("web-1 terminating");
+    assert!(
+        gone2 < term1,
+        "web-1 deleted before web-2 was gone: {:?}",
+        timeline.events()
+    );
     // Claims are never deleted with their pods (default Retain policy).
     for i in 0..3 {
         let pvc = pvcs.get(&format!("www-web-{i}")).await.expect("claim kept");
@@ -299,11 +378,18 @@ async fn ordered_ready_scale_up_down_keeps_claims() {
     }
 
     // Scaling up again re-uses the claims.
-    sets.patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 2}})))
-        .await
-        .expect("scale up");
+    sets.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 2}})),
+    )
+    .await
+    .expect("scale up");
     wait_status(&sets, "web", "2 ready", |s| st(s).ready_replicas == Some(2)).await;
-    assert_eq!(pvcs.list(&ListParams::default()).await.unwrap().items.len(), 3);
+    assert_eq!(
+        pvcs.list(&ListParams::default()).await.unwrap().items.len(),
+        3
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -325,7 +411,9 @@ async fn rolling_update_in_reverse_with_partition_and_rollback() {
         "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 1}},
         "template": {"spec": {"containers": [{"name": "c", "image": "nginx:2"}]}}
     }});
-    sets.patch("db", &PatchParams::default(), &Patch::Strategic(patch)).await.expect("update");
+    sets.patch("db", &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .expect("update");
     let s = wait_status(&sets, "db", "2 updated", |s| {
         st(s).updated_replicas == Some(2) && st(s).ready_replicas == Some(3)
     })
@@ -339,10 +427,17 @@ async fn rolling_update_in_reverse_with_partition_and_rollback() {
     assert_eq!(revision_label(&now[0]), r1, "below the partition stays");
     assert_eq!(revision_label(&now[1]), r2);
     assert_eq!(revision_label(&now[2]), r2);
-    assert_eq!(now[2].spec.as_ref().unwrap().containers[0].image.as_deref(), Some("nginx:2"));
+    assert_eq!(
+        now[2].spec.as_ref().unwrap().containers[0].image.as_deref(),
+        Some("nginx:2")
+    );
     // Reverse ordinal order, one at a time.
-    let gone2 = timeline.position(&Ev::Gone("db-2".into())).expect("db-2 replaced");
-    let term1 = timeline.position(&Ev::Terminating("db-1".into())).expect("db-1 replaced");
+    let gone2 = timeline
+        .position(&Ev::Gone("db-2".into()))
+        .expect("db-2 replaced");
+    let term1 = timeline
+        .position(&Ev::Terminating("db-1".into()))
+        .expect("db-1 replaced");
     assert!(gone2 < term1, "{:?}", timeline.events());
     assert!(timeline.position(&Ev::Terminating("db-0".into())).is_none());
 
@@ -356,23 +451,42 @@ async fn rolling_update_in_reverse_with_partition_and_rollback() {
     .expect("partition 0");
     let s = wait_status(&sets, "db", "rollout complete", |s| {
         let st = st(s);
-        st.current_revision == st.update_revision && st.current_replicas == Some(3) && st.ready_replicas == Some(3)
+        st.current_revision == st.update_revision
+            && st.current_replicas == Some(3)
+            && st.ready_replicas == Some(3)
     })
     .await;
     assert_eq!(st(&s).update_revision.as_deref(), Some(r2.as_str()));
-    let list = revs.list(&ListParams::default().labels("app=db")).await.unwrap().items;
+    let list = revs
+        .list(&ListParams::default().labels("app=db"))
+        .await
+        .unwrap()
+        .items;
     let mut numbers: Vec<(String, i64)> = list.iter().map(|r| (r.name_any(), r.revision)).collect();
     numbers.sort_by_key(|n| n.1);
     assert_eq!(numbers, vec![(r1.clone(), 1), (r2.clone(), 2)]);
-    assert!(list.iter().all(|r| r.owner_references()[0].kind == "StatefulSet"));
+    assert!(
+        list.iter()
+            .all(|r| r.owner_references()[0].kind == "StatefulSet")
+    );
 
     // Restoring the old template (what `kubectl rollout undo` does) re-uses revision r1,
     // renumbered as the newest.
-    let undo = list.iter().find(|r| r.name_any() == r1).unwrap().data.clone().unwrap().0;
-    sets.patch("db", &PatchParams::default(), &Patch::Strategic(undo)).await.expect("undo");
+    let undo = list
+        .iter()
+        .find(|r| r.name_any() == r1)
+        .unwrap()
+        .data
+        .clone()
+        .unwrap()
+        .0;
+    sets.patch("db", &PatchParams::default(), &Patch::Strategic(undo))
+        .await
+        .expect("undo");
     let s = wait_status(&sets, "db", "rolled back", |s| {
         let st = st(s);
-        st.update_revision.as_deref() == Some(r1.as_str()) && st.current_revision == st.update_revision
+        st.update_revision.as_deref() == Some(r1.as_str())
+            && st.current_revision == st.update_revision
             && st.ready_replicas == Some(3)
     })
     .await;
@@ -387,15 +501,23 @@ async fn on_delete_and_self_healing() {
     Kubelet::spawn(client.clone(), Duration::from_millis(50));
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
-    sets.create(&PostParams::default(), &sts("od", 2, json!({"updateStrategy": {"type": "OnDelete"}})))
-        .await
-        .expect("create");
+    sets.create(
+        &PostParams::default(),
+        &sts("od", 2, json!({"updateStrategy": {"type": "OnDelete"}})),
+    )
+    .await
+    .expect("create");
     let s = wait_status(&sets, "od", "2 ready", |s| st(s).ready_replicas == Some(2)).await;
     let r1 = st(&s).update_revision.unwrap();
 
     let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "nginx:2"}]}}}});
-    sets.patch("od", &PatchParams::default(), &Patch::Strategic(patch)).await.expect("update");
-    let s = wait_status(&sets, "od", "new update revision", |s| st(s).update_revision.as_deref() != Some(r1.as_str())).await;
+    sets.patch("od", &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .expect("update");
+    let s = wait_status(&sets, "od", "new update revision", |s| {
+        st(s).update_revision.as_deref() != Some(r1.as_str())
+    })
+    .await;
     let r2 = st(&s).update_revision.unwrap();
     assert_eq!(st(&s).updated_replicas, Some(0));
     assert_eq!(st(&s).current_revision.as_deref(), Some(r1.as_str()));
@@ -405,21 +527,30 @@ async fn on_delete_and_self_healing() {
 
     // A deleted pod comes back with the same name, at the update revision.
     let old_uid = before[1].uid();
-    pods.delete("od-1", &DeleteParams::default()).await.expect("delete");
+    pods.delete("od-1", &DeleteParams::default())
+        .await
+        .expect("delete");
     let p = wait_for("od-1 recreated", 30, || async {
         let p = pods.get("od-1").await.ok()?;
         (p.uid() != old_uid && is_ready(&p)).then_some(p)
     })
     .await;
     assert_eq!(revision_label(&p), r2);
-    let s = wait_status(&sets, "od", "1 updated", |s| st(s).updated_replicas == Some(1) && st(s).ready_replicas == Some(2)).await;
+    let s = wait_status(&sets, "od", "1 updated", |s| {
+        st(s).updated_replicas == Some(1) && st(s).ready_replicas == Some(2)
+    })
+    .await;
     assert_eq!(st(&s).current_replicas, Some(1));
 
     // A failed pod is deleted and replaced (self-healing).
     let old_uid = pods.get("od-0").await.unwrap().uid();
-    pods.patch_status("od-0", &PatchParams::default(), &Patch::Merge(json!({"status": {"phase": "Failed"}})))
-        .await
-        .expect("fail od-0");
+    pods.patch_status(
+        "od-0",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Failed"}})),
+    )
+    .await
+    .expect("fail od-0");
     let p = wait_for("od-0 replaced", 30, || async {
         let p = pods.get("od-0").await.ok()?;
         (p.uid() != old_uid && is_ready(&p)).then_some(p)
@@ -443,7 +574,10 @@ async fn parallel_and_claim_retention_owners() {
         "volumeClaimTemplates": claim_templates(),
         "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Delete"},
     });
-    let created = sets.create(&PostParams::default(), &sts("par", 3, spec)).await.expect("create");
+    let created = sets
+        .create(&PostParams::default(), &sts("par", 3, spec))
+        .await
+        .expect("create");
     let set_uid = created.uid().unwrap();
     // Parallel: every pod exists although none is ready.
     wait_for("3 pods without readiness", 30, || async {
@@ -467,15 +601,23 @@ async fn parallel_and_claim_retention_owners() {
 
     // whenScaled=Delete: a scaled-down pod's claim is handed to the pod before it goes.
     let doomed_uid = pods.get("par-2").await.unwrap().uid().unwrap();
-    sets.patch("par", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 2}})))
-        .await
-        .expect("scale");
+    sets.patch(
+        "par",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 2}})),
+    )
+    .await
+    .expect("scale");
     wait_for("claim owned by the condemned pod", 30, || async {
         let c = pvcs.get("www-par-2").await.ok()?;
         let refs = c.owner_references();
-        (refs.iter().any(|r| r.uid == doomed_uid && r.kind == "Pod") && !refs.iter().any(|r| r.uid == set_uid))
-            .then_some(())
+        (refs.iter().any(|r| r.uid == doomed_uid && r.kind == "Pod")
+            && !refs.iter().any(|r| r.uid == set_uid))
+        .then_some(())
     })
     .await;
-    wait_for("par-2 gone", 30, || async { (pods_of(&pods, "par").await.len() == 2).then_some(()) }).await;
+    wait_for("par-2 gone", 30, || async {
+        (pods_of(&pods, "par").await.len() == 2).then_some(())
+    })
+    .await;
 }

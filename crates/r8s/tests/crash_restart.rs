@@ -45,20 +45,29 @@ fn body(v: &Value) -> Vec<u8> {
 
 /// Create ConfigMaps until the server stops answering.
 async fn creator(client: Client, ns: String, task: usize, acks: Arc<Mutex<Acks>>) {
-    let Ok(mut conn) = client.connect().await else { return };
+    let Ok(mut conn) = client.connect().await else {
+        return;
+    };
     let path = format!("/api/v1/namespaces/{ns}/configmaps");
     for i in 0.. {
         let name = format!("cm-{task}-{i}");
         let data = json!({"task": task.to_string(), "i": i.to_string(), "pad": "p".repeat(512)});
         let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data});
-        let Ok(resp) = conn.send("POST", &path, Some("application/json"), body(&cm)).await else {
+        let Ok(resp) = conn
+            .send("POST", &path, Some("application/json"), body(&cm))
+            .await
+        else {
             return;
         };
         if resp.status != 201 {
             return;
         }
         let obj = resp.json();
-        let uid = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
+        let uid = obj
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let rv = rv_of(&obj);
         let mut a = acks.lock().expect("acks");
         a.max_rv = a.max_rv.max(rv);
@@ -68,12 +77,22 @@ async fn creator(client: Client, ns: String, task: usize, acks: Arc<Mutex<Acks>>
 
 /// Patch counter `ctr-<task>` upwards until the server stops answering.
 async fn updater(client: Client, ns: String, task: usize, acks: Arc<Mutex<Acks>>) {
-    let Ok(mut conn) = client.connect().await else { return };
+    let Ok(mut conn) = client.connect().await else {
+        return;
+    };
     let name = format!("ctr-{task}");
     let path = format!("/api/v1/namespaces/{ns}/configmaps/{name}");
     for n in 1u64.. {
         let patch = json!({"data": {"n": n.to_string()}});
-        let Ok(resp) = conn.send("PATCH", &path, Some("application/merge-patch+json"), body(&patch)).await else {
+        let Ok(resp) = conn
+            .send(
+                "PATCH",
+                &path,
+                Some("application/merge-patch+json"),
+                body(&patch),
+            )
+            .await
+        else {
             return;
         };
         if resp.status != 200 {
@@ -116,12 +135,24 @@ async fn burst_kill_restart(extra: &[&str]) {
     let ns = format!("burst-{}", std::process::id());
     let client = Client::from_kubeconfig(&s.kubeconfig);
     let ns_obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
-    let r = client.send("POST", "/api/v1/namespaces", Some("application/json"), body(&ns_obj)).await;
+    let r = client
+        .send(
+            "POST",
+            "/api/v1/namespaces",
+            Some("application/json"),
+            body(&ns_obj),
+        )
+        .await;
     assert_eq!(r.status, 201, "{}", r.text());
     for t in 0..UPDATERS {
         let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("ctr-{t}")}, "data": {"n": "0"}});
         let r = client
-            .send("POST", &format!("/api/v1/namespaces/{ns}/configmaps"), Some("application/json"), body(&cm))
+            .send(
+                "POST",
+                &format!("/api/v1/namespaces/{ns}/configmaps"),
+                Some("application/json"),
+                body(&cm),
+            )
             .await;
         assert_eq!(r.status, 201, "{}", r.text());
     }
@@ -130,10 +161,20 @@ async fn burst_kill_restart(extra: &[&str]) {
     let acks = Arc::new(Mutex::new(Acks::default()));
     let mut tasks = Vec::new();
     for t in 0..CREATORS {
-        tasks.push(tokio::spawn(creator(client.clone(), ns.clone(), t, acks.clone())));
+        tasks.push(tokio::spawn(creator(
+            client.clone(),
+            ns.clone(),
+            t,
+            acks.clone(),
+        )));
     }
     for t in 0..UPDATERS {
-        tasks.push(tokio::spawn(updater(client.clone(), ns.clone(), t, acks.clone())));
+        tasks.push(tokio::spawn(updater(
+            client.clone(),
+            ns.clone(),
+            t,
+            acks.clone(),
+        )));
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     while acks.lock().expect("acks").created.len() < ACKED_BEFORE_KILL {
@@ -148,41 +189,75 @@ async fn burst_kill_restart(extra: &[&str]) {
             .expect("writers stop once the server is gone")
             .expect("writer task");
     }
-    let acks = Arc::try_unwrap(acks).ok().expect("acks").into_inner().expect("acks");
+    let acks = Arc::try_unwrap(acks)
+        .ok()
+        .expect("acks")
+        .into_inner()
+        .expect("acks");
     assert!(acks.created.len() >= ACKED_BEFORE_KILL);
 
     let s = Server::start_in(dir, extra);
     let new_kubeconfig = std::fs::read_to_string(&s.kubeconfig).expect("kubeconfig");
-    assert_eq!(ca_of(&old_kubeconfig), ca_of(&new_kubeconfig), "restart made a new cluster CA");
+    assert_eq!(
+        ca_of(&old_kubeconfig),
+        ca_of(&new_kubeconfig),
+        "restart made a new cluster CA"
+    );
     // Credentials from before the crash (CA and admin client certificate) still work.
     let old = s.data_dir().join("old-kubeconfig.yaml");
     std::fs::write(&old, retarget(&old_kubeconfig, s.port)).expect("write");
     let client = Client::from_kubeconfig(&old);
 
-    let r = client.get(&format!("/api/v1/namespaces/{ns}/configmaps")).await;
+    let r = client
+        .get(&format!("/api/v1/namespaces/{ns}/configmaps"))
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let list = r.json();
-    let list_rv: i64 = list.pointer("/metadata/resourceVersion").and_then(Value::as_str).and_then(|s| s.parse().ok()).unwrap_or(0);
-    assert!(list_rv >= acks.max_rv, "list resourceVersion {list_rv} behind acknowledged {}", acks.max_rv);
+    let list_rv: i64 = list
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        list_rv >= acks.max_rv,
+        "list resourceVersion {list_rv} behind acknowledged {}",
+        acks.max_rv
+    );
     let items: HashMap<String, Value> = list["items"]
         .as_array()
         .expect("items")
         .iter()
-        .map(|o| (o["metadata"]["name"].as_str().unwrap_or("").to_string(), o.clone()))
+        .map(|o| {
+            (
+                o["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                o.clone(),
+            )
+        })
         .collect();
     let mut lost = Vec::new();
     for (name, (uid, rv, data)) in &acks.created {
         match items.get(name) {
             None => lost.push(name.clone()),
             Some(o) => {
-                assert_eq!(o["metadata"]["uid"].as_str(), Some(uid.as_str()), "{name} uid");
+                assert_eq!(
+                    o["metadata"]["uid"].as_str(),
+                    Some(uid.as_str()),
+                    "{name} uid"
+                );
                 assert_eq!(rv_of(o), *rv, "{name} resourceVersion changed");
                 assert_eq!(&o["data"], data, "{name} data");
             }
         }
     }
-    assert!(lost.is_empty(), "{} acknowledged creates lost: {lost:?}", lost.len());
-    let unacked = items.keys().filter(|n| n.starts_with("cm-") && !acks.created.contains_key(*n)).count();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged creates lost: {lost:?}",
+        lost.len()
+    );
+    let unacked = items
+        .keys()
+        .filter(|n| n.starts_with("cm-") && !acks.created.contains_key(*n))
+        .count();
     eprintln!(
         "{} acknowledged creates and {} counters survived the kill ({} unacknowledged creates landed too)",
         acks.created.len(),
@@ -190,17 +265,32 @@ async fn burst_kill_restart(extra: &[&str]) {
         unacked
     );
     for (name, n) in &acks.counters {
-        let stored: u64 = items[name]["data"]["n"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let stored: u64 = items[name]["data"]["n"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         // The one patch in flight at the kill may or may not have landed.
-        assert!(stored == *n || stored == n + 1, "{name}: acknowledged {n}, stored {stored}");
+        assert!(
+            stored == *n || stored == n + 1,
+            "{name}: acknowledged {n}, stored {stored}"
+        );
     }
     // New writes continue after every acknowledged revision.
-    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "after-restart"}});
+    let cm =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "after-restart"}});
     let r = client
-        .send("POST", &format!("/api/v1/namespaces/{ns}/configmaps"), Some("application/json"), body(&cm))
+        .send(
+            "POST",
+            &format!("/api/v1/namespaces/{ns}/configmaps"),
+            Some("application/json"),
+            body(&cm),
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.text());
-    assert!(rv_of(&r.json()) > acks.max_rv, "resourceVersion went backwards after restart");
+    assert!(
+        rv_of(&r.json()) > acks.max_rv,
+        "resourceVersion went backwards after restart"
+    );
     let log = s.log();
     assert!(!log.contains("panicked"), "{}", common::tail(&log, 40));
 }

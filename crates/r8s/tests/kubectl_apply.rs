@@ -122,6 +122,22 @@ fn server_side_apply_creates_and_updates() {
     let v2 = V1.replace("replicas: 3", "replicas: 4");
     assert_eq!(apply(&s, &v2, &["--server-side", "--force-conflicts"]), "deployment.apps/web serverside-applied");
     assert_eq!(jsonpath(&s, "{.spec.replicas}"), "4");
+    // Another manager takes .spec.replicas; re-applying a different value conflicts …
+    s.ok(&["scale", "deploy", "web", "--replicas=6"]);
+    let out = s.kubectl_stdin(&["apply", "--server-side", "-f", "-"], Some(&v2));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Apply failed with 1 conflict") && err.contains(".spec.replicas"), "{err}");
+    assert_eq!(jsonpath(&s, "{.spec.replicas}"), "6");
+    // … until forced.
+    apply(&s, &v2, &["--server-side", "--force-conflicts"]);
+    assert_eq!(jsonpath(&s, "{.spec.replicas}"), "4");
+    let managers = s.ok(&["get", "deploy", "web", "--show-managed-fields", "-o", "jsonpath={.metadata.managedFields[*].manager}"]);
+    assert!(managers.contains("kubectl"), "{managers}");
+    // Fields dropped from the applied configuration are removed.
+    let v3 = v2.replace("        env: [{name: A, value: \"1\"}, {name: B, value: \"2\"}]\n", "");
+    apply(&s, &v3, &["--server-side"]);
+    assert_eq!(jsonpath(&s, "{.spec.template.spec.containers[0].env}"), "");
 }
 
 #[test]

@@ -248,4 +248,4 @@ pub fn select_host(feasible: &[usize], scores: &[i64], rng: &mut impl Rng) -> us
 
 #[cfg(test)]
 #[path = "cycle_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -145,12 +145,30 @@ fn candidate_key(cache: &Cache, c: &Candidate) -> (usize, i32, i64, usize, i64) 
     (c.violations, highest, sum, c.victims.len(), -earliest)
 }
 
+fn not_eligible(cache: &Cache, pod: &PodInfo) -> Option<Outcome> {
+    cache
+        .preempt_never(pod)
+        .then(|| Outcome::NotEligible("not eligible due to preemptionPolicy=Never.".into()))
+}
+
+/// Preemption for a pod rejected by PreFilter everywhere (nothing to simulate).
+pub fn without_cycle(cache: &Cache, pod: &PodInfo, num_all_nodes: usize) -> Outcome {
+    not_eligible(cache, pod).unwrap_or_else(|| {
+        let d = Diagnosis {
+            num_all_nodes,
+            absent: Some(Status::unresolvable(Plugin::DefaultPreemption, NOT_HELPFUL)),
+            ..Default::default()
+        };
+        Outcome::NoCandidate(format!("preemption: {}", d.message(None)))
+    })
+}
+
 /// Run preemption for a pod that fit nowhere.
 pub fn preempt(cycle: &Cycle, diagnosis: &Diagnosis, rng: &mut impl Rng) -> Outcome {
     let cache = cycle.cache;
     let pod = cycle.pod;
-    if cache.preempt_never(pod) {
-        return Outcome::NotEligible("not eligible due to preemptionPolicy=Never.".into());
+    if let Some(o) = not_eligible(cache, pod) {
+        return o;
     }
     if !pod.nominated_node.is_empty()
         && let Some(id) = cache.node_id(&pod.nominated_node)

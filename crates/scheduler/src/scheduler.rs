@@ -283,7 +283,8 @@ impl Scheduler {
         let now = Instant::now();
         let outcome = match Cycle::prefilter(&self.cache, info) {
             Ok(cycle) => preemption::preempt(&cycle, &diag, &mut self.rng),
-            Err(_) => Outcome::NoCandidate(String::new()),
+            // PreFilter rejected the pod on every node: no eviction can help.
+            Err(_) => preemption::without_cycle(&self.cache, info, diag.num_all_nodes),
         };
         let (message, nominated) = match outcome {
             Outcome::NotEligible(m) => (diag.message(Some(&format!("preemption: {m}"))), None),

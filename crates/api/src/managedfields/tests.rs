@@ -667,9 +667,41 @@ fn junk_never_panics() {
 }
 
 #[test]
-fn zz_dump() {
-    let mut created = deployment(2, &[("nginx", "nginx:1")]);
-    created["spec"]["template"]["spec"]["containers"][0]["ports"] = json!([{"containerPort": 80}]);
-    record_update(None, &mut created, DEPLOY, &update_opts("kubectl-create"));
-    println!("{}", serde_json::to_string_pretty(&created["metadata"]["managedFields"]).unwrap());
+fn scale_subresource_takes_replicas() {
+    let live = stored(
+        apply_as(
+            None,
+            &deployment(2, &[("nginx", "nginx:1")]),
+            "alice",
+            false,
+        )
+        .unwrap(),
+    );
+    let mut scaled = live.clone();
+    scaled["spec"]["replicas"] = json!(5);
+    record_update(
+        Some(&live),
+        &mut scaled,
+        DEPLOY,
+        &UpdateOptions {
+            subresource: "scale",
+            reset_fields: &[],
+            ..update_opts("hpa")
+        },
+    );
+    let e = entry(&scaled, "hpa").unwrap();
+    assert_eq!(e["subresource"], "scale");
+    assert_eq!(e["fieldsV1"], json!({"f:spec": {"f:replicas": {}}}));
+    assert!(!owns(&scaled, "alice", "/f:spec/f:replicas"));
+    let err = apply_as(
+        Some(&stored(scaled)),
+        &deployment(2, &[("nginx", "nginx:1")]),
+        "alice",
+        false,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Apply failed with 1 conflict: conflict with \"hpa\" with subresource \"scale\" using apps/v1: .spec.replicas"
+    );
 }

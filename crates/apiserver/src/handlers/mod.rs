@@ -2,6 +2,7 @@
 //! miniature): authentication → non-resource paths → resource verbs over the registry.
 
 mod codec;
+mod fieldmanager;
 mod nonresource;
 mod query;
 mod resource;

@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use r8s_api::catalog::{self, ResourceInfo};
+use super::fieldmanager::FieldManager;
 use r8s_api::fieldvalidation::{FieldValidation, prune_unknown_fields};
 use r8s_api::selector::FieldSelector;
 use r8s_api::table::IncludeObject;
@@ -280,6 +281,7 @@ async fn watch(call: Call) -> ApiResult<Response> {
 async fn create(call: Call) -> ApiResult<Response> {
     let mut obj = call.body_object()?;
     let warnings = call.check_fields(&mut obj)?;
+    FieldManager::new(&call).record(None, &mut obj, "");
     let opts = call.write_options()?;
     let created = call
         .state
@@ -293,12 +295,17 @@ async fn create(call: Call) -> ApiResult<Response> {
 pub async fn update(call: Call, subresource: Option<&str>) -> ApiResult<Response> {
     let mut body = call.body_object()?;
     let warnings = call.check_fields(&mut body)?;
+    let fields = FieldManager::new(&call);
     let opts = call.write_options()?;
     let name = call.name()?.to_string();
     let updated = call
         .state
         .registry
-        .update_with(call.info, call.namespace(), &name, subresource, &opts, |_current| Ok(body.clone()))
+        .update_with(call.info, call.namespace(), &name, subresource, &opts, |current| {
+            let mut next = body.clone();
+            fields.record(Some(current), &mut next, subresource.unwrap_or(""));
+            Ok(next)
+        })
         .await?;
     Ok(with_warnings(call.respond(StatusCode::OK, updated), &warnings))
 }
@@ -324,7 +331,7 @@ pub async fn patch(call: Call, subresource: Option<&str>) -> ApiResult<Response>
         }
         match call.state.registry.get(info, call.namespace(), &name).await {
             Err(e) if e.code == StatusCode::NOT_FOUND && subresource.is_none() => {
-                let mut obj = applied;
+                let mut obj = FieldManager::new(&call).apply(None, &applied, "")?;
                 crate::meta::metadata_mut(&mut obj).insert("name".into(), json!(name));
                 let created = call.state.registry.create(info, call.namespace(), obj, &opts).await?;
                 return Ok(with_warnings(call.respond(StatusCode::CREATED, created), &warnings));
@@ -341,12 +348,21 @@ pub async fn patch(call: Call, subresource: Option<&str>) -> ApiResult<Response>
         codec::lossy_utf8(&call.body)
     };
     let mut warnings = Vec::new();
+    let fields = FieldManager::new(&call);
+    let sub = subresource.unwrap_or("");
     let updated = call
         .state
         .registry
         .update_with(info, call.namespace(), &name, subresource, &opts, |current| {
-            let mut patched = r8s_api::patch::apply_patch(kind, current, &body, &merge_keys)
-                .map_err(patch_error)?;
+            let mut patched = if is_apply {
+                let applied = codec::decode_yaml(&body)?;
+                fields.apply(Some(current), &applied, sub)?
+            } else {
+                let mut p = r8s_api::patch::apply_patch(kind, current, &body, &merge_keys)
+                    .map_err(patch_error)?;
+                fields.record(Some(current), &mut p, sub);
+                p
+            };
             warnings = if is_apply {
                 call.check_fields(&mut patched)?
             } else {

@@ -99,6 +99,7 @@ async fn scale(call: Call, method: Method) -> ApiResult<Response> {
             let ct = super::codec::content_type(&call.headers);
             let body = call.body.clone();
             let body_obj = if is_patch { Value::Null } else { call.body_object()? };
+            let fields = super::fieldmanager::FieldManager::new(&call);
             let updated = registry
                 .update_with(info, ns.as_deref(), &name, None, &opts, |current| {
                     let current_scale = to_scale(current);
@@ -123,6 +124,7 @@ async fn scale(call: Call, method: Method) -> ApiResult<Response> {
                     }
                     let mut next = current.clone();
                     next["spec"]["replicas"] = json!(replicas);
+                    fields.record(Some(current), &mut next, "scale");
                     // A stale resourceVersion in a PUT body is a conflict, as for objects.
                     let rv = meta::meta_str(&desired, "resourceVersion");
                     if !is_patch && !rv.is_empty() {

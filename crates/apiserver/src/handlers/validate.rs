@@ -33,7 +33,12 @@ pub fn verb(method: &Method, has_name: bool, is_watch: bool) -> Option<&'static 
 /// 405 unless the resource serves `verb` at this URL. A namespaced resource without a
 /// namespace in the URL is only listed and watched across namespaces (upstream registers
 /// no other route there).
-pub fn check_verb(info: &ResourceInfo, target: &ResourcePath, method: &Method, verb: Option<&str>) -> ApiResult<()> {
+pub fn check_verb(
+    info: &ResourceInfo,
+    target: &ResourcePath,
+    method: &Method,
+    verb: Option<&str>,
+) -> ApiResult<()> {
     let allowed = match verb {
         Some(v) if info.namespaced && target.namespace.is_none() && target.name.is_none() => {
             matches!(v, "list" | "watch") && info.verbs.contains(&v)
@@ -51,7 +56,12 @@ pub fn check_verb(info: &ResourceInfo, target: &ResourcePath, method: &Method, v
 /// Validate the options of a write or read before the body is decoded, as upstream's
 /// handlers do (`ValidateCreateOptions`, `ValidatePatchOptions`, `ValidateListOptions`, …).
 /// `patch_type` is the Content-Type of a PATCH.
-pub fn check_options(query: &Query, method: &Method, is_watch: bool, patch_type: &str) -> ApiResult<()> {
+pub fn check_options(
+    query: &Query,
+    method: &Method,
+    is_watch: bool,
+    patch_type: &str,
+) -> ApiResult<()> {
     let (kind, errors) = match method.as_str() {
         "POST" => ("CreateOptions", query.write_option_errors()),
         "PUT" => ("UpdateOptions", query.write_option_errors()),
@@ -60,11 +70,17 @@ pub fn check_options(query: &Query, method: &Method, is_watch: bool, patch_type:
             let apply = r8s_api::patch::PatchType::from_content_type(patch_type)
                 == Some(r8s_api::patch::PatchType::Apply);
             if apply && query.get("fieldManager").is_none_or(str::is_empty) {
-                errors.push(FieldError::required("fieldManager", "is required for apply patch"));
+                errors.push(FieldError::required(
+                    "fieldManager",
+                    "is required for apply patch",
+                ));
             }
             ("PatchOptions", errors)
         }
-        "DELETE" => ("DeleteOptions", delete_option_errors(query.get("propagationPolicy"), query.dry_run_values())),
+        "DELETE" => (
+            "DeleteOptions",
+            delete_option_errors(query.get("propagationPolicy"), query.dry_run_values()),
+        ),
         "GET" => ("ListOptions", query.list_option_errors(is_watch)),
         _ => return Ok(()),
     };
@@ -76,7 +92,10 @@ pub fn check_options(query: &Query, method: &Method, is_watch: bool, patch_type:
 }
 
 /// Upstream's `ValidateDeleteOptions` for a propagation policy and body `dryRun` values.
-pub fn delete_option_errors<'a>(policy: Option<&str>, dry_run: impl Iterator<Item = &'a str>) -> Vec<FieldError> {
+pub fn delete_option_errors<'a>(
+    policy: Option<&str>,
+    dry_run: impl Iterator<Item = &'a str>,
+) -> Vec<FieldError> {
     let mut errors = Vec::new();
     if let Some(p) = policy
         && !matches!(p, "Foreground" | "Background" | "Orphan")
@@ -94,7 +113,8 @@ pub fn delete_option_errors<'a>(policy: Option<&str>, dry_run: impl Iterator<Ite
 /// The object name of a URL, percent-decoded; names that cannot be a path segment are a
 /// 400 (upstream checks them when it builds the storage key).
 pub fn object_name(raw: &str) -> ApiResult<String> {
-    let name = percent_decode(raw).ok_or_else(|| invalid_name(raw, &["may not contain invalid percent-encoding"]))?;
+    let name = percent_decode(raw)
+        .ok_or_else(|| invalid_name(raw, &["may not contain invalid percent-encoding"]))?;
     let mut problems = Vec::new();
     match name.as_str() {
         "." => problems.push("may not be '.'"),
@@ -116,7 +136,11 @@ pub fn object_name(raw: &str) -> ApiResult<String> {
 }
 
 fn invalid_name(name: &str, problems: &[&str]) -> ApiError {
-    ApiError::bad_request(format!("Name parameter invalid: {}: {}", json!(name), problems.join(";")))
+    ApiError::bad_request(format!(
+        "Name parameter invalid: {}: {}",
+        json!(name),
+        problems.join(";")
+    ))
 }
 
 /// `%XX` escapes decoded; `None` for a broken escape or bytes that are not UTF-8.
@@ -148,7 +172,10 @@ pub fn check_field_selector(info: &ResourceInfo, selector: &FieldSelector) -> Ap
         let known = matches!(r.field.as_str(), "metadata.name" | "metadata.namespace")
             || extra.iter().any(|(k, _)| *k == r.field);
         if !known {
-            return Err(ApiError::bad_request(format!("field label not supported: {}", r.field)));
+            return Err(ApiError::bad_request(format!(
+                "field label not supported: {}",
+                r.field
+            )));
         }
     }
     Ok(())
@@ -191,7 +218,15 @@ mod tests {
         let cm = r8s_api::catalog::find("", "v1", "configmaps").unwrap();
         let ns = r8s_api::catalog::find("", "v1", "namespaces").unwrap();
         let post = Method::POST;
-        assert!(check_verb(cm, &target(Some("a"), None), &post, verb(&post, false, false)).is_ok());
+        assert!(
+            check_verb(
+                cm,
+                &target(Some("a"), None),
+                &post,
+                verb(&post, false, false)
+            )
+            .is_ok()
+        );
         let e = check_verb(cm, &target(None, None), &post, verb(&post, false, false)).unwrap_err();
         assert_eq!(e.code.as_u16(), 405);
         let get = Method::GET;
@@ -209,7 +244,12 @@ mod tests {
         for bad in ["..", ".", "%2E%2E", "a%2Fb", "a%25b", "a%zz"] {
             assert_eq!(object_name(bad).unwrap_err().code.as_u16(), 400, "{bad}");
         }
-        assert!(object_name("..").unwrap_err().message.contains("may not be '..'"));
+        assert!(
+            object_name("..")
+                .unwrap_err()
+                .message
+                .contains("may not be '..'")
+        );
     }
 
     #[test]
@@ -217,14 +257,29 @@ mod tests {
         let q = Query::parse(Some("dryRun=Bogus"));
         let e = check_options(&q, &Method::POST, false, "").unwrap_err();
         assert_eq!(e.code.as_u16(), 422);
-        assert!(e.message.starts_with("CreateOptions.meta.k8s.io \"\" is invalid: dryRun"), "{}", e.message);
+        assert!(
+            e.message
+                .starts_with("CreateOptions.meta.k8s.io \"\" is invalid: dryRun"),
+            "{}",
+            e.message
+        );
         let q = Query::parse(Some("propagationPolicy=Bogus&dryRun=x"));
         let e = check_options(&q, &Method::DELETE, false, "").unwrap_err();
         let causes = e.status_body()["details"]["causes"].clone();
         assert_eq!(causes[0]["field"], "propagationPolicy");
         assert_eq!(causes[1]["field"], "dryRun");
-        let e = check_options(&Query::parse(None), &Method::PATCH, false, "application/apply-patch+yaml").unwrap_err();
-        assert!(e.message.contains("fieldManager: Required value"), "{}", e.message);
+        let e = check_options(
+            &Query::parse(None),
+            &Method::PATCH,
+            false,
+            "application/apply-patch+yaml",
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("fieldManager: Required value"),
+            "{}",
+            e.message
+        );
         assert!(check_options(&Query::parse(Some("limit=5")), &Method::GET, false, "").is_ok());
     }
 
@@ -242,8 +297,17 @@ mod tests {
     fn include_object_only_matters_for_tables() {
         let q = Query::parse(Some("includeObject=X"));
         assert!(include_object(&q, Representation::Object).is_ok());
-        assert_eq!(include_object(&q, Representation::Table).unwrap_err().code.as_u16(), 400);
+        assert_eq!(
+            include_object(&q, Representation::Table)
+                .unwrap_err()
+                .code
+                .as_u16(),
+            400
+        );
         let q = Query::parse(Some("includeObject=Object"));
-        assert_eq!(include_object(&q, Representation::Table).unwrap(), IncludeObject::Object);
+        assert_eq!(
+            include_object(&q, Representation::Table).unwrap(),
+            IncludeObject::Object
+        );
     }
 }

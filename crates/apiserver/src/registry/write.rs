@@ -302,7 +302,6 @@ fn desired_unchanged(desired: &Value, current: &Value) -> bool {
         let mut c = v.clone();
         if let Some(m) = c.get_mut("metadata").and_then(Value::as_object_mut) {
             m.remove("resourceVersion");
-            m.remove("managedFields");
         }
         if let Some(m) = c.as_object_mut() {
             m.remove("apiVersion");

@@ -2,7 +2,7 @@
 
 use super::Clock;
 use super::schedule::Schedule;
-use super::sync::{next_schedule_delay, schedule_for};
+use super::utils::{next_schedule_delay, schedule_for};
 use crate::Context;
 use crate::events::{EventType, Recorder};
 use crate::job::informer::{self, Handler};
@@ -64,8 +64,14 @@ pub(super) async fn run(ctx: Context, clock: Arc<dyn Clock>) -> anyhow::Result<(
         }),
     });
     let mut set = tokio::task::JoinSet::new();
-    set.spawn(informer::dispatch(cj_events, Arc::new(CronJobEvents(ctrl.clone()))));
-    set.spawn(informer::dispatch(job_events, Arc::new(JobEvents(ctrl.clone()))));
+    set.spawn(informer::dispatch(
+        cj_events,
+        Arc::new(CronJobEvents(ctrl.clone())),
+    ));
+    set.spawn(informer::dispatch(
+        job_events,
+        Arc::new(JobEvents(ctrl.clone())),
+    ));
     let q = ctrl.queue.clone();
     set.spawn(async move { q.run_timer().await });
     if let Some(mut jumps) = ctrl.clock.jumps() {

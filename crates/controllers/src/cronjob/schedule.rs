@@ -22,13 +22,27 @@ struct Bounds {
     names: &'static [&'static str],
 }
 
-const MINUTES: Bounds = Bounds { min: 0, max: 59, names: &[] };
-const HOURS: Bounds = Bounds { min: 0, max: 23, names: &[] };
-const DOM: Bounds = Bounds { min: 1, max: 31, names: &[] };
+const MINUTES: Bounds = Bounds {
+    min: 0,
+    max: 59,
+    names: &[],
+};
+const HOURS: Bounds = Bounds {
+    min: 0,
+    max: 23,
+    names: &[],
+};
+const DOM: Bounds = Bounds {
+    min: 1,
+    max: 31,
+    names: &[],
+};
 const MONTHS: Bounds = Bounds {
     min: 1,
     max: 12,
-    names: &["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"],
+    names: &[
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ],
 };
 const DOW: Bounds = Bounds {
     min: 0,
@@ -38,7 +52,13 @@ const DOW: Bounds = Bounds {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Kind {
-    Spec { minute: u64, hour: u64, dom: u64, month: u64, dow: u64 },
+    Spec {
+        minute: u64,
+        hour: u64,
+        dom: u64,
+        month: u64,
+        dow: u64,
+    },
     /// `@every`: a fixed delay (whole seconds, at least one).
     Every(SignedDuration),
 }
@@ -51,7 +71,9 @@ pub struct Schedule {
 }
 
 fn bits(start: u32, end: u32, step: u32) -> u64 {
-    (start..=end).step_by(step as usize).fold(0, |acc, i| acc | (1u64 << i))
+    (start..=end)
+        .step_by(step as usize)
+        .fold(0, |acc, i| acc | (1u64 << i))
 }
 
 fn all(b: &Bounds) -> u64 {
@@ -61,7 +83,9 @@ fn all(b: &Bounds) -> u64 {
 fn parse_uint(expr: &str) -> Result<u32, ScheduleError> {
     let digits = expr.strip_prefix('+').unwrap_or(expr);
     if expr.starts_with('-') {
-        return Err(ScheduleError(format!("negative number ({expr}) not allowed: {expr}")));
+        return Err(ScheduleError(format!(
+            "negative number ({expr}) not allowed: {expr}"
+        )));
     }
     digits
         .parse::<u32>()
@@ -110,13 +134,21 @@ fn parse_range(expr: &str, b: &Bounds) -> Result<u64, ScheduleError> {
         _ => return err(format!("too many slashes: {expr}")),
     };
     if start < b.min {
-        return err(format!("beginning of range ({start}) below minimum ({}): {expr}", b.min));
+        return err(format!(
+            "beginning of range ({start}) below minimum ({}): {expr}",
+            b.min
+        ));
     }
     if end > b.max {
-        return err(format!("end of range ({end}) above maximum ({}): {expr}", b.max));
+        return err(format!(
+            "end of range ({end}) above maximum ({}): {expr}",
+            b.max
+        ));
     }
     if start > end {
-        return err(format!("beginning of range ({start}) beyond end of range ({end}): {expr}"));
+        return err(format!(
+            "beginning of range ({start}) beyond end of range ({end}): {expr}"
+        ));
     }
     if step == 0 {
         return err(format!("step of range should be a positive number: {expr}"));
@@ -125,7 +157,9 @@ fn parse_range(expr: &str, b: &Bounds) -> Result<u64, ScheduleError> {
 }
 
 fn parse_field(field: &str, b: &Bounds) -> Result<u64, ScheduleError> {
-    field.split(',').try_fold(0, |acc, r| Ok(acc | parse_range(r, b)?))
+    field
+        .split(',')
+        .try_fold(0, |acc, r| Ok(acc | parse_range(r, b)?))
 }
 
 /// Go's `time.ParseDuration` (as `@every` takes it).
@@ -142,10 +176,16 @@ fn parse_go_duration(s: &str) -> Option<SignedDuration> {
     }
     let mut total: f64 = 0.0;
     while !rest.is_empty() {
-        let n = rest.bytes().take_while(|c| c.is_ascii_digit() || *c == b'.').count();
+        let n = rest
+            .bytes()
+            .take_while(|c| c.is_ascii_digit() || *c == b'.')
+            .count();
         let num: f64 = rest[..n].parse().ok()?;
         rest = &rest[n..];
-        let u = rest.bytes().take_while(|c| !c.is_ascii_digit() && *c != b'.').count();
+        let u = rest
+            .bytes()
+            .take_while(|c| !c.is_ascii_digit() && *c != b'.')
+            .count();
         let unit_ns: f64 = match &rest[..u] {
             "ns" => 1.0,
             "us" | "µs" | "μs" => 1e3,
@@ -178,7 +218,13 @@ impl Schedule {
                 .map_err(|e| ScheduleError(format!("provided bad location {name}: {e}")))?;
             spec = spec[sp..].trim();
         }
-        let fields = |minute, hour, dom, month, dow| Kind::Spec { minute, hour, dom, month, dow };
+        let fields = |minute, hour, dom, month, dow| Kind::Spec {
+            minute,
+            hour,
+            dom,
+            month,
+            dow,
+        };
         let kind = match spec {
             "@yearly" | "@annually" => fields(1, 1, 1 << 1, 1 << 1, all(&DOW)),
             "@monthly" => fields(1, 1, 1 << 1, all(&MONTHS), all(&DOW)),
@@ -188,12 +234,16 @@ impl Schedule {
             s if s.starts_with("@every ") => {
                 let d = &s["@every ".len()..];
                 let d = parse_go_duration(d).ok_or_else(|| {
-                    ScheduleError(format!("failed to parse duration {s}: time: invalid duration \"{d}\""))
+                    ScheduleError(format!(
+                        "failed to parse duration {s}: time: invalid duration \"{d}\""
+                    ))
                 })?;
                 let secs = d.as_secs().max(1);
                 Kind::Every(SignedDuration::from_secs(secs))
             }
-            s if s.starts_with('@') => return Err(ScheduleError(format!("unrecognized descriptor: {s}"))),
+            s if s.starts_with('@') => {
+                return Err(ScheduleError(format!("unrecognized descriptor: {s}")));
+            }
             s => {
                 let f: Vec<&str> = s.split_whitespace().collect();
                 if f.len() != 5 {
@@ -223,21 +273,40 @@ impl Schedule {
                 let sub = SignedDuration::from_nanos(i64::from(t.subsec_nanosecond()));
                 return t.checked_add(*d - sub).ok();
             }
-            Kind::Spec { minute, hour, dom, month, dow } => (*minute, *hour, *dom, *month, *dow),
+            Kind::Spec {
+                minute,
+                hour,
+                dom,
+                month,
+                dow,
+            } => (*minute, *hour, *dom, *month, *dow),
         };
         let tz = &self.tz;
         let civil = |dt: DateTime| tz.to_ambiguous_zoned(dt).compatible().ok();
-        let shift = |z: &Zoned, d: SignedDuration| z.timestamp().checked_add(d).ok().map(|t| t.to_zoned(tz.clone()));
+        let shift = |z: &Zoned, d: SignedDuration| {
+            z.timestamp()
+                .checked_add(d)
+                .ok()
+                .map(|t| t.to_zoned(tz.clone()))
+        };
         // Start at the next whole second.
         let start = t.to_zoned(tz.clone());
-        let mut z = shift(&start, SignedDuration::from_secs(1) - SignedDuration::from_nanos(i64::from(start.subsec_nanosecond())))?;
+        let mut z = shift(
+            &start,
+            SignedDuration::from_secs(1)
+                - SignedDuration::from_nanos(i64::from(start.subsec_nanosecond())),
+        )?;
         let year_limit = z.year() + 5;
         let mut added = false;
         let has = |mask: u64, v: i8| mask & (1u64 << v) != 0;
         let day_matches = |z: &Zoned| {
             let dom_ok = has(dom, z.day());
             let dow_ok = has(dow, z.weekday().to_sunday_zero_offset());
-            if dom & STAR != 0 || dow & STAR != 0 { dom_ok && dow_ok } else { dom_ok || dow_ok }
+            if dom & STAR != 0 || dow & STAR != 0 {
+                dom_ok && dow_ok
+            } else {
+                dom_ok || dow_ok
+            }
         };
         'wrap: loop {
             if z.year() > year_limit {
@@ -293,7 +362,10 @@ impl Schedule {
             if z.second() != 0 {
                 if !added {
                     added = true;
-                    z = shift(&z, -SignedDuration::from_nanos(i64::from(z.subsec_nanosecond())))?;
+                    z = shift(
+                        &z,
+                        -SignedDuration::from_nanos(i64::from(z.subsec_nanosecond())),
+                    )?;
                 }
                 z = shift(&z, SignedDuration::from_secs(i64::from(60 - z.second())))?;
                 continue 'wrap;

@@ -40,14 +40,21 @@ pub(super) fn template_generation(ds: &DaemonSet) -> Option<i64> {
 /// A pod is up to date if it carries the current hash (or, for old pods, generation).
 pub(super) fn is_pod_updated(pod: &Pod, hash: &str, generation: Option<i64>) -> bool {
     let labels = pod.labels();
-    let gen_matches = generation.is_some_and(|g| labels.get(TEMPLATE_GENERATION_LABEL) == Some(&g.to_string()));
-    let hash_matches = !hash.is_empty() && labels.get(REVISION_HASH_LABEL).map(String::as_str) == Some(hash);
+    let gen_matches =
+        generation.is_some_and(|g| labels.get(TEMPLATE_GENERATION_LABEL) == Some(&g.to_string()));
+    let hash_matches =
+        !hash.is_empty() && labels.get(REVISION_HASH_LABEL).map(String::as_str) == Some(hash);
     hash_matches || gen_matches
 }
 
 /// Scheduled pods first, then oldest, then by name (upstream `podByCreationTimestampAndPhase`).
 pub(super) fn sort_pods(pods: &mut [Arc<Pod>]) {
-    let scheduled = |p: &Pod| p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| !n.is_empty());
+    let scheduled = |p: &Pod| {
+        p.spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .is_some_and(|n| !n.is_empty())
+    };
     pods.sort_by(|a, b| {
         scheduled(b)
             .cmp(&scheduled(a))
@@ -61,9 +68,17 @@ pub(super) fn sort_pods(pods: &mut [Arc<Pod>]) {
 
 /// The DaemonSet's template with the daemon tolerations and revision labels.
 fn pod_template(ds: &DaemonSet, hash: &str) -> PodTemplateSpec {
-    let mut t = ds.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+    let mut t = ds
+        .spec
+        .as_ref()
+        .map(|s| s.template.clone())
+        .unwrap_or_default();
     add_daemon_tolerations(t.spec.get_or_insert_default());
-    let labels = t.metadata.get_or_insert_default().labels.get_or_insert_default();
+    let labels = t
+        .metadata
+        .get_or_insert_default()
+        .labels
+        .get_or_insert_default();
     if let Some(g) = template_generation(ds) {
         labels.insert(TEMPLATE_GENERATION_LABEL.into(), g.to_string());
     }
@@ -93,18 +108,29 @@ impl Controller {
             deleting: ds.metadata.deletion_timestamp.is_some(),
         };
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
-        controller_ref::claim(&api, &claimer, candidates, |p: &Pod| sel.matches(p.labels()), || {
-            self.can_adopt(ds)
-        })
+        controller_ref::claim(
+            &api,
+            &claimer,
+            candidates,
+            |p: &Pod| sel.matches(p.labels()),
+            || self.can_adopt(ds),
+        )
         .await
     }
 
     /// Owned pods grouped by target node; terminal pods already being deleted are left out
     /// unless `include_deleted_terminal`.
-    pub(super) async fn nodes_to_daemon_pods(&self, ds: &DaemonSet, include_deleted_terminal: bool) -> Result<NodePods> {
+    pub(super) async fn nodes_to_daemon_pods(
+        &self,
+        ds: &DaemonSet,
+        include_deleted_terminal: bool,
+    ) -> Result<NodePods> {
         let mut map = NodePods::new();
         for pod in self.daemon_pods(ds).await? {
-            if !include_deleted_terminal && podutil::is_terminal(&pod) && podutil::is_terminating(&pod) {
+            if !include_deleted_terminal
+                && podutil::is_terminal(&pod)
+                && podutil::is_terminating(&pod)
+            {
                 continue;
             }
             if let Some(node) = target_node(&pod) {
@@ -115,7 +141,12 @@ impl Controller {
     }
 
     /// Create missing daemon pods and delete misplaced, failed and surplus ones.
-    pub(super) async fn manage(&self, ds: &DaemonSet, nodes: &[Arc<Node>], hash: &str) -> Result<()> {
+    pub(super) async fn manage(
+        &self,
+        ds: &DaemonSet,
+        nodes: &[Arc<Node>],
+        hash: &str,
+    ) -> Result<()> {
         let node_pods = self.nodes_to_daemon_pods(ds, false).await?;
         let mut create = Vec::new();
         let mut delete = Vec::new();
@@ -131,7 +162,11 @@ impl Controller {
                 continue;
             }
             for p in pods {
-                let unscheduled = p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_none_or(str::is_empty);
+                let unscheduled = p
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.as_deref())
+                    .is_none_or(str::is_empty);
                 if unscheduled {
                     delete.push(p.name_any());
                 }
@@ -169,7 +204,12 @@ impl Controller {
                                 pod.namespace().unwrap_or_default(),
                                 pod.name_any()
                             );
-                            self.recorder.publish_for(ds, EventType::Warning, "FailedDaemonPod", &msg);
+                            self.recorder.publish_for(
+                                ds,
+                                EventType::Warning,
+                                "FailedDaemonPod",
+                                &msg,
+                            );
                             delete.push(pod.name_any());
                         }
                         "Succeeded" => {
@@ -178,7 +218,12 @@ impl Controller {
                                 pod.namespace().unwrap_or_default(),
                                 pod.name_any()
                             );
-                            self.recorder.publish_for(ds, EventType::Normal, "SucceededDaemonPod", &msg);
+                            self.recorder.publish_for(
+                                ds,
+                                EventType::Normal,
+                                "SucceededDaemonPod",
+                                &msg,
+                            );
                             delete.push(pod.name_any());
                         }
                         _ => running.push(pod.clone()),
@@ -198,7 +243,9 @@ impl Controller {
                     let mut oldest_new: Option<&Arc<Pod>> = None;
                     let mut oldest_old: Option<&Arc<Pod>> = None;
                     for p in &running {
-                        let slot = if p.labels().get(REVISION_HASH_LABEL).map(String::as_str) == Some(hash) {
+                        let slot = if p.labels().get(REVISION_HASH_LABEL).map(String::as_str)
+                            == Some(hash)
+                        {
                             &mut oldest_new
                         } else {
                             &mut oldest_old
@@ -210,15 +257,24 @@ impl Controller {
                         }
                     }
                     if let (Some(new), Some(old)) = (oldest_new, oldest_old) {
-                        let min_ready = ds.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0);
-                        if !is_pod_ready(old) || is_pod_available(new, min_ready, Timestamp::now()) {
+                        let min_ready = ds
+                            .spec
+                            .as_ref()
+                            .and_then(|s| s.min_ready_seconds)
+                            .unwrap_or(0);
+                        if !is_pod_ready(old) || is_pod_available(new, min_ready, Timestamp::now())
+                        {
                             delete.push(old.name_any());
                         }
                     }
                 }
             }
             Some(pods) if !should_continue => {
-                delete.extend(pods.iter().filter(|p| !podutil::is_terminating(p)).map(|p| p.name_any()));
+                delete.extend(
+                    pods.iter()
+                        .filter(|p| !podutil::is_terminating(p))
+                        .map(|p| p.name_any()),
+                );
             }
             _ => {}
         }
@@ -227,9 +283,16 @@ impl Controller {
 
     /// Whether deleting a failed pod on `node` must wait; otherwise arms the next delay.
     fn failed_pod_backoff(&self, ds: &DaemonSet, node: &str) -> bool {
-        let generation = ds.status.as_ref().and_then(|s| s.observed_generation).unwrap_or(0);
+        let generation = ds
+            .status
+            .as_ref()
+            .and_then(|s| s.observed_generation)
+            .unwrap_or(0);
         let key = format!("{}/{generation}/{node}", ds.uid().unwrap_or_default());
-        let mut map = self.failed_backoff.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self
+            .failed_backoff
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         if let Some((delay, last)) = map.get(&key).copied() {
             if now < last + delay {
@@ -247,7 +310,13 @@ impl Controller {
     /// Delete `delete` and create a pod on each of `create_on`, at most
     /// [`BURST_REPLICAS`] of each; creations go in slow-start batches (1, 2, 4, …) and stop
     /// at the first batch with failures.
-    pub(super) async fn sync_nodes(&self, ds: &DaemonSet, delete: &[String], create_on: &[String], hash: &str) -> Result<()> {
+    pub(super) async fn sync_nodes(
+        &self,
+        ds: &DaemonSet,
+        delete: &[String],
+        create_on: &[String],
+        hash: &str,
+    ) -> Result<()> {
         let key = key_string(&ObjectRef::from_obj(ds));
         let ns = ds.namespace().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
@@ -259,29 +328,36 @@ impl Controller {
         let mut pos = 0;
         let mut batch = create_on.len().min(1);
         while batch > 0 {
-            let results = futures::future::join_all(create_on[pos..pos + batch].iter().map(|node| {
-                let mut pod = podutil::pod_from_template(&template, podutil::controller_ref(ds));
-                pod.metadata.namespace = Some(ns.clone());
-                pin_to_node(pod.spec.get_or_insert_default(), node);
-                let api = api.clone();
-                async move { api.create(&PostParams::default(), &pod).await }
-            }))
-            .await;
+            let results =
+                futures::future::join_all(create_on[pos..pos + batch].iter().map(|node| {
+                    let mut pod =
+                        podutil::pod_from_template(&template, podutil::controller_ref(ds));
+                    pod.metadata.namespace = Some(ns.clone());
+                    pin_to_node(pod.spec.get_or_insert_default(), node);
+                    let api = api.clone();
+                    async move { api.create(&PostParams::default(), &pod).await }
+                }))
+                .await;
             let mut failed = false;
             for r in results {
                 match r {
                     Ok(p) => {
                         self.expectations.expect_creations(&key, [p.name_any()]);
                         let msg = format!("Created pod: {}", p.name_any());
-                        self.recorder.publish_for(ds, EventType::Normal, "SuccessfulCreate", &msg);
+                        self.recorder
+                            .publish_for(ds, EventType::Normal, "SuccessfulCreate", &msg);
                     }
                     // Nothing more can be created in a terminating namespace.
                     Err(e) if is_namespace_terminating(&e) => {}
                     Err(e) => {
                         failed = true;
                         let msg = format!("Error creating: {e}");
-                        self.recorder.publish_for(ds, EventType::Warning, "FailedCreate", &msg);
-                        errs.push(Error::api(format!("creating pod for daemonset {}", ds.name_any()), e));
+                        self.recorder
+                            .publish_for(ds, EventType::Warning, "FailedCreate", &msg);
+                        errs.push(Error::api(
+                            format!("creating pod for daemonset {}", ds.name_any()),
+                            e,
+                        ));
                     }
                 }
             }
@@ -302,12 +378,14 @@ impl Controller {
                 Ok(_) => {
                     self.expectations.expect_deletions(&key, [name.clone()]);
                     let msg = format!("Deleted pod: {name}");
-                    self.recorder.publish_for(ds, EventType::Normal, "SuccessfulDelete", &msg);
+                    self.recorder
+                        .publish_for(ds, EventType::Normal, "SuccessfulDelete", &msg);
                 }
                 Err(e) if is_not_found(&e) => {}
                 Err(e) => {
                     let msg = format!("Error deleting: {e}");
-                    self.recorder.publish_for(ds, EventType::Warning, "FailedDelete", &msg);
+                    self.recorder
+                        .publish_for(ds, EventType::Warning, "FailedDelete", &msg);
                     errs.push(Error::api(format!("deleting pod {name}"), e));
                 }
             }
@@ -326,9 +404,14 @@ impl Controller {
     ) -> Result<Option<Duration>> {
         let node_pods = self.nodes_to_daemon_pods(ds, false).await?;
         let generation = template_generation(ds);
-        let min_ready = ds.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0);
+        let min_ready = ds
+            .spec
+            .as_ref()
+            .and_then(|s| s.min_ready_seconds)
+            .unwrap_or(0);
         let now = Timestamp::now();
-        let (mut desired, mut current, mut misscheduled, mut ready, mut updated, mut available) = (0, 0, 0, 0, 0, 0);
+        let (mut desired, mut current, mut misscheduled, mut ready, mut updated, mut available) =
+            (0, 0, 0, 0, 0, 0);
         for node in nodes {
             let (should_run, _) = node_should_run(node, ds);
             let pods = node_pods.get(&node.name_any()).filter(|p| !p.is_empty());
@@ -377,18 +460,30 @@ impl Controller {
             if update_observed_generation {
                 status["observedGeneration"] = json!(ds.metadata.generation);
             }
-            let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), &ds.namespace().unwrap_or_default());
+            let api: Api<DaemonSet> =
+                Api::namespaced(self.client.clone(), &ds.namespace().unwrap_or_default());
             match api
-                .patch_status(&ds.name_any(), &PatchParams::default(), &Patch::Merge(&json!({"status": status})))
+                .patch_status(
+                    &ds.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({"status": status})),
+                )
                 .await
             {
                 Ok(_) => {}
                 Err(e) if is_not_found(&e) => return Ok(None),
-                Err(e) => return Err(Error::api(format!("updating status of daemonset {}", ds.name_any()), e)),
+                Err(e) => {
+                    return Err(Error::api(
+                        format!("updating status of daemonset {}", ds.name_any()),
+                        e,
+                    ));
+                }
             }
         }
         if min_ready > 0 && ready != available {
-            return Ok(Some(Duration::from_secs(u64::from(min_ready.unsigned_abs()))));
+            return Ok(Some(Duration::from_secs(u64::from(
+                min_ready.unsigned_abs(),
+            ))));
         }
         Ok(None)
     }
@@ -401,7 +496,12 @@ mod tests {
     fn pod(name: &str, node: Option<&str>, labels: &[(&str, &str)]) -> Arc<Pod> {
         let mut p = Pod::default();
         p.metadata.name = Some(name.into());
-        p.metadata.labels = Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        p.metadata.labels = Some(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
         p.spec = Some(k8s_openapi::api::core::v1::PodSpec {
             node_name: node.map(str::to_string),
             ..Default::default()
@@ -411,7 +511,14 @@ mod tests {
 
     #[test]
     fn updated_by_hash_or_generation() {
-        let p = pod("a", None, &[(REVISION_HASH_LABEL, "h1"), (TEMPLATE_GENERATION_LABEL, "3")]);
+        let p = pod(
+            "a",
+            None,
+            &[
+                (REVISION_HASH_LABEL, "h1"),
+                (TEMPLATE_GENERATION_LABEL, "3"),
+            ],
+        );
         assert!(is_pod_updated(&p, "h1", None));
         assert!(!is_pod_updated(&p, "h2", None));
         assert!(is_pod_updated(&p, "h2", Some(3)));
@@ -420,7 +527,11 @@ mod tests {
 
     #[test]
     fn scheduled_pods_sort_first() {
-        let mut v = vec![pod("b", None, &[]), pod("c", Some("n"), &[]), pod("a", None, &[])];
+        let mut v = vec![
+            pod("b", None, &[]),
+            pod("c", Some("n"), &[]),
+            pod("a", None, &[]),
+        ];
         sort_pods(&mut v);
         let names: Vec<_> = v.iter().map(|p| p.name_any()).collect();
         assert_eq!(names, vec!["c", "a", "b"]);

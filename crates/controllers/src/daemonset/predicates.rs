@@ -49,7 +49,11 @@ pub fn node_should_run(node: &Node, ds: &DaemonSet) -> (bool, bool) {
 }
 
 /// Whether any taint passing `effect_filter` is tolerated by none of `tolerations`.
-pub fn untolerated(taints: &[Taint], tolerations: &[Toleration], effect_filter: impl Fn(&str) -> bool) -> bool {
+pub fn untolerated(
+    taints: &[Taint],
+    tolerations: &[Toleration],
+    effect_filter: impl Fn(&str) -> bool,
+) -> bool {
     taints
         .iter()
         .filter(|t| effect_filter(&t.effect))
@@ -88,7 +92,10 @@ pub fn fits_node_affinity(spec: &PodSpec, node: &Node) -> bool {
         .affinity
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|na| na.required_during_scheduling_ignored_during_execution.as_ref());
+        .and_then(|na| {
+            na.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        });
     match required {
         None => true,
         Some(ns) => node_selector_matches(ns, node),
@@ -101,16 +108,24 @@ pub fn node_selector_matches(sel: &NodeSelector, node: &Node) -> bool {
     let empty = BTreeMap::new();
     let labels = node.metadata.labels.as_ref().unwrap_or(&empty);
     let name = node.metadata.name.as_deref().unwrap_or("");
-    sel.node_selector_terms.iter().any(|term| term_matches(term, labels, name))
+    sel.node_selector_terms
+        .iter()
+        .any(|term| term_matches(term, labels, name))
 }
 
-fn term_matches(term: &NodeSelectorTerm, labels: &BTreeMap<String, String>, node_name: &str) -> bool {
+fn term_matches(
+    term: &NodeSelectorTerm,
+    labels: &BTreeMap<String, String>,
+    node_name: &str,
+) -> bool {
     let exprs = term.match_expressions.as_deref().unwrap_or(&[]);
     let fields = term.match_fields.as_deref().unwrap_or(&[]);
     if exprs.is_empty() && fields.is_empty() {
         return false;
     }
-    exprs.iter().all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
+    exprs
+        .iter()
+        .all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
         && fields.iter().all(|r| {
             r.key == OBJECT_NAME_FIELD
                 && matches!(r.operator.as_str(), "In" | "NotIn")
@@ -131,7 +146,11 @@ fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool
             else {
                 return false;
             };
-            if r.operator == "Gt" { v > bound } else { v < bound }
+            if r.operator == "Gt" {
+                v > bound
+            } else {
+                v < bound
+            }
         }
         _ => false,
     }
@@ -141,7 +160,10 @@ fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool
 fn add_or_update_toleration(spec: &mut PodSpec, tol: Toleration) {
     let tols = spec.tolerations.get_or_insert_default();
     let same = |t: &Toleration| {
-        t.key == tol.key && t.operator == tol.operator && t.value == tol.value && t.effect == tol.effect
+        t.key == tol.key
+            && t.operator == tol.operator
+            && t.value == tol.value
+            && t.effect == tol.effect
     };
     match tols.iter_mut().find(|t| same(t)) {
         Some(t) => *t = tol,
@@ -160,12 +182,27 @@ pub fn add_daemon_tolerations(spec: &mut PodSpec) {
     };
     add_or_update_toleration(spec, exists("node.kubernetes.io/not-ready", "NoExecute"));
     add_or_update_toleration(spec, exists("node.kubernetes.io/unreachable", "NoExecute"));
-    add_or_update_toleration(spec, exists("node.kubernetes.io/disk-pressure", "NoSchedule"));
-    add_or_update_toleration(spec, exists("node.kubernetes.io/memory-pressure", "NoSchedule"));
-    add_or_update_toleration(spec, exists("node.kubernetes.io/pid-pressure", "NoSchedule"));
-    add_or_update_toleration(spec, exists("node.kubernetes.io/unschedulable", "NoSchedule"));
+    add_or_update_toleration(
+        spec,
+        exists("node.kubernetes.io/disk-pressure", "NoSchedule"),
+    );
+    add_or_update_toleration(
+        spec,
+        exists("node.kubernetes.io/memory-pressure", "NoSchedule"),
+    );
+    add_or_update_toleration(
+        spec,
+        exists("node.kubernetes.io/pid-pressure", "NoSchedule"),
+    );
+    add_or_update_toleration(
+        spec,
+        exists("node.kubernetes.io/unschedulable", "NoSchedule"),
+    );
     if spec.host_network == Some(true) {
-        add_or_update_toleration(spec, exists("node.kubernetes.io/network-unavailable", "NoSchedule"));
+        add_or_update_toleration(
+            spec,
+            exists("node.kubernetes.io/network-unavailable", "NoSchedule"),
+        );
     }
 }
 
@@ -181,8 +218,13 @@ pub fn pin_to_node(spec: &mut PodSpec, node: &str) {
         match_expressions: None,
     };
     let affinity = spec.affinity.get_or_insert_with(Affinity::default);
-    let na = affinity.node_affinity.get_or_insert_with(NodeAffinity::default);
-    match na.required_during_scheduling_ignored_during_execution.as_mut() {
+    let na = affinity
+        .node_affinity
+        .get_or_insert_with(NodeAffinity::default);
+    match na
+        .required_during_scheduling_ignored_during_execution
+        .as_mut()
+    {
         Some(req) => req.node_selector_terms = vec![term],
         None => {
             na.required_during_scheduling_ignored_during_execution = Some(NodeSelector {

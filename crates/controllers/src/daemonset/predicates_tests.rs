@@ -28,11 +28,11 @@ fn node_selector_and_affinity() {
     assert_eq!(node_should_run(&n, &ds(s)), (false, false));
     let mut s = base.clone();
     s["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-        "nodeSelectorTerms": [
-            {"matchExpressions": [{"key": "cpus", "operator": "Gt", "values": ["16"]}]},
-            {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]},
-                                  {"key": "gpu", "operator": "DoesNotExist"}]}
-        ]}}});
+    "nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "cpus", "operator": "Gt", "values": ["16"]}]},
+        {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]},
+                              {"key": "gpu", "operator": "DoesNotExist"}]}
+    ]}}});
     assert_eq!(node_should_run(&n, &ds(s)), (true, true));
     let mut s = base.clone();
     s["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
@@ -46,10 +46,18 @@ fn node_selector_and_affinity() {
 #[test]
 fn taints_and_tolerations() {
     let base = json!({"containers": [{"name": "c"}]});
-    let no_sched = node("n", json!({}), json!([{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]));
+    let no_sched = node(
+        "n",
+        json!({}),
+        json!([{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]),
+    );
     // Not scheduled there, but an existing pod may stay (NoSchedule does not evict).
     assert_eq!(node_should_run(&no_sched, &ds(base.clone())), (false, true));
-    let no_exec = node("n", json!({}), json!([{"key": "dedicated", "value": "db", "effect": "NoExecute"}]));
+    let no_exec = node(
+        "n",
+        json!({}),
+        json!([{"key": "dedicated", "value": "db", "effect": "NoExecute"}]),
+    );
     assert_eq!(node_should_run(&no_exec, &ds(base.clone())), (false, false));
     let mut s = base.clone();
     s["tolerations"] = json!([{"key": "dedicated", "operator": "Equal", "value": "db"}]);
@@ -67,14 +75,25 @@ fn taints_and_tolerations() {
     );
     assert_eq!(node_should_run(&not_ready, &ds(base.clone())), (true, true));
     // Network-unavailable only for host-network pods.
-    let net = node("n", json!({}), json!([{"key": "node.kubernetes.io/network-unavailable", "effect": "NoSchedule"}]));
+    let net = node(
+        "n",
+        json!({}),
+        json!([{"key": "node.kubernetes.io/network-unavailable", "effect": "NoSchedule"}]),
+    );
     assert_eq!(node_should_run(&net, &ds(base.clone())), (false, true));
     let mut s = base;
     s["hostNetwork"] = json!(true);
     assert_eq!(node_should_run(&net, &ds(s)), (true, true));
     // PreferNoSchedule never blocks.
-    let soft = node("n", json!({}), json!([{"key": "x", "effect": "PreferNoSchedule"}]));
-    assert_eq!(node_should_run(&soft, &ds(json!({"containers": []}))), (true, true));
+    let soft = node(
+        "n",
+        json!({}),
+        json!([{"key": "x", "effect": "PreferNoSchedule"}]),
+    );
+    assert_eq!(
+        node_should_run(&soft, &ds(json!({"containers": []}))),
+        (true, true)
+    );
 }
 
 #[test]

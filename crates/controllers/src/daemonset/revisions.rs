@@ -22,7 +22,11 @@ use std::sync::Arc;
 
 /// Whether `rev` records the DaemonSet's current template.
 pub fn matches(ds: &DaemonSet, rev: &ControllerRevision) -> Result<bool> {
-    let template = ds.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+    let template = ds
+        .spec
+        .as_ref()
+        .map(|s| s.template.clone())
+        .unwrap_or_default();
     let patch = template_patch(&template)?;
     Ok(rev.data.as_ref().map(|d| &d.0) == Some(&patch))
 }
@@ -114,15 +118,23 @@ impl Controller {
         let Some(keep) = current.pop() else {
             return Err(Error::Invalid("no current revision".into()));
         };
-        let keep_hash = keep.labels().get(REVISION_HASH_LABEL).cloned().unwrap_or_default();
+        let keep_hash = keep
+            .labels()
+            .get(REVISION_HASH_LABEL)
+            .cloned()
+            .unwrap_or_default();
         let ns = ds.namespace().unwrap_or_default();
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
         for pod in self.daemon_pods(ds).await? {
             if pod.labels().get(REVISION_HASH_LABEL) != Some(&keep_hash) {
                 let patch = json!({"metadata": {"labels": {REVISION_HASH_LABEL: keep_hash}}});
-                pods.patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                    .map_err(|e| Error::api(format!("relabelling pod {}", pod.name_any()), e))?;
+                pods.patch(
+                    &pod.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+                .map_err(|e| Error::api(format!("relabelling pod {}", pod.name_any()), e))?;
             }
         }
         let api = self.revision_api(ds);
@@ -135,7 +147,11 @@ impl Controller {
     /// Record the current template as revision `revision`. A name taken by a different
     /// template bumps `status.collisionCount` and fails, so the next sync uses a new name.
     async fn snapshot(&self, ds: &DaemonSet, revision: i64) -> Result<ControllerRevision> {
-        let template = ds.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+        let template = ds
+            .spec
+            .as_ref()
+            .map(|s| s.template.clone())
+            .unwrap_or_default();
         let collision = ds.status.as_ref().and_then(|s| s.collision_count);
         let hash = compute_template_hash(&template, collision);
         let name = format!("{}-{hash}", ds.name_any());
@@ -172,7 +188,8 @@ impl Controller {
         }
         // A different template owns the name: bump the collision count (unless ours was
         // stale, in which case retrying with the fresh one is enough).
-        let dss: Api<DaemonSet> = Api::namespaced(self.client.clone(), &ds.namespace().unwrap_or_default());
+        let dss: Api<DaemonSet> =
+            Api::namespaced(self.client.clone(), &ds.namespace().unwrap_or_default());
         let fresh = dss
             .get(&ds.name_any())
             .await
@@ -185,14 +202,22 @@ impl Controller {
             )));
         }
         let patch = json!({"status": {"collisionCount": collision.unwrap_or(0) + 1}});
-        dss.patch_status(&ds.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(|e| Error::api(format!("bumping collisionCount of {}", ds.name_any()), e))?;
+        dss.patch_status(
+            &ds.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(|e| Error::api(format!("bumping collisionCount of {}", ds.name_any()), e))?;
         Err(Error::api(format!("creating revision {name}"), create_err))
     }
 
     /// Delete the oldest revisions no pod uses, beyond `revisionHistoryLimit`.
-    pub(super) async fn cleanup_history(&self, ds: &DaemonSet, old: &[ControllerRevision]) -> Result<()> {
+    pub(super) async fn cleanup_history(
+        &self,
+        ds: &DaemonSet,
+        old: &[ControllerRevision],
+    ) -> Result<()> {
         let limit = ds
             .spec
             .as_ref()
@@ -221,7 +246,11 @@ impl Controller {
             if to_kill == 0 {
                 break;
             }
-            if rev.labels().get(REVISION_HASH_LABEL).is_some_and(|h| live.contains(h)) {
+            if rev
+                .labels()
+                .get(REVISION_HASH_LABEL)
+                .is_some_and(|h| live.contains(h))
+            {
                 continue;
             }
             history::delete_revision(&api, rev).await?;

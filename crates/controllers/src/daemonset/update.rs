@@ -4,9 +4,9 @@
 //! `maxSurge` at a time, or at once where the old pod is unavailable) and the old pod is
 //! deleted once the new one is available.
 
+use super::Controller;
 use super::manage::{NodePods, is_pod_updated, template_generation};
 use super::predicates::node_should_run;
-use super::Controller;
 use crate::statefulset::error::{Error, Result};
 use crate::statefulset::podutil::{is_pod_available, is_terminating};
 use k8s_openapi::api::apps::v1::DaemonSet;
@@ -54,17 +54,24 @@ pub(super) fn allows_surge(ds: &DaemonSet) -> bool {
     surge_count(ds, 1).is_ok_and(|n| n > 0)
 }
 
+/// A node's non-terminating `(new, old)` daemon pods.
+type NewAndOld<'a> = (Option<&'a Arc<Pod>>, Option<&'a Arc<Pod>>);
+
 /// The node's non-terminating new and old pod, or `None` if it has more than one of either
 /// (the core loop cleans those up first).
 fn updated_pods_on_node<'a>(
     ds: &DaemonSet,
     pods: &'a [Arc<Pod>],
     hash: &str,
-) -> Option<(Option<&'a Arc<Pod>>, Option<&'a Arc<Pod>>)> {
+) -> Option<NewAndOld<'a>> {
     let generation = template_generation(ds);
     let (mut new, mut old) = (None, None);
     for p in pods.iter().filter(|p| !is_terminating(p)) {
-        let slot = if is_pod_updated(p, hash, generation) { &mut new } else { &mut old };
+        let slot = if is_pod_updated(p, hash, generation) {
+            &mut new
+        } else {
+            &mut old
+        };
         if slot.is_some() {
             return None;
         }
@@ -76,7 +83,12 @@ fn updated_pods_on_node<'a>(
 impl Controller {
     /// `(maxSurge, maxUnavailable)` for the nodes that should run the DaemonSet, adding an
     /// empty entry to `node_pods` for each such node without pods.
-    fn desired_counts(&self, ds: &DaemonSet, nodes: &[Arc<Node>], node_pods: &mut NodePods) -> Result<(i64, i64, i64)> {
+    fn desired_counts(
+        &self,
+        ds: &DaemonSet,
+        nodes: &[Arc<Node>],
+        node_pods: &mut NodePods,
+    ) -> Result<(i64, i64, i64)> {
         let mut desired = 0;
         for n in nodes {
             if !node_should_run(n, ds).0 {
@@ -95,10 +107,20 @@ impl Controller {
     }
 
     /// One step of a rolling update towards `hash`.
-    pub(super) async fn rolling_update(&self, ds: &DaemonSet, nodes: &[Arc<Node>], hash: &str) -> Result<()> {
+    pub(super) async fn rolling_update(
+        &self,
+        ds: &DaemonSet,
+        nodes: &[Arc<Node>],
+        hash: &str,
+    ) -> Result<()> {
         let mut node_pods = self.nodes_to_daemon_pods(ds, false).await?;
-        let (max_surge, max_unavailable, desired) = self.desired_counts(ds, nodes, &mut node_pods)?;
-        let min_ready = ds.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0);
+        let (max_surge, max_unavailable, desired) =
+            self.desired_counts(ds, nodes, &mut node_pods)?;
+        let min_ready = ds
+            .spec
+            .as_ref()
+            .and_then(|s| s.min_ready_seconds)
+            .unwrap_or(0);
         let now = Timestamp::now();
         let available = |p: &Pod| is_pod_available(p, min_ready, now);
 
@@ -128,7 +150,9 @@ impl Controller {
                     }
                 }
             }
-            let room = usize::try_from((max_unavailable - unavailable).max(0)).unwrap_or(0).min(candidates.len());
+            let room = usize::try_from((max_unavailable - unavailable).max(0))
+                .unwrap_or(0)
+                .min(candidates.len());
             replace_now.extend(candidates.into_iter().take(room));
             return self.sync_nodes(ds, &replace_now, &[], hash).await;
         }
@@ -181,9 +205,13 @@ impl Controller {
         }
         // With surge the owner expects full availability: only retire pods on nodes that
         // should not run them once enough pods elsewhere are available.
-        let deletable = usize::try_from((num_available - desired).max(0)).unwrap_or(0).min(should_not_run.len());
+        let deletable = usize::try_from((num_available - desired).max(0))
+            .unwrap_or(0)
+            .min(should_not_run.len());
         delete.extend(should_not_run.into_iter().take(deletable));
-        let room = usize::try_from((max_surge - surge).max(0)).unwrap_or(0).min(candidate_nodes.len());
+        let room = usize::try_from((max_surge - surge).max(0))
+            .unwrap_or(0)
+            .min(candidate_nodes.len());
         allowed_nodes.extend(candidate_nodes.into_iter().take(room));
         self.sync_nodes(ds, &delete, &allowed_nodes, hash).await
     }

@@ -8,6 +8,12 @@ use k8s_openapi::api::core::v1::{
 };
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Most addresses one Endpoints object holds (upstream `maxCapacity`); beyond it the
+/// object is truncated and annotated.
+pub const MAX_CAPACITY: usize = 1000;
+/// Annotation marking a truncated Endpoints object.
+pub const OVER_CAPACITY_ANNOTATION: &str = "endpoints.kubernetes.io/over-capacity";
+
 /// Label marking a headless service's endpoints.
 pub const HEADLESS_LABEL: &str = "service.kubernetes.io/headless";
 
@@ -120,10 +126,47 @@ fn repack(addrs: Vec<(Addr, BTreeSet<PortKey>)>) -> Vec<EndpointSubset> {
             EndpointSubset {
                 addresses: Some(ready).filter(|v| !v.is_empty()),
                 not_ready_addresses: Some(not_ready).filter(|v| !v.is_empty()),
-                ports: Some(ports.iter().map(port_of).collect::<Vec<_>>()).filter(|v| !v.is_empty()),
+                ports: Some(ports.iter().map(port_of).collect::<Vec<_>>())
+                    .filter(|v| !v.is_empty()),
             }
         })
         .collect()
+}
+
+/// Cut `subsets` down to [`MAX_CAPACITY`] addresses, keeping ready ones first; returns
+/// whether anything was cut.
+pub fn truncate(subsets: &mut Vec<EndpointSubset>) -> bool {
+    let len = |v: &Option<Vec<EndpointAddress>>| v.as_ref().map_or(0, Vec::len);
+    let total: usize = subsets
+        .iter()
+        .map(|s| len(&s.addresses) + len(&s.not_ready_addresses))
+        .sum();
+    if total <= MAX_CAPACITY {
+        return false;
+    }
+    let mut budget = MAX_CAPACITY;
+    for s in subsets.iter_mut() {
+        if let Some(a) = s.addresses.as_mut() {
+            a.truncate(budget);
+            budget -= a.len();
+        }
+    }
+    for s in subsets.iter_mut() {
+        if let Some(a) = s.not_ready_addresses.as_mut() {
+            a.truncate(budget);
+            budget -= a.len();
+        }
+    }
+    for s in subsets.iter_mut() {
+        if s.addresses.as_ref().is_some_and(Vec::is_empty) {
+            s.addresses = None;
+        }
+        if s.not_ready_addresses.as_ref().is_some_and(Vec::is_empty) {
+            s.not_ready_addresses = None;
+        }
+    }
+    subsets.retain(|s| s.addresses.is_some() || s.not_ready_addresses.is_some());
+    true
 }
 
 /// The labels the Endpoints object should carry: the service's, plus the headless marker.
@@ -137,10 +180,20 @@ pub fn desired_labels(svc: &Service) -> BTreeMap<String, String> {
 }
 
 /// Whether `current` already says what we want.
-pub fn up_to_date(current: &Endpoints, subsets: &[EndpointSubset], labels: &BTreeMap<String, String>) -> bool {
+pub fn up_to_date(
+    current: &Endpoints,
+    subsets: &[EndpointSubset],
+    labels: &BTreeMap<String, String>,
+    truncated: bool,
+) -> bool {
     let cur_subsets = current.subsets.clone().unwrap_or_default();
     let cur_labels = current.metadata.labels.clone().unwrap_or_default();
-    cur_subsets == subsets && &cur_labels == labels
+    let cur_truncated = current
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(OVER_CAPACITY_ANNOTATION));
+    cur_subsets == subsets && &cur_labels == labels && cur_truncated == truncated
 }
 
 #[cfg(test)]
@@ -200,12 +253,35 @@ mod tests {
         assert_eq!(subsets.len(), 1);
         let s = &subsets[0];
         assert_eq!(s.addresses.as_ref().map(|v| v.len()), Some(1));
-        assert_eq!(s.not_ready_addresses.as_ref().map(|v| v[0].ip.as_str()), Some("10.42.0.1"));
+        assert_eq!(
+            s.not_ready_addresses.as_ref().map(|v| v[0].ip.as_str()),
+            Some("10.42.0.1")
+        );
         assert_eq!(s.ports.as_ref().map(|p| p[0].port), Some(80));
         // publishNotReadyAddresses: all ready.
         let subsets = desired_subsets(&svc(true), &[&a, &b]);
         assert_eq!(subsets[0].addresses.as_ref().map(|v| v.len()), Some(2));
         assert!(subsets[0].not_ready_addresses.is_none());
+    }
+
+    #[test]
+    fn truncates_to_capacity_keeping_ready_first() {
+        let pods: Vec<Pod> = (0..1100)
+            .map(|i| {
+                pod(
+                    &format!("p{i}"),
+                    &format!("10.1.{}.{}", i / 250, i % 250),
+                    i % 2 == 0,
+                )
+            })
+            .collect();
+        let refs: Vec<&Pod> = pods.iter().collect();
+        let mut subsets = desired_subsets(&svc(false), &refs);
+        assert!(truncate(&mut subsets));
+        let s = &subsets[0];
+        assert_eq!(s.addresses.as_ref().map(Vec::len), Some(550));
+        assert_eq!(s.not_ready_addresses.as_ref().map(Vec::len), Some(450));
+        assert!(!truncate(&mut subsets));
     }
 
     #[test]
@@ -219,6 +295,9 @@ mod tests {
         let subsets = desired_subsets(&s, &[&a]);
         assert_eq!(subsets.len(), 1);
         assert!(subsets[0].ports.is_none());
-        assert_eq!(desired_labels(&s).get(HEADLESS_LABEL).map(String::as_str), Some(""));
+        assert_eq!(
+            desired_labels(&s).get(HEADLESS_LABEL).map(String::as_str),
+            Some("")
+        );
     }
 }

@@ -9,7 +9,7 @@ pub mod pods;
 pub mod slices;
 
 use crate::Context;
-use crate::util::{Informer, InformerEvent, WorkQueue, is_already_exists, is_not_found, run_workers};
+use crate::util::{Informer, InformerEvent, WorkQueue, is_not_found, run_workers};
 use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
@@ -210,11 +210,12 @@ async fn sync_endpoints(
 ) -> Result<(), kube::Error> {
     let ns = svc.metadata.namespace.clone().unwrap_or_default();
     let name = svc.metadata.name.clone().unwrap_or_default();
-    let subsets = legacy::desired_subsets(svc, selected);
+    let mut subsets = legacy::desired_subsets(svc, selected);
+    let truncated = legacy::truncate(&mut subsets);
     let labels = legacy::desired_labels(svc);
     let current = caches.endpoints.get(Some(&ns), &name);
     if let Some(cur) = &current
-        && legacy::up_to_date(cur, &subsets, &labels)
+        && legacy::up_to_date(cur, &subsets, &labels, truncated)
     {
         return Ok(());
     }
@@ -228,16 +229,21 @@ async fn sync_endpoints(
     });
     desired.subsets = Some(subsets).filter(|s| !s.is_empty());
     desired.metadata.labels = Some(labels);
-    let result = match current {
-        // Stale cache shows up as a conflict and the key is retried.
+    let annotations = desired
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default);
+    if truncated {
+        annotations.insert(legacy::OVER_CAPACITY_ANNOTATION.into(), "truncated".into());
+    } else {
+        annotations.remove(legacy::OVER_CAPACITY_ANNOTATION);
+    }
+    // A stale cache shows up as a conflict (or AlreadyExists) and the key is retried.
+    match current {
         Some(_) => api.replace(&name, &PostParams::default(), &desired).await,
         None => api.create(&PostParams::default(), &desired).await,
-    };
-    match result {
-        Ok(_) => Ok(()),
-        Err(e) if is_already_exists(&e) => Err(e),
-        Err(e) => Err(e),
     }
+    .map(|_| ())
 }
 
 async fn sync_slices(

@@ -36,7 +36,10 @@ pub fn should_be_in_endpoints(pod: &Pod, include_terminating: bool) -> bool {
 }
 
 /// Whether `labels` satisfy the service's equality selector.
-pub fn selector_matches(selector: &BTreeMap<String, String>, labels: Option<&BTreeMap<String, String>>) -> bool {
+pub fn selector_matches(
+    selector: &BTreeMap<String, String>,
+    labels: Option<&BTreeMap<String, String>>,
+) -> bool {
     selector
         .iter()
         .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
@@ -92,13 +95,17 @@ pub fn pod_ip_of_family(pod: &Pod, family: &str) -> Option<String> {
     if let Some(ip) = &status.pod_ip {
         ips.insert(0, ip.clone());
     }
-    ips.into_iter().find(|ip| !ip.is_empty() && family_of(ip) == family)
+    ips.into_iter()
+        .find(|ip| !ip.is_empty() && family_of(ip) == family)
 }
 
 /// The service's primary IP family (spec.ipFamilies, else the cluster IP's, else IPv4).
 pub fn service_family(svc: &Service) -> String {
     let spec = svc.spec.as_ref();
-    if let Some(f) = spec.and_then(|s| s.ip_families.as_ref()).and_then(|f| f.first()) {
+    if let Some(f) = spec
+        .and_then(|s| s.ip_families.as_ref())
+        .and_then(|f| f.first())
+    {
         return f.clone();
     }
     match spec.and_then(|s| s.cluster_ip.as_deref()) {
@@ -192,10 +199,22 @@ mod tests {
     #[test]
     fn ports_resolve_by_name_and_protocol() {
         let p = pod();
-        assert_eq!(find_port(&p, &sp(Some(IntOrString::String("http".into())), "TCP")), Some(8080));
-        assert_eq!(find_port(&p, &sp(Some(IntOrString::String("http".into())), "UDP")), None);
-        assert_eq!(find_port(&p, &sp(Some(IntOrString::String("dns".into())), "UDP")), Some(53));
-        assert_eq!(find_port(&p, &sp(Some(IntOrString::Int(9000)), "TCP")), Some(9000));
+        assert_eq!(
+            find_port(&p, &sp(Some(IntOrString::String("http".into())), "TCP")),
+            Some(8080)
+        );
+        assert_eq!(
+            find_port(&p, &sp(Some(IntOrString::String("http".into())), "UDP")),
+            None
+        );
+        assert_eq!(
+            find_port(&p, &sp(Some(IntOrString::String("dns".into())), "UDP")),
+            Some(53)
+        );
+        assert_eq!(
+            find_port(&p, &sp(Some(IntOrString::Int(9000)), "TCP")),
+            Some(9000)
+        );
         assert_eq!(find_port(&p, &sp(None, "TCP")), Some(80));
     }
 
@@ -222,7 +241,10 @@ mod tests {
     fn families() {
         assert_eq!(family_of("10.0.0.1"), "IPv4");
         assert_eq!(family_of("fd00::1"), "IPv6");
-        assert_eq!(pod_ip_of_family(&pod(), "IPv4").as_deref(), Some("10.42.0.5"));
+        assert_eq!(
+            pod_ip_of_family(&pod(), "IPv4").as_deref(),
+            Some("10.42.0.5")
+        );
         assert_eq!(pod_ip_of_family(&pod(), "IPv6"), None);
     }
 }

@@ -141,7 +141,11 @@ fn desired(
 /// Labels every slice of `svc` carries.
 pub fn slice_labels(svc: &Service) -> BTreeMap<String, String> {
     let mut labels = svc.metadata.labels.clone().unwrap_or_default();
-    for reserved in [SERVICE_NAME_LABEL, MANAGED_BY_LABEL, super::legacy::HEADLESS_LABEL] {
+    for reserved in [
+        SERVICE_NAME_LABEL,
+        MANAGED_BY_LABEL,
+        super::legacy::HEADLESS_LABEL,
+    ] {
         labels.remove(reserved);
     }
     labels.insert(
@@ -166,10 +170,18 @@ fn owner_ref(svc: &Service) -> OwnerReference {
     }
 }
 
-fn new_slice(svc: &Service, address_type: &str, ports: &PortsKey, eps: Vec<Endpoint>) -> EndpointSlice {
+fn new_slice(
+    svc: &Service,
+    address_type: &str,
+    ports: &PortsKey,
+    eps: Vec<Endpoint>,
+) -> EndpointSlice {
     EndpointSlice {
         metadata: ObjectMeta {
-            generate_name: Some(format!("{}-", svc.metadata.name.clone().unwrap_or_default())),
+            generate_name: Some(format!(
+                "{}-",
+                svc.metadata.name.clone().unwrap_or_default()
+            )),
             namespace: svc.metadata.namespace.clone(),
             labels: Some(slice_labels(svc)),
             owner_references: Some(vec![owner_ref(svc)]),
@@ -388,7 +400,10 @@ mod tests {
         let refs: Vec<&Pod> = pods.iter().collect();
         let p = plan(&svc(), &refs, &[], &HashMap::new());
         assert_eq!(p.create.len(), 2);
-        assert_eq!(p.create.iter().map(|s| s.endpoints.len()).sum::<usize>(), 150);
+        assert_eq!(
+            p.create.iter().map(|s| s.endpoints.len()).sum::<usize>(),
+            150
+        );
         let e0 = &p.create[0].endpoints[0];
         let c = e0.conditions.clone().unwrap_or_default();
         assert_eq!(c.ready, c.serving);
@@ -400,7 +415,11 @@ mod tests {
             .enumerate()
             .map(|(i, s)| named(s.clone(), &format!("web-{i}")))
             .collect();
-        assert!(plan(&svc(), &refs, &existing, &HashMap::new()).update.is_empty());
+        assert!(
+            plan(&svc(), &refs, &existing, &HashMap::new())
+                .update
+                .is_empty()
+        );
         let fewer: Vec<&Pod> = refs[1..].to_vec();
         let p3 = plan(&svc(), &fewer, &existing, &HashMap::new());
         assert_eq!(p3.update.len(), 1);

@@ -7,7 +7,9 @@ use super::{GcError, Shared};
 use crate::util::{is_conflict, is_not_found};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Api;
-use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy};
+use kube::api::{
+    DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
+};
 
 /// Attempts at a read-modify-write before giving the key back to the queue.
 const CONFLICT_RETRIES: usize = 5;
@@ -123,7 +125,9 @@ pub async fn attempt_to_delete(shared: &Shared, uid: &str) -> Result<(), GcError
         }
         let drop: Vec<String> = dangling.into_iter().chain(waiting).collect();
         return patch_owner_refs(shared, &node.identity, |refs| {
-            refs.into_iter().filter(|r| !drop.contains(&r.uid)).collect()
+            refs.into_iter()
+                .filter(|r| !drop.contains(&r.uid))
+                .collect()
         })
         .await;
     }
@@ -210,9 +214,9 @@ async fn process_deleting_dependents(shared: &Shared, id: &Identity) -> Result<(
     }
     for dep in blocking {
         if !dep.deleting_dependents {
-            shared
-                .queue
-                .add(super::graph::Work::AttemptToDelete(dep.identity.uid.clone()));
+            shared.queue.add(super::graph::Work::AttemptToDelete(
+                dep.identity.uid.clone(),
+            ));
         }
     }
     Ok(())
@@ -299,7 +303,10 @@ where
             Err(e) => return Err(e.into()),
         }
     }
-    Err(GcError::Conflicts(format!("updating ownerReferences of {}", id.name)))
+    Err(GcError::Conflicts(format!(
+        "updating ownerReferences of {}",
+        id.name
+    )))
 }
 
 /// Remove `finalizer` from `id` (read-modify-write, pinned to the resourceVersion read).
@@ -333,5 +340,8 @@ async fn remove_finalizer(shared: &Shared, id: &Identity, finalizer: &str) -> Re
             Err(e) => return Err(e.into()),
         }
     }
-    Err(GcError::Conflicts(format!("removing finalizer {finalizer} of {}", id.name)))
+    Err(GcError::Conflicts(format!(
+        "removing finalizer {finalizer} of {}",
+        id.name
+    )))
 }

@@ -181,10 +181,16 @@ impl Graph {
         };
         // Owner reference changes.
         let old_owners = old_owners.unwrap_or_default();
-        for added in owners.iter().filter(|o| !old_owners.iter().any(|x| x.uid == o.uid)) {
+        for added in owners
+            .iter()
+            .filter(|o| !old_owners.iter().any(|x| x.uid == o.uid))
+        {
             work.extend(self.add_dependent_to_owner(&identity, added));
         }
-        for removed in old_owners.iter().filter(|o| !owners.iter().any(|x| x.uid == o.uid)) {
+        for removed in old_owners
+            .iter()
+            .filter(|o| !owners.iter().any(|x| x.uid == o.uid))
+        {
             if let Some(owner) = self.nodes.get_mut(&removed.uid) {
                 owner.dependents.remove(&uid);
                 if owner.deleting_dependents {
@@ -209,9 +215,8 @@ impl Graph {
             }
         }
         // Deletion transitions.
-        let starts_orphaning = being_deleted
-            && has(&finalizers, ORPHAN)
-            && !(was_deleting && has(&old_fins, ORPHAN));
+        let starts_orphaning =
+            being_deleted && has(&finalizers, ORPHAN) && !(was_deleting && has(&old_fins, ORPHAN));
         if starts_orphaning {
             work.push(Work::AttemptToOrphan(uid.clone()));
             return work;
@@ -331,7 +336,9 @@ impl Graph {
     pub fn uids_of_kind(&self, api_version: &str, kind: &str) -> Vec<String> {
         self.nodes
             .values()
-            .filter(|n| !n.virtual_node && n.identity.kind == kind && n.identity.api_version == api_version)
+            .filter(|n| {
+                !n.virtual_node && n.identity.kind == kind && n.identity.api_version == api_version
+            })
             .map(|n| n.identity.uid.clone())
             .collect()
     }

@@ -2,8 +2,8 @@
 //! that still match its selector; matching orphans are adopted (owner reference plus
 //! tracking finalizer), controlled pods that stopped matching are released.
 
+use super::apierrors::is_not_found;
 use super::controller::{Controller, JobError};
-use super::apierrors::{is_not_found};
 use super::pods::{TRACKING_FINALIZER, controller_of, has_tracking_finalizer, job_owner_ref};
 use super::selector;
 use k8s_openapi::api::batch::v1::Job;

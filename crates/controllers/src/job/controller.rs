@@ -11,9 +11,9 @@ use crate::Context;
 use crate::events::Recorder;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
 use kube::api::PostParams;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::Api;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -82,8 +82,14 @@ pub(super) async fn run(ctx: Context, cfg: Config) -> anyhow::Result<()> {
         cfg,
     });
     let mut set = tokio::task::JoinSet::new();
-    set.spawn(informer::dispatch(job_events, Arc::new(JobEvents(ctrl.clone()))));
-    set.spawn(informer::dispatch(pod_events, Arc::new(PodEvents(ctrl.clone()))));
+    set.spawn(informer::dispatch(
+        job_events,
+        Arc::new(JobEvents(ctrl.clone())),
+    ));
+    set.spawn(informer::dispatch(
+        pod_events,
+        Arc::new(PodEvents(ctrl.clone())),
+    ));
     let q = ctrl.queue.clone();
     set.spawn(async move { q.run_timer().await });
     let q = ctrl.orphans.clone();
@@ -166,7 +172,11 @@ impl Controller {
     }
 
     /// Resolve a pod's controller reference to a cached Job (same name and UID).
-    pub fn resolve(&self, ns: &str, r: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference) -> Option<Arc<Job>> {
+    pub fn resolve(
+        &self,
+        ns: &str,
+        r: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+    ) -> Option<Arc<Job>> {
         if r.kind != "Job" {
             return None;
         }
@@ -208,11 +218,15 @@ impl Controller {
         let ns = job.metadata.namespace.as_deref().unwrap_or("");
         let name = job.metadata.name.as_deref().unwrap_or("");
         let api: Api<Job> = Api::namespaced(self.client.clone(), ns);
-        let new = api.replace_status(name, &PostParams::default(), job).await?;
+        let new = api
+            .replace_status(name, &PostParams::default(), job)
+            .await?;
         let base_rv = job.metadata.resource_version.clone().unwrap_or_default();
         let mut written = lock(&self.written);
         let mut stale = match written.remove(&key) {
-            Some(w) if w.job.metadata.resource_version.as_deref() == Some(base_rv.as_str()) => w.stale,
+            Some(w) if w.job.metadata.resource_version.as_deref() == Some(base_rv.as_str()) => {
+                w.stale
+            }
             _ => HashSet::new(),
         };
         stale.insert(base_rv);

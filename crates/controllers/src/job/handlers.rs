@@ -1,17 +1,17 @@
 //! Cache event handlers (which Job to sync, expectation bookkeeping) and the removal of
 //! tracking finalizers from pods no Job sync will handle any more.
 
+use super::apierrors::is_not_found;
 use super::controller::{Controller, JobError};
-use super::apierrors::{is_not_found};
 use super::informer::Handler;
 use super::pods::{TRACKING_FINALIZER, controller_of, has_tracking_finalizer};
-use super::status::{self, is_finished, key_of, split_key};
 use super::selector;
+use super::status::{self, is_finished, key_of, split_key};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
-use kube::Api;
 use std::sync::Arc;
 
 pub(super) struct JobEvents(pub Arc<Controller>);
@@ -44,9 +44,10 @@ impl Handler<Job> for JobEvents {
         }
         // A changed activeDeadlineSeconds needs a sync when the new deadline passes.
         let ads = |j: &Job| j.spec.as_ref().and_then(|s| s.active_deadline_seconds);
-        if let (Some(start), Some(cur_ads)) =
-            (cur.status.as_ref().and_then(|s| s.start_time.as_ref()), ads(cur))
-            && ads(old) != Some(cur_ads)
+        if let (Some(start), Some(cur_ads)) = (
+            cur.status.as_ref().and_then(|s| s.start_time.as_ref()),
+            ads(cur),
+        ) && ads(old) != Some(cur_ads)
         {
             let deadline = start.0 + jiff::SignedDuration::from_secs(cur_ads);
             let left = deadline.duration_since(jiff::Timestamp::now());
@@ -104,9 +105,7 @@ impl Handler<Pod> for PodEvents {
         let cur_ref = controller_of(&cur.metadata);
         let old_ref = controller_of(&old.metadata);
         let ref_changed = cur_ref != old_ref;
-        if ref_changed
-            && let Some(job) = old_ref.and_then(|r| c.resolve(ns, r))
-        {
+        if ref_changed && let Some(job) = old_ref.and_then(|r| c.resolve(ns, r)) {
             let key = key_of(&job);
             if finalizer_removed {
                 c.finalizers.removal_observed(&key, uid);
@@ -184,7 +183,10 @@ impl Controller {
         for pod in self.pods_in(ns) {
             let owned = controller_of(&pod.metadata)
                 .is_some_and(|r| Some(r.uid.as_str()) == job.metadata.uid.as_deref());
-            if owned && has_tracking_finalizer(&pod) && selector::matches(sel, pod.metadata.labels.as_ref()) {
+            if owned
+                && has_tracking_finalizer(&pod)
+                && selector::matches(sel, pod.metadata.labels.as_ref())
+            {
                 self.orphans.add(pod_key(&pod));
             }
         }
@@ -200,11 +202,11 @@ impl Controller {
             if r.kind != "Job" || r.api_version != "batch/v1" {
                 return Ok(());
             }
-            if let Some(job) = self.resolve(ns, r) {
-                if status::managed_externally(&job).is_some() || !is_finished(&job) {
-                    // Adopted or still running: its Job sync owns the finalizer.
-                    return Ok(());
-                }
+            if let Some(job) = self.resolve(ns, r)
+                && (status::managed_externally(&job).is_some() || !is_finished(&job))
+            {
+                // Adopted or still running: its Job sync owns the finalizer.
+                return Ok(());
             }
         }
         if has_tracking_finalizer(&pod) {

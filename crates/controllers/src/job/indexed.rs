@@ -15,10 +15,7 @@ const MAX_GENERATED_NAME_LENGTH: usize = 58;
 
 /// Whether the Job uses Indexed completion.
 pub fn is_indexed(job: &Job) -> bool {
-    job.spec
-        .as_ref()
-        .and_then(|s| s.completion_mode.as_deref())
-        == Some("Indexed")
+    job.spec.as_ref().and_then(|s| s.completion_mode.as_deref()) == Some("Indexed")
 }
 
 /// The pod's completion index from its annotation, if valid.

@@ -33,11 +33,17 @@ where
 }
 
 /// Feed events to `handler` until the informer stops.
-pub async fn dispatch<K, H: Handler<K>>(mut rx: mpsc::UnboundedReceiver<InformerEvent<K>>, handler: Arc<H>) {
+pub async fn dispatch<K, H: Handler<K>>(
+    mut rx: mpsc::UnboundedReceiver<InformerEvent<K>>,
+    handler: Arc<H>,
+) {
     while let Some(ev) = rx.recv().await {
         match ev {
             InformerEvent::Apply { old: None, new } => handler.on_add(&new),
-            InformerEvent::Apply { old: Some(old), new } => handler.on_update(&old, &new),
+            InformerEvent::Apply {
+                old: Some(old),
+                new,
+            } => handler.on_update(&old, &new),
             InformerEvent::Delete(obj) => handler.on_delete(&obj),
         }
     }

@@ -2,8 +2,8 @@
 //! remaining completions)` pods active, respecting the failure backoff; delete all when
 //! suspended; create in slow-start batches so a failing create does not flood the API.
 
-use super::controller::{Controller, JobError};
 use super::apierrors::{is_namespace_terminating, is_not_found};
+use super::controller::{Controller, JobError};
 use super::indexed::{self, Intervals};
 use super::pods::{self, deletion_order, is_ready, only_replace_failed, pod_from_template};
 use super::status::is_suspended;
@@ -58,7 +58,11 @@ impl Controller {
             return (active - removed, err);
         }
 
-        let terminating = if only_replace_failed(&job) { cx.terminating } else { 0 };
+        let terminating = if only_replace_failed(&job) {
+            cx.terminating
+        } else {
+            0
+        };
         let diff = want_active - terminating - active;
         if diff <= 0 {
             return (active, None);
@@ -76,7 +80,10 @@ impl Controller {
         let mut indexes: Vec<Option<usize>> = vec![None; diff];
         if indexed::is_indexed(&job) {
             let c = completions(&job).unwrap_or(0).max(0) as usize;
-            indexes = first_pending_indexes(cx, diff, c).into_iter().map(Some).collect();
+            indexes = first_pending_indexes(cx, diff, c)
+                .into_iter()
+                .map(Some)
+                .collect();
             diff = indexes.len();
         }
         if diff == 0 {
@@ -118,16 +125,31 @@ impl Controller {
     async fn create_pod(&self, job: &Job, index: Option<usize>) -> Result<(), JobError> {
         let ns = job.metadata.namespace.as_deref().unwrap_or("");
         let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
-        match api.create(&PostParams::default(), &pod_from_template(job, index)).await {
+        match api
+            .create(&PostParams::default(), &pod_from_template(job, index))
+            .await
+        {
             Ok(pod) => {
                 let name = pod.metadata.name.as_deref().unwrap_or("");
-                self.recorder.publish_for(job, EventType::Normal, "SuccessfulCreate", &format!("Created pod: {name}"));
+                self.recorder.publish_for(
+                    job,
+                    EventType::Normal,
+                    "SuccessfulCreate",
+                    &format!("Created pod: {name}"),
+                );
                 Ok(())
             }
             // Every later create would fail too; not worth an error or event.
-            Err(e) if is_namespace_terminating(&e) => Err(JobError::Sync("namespace is terminating".into())),
+            Err(e) if is_namespace_terminating(&e) => {
+                Err(JobError::Sync("namespace is terminating".into()))
+            }
             Err(e) => {
-                self.recorder.publish_for(job, EventType::Warning, "FailedCreate", &format!("Error creating: {e}"));
+                self.recorder.publish_for(
+                    job,
+                    EventType::Warning,
+                    "FailedCreate",
+                    &format!("Error creating: {e}"),
+                );
                 Err(e.into())
             }
         }
@@ -139,12 +161,22 @@ impl Controller {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         match api.delete(name, &DeleteParams::default()).await {
             Ok(_) => {
-                self.recorder.publish_for(job, EventType::Normal, "SuccessfulDelete", &format!("Deleted pod: {name}"));
+                self.recorder.publish_for(
+                    job,
+                    EventType::Normal,
+                    "SuccessfulDelete",
+                    &format!("Deleted pod: {name}"),
+                );
                 Ok(())
             }
             Err(e) => {
                 if !is_not_found(&e) {
-                    self.recorder.publish_for(job, EventType::Warning, "FailedDelete", &format!("Error deleting: {e}"));
+                    self.recorder.publish_for(
+                        job,
+                        EventType::Warning,
+                        "FailedDelete",
+                        &format!("Error deleting: {e}"),
+                    );
                 }
                 Err(e)
             }
@@ -153,7 +185,11 @@ impl Controller {
 
     /// Delete pods keeping their finalizers (they are counted as failed afterwards).
     /// Returns (deleted ready pods, deleted pods, first error).
-    pub(super) async fn delete_active_pods(&self, job: &Job, pods: &[Arc<Pod>]) -> (i32, i32, Option<JobError>) {
+    pub(super) async fn delete_active_pods(
+        &self,
+        job: &Job,
+        pods: &[Arc<Pod>],
+    ) -> (i32, i32, Option<JobError>) {
         let results = join_all(pods.iter().map(|p| async move {
             let r = self.delete_pod(job, p).await;
             (is_ready(p), r)
@@ -178,7 +214,12 @@ impl Controller {
     }
 
     /// Delete surplus pods after removing their finalizer: they are not failures.
-    async fn delete_job_pods(&self, job: &Job, key: &str, pods: &[Arc<Pod>]) -> (i32, i32, Option<JobError>) {
+    async fn delete_job_pods(
+        &self,
+        job: &Job,
+        key: &str,
+        pods: &[Arc<Pod>],
+    ) -> (i32, i32, Option<JobError>) {
         let results = join_all(pods.iter().map(|p| async move {
             let ns = p.metadata.namespace.as_deref().unwrap_or("");
             let name = p.metadata.name.as_deref().unwrap_or("");
@@ -253,7 +294,10 @@ fn pods_for_removal(job: &Job, pods: &[Arc<Pod>], rm_at_least: usize) -> Vec<Arc
 /// The first `count` indexes neither succeeded nor active (nor terminating, when only
 /// failed pods are replaced).
 fn first_pending_indexes(cx: &SyncCtx, count: usize, completions: usize) -> Vec<usize> {
-    let active = cx.active_pods.iter().filter_map(|p| indexed::completion_index(p));
+    let active = cx
+        .active_pods
+        .iter()
+        .filter_map(|p| indexed::completion_index(p));
     let mut non_pending: Intervals = cx.succeeded_indexes.with(active);
     if only_replace_failed(&cx.job) {
         let terminating = cx

@@ -89,7 +89,9 @@ pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
 /// else the deletion time minus the grace period, else its creation time.
 pub fn finished_time(pod: &Pod) -> Timestamp {
     let status = pod.status.as_ref();
-    let statuses = status.and_then(|s| s.container_statuses.as_deref()).unwrap_or(&[]);
+    let statuses = status
+        .and_then(|s| s.container_statuses.as_deref())
+        .unwrap_or(&[]);
     let mut latest: Option<Timestamp> = None;
     let mut all_terminated = !statuses.is_empty();
     for cs in statuses {
@@ -108,7 +110,10 @@ pub fn finished_time(pod: &Pod) -> Timestamp {
     }
     if let Some(t) = status
         .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready" && c.status == "False"))
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c.type_ == "Ready" && c.status == "False")
+        })
         .and_then(|c| c.last_transition_time.as_ref())
     {
         return t.0;
@@ -139,7 +144,9 @@ fn restarts(pod: &Pod) -> i32 {
     pod.status
         .as_ref()
         .and_then(|s| s.container_statuses.as_ref())
-        .map_or(0, |cs| cs.iter().map(|c| c.restart_count).max().unwrap_or(0))
+        .map_or(0, |cs| {
+            cs.iter().map(|c| c.restart_count).max().unwrap_or(0)
+        })
 }
 
 fn deletion_cost(pod: &Pod) -> i64 {
@@ -155,7 +162,12 @@ fn deletion_cost(pod: &Pod) -> i64 {
 /// pending before running, not ready before ready, lower deletion cost first, more
 /// restarts first, newer before older.
 pub fn deletion_order(a: &Pod, b: &Pod) -> Ordering {
-    let scheduled = |p: &Pod| p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| !n.is_empty());
+    let scheduled = |p: &Pod| {
+        p.spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .is_some_and(|n| !n.is_empty())
+    };
     scheduled(a)
         .cmp(&scheduled(b))
         .then_with(|| phase_rank(a).cmp(&phase_rank(b)))
@@ -163,7 +175,13 @@ pub fn deletion_order(a: &Pod, b: &Pod) -> Ordering {
         .then_with(|| deletion_cost(a).cmp(&deletion_cost(b)))
         .then_with(|| restarts(b).cmp(&restarts(a)))
         .then_with(|| {
-            let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            // No creation time counts as newest.
+            let created = |p: &Pod| {
+                p.metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map_or(Timestamp::MAX, |t| t.0)
+            };
             created(b).cmp(&created(a))
         })
 }
@@ -185,7 +203,11 @@ pub fn job_owner_ref(job: &Job) -> OwnerReference {
 /// the `JOB_COMPLETION_INDEX` variable.
 pub fn pod_from_template(job: &Job, index: Option<usize>) -> Pod {
     let name = job.metadata.name.clone().unwrap_or_default();
-    let template = job.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+    let template = job
+        .spec
+        .as_ref()
+        .map(|s| s.template.clone())
+        .unwrap_or_default();
     let tmeta = template.metadata.unwrap_or_default();
     let mut spec: PodSpec = template.spec.unwrap_or_default();
     let mut labels = tmeta.labels.unwrap_or_default();
@@ -280,7 +302,10 @@ mod tests {
         let env = spec.containers[0].env.as_ref().expect("env");
         assert_eq!(env[0].name, COMPLETION_INDEX_ENV);
         assert!(has_tracking_finalizer(&p));
-        assert_eq!(controller_of(&p.metadata).map(|r| r.uid.as_str()), Some("u1"));
+        assert_eq!(
+            controller_of(&p.metadata).map(|r| r.uid.as_str()),
+            Some("u1")
+        );
     }
 
     fn completion_index_of(p: &Pod) -> Option<usize> {
@@ -292,7 +317,9 @@ mod tests {
         let j = job();
         let mut p = pod_from_template(&j, None);
         assert!(is_active(&p) && !is_failed(&p, &j));
-        p.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now()));
+        p.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            Timestamp::now(),
+        ));
         assert!(is_terminating(&p) && is_failed(&p, &j));
         p.status = Some(PodStatus {
             phase: Some("Succeeded".into()),

@@ -194,12 +194,6 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
         self.lock().queue.len()
     }
 
-    /// Whether no key is ready.
-    #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Move delayed keys into the queue when due; runs until shut down.
     pub async fn run_timer(&self) {
         loop {

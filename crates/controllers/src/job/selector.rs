@@ -45,7 +45,10 @@ mod tests {
             }]),
         };
         let l = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
         };
         assert!(matches(Some(&sel), Some(&l(&[("a", "1")]))));
         assert!(!matches(Some(&sel), Some(&l(&[("a", "1"), ("b", "x")]))));

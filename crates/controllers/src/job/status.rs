@@ -14,7 +14,13 @@ pub const SUSPENDED: &str = "Suspended";
 pub const JOB_CONTROLLER_NAME: &str = "kubernetes.io/job-controller";
 
 /// A condition with both timestamps at `now`.
-pub fn new_condition(type_: &str, status: &str, reason: &str, message: &str, now: Timestamp) -> JobCondition {
+pub fn new_condition(
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) -> JobCondition {
     JobCondition {
         type_: type_.into(),
         status: status.into(),
@@ -63,7 +69,10 @@ pub fn is_finished(job: &Job) -> bool {
 /// When the Job finished: the transition time of its finished condition.
 pub fn finish_time(job: &Job) -> Option<Timestamp> {
     let ty = finished_type(job)?;
-    find(conditions(job), ty)?.last_transition_time.as_ref().map(|t| t.0)
+    find(conditions(job), ty)?
+        .last_transition_time
+        .as_ref()
+        .map(|t| t.0)
 }
 
 /// Set (or add) the condition; adding a False condition that does not exist is a no-op.
@@ -114,7 +123,8 @@ pub fn key_of(job: &Job) -> String {
 
 /// Split `namespace/name`.
 pub fn split_key(key: &str) -> Option<(&str, &str)> {
-    key.split_once('/').filter(|(ns, n)| !ns.is_empty() && !n.is_empty())
+    key.split_once('/')
+        .filter(|(ns, n)| !ns.is_empty() && !n.is_empty())
 }
 
 #[cfg(test)]
@@ -125,11 +135,39 @@ mod tests {
     fn ensure_condition_rules() {
         let now = Timestamp::now();
         let mut c = Vec::new();
-        assert!(!ensure(&mut c, SUSPENDED, "False", "JobResumed", "Job resumed", now));
+        assert!(!ensure(
+            &mut c,
+            SUSPENDED,
+            "False",
+            "JobResumed",
+            "Job resumed",
+            now
+        ));
         assert!(c.is_empty());
-        assert!(ensure(&mut c, SUSPENDED, "True", "JobSuspended", "Job suspended", now));
-        assert!(!ensure(&mut c, SUSPENDED, "True", "JobSuspended", "Job suspended", now));
-        assert!(ensure(&mut c, SUSPENDED, "False", "JobResumed", "Job resumed", now));
+        assert!(ensure(
+            &mut c,
+            SUSPENDED,
+            "True",
+            "JobSuspended",
+            "Job suspended",
+            now
+        ));
+        assert!(!ensure(
+            &mut c,
+            SUSPENDED,
+            "True",
+            "JobSuspended",
+            "Job suspended",
+            now
+        ));
+        assert!(ensure(
+            &mut c,
+            SUSPENDED,
+            "False",
+            "JobResumed",
+            "Job resumed",
+            now
+        ));
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].status, "False");
     }

@@ -81,7 +81,10 @@ impl Controller {
             self.backoff.remove(key);
             return Ok(());
         }
-        let mode = shared.spec.as_ref().and_then(|s| s.completion_mode.as_deref());
+        let mode = shared
+            .spec
+            .as_ref()
+            .and_then(|s| s.completion_mode.as_deref());
         if mode.is_some_and(|m| m != "NonIndexed" && m != "Indexed") {
             self.recorder.publish_for(
                 shared.as_ref(),
@@ -93,9 +96,13 @@ impl Controller {
         }
         let mut job = (*shared).clone();
         let st = job.status.get_or_insert_with(Default::default);
-        let uncounted = st.uncounted_terminated_pods.get_or_insert_with(UncountedTerminatedPods::default);
-        let uncounted_succeeded: HashSet<String> = uncounted.succeeded.iter().flatten().cloned().collect();
-        let uncounted_failed: HashSet<String> = uncounted.failed.iter().flatten().cloned().collect();
+        let uncounted = st
+            .uncounted_terminated_pods
+            .get_or_insert_with(UncountedTerminatedPods::default);
+        let uncounted_succeeded: HashSet<String> =
+            uncounted.succeeded.iter().flatten().cloned().collect();
+        let uncounted_failed: HashSet<String> =
+            uncounted.failed.iter().flatten().cloned().collect();
 
         // Check expectations before reading pods: a pod appearing after the check only
         // delays the next sync, it cannot be missed.
@@ -127,17 +134,26 @@ impl Controller {
             (succeeded.len() as i32, failed.len() as i32, rec)
         };
         let st = cx.job.status.clone().unwrap_or_default();
-        cx.succeeded = st.succeeded.unwrap_or(0) + new_succeeded + cx.uncounted_succeeded.len() as i32;
+        cx.succeeded =
+            st.succeeded.unwrap_or(0) + new_succeeded + cx.uncounted_succeeded.len() as i32;
         cx.failed = st.failed.unwrap_or(0) + new_failed + cx.uncounted_failed.len() as i32;
         cx.new_backoff = new_backoff;
 
         let now = Timestamp::now();
         // First start: only when not suspended.
         if st.start_time.is_none() && !is_suspended(&cx.job) {
-            cx.job.status.get_or_insert_with(Default::default).start_time = Some(Time(now));
+            cx.job
+                .status
+                .get_or_insert_with(Default::default)
+                .start_time = Some(Time(now));
         }
 
-        let backoff_limit = cx.job.spec.as_ref().and_then(|s| s.backoff_limit).unwrap_or(6);
+        let backoff_limit = cx
+            .job
+            .spec
+            .as_ref()
+            .and_then(|s| s.backoff_limit)
+            .unwrap_or(6);
         cx.finished_condition = true_condition(&cx.job, SUCCESS_CRITERIA_MET).cloned();
         // With SuccessCriteriaMet the outcome is decided; otherwise look for failures.
         if cx.finished_condition.is_none() {
@@ -149,7 +165,8 @@ impl Controller {
                     ft.message.as_deref().unwrap_or(""),
                     now,
                 ));
-            } else if cx.failed > backoff_limit || past_backoff_limit_on_failure(&cx.job, &cx.pods) {
+            } else if cx.failed > backoff_limit || past_backoff_limit_on_failure(&cx.job, &cx.pods)
+            {
                 cx.finished_condition = Some(new_condition(
                     FAILURE_TARGET,
                     "True",
@@ -182,7 +199,8 @@ impl Controller {
         if cx.finished_condition.is_some() {
             // The Job failed or succeeded: stop what is still running.
             let active_pods = cx.active_pods.clone();
-            let (deleted_ready, deleted, err) = self.delete_active_pods(&cx.job, &active_pods).await;
+            let (deleted_ready, deleted, err) =
+                self.delete_active_pods(&cx.job, &active_pods).await;
             if deleted != active || !satisfied {
                 // Pods may still be terminating or not in the cache yet: not finished yet.
                 cx.finished_condition = None;
@@ -241,7 +259,14 @@ impl Controller {
         let st = job.status.get_or_insert_with(Default::default);
         let conds = st.conditions.get_or_insert_with(Vec::new);
         let changed = if suspended {
-            status::ensure(conds, SUSPENDED, "True", "JobSuspended", "Job suspended", now)
+            status::ensure(
+                conds,
+                SUSPENDED,
+                "True",
+                "JobSuspended",
+                "Job suspended",
+                now,
+            )
         } else {
             status::ensure(conds, SUSPENDED, "False", "JobResumed", "Job resumed", now)
         };
@@ -250,10 +275,12 @@ impl Controller {
         }
         if changed {
             if suspended {
-                self.recorder.publish_for(job, EventType::Normal, "Suspended", "Job suspended");
+                self.recorder
+                    .publish_for(job, EventType::Normal, "Suspended", "Job suspended");
             } else {
                 job.status.get_or_insert_with(Default::default).start_time = Some(Time(now));
-                self.recorder.publish_for(job, EventType::Normal, "Resumed", "Job resumed");
+                self.recorder
+                    .publish_for(job, EventType::Normal, "Resumed", "Job resumed");
             }
         }
         changed
@@ -286,7 +313,11 @@ fn past_backoff_limit_on_failure(job: &Job, pods: &[Arc<Pod>]) -> bool {
             sum(&s.init_container_statuses) + sum(&s.container_statuses)
         })
         .sum();
-    if limit == 0 { restarts > 0 } else { restarts >= limit }
+    if limit == 0 {
+        restarts > 0
+    } else {
+        restarts >= limit
+    }
 }
 
 fn active_deadline(job: &Job) -> Option<(Timestamp, i64)> {

@@ -8,8 +8,8 @@
 //! 4. once nothing is uncounted or terminating, the final `Complete`/`Failed` condition
 //!    is added.
 
+use super::apierrors::is_not_found;
 use super::controller::{Controller, JobError};
-use super::apierrors::{is_not_found};
 use super::indexed;
 use super::pods::{self, has_tracking_finalizer, is_failed};
 use super::status::{self, COMPLETE, FAILED, FAILURE_TARGET, SUCCESS_CRITERIA_MET, new_condition};
@@ -28,7 +28,8 @@ use std::sync::Arc;
 const MAX_UNCOUNTED_PODS: usize = 500;
 
 fn uncounted(st: &mut JobStatus) -> &mut UncountedTerminatedPods {
-    st.uncounted_terminated_pods.get_or_insert_with(Default::default)
+    st.uncounted_terminated_pods
+        .get_or_insert_with(Default::default)
 }
 
 /// Move UIDs whose pods lost the finalizer from the uncounted lists to the counters.
@@ -36,7 +37,10 @@ fn clean_uncounted(st: &mut JobStatus, with_finalizer: &HashSet<String>) -> bool
     let mut changed = false;
     let (mut succeeded, mut failed) = (st.succeeded.unwrap_or(0), st.failed.unwrap_or(0));
     let u = uncounted(st);
-    for (list, counter) in [(&mut u.succeeded, &mut succeeded), (&mut u.failed, &mut failed)] {
+    for (list, counter) in [
+        (&mut u.succeeded, &mut succeeded),
+        (&mut u.failed, &mut failed),
+    ] {
         let Some(uids) = list else { continue };
         let before = uids.len();
         uids.retain(|uid| with_finalizer.contains(uid));
@@ -90,7 +94,10 @@ impl Controller {
                 continue; // handled in an earlier sync
             }
             let failed = is_failed(pod, &cx.job);
-            let can_remove = job_deleting || cx.finished_condition.is_some() || pods::is_succeeded(pod) || failed;
+            let can_remove = job_deleting
+                || cx.finished_condition.is_some()
+                || pods::is_succeeded(pod)
+                || failed;
             if !can_remove {
                 continue;
             }
@@ -100,12 +107,16 @@ impl Controller {
             if pods::is_succeeded(pod) && !cx.uncounted_failed.contains(uid) {
                 if is_indexed {
                     // The index alone prevents counting twice.
-                    if let Some(ix) = ix.filter(|ix| *ix < completions && !cx.prev_succeeded_indexes.has(*ix)) {
+                    if let Some(ix) =
+                        ix.filter(|ix| *ix < completions && !cx.prev_succeeded_indexes.has(*ix))
+                    {
                         new_indexes.push(ix);
                         needs_flush = true;
                     }
                 } else if !cx.uncounted_succeeded.contains(uid) {
-                    u.succeeded.get_or_insert_with(Vec::new).push(uid.to_string());
+                    u.succeeded
+                        .get_or_insert_with(Vec::new)
+                        .push(uid.to_string());
                     needs_flush = true;
                 }
             } else if (failed || failing)
@@ -216,7 +227,10 @@ impl Controller {
                 }
             }
         }
-        if clean_uncounted(cx.job.status.get_or_insert_with(Default::default), with_finalizer) {
+        if clean_uncounted(
+            cx.job.status.get_or_insert_with(Default::default),
+            with_finalizer,
+        ) {
             needs_flush = true;
         }
         if let Some(e) = rm_err {
@@ -235,7 +249,8 @@ impl Controller {
         };
         let st = cx.job.status.get_or_insert_with(Default::default);
         if let Some(u) = &st.uncounted_terminated_pods {
-            let n = u.succeeded.as_ref().map_or(0, Vec::len) + u.failed.as_ref().map_or(0, Vec::len);
+            let n =
+                u.succeeded.as_ref().map_or(0, Vec::len) + u.failed.as_ref().map_or(0, Vec::len);
             if n > 0 {
                 return false;
             }
@@ -254,7 +269,9 @@ impl Controller {
     }
 
     fn record_finished(&self, cx: &SyncCtx) {
-        let Some(fc) = &cx.finished_condition else { return };
+        let Some(fc) = &cx.finished_condition else {
+            return;
+        };
         let job = &cx.job;
         if fc.type_ == COMPLETE {
             let succeeded = job.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0);
@@ -266,7 +283,8 @@ impl Controller {
                     "Too many succeeded pods running after completion count reached",
                 );
             }
-            self.recorder.publish_for(job, EventType::Normal, "Completed", "Job completed");
+            self.recorder
+                .publish_for(job, EventType::Normal, "Completed", "Job completed");
         } else {
             self.recorder.publish_for(
                 job,

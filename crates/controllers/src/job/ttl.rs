@@ -36,7 +36,11 @@ struct Ttl {
 struct Events(Arc<Ttl>);
 
 fn needs_cleanup(job: &Job) -> bool {
-    job.spec.as_ref().and_then(|s| s.ttl_seconds_after_finished).is_some() && is_finished(job)
+    job.spec
+        .as_ref()
+        .and_then(|s| s.ttl_seconds_after_finished)
+        .is_some()
+        && is_finished(job)
 }
 
 impl Handler<Job> for Events {
@@ -99,7 +103,9 @@ fn time_left(job: &Job, now: Timestamp) -> Result<Option<SignedDuration>, TtlErr
 
 impl Ttl {
     async fn process(&self, key: &str) -> Result<(), TtlError> {
-        let Some((ns, name)) = split_key(key) else { return Ok(()) };
+        let Some((ns, name)) = split_key(key) else {
+            return Ok(());
+        };
         let Some(job) = self.jobs.get(&ObjectRef::new(name).within(ns)) else {
             return Ok(());
         };

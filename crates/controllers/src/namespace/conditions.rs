@@ -47,12 +47,18 @@ pub fn from_outcome(out: &Outcome) -> Vec<NamespaceCondition> {
             out.discovery_failed
                 .as_ref()
                 .map(|e| ("DiscoveryFailed", format!("Discovery failed: {e}"))),
-            ("ResourcesDiscovered", "All resources successfully discovered"),
+            (
+                "ResourcesDiscovered",
+                "All resources successfully discovered",
+            ),
         ),
         cond(
             TYPES[1],
             None,
-            ("ParsedGroupVersions", "All legacy kube types successfully parsed"),
+            (
+                "ParsedGroupVersions",
+                "All legacy kube types successfully parsed",
+            ),
         ),
         cond(
             TYPES[2],
@@ -96,14 +102,20 @@ pub fn from_outcome(out: &Outcome) -> Vec<NamespaceCondition> {
                     ),
                 )
             }),
-            ("ContentHasNoFinalizers", "All content-preserving finalizers finished"),
+            (
+                "ContentHasNoFinalizers",
+                "All content-preserving finalizers finished",
+            ),
         ),
     ]
 }
 
 /// Merge `wanted` into the namespace's conditions (keeping transition times of conditions
 /// whose status did not change; other condition types untouched).
-pub fn merge(existing: &[NamespaceCondition], wanted: Vec<NamespaceCondition>) -> Vec<NamespaceCondition> {
+pub fn merge(
+    existing: &[NamespaceCondition],
+    wanted: Vec<NamespaceCondition>,
+) -> Vec<NamespaceCondition> {
     let now = Time(Timestamp::now());
     let mut result: Vec<NamespaceCondition> = existing
         .iter()
@@ -125,7 +137,10 @@ fn same(a: &[NamespaceCondition], b: &[NamespaceCondition]) -> bool {
     a.len() == b.len()
         && a.iter().all(|x| {
             b.iter().any(|y| {
-                x.type_ == y.type_ && x.status == y.status && x.reason == y.reason && x.message == y.message
+                x.type_ == y.type_
+                    && x.status == y.status
+                    && x.reason == y.reason
+                    && x.message == y.message
             })
         })
 }
@@ -172,9 +187,15 @@ mod tests {
         out.remaining.insert("pods".into(), 2);
         out.finalizers_remaining.insert("example.com/x".into(), 1);
         let conds = from_outcome(&out);
-        let rem = conds.iter().find(|c| c.type_ == TYPES[3]).map(|c| c.status.as_str());
+        let rem = conds
+            .iter()
+            .find(|c| c.type_ == TYPES[3])
+            .map(|c| c.status.as_str());
         assert_eq!(rem, Some("True"));
         let fin = conds.iter().find(|c| c.type_ == TYPES[4]);
-        assert_eq!(fin.and_then(|c| c.reason.as_deref()), Some("SomeFinalizersRemain"));
+        assert_eq!(
+            fin.and_then(|c| c.reason.as_deref()),
+            Some("SomeFinalizersRemain")
+        );
     }
 }

@@ -7,9 +7,9 @@ use crate::util::discovery::{Discovered, preferred_resources};
 use crate::util::is_not_found;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
+use kube::Api;
 use kube::api::{DeleteParams, DynamicObject, ListParams};
 use kube::discovery::{ApiResource, Scope};
-use kube::Api;
 use std::collections::BTreeMap;
 
 /// Seconds to allow for finalizers on remaining objects (upstream's default estimate).
@@ -172,7 +172,10 @@ async fn pods_estimate(client: &kube::Client, ns: &str) -> Result<i64, kube::Err
         if let Some(ts) = &pod.metadata.deletion_timestamp {
             let overdue = now.duration_since(ts.0).as_secs();
             if overdue > FORCE_DELETE_AFTER_SECS {
-                match api.delete(&name, &DeleteParams::default().grace_period(0)).await {
+                match api
+                    .delete(&name, &DeleteParams::default().grace_period(0))
+                    .await
+                {
                     Ok(_) => {}
                     Err(e) if is_not_found(&e) => {}
                     Err(e) => return Err(e),

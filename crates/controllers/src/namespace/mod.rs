@@ -89,7 +89,10 @@ pub async fn sync_namespace(
     if let Err(e) = conditions::update(&api, &ns, conds).await
         && !is_not_found(&e)
     {
-        tracing::debug!(namespace = name, "updating namespace conditions failed: {e}");
+        tracing::debug!(
+            namespace = name,
+            "updating namespace conditions failed: {e}"
+        );
     }
     if let Some(err) = outcome.error {
         return Err(err);

@@ -31,7 +31,11 @@ pub struct SetControl {
 
 /// The set's selector.
 pub fn selector_of(set: &StatefulSet) -> Result<Selector> {
-    let sel = set.spec.as_ref().map(|s| s.selector.clone()).unwrap_or_default();
+    let sel = set
+        .spec
+        .as_ref()
+        .map(|s| s.selector.clone())
+        .unwrap_or_default();
     Selector::try_from(sel).map_err(|e| Error::Invalid(format!("invalid selector: {e}")))
 }
 
@@ -41,7 +45,10 @@ fn labels_of<K: kube::Resource>(obj: &K) -> std::collections::BTreeMap<String, S
 
 impl SetControl {
     fn revision_api(&self, set: &StatefulSet) -> Api<ControllerRevision> {
-        Api::namespaced(self.pods.client.clone(), &set.namespace().unwrap_or_default())
+        Api::namespaced(
+            self.pods.client.clone(),
+            &set.namespace().unwrap_or_default(),
+        )
     }
 
     /// Revisions in the set's namespace matching its selector, owned by it or by nobody.
@@ -108,9 +115,7 @@ impl SetControl {
         let api = self.revision_api(set);
         let update = match (equal.last(), revisions.last()) {
             (Some(eq), Some(last)) if history::equal_revision(last, eq) => last.clone(),
-            (Some(eq), _) => {
-                history::update_revision_number(&api, eq, candidate.revision).await?
-            }
+            (Some(eq), _) => history::update_revision_number(&api, eq, candidate.revision).await?,
             (None, _) => {
                 history::create_controller_revision(
                     &api,
@@ -157,7 +162,14 @@ impl SetControl {
             ..Default::default()
         };
         let all: Vec<&Pod> = pods.iter().map(|p| p.as_ref()).collect();
-        count_status(&mut status, min_ready, &current_name, &update_name, &[&all], now);
+        count_status(
+            &mut status,
+            min_ready,
+            &current_name,
+            &update_name,
+            &[&all],
+            now,
+        );
 
         // Partition into replicas (in ordinal range, indexed by ordinal) and condemned.
         let start = start_ordinal(set);
@@ -166,7 +178,10 @@ impl SetControl {
         let mut condemned: Vec<Pod> = Vec::new();
         for p in pods {
             if in_ordinal_range(p, set) {
-                if let Some(slot) = usize::try_from(ordinal(p) - start).ok().and_then(|i| slots.get_mut(i)) {
+                if let Some(slot) = usize::try_from(ordinal(p) - start)
+                    .ok()
+                    .and_then(|i| slots.get_mut(i))
+                {
                     *slot = Some((**p).clone());
                 }
             } else if ordinal(p) >= 0 {
@@ -178,7 +193,13 @@ impl SetControl {
             .enumerate()
             .map(|(i, p)| {
                 p.unwrap_or_else(|| {
-                    new_versioned_pod(&current_set, &update_set, &current_name, &update_name, start + i as i64)
+                    new_versioned_pod(
+                        &current_set,
+                        &update_set,
+                        &current_name,
+                        &update_name,
+                        start + i as i64,
+                    )
                 })
             })
             .collect();
@@ -194,7 +215,14 @@ impl SetControl {
         let recount = |status: &mut StatefulSetStatus, replicas: &[Pod], condemned: &[Pod]| {
             let r: Vec<&Pod> = replicas.iter().collect();
             let c: Vec<&Pod> = condemned.iter().collect();
-            count_status(status, min_ready, &current_name, &update_name, &[&r, &c], now);
+            count_status(
+                status,
+                min_ready,
+                &current_name,
+                &update_name,
+                &[&r, &c],
+                now,
+            );
         };
 
         if set.metadata.deletion_timestamp.is_some() {
@@ -224,7 +252,13 @@ impl SetControl {
 
         // 3. Scale down from the highest ordinal.
         let res = run_for_all(condemned.len(), monotonic, |i| {
-            self.process_condemned(set, first_unavailable.as_deref(), monotonic, &condemned[i], now)
+            self.process_condemned(
+                set,
+                first_unavailable.as_deref(),
+                monotonic,
+                &condemned[i],
+                now,
+            )
         })
         .await;
         if !matches!(res, Ok(false)) {
@@ -282,7 +316,10 @@ impl SetControl {
         {
             return Ok(true);
         }
-        let retention_ok = self.pods.claims_match_retention(update_set, pod).unwrap_or(true);
+        let retention_ok = self
+            .pods
+            .claims_match_retention(update_set, pod)
+            .unwrap_or(true);
         if identity_matches(set, pod) && storage_matches(set, pod) && retention_ok {
             return Ok(false);
         }
@@ -292,7 +329,9 @@ impl SetControl {
 
     async fn fix_condemned_claims(&self, update_set: &StatefulSet, pod: &Pod) -> Result<bool> {
         if !self.pods.claims_match_retention(update_set, pod)? {
-            self.pods.update_claims_for_retention(update_set, pod).await?;
+            self.pods
+                .update_claims_for_retention(update_set, pod)
+                .await?;
         }
         Ok(false)
     }
@@ -397,8 +436,10 @@ impl SetControl {
         if !inconsistent_status(set, status) {
             return Ok(());
         }
-        let api: Api<StatefulSet> =
-            Api::namespaced(self.pods.client.clone(), &set.namespace().unwrap_or_default());
+        let api: Api<StatefulSet> = Api::namespaced(
+            self.pods.client.clone(),
+            &set.namespace().unwrap_or_default(),
+        );
         let patch = json!({"status": {
             "observedGeneration": status.observed_generation,
             "replicas": status.replicas,
@@ -411,12 +452,19 @@ impl SetControl {
             "collisionCount": status.collision_count,
         }});
         match api
-            .patch_status(&set.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .patch_status(
+                &set.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
             .await
         {
             Ok(_) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(Error::api(format!("updating status of statefulset {}", set.name_any()), e)),
+            Err(e) => Err(Error::api(
+                format!("updating status of statefulset {}", set.name_any()),
+                e,
+            )),
         }
     }
 
@@ -430,10 +478,8 @@ impl SetControl {
         current: &ControllerRevision,
         update: &ControllerRevision,
     ) -> Result<()> {
-        let mut live: std::collections::HashSet<String> = pods
-            .iter()
-            .map(|p| pod_revision(p).to_string())
-            .collect();
+        let mut live: std::collections::HashSet<String> =
+            pods.iter().map(|p| pod_revision(p).to_string()).collect();
         live.insert(current.name_any());
         live.insert(update.name_any());
         let old: Vec<&ControllerRevision> = revisions
@@ -453,7 +499,9 @@ impl SetControl {
         }
         let api = self.revision_api(set);
         for r in &old[..old.len() - limit] {
-            history::delete_revision(&api, r).await.map_err(Error::from)?;
+            history::delete_revision(&api, r)
+                .await
+                .map_err(Error::from)?;
         }
         Ok(())
     }
@@ -558,7 +606,11 @@ mod tests {
         let r = run_for_all(7, false, |i| {
             seen.lock().unwrap().push(i);
             async move {
-                if i == 2 { Err(Error::Invalid("x".into())) } else { Ok(false) }
+                if i == 2 {
+                    Err(Error::Invalid("x".into()))
+                } else {
+                    Ok(false)
+                }
             }
         })
         .await;

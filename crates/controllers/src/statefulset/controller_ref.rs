@@ -99,11 +99,7 @@ where
 
 /// Add `owner` as controller of `obj` (optimistic: fails on a concurrent change).
 /// `None` if the object is gone.
-pub async fn adopt<K>(
-    api: &Api<K>,
-    obj: &K,
-    owner: &OwnerReference,
-) -> Result<Option<K>>
+pub async fn adopt<K>(api: &Api<K>, obj: &K, owner: &OwnerReference) -> Result<Option<K>>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
 {
@@ -141,7 +137,11 @@ where
         .into_iter()
         .filter(|r| r.uid != owner_uid)
         .collect();
-    let refs = if refs.is_empty() { json!(null) } else { json!(refs) };
+    let refs = if refs.is_empty() {
+        json!(null)
+    } else {
+        json!(refs)
+    };
     let patch = json!({"metadata": {
         "ownerReferences": refs,
         "resourceVersion": meta.resource_version,

@@ -100,8 +100,8 @@ mod tests {
         assert!(Error::aggregate(vec![]).is_ok());
         let one = Error::aggregate(vec![Error::Invalid("a".into())]).unwrap_err();
         assert_eq!(one.to_string(), "a");
-        let many =
-            Error::aggregate(vec![Error::Invalid("a".into()), Error::Invalid("b".into())]).unwrap_err();
+        let many = Error::aggregate(vec![Error::Invalid("a".into()), Error::Invalid("b".into())])
+            .unwrap_err();
         assert_eq!(many.to_string(), "a; b");
     }
 }

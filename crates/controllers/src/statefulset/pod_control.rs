@@ -3,7 +3,9 @@
 
 use super::error::{Error, Result, is_already_exists, is_conflict, is_not_found};
 use super::retention::{self, Retention};
-use super::utils::{claims_for, identity_matches, storage_matches, update_identity, update_storage};
+use super::utils::{
+    claims_for, identity_matches, storage_matches, update_identity, update_storage,
+};
 use crate::events::{EventType, Recorder};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
@@ -59,7 +61,11 @@ impl PodControl {
             None => (
                 EventType::Normal,
                 format!("Successful{}", title(verb)),
-                format!("{verb} Pod {} in StatefulSet {} successful", pod_name(pod), name_of(set)),
+                format!(
+                    "{verb} Pod {} in StatefulSet {} successful",
+                    pod_name(pod),
+                    name_of(set)
+                ),
             ),
             Some(e) => (
                 EventType::Warning,
@@ -104,7 +110,11 @@ impl PodControl {
             self.record_pod_event("create", set, pod, Some(&e));
             return Err(e);
         }
-        let created = match self.pods(ns_of(set)).create(&PostParams::default(), pod).await {
+        let created = match self
+            .pods(ns_of(set))
+            .create(&PostParams::default(), pod)
+            .await
+        {
             Ok(p) => p,
             // Upstream passes AlreadyExists up without an event: the cache was stale.
             Err(e) if is_already_exists(&e) => {
@@ -163,7 +173,10 @@ impl PodControl {
             }
             attempted = true;
             let api = self.pods(ns_of(set));
-            match api.replace(pod_name(&pod), &PostParams::default(), &pod).await {
+            match api
+                .replace(pod_name(&pod), &PostParams::default(), &pod)
+                .await
+            {
                 Ok(_) => {
                     result = Ok(());
                     break;

@@ -46,7 +46,11 @@ pub fn is_pod_available(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> bo
 }
 
 /// When a pod that is ready now becomes available (for requeueing), if it is not yet.
-pub fn available_in(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> Option<std::time::Duration> {
+pub fn available_in(
+    pod: &Pod,
+    min_ready_seconds: i32,
+    now: Timestamp,
+) -> Option<std::time::Duration> {
     let c = ready_condition(pod).filter(|c| c.status == "True")?;
     let since = c.last_transition_time.as_ref()?.0;
     let at = since

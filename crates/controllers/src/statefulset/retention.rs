@@ -46,7 +46,9 @@ fn refs(claim: &PersistentVolumeClaim) -> &[OwnerReference] {
 
 /// Same API version, kind and name as `obj`.
 fn matches_ref<K: Resource<DynamicType = ()>>(r: &OwnerReference, obj: &K) -> bool {
-    r.api_version == K::api_version(&()) && r.kind == K::kind(&()) && Some(&r.name) == obj.meta().name.as_ref()
+    r.api_version == K::api_version(&())
+        && r.kind == K::kind(&())
+        && Some(&r.name) == obj.meta().name.as_ref()
 }
 
 fn uid<K: Resource>(obj: &K) -> &str {
@@ -59,7 +61,10 @@ pub fn has_owner_ref<K: Resource>(claim: &PersistentVolumeClaim, owner: &K) -> b
 }
 
 /// A reference that names `obj` but with another UID (left by a previous incarnation).
-pub fn has_stale_owner_ref<K: Resource<DynamicType = ()>>(claim: &PersistentVolumeClaim, obj: &K) -> bool {
+pub fn has_stale_owner_ref<K: Resource<DynamicType = ()>>(
+    claim: &PersistentVolumeClaim,
+    obj: &K,
+) -> bool {
     refs(claim)
         .iter()
         .find(|r| matches_ref(r, obj))
@@ -124,7 +129,7 @@ pub fn update_claim_owner_refs(claim: &mut PersistentVolumeClaim, set: &Stateful
     let unexpected = has_unexpected_controller(claim, set, pod);
     let mut new: Vec<OwnerReference> = refs(claim)
         .iter()
-        .filter(|r| !matches_ref(*r, set) && !matches_ref(*r, pod))
+        .filter(|r| !matches_ref(r, set) && !matches_ref(r, pod))
         .cloned()
         .collect();
     if !unexpected {

@@ -175,7 +175,11 @@ pub fn update_storage(set: &StatefulSet, pod: &mut Pod) {
             ..Default::default()
         })
         .collect();
-    volumes.extend(current.into_iter().filter(|v| !claims.contains_key(&v.name)));
+    volumes.extend(
+        current
+            .into_iter()
+            .filter(|v| !claims.contains_key(&v.name)),
+    );
     spec.volumes = Some(volumes);
 }
 

@@ -51,8 +51,14 @@ fn new_pod_has_identity_storage_and_owner() {
     // The claim replaces the same-named template volume; other volumes stay.
     assert_eq!(vols.len(), 2);
     let www = vols.iter().find(|v| v.name == "www").unwrap();
-    assert_eq!(www.persistent_volume_claim.as_ref().unwrap().claim_name, "www-web-2");
-    assert!(vols.iter().any(|v| v.name == "cfg" && v.empty_dir.is_some()));
+    assert_eq!(
+        www.persistent_volume_claim.as_ref().unwrap().claim_name,
+        "www-web-2"
+    );
+    assert!(
+        vols.iter()
+            .any(|v| v.name == "cfg" && v.empty_dir.is_some())
+    );
     assert!(identity_matches(&s, &p));
     assert!(storage_matches(&s, &p));
     let owner = podutil::controller_of(&p.metadata).unwrap();
@@ -78,7 +84,8 @@ fn ordinal_range_with_start() {
     let p = |n: i64| new_pod(&s.clone(), n);
     assert!(in_ordinal_range(&p(1), &s));
     assert!(!in_ordinal_range(&p(2), &s));
-    s.spec.as_mut().unwrap().ordinals = Some(k8s_openapi::api::apps::v1::StatefulSetOrdinals { start: Some(5) });
+    s.spec.as_mut().unwrap().ordinals =
+        Some(k8s_openapi::api::apps::v1::StatefulSetOrdinals { start: Some(5) });
     assert_eq!(start_ordinal(&s), 5);
     assert_eq!(end_ordinal(&s), 6);
     assert!(in_ordinal_range(&new_pod(&s, 6), &s));
@@ -88,18 +95,36 @@ fn ordinal_range_with_start() {
 #[test]
 fn versioned_pods_respect_partition() {
     let mut cur = set(3);
-    cur.spec.as_mut().unwrap().update_strategy.as_mut().unwrap().rolling_update =
-        Some(k8s_openapi::api::apps::v1::RollingUpdateStatefulSetStrategy {
+    cur.spec
+        .as_mut()
+        .unwrap()
+        .update_strategy
+        .as_mut()
+        .unwrap()
+        .rolling_update = Some(
+        k8s_openapi::api::apps::v1::RollingUpdateStatefulSetStrategy {
             partition: Some(2),
             max_unavailable: None,
-        });
+        },
+    );
     let mut upd = cur.clone();
-    upd.spec.as_mut().unwrap().template.spec.as_mut().unwrap().containers[0].image = Some("nginx:2".into());
+    upd.spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .containers[0]
+        .image = Some("nginx:2".into());
     let p1 = new_versioned_pod(&cur, &upd, "r1", "r2", 1);
     assert_eq!(pod_revision(&p1), "r1");
     let p2 = new_versioned_pod(&cur, &upd, "r1", "r2", 2);
     assert_eq!(pod_revision(&p2), "r2");
-    assert_eq!(p2.spec.as_ref().unwrap().containers[0].image.as_deref(), Some("nginx:2"));
+    assert_eq!(
+        p2.spec.as_ref().unwrap().containers[0].image.as_deref(),
+        Some("nginx:2")
+    );
 }
 
 #[test]
@@ -108,10 +133,22 @@ fn revisions_round_trip_the_template() {
     let r = new_revision(&s, 1, 0).unwrap();
     assert_eq!(r.revision, 1);
     assert!(r.metadata.name.as_deref().unwrap().starts_with("web-"));
-    assert_eq!(r.metadata.annotations.as_ref().unwrap()["kubernetes.io/change-cause"], "v1");
+    assert_eq!(
+        r.metadata.annotations.as_ref().unwrap()["kubernetes.io/change-cause"],
+        "v1"
+    );
     assert_eq!(r.metadata.labels.as_ref().unwrap()["app"], "web");
     let mut other = s.clone();
-    other.spec.as_mut().unwrap().template.spec.as_mut().unwrap().containers[0].image = Some("x".into());
+    other
+        .spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .containers[0]
+        .image = Some("x".into());
     let restored = apply_revision(&other, &r).unwrap();
     assert_eq!(restored.spec.unwrap().template, s.spec.unwrap().template);
 }
@@ -120,8 +157,14 @@ fn revisions_round_trip_the_template() {
 fn max_unavailable_resolution() {
     assert_eq!(resolve_max_unavailable(None, 10), 1);
     assert_eq!(resolve_max_unavailable(Some(&IntOrString::Int(3)), 10), 3);
-    assert_eq!(resolve_max_unavailable(Some(&IntOrString::String("25%".into())), 10), 2);
-    assert_eq!(resolve_max_unavailable(Some(&IntOrString::String("1%".into())), 10), 1);
+    assert_eq!(
+        resolve_max_unavailable(Some(&IntOrString::String("25%".into())), 10),
+        2
+    );
+    assert_eq!(
+        resolve_max_unavailable(Some(&IntOrString::String("1%".into())), 10),
+        1
+    );
 }
 
 #[test]

@@ -17,7 +17,9 @@ async fn pod(client: &Client, ns: &str, name: &str, ip: &str, ready: bool) {
                 "ports": [{"name": "http", "containerPort": 8080}]}]}
         }))
         .expect("pod");
-        api.create(&PostParams::default(), &p).await.expect("create pod");
+        api.create(&PostParams::default(), &p)
+            .await
+            .expect("create pod");
     }
     let status = json!({"status": {
         "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
@@ -44,7 +46,9 @@ async fn endpoints_and_slices_follow_pod_readiness() {
                  "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}
     }))
     .expect("svc");
-    svcs.create(&PostParams::default(), &svc).await.expect("create svc");
+    svcs.create(&PostParams::default(), &svc)
+        .await
+        .expect("create svc");
     let eps: Api<Endpoints> = Api::namespaced(client.clone(), "ep");
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "ep");
 
@@ -62,11 +66,17 @@ async fn endpoints_and_slices_follow_pod_readiness() {
     assert!(placeholder.endpoints.is_empty());
     let labels = placeholder.metadata.labels.clone().unwrap_or_default();
     assert_eq!(
-        labels.get("endpointslice.kubernetes.io/managed-by").map(String::as_str),
+        labels
+            .get("endpointslice.kubernetes.io/managed-by")
+            .map(String::as_str),
         Some("endpointslice-controller.k8s.io")
     );
     assert_eq!(labels.get("tier").map(String::as_str), Some("front"));
-    let owner = placeholder.metadata.owner_references.clone().unwrap_or_default();
+    let owner = placeholder
+        .metadata
+        .owner_references
+        .clone()
+        .unwrap_or_default();
     assert_eq!(owner.first().map(|o| o.kind.as_str()), Some("Service"));
 
     // A pod that is not ready yet.
@@ -78,7 +88,10 @@ async fn endpoints_and_slices_follow_pod_readiness() {
     })
     .await;
     assert!(e.addresses.is_none());
-    assert_eq!(e.not_ready_addresses.as_ref().map(|a| a[0].ip.as_str()), Some("10.42.0.7"));
+    assert_eq!(
+        e.not_ready_addresses.as_ref().map(|a| a[0].ip.as_str()),
+        Some("10.42.0.7")
+    );
     let ports = e.ports.unwrap_or_default();
     assert_eq!(ports.len(), 1);
     assert_eq!(ports[0].port, 8080, "named targetPort resolved");
@@ -89,12 +102,18 @@ async fn endpoints_and_slices_follow_pod_readiness() {
     })
     .await;
     let c = slice.endpoints[0].conditions.clone().unwrap_or_default();
-    assert_eq!((c.ready, c.serving, c.terminating), (Some(false), Some(false), Some(false)));
+    assert_eq!(
+        (c.ready, c.serving, c.terminating),
+        (Some(false), Some(false), Some(false))
+    );
     assert_eq!(slice.endpoints[0].addresses, vec!["10.42.0.7".to_string()]);
     let sp = slice.ports.clone().unwrap_or_default();
     assert_eq!(sp[0].port, Some(8080));
     assert_eq!(
-        slice.endpoints[0].target_ref.as_ref().and_then(|r| r.name.as_deref()),
+        slice.endpoints[0]
+            .target_ref
+            .as_ref()
+            .and_then(|r| r.name.as_deref()),
         Some("web-1")
     );
 
@@ -117,7 +136,15 @@ async fn endpoints_and_slices_follow_pod_readiness() {
         .then_some(())
     })
     .await;
-    assert_eq!(slices.list(&slice_lp("web")).await.expect("list").items.len(), 1);
+    assert_eq!(
+        slices
+            .list(&slice_lp("web"))
+            .await
+            .expect("list")
+            .items
+            .len(),
+        1
+    );
 
     // A pod whose labels stop matching leaves.
     let pods: Api<Pod> = Api::namespaced(client.clone(), "ep");
@@ -136,7 +163,9 @@ async fn endpoints_and_slices_follow_pod_readiness() {
     .await;
 
     // Deleting the service deletes its Endpoints.
-    svcs.delete("web", &DeleteParams::default()).await.expect("delete svc");
+    svcs.delete("web", &DeleteParams::default())
+        .await
+        .expect("delete svc");
     wait_for("endpoints deleted", 20, || async {
         matches!(eps.get_opt("web").await, Ok(None)).then_some(())
     })
@@ -156,13 +185,17 @@ async fn publish_not_ready_and_selectorless_services() {
         "spec": {"ports": [{"port": 5432}]}
     }))
     .expect("svc");
-    svcs.create(&PostParams::default(), &manual).await.expect("create manual");
+    svcs.create(&PostParams::default(), &manual)
+        .await
+        .expect("create manual");
     let manual_eps: Endpoints = serde_json::from_value(json!({
         "metadata": {"name": "manual"},
         "subsets": [{"addresses": [{"ip": "192.0.2.10"}], "ports": [{"port": 5432}]}]
     }))
     .expect("eps");
-    eps.create(&PostParams::default(), &manual_eps).await.expect("create manual eps");
+    eps.create(&PostParams::default(), &manual_eps)
+        .await
+        .expect("create manual eps");
     // Headless, publishing not-ready addresses.
     let headless: Service = serde_json::from_value(json!({
         "metadata": {"name": "peers"},
@@ -170,7 +203,9 @@ async fn publish_not_ready_and_selectorless_services() {
                  "selector": {"app": "web"}, "ports": [{"port": 7000, "targetPort": 7000}]}
     }))
     .expect("svc");
-    svcs.create(&PostParams::default(), &headless).await.expect("create headless");
+    svcs.create(&PostParams::default(), &headless)
+        .await
+        .expect("create headless");
     pod(&client, "ep2", "peer-0", "10.42.1.5", false).await;
     let e = wait_for("not-ready pod published", 20, || async {
         let e = eps.get("peers").await.ok()?;
@@ -179,7 +214,12 @@ async fn publish_not_ready_and_selectorless_services() {
     })
     .await;
     let labels = e.metadata.labels.unwrap_or_default();
-    assert_eq!(labels.get("service.kubernetes.io/headless").map(String::as_str), Some(""));
+    assert_eq!(
+        labels
+            .get("service.kubernetes.io/headless")
+            .map(String::as_str),
+        Some("")
+    );
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "ep2");
     wait_for("published slice endpoint ready", 20, || async {
         let l = slices.list(&slice_lp("peers")).await.ok()?.items;
@@ -197,5 +237,12 @@ async fn publish_not_ready_and_selectorless_services() {
             .map(|a| a[0].ip.as_str()),
         Some("192.0.2.10")
     );
-    assert!(slices.list(&slice_lp("manual")).await.expect("list").items.is_empty());
+    assert!(
+        slices
+            .list(&slice_lp("manual"))
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
 }

@@ -14,7 +14,10 @@ async fn repeated_events_bump_count() {
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let cm: ConfigMap =
         serde_json::from_value(json!({"metadata": {"name": "subject"}})).expect("cm");
-    let cm = cms.create(&PostParams::default(), &cm).await.expect("create");
+    let cm = cms
+        .create(&PostParams::default(), &cm)
+        .await
+        .expect("create");
     let ctx = Context::new(client.clone());
     let rec = ctx.recorder("test-controller");
     let r = object_ref(&cm);

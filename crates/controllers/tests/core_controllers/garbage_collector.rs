@@ -20,7 +20,9 @@ async fn cm(api: &Api<ConfigMap>, name: &str, owners: &[&ConfigMap], fins: &[&st
     let obj: ConfigMap = serde_json::from_value(json!({"metadata": {
         "name": name, "ownerReferences": refs, "finalizers": fins}}))
     .expect("cm");
-    api.create(&PostParams::default(), &obj).await.expect("create cm")
+    api.create(&PostParams::default(), &obj)
+        .await
+        .expect("create cm")
 }
 
 async fn gone(api: &Api<ConfigMap>, name: &str) -> Option<()> {
@@ -74,7 +76,10 @@ async fn dependents_of_missing_owners_are_collected() {
     })
     .await;
     cm(&api, "orphan-after", &[&ghost], &[]).await;
-    wait_for("dependent created later collected", 30, || gone(&api, "orphan-after")).await;
+    wait_for("dependent created later collected", 30, || {
+        gone(&api, "orphan-after")
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -142,4 +147,107 @@ async fn orphan_deletion_keeps_dependents() {
         );
         assert!(dep.metadata.deletion_timestamp.is_none());
     }
+}
+
+/// The shapes `kubectl delete deployment` produces: Deployment -> ReplicaSet -> Pods (made
+/// by hand here, no workload controllers), with each cascade mode.
+#[tokio::test]
+async fn deployment_shaped_cascades() {
+    use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+    use k8s_openapi::api::core::v1::Pod;
+    let (_server, client) = start().await;
+    namespace(&client, "gc-deploy").await;
+    let _gc = run(&client, r8s_controllers::garbage_collector::run);
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), "gc-deploy");
+    let rss: Api<ReplicaSet> = Api::namespaced(client.clone(), "gc-deploy");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "gc-deploy");
+    let pp = PostParams::default();
+    let owned = |kind: &str, name: &str, uid: &Option<String>, api_version: &str| {
+        json!([{"apiVersion": api_version, "kind": kind, "name": name, "uid": uid,
+                "controller": true, "blockOwnerDeletion": true}])
+    };
+    let make = |name: String| {
+        let deps = deps.clone();
+        let rss = rss.clone();
+        let pods = pods.clone();
+        let pp = pp.clone();
+        async move {
+            let labels = json!({"app": name});
+            let d: Deployment = serde_json::from_value(json!({
+                "metadata": {"name": name},
+                "spec": {"selector": {"matchLabels": labels},
+                         "template": {"metadata": {"labels": labels},
+                                      "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}
+            }))
+            .expect("deployment");
+            let d = deps.create(&pp, &d).await.expect("create deployment");
+            let rs: ReplicaSet = serde_json::from_value(json!({
+                "metadata": {"name": format!("{name}-rs"), "labels": labels,
+                             "ownerReferences": owned("Deployment", &name, &d.metadata.uid, "apps/v1")},
+                "spec": {"selector": {"matchLabels": labels},
+                         "template": {"metadata": {"labels": labels},
+                                      "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}
+            }))
+            .expect("rs");
+            let rs = rss.create(&pp, &rs).await.expect("create rs");
+            for i in 0..2 {
+                let p: Pod = serde_json::from_value(json!({
+                    "metadata": {"name": format!("{name}-pod-{i}"), "labels": labels,
+                                 "ownerReferences": owned("ReplicaSet", &format!("{name}-rs"), &rs.metadata.uid, "apps/v1")},
+                    "spec": {"containers": [{"name": "c", "image": "nginx"}]}
+                }))
+                .expect("pod");
+                pods.create(&pp, &p).await.expect("create pod");
+            }
+        }
+    };
+    let pods_of = |name: &'static str| {
+        let pods = pods.clone();
+        async move {
+            pods.list(&kube::api::ListParams::default().labels(&format!("app={name}")))
+                .await
+                .map(|l| l.items.len())
+                .unwrap_or(usize::MAX)
+        }
+    };
+
+    // Background (kubectl's default): the deployment goes at once, then the rest.
+    make("bg".into()).await;
+    deps.delete("bg", &DeleteParams::background())
+        .await
+        .expect("delete");
+    assert!(matches!(deps.get_opt("bg").await, Ok(None)));
+    wait_for("bg replicaset collected", 30, || async {
+        matches!(rss.get_opt("bg-rs").await, Ok(None)).then_some(())
+    })
+    .await;
+    wait_for("bg pods collected", 30, || async {
+        (pods_of("bg").await == 0).then_some(())
+    })
+    .await;
+
+    // Foreground: pods, then the replicaset, then the deployment.
+    make("fg".into()).await;
+    deps.delete("fg", &DeleteParams::foreground())
+        .await
+        .expect("delete");
+    wait_for("fg deployment gone", 30, || async {
+        matches!(deps.get_opt("fg").await, Ok(None)).then_some(())
+    })
+    .await;
+    assert!(matches!(rss.get_opt("fg-rs").await, Ok(None)));
+    assert_eq!(pods_of("fg").await, 0);
+
+    // Orphan: the deployment goes, the replicaset and pods stay, unowned by it.
+    make("or".into()).await;
+    deps.delete("or", &DeleteParams::orphan())
+        .await
+        .expect("delete");
+    wait_for("orphaning deployment gone", 30, || async {
+        matches!(deps.get_opt("or").await, Ok(None)).then_some(())
+    })
+    .await;
+    let rs = rss.get("or-rs").await.expect("replicaset kept");
+    assert!(rs.metadata.owner_references.unwrap_or_default().is_empty());
+    assert_eq!(pods_of("or").await, 2);
 }

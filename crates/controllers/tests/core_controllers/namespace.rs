@@ -65,7 +65,12 @@ async fn deleting_a_namespace_removes_its_content_then_itself() {
 
     // Everything without a finalizer goes; the held configmap keeps the namespace.
     wait_for("pods deleted", 30, || async {
-        pods.list(&Default::default()).await.ok()?.items.is_empty().then_some(())
+        pods.list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .is_empty()
+            .then_some(())
     })
     .await;
     wait_for("content deleted", 30, || async {

@@ -345,7 +345,7 @@ mod tests {
         );
         assert_eq!(config["config"]["ExposedPorts"]["80/tcp"], json!({}));
         let names: Vec<_> = entries(&plain).into_iter().map(|(n, _)| n).collect();
-        assert_eq!(names, ["bin", "bin/hello", "bin/hi"]);
+        assert_eq!(names, ["bin/", "bin/hello", "bin/hi"]);
         // Reproducible.
         let again = write_archive(&["test:1"], &cfg, &layer, &out).unwrap();
         assert_eq!(again, info);

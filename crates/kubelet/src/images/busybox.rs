@@ -108,7 +108,7 @@ pub fn build_pause_image(out_tar: &Path) -> Result<ArchiveInfo> {
 }
 
 /// `nginx:1.14.2` stand-in: busybox httpd serving /usr/share/nginx/html on port 80
-/// (also reachable as /www), stopped by SIGTERM.
+/// (also reachable as /www), exiting on SIGTERM.
 pub fn build_nginx_image(out_tar: &Path) -> Result<ArchiveInfo> {
     let mut layer = busybox_layer(&find_busybox()?)?;
     layer
@@ -122,9 +122,15 @@ pub fn build_nginx_image(out_tar: &Path) -> Result<ArchiveInfo> {
         )
         .symlink("/www", "/usr/share/nginx/html");
     let cfg = ImageConfig {
-        cmd: ["httpd", "-f", "-v", "-p", "80", "-h", "/usr/share/nginx/html"]
-            .map(String::from)
-            .to_vec(),
+        // httpd as PID 1 would ignore SIGTERM (no handler), so a shell that exits on it
+        // runs it: pods stop at once instead of after the whole grace period.
+        cmd: [
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM INT QUIT; httpd -f -v -p 80 -h /usr/share/nginx/html & wait",
+        ]
+        .map(String::from)
+        .to_vec(),
         env: vec![PATH_ENV.into(), "NGINX_VERSION=1.14.2".into()],
         exposed_ports: vec!["80/tcp".into()],
         ..Default::default()

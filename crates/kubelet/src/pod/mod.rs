@@ -235,7 +235,7 @@ async fn relist_loop(ctx: Arc<PodContext>, workers: Workers, synced: Arc<Notify>
                 }
             }
         }
-        if ready && ticks % 30 == 0 {
+        if ready && ticks.is_multiple_of(30) {
             let known: HashSet<String> = lock(&workers).keys().cloned().collect();
             // Give brand-new workers a moment: only sandboxes seen in the previous round.
             let candidates = orphan_uids(&ctx, &|u| known.contains(u)).await;

@@ -215,10 +215,11 @@ pub fn spawn(t: Target, c: &Container, started_at: SystemTime, wake: Arc<Notify>
         ready: false,
         failed: None,
     }));
-    if startup.is_none() && readiness.is_none() {
-        if let Ok(mut s) = state.lock() {
-            s.ready = true;
-        }
+    if startup.is_none()
+        && readiness.is_none()
+        && let Ok(mut s) = state.lock()
+    {
+        s.ready = true;
     }
     let st = state.clone();
     let task = tokio::spawn(async move {

@@ -94,7 +94,7 @@ impl PodRuntime {
                 id: s.id,
             })
             .collect();
-        sbs.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        sbs.sort_by_key(|s| std::cmp::Reverse(s.created_at));
         let statuses = futures::future::join_all(containers.iter().map(|c| cri.container_status(&c.id))).await;
         let mut ctrs = Vec::with_capacity(containers.len());
         for (c, st) in containers.into_iter().zip(statuses) {

@@ -40,7 +40,8 @@ pub fn path_segment_names(info: &ResourceInfo) -> bool {
 /// A minimal valid object of `info`'s kind called `name`.
 pub fn sample(info: &ResourceInfo, name: &str) -> Value {
     let containers = json!([{"name": "c", "image": "nginx"}]);
-    let template = json!({"metadata": {"labels": {"app": "x"}}, "spec": {"containers": containers}});
+    let template =
+        json!({"metadata": {"labels": {"app": "x"}}, "spec": {"containers": containers}});
     let selector = json!({"matchLabels": {"app": "x"}});
     let hpa = json!({"spec": {
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "d"},
@@ -60,7 +61,9 @@ pub fn sample(info: &ResourceInfo, name: &str) -> Value {
             "source": {"component": "bad-input"},
             "firstTimestamp": "2024-01-01T00:00:00Z", "lastTimestamp": "2024-01-01T00:00:00Z"
         }),
-        ("", "LimitRange") => json!({"spec": {"limits": [{"type": "Container", "max": {"cpu": "1"}}]}}),
+        ("", "LimitRange") => {
+            json!({"spec": {"limits": [{"type": "Container", "max": {"cpu": "1"}}]}})
+        }
         ("", "PersistentVolumeClaim") => json!({"spec": {
             "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}
         }}),
@@ -85,18 +88,24 @@ pub fn sample(info: &ResourceInfo, name: &str) -> Value {
             "regarding": {"kind": "Pod", "name": "p", "namespace": NS}
         }),
         ("autoscaling", "HorizontalPodAutoscaler") => hpa,
-        ("batch", "CronJob") => json!({"spec": {"schedule": "*/5 * * * *", "jobTemplate": {"spec": {
-            "template": {"spec": {"containers": containers, "restartPolicy": "OnFailure"}}
-        }}}}),
+        ("batch", "CronJob") => {
+            json!({"spec": {"schedule": "*/5 * * * *", "jobTemplate": {"spec": {
+                "template": {"spec": {"containers": containers, "restartPolicy": "OnFailure"}}
+            }}}})
+        }
         ("batch", "Job") => json!({"spec": {"template": {"spec": {
             "containers": containers, "restartPolicy": "Never"
         }}}}),
-        ("networking.k8s.io", "IngressClass") => json!({"spec": {"controller": "example.com/ingress"}}),
+        ("networking.k8s.io", "IngressClass") => {
+            json!({"spec": {"controller": "example.com/ingress"}})
+        }
         ("networking.k8s.io", "Ingress") => json!({"spec": {
             "defaultBackend": {"service": {"name": "s", "port": {"number": 80}}}
         }}),
         ("networking.k8s.io", "NetworkPolicy") => json!({"spec": {"podSelector": {}}}),
-        ("policy", "PodDisruptionBudget") => json!({"spec": {"minAvailable": 1, "selector": selector}}),
+        ("policy", "PodDisruptionBudget") => {
+            json!({"spec": {"minAvailable": 1, "selector": selector}})
+        }
         ("rbac.authorization.k8s.io", "ClusterRoleBinding") => role_ref("ClusterRole"),
         ("rbac.authorization.k8s.io", "RoleBinding") => role_ref("Role"),
         ("rbac.authorization.k8s.io", "ClusterRole" | "Role") => json!({"rules": []}),
@@ -136,7 +145,9 @@ pub fn check(resp: &Resp, want: Expect) -> Option<String> {
     let got = format!("got {} {}", resp.status, truncate(&resp.text(), 400));
     match want {
         Expect::Ok(code) => (resp.status != code).then(|| format!("want {code}, {got}")),
-        Expect::Fail(code, reason) => status_problem(resp, &body, code, reason).map(|p| format!("{p}; {got}")),
+        Expect::Fail(code, reason) => {
+            status_problem(resp, &body, code, reason).map(|p| format!("{p}; {got}"))
+        }
         Expect::Invalid(field) => {
             if let Some(p) = status_problem(resp, &body, 422, "Invalid") {
                 return Some(format!("{p}; {got}"));
@@ -145,8 +156,12 @@ pub fn check(resp: &Resp, want: Expect) -> Option<String> {
             let named = causes.is_some_and(|c| {
                 c.iter().any(|c| {
                     c.get("field").and_then(Value::as_str) == Some(field)
-                        && c.get("reason").and_then(Value::as_str).is_some_and(|r| !r.is_empty())
-                        && c.get("message").and_then(Value::as_str).is_some_and(|m| !m.is_empty())
+                        && c.get("reason")
+                            .and_then(Value::as_str)
+                            .is_some_and(|r| !r.is_empty())
+                        && c.get("message")
+                            .and_then(Value::as_str)
+                            .is_some_and(|m| !m.is_empty())
                 })
             });
             (!named).then(|| format!("want details.causes on {field:?}; {got}"))
@@ -159,7 +174,11 @@ fn status_problem(resp: &Resp, body: &Value, code: u16, reason: &str) -> Option<
     if resp.status != code {
         return Some(format!("want {code} {reason}"));
     }
-    let ct = resp.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let ct = resp
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if !ct.starts_with("application/json") {
         return Some(format!("want a JSON Status, content-type {ct:?}"));
     }

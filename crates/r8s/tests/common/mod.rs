@@ -42,7 +42,13 @@ impl Server {
         let child = Command::new(env!("CARGO_BIN_EXE_r8s"))
             .args(["server", "--data-dir"])
             .arg(dir.path())
-            .args(["--bind-address", "127.0.0.1", "--node-ip", "127.0.0.1", "--disable-agent"])
+            .args([
+                "--bind-address",
+                "127.0.0.1",
+                "--node-ip",
+                "127.0.0.1",
+                "--disable-agent",
+            ])
             .args(["--https-listen-port", &port.to_string()])
             .args(extra)
             .env("R8S_LOG", "info")
@@ -51,7 +57,12 @@ impl Server {
             .spawn()
             .expect("spawn r8s server");
         let kubeconfig = dir.path().join("kubeconfig.yaml");
-        let mut s = Server { child, dir, port, kubeconfig };
+        let mut s = Server {
+            child,
+            dir,
+            port,
+            kubeconfig,
+        };
         s.wait_ready();
         s
     }
@@ -89,7 +100,11 @@ impl Server {
         cmd.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
         cmd.env_remove("KUBECONFIG");
         cmd.env("HOME", self.dir.path()); // a private discovery cache
-        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn kubectl");
         if let Some(input) = stdin {

@@ -58,7 +58,9 @@ impl Client {
         let user = &doc["users"][0]["user"];
         let server = cluster["server"].as_str().expect("server");
         let ca = b64(cluster["certificate-authority-data"].as_str().expect("ca"));
-        let cert = b64(user["client-certificate-data"].as_str().expect("client cert"));
+        let cert = b64(user["client-certificate-data"]
+            .as_str()
+            .expect("client cert"));
         let key = b64(user["client-key-data"].as_str().expect("client key"));
 
         let mut roots = rustls::RootCertStore::empty();
@@ -77,7 +79,10 @@ impl Client {
             .with_client_auth_cert(chain, key)
             .expect("client cert");
         Client {
-            addr: server.trim_start_matches("https://").trim_end_matches('/').to_string(),
+            addr: server
+                .trim_start_matches("https://")
+                .trim_end_matches('/')
+                .to_string(),
             connector: TlsConnector::from(Arc::new(config)),
         }
     }
@@ -98,7 +103,13 @@ impl Client {
     }
 
     /// One request on a fresh connection.
-    pub async fn send(&self, method: &str, path: &str, content_type: Option<&str>, body: Vec<u8>) -> Resp {
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Resp {
         let mut conn = self.connect().await.expect("connect");
         conn.send(method, path, content_type, body)
             .await
@@ -125,7 +136,8 @@ impl Conn {
         content_type: Option<&str>,
         body: Vec<u8>,
     ) -> Result<Resp, String> {
-        self.send_with_accept(method, path, content_type, None, body).await
+        self.send_with_accept(method, path, content_type, None, body)
+            .await
     }
 
     /// Send with an explicit Accept header (default `application/json`).
@@ -146,8 +158,14 @@ impl Conn {
         if let Some(ct) = content_type {
             req = req.header("content-type", ct);
         }
-        let req = req.body(Full::new(Bytes::from(body))).map_err(|e| e.to_string())?;
-        let resp = self.sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let req = req
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        let resp = self
+            .sender
+            .send_request(req)
+            .await
+            .map_err(|e| e.to_string())?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = resp
@@ -157,11 +175,18 @@ impl Conn {
             .map_err(|e| e.to_string())?
             .to_bytes()
             .to_vec();
-        Ok(Resp { status, headers, body })
+        Ok(Resp {
+            status,
+            headers,
+            body,
+        })
     }
 
     /// Send and read only the status and the first chunk of a streaming body (watch).
-    pub async fn send_streaming(&mut self, path: &str) -> Result<(u16, hyper::body::Incoming), String> {
+    pub async fn send_streaming(
+        &mut self,
+        path: &str,
+    ) -> Result<(u16, hyper::body::Incoming), String> {
         self.sender.ready().await.map_err(|e| e.to_string())?;
         let req = hyper::Request::builder()
             .method("GET")
@@ -170,7 +195,11 @@ impl Conn {
             .header("accept", "application/json")
             .body(Full::new(Bytes::new()))
             .map_err(|e| e.to_string())?;
-        let resp = self.sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let resp = self
+            .sender
+            .send_request(req)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok((resp.status().as_u16(), resp.into_body()))
     }
 }

@@ -390,7 +390,7 @@ mod tests {
             (json!({"containers": [c("a", json!({"cpu": "100m"}))],
                     "initContainers": [{"name": "s", "restartPolicy": "Always", "resources": {"requests": {"cpu": "200m"}}},
                                        c("i", json!({"cpu": "250m"}))]}),
-             450, 0, 450, 3 * DEFAULT_MEMORY_REQUEST),
+             450, 0, 450, 2 * DEFAULT_MEMORY_REQUEST),
             // Overhead is added.
             (json!({"containers": [c("a", json!({"cpu": "1"}))], "overhead": {"cpu": "250m", "memory": "64Mi"}}),
              1250, 64 << 20, 1250, DEFAULT_MEMORY_REQUEST + (64 << 20)),

@@ -416,7 +416,8 @@ mod tests {
         let s = prescore(&p, &c, &feasible).expect("defaults apply");
         let raw: Vec<Option<i64>> = feasible.iter().map(|&i| score(&s, &p, &c.nodes[i])).collect();
         let norm = normalize(&raw);
-        assert!(norm[0] < norm[2] && norm[1] < norm[2], "{norm:?}");
+        // The test nodes carry no standard zone label, so only hostname spreading counts.
+        assert!(norm[0] < norm[1] && norm[1] == norm[2], "{norm:?}");
         assert!(raw[4].is_some(), "nodes without a zone still score under system defaults");
     }
 }

@@ -31,7 +31,8 @@ fn b64(s: &str) -> Result<Vec<u8>> {
 impl Client {
     /// From an admin kubeconfig as r8s writes it (inline certificate data).
     pub fn from_kubeconfig(path: &Path) -> Result<Client> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
         let doc: serde_yaml::Value = serde_yaml::from_str(&text)?;
         let field = |v: &serde_yaml::Value, k: &str| -> Result<String> {
             v.get(k)
@@ -61,7 +62,10 @@ impl Client {
             Ok(TlsConnector::from(Arc::new(cfg)))
         };
         Ok(Client {
-            addr: server.trim_start_matches("https://").trim_end_matches('/').to_string(),
+            addr: server
+                .trim_start_matches("https://")
+                .trim_end_matches('/')
+                .to_string(),
             h1: config(b"http/1.1")?,
             h2: config(b"h2")?,
         })
@@ -70,7 +74,10 @@ impl Client {
     async fn tls(&self, connector: &TlsConnector) -> Result<TlsStream<TcpStream>> {
         let tcp = TcpStream::connect(&self.addr).await?;
         tcp.set_nodelay(true)?;
-        let host = self.addr.rsplit_once(':').map_or(self.addr.as_str(), |(h, _)| h);
+        let host = self
+            .addr
+            .rsplit_once(':')
+            .map_or(self.addr.as_str(), |(h, _)| h);
         let name = ServerName::try_from(host.to_string())?;
         Ok(connector.connect(name, tcp).await?)
     }
@@ -97,7 +104,11 @@ impl Client {
 }
 
 /// Build a request.
-pub fn request(method: &str, path: &str, body: Option<Bytes>) -> Result<hyper::Request<Full<Bytes>>> {
+pub fn request(
+    method: &str,
+    path: &str,
+    body: Option<Bytes>,
+) -> Result<hyper::Request<Full<Bytes>>> {
     let mut b = hyper::Request::builder()
         .method(method)
         .uri(path)
@@ -115,13 +126,25 @@ pub struct H1 {
 
 impl H1 {
     /// Send and read the whole body; fails unless the status is `want`.
-    pub async fn call(&mut self, method: &str, path: &str, body: Option<Bytes>, want: u16) -> Result<Bytes> {
+    pub async fn call(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<Bytes>,
+        want: u16,
+    ) -> Result<Bytes> {
         self.sender.ready().await?;
-        let resp = self.sender.send_request(request(method, path, body)?).await?;
+        let resp = self
+            .sender
+            .send_request(request(method, path, body)?)
+            .await?;
         let status = resp.status().as_u16();
         let bytes = resp.into_body().collect().await?.to_bytes();
         if status != want {
-            bail!("{method} {path}: {status} {}", String::from_utf8_lossy(&bytes));
+            bail!(
+                "{method} {path}: {status} {}",
+                String::from_utf8_lossy(&bytes)
+            );
         }
         Ok(bytes)
     }

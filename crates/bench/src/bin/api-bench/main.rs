@@ -101,16 +101,26 @@ async fn main() -> Result<()> {
 
     let server = r8s_apiserver::testing::TestServer::start().await;
     let client = client::Client::from_kubeconfig(&server.kubeconfig)?;
-    let raw_dir = tempfile::Builder::new().prefix("r8s-api-bench-raw").tempdir_in(&base)?;
-    let raw: r8s_store::DynStore =
-        Arc::new(r8s_store::sqlite::SqliteStore::open(&raw_dir.path().join("state.db"), Default::default()).await?);
+    let raw_dir = tempfile::Builder::new()
+        .prefix("r8s-api-bench-raw")
+        .tempdir_in(&base)?;
+    let raw: r8s_store::DynStore = Arc::new(
+        r8s_store::sqlite::SqliteStore::open(&raw_dir.path().join("state.db"), Default::default())
+            .await?,
+    );
     let mut setup = client.http1().await?;
     let mut namespaces: Vec<String> = args.clients.iter().map(|c| format!("bench-c{c}")).collect();
     namespaces.extend(["bench-list".to_string(), "bench-watch".to_string()]);
     for ns in &namespaces {
-        let body = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+        let body =
+            serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
         setup
-            .call("POST", "/api/v1/namespaces", Some(serde_json::to_vec(&body)?.into()), 201)
+            .call(
+                "POST",
+                "/api/v1/namespaces",
+                Some(serde_json::to_vec(&body)?.into()),
+                201,
+            )
             .await?;
     }
 
@@ -157,8 +167,13 @@ async fn main() -> Result<()> {
 
     let mut memory = Vec::new();
     if args.pods > 0 {
-        let bin = args.server_bin.clone().unwrap_or_else(rss::default_server_bin);
-        let spawned = rss::spawn(&bin, &base).await.context("spawn r8s server (build it with --release)")?;
+        let bin = args
+            .server_bin
+            .clone()
+            .unwrap_or_else(rss::default_server_bin);
+        let spawned = rss::spawn(&bin, &base)
+            .await
+            .context("spawn r8s server (build it with --release)")?;
         tokio::time::sleep(Duration::from_secs(3)).await;
         memory.push(("idle after bootstrap".to_string(), spawned.rss_kib()?));
         let m = rss::create_pods(&spawned.client, args.pods, 64).await?;
@@ -194,7 +209,10 @@ fn print_report(args: &Args, report: &Report, memory: &[(String, u64)]) {
     for w in ["create", "get", list_name.as_str()] {
         for &c in &args.clients {
             if let (Some(a), Some(r)) = (report.find("api", w, c), report.find("raw", w, c)) {
-                println!("| {w} | {c} | {:.2} |", a.ops_per_sec / r.ops_per_sec.max(f64::MIN_POSITIVE));
+                println!(
+                    "| {w} | {c} | {:.2} |",
+                    a.ops_per_sec / r.ops_per_sec.max(f64::MIN_POSITIVE)
+                );
             }
         }
     }
@@ -203,13 +221,23 @@ fn print_report(args: &Args, report: &Report, memory: &[(String, u64)]) {
     println!("|---|---:|---|");
     let yes = |ok: bool| if ok { "yes" } else { "**no**" };
     for &c in &args.clients {
-        if let (Some(a), Some(r)) = (report.find("api", "create", c), report.find("raw", "create", c)) {
+        if let (Some(a), Some(r)) = (
+            report.find("api", "create", c),
+            report.find("raw", "create", c),
+        ) {
             let ratio = a.ops_per_sec / r.ops_per_sec.max(f64::MIN_POSITIVE);
-            println!("| API create ≥ 0.7× raw store, {c} clients | {ratio:.2}× | {} |", yes(ratio >= 0.7));
+            println!(
+                "| API create ≥ 0.7× raw store, {c} clients | {ratio:.2}× | {} |",
+                yes(ratio >= 0.7)
+            );
         }
     }
     if let Some(g) = report.find("api", "get", 64) {
-        println!("| GET p99 < 10 ms at 64 clients | {} ms | {} |", ms(g.p99), yes(g.p99 < Duration::from_millis(10)));
+        println!(
+            "| GET p99 < 10 ms at 64 clients | {} ms | {} |",
+            ms(g.p99),
+            yes(g.p99 < Duration::from_millis(10))
+        );
     }
     if let Some(w) = report.find("api", "watch: all delivered", 1000) {
         println!(
@@ -220,7 +248,14 @@ fn print_report(args: &Args, report: &Report, memory: &[(String, u64)]) {
     }
     for (what, kib) in memory {
         let mb = *kib as f64 / 1024.0;
-        let limit = if what.starts_with("idle") { 50.0 } else { 400.0 };
-        println!("| RSS {what} < {limit:.0} MB | {mb:.1} MB | {} |", yes(mb < limit));
+        let limit = if what.starts_with("idle") {
+            50.0
+        } else {
+            400.0
+        };
+        println!(
+            "| RSS {what} < {limit:.0} MB | {mb:.1} MB | {} |",
+            yes(mb < limit)
+        );
     }
 }

@@ -38,18 +38,28 @@ pub fn default_server_bin() -> PathBuf {
 }
 
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// Start `bin server` on a loopback port with a fresh data dir; wait until `/readyz`.
 pub async fn spawn(bin: &Path, base: &Path) -> Result<Spawned> {
-    let dir = tempfile::Builder::new().prefix("r8s-api-bench-server").tempdir_in(base)?;
+    let dir = tempfile::Builder::new()
+        .prefix("r8s-api-bench-server")
+        .tempdir_in(base)?;
     let port = free_port()?;
     let log = std::fs::File::create(dir.path().join("server.log"))?;
     let child = Command::new(bin)
         .args(["server", "--data-dir"])
         .arg(dir.path())
-        .args(["--bind-address", "127.0.0.1", "--node-ip", "127.0.0.1", "--disable-agent"])
+        .args([
+            "--bind-address",
+            "127.0.0.1",
+            "--node-ip",
+            "127.0.0.1",
+            "--disable-agent",
+        ])
         .args(["--https-listen-port", &port.to_string()])
         .env("R8S_LOG", "warn")
         .stdout(Stdio::null())
@@ -70,7 +80,11 @@ pub async fn spawn(bin: &Path, base: &Path) -> Result<Spawned> {
             && let Ok(mut conn) = client.http1().await
             && conn.call("GET", "/readyz", None, 200).await.is_ok()
         {
-            return Ok(Spawned { child, client, _dir: dir });
+            return Ok(Spawned {
+                child,
+                client,
+                _dir: dir,
+            });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -94,7 +108,12 @@ pub async fn create_pods(client: &Client, count: usize, clients: usize) -> Resul
     let mut setup = client.http1().await?;
     let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "rss"}});
     setup
-        .call("POST", "/api/v1/namespaces", Some(Bytes::from(serde_json::to_vec(&ns)?)), 201)
+        .call(
+            "POST",
+            "/api/v1/namespaces",
+            Some(Bytes::from(serde_json::to_vec(&ns)?)),
+            201,
+        )
         .await?;
     let mut conns = Vec::with_capacity(clients);
     for _ in 0..clients {

@@ -48,11 +48,22 @@ async fn pool(client: &Client, clients: usize) -> Result<Arc<Vec<Mutex<H1>>>> {
 }
 
 /// POST `ops` ConfigMaps `obj-<i>` into `ns`.
-pub async fn api_create(client: &Client, ns: &str, ops: usize, clients: usize, payload: &str) -> Result<Measurement> {
+pub async fn api_create(
+    client: &Client,
+    ns: &str,
+    ops: usize,
+    clients: usize,
+    payload: &str,
+) -> Result<Measurement> {
     let conns = pool(client, clients).await?;
     let bodies: Arc<Vec<Bytes>> = Arc::new(
         (0..ops)
-            .map(|i| Bytes::from(serde_json::to_vec(&configmap(ns, &format!("obj-{i}"), payload)).unwrap_or_default()))
+            .map(|i| {
+                Bytes::from(
+                    serde_json::to_vec(&configmap(ns, &format!("obj-{i}"), payload))
+                        .unwrap_or_default(),
+                )
+            })
             .collect(),
     );
     let path = Arc::new(format!("/api/v1/namespaces/{ns}/configmaps"));
@@ -60,7 +71,8 @@ pub async fn api_create(client: &Client, ns: &str, ops: usize, clients: usize, p
         let (conns, bodies, path) = (conns.clone(), bodies.clone(), path.clone());
         async move {
             let mut conn = conns[c].lock().await;
-            conn.call("POST", &path, Some(bodies[i].clone()), 201).await?;
+            conn.call("POST", &path, Some(bodies[i].clone()), 201)
+                .await?;
             Ok(())
         }
     })
@@ -68,7 +80,13 @@ pub async fn api_create(client: &Client, ns: &str, ops: usize, clients: usize, p
 }
 
 /// The same creates straight into the store.
-pub async fn raw_create(store: &DynStore, ns: &str, ops: usize, clients: usize, payload: &str) -> Result<Measurement> {
+pub async fn raw_create(
+    store: &DynStore,
+    ns: &str,
+    ops: usize,
+    clients: usize,
+    payload: &str,
+) -> Result<Measurement> {
     let values: Arc<Vec<(String, Vec<u8>)>> = Arc::new(
         (0..ops)
             .map(|i| {
@@ -90,7 +108,13 @@ pub async fn raw_create(store: &DynStore, ns: &str, ops: usize, clients: usize, 
 }
 
 /// GET `ops` objects (round robin over `existing`).
-pub async fn api_get(client: &Client, ns: &str, existing: usize, ops: usize, clients: usize) -> Result<Measurement> {
+pub async fn api_get(
+    client: &Client,
+    ns: &str,
+    existing: usize,
+    ops: usize,
+    clients: usize,
+) -> Result<Measurement> {
     let conns = pool(client, clients).await?;
     let ns = Arc::new(ns.to_string());
     run_concurrent(clients, ops, move |c, i| {
@@ -105,13 +129,21 @@ pub async fn api_get(client: &Client, ns: &str, existing: usize, ops: usize, cli
 }
 
 /// The same gets straight from the store.
-pub async fn raw_get(store: &DynStore, ns: &str, existing: usize, ops: usize, clients: usize) -> Result<Measurement> {
+pub async fn raw_get(
+    store: &DynStore,
+    ns: &str,
+    existing: usize,
+    ops: usize,
+    clients: usize,
+) -> Result<Measurement> {
     let store = store.clone();
     let ns = Arc::new(ns.to_string());
     run_concurrent(clients, ops, move |_, i| {
         let (store, ns) = (store.clone(), ns.clone());
         async move {
-            let kv = store.get(&key(&ns, &format!("obj-{}", i % existing)), 0).await?;
+            let kv = store
+                .get(&key(&ns, &format!("obj-{}", i % existing)), 0)
+                .await?;
             if kv.is_none() {
                 bail!("missing key");
             }
@@ -122,7 +154,12 @@ pub async fn raw_get(store: &DynStore, ns: &str, existing: usize, ops: usize, cl
 }
 
 /// Full lists of namespace `ns`.
-pub async fn api_list(client: &Client, ns: &str, ops: usize, clients: usize) -> Result<Measurement> {
+pub async fn api_list(
+    client: &Client,
+    ns: &str,
+    ops: usize,
+    clients: usize,
+) -> Result<Measurement> {
     let conns = pool(client, clients).await?;
     let path = Arc::new(format!("/api/v1/namespaces/{ns}/configmaps"));
     run_concurrent(clients, ops, move |c, _| {
@@ -136,7 +173,12 @@ pub async fn api_list(client: &Client, ns: &str, ops: usize, clients: usize) -> 
 }
 
 /// The same lists straight from the store.
-pub async fn raw_list(store: &DynStore, ns: &str, ops: usize, clients: usize) -> Result<Measurement> {
+pub async fn raw_list(
+    store: &DynStore,
+    ns: &str,
+    ops: usize,
+    clients: usize,
+) -> Result<Measurement> {
     let store = store.clone();
     let prefix = Arc::new(format!("/registry/core/configmaps/{ns}/"));
     run_concurrent(clients, ops, move |_, _| {
@@ -160,12 +202,23 @@ pub struct FanOut {
 fn seq_of(bytes: &[u8]) -> Option<usize> {
     const MARK: &[u8] = b"\"seq\":\"";
     let at = bytes.windows(MARK.len()).position(|w| w == MARK)? + MARK.len();
-    let digits = bytes[at..].iter().take_while(|b| b.is_ascii_digit()).count();
-    std::str::from_utf8(&bytes[at..at + digits]).ok()?.parse().ok()
+    let digits = bytes[at..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    std::str::from_utf8(&bytes[at..at + digits])
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// Wait for `watchers` arrivals of every change `0..changes`, made by `write(i)`.
-async fn fan_out<W, Fut>(watchers: usize, changes: usize, mut rx: mpsc::UnboundedReceiver<(usize, Instant)>, mut write: W) -> Result<FanOut>
+async fn fan_out<W, Fut>(
+    watchers: usize,
+    changes: usize,
+    mut rx: mpsc::UnboundedReceiver<(usize, Instant)>,
+    mut write: W,
+) -> Result<FanOut>
 where
     W: FnMut(usize) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
@@ -191,17 +244,28 @@ where
     }
     all.wall = started.elapsed();
     each.wall = all.wall;
-    Ok(FanOut { all_delivered: all, deliveries: each })
+    Ok(FanOut {
+        all_delivered: all,
+        deliveries: each,
+    })
 }
 
 /// `watchers` API watches of namespace `ns` (100 streams per HTTP/2 connection, as an
 /// informer-heavy client multiplexes them), then `changes` merge patches of `watched`.
-pub async fn api_watch(client: &Client, ns: &str, watchers: usize, changes: usize) -> Result<FanOut> {
+pub async fn api_watch(
+    client: &Client,
+    ns: &str,
+    watchers: usize,
+    changes: usize,
+) -> Result<FanOut> {
     let mut writer = client.http1().await?;
     let obj_path = format!("/api/v1/namespaces/{ns}/configmaps/watched");
     let current = writer.call("GET", &obj_path, None, 200).await?;
     let rv: Value = serde_json::from_slice(&current)?;
-    let rv = rv["metadata"]["resourceVersion"].as_str().unwrap_or("0").to_string();
+    let rv = rv["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("0")
+        .to_string();
     let (tx, rx) = mpsc::unbounded_channel();
     let mut tasks = Vec::with_capacity(watchers);
     let mut h2 = None;
@@ -209,7 +273,9 @@ pub async fn api_watch(client: &Client, ns: &str, watchers: usize, changes: usiz
         if w % 100 == 0 {
             h2 = Some(client.http2().await?);
         }
-        let Some(sender) = h2.as_mut() else { bail!("no connection") };
+        let Some(sender) = h2.as_mut() else {
+            bail!("no connection")
+        };
         sender.ready().await?;
         let path = format!("/api/v1/namespaces/{ns}/configmaps?watch=true&resourceVersion={rv}");
         let resp = sender.send_request(request("GET", &path, None)?).await?;
@@ -239,8 +305,10 @@ pub async fn api_watch(client: &Client, ns: &str, watchers: usize, changes: usiz
         let writer = writer.clone();
         async move {
             let mut req = req?;
-            req.headers_mut()
-                .insert("content-type", hyper::header::HeaderValue::from_static("application/merge-patch+json"));
+            req.headers_mut().insert(
+                "content-type",
+                hyper::header::HeaderValue::from_static("application/merge-patch+json"),
+            );
             let status = writer.lock().await.send(req).await?;
             if status != 200 {
                 bail!("patch: {status}");
@@ -255,7 +323,13 @@ pub async fn api_watch(client: &Client, ns: &str, watchers: usize, changes: usiz
 }
 
 /// `watchers` store watches of the same prefix, then `changes` updates of the same key.
-pub async fn raw_watch(store: &DynStore, ns: &str, watchers: usize, changes: usize, payload: &str) -> Result<FanOut> {
+pub async fn raw_watch(
+    store: &DynStore,
+    ns: &str,
+    watchers: usize,
+    changes: usize,
+    payload: &str,
+) -> Result<FanOut> {
     let k = key(ns, "watched");
     let (tx, rx) = mpsc::unbounded_channel();
     let prefix = format!("/registry/core/configmaps/{ns}/");
@@ -274,7 +348,11 @@ pub async fn raw_watch(store: &DynStore, ns: &str, watchers: usize, changes: usi
     drop(tx);
     let rev = match store.get(&k, 0).await? {
         Some(kv) => kv.mod_revision,
-        None => store.create(&k, stored(ns, "watched", payload), None).await?,
+        None => {
+            store
+                .create(&k, stored(ns, "watched", payload), None)
+                .await?
+        }
     };
     let rev = Arc::new(AtomicI64::new(rev));
     let template: Value = serde_json::from_slice(&stored(ns, "watched", payload))?;
@@ -285,7 +363,9 @@ pub async fn raw_watch(store: &DynStore, ns: &str, watchers: usize, changes: usi
         let bytes = serde_json::to_vec(&v).unwrap_or_default();
         let (store, k, rev) = (store.clone(), k.clone(), rev.clone());
         async move {
-            let next = store.update(&k, bytes, rev.load(Ordering::Relaxed), None).await?;
+            let next = store
+                .update(&k, bytes, rev.load(Ordering::Relaxed), None)
+                .await?;
             rev.store(next, Ordering::Relaxed);
             Ok(())
         }
