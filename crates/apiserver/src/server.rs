@@ -118,11 +118,12 @@ pub async fn start(cfg: Config, store: DynStore) -> Result<Running, ServerError>
         ready: Arc::new(AtomicBool::new(false)),
     };
     let boot_state = state.clone();
+    let api_endpoint = SocketAddr::new(cfg.advertise_address, local_addr.port());
     tokio::spawn(async move {
         // Retried until it succeeds: /readyz reports not-ready meanwhile.
         let mut delay = std::time::Duration::from_millis(100);
         loop {
-            match bootstrap::run(&boot_state.registry).await {
+            match bootstrap::run(&boot_state.registry, api_endpoint).await {
                 Ok(()) => {
                     boot_state.ready.store(true, Ordering::Relaxed);
                     return;

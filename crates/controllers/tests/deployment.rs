@@ -142,7 +142,10 @@ fn cond(d: &Deployment, t: &str) -> Option<(String, String)> {
         .map(|c| (c.status.clone(), c.reason.clone().unwrap_or_default()))
 }
 
-fn ann<'a>(meta: &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, k: &str) -> Option<&'a str> {
+fn ann<'a>(
+    meta: &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    k: &str,
+) -> Option<&'a str> {
     meta.annotations.as_ref()?.get(k).map(String::as_str)
 }
 
@@ -190,48 +193,114 @@ fn bound_kubelet() -> Kubelet {
 #[tokio::test(flavor = "multi_thread")]
 async fn create_becomes_available() {
     let env = Env::new("d-create", bound_kubelet()).await;
-    env.create(&manifest("web", 3, "busybox:1", json!({}))).await;
+    env.create(&manifest("web", 3, "busybox:1", json!({})))
+        .await;
     let d = env.wait_complete("web", 3).await;
-    assert_eq!(cond(&d, "Available"), Some(("True".into(), "MinimumReplicasAvailable".into())));
-    assert_eq!(cond(&d, "Progressing"), Some(("True".into(), "NewReplicaSetAvailable".into())));
+    assert_eq!(
+        cond(&d, "Available"),
+        Some(("True".into(), "MinimumReplicasAvailable".into()))
+    );
+    assert_eq!(
+        cond(&d, "Progressing"),
+        Some(("True".into(), "NewReplicaSetAvailable".into()))
+    );
     assert_eq!(ann(&d.metadata, REVISION), Some("1"));
     let rss = env.owned_rss("web").await;
     assert_eq!(rss.len(), 1);
     let rs = &rss[0];
-    let hash = rs.metadata.labels.as_ref().and_then(|l| l.get(HASH)).cloned().expect("hash label");
-    assert_eq!(rs.metadata.name.as_deref(), Some(format!("web-{hash}").as_str()));
-    assert!(hash.len() >= 8 && hash.chars().all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)));
+    let hash = rs
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(HASH))
+        .cloned()
+        .expect("hash label");
+    assert_eq!(
+        rs.metadata.name.as_deref(),
+        Some(format!("web-{hash}").as_str())
+    );
+    assert!(
+        hash.len() >= 8
+            && hash
+                .chars()
+                .all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c))
+    );
     let spec = rs.spec.clone().expect("spec");
-    assert_eq!(spec.selector.match_labels.as_ref().and_then(|l| l.get(HASH)), Some(&hash));
-    let tl = spec.template.and_then(|t| t.metadata).and_then(|m| m.labels).expect("template labels");
+    assert_eq!(
+        spec.selector
+            .match_labels
+            .as_ref()
+            .and_then(|l| l.get(HASH)),
+        Some(&hash)
+    );
+    let tl = spec
+        .template
+        .and_then(|t| t.metadata)
+        .and_then(|m| m.labels)
+        .expect("template labels");
     assert_eq!(tl.get(HASH), Some(&hash));
     // Defaults: 25% surge of 3 rounds up to 1.
     assert_eq!(ann(&rs.metadata, REVISION), Some("1"));
-    assert_eq!(ann(&rs.metadata, "deployment.kubernetes.io/desired-replicas"), Some("3"));
-    assert_eq!(ann(&rs.metadata, "deployment.kubernetes.io/max-replicas"), Some("4"));
-    assert_eq!(ann(&rs.metadata, "team"), Some("blue"), "deployment annotations are copied");
-    let pods = env.pods().list(&ListParams::default().labels("app=web")).await.expect("pods").items;
+    assert_eq!(
+        ann(&rs.metadata, "deployment.kubernetes.io/desired-replicas"),
+        Some("3")
+    );
+    assert_eq!(
+        ann(&rs.metadata, "deployment.kubernetes.io/max-replicas"),
+        Some("4")
+    );
+    assert_eq!(
+        ann(&rs.metadata, "team"),
+        Some("blue"),
+        "deployment annotations are copied"
+    );
+    let pods = env
+        .pods()
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .expect("pods")
+        .items;
     assert_eq!(pods.len(), 3);
-    assert!(pods.iter().all(|p| p.metadata.labels.as_ref().and_then(|l| l.get(HASH)) == Some(&hash)));
+    assert!(
+        pods.iter()
+            .all(|p| p.metadata.labels.as_ref().and_then(|l| l.get(HASH)) == Some(&hash))
+    );
     // kubectl sees a finished rollout.
-    let out = env.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=30s"]).await;
+    let out = env
+        .kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=30s"])
+        .await;
     assert!(out.contains("successfully rolled out"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn scales_up_and_down() {
     let env = Env::new("d-scale", bound_kubelet()).await;
-    env.create(&manifest("web", 3, "busybox:1", json!({}))).await;
+    env.create(&manifest("web", 3, "busybox:1", json!({})))
+        .await;
     env.wait_complete("web", 3).await;
-    env.kubectl_ok(&["scale", "deployment/web", "--replicas=10"]).await;
+    env.kubectl_ok(&["scale", "deployment/web", "--replicas=10"])
+        .await;
     env.wait_complete("web", 10).await;
     let rss = env.owned_rss("web").await;
     assert_eq!(rss.len(), 1, "scaling does not roll out");
     assert_eq!(replicas(&rss[0]), 10);
-    assert_eq!(ann(&rss[0].metadata, "deployment.kubernetes.io/desired-replicas"), Some("10"));
-    assert_eq!(ann(&rss[0].metadata, "deployment.kubernetes.io/max-replicas"), Some("13"));
+    assert_eq!(
+        ann(
+            &rss[0].metadata,
+            "deployment.kubernetes.io/desired-replicas"
+        ),
+        Some("10")
+    );
+    assert_eq!(
+        ann(&rss[0].metadata, "deployment.kubernetes.io/max-replicas"),
+        Some("13")
+    );
     env.deployments()
-        .patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 2}})))
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 2}})),
+        )
         .await
         .expect("scale down");
     env.wait_complete("web", 2).await;
@@ -240,7 +309,10 @@ async fn scales_up_and_down() {
         (pods.len() == 2).then_some(())
     })
     .await;
-    assert_eq!(ann(&env.owned_rss("web").await[0].metadata, REVISION), Some("1"));
+    assert_eq!(
+        ann(&env.owned_rss("web").await[0].metadata, REVISION),
+        Some("1")
+    );
 }
 
 /// Watches pods and records the fewest available (ready, not terminating) pods seen after
@@ -259,7 +331,9 @@ impl AvailabilityTracker {
         let live: Arc<Mutex<HashMap<String, Pod>>> = Arc::default();
         let (a, m, l) = (armed.clone(), min_available.clone(), live.clone());
         let task = tokio::spawn(async move {
-            let mut stream = watcher(pods, watcher::Config::default()).default_backoff().boxed();
+            let mut stream = watcher(pods, watcher::Config::default())
+                .default_backoff()
+                .boxed();
             while let Some(Ok(ev)) = stream.next().await {
                 let mut live = l.lock().expect("lock");
                 match ev {
@@ -271,7 +345,10 @@ impl AvailabilityTracker {
                     }
                     _ => continue,
                 }
-                let available = live.values().filter(|p| is_active(p) && is_ready(p)).count();
+                let available = live
+                    .values()
+                    .filter(|p| is_active(p) && is_ready(p))
+                    .count();
                 if a.load(Ordering::SeqCst) {
                     m.fetch_min(available as i64, Ordering::SeqCst);
                 }
@@ -289,7 +366,13 @@ impl AvailabilityTracker {
     fn by_hash(&self) -> BTreeMap<String, (usize, usize)> {
         let mut out: BTreeMap<String, (usize, usize)> = BTreeMap::new();
         for p in self.live.lock().expect("lock").values() {
-            let h = p.metadata.labels.as_ref().and_then(|l| l.get(HASH)).cloned().unwrap_or_default();
+            let h = p
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(HASH))
+                .cloned()
+                .unwrap_or_default();
             let e = out.entry(h).or_default();
             if is_active(p) {
                 e.0 += 1;
@@ -308,7 +391,9 @@ fn track_max_total_replicas(rss: Api<ReplicaSet>) -> (Arc<AtomicI64>, tokio::tas
     let m = max.clone();
     let task = tokio::spawn(async move {
         let mut sizes: HashMap<String, i32> = HashMap::new();
-        let mut stream = watcher(rss, watcher::Config::default()).default_backoff().boxed();
+        let mut stream = watcher(rss, watcher::Config::default())
+            .default_backoff()
+            .boxed();
         while let Some(Ok(ev)) = stream.next().await {
             match ev {
                 watcher::Event::Apply(rs) | watcher::Event::InitApply(rs) => {
@@ -328,7 +413,13 @@ fn track_max_total_replicas(rss: Api<ReplicaSet>) -> (Arc<AtomicI64>, tokio::tas
 /// Roll deployment `web` (fully available with `n` replicas) to `image` with `kubectl set
 /// image`, checking on every pod watch event that at least `floor` pods stay available and
 /// on every ReplicaSet event that the ReplicaSets never ask for more than `ceiling` pods.
-async fn roll_within_bounds(env: &Env, n: i32, image: &str, floor: i64, ceiling: i64) -> ReplicaSet {
+async fn roll_within_bounds(
+    env: &Env,
+    n: i32,
+    image: &str,
+    floor: i64,
+    ceiling: i64,
+) -> ReplicaSet {
     let tracker = AvailabilityTracker::spawn(env.pods());
     let (max_total, rs_task) = track_max_total_replicas(env.replicasets());
     wait_for("tracker synced", 30, || async {
@@ -336,17 +427,27 @@ async fn roll_within_bounds(env: &Env, n: i32, image: &str, floor: i64, ceiling:
     })
     .await;
     tracker.armed.store(true, Ordering::SeqCst);
-    env.kubectl_ok(&["set", "image", "deployment/web", &format!("c={image}")]).await;
-    let out = env.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=60s"]).await;
+    env.kubectl_ok(&["set", "image", "deployment/web", &format!("c={image}")])
+        .await;
+    let out = env
+        .kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=60s"])
+        .await;
     assert!(out.contains("successfully rolled out"), "{out}");
     env.wait_complete("web", n).await;
     let new = env.owned_rss("web").await.pop().expect("new rs");
     assert_eq!(image_of(&new), image);
-    let new_hash = new.metadata.labels.as_ref().and_then(|l| l.get(HASH)).cloned().expect("hash");
+    let new_hash = new
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(HASH))
+        .cloned()
+        .expect("hash");
     let want = n as usize;
     wait_for("watch shows only new pods", 30, || async {
         let by = tracker.by_hash();
-        (by.get(&new_hash) == Some(&(want, want)) && by.values().map(|v| v.0).sum::<usize>() == want)
+        (by.get(&new_hash) == Some(&(want, want))
+            && by.values().map(|v| v.0).sum::<usize>() == want)
             .then_some(())
     })
     .await;
@@ -354,16 +455,28 @@ async fn roll_within_bounds(env: &Env, n: i32, image: &str, floor: i64, ceiling:
     tracker.task.abort();
     rs_task.abort();
     let min = tracker.min_available.load(Ordering::SeqCst);
-    assert!(min >= floor, "available pods dropped to {min} (< replicas - maxUnavailable = {floor})");
+    assert!(
+        min >= floor,
+        "available pods dropped to {min} (< replicas - maxUnavailable = {floor})"
+    );
     let max = max_total.load(Ordering::SeqCst);
-    assert!(max <= ceiling, "ReplicaSets asked for {max} pods (> replicas + maxSurge = {ceiling})");
+    assert!(
+        max <= ceiling,
+        "ReplicaSets asked for {max} pods (> replicas + maxSurge = {ceiling})"
+    );
     new
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rolling_update_history_and_rollback() {
     let env = Env::new("d-roll", bound_kubelet()).await;
-    env.create(&manifest("web", 6, "busybox:1", rolling(json!(1), json!(1)))).await;
+    env.create(&manifest(
+        "web",
+        6,
+        "busybox:1",
+        rolling(json!(1), json!(1)),
+    ))
+    .await;
     env.wait_complete("web", 6).await;
     roll_within_bounds(&env, 6, "busybox:2", 5, 7).await;
     let rss = env.owned_rss("web").await;
@@ -375,13 +488,16 @@ async fn rolling_update_history_and_rollback() {
     let d = env.deployments().get("web").await.expect("get");
     assert_eq!(ann(&d.metadata, REVISION), Some("2"));
 
-    let history = env.kubectl_ok(&["rollout", "history", "deployment/web"]).await;
+    let history = env
+        .kubectl_ok(&["rollout", "history", "deployment/web"])
+        .await;
     assert!(history.contains('1') && history.contains('2'), "{history}");
 
     // `kubectl rollout undo` copies revision 1's template back: the old ReplicaSet is
     // re-used as revision 3, remembering it was revision 1.
     env.kubectl_ok(&["rollout", "undo", "deployment/web"]).await;
-    env.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=60s"]).await;
+    env.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=60s"])
+        .await;
     env.wait_complete("web", 6).await;
     let rss = env.owned_rss("web").await;
     assert_eq!(rss.len(), 2, "rollback re-uses the old ReplicaSet");
@@ -390,10 +506,15 @@ async fn rolling_update_history_and_rollback() {
     assert_eq!(image_of(first), "busybox:1");
     assert_eq!((replicas(first), replicas(second)), (6, 0));
     assert_eq!(ann(&first.metadata, REVISION), Some("3"));
-    assert_eq!(ann(&first.metadata, "deployment.kubernetes.io/revision-history"), Some("1"));
+    assert_eq!(
+        ann(&first.metadata, "deployment.kubernetes.io/revision-history"),
+        Some("1")
+    );
     let d = env.deployments().get("web").await.expect("get");
     assert_eq!(ann(&d.metadata, REVISION), Some("3"));
-    let history = env.kubectl_ok(&["rollout", "history", "deployment/web"]).await;
+    let history = env
+        .kubectl_ok(&["rollout", "history", "deployment/web"])
+        .await;
     assert!(history.contains('2') && history.contains('3'), "{history}");
 }
 
@@ -401,10 +522,14 @@ async fn rolling_update_history_and_rollback() {
 async fn rolling_update_with_percentages() {
     let env = Env::new("d-pct", bound_kubelet()).await;
     // Defaults 25%/25% of 10: surge rounds up to 3, unavailable down to 2.
-    env.create(&manifest("web", 10, "busybox:1", json!({}))).await;
+    env.create(&manifest("web", 10, "busybox:1", json!({})))
+        .await;
     env.wait_complete("web", 10).await;
     let new = roll_within_bounds(&env, 10, "busybox:2", 8, 13).await;
-    assert_eq!(ann(&new.metadata, "deployment.kubernetes.io/max-replicas"), Some("13"));
+    assert_eq!(
+        ann(&new.metadata, "deployment.kubernetes.io/max-replicas"),
+        Some("13")
+    );
     // Surge only (maxUnavailable 0): never below 10 available.
     env.deployments()
         .patch(
@@ -420,12 +545,16 @@ async fn rolling_update_with_percentages() {
 #[tokio::test(flavor = "multi_thread")]
 async fn pause_resume_and_restart() {
     let env = Env::new("d-pause", bound_kubelet()).await;
-    env.create(&manifest("web", 2, "busybox:1", json!({}))).await;
+    env.create(&manifest("web", 2, "busybox:1", json!({})))
+        .await;
     env.wait_complete("web", 2).await;
-    env.kubectl_ok(&["rollout", "pause", "deployment/web"]).await;
-    env.kubectl_ok(&["set", "image", "deployment/web", "c=busybox:2"]).await;
+    env.kubectl_ok(&["rollout", "pause", "deployment/web"])
+        .await;
+    env.kubectl_ok(&["set", "image", "deployment/web", "c=busybox:2"])
+        .await;
     // Scaling still works while paused; the template change is not rolled out.
-    env.kubectl_ok(&["scale", "deployment/web", "--replicas=3"]).await;
+    env.kubectl_ok(&["scale", "deployment/web", "--replicas=3"])
+        .await;
     let d = wait_for("paused condition and scale observed", 30, || async {
         let d = env.deployments().get("web").await.ok()?;
         let st = d.status.clone()?;
@@ -435,23 +564,30 @@ async fn pause_resume_and_restart() {
         .then_some(d)
     })
     .await;
-    assert_eq!(cond(&d, "Progressing").map(|c| c.0).as_deref(), Some("Unknown"));
+    assert_eq!(
+        cond(&d, "Progressing").map(|c| c.0).as_deref(),
+        Some("Unknown")
+    );
     let rss = env.owned_rss("web").await;
     assert_eq!(rss.len(), 1, "no rollout while paused");
     assert_eq!(image_of(&rss[0]), "busybox:1");
     let (ok, _) = env.kubectl(&["rollout", "undo", "deployment/web"]).await;
     assert!(!ok, "kubectl refuses to roll back a paused deployment");
 
-    env.kubectl_ok(&["rollout", "resume", "deployment/web"]).await;
-    env.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=60s"]).await;
+    env.kubectl_ok(&["rollout", "resume", "deployment/web"])
+        .await;
+    env.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=60s"])
+        .await;
     env.wait_complete("web", 3).await;
     let rss = env.owned_rss("web").await;
     assert_eq!(rss.len(), 2);
     assert_eq!(image_of(&rss[1]), "busybox:2");
 
     // `kubectl rollout restart` changes the template (restartedAt) and rolls again.
-    env.kubectl_ok(&["rollout", "restart", "deployment/web"]).await;
-    env.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=60s"]).await;
+    env.kubectl_ok(&["rollout", "restart", "deployment/web"])
+        .await;
+    env.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=60s"])
+        .await;
     let d = env.wait_complete("web", 3).await;
     assert_eq!(ann(&d.metadata, REVISION), Some("3"));
     let rss = env.owned_rss("web").await;
@@ -462,7 +598,13 @@ async fn pause_resume_and_restart() {
 #[tokio::test(flavor = "multi_thread")]
 async fn recreate_never_overlaps_old_and_new_pods() {
     let env = Env::new("d-recreate", bound_kubelet()).await;
-    env.create(&manifest("web", 3, "busybox:1", json!({"type": "Recreate"}))).await;
+    env.create(&manifest(
+        "web",
+        3,
+        "busybox:1",
+        json!({"type": "Recreate"}),
+    ))
+    .await;
     env.wait_complete("web", 3).await;
     // Record every moment pods of two templates exist at once (terminating ones included).
     let overlap = Arc::new(AtomicBool::new(false));
@@ -471,11 +613,19 @@ async fn recreate_never_overlaps_old_and_new_pods() {
         let pods = env.pods();
         tokio::spawn(async move {
             let mut seen: HashMap<String, String> = HashMap::new();
-            let mut stream = watcher(pods, watcher::Config::default()).default_backoff().boxed();
+            let mut stream = watcher(pods, watcher::Config::default())
+                .default_backoff()
+                .boxed();
             while let Some(Ok(ev)) = stream.next().await {
                 match ev {
                     watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
-                        let h = p.metadata.labels.as_ref().and_then(|l| l.get(HASH)).cloned().unwrap_or_default();
+                        let h = p
+                            .metadata
+                            .labels
+                            .as_ref()
+                            .and_then(|l| l.get(HASH))
+                            .cloned()
+                            .unwrap_or_default();
                         seen.insert(p.metadata.name.clone().unwrap_or_default(), h);
                     }
                     watcher::Event::Delete(p) => {
@@ -490,13 +640,22 @@ async fn recreate_never_overlaps_old_and_new_pods() {
             }
         })
     };
-    env.kubectl_ok(&["set", "image", "deployment/web", "c=busybox:2"]).await;
-    env.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=60s"]).await;
+    env.kubectl_ok(&["set", "image", "deployment/web", "c=busybox:2"])
+        .await;
+    env.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=60s"])
+        .await;
     env.wait_complete("web", 3).await;
     let rss = env.owned_rss("web").await;
     assert_eq!(rss.iter().map(replicas).collect::<Vec<_>>(), vec![0, 3]);
-    assert_eq!(ann(&rss[1].metadata, "deployment.kubernetes.io/max-replicas"), Some("3"), "no surge");
-    assert!(!overlap.load(Ordering::SeqCst), "old and new pods coexisted");
+    assert_eq!(
+        ann(&rss[1].metadata, "deployment.kubernetes.io/max-replicas"),
+        Some("3"),
+        "no surge"
+    );
+    assert!(
+        !overlap.load(Ordering::SeqCst),
+        "old and new pods coexisted"
+    );
     watch_task.abort();
 }
 
@@ -510,8 +669,10 @@ async fn old_replicasets_beyond_history_limit_are_deleted() {
     env.create(&d).await;
     env.wait_complete("web", 1).await;
     for image in ["busybox:2", "busybox:3", "busybox:4"] {
-        env.kubectl_ok(&["set", "image", "deployment/web", &format!("c={image}")]).await;
-        env.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=60s"]).await;
+        env.kubectl_ok(&["set", "image", "deployment/web", &format!("c={image}")])
+            .await;
+        env.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=60s"])
+            .await;
     }
     env.wait_complete("web", 1).await;
     let rss = wait_for("old ReplicaSets cleaned up", 30, || async {
@@ -524,7 +685,9 @@ async fn old_replicasets_beyond_history_limit_are_deleted() {
         vec!["busybox:3".to_string(), "busybox:4".to_string()]
     );
     assert_eq!(
-        rss.iter().map(|rs| ann(&rs.metadata, REVISION).unwrap_or("").to_string()).collect::<Vec<_>>(),
+        rss.iter()
+            .map(|rs| ann(&rs.metadata, REVISION).unwrap_or("").to_string())
+            .collect::<Vec<_>>(),
         vec!["3".to_string(), "4".to_string()]
     );
 }
@@ -544,15 +707,23 @@ async fn progress_deadline_exceeded_when_pods_never_ready() {
     env.create(&d).await;
     let d = wait_for("ProgressDeadlineExceeded", 30, || async {
         let d = env.deployments().get("web").await.ok()?;
-        (cond(&d, "Progressing") == Some(("False".into(), "ProgressDeadlineExceeded".into()))).then_some(d)
+        (cond(&d, "Progressing") == Some(("False".into(), "ProgressDeadlineExceeded".into())))
+            .then_some(d)
     })
     .await;
-    assert_eq!(cond(&d, "Available"), Some(("False".into(), "MinimumReplicasUnavailable".into())));
+    assert_eq!(
+        cond(&d, "Available"),
+        Some(("False".into(), "MinimumReplicasUnavailable".into()))
+    );
     let st = d.status.expect("status");
     assert_eq!(st.replicas, Some(2));
     assert_eq!(st.unavailable_replicas, Some(2));
     assert_eq!(st.available_replicas.unwrap_or(0), 0);
-    let (ok, out) = env.kubectl(&["rollout", "status", "deployment/web", "--timeout=20s"]).await;
-    assert!(!ok && out.contains("exceeded its progress deadline"), "{out}");
+    let (ok, out) = env
+        .kubectl(&["rollout", "status", "deployment/web", "--timeout=20s"])
+        .await;
+    assert!(
+        !ok && out.contains("exceeded its progress deadline"),
+        "{out}"
+    );
 }
-

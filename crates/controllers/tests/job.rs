@@ -122,15 +122,21 @@ impl Env {
         self.pods(ns).list(&lp).await.expect("list pods").items
     }
 
-    async fn events_for(&self, ns: &str, name: &str) -> Vec<Event> {
+    /// Wait for an event with `reason` about `name` (events are written asynchronously).
+    async fn wait_event(&self, ns: &str, name: &str, reason: &str) -> Event {
         let api: Api<Event> = Api::namespaced(self.client.clone(), ns);
-        api.list(&ListParams::default())
-            .await
-            .expect("list events")
-            .items
-            .into_iter()
-            .filter(|e| e.involved_object.name.as_deref() == Some(name))
-            .collect()
+        wait_for(&format!("event {reason} for {name}"), 20, || async {
+            api.list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .find(|e| {
+                    e.involved_object.name.as_deref() == Some(name)
+                        && e.reason.as_deref() == Some(reason)
+                })
+        })
+        .await
     }
 
     /// Wait until the Job has condition `type_` True.
@@ -282,17 +288,9 @@ async fn completes_with_completions_and_parallelism() {
                 .any(|f| f == TRACKING)
         );
     }
-    let reasons: Vec<String> = env
-        .events_for(ns, "pi")
-        .await
-        .into_iter()
-        .filter_map(|e| e.reason)
-        .collect();
-    assert!(
-        reasons.iter().any(|r| r == "SuccessfulCreate"),
-        "{reasons:?}"
-    );
-    assert!(reasons.iter().any(|r| r == "Completed"), "{reasons:?}");
+    env.wait_event(ns, "pi", "SuccessfulCreate").await;
+    let ev = env.wait_event(ns, "pi", "Completed").await;
+    assert_eq!(ev.message.as_deref(), Some("Job completed"));
 }
 
 #[tokio::test]
@@ -343,16 +341,8 @@ async fn failing_job_hits_backoff_limit() {
             .is_none()
     );
     assert_eq!(env.job_pods(ns, "bad").await.len(), 3);
-    let reasons: Vec<String> = env
-        .events_for(ns, "bad")
-        .await
-        .into_iter()
-        .filter_map(|e| e.reason)
-        .collect();
-    assert!(
-        reasons.iter().any(|r| r == "BackoffLimitExceeded"),
-        "{reasons:?}"
-    );
+    let ev = env.wait_event(ns, "bad", "BackoffLimitExceeded").await;
+    assert_eq!(ev.type_.as_deref(), Some("Warning"));
 }
 
 #[tokio::test]

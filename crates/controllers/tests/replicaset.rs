@@ -53,9 +53,13 @@ fn owner_uid(pod: &Pod) -> Option<String> {
 }
 
 async fn scale(api: &Api<ReplicaSet>, name: &str, n: i32) {
-    api.patch(name, &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": n}})))
-        .await
-        .expect("scale");
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": n}})),
+    )
+    .await
+    .expect("scale");
 }
 
 /// Wait until the ReplicaSet reports `n` replicas, all ready and available, for its
@@ -94,13 +98,28 @@ async fn scales_up_and_down() {
     let pods = active_pods(&client, "rs-scale", "web").await;
     assert_eq!(pods.len(), 3);
     for p in &pods {
-        assert!(p.metadata.name.as_deref().is_some_and(|n| n.starts_with("web-")));
+        assert!(
+            p.metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| n.starts_with("web-"))
+        );
         assert_eq!(p.metadata.generate_name.as_deref(), Some("web-"));
         let r = &p.metadata.owner_references.as_ref().expect("owner refs")[0];
-        assert_eq!((r.kind.as_str(), r.name.as_str(), r.uid.as_str()), ("ReplicaSet", "web", uid.as_str()));
+        assert_eq!(
+            (r.kind.as_str(), r.name.as_str(), r.uid.as_str()),
+            ("ReplicaSet", "web", uid.as_str())
+        );
         assert_eq!(r.controller, Some(true));
         assert_eq!(r.block_owner_deletion, Some(true));
-        assert_eq!(p.metadata.labels.as_ref().and_then(|l| l.get("tier")).map(String::as_str), Some("web"));
+        assert_eq!(
+            p.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("tier"))
+                .map(String::as_str),
+            Some("web")
+        );
     }
 
     scale(&api, "web", 7).await;
@@ -112,7 +131,10 @@ async fn scales_up_and_down() {
     // Deleted pods were bound, so they terminated gracefully and the kubelet finished them.
     wait_for("surplus pods gone", 30, || async {
         let api: Api<Pod> = Api::namespaced(client.clone(), "rs-scale");
-        let all = api.list(&ListParams::default().labels("app=web")).await.ok()?;
+        let all = api
+            .list(&ListParams::default().labels("app=web"))
+            .await
+            .ok()?;
         (all.items.len() == 2).then_some(())
     })
     .await;
@@ -138,7 +160,9 @@ async fn adopts_orphans_and_releases_mismatches() {
         "spec": {"containers": [{"name": "c", "image": "busybox"}]},
     }))
     .expect("pod");
-    pods.create(&PostParams::default(), &orphan).await.expect("create orphan");
+    pods.create(&PostParams::default(), &orphan)
+        .await
+        .expect("create orphan");
     start_controller(&client);
     let api: Api<ReplicaSet> = Api::namespaced(client.clone(), "rs-adopt");
     let rs = api
@@ -180,7 +204,9 @@ async fn adopts_orphans_and_releases_mismatches() {
         (st.replicas == 2
             && st.fully_labeled_replicas == Some(2)
             && owned.len() == 2
-            && owned.iter().all(|p| owner_uid(p).as_deref() == Some(uid.as_str())))
+            && owned
+                .iter()
+                .all(|p| owner_uid(p).as_deref() == Some(uid.as_str())))
         .then_some(())
     })
     .await;
@@ -201,7 +227,9 @@ async fn never_overshoots_while_scaling_up() {
         let max_seen = max_seen.clone();
         tokio::spawn(async move {
             let mut live = std::collections::HashSet::new();
-            let mut stream = watcher(pods, watcher::Config::default()).default_backoff().boxed();
+            let mut stream = watcher(pods, watcher::Config::default())
+                .default_backoff()
+                .boxed();
             while let Some(Ok(ev)) = stream.next().await {
                 match ev {
                     watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
@@ -243,7 +271,14 @@ async fn never_overshoots_while_scaling_up() {
         (max_seen.load(std::sync::atomic::Ordering::SeqCst) >= 30).then_some(())
     })
     .await;
-    assert_eq!(pods.list(&ListParams::default()).await.expect("list").items.len(), 30);
+    assert_eq!(
+        pods.list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .len(),
+        30
+    );
     assert_eq!(max_seen.load(std::sync::atomic::Ordering::SeqCst), 30);
     tracker.abort();
 }
@@ -264,7 +299,10 @@ async fn scale_down_prefers_unready_and_ignores_terminating() {
     })
     .await;
     // Bind all three and make two of them ready: the unready one must go first.
-    let names: Vec<String> = created.iter().filter_map(|p| p.metadata.name.clone()).collect();
+    let names: Vec<String> = created
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
     for n in &names {
         bind(&pods, n, "node-a").await.expect("bind");
     }
@@ -293,19 +331,32 @@ async fn scale_down_prefers_unready_and_ignores_terminating() {
     .await;
     for n in &names[..2] {
         let p = pods.get(n).await.expect("ready pod kept");
-        assert!(p.metadata.deletion_timestamp.is_none(), "{n} should be kept");
+        assert!(
+            p.metadata.deletion_timestamp.is_none(),
+            "{n} should be kept"
+        );
     }
     // A terminating pod no longer counts: deleting a ready pod gets it replaced although it
     // lingers (nothing finishes its termination here).
-    pods.delete(&names[0], &DeleteParams::default()).await.expect("delete");
+    pods.delete(&names[0], &DeleteParams::default())
+        .await
+        .expect("delete");
     wait_for("replacement for terminating pod", 30, || async {
         let live = active_pods(&client, "rs-pref", "pref").await;
         let st = api.get("pref").await.ok()?.status?;
-        (live.len() == 2 && st.replicas == 2 && !live.iter().any(|p| p.metadata.name.as_deref() == Some(names[0].as_str())))
-            .then_some(())
+        (live.len() == 2
+            && st.replicas == 2
+            && !live
+                .iter()
+                .any(|p| p.metadata.name.as_deref() == Some(names[0].as_str())))
+        .then_some(())
     })
     .await;
     let all = pods.list(&ListParams::default()).await.expect("list").items;
-    assert_eq!(all.len(), 4, "two terminating pods linger beside two live ones");
+    assert_eq!(
+        all.len(),
+        4,
+        "two terminating pods linger beside two live ones"
+    );
     assert!(all.iter().filter(|p| is_ready(p)).count() >= 1);
 }

@@ -78,7 +78,11 @@ impl Cidr {
         if u64::from(i) >= count {
             return None;
         }
-        let size = if prefix == 32 { 1 } else { 1u32 << (32 - prefix) };
+        let size = if prefix == 32 {
+            1
+        } else {
+            1u32 << (32 - prefix)
+        };
         Some(Cidr {
             addr: Ipv4Addr::from(u32::from(self.addr) + i * size),
             prefix,
@@ -113,7 +117,12 @@ pub fn conflist(bridge: &str, pod_cidr: &Cidr, ipam_dir: &Path) -> Value {
 }
 
 /// Writes the conflist into `conf_dir` when it differs; returns whether it changed.
-pub fn write_conflist(conf_dir: &Path, bridge: &str, pod_cidr: &Cidr, ipam_dir: &Path) -> Result<bool> {
+pub fn write_conflist(
+    conf_dir: &Path,
+    bridge: &str,
+    pod_cidr: &Cidr,
+    ipam_dir: &Path,
+) -> Result<bool> {
     std::fs::create_dir_all(conf_dir).ctx(|| format!("creating {}", conf_dir.display()))?;
     std::fs::create_dir_all(ipam_dir).ctx(|| format!("creating {}", ipam_dir.display()))?;
     let path = conf_dir.join(CONFLIST_FILE);
@@ -130,10 +139,19 @@ pub fn write_conflist(conf_dir: &Path, bridge: &str, pod_cidr: &Cidr, ipam_dir: 
 
 /// The node's pod CIDR: `spec.podCIDR` when set, else the first /24 of `cluster_cidr`
 /// no other node uses, written to the Node (the API server keeps it immutable after).
-pub async fn ensure_pod_cidr(client: &kube::Client, node_name: &str, cluster_cidr: &Cidr) -> Result<Cidr> {
+pub async fn ensure_pod_cidr(
+    client: &kube::Client,
+    node_name: &str,
+    cluster_cidr: &Cidr,
+) -> Result<Cidr> {
     let nodes: Api<Node> = Api::all(client.clone());
     let node = nodes.get(node_name).await?;
-    if let Some(c) = node.spec.as_ref().and_then(|s| s.pod_cidr.as_deref()).filter(|c| !c.is_empty()) {
+    if let Some(c) = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.pod_cidr.as_deref())
+        .filter(|c| !c.is_empty())
+    {
         return c.parse();
     }
     let used: HashSet<Cidr> = nodes
@@ -147,7 +165,11 @@ pub async fn ensure_pod_cidr(client: &kube::Client, node_name: &str, cluster_cid
     let free = (0u32..)
         .map_while(|i| cluster_cidr.subnet(prefix, i))
         .find(|c| !used.contains(c))
-        .ok_or_else(|| Error::Config(format!("no free /{prefix} left in cluster CIDR {cluster_cidr}")))?;
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "no free /{prefix} left in cluster CIDR {cluster_cidr}"
+            ))
+        })?;
     let patch = json!({"spec": {"podCIDR": free.to_string(), "podCIDRs": [free.to_string()]}});
     nodes
         .patch(node_name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -183,7 +205,10 @@ mod tests {
         assert_eq!(v["plugins"][0]["bridge"], "r8s0");
         assert_eq!(v["plugins"][0]["ipMasq"], true);
         assert_eq!(v["plugins"][0]["hairpinMode"], true);
-        assert_eq!(v["plugins"][0]["ipam"]["ranges"][0][0]["gateway"], "10.42.1.1");
+        assert_eq!(
+            v["plugins"][0]["ipam"]["ranges"][0][0]["gateway"],
+            "10.42.1.1"
+        );
         assert_eq!(v["plugins"][0]["ipam"]["dataDir"], "/d/ipam");
         assert_eq!(v["plugins"][1]["type"], "portmap");
     }

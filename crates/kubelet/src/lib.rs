@@ -100,7 +100,8 @@ pub async fn import_images(socket: &Path, files: &[PathBuf]) -> Result<()> {
 pub async fn ensure_builtin_images(cfg: &KubeletConfig, cri: &cri::Cri) -> Result<()> {
     let dir = cfg.agent_dir().join("builtin-images");
     type Builder = fn(&Path) -> Result<images::ArchiveInfo>;
-    let mut wanted: Vec<(&str, &str, Builder)> = vec![(images::PAUSE_IMAGE, "pause.tar", images::build_pause_image)];
+    let mut wanted: Vec<(&str, &str, Builder)> =
+        vec![(images::PAUSE_IMAGE, "pause.tar", images::build_pause_image)];
     if cfg.builtin_images {
         wanted.push((images::NGINX_IMAGE, "nginx.tar", images::build_nginx_image));
         wanted.push((images::BUSYBOX_IMAGE, "busybox.tar", |p| {
@@ -139,7 +140,8 @@ impl Kubelet {
         let cluster_cidr: cni::Cidr = cfg.cluster_cidr.parse()?;
         let containerd = match &cfg.runtime_endpoint {
             Some(_) => {
-                containerd::wait_ready(&cfg.runtime_socket(), std::time::Duration::from_secs(60)).await?;
+                containerd::wait_ready(&cfg.runtime_socket(), std::time::Duration::from_secs(60))
+                    .await?;
                 None
             }
             None => {
@@ -159,7 +161,12 @@ impl Kubelet {
             let node = node::register(&client, &cfg).await?;
             let cidr = cni::ensure_pod_cidr(&client, &cfg.node_name, &cluster_cidr).await?;
             let agent = cfg.agent_dir();
-            cni::write_conflist(&agent.join("cni").join("net.d"), &cfg.cni_bridge, &cidr, &agent.join("cni").join("ipam"))?;
+            cni::write_conflist(
+                &agent.join("cni").join("net.d"),
+                &cfg.cni_bridge,
+                &cidr,
+                &agent.join("cni").join("ipam"),
+            )?;
             Ok::<_, Error>((node, cidr))
         };
         let (imported, registered) = tokio::join!(images_fut, node_fut);
@@ -220,9 +227,15 @@ impl Kubelet {
     /// Stops and removes every sandbox and container in the runtime, and the pods'
     /// directories.
     pub async fn remove_all_pods(&self) {
-        let Ok(sandboxes) = self.cri.list_pod_sandbox(None).await else { return };
+        let Ok(sandboxes) = self.cri.list_pod_sandbox(None).await else {
+            return;
+        };
         for sb in sandboxes {
-            let uid = sb.labels.get(pod::runtime::LABEL_POD_UID).cloned().unwrap_or_default();
+            let uid = sb
+                .labels
+                .get(pod::runtime::LABEL_POD_UID)
+                .cloned()
+                .unwrap_or_default();
             if let Ok(ctrs) = self
                 .cri
                 .list_containers(Some(cri::api::ContainerFilter {
@@ -239,7 +252,7 @@ impl Kubelet {
             let _ = self.cri.stop_pod_sandbox(&sb.id).await;
             let _ = self.cri.remove_pod_sandbox(&sb.id).await;
             if !uid.is_empty() {
-                pod::volumes::unmount_under(&pod::volumes::PodDirs::new(&self.config.data_dir, &uid).root);
+                pod::remove_pod_files(&self.config.data_dir, &uid);
             }
         }
     }

@@ -45,7 +45,10 @@ pub fn node_labels(cfg: &KubeletConfig) -> BTreeMap<String, String> {
     l.insert("beta.kubernetes.io/os".into(), "linux".into());
     l.insert("beta.kubernetes.io/arch".into(), arch.into());
     if cfg.control_plane {
-        l.insert("node-role.kubernetes.io/control-plane".into(), "true".into());
+        l.insert(
+            "node-role.kubernetes.io/control-plane".into(),
+            "true".into(),
+        );
     }
     l
 }
@@ -79,7 +82,12 @@ pub async fn runtime_health(cri: &Cri) -> RuntimeHealth {
                 .unwrap_or_default()
                 .into_iter()
                 .filter(|c| !c.status)
-                .map(|c| format!("{}=false reason:{} message:{}", c.r#type, c.reason, c.message))
+                .map(|c| {
+                    format!(
+                        "{}=false reason:{} message:{}",
+                        c.r#type, c.reason, c.message
+                    )
+                })
                 .collect();
             if !bad.is_empty() {
                 h.problem = format!("container runtime not ready: {}", bad.join(", "));
@@ -114,13 +122,26 @@ fn conditions(host: &HostInfo, rt: &RuntimeHealth) -> Vec<(&'static str, bool, S
         (
             "MemoryPressure",
             mem,
-            if mem { "KubeletHasInsufficientMemory" } else { "KubeletHasSufficientMemory" }.into(),
-            format!("kubelet has {} memory available", if mem { "insufficient" } else { "sufficient" }),
+            if mem {
+                "KubeletHasInsufficientMemory"
+            } else {
+                "KubeletHasSufficientMemory"
+            }
+            .into(),
+            format!(
+                "kubelet has {} memory available",
+                if mem { "insufficient" } else { "sufficient" }
+            ),
         ),
         (
             "DiskPressure",
             disk,
-            if disk { "KubeletHasDiskPressure" } else { "KubeletHasNoDiskPressure" }.into(),
+            if disk {
+                "KubeletHasDiskPressure"
+            } else {
+                "KubeletHasNoDiskPressure"
+            }
+            .into(),
             format!("kubelet has {}disk pressure", if disk { "" } else { "no " }),
         ),
         (
@@ -132,15 +153,29 @@ fn conditions(host: &HostInfo, rt: &RuntimeHealth) -> Vec<(&'static str, bool, S
         (
             "Ready",
             ready,
-            if ready { "KubeletReady" } else { "KubeletNotReady" }.into(),
-            if ready { "kubelet is posting ready status".into() } else { rt.problem.clone() },
+            if ready {
+                "KubeletReady"
+            } else {
+                "KubeletNotReady"
+            }
+            .into(),
+            if ready {
+                "kubelet is posting ready status".into()
+            } else {
+                rt.problem.clone()
+            },
         ),
     ]
 }
 
 /// The full `status` of the Node. `previous` supplies lastTransitionTime of unchanged
 /// conditions.
-pub fn node_status(cfg: &KubeletConfig, host: &HostInfo, rt: &RuntimeHealth, previous: &Value) -> Value {
+pub fn node_status(
+    cfg: &KubeletConfig,
+    host: &HostInfo,
+    rt: &RuntimeHealth,
+    previous: &Value,
+) -> Value {
     let ts = now();
     let conds: Vec<Value> = conditions(host, rt)
         .into_iter()
@@ -219,7 +254,11 @@ pub async fn register(client: &kube::Client, cfg: &KubeletConfig) -> Result<Node
         Err(kube::Error::Api(e)) if e.code == 409 => {
             let patch = json!({"metadata": {"labels": labels}});
             Ok(nodes
-                .patch(&cfg.node_name, &PatchParams::default(), &Patch::Merge(&patch))
+                .patch(
+                    &cfg.node_name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
                 .await?)
         }
         Err(e) => Err(Error::Kube(e)),
@@ -227,13 +266,22 @@ pub async fn register(client: &kube::Client, cfg: &KubeletConfig) -> Result<Node
 }
 
 /// Posts the status now; returns what was posted.
-pub async fn post_status(client: &kube::Client, cfg: &KubeletConfig, cri: &Cri, previous: &Value) -> Result<Value> {
+pub async fn post_status(
+    client: &kube::Client,
+    cfg: &KubeletConfig,
+    cri: &Cri,
+    previous: &Value,
+) -> Result<Value> {
     let host = HostInfo::read(&cfg.data_dir);
     let rt = runtime_health(cri).await;
     let status = node_status(cfg, &host, &rt, previous);
     let nodes: Api<Node> = Api::all(client.clone());
     nodes
-        .patch_status(&cfg.node_name, &PatchParams::default(), &Patch::Merge(&json!({"status": status})))
+        .patch_status(
+            &cfg.node_name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": status})),
+        )
         .await?;
     Ok(status)
 }
@@ -263,7 +311,11 @@ pub async fn status_loop(client: kube::Client, cfg: std::sync::Arc<KubeletConfig
         if comparable(&status) != comparable(&last) || last_post.elapsed() >= STATUS_REPORT {
             let nodes: Api<Node> = Api::all(client.clone());
             match nodes
-                .patch_status(&cfg.node_name, &PatchParams::default(), &Patch::Merge(&json!({"status": status})))
+                .patch_status(
+                    &cfg.node_name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({"status": status})),
+                )
                 .await
             {
                 Ok(_) => {
@@ -275,7 +327,12 @@ pub async fn status_loop(client: kube::Client, cfg: std::sync::Arc<KubeletConfig
             }
         }
         let ready = rt.problem.is_empty();
-        tokio::time::sleep(if ready { Duration::from_secs(10) } else { Duration::from_secs(1) }).await;
+        tokio::time::sleep(if ready {
+            Duration::from_secs(10)
+        } else {
+            Duration::from_secs(1)
+        })
+        .await;
     }
 }
 
@@ -299,7 +356,11 @@ async fn renew_lease(leases: &Api<Lease>, node_name: &str, node_uid: &str) -> Re
     match leases.get_opt(node_name).await? {
         Some(_) => {
             leases
-                .patch(node_name, &PatchParams::default(), &Patch::Merge(&json!({"spec": spec})))
+                .patch(
+                    node_name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({"spec": spec})),
+                )
                 .await?;
         }
         None => {
@@ -353,20 +414,31 @@ mod tests {
         assert_eq!(s["capacity"]["pods"], "110");
         assert_eq!(s["nodeInfo"]["kubeletVersion"], "v1.33.0");
         assert_eq!(s["addresses"][0]["address"], "127.0.0.1");
-        let ready = s["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
+        let ready = s["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .unwrap();
         assert_eq!(ready["status"], "True");
         // Transition time is kept while the status stays the same.
         let mut prev = s.clone();
         prev["conditions"][3]["lastTransitionTime"] = json!("2000-01-01T00:00:00Z");
         let again = node_status(&c, &host, &rt, &prev);
-        assert_eq!(again["conditions"][3]["lastTransitionTime"], "2000-01-01T00:00:00Z");
+        assert_eq!(
+            again["conditions"][3]["lastTransitionTime"],
+            "2000-01-01T00:00:00Z"
+        );
         let down = RuntimeHealth {
             problem: "NetworkReady=false".into(),
             ..rt.clone()
         };
         let s2 = node_status(&c, &host, &down, &prev);
         assert_eq!(s2["conditions"][3]["status"], "False");
-        assert_ne!(s2["conditions"][3]["lastTransitionTime"], "2000-01-01T00:00:00Z");
+        assert_ne!(
+            s2["conditions"][3]["lastTransitionTime"],
+            "2000-01-01T00:00:00Z"
+        );
         assert_eq!(comparable(&s), comparable(&node_status(&c, &host, &rt, &s)));
     }
 }

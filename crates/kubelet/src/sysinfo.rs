@@ -72,7 +72,9 @@ impl HostInfo {
             machine_id: read_trim("/etc/machine-id"),
             boot_id: read_trim("/proc/sys/kernel/random/boot_id"),
             system_uuid: read_trim("/sys/class/dmi/id/product_uuid"),
-            pid_max: read_trim("/proc/sys/kernel/pid_max").parse().unwrap_or(32768),
+            pid_max: read_trim("/proc/sys/kernel/pid_max")
+                .parse()
+                .unwrap_or(32768),
         }
     }
 }

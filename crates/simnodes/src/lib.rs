@@ -54,6 +54,9 @@ pub struct SimOptions {
     pub lease_interval: Duration,
     /// Concurrent API writes for pod status updates, deletions and registrations.
     pub write_concurrency: usize,
+    /// Play kubelet for pods bound to these nodes (off: nodes and leases only, like
+    /// upstream's scheduler_perf nodes).
+    pub kubelet: bool,
 }
 
 impl Default for SimOptions {
@@ -71,6 +74,7 @@ impl Default for SimOptions {
             zones: 0,
             lease_interval: Duration::from_secs(10),
             write_concurrency: 32,
+            kubelet: true,
         }
     }
 }
@@ -124,7 +128,9 @@ pub async fn run(client: kube::Client, opts: SimOptions) -> anyhow::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(lease::run(client.clone(), opts.clone(), registered.clone()));
     tasks.spawn(nodes::refresh_status(client.clone(), opts.clone()));
-    tasks.spawn(kubelet::run(client, opts));
+    if opts.kubelet {
+        tasks.spawn(kubelet::run(client, opts));
+    }
     match tasks.join_next().await {
         Some(Ok(r)) => r,
         Some(Err(e)) => Err(anyhow::anyhow!("simulated-node task failed: {e}")),

@@ -118,7 +118,11 @@ impl Registry {
                 ));
             }
             self.prepare_update(info, subresource, &mut desired, &current)?;
-            if meta::is_deleting(&desired) && meta::finalizers(&desired).is_empty() && !pending_namespace_finalizers(info, &desired) {
+            if meta::is_deleting(&desired)
+                && meta::finalizers(&desired).is_empty()
+                && grace_elapsed(&desired)
+                && !pending_namespace_finalizers(info, &desired)
+            {
                 // The last finalizer is gone: the object goes away now (as upstream).
                 if opts.dry_run {
                     return Ok(desired);
@@ -284,6 +288,14 @@ impl Registry {
         }
         Ok(())
     }
+}
+
+/// A gracefully terminating object (a pod the kubelet is stopping) stays until its grace
+/// period is zero; only then does dropping the last finalizer remove it, as upstream.
+fn grace_elapsed(obj: &Value) -> bool {
+    obj.pointer("/metadata/deletionGracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .is_none_or(|g| g == 0)
 }
 
 /// A namespace keeps existing while its `spec.finalizers` are pending.

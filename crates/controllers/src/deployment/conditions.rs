@@ -2,7 +2,9 @@
 
 use super::util::progress_deadline;
 use crate::replicaset::pods::now_time;
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStatus, ReplicaSetCondition};
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentCondition, DeploymentStatus, ReplicaSetCondition,
+};
 
 /// Condition types.
 pub const PROGRESSING: &str = "Progressing";
@@ -24,7 +26,12 @@ pub const MIN_AVAILABLE: &str = "MinimumReplicasAvailable";
 pub const MIN_UNAVAILABLE: &str = "MinimumReplicasUnavailable";
 
 /// A condition stamped now.
-pub fn new_condition(type_: &str, status: &str, reason: &str, message: &str) -> DeploymentCondition {
+pub fn new_condition(
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+) -> DeploymentCondition {
     let now = now_time();
     DeploymentCondition {
         type_: type_.to_string(),
@@ -37,8 +44,15 @@ pub fn new_condition(type_: &str, status: &str, reason: &str, message: &str) -> 
 }
 
 /// The condition of `type_`, if present.
-pub fn get_condition<'a>(status: &'a DeploymentStatus, type_: &str) -> Option<&'a DeploymentCondition> {
-    status.conditions.as_ref()?.iter().find(|c| c.type_ == type_)
+pub fn get_condition<'a>(
+    status: &'a DeploymentStatus,
+    type_: &str,
+) -> Option<&'a DeploymentCondition> {
+    status
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)
 }
 
 /// Set a condition (upstream `SetDeploymentCondition`): no-op if status and reason are
@@ -113,5 +127,84 @@ pub fn deployment_timed_out(d: &Deployment, st: &DeploymentStatus) -> bool {
             t.0 + k8s_openapi::jiff::SignedDuration::from_secs(i64::from(deadline))
                 < k8s_openapi::jiff::Timestamp::now()
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn at(secs: i64) -> Option<Time> {
+        Timestamp::from_second(secs).ok().map(Time)
+    }
+
+    #[test]
+    fn set_condition_keeps_transition_time_and_moves_last() {
+        let mut st = DeploymentStatus::default();
+        let mut p = new_condition(PROGRESSING, "True", NEW_RS_CREATED, "created");
+        p.last_transition_time = at(100);
+        set_condition(&mut st, p);
+        set_condition(
+            &mut st,
+            new_condition(AVAILABLE, "False", MIN_UNAVAILABLE, "no"),
+        );
+        // Same status and reason: untouched.
+        set_condition(
+            &mut st,
+            new_condition(PROGRESSING, "True", NEW_RS_CREATED, "again"),
+        );
+        assert_eq!(
+            get_condition(&st, PROGRESSING).and_then(|c| c.message.clone()),
+            Some("created".into())
+        );
+        // New reason, same status: transition time kept, moved to the end.
+        set_condition(
+            &mut st,
+            new_condition(PROGRESSING, "True", RS_UPDATED, "moving"),
+        );
+        let conds = st.conditions.clone().unwrap_or_default();
+        assert_eq!(
+            conds.iter().map(|c| c.type_.as_str()).collect::<Vec<_>>(),
+            vec![AVAILABLE, PROGRESSING]
+        );
+        assert_eq!(conds[1].last_transition_time, at(100));
+        // New status: new transition time.
+        set_condition(
+            &mut st,
+            new_condition(PROGRESSING, "False", TIMED_OUT, "late"),
+        );
+        assert_ne!(
+            get_condition(&st, PROGRESSING).and_then(|c| c.last_transition_time.clone()),
+            at(100)
+        );
+        remove_condition(&mut st, PROGRESSING);
+        assert!(get_condition(&st, PROGRESSING).is_none());
+    }
+
+    #[test]
+    fn timed_out_after_deadline_without_progress() {
+        let mut d: Deployment = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "generation": 1},
+            "spec": {"replicas": 1, "progressDeadlineSeconds": 10, "selector": {},
+                     "template": {}},
+        }))
+        .expect("deployment");
+        let mut st = DeploymentStatus::default();
+        let mut c = new_condition(PROGRESSING, "True", RS_UPDATED, "moving");
+        c.last_update_time = at(Timestamp::now().as_second() - 60);
+        set_condition(&mut st, c);
+        assert!(deployment_timed_out(&d, &st));
+        let mut fresh = DeploymentStatus::default();
+        set_condition(
+            &mut fresh,
+            new_condition(PROGRESSING, "True", RS_UPDATED, "moving"),
+        );
+        assert!(!deployment_timed_out(&d, &fresh));
+        if let Some(s) = d.spec.as_mut() {
+            s.progress_deadline_seconds = Some(i32::MAX);
+        }
+        assert!(!deployment_timed_out(&d, &st), "MaxInt32 means no deadline");
     }
 }

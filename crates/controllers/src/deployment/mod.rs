@@ -6,6 +6,7 @@
 //! Progressing/Available/ReplicaFailure conditions with the progress deadline.
 
 mod conditions;
+mod plan;
 mod progress;
 mod recreate;
 mod rolling;
@@ -42,7 +43,11 @@ pub enum SyncError {
 }
 
 /// The Deployment a controller reference points at, if cached.
-fn resolve(deployments: &Informer<Deployment>, ns: &str, r: &OwnerReference) -> Option<Arc<Deployment>> {
+fn resolve(
+    deployments: &Informer<Deployment>,
+    ns: &str,
+    r: &OwnerReference,
+) -> Option<Arc<Deployment>> {
     if r.kind != "Deployment" {
         return None;
     }
@@ -97,7 +102,10 @@ impl RsHandler {
                     }
                 }
             }
-            InformerEvent::Apply { old: Some(old), new } => {
+            InformerEvent::Apply {
+                old: Some(old),
+                new,
+            } => {
                 if old.metadata.resource_version == new.metadata.resource_version {
                     return;
                 }
@@ -233,9 +241,16 @@ impl Controller {
             return Ok(None);
         };
         let mut d = (*cached).clone();
-        let selector = d.spec.as_ref().map(|s| s.selector.clone()).unwrap_or_default();
+        let selector = d
+            .spec
+            .as_ref()
+            .map(|s| s.selector.clone())
+            .unwrap_or_default();
         let selects_all = selector.match_labels.as_ref().is_none_or(|m| m.is_empty())
-            && selector.match_expressions.as_ref().is_none_or(|e| e.is_empty());
+            && selector
+                .match_expressions
+                .as_ref()
+                .is_none_or(|e| e.is_empty());
         if selects_all {
             self.event(
                 &d,

@@ -5,7 +5,7 @@ use super::conditions::{
     deployment_progressing, deployment_timed_out, from_rs_condition, get_condition, new_condition,
     remove_condition, set_condition,
 };
-use super::sync::{calculate_status, normalized};
+use super::plan::{calculate_status, normalized};
 use super::util::progress_deadline;
 use super::{Controller, SyncError};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet};
@@ -13,7 +13,10 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use std::time::Duration;
 
 /// The first ReplicaFailure condition, from the new ReplicaSet before the old ones.
-fn replica_failure(all: &[&ReplicaSet], new_rs: Option<&ReplicaSet>) -> Option<DeploymentCondition> {
+fn replica_failure(
+    all: &[&ReplicaSet],
+    new_rs: Option<&ReplicaSet>,
+) -> Option<DeploymentCondition> {
     let failure = |rs: &ReplicaSet| {
         rs.status
             .as_ref()?
@@ -76,7 +79,10 @@ impl Controller {
                     Some(n) => format!("ReplicaSet {n:?} has successfully progressed."),
                     None => format!("Deployment {name:?} has successfully progressed."),
                 };
-                set_condition(&mut st, new_condition(PROGRESSING, "True", NEW_RS_AVAILABLE, &msg));
+                set_condition(
+                    &mut st,
+                    new_condition(PROGRESSING, "True", NEW_RS_AVAILABLE, &msg),
+                );
             } else if deployment_progressing(d, &st) {
                 let msg = match &rs_name {
                     Some(n) => format!("ReplicaSet {n:?} is progressing."),
@@ -97,7 +103,10 @@ impl Controller {
                     Some(n) => format!("ReplicaSet {n:?} has timed out progressing."),
                     None => format!("Deployment {name:?} has timed out progressing."),
                 };
-                set_condition(&mut st, new_condition(PROGRESSING, "False", TIMED_OUT, &msg));
+                set_condition(
+                    &mut st,
+                    new_condition(PROGRESSING, "False", TIMED_OUT, &msg),
+                );
             }
         }
         match replica_failure(all, new_rs) {
@@ -113,5 +122,50 @@ impl Controller {
         d.status = Some(st);
         self.write_status(d, false).await?;
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deployment::conditions::RS_UPDATED;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn deployment(reason: &str, updated_secs_ago: i64) -> Deployment {
+        let mut d: Deployment = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "generation": 1},
+            "spec": {"replicas": 2, "progressDeadlineSeconds": 60, "selector": {}, "template": {}},
+        }))
+        .expect("deployment");
+        let mut c = new_condition(PROGRESSING, "True", reason, "m");
+        c.last_update_time =
+            Timestamp::from_second(Timestamp::now().as_second() - updated_secs_ago)
+                .ok()
+                .map(Time);
+        let mut st = DeploymentStatus::default();
+        set_condition(&mut st, c);
+        d.status = Some(st);
+        d
+    }
+
+    #[test]
+    fn stalled_rollouts_are_checked_at_the_deadline() {
+        let pending = DeploymentStatus::default();
+        let d = deployment(RS_UPDATED, 20);
+        let after = requeue_stuck(&d, &pending).expect("requeue");
+        assert!(
+            after > Duration::from_secs(35) && after <= Duration::from_secs(42),
+            "{after:?}"
+        );
+        // Past the deadline: right away.
+        let d = deployment(RS_UPDATED, 120);
+        assert!(requeue_stuck(&d, &pending).is_some_and(|a| a < Duration::from_secs(1)));
+        // Already timed out, or no deadline: nothing to check.
+        assert!(requeue_stuck(&deployment(TIMED_OUT, 120), &pending).is_none());
+        let mut d = deployment(RS_UPDATED, 20);
+        if let Some(s) = d.spec.as_mut() {
+            s.progress_deadline_seconds = None;
+        }
+        assert!(requeue_stuck(&d, &pending).is_none());
     }
 }

@@ -1,7 +1,7 @@
 //! The Recreate strategy (upstream `recreate.go`): scale every old ReplicaSet to zero,
 //! wait until none of their pods is left, then scale the new one up.
 
-use super::sync::active;
+use super::plan::active;
 use super::util::{actual_replica_count, d_replicas};
 use super::{Controller, SyncError};
 use crate::replicaset::claim::controller_of;
@@ -15,7 +15,7 @@ impl Controller {
     pub(super) async fn rollout_recreate(
         &self,
         d: &mut Deployment,
-        rs_list: &mut Vec<ReplicaSet>,
+        rs_list: &mut [ReplicaSet],
     ) -> Result<Option<Duration>, SyncError> {
         let (mut new_rs, mut old) = self.all_rss_and_sync_revision(d, rs_list, false).await?;
         // Scale down old ReplicaSets.
@@ -24,7 +24,10 @@ impl Controller {
         for rs in &active_old {
             let (scaled, updated) = self.scale_rs_and_record(rs, 0, d).await?;
             scaled_down |= scaled;
-            if let Some(slot) = old.iter_mut().find(|o| o.metadata.uid == updated.metadata.uid) {
+            if let Some(slot) = old
+                .iter_mut()
+                .find(|o| o.metadata.uid == updated.metadata.uid)
+            {
                 *slot = updated;
             }
         }
@@ -50,7 +53,12 @@ impl Controller {
 
     /// Whether any pod of an old ReplicaSet may still be running (terminating pods count:
     /// Recreate promises old and new pods never overlap).
-    fn old_pods_running(&self, new_rs: Option<&ReplicaSet>, old: &[ReplicaSet], rs_list: &[ReplicaSet]) -> bool {
+    fn old_pods_running(
+        &self,
+        new_rs: Option<&ReplicaSet>,
+        old: &[ReplicaSet],
+        rs_list: &[ReplicaSet],
+    ) -> bool {
         if actual_replica_count(&old.iter().collect::<Vec<_>>()) > 0 {
             return true;
         }

@@ -2,7 +2,7 @@
 //! maxSurge, and old ones down without dropping below `replicas - maxUnavailable`
 //! available pods.
 
-use super::sync::{active, new_rs_new_replicas};
+use super::plan::{active, new_rs_new_replicas};
 use super::util::{
     available_replica_count, by_creation, d_replicas, max_unavailable, replica_count, rs_available,
     rs_replicas,
@@ -24,7 +24,7 @@ impl Controller {
     pub(super) async fn rollout_rolling(
         &self,
         d: &mut Deployment,
-        rs_list: &mut Vec<ReplicaSet>,
+        rs_list: &mut [ReplicaSet],
     ) -> Result<Option<Duration>, SyncError> {
         let (new_rs, mut old) = self.all_rss_and_sync_revision(d, rs_list, true).await?;
         let Some(mut new_rs) = new_rs else {
@@ -47,7 +47,12 @@ impl Controller {
         self.sync_rollout_status(&all, Some(&new_rs), d).await
     }
 
-    async fn reconcile_new(&self, old: &[ReplicaSet], new_rs: &mut ReplicaSet, d: &Deployment) -> Result<bool, SyncError> {
+    async fn reconcile_new(
+        &self,
+        old: &[ReplicaSet],
+        new_rs: &mut ReplicaSet,
+        d: &Deployment,
+    ) -> Result<bool, SyncError> {
         let want = d_replicas(d);
         let cur = rs_replicas(new_rs);
         if cur == want {
@@ -64,7 +69,12 @@ impl Controller {
         Ok(scaled)
     }
 
-    async fn reconcile_old(&self, old: &mut [ReplicaSet], new_rs: &ReplicaSet, d: &Deployment) -> Result<bool, SyncError> {
+    async fn reconcile_old(
+        &self,
+        old: &mut [ReplicaSet],
+        new_rs: &ReplicaSet,
+        d: &Deployment,
+    ) -> Result<bool, SyncError> {
         let old_count = replica_count(&active(old.iter()));
         if old_count == 0 {
             return Ok(false);
@@ -84,7 +94,12 @@ impl Controller {
     }
 
     /// Scale down old ReplicaSets' unavailable pods first: removing them costs nothing.
-    async fn cleanup_unhealthy(&self, old: &mut [ReplicaSet], d: &Deployment, max: i32) -> Result<i32, SyncError> {
+    async fn cleanup_unhealthy(
+        &self,
+        old: &mut [ReplicaSet],
+        d: &Deployment,
+        max: i32,
+    ) -> Result<i32, SyncError> {
         old.sort_by(by_creation);
         let mut total = 0;
         for rs in old.iter_mut() {
@@ -105,9 +120,15 @@ impl Controller {
     }
 
     /// Scale old ReplicaSets down by as much as availability above the floor allows.
-    async fn scale_down_old(&self, old: &mut [ReplicaSet], new_rs: &ReplicaSet, d: &Deployment) -> Result<i32, SyncError> {
+    async fn scale_down_old(
+        &self,
+        old: &mut [ReplicaSet],
+        new_rs: &ReplicaSet,
+        d: &Deployment,
+    ) -> Result<i32, SyncError> {
         let min_available = d_replicas(d) - max_unavailable(d);
-        let available = old.iter().map(trusted_available).sum::<i32>() + available_replica_count(&[new_rs]);
+        let available =
+            old.iter().map(trusted_available).sum::<i32>() + available_replica_count(&[new_rs]);
         if available <= min_available {
             return Ok(0);
         }

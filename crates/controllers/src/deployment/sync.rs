@@ -3,30 +3,37 @@
 //! and the status.
 
 use super::conditions::{
-    AVAILABLE, FAILED_RS_CREATE, FOUND_NEW_RS, MIN_AVAILABLE, MIN_UNAVAILABLE, NEW_RS_CREATED, PAUSED,
-    PROGRESSING, RESUMED, TIMED_OUT, get_condition, new_condition, set_condition,
+    FAILED_RS_CREATE, FOUND_NEW_RS, NEW_RS_CREATED, PAUSED, PROGRESSING, RESUMED, TIMED_OUT,
+    get_condition, new_condition, set_condition,
+};
+use super::plan::{
+    active, calculate_status, find_active_or_latest, find_new_rs, find_old_rss, is_saturated,
+    new_rs_new_replicas, normalized, proportion,
 };
 use super::util::*;
 use super::{Controller, SyncError};
 use crate::events::EventType;
+use crate::replicaset::api_message;
 use crate::replicaset::claim::{Claimer, controller_of, controller_ref, selector_of};
-use crate::replicaset::{api_message, status::nonzero};
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus, ReplicaSet, ReplicaSetSpec};
+use crate::replicaset::manage::namespace_terminating;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use std::collections::BTreeMap;
 
-/// Whether the API refused because the namespace is being deleted.
-fn namespace_terminating(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.details.as_ref().is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating")))
-}
-
 impl Controller {
     /// The ReplicaSets this Deployment owns after adoption/release.
-    pub(super) async fn replicasets_for(&self, d: &Deployment) -> Result<Vec<ReplicaSet>, SyncError> {
-        let sel = d.spec.as_ref().map(|s| s.selector.clone()).unwrap_or_default();
+    pub(super) async fn replicasets_for(
+        &self,
+        d: &Deployment,
+    ) -> Result<Vec<ReplicaSet>, SyncError> {
+        let sel = d
+            .spec
+            .as_ref()
+            .map(|s| s.selector.clone())
+            .unwrap_or_default();
         let Some(selector) = selector_of(&sel) else {
             return Err(SyncError::Invalid("invalid label selector".into()));
         };
@@ -47,22 +54,39 @@ impl Controller {
     }
 
     fn rs_api(&self, d: &Deployment) -> Api<ReplicaSet> {
-        Api::namespaced(self.client.clone(), d.metadata.namespace.as_deref().unwrap_or(""))
+        Api::namespaced(
+            self.client.clone(),
+            d.metadata.namespace.as_deref().unwrap_or(""),
+        )
     }
 
     /// Write the Deployment's status (and, if `revision_changed`, its revision annotation,
     /// which upstream writes through the status endpoint too but this API server keeps
     /// status writes to `status`). `d` becomes the written object.
-    pub(super) async fn write_status(&self, d: &mut Deployment, revision_changed: bool) -> Result<(), SyncError> {
+    pub(super) async fn write_status(
+        &self,
+        d: &mut Deployment,
+        revision_changed: bool,
+    ) -> Result<(), SyncError> {
         let name = d.metadata.name.clone().unwrap_or_default();
-        let api: Api<Deployment> = Api::namespaced(self.client.clone(), d.metadata.namespace.as_deref().unwrap_or(""));
+        let api: Api<Deployment> = Api::namespaced(
+            self.client.clone(),
+            d.metadata.namespace.as_deref().unwrap_or(""),
+        );
         if revision_changed {
-            let rev = d.metadata.annotations.as_ref().and_then(|a| a.get(REVISION)).cloned();
+            let rev = d
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(REVISION))
+                .cloned();
             let patch = json!({"metadata": {
                 "annotations": {REVISION: rev},
                 "resourceVersion": d.metadata.resource_version,
             }});
-            let patched = api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            let patched = api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
             d.metadata.resource_version = patched.metadata.resource_version;
         }
         *d = api.replace_status(&name, &PostParams::default(), d).await?;
@@ -74,7 +98,7 @@ impl Controller {
     pub(super) async fn all_rss_and_sync_revision(
         &self,
         d: &mut Deployment,
-        rs_list: &mut Vec<ReplicaSet>,
+        rs_list: &mut [ReplicaSet],
         create: bool,
     ) -> Result<(Option<ReplicaSet>, Vec<ReplicaSet>), SyncError> {
         let old = find_old_rss(d, rs_list);
@@ -86,7 +110,7 @@ impl Controller {
     async fn new_rs(
         &self,
         d: &mut Deployment,
-        rs_list: &mut Vec<ReplicaSet>,
+        rs_list: &mut [ReplicaSet],
         old: &[ReplicaSet],
         create: bool,
     ) -> Result<Option<ReplicaSet>, SyncError> {
@@ -101,7 +125,10 @@ impl Controller {
                 spec.min_ready_seconds = Some(min_ready);
                 let name = rs.metadata.name.clone().unwrap_or_default();
                 let updated = api.replace(&name, &PostParams::default(), &rs).await?;
-                if let Some(slot) = rs_list.iter_mut().find(|r| r.metadata.uid == updated.metadata.uid) {
+                if let Some(slot) = rs_list
+                    .iter_mut()
+                    .find(|r| r.metadata.uid == updated.metadata.uid)
+                {
                     *slot = updated.clone();
                 }
                 return Ok(Some(updated));
@@ -118,7 +145,10 @@ impl Controller {
             let has_deadline = progress_deadline(d).is_some();
             let st = d.status.get_or_insert_with(Default::default);
             if has_deadline && get_condition(st, PROGRESSING).is_none() {
-                let msg = format!("Found new replica set {:?}", rs.metadata.name.as_deref().unwrap_or(""));
+                let msg = format!(
+                    "Found new replica set {:?}",
+                    rs.metadata.name.as_deref().unwrap_or("")
+                );
                 set_condition(st, new_condition(PROGRESSING, "True", FOUND_NEW_RS, &msg));
                 needs_update = true;
             }
@@ -139,7 +169,11 @@ impl Controller {
             labels.insert(POD_TEMPLATE_HASH.into(), hash.clone());
             labels.clone()
         };
-        let mut selector = d.spec.as_ref().map(|s| s.selector.clone()).unwrap_or_default();
+        let mut selector = d
+            .spec
+            .as_ref()
+            .map(|s| s.selector.clone())
+            .unwrap_or_default();
         selector
             .match_labels
             .get_or_insert_with(BTreeMap::new)
@@ -173,9 +207,12 @@ impl Controller {
             Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => {
                 let ns = d.metadata.namespace.clone().unwrap_or_default();
                 let Some(found) = self.replicasets.get(Some(&ns), &rs_name) else {
-                    return Err(SyncError::Invalid(format!("replica set {rs_name:?} exists but is not cached yet")));
+                    return Err(SyncError::Invalid(format!(
+                        "replica set {rs_name:?} exists but is not cached yet"
+                    )));
                 };
-                let ours = controller_of(&found.metadata).is_some_and(|r| Some(&r.uid) == d.metadata.uid.as_ref());
+                let ours = controller_of(&found.metadata)
+                    .is_some_and(|r| Some(&r.uid) == d.metadata.uid.as_ref());
                 if ours && equal_ignore_hash(&d_template(d), &rs_template(&found)) {
                     ((*found).clone(), true)
                 } else {
@@ -184,15 +221,23 @@ impl Controller {
                     let st = d.status.get_or_insert_with(Default::default);
                     st.collision_count = Some(st.collision_count.unwrap_or(0).saturating_add(1));
                     self.write_status(d, false).await?;
-                    return Err(SyncError::Invalid(format!("hash collision for replica set {rs_name:?}")));
+                    return Err(SyncError::Invalid(format!(
+                        "hash collision for replica set {rs_name:?}"
+                    )));
                 }
             }
             Err(e) if namespace_terminating(&e) => return Err(e.into()),
             Err(e) => {
-                let msg = format!("Failed to create new replica set {rs_name:?}: {}", api_message(&e));
+                let msg = format!(
+                    "Failed to create new replica set {rs_name:?}: {}",
+                    api_message(&e)
+                );
                 if progress_deadline(d).is_some() {
                     let st = d.status.get_or_insert_with(Default::default);
-                    set_condition(st, new_condition(PROGRESSING, "False", FAILED_RS_CREATE, &msg));
+                    set_condition(
+                        st,
+                        new_condition(PROGRESSING, "False", FAILED_RS_CREATE, &msg),
+                    );
                     // Best effort: the create error is what gets retried.
                     let _ = self.write_status(d, false).await;
                 }
@@ -252,7 +297,10 @@ impl Controller {
         set_rs_replicas(&mut copy, n);
         set_replicas_annotations(&mut copy, desired, max);
         let name = rs.metadata.name.clone().unwrap_or_default();
-        let updated = self.rs_api(d).replace(&name, &PostParams::default(), &copy).await?;
+        let updated = self
+            .rs_api(d)
+            .replace(&name, &PostParams::default(), &copy)
+            .await?;
         if size_changes {
             let msg = format!("Scaled {op} replica set {name} from {old} to {n}");
             self.event(d, EventType::Normal, "ScalingReplicaSet", &msg);
@@ -263,7 +311,12 @@ impl Controller {
     /// Scale for a changed `spec.replicas` (upstream `scale`): a single active (or the
     /// latest) ReplicaSet takes everything; a saturated new one lets old ones go to zero;
     /// otherwise, while rolling, the difference is spread proportionally.
-    pub(super) async fn scale(&self, d: &Deployment, new_rs: Option<&ReplicaSet>, old: &[ReplicaSet]) -> Result<(), SyncError> {
+    pub(super) async fn scale(
+        &self,
+        d: &Deployment,
+        new_rs: Option<&ReplicaSet>,
+        old: &[ReplicaSet],
+    ) -> Result<(), SyncError> {
         let want = d_replicas(d);
         if let Some(rs) = find_active_or_latest(new_rs, old) {
             if rs_replicas(&rs) != want {
@@ -318,7 +371,11 @@ impl Controller {
 
     /// Delete old ReplicaSets with no pods beyond `revisionHistoryLimit`, oldest revision
     /// first.
-    pub(super) async fn cleanup(&self, old: &[ReplicaSet], d: &Deployment) -> Result<(), SyncError> {
+    pub(super) async fn cleanup(
+        &self,
+        old: &[ReplicaSet],
+        d: &Deployment,
+    ) -> Result<(), SyncError> {
         let Some(limit) = d
             .spec
             .as_ref()
@@ -327,14 +384,20 @@ impl Controller {
         else {
             return Ok(());
         };
-        let mut cleanable: Vec<&ReplicaSet> = old.iter().filter(|rs| rs.metadata.deletion_timestamp.is_none()).collect();
+        let mut cleanable: Vec<&ReplicaSet> = old
+            .iter()
+            .filter(|rs| rs.metadata.deletion_timestamp.is_none())
+            .collect();
         let diff = i32::try_from(cleanable.len()).unwrap_or(i32::MAX) - limit;
         if diff <= 0 {
             return Ok(());
         }
         cleanable.sort_by(|a, b| by_revision(a, b));
         let api = self.rs_api(d);
-        for rs in cleanable.into_iter().take(usize::try_from(diff).unwrap_or(0)) {
+        for rs in cleanable
+            .into_iter()
+            .take(usize::try_from(diff).unwrap_or(0))
+        {
             let st = rs.status.clone().unwrap_or_default();
             if st.replicas != 0
                 || rs_replicas(rs) != 0
@@ -353,7 +416,12 @@ impl Controller {
     }
 
     /// Write the status if it changed (upstream `syncDeploymentStatus`).
-    pub(super) async fn sync_status(&self, all: &[&ReplicaSet], new_rs: Option<&ReplicaSet>, d: &mut Deployment) -> Result<(), SyncError> {
+    pub(super) async fn sync_status(
+        &self,
+        all: &[&ReplicaSet],
+        new_rs: Option<&ReplicaSet>,
+        d: &mut Deployment,
+    ) -> Result<(), SyncError> {
         let st = calculate_status(all, new_rs, d);
         if normalized(d.status.as_ref()) == st {
             return Ok(());
@@ -363,7 +431,11 @@ impl Controller {
     }
 
     /// Status only, for a Deployment being deleted.
-    pub(super) async fn sync_status_only(&self, d: &mut Deployment, rs_list: &mut Vec<ReplicaSet>) -> Result<(), SyncError> {
+    pub(super) async fn sync_status_only(
+        &self,
+        d: &mut Deployment,
+        rs_list: &mut [ReplicaSet],
+    ) -> Result<(), SyncError> {
         let (new_rs, old) = self.all_rss_and_sync_revision(d, rs_list, false).await?;
         let all: Vec<&ReplicaSet> = old.iter().chain(new_rs.as_ref()).collect();
         self.sync_status(&all, new_rs.as_ref(), d).await
@@ -371,7 +443,11 @@ impl Controller {
 
     /// Scaling without rolling out (paused, or only `spec.replicas` changed), then cleanup
     /// when paused (upstream `sync`).
-    pub(super) async fn sync_scale(&self, d: &mut Deployment, rs_list: &mut Vec<ReplicaSet>) -> Result<(), SyncError> {
+    pub(super) async fn sync_scale(
+        &self,
+        d: &mut Deployment,
+        rs_list: &mut [ReplicaSet],
+    ) -> Result<(), SyncError> {
         let (new_rs, old) = self.all_rss_and_sync_revision(d, rs_list, false).await?;
         self.scale(d, new_rs.as_ref(), &old).await?;
         if is_paused(d) {
@@ -382,7 +458,11 @@ impl Controller {
     }
 
     /// Whether `spec.replicas` changed since the active ReplicaSets were last scaled.
-    pub(super) async fn is_scaling_event(&self, d: &mut Deployment, rs_list: &mut Vec<ReplicaSet>) -> Result<bool, SyncError> {
+    pub(super) async fn is_scaling_event(
+        &self,
+        d: &mut Deployment,
+        rs_list: &mut [ReplicaSet],
+    ) -> Result<bool, SyncError> {
         let (new_rs, old) = self.all_rss_and_sync_revision(d, rs_list, false).await?;
         let want = d_replicas(d);
         Ok(active(old.iter().chain(new_rs.as_ref()))
@@ -391,7 +471,10 @@ impl Controller {
     }
 
     /// Keep the Progressing condition in step with `spec.paused`.
-    pub(super) async fn check_paused_conditions(&self, d: &mut Deployment) -> Result<(), SyncError> {
+    pub(super) async fn check_paused_conditions(
+        &self,
+        d: &mut Deployment,
+    ) -> Result<(), SyncError> {
         if progress_deadline(d).is_none() {
             return Ok(());
         }

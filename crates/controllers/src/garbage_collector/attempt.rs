@@ -22,7 +22,8 @@ enum Live {
 }
 
 /// An API handle for `id`'s resource; `None` if the reference is invalid (a namespaced
-/// kind referenced without a namespace).
+/// kind referenced from a cluster-scoped object). Virtual owner nodes carry their
+/// dependent's namespace, which is ignored for cluster-scoped kinds.
 fn api_for(shared: &Shared, id: &Identity) -> Result<Option<Api<DynamicObject>>, GcError> {
     let resolved = shared
         .mapper
@@ -42,14 +43,8 @@ fn api_for(shared: &Shared, id: &Identity) -> Result<Option<Api<DynamicObject>>,
     })
 }
 
-/// Cluster-scoped kinds have no namespace in their identity (virtual nodes copy the
-/// dependent's namespace, which only applies to namespaced owners).
-fn live(shared: &Shared, id: &Identity) -> Result<Option<Api<DynamicObject>>, GcError> {
-    api_for(shared, id)
-}
-
 async fn get_live(shared: &Shared, id: &Identity) -> Result<Live, GcError> {
-    let Some(api) = live(shared, id)? else {
+    let Some(api) = api_for(shared, id)? else {
         return Ok(Live::Absent);
     };
     match api.get_metadata(&id.name).await {
@@ -243,7 +238,7 @@ async fn delete_object(
     id: &Identity,
     policy: PropagationPolicy,
 ) -> Result<(), GcError> {
-    let Some(api) = live(shared, id)? else {
+    let Some(api) = api_for(shared, id)? else {
         return Ok(());
     };
     let dp = DeleteParams {
@@ -269,7 +264,7 @@ async fn patch_owner_refs<F>(shared: &Shared, id: &Identity, f: F) -> Result<(),
 where
     F: Fn(Vec<OwnerReference>) -> Vec<OwnerReference>,
 {
-    let Some(api) = live(shared, id)? else {
+    let Some(api) = api_for(shared, id)? else {
         return Ok(());
     };
     for _ in 0..CONFLICT_RETRIES {
@@ -311,7 +306,7 @@ where
 
 /// Remove `finalizer` from `id` (read-modify-write, pinned to the resourceVersion read).
 async fn remove_finalizer(shared: &Shared, id: &Identity, finalizer: &str) -> Result<(), GcError> {
-    let Some(api) = live(shared, id)? else {
+    let Some(api) = api_for(shared, id)? else {
         return Ok(());
     };
     for _ in 0..CONFLICT_RETRIES {

@@ -71,7 +71,10 @@ pub struct Claimer<'a, O: Resource, K: Resource> {
 
 impl<'a, O, K> Claimer<'a, O, K>
 where
-    O: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+    O: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug,
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
         + DeserializeOwned
@@ -177,7 +180,11 @@ where
         }});
         match self
             .api
-            .patch(&name, &Default::default(), &kube::api::Patch::Strategic(&patch))
+            .patch(
+                &name,
+                &Default::default(),
+                &kube::api::Patch::Strategic(&patch),
+            )
             .await
         {
             Ok(_) => Ok(true),
@@ -194,7 +201,11 @@ where
         }});
         match self
             .api
-            .patch(&name, &Default::default(), &kube::api::Patch::Strategic(&patch))
+            .patch(
+                &name,
+                &Default::default(),
+                &kube::api::Patch::Strategic(&patch),
+            )
             .await
         {
             Ok(_) => Ok(()),

@@ -46,7 +46,7 @@ where
 }
 
 /// Whether the API refused because the namespace is being deleted.
-fn namespace_terminating(e: &kube::Error) -> bool {
+pub fn namespace_terminating(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.details.as_ref().is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating")))
 }
 
@@ -70,7 +70,11 @@ pub fn pods_to_delete(
         .map(|p| (on_node.get(node_name(p)).copied().unwrap_or(0), p))
         .collect();
     ranked.sort_by(|(ra, a), (rb, b)| deletion_order(a, *ra, b, *rb, now));
-    ranked.into_iter().take(diff).map(|(_, p)| p.clone()).collect()
+    ranked
+        .into_iter()
+        .take(diff)
+        .map(|(_, p)| p.clone())
+        .collect()
 }
 
 impl Controller {
@@ -92,10 +96,13 @@ impl Controller {
             let name = rs.metadata.name.clone().unwrap_or_default();
             let pod = pod_from_template(&template, &name, controller_ref(rs));
             if pod.metadata.labels.as_ref().is_none_or(|l| l.is_empty()) {
-                return Err(SyncError::Invalid("unable to create pods, no labels".into()));
+                return Err(SyncError::Invalid(
+                    "unable to create pods, no labels".into(),
+                ));
             }
             self.shared.expectations.expect_creations(key, diff);
-            let (created, err) = slow_start_batch(diff, 1, || self.create_pod(&api, rs, &pod)).await;
+            let (created, err) =
+                slow_start_batch(diff, 1, || self.create_pod(&api, rs, &pod)).await;
             // Creations that failed or were never tried will not show up in the informer.
             for _ in created..diff {
                 self.shared.expectations.creation_observed(key);
@@ -127,7 +134,12 @@ impl Controller {
         Ok(())
     }
 
-    async fn create_pod(&self, api: &Api<Pod>, rs: &ReplicaSet, pod: &Pod) -> Result<(), kube::Error> {
+    async fn create_pod(
+        &self,
+        api: &Api<Pod>,
+        rs: &ReplicaSet,
+        pod: &Pod,
+    ) -> Result<(), kube::Error> {
         match api.create(&PostParams::default(), pod).await {
             Ok(created) => {
                 let name = created.metadata.name.unwrap_or_default();
@@ -153,7 +165,12 @@ impl Controller {
         }
     }
 
-    async fn delete_pod(&self, api: &Api<Pod>, rs: &ReplicaSet, pod: &Pod) -> Result<(), kube::Error> {
+    async fn delete_pod(
+        &self,
+        api: &Api<Pod>,
+        rs: &ReplicaSet,
+        pod: &Pod,
+    ) -> Result<(), kube::Error> {
         let name = pod.metadata.name.clone().unwrap_or_default();
         match api.delete(&name, &DeleteParams::default()).await {
             Ok(_) => {
@@ -204,5 +221,86 @@ impl Controller {
             .filter(|p| siblings.iter().any(|s| matches(s, &p.metadata)))
             .filter(|p| seen.insert(p.metadata.uid.clone()))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn slow_start_doubles_and_stops_on_error() {
+        let calls = AtomicUsize::new(0);
+        let (ok, err) = slow_start_batch(10, 1, || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<(), String>(()) }
+        })
+        .await;
+        assert_eq!((ok, err, calls.load(Ordering::SeqCst)), (10, None, 10));
+        // Fail from the 4th call on: batches 1, 2 succeed, the batch of 4 fails.
+        let calls = AtomicUsize::new(0);
+        let batches = Mutex::new(Vec::new());
+        let (ok, err) = slow_start_batch(20, 1, || {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            batches.lock().map(|mut b| b.push(n)).ok();
+            async move {
+                if n >= 3 {
+                    Err(format!("call {n}"))
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .await;
+        assert_eq!(ok, 3);
+        assert!(err.is_some());
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            7,
+            "1 + 2 + 4 calls, then stop"
+        );
+    }
+
+    fn pod(name: &str, node: &str, ready: bool) -> Arc<Pod> {
+        let conds = if ready {
+            vec![
+                json!({"type": "Ready", "status": "True", "lastTransitionTime": "2024-01-01T00:00:00Z"}),
+            ]
+        } else {
+            vec![]
+        };
+        Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"name": name, "uid": name, "creationTimestamp": "2024-01-01T00:00:00Z"},
+                "spec": {"nodeName": node, "containers": []},
+                "status": {"phase": "Running", "conditions": conds},
+            }))
+            .expect("pod"),
+        )
+    }
+
+    #[test]
+    fn victims_are_unready_then_doubled_up() {
+        let now = Timestamp::now();
+        let a = pod("a", "n1", true);
+        let b = pod("b", "n2", true);
+        let c = pod("c", "n2", true);
+        let d = pod("d", "n3", false);
+        let owned = vec![a.clone(), b.clone(), c.clone(), d.clone()];
+        let names = |v: Vec<Arc<Pod>>| {
+            v.into_iter()
+                .filter_map(|p| p.metadata.name.clone())
+                .collect::<Vec<_>>()
+        };
+        let victims = names(pods_to_delete(&owned, &owned, 2, now));
+        assert_eq!(victims[0], "d", "not ready first");
+        assert!(
+            victims[1] == "b" || victims[1] == "c",
+            "then a pod on the crowded node: {victims:?}"
+        );
+        assert_eq!(pods_to_delete(&owned, &owned, 9, now).len(), 4);
     }
 }

@@ -10,7 +10,7 @@
 
 pub mod claim;
 pub mod expectations;
-mod manage;
+pub mod manage;
 pub mod pods;
 pub mod status;
 
@@ -26,8 +26,6 @@ use kube::Api;
 use kube::runtime::watcher;
 use std::sync::Arc;
 use std::time::Duration;
-
-pub use manage::slow_start_batch;
 
 /// Most pods created or deleted by one sync (upstream `BurstReplicas`).
 pub const BURST_REPLICAS: usize = 500;
@@ -130,7 +128,10 @@ impl PodHandler {
     fn on_pod(&self, ev: InformerEvent<Pod>) {
         match ev {
             InformerEvent::Apply { old: None, new } => self.pod_added(&new),
-            InformerEvent::Apply { old: Some(old), new } => self.pod_updated(&old, &new),
+            InformerEvent::Apply {
+                old: Some(old),
+                new,
+            } => self.pod_updated(&old, &new),
             InformerEvent::Delete(pod) => self.pod_deleted(&pod),
         }
     }
@@ -184,7 +185,11 @@ impl PodHandler {
             };
             let key = key_of(&rs.metadata);
             self.shared.queue.add(key.clone());
-            let min_ready = rs.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0);
+            let min_ready = rs
+                .spec
+                .as_ref()
+                .and_then(|s| s.min_ready_seconds)
+                .unwrap_or(0);
             if min_ready > 0 && !pods::is_ready(old) && pods::is_ready(cur) {
                 // Look again once the pod has been ready long enough to count as available.
                 let secs = u64::try_from(min_ready).unwrap_or(0) + 1;

@@ -55,9 +55,7 @@ pub fn is_available(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> bool {
         None => false,
         Some(_) if min_ready_seconds <= 0 => true,
         Some(None) => false,
-        Some(Some(t)) => {
-            t + SignedDuration::from_secs(i64::from(min_ready_seconds)) < now
-        }
+        Some(Some(t)) => t + SignedDuration::from_secs(i64::from(min_ready_seconds)) < now,
     }
 }
 
@@ -123,7 +121,13 @@ fn log_rank(t: Timestamp, now: Timestamp) -> i64 {
 }
 
 /// Later (or unknown) time first, on the logarithmic scale with UID tie-break.
-fn newer_first(a: Option<Timestamp>, b: Option<Timestamp>, pa: &Pod, pb: &Pod, now: Timestamp) -> Ordering {
+fn newer_first(
+    a: Option<Timestamp>,
+    b: Option<Timestamp>,
+    pa: &Pod,
+    pb: &Pod,
+    now: Timestamp,
+) -> Ordering {
     match (a, b) {
         (None, None) => Ordering::Equal,
         (None, Some(_)) => Ordering::Less,
@@ -146,7 +150,11 @@ pub fn deletion_order(a: &Pod, rank_a: usize, b: &Pod, rank_b: usize, now: Times
     // 1. Unassigned before assigned.
     let (na, nb) = (node_name(a), node_name(b));
     if na != nb && (na.is_empty() || nb.is_empty()) {
-        return if na.is_empty() { Ordering::Less } else { Ordering::Greater };
+        return if na.is_empty() {
+            Ordering::Less
+        } else {
+            Ordering::Greater
+        };
     }
     // 2. Pending < Unknown < Running.
     let o = phase_ordinal(a).cmp(&phase_ordinal(b));
@@ -156,7 +164,11 @@ pub fn deletion_order(a: &Pod, rank_a: usize, b: &Pod, rank_b: usize, now: Times
     // 3. Not ready before ready.
     let (ra, rb) = (is_ready(a), is_ready(b));
     if ra != rb {
-        return if ra { Ordering::Greater } else { Ordering::Less };
+        return if ra {
+            Ordering::Greater
+        } else {
+            Ordering::Less
+        };
     }
     // 4. Lower pod-deletion-cost first.
     let o = deletion_cost(a).cmp(&deletion_cost(b));
@@ -170,7 +182,13 @@ pub fn deletion_order(a: &Pod, rank_a: usize, b: &Pod, rank_b: usize, now: Times
     }
     // 6. Ready for less time first.
     if ra && rb {
-        let o = newer_first(ready_since(a).flatten(), ready_since(b).flatten(), a, b, now);
+        let o = newer_first(
+            ready_since(a).flatten(),
+            ready_since(b).flatten(),
+            a,
+            b,
+            now,
+        );
         if o != Ordering::Equal {
             return o;
         }
@@ -184,4 +202,119 @@ pub fn deletion_order(a: &Pod, rank_a: usize, b: &Pod, rank_b: usize, now: Times
     let ca = a.metadata.creation_timestamp.as_ref().map(|t| t.0);
     let cb = b.metadata.creation_timestamp.as_ref().map(|t| t.0);
     newer_first(ca, cb, a, b, now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(name: &str, node: &str, phase: &str, ready_at: Option<i64>, created: i64) -> Pod {
+        let ts = |s: i64| {
+            Timestamp::from_second(s)
+                .map(|t| t.to_string())
+                .unwrap_or_default()
+        };
+        let mut conds = Vec::new();
+        if let Some(t) = ready_at {
+            conds.push(json!({"type": "Ready", "status": "True", "lastTransitionTime": ts(t)}));
+        }
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "uid": name, "creationTimestamp": ts(created)},
+            "spec": {"nodeName": node, "containers": []},
+            "status": {"phase": phase, "conditions": conds},
+        }))
+        .expect("pod")
+    }
+
+    const NOW: i64 = 1_700_000_000;
+
+    fn first(a: &Pod, b: &Pod) -> bool {
+        let now = Timestamp::from_second(NOW).unwrap_or(Timestamp::UNIX_EPOCH);
+        deletion_order(a, 0, b, 0, now) == Ordering::Less
+            && deletion_order(b, 0, a, 0, now) == Ordering::Greater
+    }
+
+    #[test]
+    fn scale_down_preference() {
+        let running = pod("r", "n1", "Running", Some(NOW - 1000), NOW - 2000);
+        // Unscheduled before scheduled; pending before running; not ready before ready.
+        assert!(first(
+            &pod("u", "", "Running", Some(NOW - 1000), NOW - 2000),
+            &running
+        ));
+        assert!(first(
+            &pod("p", "n1", "Pending", None, NOW - 2000),
+            &running
+        ));
+        assert!(first(
+            &pod("nr", "n1", "Running", None, NOW - 2000),
+            &running
+        ));
+        // Ready more recently (different log2 bucket) first.
+        assert!(first(
+            &pod("new", "n1", "Running", Some(NOW - 10), NOW - 2000),
+            &running
+        ));
+        // Created more recently first.
+        let young = pod("y", "n1", "Running", Some(NOW - 1000), NOW - 5);
+        let old = pod("o", "n1", "Running", Some(NOW - 1000), NOW - 100_000);
+        assert!(first(&young, &old));
+        // Lower deletion cost first, before readiness age.
+        let mut cheap = running.clone();
+        cheap.metadata.annotations =
+            Some([(POD_DELETION_COST.to_string(), "-5".to_string())].into());
+        assert!(first(
+            &cheap,
+            &pod("new", "n1", "Running", Some(NOW - 10), NOW - 20)
+        ));
+        // More colocated siblings first.
+        let now = Timestamp::from_second(NOW).unwrap_or(Timestamp::UNIX_EPOCH);
+        assert_eq!(
+            deletion_order(&running, 3, &running, 1, now),
+            Ordering::Less
+        );
+    }
+
+    #[test]
+    fn availability_needs_min_ready_seconds() {
+        let now = Timestamp::from_second(NOW).unwrap_or(Timestamp::UNIX_EPOCH);
+        let p = pod("a", "n1", "Running", Some(NOW - 5), NOW - 10);
+        assert!(is_ready(&p));
+        assert!(is_available(&p, 0, now));
+        assert!(is_available(&p, 4, now));
+        assert!(!is_available(&p, 10, now));
+        let unready = pod("b", "n1", "Running", None, NOW - 10);
+        assert!(!is_available(&unready, 0, now));
+        let mut gone = p.clone();
+        gone.metadata.deletion_timestamp = gone.metadata.creation_timestamp.clone();
+        assert!(!is_active(&gone) && is_terminating(&gone));
+        assert!(!is_active(&pod("f", "n1", "Failed", None, NOW)));
+    }
+
+    #[test]
+    fn template_becomes_pod() {
+        let t: PodTemplateSpec = serde_json::from_value(json!({
+            "metadata": {"labels": {"app": "a"}, "annotations": {"x": "y"}, "finalizers": ["f/g"]},
+            "spec": {"containers": [{"name": "c", "image": "i"}]},
+        }))
+        .expect("template");
+        let r = OwnerReference {
+            api_version: "apps/v1".into(),
+            kind: "ReplicaSet".into(),
+            name: "rs".into(),
+            uid: "u".into(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        };
+        let p = pod_from_template(&t, "rs", r.clone());
+        assert_eq!(p.metadata.generate_name.as_deref(), Some("rs-"));
+        assert_eq!(p.metadata.owner_references, Some(vec![r]));
+        assert_eq!(p.metadata.finalizers, Some(vec!["f/g".to_string()]));
+        assert_eq!(
+            p.metadata.labels,
+            t.metadata.as_ref().and_then(|m| m.labels.clone())
+        );
+        assert_eq!(p.spec, t.spec);
+    }
 }

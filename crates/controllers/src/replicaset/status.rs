@@ -25,7 +25,11 @@ fn count(n: usize) -> i32 {
 
 /// The status `rs` should have given its owned active pods and the outcome of managing
 /// them.
-pub fn calculate(rs: &ReplicaSet, owned: &[Arc<Pod>], manage_err: Option<&SyncError>) -> ReplicaSetStatus {
+pub fn calculate(
+    rs: &ReplicaSet,
+    owned: &[Arc<Pod>],
+    manage_err: Option<&SyncError>,
+) -> ReplicaSetStatus {
     let mut st = rs.status.clone().unwrap_or_default();
     let spec = rs.spec.clone().unwrap_or_default();
     let template_labels = spec
@@ -68,13 +72,15 @@ pub fn calculate(rs: &ReplicaSet, owned: &[Arc<Pod>], manage_err: Option<&SyncEr
                 std::cmp::Ordering::Greater => "FailedDelete",
                 std::cmp::Ordering::Equal => "",
             };
-            st.conditions.get_or_insert_with(Vec::new).push(ReplicaSetCondition {
-                type_: REPLICA_FAILURE.into(),
-                status: "True".into(),
-                reason: (!reason.is_empty()).then(|| reason.to_string()),
-                message: Some(err.to_string()),
-                last_transition_time: Some(now_time()),
-            });
+            st.conditions
+                .get_or_insert_with(Vec::new)
+                .push(ReplicaSetCondition {
+                    type_: REPLICA_FAILURE.into(),
+                    status: "True".into(),
+                    reason: (!reason.is_empty()).then(|| reason.to_string()),
+                    message: Some(err.to_string()),
+                    last_transition_time: Some(now_time()),
+                });
         }
         None if has_failure => {
             if let Some(c) = st.conditions.as_mut() {
@@ -90,7 +96,11 @@ pub fn calculate(rs: &ReplicaSet, owned: &[Arc<Pod>], manage_err: Option<&SyncEr
 }
 
 /// Write `status` unless nothing changed; one retry on a fresh copy after a conflict.
-pub async fn update(api: &Api<ReplicaSet>, rs: &ReplicaSet, mut status: ReplicaSetStatus) -> Result<ReplicaSet, SyncError> {
+pub async fn update(
+    api: &Api<ReplicaSet>,
+    rs: &ReplicaSet,
+    mut status: ReplicaSetStatus,
+) -> Result<ReplicaSet, SyncError> {
     let old = rs.status.clone().unwrap_or_default();
     let generation = rs.metadata.generation;
     if old.replicas == status.replicas
@@ -98,7 +108,8 @@ pub async fn update(api: &Api<ReplicaSet>, rs: &ReplicaSet, mut status: ReplicaS
         && old.ready_replicas.unwrap_or(0) == status.ready_replicas.unwrap_or(0)
         && old.available_replicas.unwrap_or(0) == status.available_replicas.unwrap_or(0)
         && old.observed_generation == generation
-        && old.conditions.clone().unwrap_or_default() == status.conditions.clone().unwrap_or_default()
+        && old.conditions.clone().unwrap_or_default()
+            == status.conditions.clone().unwrap_or_default()
     {
         return Ok(rs.clone());
     }
@@ -108,7 +119,10 @@ pub async fn update(api: &Api<ReplicaSet>, rs: &ReplicaSet, mut status: ReplicaS
     let mut retried = false;
     loop {
         target.status = Some(status.clone());
-        match api.replace_status(&name, &PostParams::default(), &target).await {
+        match api
+            .replace_status(&name, &PostParams::default(), &target)
+            .await
+        {
             Ok(updated) => return Ok(updated),
             Err(e) if retried => return Err(e.into()),
             Err(_) => {
@@ -116,5 +130,59 @@ pub async fn update(api: &Api<ReplicaSet>, rs: &ReplicaSet, mut status: ReplicaS
                 target = api.get(&name).await?;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rs(conditions: serde_json::Value) -> ReplicaSet {
+        serde_json::from_value(json!({
+            "metadata": {"name": "rs", "generation": 3},
+            "spec": {"replicas": 3, "minReadySeconds": 0, "selector": {"matchLabels": {"app": "a"}},
+                     "template": {"metadata": {"labels": {"app": "a", "tier": "t"}}}},
+            "status": {"replicas": 0, "conditions": conditions},
+        }))
+        .expect("rs")
+    }
+
+    fn pod(labels: serde_json::Value, ready: bool) -> Arc<Pod> {
+        let status = if ready { "True" } else { "False" };
+        Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"name": "p", "labels": labels},
+                "status": {"conditions": [{"type": "Ready", "status": status,
+                                           "lastTransitionTime": "2024-01-01T00:00:00Z"}]},
+            }))
+            .expect("pod"),
+        )
+    }
+
+    #[test]
+    fn counts_and_failure_condition() {
+        let pods = vec![
+            pod(json!({"app": "a", "tier": "t"}), true),
+            pod(json!({"app": "a"}), true),
+        ];
+        let err = SyncError::Invalid("quota exceeded".into());
+        let st = calculate(&rs(json!([])), &pods, Some(&err));
+        assert_eq!(st.replicas, 2);
+        assert_eq!(st.fully_labeled_replicas, Some(1));
+        assert_eq!(st.ready_replicas, Some(2));
+        assert_eq!(st.available_replicas, Some(2));
+        let c = st.conditions.clone().unwrap_or_default();
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].type_, REPLICA_FAILURE);
+        assert_eq!(c[0].reason.as_deref(), Some("FailedCreate"));
+        assert_eq!(c[0].message.as_deref(), Some("quota exceeded"));
+        // Success clears it.
+        let failing = rs(serde_json::to_value(&c).expect("json"));
+        let st = calculate(&failing, &pods, None);
+        assert!(st.conditions.is_none());
+        // Nothing ready: counters omitted.
+        let st = calculate(&rs(json!([])), &[pod(json!({"app": "a"}), false)], None);
+        assert_eq!((st.ready_replicas, st.available_replicas), (None, None));
     }
 }

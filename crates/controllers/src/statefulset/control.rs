@@ -301,9 +301,9 @@ impl SetControl {
                 return Ok(true);
             }
             self.pods.create_stateful_pod(set, pod).await?;
-            if monotonic {
-                return Ok(true);
-            }
+            // OrderedReady waits for this pod; Parallel moves on (the object we hold is not
+            // the stored pod, so there is nothing more to check on it this round).
+            return Ok(monotonic);
         }
         if super::podutil::phase(pod) == "Pending" {
             self.pods.create_missing_claims(set, pod).await?;

@@ -295,9 +295,13 @@ impl PodControl {
         let mut errs = Vec::new();
         for claim in claims_for(set, pod).values() {
             let name = claim.metadata.name.clone().unwrap_or_default();
+            // Owners per the retention policy from the start, so the claim is right even
+            // before the cache has seen it.
+            let mut claim = claim.clone();
+            retention::update_claim_owner_refs(&mut claim, set, pod);
             let existing = match self.cached_claim(ns_of(set), &name) {
                 Some(c) => Some((*c).clone()),
-                None => match api.create(&PostParams::default(), claim).await {
+                None => match api.create(&PostParams::default(), &claim).await {
                     Ok(_) => {
                         self.record_claim_event(set, pod, &name, None);
                         None

@@ -28,7 +28,9 @@ pub async fn start() -> (TestServer, Client) {
 pub async fn namespace(client: &Client, name: &str) {
     let api: Api<Namespace> = Api::all(client.clone());
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).expect("ns");
-    api.create(&PostParams::default(), &ns).await.expect("create namespace");
+    api.create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
 }
 
 /// Poll `check` until it returns `Some`, failing the test after `secs` seconds.
@@ -127,14 +129,23 @@ impl Kubelet {
 }
 
 /// Bind pod `name` to node `node` through the binding subresource.
-pub async fn bind(api: &Api<Pod>, name: &str, node: &str) -> Result<serde_json::Value, kube::Error> {
+pub async fn bind(
+    api: &Api<Pod>,
+    name: &str,
+    node: &str,
+) -> Result<serde_json::Value, kube::Error> {
     let binding = json!({
         "apiVersion": "v1", "kind": "Binding",
         "metadata": {"name": name},
         "target": {"apiVersion": "v1", "kind": "Node", "name": node},
     });
-    api.create_subresource::<_, serde_json::Value>("binding", name, &PostParams::default(), &binding)
-        .await
+    api.create_subresource::<_, serde_json::Value>(
+        "binding",
+        name,
+        &PostParams::default(),
+        &binding,
+    )
+    .await
 }
 
 /// Whether a pod's Ready condition is True.

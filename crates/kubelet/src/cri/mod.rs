@@ -7,9 +7,9 @@ use hyper_util::rt::TokioIo;
 use std::path::{Path, PathBuf};
 use tonic::transport::{Channel, Endpoint, Uri};
 
-pub use k8s_cri::v1 as api;
 use api::image_service_client::ImageServiceClient;
 use api::runtime_service_client::RuntimeServiceClient;
+pub use k8s_cri::v1 as api;
 
 /// Responses can list every container of a busy node.
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
@@ -47,8 +47,7 @@ impl Cri {
             .connect_timeout(std::time::Duration::from_secs(5))
             .connect_with_connector_lazy(connector);
         Ok(Cri {
-            rt: RuntimeServiceClient::new(channel.clone())
-                .max_decoding_message_size(MAX_MESSAGE),
+            rt: RuntimeServiceClient::new(channel.clone()).max_decoding_message_size(MAX_MESSAGE),
             img: ImageServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE),
             socket: socket.to_path_buf(),
         })
@@ -118,7 +117,8 @@ impl Cri {
             verbose: true,
         };
         let r = self.rt.clone().pod_sandbox_status(req).await;
-        Ok(r.map_err(|s| Error::cri("PodSandboxStatus", s))?.into_inner())
+        Ok(r.map_err(|s| Error::cri("PodSandboxStatus", s))?
+            .into_inner())
     }
 
     pub async fn list_pod_sandbox(
@@ -264,7 +264,9 @@ impl Cri {
             .clone()
             .list_images(api::ListImagesRequest { filter: None })
             .await;
-        Ok(r.map_err(|s| Error::cri("ListImages", s))?.into_inner().images)
+        Ok(r.map_err(|s| Error::cri("ListImages", s))?
+            .into_inner()
+            .images)
     }
 }
 
@@ -281,8 +283,14 @@ mod tests {
 
     #[test]
     fn endpoint_forms() {
-        assert_eq!(socket_path("unix:///run/c.sock"), PathBuf::from("/run/c.sock"));
-        assert_eq!(socket_path("unix:/run/c.sock"), PathBuf::from("/run/c.sock"));
+        assert_eq!(
+            socket_path("unix:///run/c.sock"),
+            PathBuf::from("/run/c.sock")
+        );
+        assert_eq!(
+            socket_path("unix:/run/c.sock"),
+            PathBuf::from("/run/c.sock")
+        );
         assert_eq!(socket_path("/run/c.sock"), PathBuf::from("/run/c.sock"));
     }
 }

@@ -29,11 +29,25 @@ pub struct ImageConfig {
 /// One entry of a layer, by its absolute path inside the image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LayerEntry {
-    Dir { path: String, mode: u32 },
-    File { path: String, mode: u32, data: Vec<u8> },
+    Dir {
+        path: String,
+        mode: u32,
+    },
+    File {
+        path: String,
+        mode: u32,
+        data: Vec<u8>,
+    },
     /// A file whose content is read from the host when the archive is written.
-    HostFile { path: String, mode: u32, src: PathBuf },
-    Symlink { path: String, target: String },
+    HostFile {
+        path: String,
+        mode: u32,
+        src: PathBuf,
+    },
+    Symlink {
+        path: String,
+        target: String,
+    },
 }
 
 /// A filesystem layer: entries written in order (parents before children).
@@ -247,7 +261,9 @@ pub fn write_archive(
     out: &Path,
 ) -> Result<ArchiveInfo> {
     if tags.is_empty() {
-        return Err(Error::Config("an image archive needs at least one tag".into()));
+        return Err(Error::Config(
+            "an image archive needs at least one tag".into(),
+        ));
     }
     let layer_tar = layer.to_tar()?;
     let diff_id = sha256_hex(&layer_tar);
@@ -324,10 +340,9 @@ mod tests {
         };
         let info = write_archive(&["test:1"], &cfg, &layer, &out).unwrap();
         let all = entries(&std::fs::read(&out).unwrap());
-        let manifest: Value = serde_json::from_slice(
-            &all.iter().find(|(n, _)| n == "manifest.json").unwrap().1,
-        )
-        .unwrap();
+        let manifest: Value =
+            serde_json::from_slice(&all.iter().find(|(n, _)| n == "manifest.json").unwrap().1)
+                .unwrap();
         let config_name = manifest[0]["Config"].as_str().unwrap();
         let config = &all.iter().find(|(n, _)| n == config_name).unwrap().1;
         assert_eq!(info.image_id, format!("sha256:{}", sha256_hex(config)));

@@ -61,8 +61,20 @@ fn applets(busybox: &Path) -> Result<Vec<String>> {
 pub fn busybox_layer(busybox: &Path) -> Result<Layer> {
     let mut l = Layer::default();
     for d in [
-        "/bin", "/dev", "/etc", "/home", "/proc", "/root", "/sbin", "/sys", "/usr", "/usr/bin",
-        "/usr/sbin", "/var", "/var/run", "/var/log",
+        "/bin",
+        "/dev",
+        "/etc",
+        "/home",
+        "/proc",
+        "/root",
+        "/sbin",
+        "/sys",
+        "/usr",
+        "/usr/bin",
+        "/usr/sbin",
+        "/var",
+        "/var/run",
+        "/var/log",
     ] {
         l.dir(d, 0o755);
     }
@@ -170,8 +182,11 @@ mod tests {
             }
         }
         assert!(saw_sh);
-        assert!(layer.entries.iter().any(
-            |e| matches!(e, LayerEntry::HostFile { path, .. } if path == "/bin/busybox")
-        ));
+        assert!(
+            layer
+                .entries
+                .iter()
+                .any(|e| matches!(e, LayerEntry::HostFile { path, .. } if path == "/bin/busybox"))
+        );
     }
 }

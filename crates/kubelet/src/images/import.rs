@@ -18,7 +18,14 @@ pub async fn import(socket: &Path, tar: &Path) -> Result<()> {
     let out = tokio::process::Command::new(ctr_binary())
         .arg("--address")
         .arg(socket)
-        .args(["--namespace", "k8s.io", "images", "import", "--snapshotter", "overlayfs"])
+        .args([
+            "--namespace",
+            "k8s.io",
+            "images",
+            "import",
+            "--snapshotter",
+            "overlayfs",
+        ])
         .arg(tar)
         .kill_on_drop(true)
         .output()
@@ -52,9 +59,14 @@ pub fn archives_in(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = rd
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
             p.is_file()
-                && [".tar", ".tar.gz", ".tgz"].iter().any(|ext| name.ends_with(ext))
+                && [".tar", ".tar.gz", ".tgz"]
+                    .iter()
+                    .any(|ext| name.ends_with(ext))
         })
         .collect();
     files.sort();

@@ -28,7 +28,9 @@ fn pull_policy(c: &Container) -> String {
     }
     let image = c.image.as_deref().unwrap_or_default();
     let name = image.split('@').next().unwrap_or_default();
-    let tagged = name.rsplit_once(':').is_some_and(|(_, tag)| !tag.contains('/'));
+    let tagged = name
+        .rsplit_once(':')
+        .is_some_and(|(_, tag)| !tag.contains('/'));
     if image.contains('@') || (tagged && !name.ends_with(":latest")) {
         "IfNotPresent".into()
     } else {
@@ -39,13 +41,18 @@ fn pull_policy(c: &Container) -> String {
 impl Worker {
     /// The image for `c`, or why the container waits. An image already present is used
     /// even with `Always`: r8s runs air-gapped images without re-pulling them.
-    async fn ensure_image(&mut self, pod: &Pod, c: &Container) -> Result<std::result::Result<ImageInfo, (String, String)>> {
+    async fn ensure_image(
+        &mut self,
+        pod: &Pod,
+        c: &Container,
+    ) -> Result<std::result::Result<ImageInfo, (String, String)>> {
         let image = c.image.clone().unwrap_or_default();
         if let Some(img) = self.ctx.cri.image_status(&image).await? {
             return Ok(Ok((img.id, img.uid.map(|u| u.value), img.username)));
         }
         if pull_policy(c) == "Never" {
-            let msg = format!("Container image \"{image}\" is not present with pull policy of Never");
+            let msg =
+                format!("Container image \"{image}\" is not present with pull policy of Never");
             return Ok(Err(("ErrImageNeverPull".into(), msg)));
         }
         let now = Instant::now();
@@ -55,7 +62,10 @@ impl Worker {
             .and_then(|at| self.pull_backoff.in_backoff_until(&image, *at, now))
         {
             self.wake_at(until);
-            return Ok(Err(("ImagePullBackOff".into(), format!("Back-off pulling image \"{image}\""))));
+            return Ok(Err((
+                "ImagePullBackOff".into(),
+                format!("Back-off pulling image \"{image}\""),
+            )));
         }
         info!(pod = %pod.metadata.name.as_deref().unwrap_or_default(), %image, "pulling image");
         match self.ctx.cri.pull_image(&image, None).await {
@@ -64,13 +74,21 @@ impl Worker {
                 self.pull_backoff.reset(&image);
                 match self.ctx.cri.image_status(&image).await? {
                     Some(img) => Ok(Ok((img.id, img.uid.map(|u| u.value), img.username))),
-                    None => Ok(Err(("ErrImagePull".into(), format!("image \"{image}\" not found after pull")))),
+                    None => Ok(Err((
+                        "ErrImagePull".into(),
+                        format!("image \"{image}\" not found after pull"),
+                    ))),
                 }
             }
             Err(e) => {
                 self.pull_backoff.next(&image, now);
                 self.pull_failed_at.insert(image.clone(), now);
-                self.wake_at(now + self.pull_backoff.delay(&image).unwrap_or(Duration::from_secs(10)));
+                self.wake_at(
+                    now + self
+                        .pull_backoff
+                        .delay(&image)
+                        .unwrap_or(Duration::from_secs(10)),
+                );
                 let msg = match &e {
                     crate::error::Error::Cri { status, .. } => status.message().to_string(),
                     other => other.to_string(),
@@ -98,7 +116,8 @@ impl Worker {
     }
 
     fn waiting_for(&mut self, c: &Container, reason: &str, message: String) {
-        self.waiting.insert(c.name.clone(), (reason.to_string(), message));
+        self.waiting
+            .insert(c.name.clone(), (reason.to_string(), message));
     }
 
     /// Creates and starts container `c` (attempt `attempt`) in the sandbox. Returns
@@ -122,7 +141,11 @@ impl Worker {
                 return Ok(false);
             }
         };
-        let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let ns = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let mut cache = ObjectCache::new(self.ctx.client.clone(), &ns);
         let dctx = DownwardContext {
             pod_ip: pod_ip.to_string(),
@@ -132,7 +155,11 @@ impl Worker {
         };
         let built = async {
             let volumes = self.volume_paths(pod, &mut cache, &dctx).await?;
-            let links = pod.spec.as_ref().and_then(|s| s.enable_service_links).unwrap_or(true);
+            let links = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.enable_service_links)
+                .unwrap_or(true);
             let services = services_env(&ns, links, &self.ctx.services.state());
             let env = container_env(pod, c, &dctx, &services, &mut cache).await?;
             container_config(&Plan {
@@ -166,7 +193,12 @@ impl Worker {
                 return Ok(false);
             }
         };
-        let id = match self.ctx.cri.create_container(sandbox_id, config, sandbox_cfg.clone()).await {
+        let id = match self
+            .ctx
+            .cri
+            .create_container(sandbox_id, config, sandbox_cfg.clone())
+            .await
+        {
             Ok(id) => id,
             Err(e) => {
                 self.waiting_for(c, "CreateContainerError", e.to_string());
@@ -210,8 +242,15 @@ impl Worker {
                 pod_ip: pod_ip.to_string(),
                 ports: c.ports.clone().unwrap_or_default(),
             };
-            let grace = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
-            if let Err(e) = super::probe::run_hook(&target, hook, Duration::from_secs(grace.max(1) as u64)).await {
+            let grace = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+                .unwrap_or(30);
+            if let Err(e) =
+                super::probe::run_hook(&target, hook, Duration::from_secs(grace.max(1) as u64))
+                    .await
+            {
                 warn!(container = %c.name, "postStart hook failed: {e}");
                 let _ = self.ctx.cri.stop_container(&id, MIN_GRACE_SECS).await;
                 self.probes.remove(&id);
@@ -221,7 +260,13 @@ impl Worker {
     }
 
     /// Stops one container: preStop hook, then the stop signal with the remaining grace.
-    pub(super) async fn stop_container(&mut self, pod: &Pod, spec: &Container, c: &ContainerInfo, grace: i64) {
+    pub(super) async fn stop_container(
+        &mut self,
+        pod: &Pod,
+        spec: &Container,
+        c: &ContainerInfo,
+        grace: i64,
+    ) {
         self.probes.remove(&c.id);
         stop_one(&self.ctx, pod, Some(spec), c, grace).await;
     }
@@ -239,9 +284,16 @@ impl Worker {
         };
         let spec = pod.spec.as_ref();
         let find = |name: &str| {
-            spec.and_then(|s| s.containers.iter().chain(s.init_containers.iter().flatten()).find(|c| c.name == name))
+            spec.and_then(|s| {
+                s.containers
+                    .iter()
+                    .chain(s.init_containers.iter().flatten())
+                    .find(|c| c.name == name)
+            })
         };
-        let stops = rt.running().map(|c| stop_one(&self.ctx, pod, find(&c.name), c, grace));
+        let stops = rt
+            .running()
+            .map(|c| stop_one(&self.ctx, pod, find(&c.name), c, grace));
         futures::future::join_all(stops).await;
         for sb in &rt.sandboxes {
             if let Err(e) = self.ctx.cri.stop_pod_sandbox(&sb.id).await {
@@ -253,7 +305,9 @@ impl Worker {
     /// Stops the pod's sandboxes (finished pods keep their containers for status/logs).
     pub(super) async fn stop_sandboxes(&mut self) {
         self.probes.clear();
-        let Ok(rt) = PodRuntime::load(&self.ctx.cri, &self.uid).await else { return };
+        let Ok(rt) = PodRuntime::load(&self.ctx.cri, &self.uid).await else {
+            return;
+        };
         for sb in rt.sandboxes.iter().filter(|s| s.ready) {
             if let Err(e) = self.ctx.cri.stop_pod_sandbox(&sb.id).await {
                 warn!("stopping sandbox {}: {e}", sb.id);
@@ -271,7 +325,9 @@ impl Worker {
     pub(super) async fn cleanup_removed(&mut self) {
         self.probes.clear();
         if let Ok(rt) = PodRuntime::load(&self.ctx.cri, &self.uid).await {
-            let stops = rt.running().map(|c| self.ctx.cri.stop_container(&c.id, MIN_GRACE_SECS));
+            let stops = rt
+                .running()
+                .map(|c| self.ctx.cri.stop_container(&c.id, MIN_GRACE_SECS));
             futures::future::join_all(stops).await;
         }
         self.remove_all().await;
@@ -279,30 +335,51 @@ impl Worker {
     }
 }
 
-async fn stop_one(ctx: &Arc<super::PodContext>, pod: &Pod, spec: Option<&Container>, c: &ContainerInfo, grace: i64) {
+async fn stop_one(
+    ctx: &Arc<super::PodContext>,
+    pod: &Pod,
+    spec: Option<&Container>,
+    c: &ContainerInfo,
+    grace: i64,
+) {
     let deadline = Instant::now() + Duration::from_secs(grace.max(0) as u64);
-    if let Some(hook) = spec.and_then(|s| s.lifecycle.as_ref()).and_then(|l| l.pre_stop.as_ref()) {
-        let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_default();
+    if let Some(hook) = spec
+        .and_then(|s| s.lifecycle.as_ref())
+        .and_then(|l| l.pre_stop.as_ref())
+    {
+        let ip = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.clone())
+            .unwrap_or_default();
         let target = super::probe::Target {
             cri: ctx.cri.clone(),
             container_id: c.id.clone(),
             pod_ip: ip,
             ports: spec.and_then(|s| s.ports.clone()).unwrap_or_default(),
         };
-        let budget = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+        let budget = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1));
         if let Err(e) = super::probe::run_hook(&target, hook, budget).await {
             warn!(container = %c.name, "preStop hook failed: {e}");
         }
     }
     let left = deadline.saturating_duration_since(Instant::now()).as_secs() as i64;
-    if let Err(e) = ctx.cri.stop_container(&c.id, left.max(MIN_GRACE_SECS)).await {
+    if let Err(e) = ctx
+        .cri
+        .stop_container(&c.id, left.max(MIN_GRACE_SECS))
+        .await
+    {
         warn!(container = %c.name, "stopping: {e}");
     }
 }
 
 /// Stops and removes every container and sandbox of pod `uid`.
 pub(crate) async fn remove_pod_runtime(ctx: &super::PodContext, uid: &str) {
-    let Ok(rt) = PodRuntime::load(&ctx.cri, uid).await else { return };
+    let Ok(rt) = PodRuntime::load(&ctx.cri, uid).await else {
+        return;
+    };
     for c in &rt.containers {
         if c.running() {
             let _ = ctx.cri.stop_container(&c.id, 0).await;
@@ -334,11 +411,15 @@ pub(crate) fn remove_pod_files(root: &std::path::Path, uid: &str) {
 
 /// runc removes container cgroups but not the pod-level parents we named.
 fn remove_pod_cgroups(uid: &str) {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
     let pod = format!("pod{uid}");
     for line in info.lines() {
         let fields: Vec<&str> = line.split(' ').collect();
-        let Some(sep) = fields.iter().position(|f| *f == "-") else { continue };
+        let Some(sep) = fields.iter().position(|f| *f == "-") else {
+            continue;
+        };
         if !matches!(fields.get(sep + 1), Some(&"cgroup") | Some(&"cgroup2")) {
             continue;
         }
@@ -371,7 +452,10 @@ mod tests {
         assert_eq!(pull_policy(&c("nginx:latest", None)), "Always");
         assert_eq!(pull_policy(&c("nginx:1.14.2", None)), "IfNotPresent");
         assert_eq!(pull_policy(&c("localhost:5000/app", None)), "Always");
-        assert_eq!(pull_policy(&c("localhost:5000/app:v1", None)), "IfNotPresent");
+        assert_eq!(
+            pull_policy(&c("localhost:5000/app:v1", None)),
+            "IfNotPresent"
+        );
         assert_eq!(pull_policy(&c("app@sha256:abc", None)), "IfNotPresent");
         assert_eq!(pull_policy(&c("nginx", Some("Never"))), "Never");
     }

@@ -59,7 +59,11 @@ const MIN_QUOTA: i64 = 1_000;
 
 fn quantity(c: &Container, limits: bool, name: &str) -> Option<i128> {
     let r = c.resources.as_ref()?;
-    let m = if limits { r.limits.as_ref()? } else { r.requests.as_ref()? };
+    let m = if limits {
+        r.limits.as_ref()?
+    } else {
+        r.requests.as_ref()?
+    };
     parse_quantity(&m.get(name)?.0).ok()
 }
 
@@ -85,12 +89,19 @@ pub fn resources(pod: &Pod, c: &Container, node_memory: i64) -> api::LinuxContai
         _ => MIN_SHARES,
     };
     let (period, quota) = match quantity(c, true, "cpu") {
-        Some(m) if m > 0 => (QUOTA_PERIOD, ((m as i64) * QUOTA_PERIOD / 1000).max(MIN_QUOTA)),
+        Some(m) if m > 0 => (
+            QUOTA_PERIOD,
+            ((m as i64) * QUOTA_PERIOD / 1000).max(MIN_QUOTA),
+        ),
         _ => (0, 0),
     };
     // Memory quantities are milli-units; bytes are a thousandth of that.
-    let memory_limit = quantity(c, true, "memory").map(|m| (m / 1000) as i64).unwrap_or(0);
-    let memory_request = quantity(c, false, "memory").map(|m| (m / 1000) as i64).unwrap_or(0);
+    let memory_limit = quantity(c, true, "memory")
+        .map(|m| (m / 1000) as i64)
+        .unwrap_or(0);
+    let memory_request = quantity(c, false, "memory")
+        .map(|m| (m / 1000) as i64)
+        .unwrap_or(0);
     api::LinuxContainerResources {
         cpu_period: period,
         cpu_quota: quota,
@@ -105,12 +116,23 @@ fn security(plan: &Plan) -> Result<api::LinuxContainerSecurityContext, RefError>
     let pod = plan.pod;
     let psc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
     let sc = plan.container.security_context.as_ref();
-    let run_as_user = sc.and_then(|s| s.run_as_user).or(psc.and_then(|p| p.run_as_user));
-    let run_as_group = sc.and_then(|s| s.run_as_group).or(psc.and_then(|p| p.run_as_group));
-    let non_root = sc.and_then(|s| s.run_as_non_root).or(psc.and_then(|p| p.run_as_non_root)).unwrap_or(false);
+    let run_as_user = sc
+        .and_then(|s| s.run_as_user)
+        .or(psc.and_then(|p| p.run_as_user));
+    let run_as_group = sc
+        .and_then(|s| s.run_as_group)
+        .or(psc.and_then(|p| p.run_as_group));
+    let non_root = sc
+        .and_then(|s| s.run_as_non_root)
+        .or(psc.and_then(|p| p.run_as_non_root))
+        .unwrap_or(false);
     if non_root {
         match run_as_user {
-            Some(0) => return Err(RefError::Missing("container's runAsUser breaks non-root policy".into())),
+            Some(0) => {
+                return Err(RefError::Missing(
+                    "container's runAsUser breaks non-root policy".into(),
+                ));
+            }
             Some(_) => {}
             None => {
                 if plan.image_uid.is_none() && !plan.image_user.is_empty() {
@@ -120,18 +142,27 @@ fn security(plan: &Plan) -> Result<api::LinuxContainerSecurityContext, RefError>
                     )));
                 }
                 if plan.image_uid.unwrap_or(0) == 0 {
-                    return Err(RefError::Missing("container has runAsNonRoot and image will run as root".into()));
+                    return Err(RefError::Missing(
+                        "container has runAsNonRoot and image will run as root".into(),
+                    ));
                 }
             }
         }
     }
-    let mut supplemental: Vec<i64> = psc.and_then(|p| p.supplemental_groups.clone()).unwrap_or_default();
+    let mut supplemental: Vec<i64> = psc
+        .and_then(|p| p.supplemental_groups.clone())
+        .unwrap_or_default();
     if let Some(fs) = psc.and_then(|p| p.fs_group) {
         supplemental.push(fs);
     }
     let caps = sc.and_then(|s| s.capabilities.as_ref());
     let strip = |v: Option<&Vec<String>>| -> Vec<String> {
-        v.map(|v| v.iter().map(|c| c.trim_start_matches("CAP_").to_string()).collect()).unwrap_or_default()
+        v.map(|v| {
+            v.iter()
+                .map(|c| c.trim_start_matches("CAP_").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
     };
     Ok(api::LinuxContainerSecurityContext {
         capabilities: caps.map(|c| api::Capability {
@@ -143,7 +174,9 @@ fn security(plan: &Plan) -> Result<api::LinuxContainerSecurityContext, RefError>
         namespace_options: Some(namespace_options(pod.spec.as_ref())),
         run_as_user: run_as_user.map(|value| api::Int64Value { value }),
         run_as_group: run_as_group.map(|value| api::Int64Value { value }),
-        readonly_rootfs: sc.and_then(|s| s.read_only_root_filesystem).unwrap_or(false),
+        readonly_rootfs: sc
+            .and_then(|s| s.read_only_root_filesystem)
+            .unwrap_or(false),
         supplemental_groups: supplemental,
         no_new_privs: sc.and_then(|s| s.allow_privilege_escalation) == Some(false),
         seccomp: container_seccomp(pod, plan.container),
@@ -163,10 +196,9 @@ fn mounts(plan: &Plan, vars: &HashMap<String, String>) -> Result<Vec<api::Mount>
     let c = plan.container;
     let mut out = Vec::new();
     for m in c.volume_mounts.iter().flatten() {
-        let base = plan
-            .volumes
-            .get(&m.name)
-            .ok_or_else(|| RefError::Invalid(format!("volumeMount {:?}: no volume of that name", m.name)))?;
+        let base = plan.volumes.get(&m.name).ok_or_else(|| {
+            RefError::Invalid(format!("volumeMount {:?}: no volume of that name", m.name))
+        })?;
         let sub = match (&m.sub_path, &m.sub_path_expr) {
             (Some(s), _) if !s.is_empty() => s.clone(),
             (_, Some(e)) if !e.is_empty() => expand(e, vars),
@@ -176,11 +208,14 @@ fn mounts(plan: &Plan, vars: &HashMap<String, String>) -> Result<Vec<api::Mount>
             base.clone()
         } else {
             if sub.starts_with('/') || sub.split('/').any(|p| p == "..") {
-                return Err(RefError::Invalid(format!("subPath {sub:?} must be a relative path without '..'")));
+                return Err(RefError::Invalid(format!(
+                    "subPath {sub:?} must be a relative path without '..'"
+                )));
             }
             let p = base.join(&sub);
             if !p.exists() {
-                std::fs::create_dir_all(&p).map_err(|e| RefError::Api(format!("creating subPath {}: {e}", p.display())))?;
+                std::fs::create_dir_all(&p)
+                    .map_err(|e| RefError::Api(format!("creating subPath {}: {e}", p.display())))?;
             }
             p
         };
@@ -192,7 +227,12 @@ fn mounts(plan: &Plan, vars: &HashMap<String, String>) -> Result<Vec<api::Mount>
             ..Default::default()
         });
     }
-    let host_network = plan.pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
+    let host_network = plan
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false);
     if !host_network && !out.iter().any(|m| m.container_path == "/etc/hosts") {
         out.push(api::Mount {
             container_path: "/etc/hosts".into(),
@@ -207,10 +247,12 @@ fn mounts(plan: &Plan, vars: &HashMap<String, String>) -> Result<Vec<api::Mount>
 fn termination_file(plan: &Plan) -> Result<PathBuf, RefError> {
     use std::os::unix::fs::PermissionsExt;
     let dir = plan.dirs.container(&plan.container.name);
-    std::fs::create_dir_all(&dir).map_err(|e| RefError::Api(format!("creating {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| RefError::Api(format!("creating {}: {e}", dir.display())))?;
     let p = dir.join(format!("termination-{}", plan.attempt));
     std::fs::write(&p, b"").map_err(|e| RefError::Api(format!("creating {}: {e}", p.display())))?;
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).map_err(|e| RefError::Api(e.to_string()))?;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666))
+        .map_err(|e| RefError::Api(e.to_string()))?;
     Ok(p)
 }
 
@@ -218,10 +260,19 @@ fn termination_file(plan: &Plan) -> Result<PathBuf, RefError> {
 pub fn container_config(plan: &Plan) -> Result<api::ContainerConfig, RefError> {
     let c = plan.container;
     let vars: HashMap<String, String> = plan.env.iter().cloned().collect();
-    let command: Vec<String> = c.command.iter().flatten().map(|s| expand(s, &vars)).collect();
+    let command: Vec<String> = c
+        .command
+        .iter()
+        .flatten()
+        .map(|s| expand(s, &vars))
+        .collect();
     let args: Vec<String> = c.args.iter().flatten().map(|s| expand(s, &vars)).collect();
     let mut mounts = mounts(plan, &vars)?;
-    let term_path = c.termination_message_path.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| "/dev/termination-log".into());
+    let term_path = c
+        .termination_message_path
+        .clone()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "/dev/termination-log".into());
     let term_file = termination_file(plan)?;
     if !mounts.iter().any(|m| m.container_path == term_path) {
         mounts.push(api::Mount {
@@ -235,10 +286,19 @@ pub fn container_config(plan: &Plan) -> Result<api::ContainerConfig, RefError> {
     labels.retain(|k, _| k.starts_with("io.kubernetes.") || k.starts_with("io.r8s."));
     labels.insert(LABEL_CONTAINER_NAME.into(), c.name.clone());
     let mut annotations = HashMap::new();
-    annotations.insert(ANNOTATION_IMAGE.to_string(), c.image.clone().unwrap_or_default());
+    annotations.insert(
+        ANNOTATION_IMAGE.to_string(),
+        c.image.clone().unwrap_or_default(),
+    );
     annotations.insert(ANNOTATION_KIND.to_string(), plan.kind.as_str().to_string());
-    annotations.insert(ANNOTATION_TERMINATION_FILE.to_string(), term_file.display().to_string());
-    annotations.insert(ANNOTATION_RESTART_COUNT.to_string(), plan.attempt.to_string());
+    annotations.insert(
+        ANNOTATION_TERMINATION_FILE.to_string(),
+        term_file.display().to_string(),
+    );
+    annotations.insert(
+        ANNOTATION_RESTART_COUNT.to_string(),
+        plan.attempt.to_string(),
+    );
     Ok(api::ContainerConfig {
         metadata: Some(api::ContainerMetadata {
             name: c.name.clone(),
@@ -286,8 +346,10 @@ mod tests {
 
     #[test]
     fn resources_and_oom() {
-        let p = pod(json!({"metadata": {"uid": "u"}, "spec": {"containers": [{"name": "a", "resources": {
-            "limits": {"cpu": "500m", "memory": "128Mi"}, "requests": {"cpu": "250m", "memory": "64Mi"}}}]}}));
+        let p = pod(
+            json!({"metadata": {"uid": "u"}, "spec": {"containers": [{"name": "a", "resources": {
+            "limits": {"cpu": "500m", "memory": "128Mi"}, "requests": {"cpu": "250m", "memory": "64Mi"}}}]}}),
+        );
         let c = &p.spec.as_ref().unwrap().containers[0];
         let r = resources(&p, c, 1 << 30);
         assert_eq!(r.cpu_shares, 256);
@@ -300,16 +362,23 @@ mod tests {
         assert_eq!(oom_score_adj(Qos::Burstable, 1 << 40, 1 << 30), 2);
         let be = pod(json!({"metadata": {"uid": "u"}, "spec": {"containers": [{"name": "a"}]}}));
         let r = resources(&be, &be.spec.as_ref().unwrap().containers[0], 1 << 30);
-        assert_eq!((r.cpu_shares, r.cpu_quota, r.memory_limit_in_bytes), (2, 0, 0));
+        assert_eq!(
+            (r.cpu_shares, r.cpu_quota, r.memory_limit_in_bytes),
+            (2, 0, 0)
+        );
     }
 
     #[test]
     fn config_expands_and_mounts() {
         let d = tempfile::tempdir().unwrap();
-        let dirs = PodDirs { root: d.path().to_path_buf() };
-        let p = pod(json!({"metadata": {"name": "p", "namespace": "ns", "uid": "u", "labels": {"app": "x"}}, "spec": {"containers": [{
+        let dirs = PodDirs {
+            root: d.path().to_path_buf(),
+        };
+        let p = pod(
+            json!({"metadata": {"name": "p", "namespace": "ns", "uid": "u", "labels": {"app": "x"}}, "spec": {"containers": [{
             "name": "a", "image": "busybox:1.36", "command": ["sh", "-c"], "args": ["echo $(GREETING) $$(HOME)"],
-            "volumeMounts": [{"name": "data", "mountPath": "/data", "subPath": "sub"}]}]}}));
+            "volumeMounts": [{"name": "data", "mountPath": "/data", "subPath": "sub"}]}]}}),
+        );
         let c = &p.spec.as_ref().unwrap().containers[0];
         let vols = HashMap::from([("data".to_string(), d.path().join("vol"))]);
         let env = vec![("GREETING".to_string(), "hello".to_string())];
@@ -331,13 +400,29 @@ mod tests {
         assert_eq!(cfg.log_path, "a/3.log");
         assert_eq!(cfg.labels[LABEL_CONTAINER_NAME], "a");
         assert!(!cfg.labels.contains_key("app"));
-        let data = cfg.mounts.iter().find(|m| m.container_path == "/data").unwrap();
+        let data = cfg
+            .mounts
+            .iter()
+            .find(|m| m.container_path == "/data")
+            .unwrap();
         assert!(data.host_path.ends_with("vol/sub"));
         assert!(d.path().join("vol/sub").is_dir());
         assert!(cfg.mounts.iter().any(|m| m.container_path == "/etc/hosts"));
-        assert!(cfg.mounts.iter().any(|m| m.container_path == "/dev/termination-log"));
-        let nonroot = pod(json!({"metadata": {"uid": "u"}, "spec": {"securityContext": {"runAsNonRoot": true}, "containers": [{"name": "a"}]}}));
-        let plan = Plan { pod: &nonroot, container: &nonroot.spec.as_ref().unwrap().containers[0], ..plan };
-        assert!(matches!(container_config(&plan), Err(RefError::Missing(m)) if m.contains("will run as root")));
+        assert!(
+            cfg.mounts
+                .iter()
+                .any(|m| m.container_path == "/dev/termination-log")
+        );
+        let nonroot = pod(
+            json!({"metadata": {"uid": "u"}, "spec": {"securityContext": {"runAsNonRoot": true}, "containers": [{"name": "a"}]}}),
+        );
+        let plan = Plan {
+            pod: &nonroot,
+            container: &nonroot.spec.as_ref().unwrap().containers[0],
+            ..plan
+        };
+        assert!(
+            matches!(container_config(&plan), Err(RefError::Missing(m)) if m.contains("will run as root"))
+        );
     }
 }

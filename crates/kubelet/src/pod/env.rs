@@ -58,26 +58,52 @@ pub fn expand(s: &str, vars: &HashMap<String, String>) -> String {
 
 /// The docker-link style variables of a Service (`FOO_SERVICE_HOST`, `FOO_PORT_80_TCP`…).
 fn service_env(svc: &Service, out: &mut Vec<(String, String)>) {
-    let Some(spec) = svc.spec.as_ref() else { return };
-    let Some(ip) = spec.cluster_ip.as_deref().filter(|ip| !ip.is_empty() && *ip != "None") else {
+    let Some(spec) = svc.spec.as_ref() else {
         return;
     };
-    let name = svc.metadata.name.as_deref().unwrap_or_default().to_uppercase().replace('-', "_");
+    let Some(ip) = spec
+        .cluster_ip
+        .as_deref()
+        .filter(|ip| !ip.is_empty() && *ip != "None")
+    else {
+        return;
+    };
+    let name = svc
+        .metadata
+        .name
+        .as_deref()
+        .unwrap_or_default()
+        .to_uppercase()
+        .replace('-', "_");
     let ports = spec.ports.as_deref().unwrap_or_default();
     let Some(first) = ports.first() else { return };
     out.push((format!("{name}_SERVICE_HOST"), ip.to_string()));
     out.push((format!("{name}_SERVICE_PORT"), first.port.to_string()));
     for p in ports {
         if let Some(pn) = p.name.as_deref().filter(|n| !n.is_empty()) {
-            out.push((format!("{name}_SERVICE_PORT_{}", pn.to_uppercase().replace('-', "_")), p.port.to_string()));
+            out.push((
+                format!(
+                    "{name}_SERVICE_PORT_{}",
+                    pn.to_uppercase().replace('-', "_")
+                ),
+                p.port.to_string(),
+            ));
         }
     }
-    let proto = |p: &k8s_openapi::api::core::v1::ServicePort| p.protocol.clone().unwrap_or_else(|| "TCP".into());
-    out.push((format!("{name}_PORT"), format!("{}://{ip}:{}", proto(first).to_lowercase(), first.port)));
+    let proto = |p: &k8s_openapi::api::core::v1::ServicePort| {
+        p.protocol.clone().unwrap_or_else(|| "TCP".into())
+    };
+    out.push((
+        format!("{name}_PORT"),
+        format!("{}://{ip}:{}", proto(first).to_lowercase(), first.port),
+    ));
     for p in ports {
         let pr = proto(p);
         let prefix = format!("{name}_PORT_{}_{}", p.port, pr.to_uppercase());
-        out.push((prefix.clone(), format!("{}://{ip}:{}", pr.to_lowercase(), p.port)));
+        out.push((
+            prefix.clone(),
+            format!("{}://{ip}:{}", pr.to_lowercase(), p.port),
+        ));
         out.push((format!("{prefix}_PROTO"), pr.to_lowercase()));
         out.push((format!("{prefix}_PORT"), p.port.to_string()));
         out.push((format!("{prefix}_ADDR"), ip.to_string()));
@@ -86,7 +112,11 @@ fn service_env(svc: &Service, out: &mut Vec<(String, String)>) {
 
 /// Service variables for a pod in `namespace`: every service there (when service links
 /// are on) plus the `kubernetes` service of `default`, which every pod gets.
-pub fn services_env(namespace: &str, enable_links: bool, services: &[std::sync::Arc<Service>]) -> Vec<(String, String)> {
+pub fn services_env(
+    namespace: &str,
+    enable_links: bool,
+    services: &[std::sync::Arc<Service>],
+) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut sorted: Vec<&Service> = services.iter().map(|s| s.as_ref()).collect();
     sorted.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
@@ -120,7 +150,9 @@ fn field_ref(pod: &Pod, ctx: &DownwardContext, path: &str) -> Result<String, Ref
         "metadata.labels" => kv_lines(m.labels.as_ref()),
         "metadata.annotations" => kv_lines(m.annotations.as_ref()),
         "spec.nodeName" => spec.and_then(|s| s.node_name.clone()).unwrap_or_default(),
-        "spec.serviceAccountName" => spec.and_then(|s| s.service_account_name.clone()).unwrap_or_default(),
+        "spec.serviceAccountName" => spec
+            .and_then(|s| s.service_account_name.clone())
+            .unwrap_or_default(),
         "status.hostIP" | "status.hostIPs" => ctx.host_ip.clone(),
         "status.podIP" | "status.podIPs" => ctx.pod_ip.clone(),
         other => return Err(RefError::Invalid(format!("unsupported fieldRef {other:?}"))),
@@ -150,8 +182,13 @@ pub fn resource_ref(
     use r8s_api::strategy::quantity::parse_quantity;
     let res = container.resources.as_ref();
     let get = |limits: bool, name: &str| {
-        let m = if limits { res.and_then(|r| r.limits.as_ref()) } else { res.and_then(|r| r.requests.as_ref()) };
-        m.and_then(|m| m.get(name)).and_then(|q| parse_quantity(&q.0).ok())
+        let m = if limits {
+            res.and_then(|r| r.limits.as_ref())
+        } else {
+            res.and_then(|r| r.requests.as_ref())
+        };
+        m.and_then(|m| m.get(name))
+            .and_then(|q| parse_quantity(&q.0).ok())
     };
     let milli = match resource {
         "limits.cpu" => get(true, "cpu").unwrap_or(ctx.node_cpu_milli),
@@ -160,11 +197,17 @@ pub fn resource_ref(
         "requests.memory" => get(false, "memory").unwrap_or(0),
         "limits.ephemeral-storage" => get(true, "ephemeral-storage").unwrap_or(0),
         "requests.ephemeral-storage" => get(false, "ephemeral-storage").unwrap_or(0),
-        other => return Err(RefError::Invalid(format!("unsupported resourceFieldRef {other:?}"))),
+        other => {
+            return Err(RefError::Invalid(format!(
+                "unsupported resourceFieldRef {other:?}"
+            )));
+        }
     };
     // Quantities are milli-units; the node memory default is in bytes.
     let divisor_milli = match divisor.filter(|d| !d.is_empty()) {
-        Some(d) => parse_quantity(d).map_err(|e| RefError::Invalid(format!("divisor {d:?}: {e}")))?,
+        Some(d) => {
+            parse_quantity(d).map_err(|e| RefError::Invalid(format!("divisor {d:?}: {e}")))?
+        }
         None => 1000,
     };
     if divisor_milli <= 0 {
@@ -190,16 +233,28 @@ async fn source_value(
                 .spec
                 .as_ref()
                 .and_then(|s| s.containers.iter().find(|c| c.name == n))
-                .ok_or_else(|| RefError::Invalid(format!("resourceFieldRef: no container {n:?}")))?,
+                .ok_or_else(|| {
+                    RefError::Invalid(format!("resourceFieldRef: no container {n:?}"))
+                })?,
             None => container,
         };
-        return resource_ref(target, &r.resource, r.divisor.as_ref().map(|d| d.0.as_str()), ctx).map(Some);
+        return resource_ref(
+            target,
+            &r.resource,
+            r.divisor.as_ref().map(|d| d.0.as_str()),
+            ctx,
+        )
+        .map(Some);
     }
     if let Some(k) = &src.config_map_key_ref {
-        return cache.config_map_key(&k.name, &k.key, k.optional.unwrap_or(false)).await;
+        return cache
+            .config_map_key(&k.name, &k.key, k.optional.unwrap_or(false))
+            .await;
     }
     if let Some(k) = &src.secret_key_ref {
-        return cache.secret_key(&k.name, &k.key, k.optional.unwrap_or(false)).await;
+        return cache
+            .secret_key(&k.name, &k.key, k.optional.unwrap_or(false))
+            .await;
     }
     Ok(None)
 }
@@ -214,20 +269,25 @@ pub async fn container_env(
 ) -> Result<Vec<(String, String)>, RefError> {
     let mut order: Vec<String> = Vec::new();
     let mut vars: HashMap<String, String> = HashMap::new();
-    let set = |k: String, v: String, order: &mut Vec<String>, vars: &mut HashMap<String, String>| {
-        if vars.insert(k.clone(), v).is_none() {
-            order.push(k);
-        }
-    };
+    let set =
+        |k: String, v: String, order: &mut Vec<String>, vars: &mut HashMap<String, String>| {
+            if vars.insert(k.clone(), v).is_none() {
+                order.push(k);
+            }
+        };
     for (k, v) in services {
         set(k.clone(), v.clone(), &mut order, &mut vars);
     }
     for from in container.env_from.as_deref().unwrap_or_default() {
         let prefix = from.prefix.clone().unwrap_or_default();
         let data = if let Some(cm) = &from.config_map_ref {
-            cache.config_map_data(&cm.name, cm.optional.unwrap_or(false)).await?
+            cache
+                .config_map_data(&cm.name, cm.optional.unwrap_or(false))
+                .await?
         } else if let Some(s) = &from.secret_ref {
-            cache.secret_data(&s.name, s.optional.unwrap_or(false)).await?
+            cache
+                .secret_data(&s.name, s.optional.unwrap_or(false))
+                .await?
         } else {
             None
         };
@@ -261,7 +321,10 @@ mod tests {
 
     #[test]
     fn expansion_rules() {
-        let vars = HashMap::from([("A".to_string(), "1".to_string()), ("B".to_string(), "x y".to_string())]);
+        let vars = HashMap::from([
+            ("A".to_string(), "1".to_string()),
+            ("B".to_string(), "x y".to_string()),
+        ]);
         assert_eq!(expand("$(A)-$(B)", &vars), "1-x y");
         assert_eq!(expand("$(MISSING)", &vars), "$(MISSING)");
         assert_eq!(expand("$$(A)", &vars), "$(A)");
@@ -290,14 +353,33 @@ mod tests {
             "name": "c", "resources": {"limits": {"cpu": "250m", "memory": "64Mi"}, "requests": {"cpu": "100m"}}
         }))
         .unwrap();
-        let ctx = DownwardContext { node_cpu_milli: 2000, node_memory: 1 << 30, ..Default::default() };
+        let ctx = DownwardContext {
+            node_cpu_milli: 2000,
+            node_memory: 1 << 30,
+            ..Default::default()
+        };
         assert_eq!(resource_ref(&c, "limits.cpu", None, &ctx).unwrap(), "1");
-        assert_eq!(resource_ref(&c, "limits.cpu", Some("1m"), &ctx).unwrap(), "250");
-        assert_eq!(resource_ref(&c, "limits.memory", None, &ctx).unwrap(), (64 << 20).to_string());
-        assert_eq!(resource_ref(&c, "limits.memory", Some("1Mi"), &ctx).unwrap(), "64");
-        assert_eq!(resource_ref(&c, "requests.memory", None, &ctx).unwrap(), "0");
+        assert_eq!(
+            resource_ref(&c, "limits.cpu", Some("1m"), &ctx).unwrap(),
+            "250"
+        );
+        assert_eq!(
+            resource_ref(&c, "limits.memory", None, &ctx).unwrap(),
+            (64 << 20).to_string()
+        );
+        assert_eq!(
+            resource_ref(&c, "limits.memory", Some("1Mi"), &ctx).unwrap(),
+            "64"
+        );
+        assert_eq!(
+            resource_ref(&c, "requests.memory", None, &ctx).unwrap(),
+            "0"
+        );
         let none: Container = serde_json::from_value(serde_json::json!({"name": "c"})).unwrap();
         assert_eq!(resource_ref(&none, "limits.cpu", None, &ctx).unwrap(), "2");
-        assert_eq!(resource_ref(&none, "limits.memory", None, &ctx).unwrap(), (1i64 << 30).to_string());
+        assert_eq!(
+            resource_ref(&none, "limits.memory", None, &ctx).unwrap(),
+            (1i64 << 30).to_string()
+        );
     }
 }

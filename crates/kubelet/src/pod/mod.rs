@@ -20,9 +20,9 @@ use crate::cri::Cri;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::Api;
+use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -56,9 +56,10 @@ fn uid_of(p: &Pod) -> Option<String> {
 pub fn service_store(client: kube::Client) -> Store<Service> {
     let (reader, writer) = kube::runtime::reflector::store();
     let api: Api<Service> = Api::all(client);
-    let stream = kube::runtime::reflector(writer, watcher::watcher(api, watcher::Config::default()))
-        .default_backoff()
-        .applied_objects();
+    let stream =
+        kube::runtime::reflector(writer, watcher::watcher(api, watcher::Config::default()))
+            .default_backoff()
+            .applied_objects();
     tokio::spawn(async move {
         futures::pin_mut!(stream);
         while let Some(r) = stream.next().await {
@@ -107,7 +108,11 @@ pub async fn run(ctx: Arc<PodContext>) -> anyhow::Result<()> {
             }
             Event::InitDone => {
                 let seen = listing.take().unwrap_or_default();
-                let stale: Vec<String> = lock(&workers).keys().filter(|u| !seen.contains(*u)).cloned().collect();
+                let stale: Vec<String> = lock(&workers)
+                    .keys()
+                    .filter(|u| !seen.contains(*u))
+                    .cloned()
+                    .collect();
                 for u in stale {
                     gone(&workers, &u);
                 }
@@ -174,6 +179,11 @@ async fn orphan_uids(ctx: &PodContext, known: &(dyn Fn(&str) -> bool + Sync)) ->
     }
 }
 
+/// Removes pod `uid`'s directory under `data_dir` (unmounting its volumes) and its cgroups.
+pub fn remove_pod_files(data_dir: &std::path::Path, uid: &str) {
+    actions::remove_pod_files(&volumes::PodDirs::new(data_dir, uid).root, uid);
+}
+
 async fn cleanup_uid(ctx: &PodContext, uid: &str) {
     info!(%uid, "removing sandbox of a pod that no longer exists");
     actions::remove_pod_runtime(ctx, uid).await;
@@ -188,14 +198,23 @@ async fn cleanup_orphans(ctx: &PodContext, known: &HashSet<String>) {
 
 /// The runtime's container and sandbox states, for change detection.
 async fn snapshot(cri: &Cri) -> Option<HashMap<String, (i32, String)>> {
-    let (ctrs, sbs) = tokio::try_join!(cri.list_containers(None), cri.list_pod_sandbox(None)).ok()?;
+    let (ctrs, sbs) =
+        tokio::try_join!(cri.list_containers(None), cri.list_pod_sandbox(None)).ok()?;
     let mut m = HashMap::new();
     for c in ctrs {
-        let uid = c.labels.get(runtime::LABEL_POD_UID).cloned().unwrap_or_default();
+        let uid = c
+            .labels
+            .get(runtime::LABEL_POD_UID)
+            .cloned()
+            .unwrap_or_default();
         m.insert(c.id, (c.state, uid));
     }
     for s in sbs {
-        let uid = s.labels.get(runtime::LABEL_POD_UID).cloned().unwrap_or_default();
+        let uid = s
+            .labels
+            .get(runtime::LABEL_POD_UID)
+            .cloned()
+            .unwrap_or_default();
         m.insert(s.id, (100 + s.state, uid));
     }
     Some(m)
@@ -215,7 +234,9 @@ async fn relist_loop(ctx: Arc<PodContext>, workers: Workers, synced: Arc<Notify>
             _ = &mut synced_fut, if !ready => { ready = true; }
         }
         ticks += 1;
-        let Some(cur) = snapshot(&ctx.cri).await else { continue };
+        let Some(cur) = snapshot(&ctx.cri).await else {
+            continue;
+        };
         let mut changed: HashSet<&str> = HashSet::new();
         for (id, (state, uid)) in &cur {
             if prev.get(id).map(|p| p.0) != Some(*state) {

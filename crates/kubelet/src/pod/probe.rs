@@ -7,7 +7,9 @@ use crate::cri::Cri;
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
-use k8s_openapi::api::core::v1::{Container, ContainerPort, ExecAction, HTTPGetAction, LifecycleHandler, Probe, TCPSocketAction};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, ExecAction, HTTPGetAction, LifecycleHandler, Probe, TCPSocketAction,
+};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -44,7 +46,11 @@ fn host<'a>(h: Option<&'a str>, t: &'a Target) -> &'a str {
 async fn exec(t: &Target, a: &ExecAction, timeout: Duration) -> Result<(), String> {
     let cmd = a.command.clone().unwrap_or_default();
     let secs = timeout.as_secs().max(1) as i64;
-    let r = tokio::time::timeout(timeout + Duration::from_secs(1), t.cri.exec_sync(&t.container_id, cmd, secs)).await;
+    let r = tokio::time::timeout(
+        timeout + Duration::from_secs(1),
+        t.cri.exec_sync(&t.container_id, cmd, secs),
+    )
+    .await;
     match r {
         Err(_) => Err(format!("command timed out after {timeout:?}")),
         Ok(Err(e)) => Err(e.to_string()),
@@ -52,7 +58,11 @@ async fn exec(t: &Target, a: &ExecAction, timeout: Duration) -> Result<(), Strin
         Ok(Ok(out)) => {
             let mut msg = String::from_utf8_lossy(&out.stdout).to_string();
             msg.push_str(&String::from_utf8_lossy(&out.stderr));
-            Err(format!("command exited with {}: {}", out.exit_code, msg.trim()))
+            Err(format!(
+                "command exited with {}: {}",
+                out.exit_code,
+                msg.trim()
+            ))
         }
     }
 }
@@ -78,10 +88,16 @@ async fn http_get(t: &Target, a: &HTTPGetAction, timeout: Duration) -> Result<()
         };
         return tcp(t, &tcp_action, timeout).await;
     }
-    let path = a.path.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| "/".into());
+    let path = a
+        .path
+        .clone()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "/".into());
     let url = format!("http://{h}:{p}{path}");
     let fut = async {
-        let stream = tokio::net::TcpStream::connect((h.as_str(), p)).await.map_err(|e| format!("Get \"{url}\": {e}"))?;
+        let stream = tokio::net::TcpStream::connect((h.as_str(), p))
+            .await
+            .map_err(|e| format!("Get \"{url}\": {e}"))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| format!("Get \"{url}\": {e}"))?;
@@ -98,7 +114,10 @@ async fn http_get(t: &Target, a: &HTTPGetAction, timeout: Duration) -> Result<()
             req = req.header("Host", format!("{h}:{p}"));
         }
         let req = req.body(Empty::<Bytes>::new()).map_err(|e| e.to_string())?;
-        let resp = sender.send_request(req).await.map_err(|e| format!("Get \"{url}\": {e}"))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("Get \"{url}\": {e}"))?;
         let code = resp.status().as_u16();
         if (200..400).contains(&code) {
             Ok(())
@@ -108,7 +127,9 @@ async fn http_get(t: &Target, a: &HTTPGetAction, timeout: Duration) -> Result<()
     };
     match tokio::time::timeout(timeout, fut).await {
         Ok(r) => r,
-        Err(_) => Err(format!("Get \"{url}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)")),
+        Err(_) => Err(format!(
+            "Get \"{url}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
+        )),
     }
 }
 
@@ -197,7 +218,9 @@ fn period(p: &Probe) -> Duration {
 /// Sleeps until `initialDelaySeconds` after the container started.
 async fn initial_delay(p: &Probe, started_at: SystemTime) {
     let delay = Duration::from_secs(p.initial_delay_seconds.unwrap_or(0).max(0) as u64);
-    let elapsed = SystemTime::now().duration_since(started_at).unwrap_or_default();
+    let elapsed = SystemTime::now()
+        .duration_since(started_at)
+        .unwrap_or_default();
     if let Some(rest) = delay.checked_sub(elapsed) {
         tokio::time::sleep(rest).await;
     }
@@ -205,8 +228,17 @@ async fn initial_delay(p: &Probe, started_at: SystemTime) {
 
 /// Starts probing a running container (None when it has no probes: then it is started
 /// and ready as soon as it runs).
-pub fn spawn(t: Target, c: &Container, started_at: SystemTime, wake: Arc<Notify>) -> Option<ProbeHandle> {
-    let (startup, liveness, readiness) = (c.startup_probe.clone(), c.liveness_probe.clone(), c.readiness_probe.clone());
+pub fn spawn(
+    t: Target,
+    c: &Container,
+    started_at: SystemTime,
+    wake: Arc<Notify>,
+) -> Option<ProbeHandle> {
+    let (startup, liveness, readiness) = (
+        c.startup_probe.clone(),
+        c.liveness_probe.clone(),
+        c.readiness_probe.clone(),
+    );
     if startup.is_none() && liveness.is_none() && readiness.is_none() {
         return None;
     }
@@ -241,7 +273,9 @@ pub fn spawn(t: Target, c: &Container, started_at: SystemTime, wake: Arc<Notify>
                     Err(e) => {
                         failures += 1;
                         if failures >= threshold {
-                            update(&st, &wake, |s| s.failed = Some(format!("Startup probe failed: {e}")));
+                            update(&st, &wake, |s| {
+                                s.failed = Some(format!("Startup probe failed: {e}"))
+                            });
                             return;
                         }
                     }
@@ -260,7 +294,9 @@ pub fn spawn(t: Target, c: &Container, started_at: SystemTime, wake: Arc<Notify>
                     Err(e) => {
                         failures += 1;
                         if failures >= threshold {
-                            update(&st, &wake, |s| s.failed = Some(format!("Liveness probe failed: {e}")));
+                            update(&st, &wake, |s| {
+                                s.failed = Some(format!("Liveness probe failed: {e}"))
+                            });
                             return;
                         }
                     }
@@ -271,7 +307,10 @@ pub fn spawn(t: Target, c: &Container, started_at: SystemTime, wake: Arc<Notify>
         let ready = async {
             let Some(p) = readiness.clone() else { return };
             initial_delay(&p, started_at).await;
-            let (ok_needed, fail_needed) = (p.success_threshold.unwrap_or(1).max(1), p.failure_threshold.unwrap_or(3).max(1));
+            let (ok_needed, fail_needed) = (
+                p.success_threshold.unwrap_or(1).max(1),
+                p.failure_threshold.unwrap_or(3).max(1),
+            );
             let (mut oks, mut fails) = (0, 0);
             loop {
                 match run_probe(&t, &p).await {
@@ -304,7 +343,10 @@ mod tests {
 
     #[test]
     fn named_ports() {
-        let ports: Vec<ContainerPort> = vec![serde_json::from_value(serde_json::json!({"name": "http", "containerPort": 8080})).unwrap()];
+        let ports: Vec<ContainerPort> = vec![
+            serde_json::from_value(serde_json::json!({"name": "http", "containerPort": 8080}))
+                .unwrap(),
+        ];
         assert_eq!(port(&IntOrString::String("http".into()), &ports), Ok(8080));
         assert_eq!(port(&IntOrString::String("81".into()), &ports), Ok(81));
         assert_eq!(port(&IntOrString::Int(80), &ports), Ok(80));
@@ -323,8 +365,16 @@ mod tests {
                     let mut buf = [0u8; 1024];
                     let n = s.read(&mut buf).await.unwrap_or(0);
                     let req = String::from_utf8_lossy(&buf[..n]).to_string();
-                    let code = if req.starts_with("GET /healthz") { "200 OK" } else { "500 Oops" };
-                    let _ = s.write_all(format!("HTTP/1.1 {code}\r\ncontent-length: 0\r\n\r\n").as_bytes()).await;
+                    let code = if req.starts_with("GET /healthz") {
+                        "200 OK"
+                    } else {
+                        "500 Oops"
+                    };
+                    let _ = s
+                        .write_all(
+                            format!("HTTP/1.1 {code}\r\ncontent-length: 0\r\n\r\n").as_bytes(),
+                        )
+                        .await;
                 });
             }
         });
@@ -335,12 +385,16 @@ mod tests {
             ports: vec![],
         };
         let probe = |path: &str| -> Probe {
-            serde_json::from_value(serde_json::json!({"httpGet": {"path": path, "port": p}, "timeoutSeconds": 2})).unwrap()
+            serde_json::from_value(
+                serde_json::json!({"httpGet": {"path": path, "port": p}, "timeoutSeconds": 2}),
+            )
+            .unwrap()
         };
         assert_eq!(run_probe(&t, &probe("/healthz")).await, Ok(()));
         let err = run_probe(&t, &probe("/bad")).await.unwrap_err();
         assert!(err.contains("statuscode: 500"), "{err}");
-        let tcp_probe: Probe = serde_json::from_value(serde_json::json!({"tcpSocket": {"port": p}})).unwrap();
+        let tcp_probe: Probe =
+            serde_json::from_value(serde_json::json!({"tcpSocket": {"port": p}})).unwrap();
         assert_eq!(run_probe(&t, &tcp_probe).await, Ok(()));
     }
 }

@@ -100,7 +100,8 @@ impl ObjectCache {
                     .collect();
                 // stringData is write-only upstream, but honour it if a server kept it.
                 for (k, v) in s.string_data.iter().flatten() {
-                    out.entry(k.clone()).or_insert_with(|| v.clone().into_bytes());
+                    out.entry(k.clone())
+                        .or_insert_with(|| v.clone().into_bytes());
                 }
                 Ok(Some(out))
             }
@@ -136,13 +137,20 @@ impl ObjectCache {
     }
 
     /// One ConfigMap key; None when optional and missing.
-    pub async fn config_map_key(&mut self, name: &str, key: &str, optional: bool) -> Result<Option<String>, RefError> {
+    pub async fn config_map_key(
+        &mut self,
+        name: &str,
+        key: &str,
+        optional: bool,
+    ) -> Result<Option<String>, RefError> {
         let ns = self.namespace.clone();
         match self.config_map(name).await? {
             Some(cm) => match cm.data.as_ref().and_then(|d| d.get(key)) {
                 Some(v) => Ok(Some(v.clone())),
                 None if optional => Ok(None),
-                None => Err(RefError::Missing(format!("couldn't find key {key} in ConfigMap {ns}/{name}"))),
+                None => Err(RefError::Missing(format!(
+                    "couldn't find key {key} in ConfigMap {ns}/{name}"
+                ))),
             },
             None if optional => Ok(None),
             None => Err(RefError::Missing(format!("configmap \"{name}\" not found"))),
@@ -150,13 +158,20 @@ impl ObjectCache {
     }
 
     /// One Secret key; None when optional and missing.
-    pub async fn secret_key(&mut self, name: &str, key: &str, optional: bool) -> Result<Option<String>, RefError> {
+    pub async fn secret_key(
+        &mut self,
+        name: &str,
+        key: &str,
+        optional: bool,
+    ) -> Result<Option<String>, RefError> {
         let ns = self.namespace.clone();
         match self.secret_files(name, optional).await? {
             Some(data) => match data.get(key) {
                 Some(v) => Ok(Some(String::from_utf8_lossy(v).to_string())),
                 None if optional => Ok(None),
-                None => Err(RefError::Missing(format!("couldn't find key {key} in Secret {ns}/{name}"))),
+                None => Err(RefError::Missing(format!(
+                    "couldn't find key {key} in Secret {ns}/{name}"
+                ))),
             },
             None => Ok(None),
         }

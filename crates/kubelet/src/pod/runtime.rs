@@ -95,7 +95,8 @@ impl PodRuntime {
             })
             .collect();
         sbs.sort_by_key(|s| std::cmp::Reverse(s.created_at));
-        let statuses = futures::future::join_all(containers.iter().map(|c| cri.container_status(&c.id))).await;
+        let statuses =
+            futures::future::join_all(containers.iter().map(|c| cri.container_status(&c.id))).await;
         let mut ctrs = Vec::with_capacity(containers.len());
         for (c, st) in containers.into_iter().zip(statuses) {
             // A container removed between list and status is simply gone.
@@ -108,21 +109,30 @@ impl PodRuntime {
                     .or_else(|| c.metadata.as_ref().map(|m| m.name.clone()))
                     .unwrap_or_default(),
                 attempt: c.metadata.as_ref().map(|m| m.attempt).unwrap_or(0),
-                state: api::ContainerState::try_from(st.state).unwrap_or(api::ContainerState::ContainerUnknown),
+                state: api::ContainerState::try_from(st.state)
+                    .unwrap_or(api::ContainerState::ContainerUnknown),
                 created_at: st.created_at,
                 started_at: st.started_at,
                 finished_at: st.finished_at,
                 exit_code: st.exit_code,
                 reason: st.reason,
                 message: st.message,
-                image_ref: if st.image_ref.is_empty() { c.image_ref.clone() } else { st.image_ref },
+                image_ref: if st.image_ref.is_empty() {
+                    c.image_ref.clone()
+                } else {
+                    st.image_ref
+                },
                 log_path: st.log_path,
                 annotations: c.annotations,
                 sandbox_id: c.pod_sandbox_id,
                 id: c.id,
             });
         }
-        ctrs.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.attempt.cmp(&a.attempt)));
+        ctrs.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then(b.attempt.cmp(&a.attempt))
+        });
         Ok(PodRuntime {
             sandboxes: sbs,
             containers: ctrs,

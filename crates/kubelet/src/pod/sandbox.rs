@@ -28,19 +28,32 @@ impl Qos {
 }
 
 fn all_containers(spec: &PodSpec) -> impl Iterator<Item = &Container> {
-    spec.init_containers.iter().flatten().chain(spec.containers.iter())
+    spec.init_containers
+        .iter()
+        .flatten()
+        .chain(spec.containers.iter())
 }
 
 /// Upstream's QoS rules: Guaranteed when every container has equal CPU and memory
 /// requests and limits; BestEffort when nothing is requested or limited.
 pub fn qos(pod: &Pod) -> Qos {
-    let Some(spec) = pod.spec.as_ref() else { return Qos::BestEffort };
+    let Some(spec) = pod.spec.as_ref() else {
+        return Qos::BestEffort;
+    };
     let mut any = false;
     let mut guaranteed = true;
     for c in all_containers(spec) {
         let r = c.resources.as_ref();
-        let get = |m: Option<&std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>, k: &str| {
-            m.and_then(|m| m.get(k)).and_then(|q| parse_quantity(&q.0).ok()).filter(|v| *v > 0)
+        let get = |m: Option<
+            &std::collections::BTreeMap<
+                String,
+                k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+            >,
+        >,
+                   k: &str| {
+            m.and_then(|m| m.get(k))
+                .and_then(|q| parse_quantity(&q.0).ok())
+                .filter(|v| *v > 0)
         };
         let requests = r.and_then(|r| r.requests.as_ref());
         let limits = r.and_then(|r| r.limits.as_ref());
@@ -108,8 +121,11 @@ pub fn parse_resolv_conf(text: &str) -> (Vec<String>, Vec<String>, Vec<String>) 
 pub fn dns_config(pod: &Pod, cfg: &KubeletConfig) -> api::DnsConfig {
     let spec = pod.spec.as_ref();
     let host_network = spec.and_then(|s| s.host_network).unwrap_or(false);
-    let policy = spec.and_then(|s| s.dns_policy.as_deref()).unwrap_or("ClusterFirst");
-    let host = || parse_resolv_conf(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
+    let policy = spec
+        .and_then(|s| s.dns_policy.as_deref())
+        .unwrap_or("ClusterFirst");
+    let host =
+        || parse_resolv_conf(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let cluster = match (policy, host_network) {
         ("ClusterFirstWithHostNet", _) | ("ClusterFirst", false) => cfg.cluster_dns,
@@ -160,9 +176,18 @@ fn protocol(p: Option<&str>) -> i32 {
 fn seccomp(p: Option<&k8s_openapi::api::core::v1::SeccompProfile>) -> Option<api::SecurityProfile> {
     let p = p?;
     let (t, r) = match p.type_.as_str() {
-        "RuntimeDefault" => (api::security_profile::ProfileType::RuntimeDefault, String::new()),
-        "Localhost" => (api::security_profile::ProfileType::Localhost, p.localhost_profile.clone().unwrap_or_default()),
-        _ => (api::security_profile::ProfileType::Unconfined, String::new()),
+        "RuntimeDefault" => (
+            api::security_profile::ProfileType::RuntimeDefault,
+            String::new(),
+        ),
+        "Localhost" => (
+            api::security_profile::ProfileType::Localhost,
+            p.localhost_profile.clone().unwrap_or_default(),
+        ),
+        _ => (
+            api::security_profile::ProfileType::Unconfined,
+            String::new(),
+        ),
     };
     Some(api::SecurityProfile {
         profile_type: t as i32,
@@ -172,8 +197,15 @@ fn seccomp(p: Option<&k8s_openapi::api::core::v1::SeccompProfile>) -> Option<api
 
 /// Seccomp profile for a container: its own, else the pod's, else unconfined.
 pub fn container_seccomp(pod: &Pod, c: &Container) -> Option<api::SecurityProfile> {
-    let own = c.security_context.as_ref().and_then(|s| s.seccomp_profile.as_ref());
-    let pod_level = pod.spec.as_ref().and_then(|s| s.security_context.as_ref()).and_then(|s| s.seccomp_profile.as_ref());
+    let own = c
+        .security_context
+        .as_ref()
+        .and_then(|s| s.seccomp_profile.as_ref());
+    let pod_level = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|s| s.seccomp_profile.as_ref());
     seccomp(own.or(pod_level)).or(Some(api::SecurityProfile {
         profile_type: api::security_profile::ProfileType::Unconfined as i32,
         localhost_ref: String::new(),
@@ -183,7 +215,13 @@ pub fn container_seccomp(pod: &Pod, c: &Container) -> Option<api::SecurityProfil
 /// The network/PID/IPC namespace modes of the pod.
 pub fn namespace_options(spec: Option<&PodSpec>) -> api::NamespaceOption {
     let flag = |f: fn(&PodSpec) -> Option<bool>| spec.and_then(f).unwrap_or(false);
-    let node_or = |on: bool, other: api::NamespaceMode| if on { api::NamespaceMode::Node as i32 } else { other as i32 };
+    let node_or = |on: bool, other: api::NamespaceMode| {
+        if on {
+            api::NamespaceMode::Node as i32
+        } else {
+            other as i32
+        }
+    };
     api::NamespaceOption {
         network: node_or(flag(|s| s.host_network), api::NamespaceMode::Pod),
         pid: if flag(|s| s.host_pid) {
@@ -200,16 +238,36 @@ pub fn namespace_options(spec: Option<&PodSpec>) -> api::NamespaceOption {
 
 /// Labels every sandbox and container of the pod carries.
 pub fn pod_labels(pod: &Pod) -> HashMap<String, String> {
-    let mut l: HashMap<String, String> = pod.metadata.labels.clone().unwrap_or_default().into_iter().collect();
-    l.insert(LABEL_POD_NAME.into(), pod.metadata.name.clone().unwrap_or_default());
-    l.insert(LABEL_POD_NAMESPACE.into(), pod.metadata.namespace.clone().unwrap_or_default());
-    l.insert(LABEL_POD_UID.into(), pod.metadata.uid.clone().unwrap_or_default());
+    let mut l: HashMap<String, String> = pod
+        .metadata
+        .labels
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    l.insert(
+        LABEL_POD_NAME.into(),
+        pod.metadata.name.clone().unwrap_or_default(),
+    );
+    l.insert(
+        LABEL_POD_NAMESPACE.into(),
+        pod.metadata.namespace.clone().unwrap_or_default(),
+    );
+    l.insert(
+        LABEL_POD_UID.into(),
+        pod.metadata.uid.clone().unwrap_or_default(),
+    );
     l.insert(LABEL_MANAGED.into(), "true".into());
     l
 }
 
 /// The RunPodSandbox config for `attempt`.
-pub fn sandbox_config(pod: &Pod, cfg: &KubeletConfig, log_dir: &std::path::Path, attempt: u32) -> api::PodSandboxConfig {
+pub fn sandbox_config(
+    pod: &Pod,
+    cfg: &KubeletConfig,
+    log_dir: &std::path::Path,
+    attempt: u32,
+) -> api::PodSandboxConfig {
     let spec = pod.spec.as_ref();
     let psc = spec.and_then(|s| s.security_context.as_ref());
     let mut port_mappings = Vec::new();
@@ -226,15 +284,28 @@ pub fn sandbox_config(pod: &Pod, cfg: &KubeletConfig, log_dir: &std::path::Path,
         }
     }
     let privileged = spec
-        .map(|s| all_containers(s).any(|c| c.security_context.as_ref().and_then(|s| s.privileged).unwrap_or(false)))
+        .map(|s| {
+            all_containers(s).any(|c| {
+                c.security_context
+                    .as_ref()
+                    .and_then(|s| s.privileged)
+                    .unwrap_or(false)
+            })
+        })
         .unwrap_or(false);
-    let mut supplemental: Vec<i64> = psc.and_then(|p| p.supplemental_groups.clone()).unwrap_or_default();
+    let mut supplemental: Vec<i64> = psc
+        .and_then(|p| p.supplemental_groups.clone())
+        .unwrap_or_default();
     if let Some(fs) = psc.and_then(|p| p.fs_group) {
         supplemental.push(fs);
     }
     let sysctls = psc
         .and_then(|p| p.sysctls.as_ref())
-        .map(|s| s.iter().map(|s| (s.name.clone(), s.value.clone())).collect())
+        .map(|s| {
+            s.iter()
+                .map(|s| (s.name.clone(), s.value.clone()))
+                .collect()
+        })
         .unwrap_or_default();
     api::PodSandboxConfig {
         metadata: Some(api::PodSandboxMetadata {
@@ -248,13 +319,23 @@ pub fn sandbox_config(pod: &Pod, cfg: &KubeletConfig, log_dir: &std::path::Path,
         dns_config: Some(dns_config(pod, cfg)),
         port_mappings,
         labels: pod_labels(pod),
-        annotations: pod.metadata.annotations.clone().unwrap_or_default().into_iter().collect(),
+        annotations: pod
+            .metadata
+            .annotations
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
         linux: Some(api::LinuxPodSandboxConfig {
             cgroup_parent: cgroup_parent(pod),
             security_context: Some(api::LinuxSandboxSecurityContext {
                 namespace_options: Some(namespace_options(spec)),
-                run_as_user: psc.and_then(|p| p.run_as_user).map(|value| api::Int64Value { value }),
-                run_as_group: psc.and_then(|p| p.run_as_group).map(|value| api::Int64Value { value }),
+                run_as_user: psc
+                    .and_then(|p| p.run_as_user)
+                    .map(|value| api::Int64Value { value }),
+                run_as_group: psc
+                    .and_then(|p| p.run_as_group)
+                    .map(|value| api::Int64Value { value }),
                 supplemental_groups: supplemental,
                 privileged,
                 seccomp: seccomp(psc.and_then(|p| p.seccomp_profile.as_ref())),
@@ -274,20 +355,34 @@ pub fn etc_hosts(pod: &Pod, pod_ip: &str, cluster_domain: &str) -> String {
     );
     let name = hostname(pod);
     if !pod_ip.is_empty() {
-        let sub = pod.spec.as_ref().and_then(|s| s.subdomain.as_deref()).filter(|s| !s.is_empty());
+        let sub = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.subdomain.as_deref())
+            .filter(|s| !s.is_empty());
         match sub {
             Some(sub) => {
                 let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
-                s.push_str(&format!("{pod_ip}\t{name}.{sub}.{ns}.svc.{cluster_domain}\t{name}\n"));
+                s.push_str(&format!(
+                    "{pod_ip}\t{name}.{sub}.{ns}.svc.{cluster_domain}\t{name}\n"
+                ));
             }
             None => s.push_str(&format!("{pod_ip}\t{name}\n")),
         }
     }
-    let aliases = pod.spec.as_ref().and_then(|s| s.host_aliases.as_deref()).unwrap_or_default();
+    let aliases = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.host_aliases.as_deref())
+        .unwrap_or_default();
     if !aliases.is_empty() {
         s.push_str("\n# Entries added by HostAliases.\n");
         for a in aliases {
-            s.push_str(&format!("{}\t{}\n", a.ip, a.hostnames.clone().unwrap_or_default().join("\t")));
+            s.push_str(&format!(
+                "{}\t{}\n",
+                a.ip,
+                a.hostnames.clone().unwrap_or_default().join("\t")
+            ));
         }
     }
     s
@@ -308,11 +403,15 @@ mod tests {
         let be = pod(json!({"metadata": {"uid": "u"}, "spec": {"containers": [{"name": "a"}]}}));
         assert_eq!(qos(&be), Qos::BestEffort);
         assert_eq!(cgroup_parent(&be), "/kubepods/besteffort/podu");
-        let g = pod(json!({"metadata": {"uid": "u"}, "spec": {"containers": [{"name": "a", "resources": {
-            "limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1000m", "memory": "1Gi"}}}]}}));
+        let g = pod(
+            json!({"metadata": {"uid": "u"}, "spec": {"containers": [{"name": "a", "resources": {
+            "limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1000m", "memory": "1Gi"}}}]}}),
+        );
         assert_eq!(qos(&g), Qos::Guaranteed);
-        let b = pod(json!({"metadata": {"uid": "u"}, "spec": {"containers": [{"name": "a", "resources": {
-            "requests": {"cpu": "100m"}}}]}}));
+        let b = pod(
+            json!({"metadata": {"uid": "u"}, "spec": {"containers": [{"name": "a", "resources": {
+            "requests": {"cpu": "100m"}}}]}}),
+        );
         assert_eq!(qos(&b), Qos::Burstable);
     }
 
@@ -320,27 +419,44 @@ mod tests {
     fn dns_policies() {
         let mut cfg = KubeletConfig::new("n", IpAddr::V4(Ipv4Addr::LOCALHOST), "/tmp".into());
         cfg.cluster_dns = Some(IpAddr::V4(Ipv4Addr::new(10, 43, 0, 10)));
-        let p = pod(json!({"metadata": {"name": "p", "namespace": "ns1"}, "spec": {"containers": [],
-            "dnsConfig": {"options": [{"name": "ndots", "value": "2"}], "searches": ["extra.local"]}}}));
+        let p = pod(
+            json!({"metadata": {"name": "p", "namespace": "ns1"}, "spec": {"containers": [],
+            "dnsConfig": {"options": [{"name": "ndots", "value": "2"}], "searches": ["extra.local"]}}}),
+        );
         let d = dns_config(&p, &cfg);
         assert_eq!(d.servers, ["10.43.0.10"]);
-        assert_eq!(&d.searches[..3], ["ns1.svc.cluster.local", "svc.cluster.local", "cluster.local"]);
+        assert_eq!(
+            &d.searches[..3],
+            [
+                "ns1.svc.cluster.local",
+                "svc.cluster.local",
+                "cluster.local"
+            ]
+        );
         assert!(d.searches.contains(&"extra.local".to_string()));
         assert_eq!(d.options, ["ndots:2"]);
-        let none = pod(json!({"metadata": {"name": "p"}, "spec": {"containers": [], "dnsPolicy": "None",
-            "dnsConfig": {"nameservers": ["1.2.3.4"]}}}));
+        let none = pod(
+            json!({"metadata": {"name": "p"}, "spec": {"containers": [], "dnsPolicy": "None",
+            "dnsConfig": {"nameservers": ["1.2.3.4"]}}}),
+        );
         assert_eq!(dns_config(&none, &cfg).servers, ["1.2.3.4"]);
         assert_eq!(
             parse_resolv_conf("nameserver 9.9.9.9\nsearch a b\noptions edns0\n"),
-            (vec!["9.9.9.9".into()], vec!["a".into(), "b".into()], vec!["edns0".into()])
+            (
+                vec!["9.9.9.9".into()],
+                vec!["a".into(), "b".into()],
+                vec!["edns0".into()]
+            )
         );
     }
 
     #[test]
     fn hosts_file_and_ports() {
-        let p = pod(json!({"metadata": {"name": "web", "namespace": "d", "uid": "u"}, "spec": {
+        let p = pod(
+            json!({"metadata": {"name": "web", "namespace": "d", "uid": "u"}, "spec": {
             "subdomain": "svc1", "hostAliases": [{"ip": "1.2.3.4", "hostnames": ["foo", "bar"]}],
-            "containers": [{"name": "c", "ports": [{"containerPort": 80, "hostPort": 8080}, {"containerPort": 53, "protocol": "UDP"}]}]}}));
+            "containers": [{"name": "c", "ports": [{"containerPort": 80, "hostPort": 8080}, {"containerPort": 53, "protocol": "UDP"}]}]}}),
+        );
         let h = etc_hosts(&p, "10.42.0.5", "cluster.local");
         assert!(h.contains("10.42.0.5\tweb.svc1.d.svc.cluster.local\tweb\n"));
         assert!(h.contains("1.2.3.4\tfoo\tbar\n"));

@@ -12,7 +12,13 @@ use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 
 /// Conditions the kubelet sets; others in the pod status are kept as they are.
-const OWNED: [&str; 5] = ["PodScheduled", "PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready"];
+const OWNED: [&str; 5] = [
+    "PodScheduled",
+    "PodReadyToStartContainers",
+    "Initialized",
+    "ContainersReady",
+    "Ready",
+];
 const MAX_MESSAGE: usize = 4096;
 
 /// Inputs of the status computation.
@@ -52,13 +58,20 @@ fn truncate(s: String) -> String {
 
 /// The last lines of a CRI log file, without the timestamp/stream/tag prefixes.
 fn log_tail(path: &str) -> String {
-    let Ok(text) = std::fs::read_to_string(path) else { return String::new() };
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return String::new();
+    };
     let lines: Vec<&str> = text.lines().collect();
     let start = lines.len().saturating_sub(80);
     let mut out = String::new();
     for l in &lines[start..] {
         let mut parts = l.splitn(4, ' ');
-        let (_, _, tag, msg) = (parts.next(), parts.next(), parts.next(), parts.next().unwrap_or(""));
+        let (_, _, tag, msg) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next().unwrap_or(""),
+        );
         out.push_str(msg);
         if tag != Some("P") {
             out.push('\n');
@@ -88,7 +101,8 @@ fn terminated(c: &ContainerInfo, spec: Option<&Container>) -> Value {
         .and_then(|p| std::fs::read(p).ok())
         .map(|b| truncate(String::from_utf8_lossy(&b).to_string()))
         .unwrap_or_default();
-    let fallback = spec.and_then(|s| s.termination_message_policy.as_deref()) == Some("FallbackToLogsOnError");
+    let fallback =
+        spec.and_then(|s| s.termination_message_policy.as_deref()) == Some("FallbackToLogsOnError");
     if message.is_empty() && fallback && c.exit_code != 0 {
         message = log_tail(&c.log_path);
     }
@@ -139,27 +153,51 @@ fn container_status(input: &Input, spec: &Container, kind: Kind, initializing: b
         }
         Some(c) if c.exited() => match override_reason {
             Some((r, m)) => (waiting(r, m), Some(terminated(c, Some(spec)))),
-            None => (terminated(c, Some(spec)), input.rt.previous(name).map(|p| terminated(p, Some(spec)))),
+            None => (
+                terminated(c, Some(spec)),
+                input.rt.previous(name).map(|p| terminated(p, Some(spec))),
+            ),
         },
         Some(c) => {
-            let (r, m) = override_reason.cloned().unwrap_or_else(|| ("ContainerCreating".into(), String::new()));
-            (waiting(&r, &m), input.rt.previous(name).filter(|p| p.id != c.id).map(|p| terminated(p, Some(spec))))
+            let (r, m) = override_reason
+                .cloned()
+                .unwrap_or_else(|| ("ContainerCreating".into(), String::new()));
+            (
+                waiting(&r, &m),
+                input
+                    .rt
+                    .previous(name)
+                    .filter(|p| p.id != c.id)
+                    .map(|p| terminated(p, Some(spec))),
+            )
         }
         None => {
-            let default = if initializing { "PodInitializing" } else { "ContainerCreating" };
-            let (r, m) = override_reason.cloned().unwrap_or_else(|| (default.into(), String::new()));
+            let default = if initializing {
+                "PodInitializing"
+            } else {
+                "ContainerCreating"
+            };
+            let (r, m) = override_reason
+                .cloned()
+                .unwrap_or_else(|| (default.into(), String::new()));
             (waiting(&r, &m), None)
         }
     };
     s.insert("state".into(), state);
     s.insert("lastState".into(), last.unwrap_or_else(|| json!({})));
     s.insert("ready".into(), json!(ready));
-    s.insert("restartCount".into(), json!(latest.map(|c| c.attempt).unwrap_or(0)));
+    s.insert(
+        "restartCount".into(),
+        json!(latest.map(|c| c.attempt).unwrap_or(0)),
+    );
     s.insert("started".into(), json!(started));
     match latest {
         Some(c) => {
             s.insert("imageID".into(), json!(c.image_ref));
-            s.insert("containerID".into(), json!(format!("containerd://{}", c.id)));
+            s.insert(
+                "containerID".into(),
+                json!(format!("containerd://{}", c.id)),
+            );
         }
         None => {
             s.insert("imageID".into(), json!(""));
@@ -169,7 +207,9 @@ fn container_status(input: &Input, spec: &Container, kind: Kind, initializing: b
 }
 
 fn is_terminated_ok(v: &Value) -> bool {
-    v.pointer("/state/terminated/exitCode").and_then(Value::as_i64) == Some(0)
+    v.pointer("/state/terminated/exitCode")
+        .and_then(Value::as_i64)
+        == Some(0)
 }
 
 /// Upstream's getPhase over the computed statuses.
@@ -180,7 +220,8 @@ fn phase(restart_policy: &str, init: &[Value], app: &[Value]) -> &'static str {
             continue;
         }
         let failed = s.pointer("/state/terminated").is_some()
-            || s.pointer("/lastState/terminated").is_some_and(|_| s.pointer("/state/running").is_none());
+            || s.pointer("/lastState/terminated")
+                .is_some_and(|_| s.pointer("/state/running").is_none());
         if failed && restart_policy == "Never" {
             return "Failed";
         }
@@ -228,7 +269,13 @@ pub fn is_terminal(phase: &str) -> bool {
     phase == "Succeeded" || phase == "Failed"
 }
 
-fn condition(previous: &[Value], kind: &str, status: bool, reason: Option<&str>, message: Option<String>) -> Value {
+fn condition(
+    previous: &[Value],
+    kind: &str,
+    status: bool,
+    reason: Option<&str>,
+    message: Option<String>,
+) -> Value {
     let st = if status { "True" } else { "False" };
     let transition = previous
         .iter()
@@ -249,17 +296,31 @@ fn condition(previous: &[Value], kind: &str, status: bool, reason: Option<&str>,
 pub fn compute(input: &Input) -> Value {
     let pod = input.pod;
     let spec = pod.spec.as_ref();
-    let restart_policy = spec.and_then(|s| s.restart_policy.as_deref()).unwrap_or("Always");
-    let init_specs: &[Container] = spec.and_then(|s| s.init_containers.as_deref()).unwrap_or_default();
+    let restart_policy = spec
+        .and_then(|s| s.restart_policy.as_deref())
+        .unwrap_or("Always");
+    let init_specs: &[Container] = spec
+        .and_then(|s| s.init_containers.as_deref())
+        .unwrap_or_default();
     let app_specs: &[Container] = spec.map(|s| s.containers.as_slice()).unwrap_or_default();
-    let init: Vec<Value> = init_specs.iter().map(|c| container_status(input, c, Kind::Init, true)).collect();
+    let init: Vec<Value> = init_specs
+        .iter()
+        .map(|c| container_status(input, c, Kind::Init, true))
+        .collect();
     let initialized = init.iter().all(is_terminated_ok);
-    let app: Vec<Value> = app_specs.iter().map(|c| container_status(input, c, Kind::App, !initialized)).collect();
+    let app: Vec<Value> = app_specs
+        .iter()
+        .map(|c| container_status(input, c, Kind::App, !initialized))
+        .collect();
     let mut phase_str = phase(restart_policy, &init, &app);
     let mut reason = None;
     let mut message = None;
     if let Some((p, r, m)) = input.forced {
-        phase_str = if p == "Succeeded" { "Succeeded" } else { "Failed" };
+        phase_str = if p == "Succeeded" {
+            "Succeeded"
+        } else {
+            "Failed"
+        };
         reason = Some(r.to_string());
         message = Some(m.to_string());
     }
@@ -267,12 +328,24 @@ pub fn compute(input: &Input) -> Value {
         .status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
-        .map(|c| c.iter().filter_map(|c| serde_json::to_value(c).ok()).collect())
+        .map(|c| {
+            c.iter()
+                .filter_map(|c| serde_json::to_value(c).ok())
+                .collect()
+        })
         .unwrap_or_default();
     let terminal = is_terminal(phase_str);
     let done = terminal.then_some("PodCompleted");
-    let unready: Vec<&str> = app.iter().filter(|s| s["ready"] != true).filter_map(|s| s["name"].as_str()).collect();
-    let uninit: Vec<&str> = init.iter().filter(|s| !is_terminated_ok(s)).filter_map(|s| s["name"].as_str()).collect();
+    let unready: Vec<&str> = app
+        .iter()
+        .filter(|s| s["ready"] != true)
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    let uninit: Vec<&str> = init
+        .iter()
+        .filter(|s| !is_terminated_ok(s))
+        .filter_map(|s| s["name"].as_str())
+        .collect();
     let containers_ready = unready.is_empty() && !terminal;
     let gates: Vec<String> = spec
         .and_then(|s| s.readiness_gates.as_ref())
@@ -280,17 +353,31 @@ pub fn compute(input: &Input) -> Value {
         .unwrap_or_default();
     let missing_gates: Vec<&str> = gates
         .iter()
-        .filter(|g| !previous.iter().any(|c| c["type"] == g.as_str() && c["status"] == "True"))
+        .filter(|g| {
+            !previous
+                .iter()
+                .any(|c| c["type"] == g.as_str() && c["status"] == "True")
+        })
         .map(String::as_str)
         .collect();
     let list = |v: &[&str]| format!("[{}]", v.join(" "));
     let mut conds = vec![
-        condition(&previous, "PodReadyToStartContainers", input.sandbox_ready, None, None),
+        condition(
+            &previous,
+            "PodReadyToStartContainers",
+            input.sandbox_ready,
+            None,
+            None,
+        ),
         condition(
             &previous,
             "Initialized",
             initialized,
-            if initialized { done } else { Some("ContainersNotInitialized") },
+            if initialized {
+                done
+            } else {
+                Some("ContainersNotInitialized")
+            },
             (!initialized).then(|| format!("containers with incomplete status: {}", list(&uninit))),
         ),
         condition(
@@ -309,9 +396,15 @@ pub fn compute(input: &Input) -> Value {
             if terminal {
                 None
             } else if !containers_ready {
-                Some(format!("containers with unready status: {}", list(&unready)))
+                Some(format!(
+                    "containers with unready status: {}",
+                    list(&unready)
+                ))
             } else if !missing_gates.is_empty() {
-                Some(format!("corresponding condition of pod readiness gate \"{}\" does not exist.", missing_gates[0]))
+                Some(format!(
+                    "corresponding condition of pod readiness gate \"{}\" does not exist.",
+                    missing_gates[0]
+                ))
             } else {
                 None
             },
@@ -320,8 +413,15 @@ pub fn compute(input: &Input) -> Value {
             &previous,
             "ContainersReady",
             containers_ready,
-            if terminal { done } else if containers_ready { None } else { Some("ContainersNotReady") },
-            (!containers_ready && !terminal).then(|| format!("containers with unready status: {}", list(&unready))),
+            if terminal {
+                done
+            } else if containers_ready {
+                None
+            } else {
+                Some("ContainersNotReady")
+            },
+            (!containers_ready && !terminal)
+                .then(|| format!("containers with unready status: {}", list(&unready))),
         ),
         condition(&previous, "PodScheduled", true, None, None),
     ];
@@ -361,7 +461,14 @@ mod tests {
     use super::*;
     use crate::cri::api::ContainerState;
 
-    fn ctr(id: &str, name: &str, attempt: u32, created: i64, state: ContainerState, exit: i32) -> ContainerInfo {
+    fn ctr(
+        id: &str,
+        name: &str,
+        attempt: u32,
+        created: i64,
+        state: ContainerState,
+        exit: i32,
+    ) -> ContainerInfo {
         ContainerInfo {
             id: id.into(),
             sandbox_id: "s".into(),
@@ -381,8 +488,10 @@ mod tests {
     }
 
     fn pod(policy: &str) -> Pod {
-        serde_json::from_value(json!({"metadata": {"name": "p", "uid": "u"}, "spec": {"restartPolicy": policy,
-            "containers": [{"name": "a", "image": "busybox:1.36"}]}}))
+        serde_json::from_value(
+            json!({"metadata": {"name": "p", "uid": "u"}, "spec": {"restartPolicy": policy,
+            "containers": [{"name": "a", "image": "busybox:1.36"}]}}),
+        )
         .unwrap()
     }
 
@@ -403,43 +512,81 @@ mod tests {
     #[test]
     fn running_then_crashloop_then_done() {
         let p = pod("Always");
-        let rt = PodRuntime { sandboxes: vec![], containers: vec![ctr("c1", "a", 0, 1, ContainerState::ContainerRunning, 0)] };
+        let rt = PodRuntime {
+            sandboxes: vec![],
+            containers: vec![ctr("c1", "a", 0, 1, ContainerState::ContainerRunning, 0)],
+        };
         let s = run(&p, &rt, &HashMap::new());
         assert_eq!(s["phase"], "Running");
         assert_eq!(s["containerStatuses"][0]["ready"], true);
         assert_eq!(s["containerStatuses"][0]["containerID"], "containerd://c1");
         assert_eq!(s["podIP"], "10.42.0.2");
-        let ready = s["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
+        let ready = s["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .unwrap();
         assert_eq!(ready["status"], "True");
 
         let rt = PodRuntime {
             sandboxes: vec![],
-            containers: vec![ctr("c2", "a", 1, 2, ContainerState::ContainerExited, 1), ctr("c1", "a", 0, 1, ContainerState::ContainerExited, 1)],
+            containers: vec![
+                ctr("c2", "a", 1, 2, ContainerState::ContainerExited, 1),
+                ctr("c1", "a", 0, 1, ContainerState::ContainerExited, 1),
+            ],
         };
-        let w = HashMap::from([("a".to_string(), ("CrashLoopBackOff".to_string(), "back-off 10s".to_string()))]);
+        let w = HashMap::from([(
+            "a".to_string(),
+            ("CrashLoopBackOff".to_string(), "back-off 10s".to_string()),
+        )]);
         let s = run(&p, &rt, &w);
         assert_eq!(s["phase"], "Running");
-        assert_eq!(s["containerStatuses"][0]["state"]["waiting"]["reason"], "CrashLoopBackOff");
-        assert_eq!(s["containerStatuses"][0]["lastState"]["terminated"]["exitCode"], 1);
-        assert_eq!(s["containerStatuses"][0]["lastState"]["terminated"]["reason"], "Error");
+        assert_eq!(
+            s["containerStatuses"][0]["state"]["waiting"]["reason"],
+            "CrashLoopBackOff"
+        );
+        assert_eq!(
+            s["containerStatuses"][0]["lastState"]["terminated"]["exitCode"],
+            1
+        );
+        assert_eq!(
+            s["containerStatuses"][0]["lastState"]["terminated"]["reason"],
+            "Error"
+        );
         assert_eq!(s["containerStatuses"][0]["restartCount"], 1);
 
         let never = pod("Never");
-        let rt = PodRuntime { sandboxes: vec![], containers: vec![ctr("c1", "a", 0, 1, ContainerState::ContainerExited, 0)] };
+        let rt = PodRuntime {
+            sandboxes: vec![],
+            containers: vec![ctr("c1", "a", 0, 1, ContainerState::ContainerExited, 0)],
+        };
         let s = run(&never, &rt, &HashMap::new());
         assert_eq!(s["phase"], "Succeeded");
-        assert_eq!(s["containerStatuses"][0]["state"]["terminated"]["reason"], "Completed");
-        let rt = PodRuntime { sandboxes: vec![], containers: vec![ctr("c1", "a", 0, 1, ContainerState::ContainerExited, 2)] };
+        assert_eq!(
+            s["containerStatuses"][0]["state"]["terminated"]["reason"],
+            "Completed"
+        );
+        let rt = PodRuntime {
+            sandboxes: vec![],
+            containers: vec![ctr("c1", "a", 0, 1, ContainerState::ContainerExited, 2)],
+        };
         assert_eq!(run(&never, &rt, &HashMap::new())["phase"], "Failed");
     }
 
     #[test]
     fn pending_with_waiting_reason() {
         let p = pod("Always");
-        let w = HashMap::from([("a".to_string(), ("ErrImageNeverPull".to_string(), "not present".to_string()))]);
+        let w = HashMap::from([(
+            "a".to_string(),
+            ("ErrImageNeverPull".to_string(), "not present".to_string()),
+        )]);
         let s = run(&p, &PodRuntime::default(), &w);
         assert_eq!(s["phase"], "Pending");
-        assert_eq!(s["containerStatuses"][0]["state"]["waiting"]["reason"], "ErrImageNeverPull");
+        assert_eq!(
+            s["containerStatuses"][0]["state"]["waiting"]["reason"],
+            "ErrImageNeverPull"
+        );
         assert_eq!(s["containerStatuses"][0]["ready"], false);
     }
 

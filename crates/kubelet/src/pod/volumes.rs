@@ -7,7 +7,8 @@
 use super::env::{DownwardContext, kv_lines, resource_ref};
 use super::refs::{ObjectCache, RefError};
 use k8s_openapi::api::core::v1::{
-    DownwardAPIVolumeFile, KeyToPath, PersistentVolume, PersistentVolumeClaim, Pod, ServiceAccount, Volume,
+    DownwardAPIVolumeFile, KeyToPath, PersistentVolume, PersistentVolumeClaim, Pod, ServiceAccount,
+    Volume,
 };
 use kube::Api;
 use sha2::{Digest, Sha256};
@@ -64,10 +65,18 @@ pub fn write_atomic(dir: &Path, files: &Files) -> Result<bool, RefError> {
         h.update(v);
         h.update(mode.to_le_bytes());
     }
-    let digest: String = h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let digest: String = h
+        .finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let data_link = dir.join("..data");
     let current = std::fs::read_link(&data_link).ok();
-    if current.as_ref().is_some_and(|c| c.to_string_lossy().ends_with(&digest)) {
+    if current
+        .as_ref()
+        .is_some_and(|c| c.to_string_lossy().ends_with(&digest))
+    {
         return Ok(false);
     }
     let ts = chrono::Utc::now().format("%Y_%m_%d_%H_%M_%S%.9f");
@@ -79,7 +88,8 @@ pub fn write_atomic(dir: &Path, files: &Files) -> Result<bool, RefError> {
             std::fs::create_dir_all(parent).map_err(|e| io_err("creating", parent, e))?;
         }
         std::fs::write(&p, data).map_err(|e| io_err("writing", &p, e))?;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode)).map_err(|e| io_err("chmod", &p, e))?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode))
+            .map_err(|e| io_err("chmod", &p, e))?;
     }
     std::fs::create_dir_all(&vdir).map_err(|e| io_err("creating", &vdir, e))?;
     // Swap ..data in one rename.
@@ -88,12 +98,15 @@ pub fn write_atomic(dir: &Path, files: &Files) -> Result<bool, RefError> {
     std::os::unix::fs::symlink(&version, &tmp_link).map_err(|e| io_err("symlink", &tmp_link, e))?;
     std::fs::rename(&tmp_link, &data_link).map_err(|e| io_err("renaming", &data_link, e))?;
     // Top-level entries point through ..data; stale ones go.
-    let tops: std::collections::BTreeSet<String> =
-        files.keys().filter_map(|k| k.split('/').next().map(String::from)).collect();
+    let tops: std::collections::BTreeSet<String> = files
+        .keys()
+        .filter_map(|k| k.split('/').next().map(String::from))
+        .collect();
     for top in &tops {
         let link = dir.join(top);
         if std::fs::symlink_metadata(&link).is_err() {
-            std::os::unix::fs::symlink(format!("..data/{top}"), &link).map_err(|e| io_err("symlink", &link, e))?;
+            std::os::unix::fs::symlink(format!("..data/{top}"), &link)
+                .map_err(|e| io_err("symlink", &link, e))?;
         }
     }
     if let Ok(rd) = std::fs::read_dir(dir) {
@@ -129,7 +142,12 @@ fn key_files(
                         out.insert(safe_rel(&it.path)?, (v.clone(), mode));
                     }
                     None if optional => {}
-                    None => return Err(RefError::Missing(format!("configuration key \"{}\" not found in {what}", it.key))),
+                    None => {
+                        return Err(RefError::Missing(format!(
+                            "configuration key \"{}\" not found in {what}",
+                            it.key
+                        )));
+                    }
                 }
             }
         }
@@ -150,7 +168,12 @@ fn safe_rel(p: &str) -> Result<String, RefError> {
     Ok(p.to_string())
 }
 
-fn downward_files(pod: &Pod, items: &[DownwardAPIVolumeFile], default_mode: u32, ctx: &DownwardContext) -> Result<Files, RefError> {
+fn downward_files(
+    pod: &Pod,
+    items: &[DownwardAPIVolumeFile],
+    default_mode: u32,
+    ctx: &DownwardContext,
+) -> Result<Files, RefError> {
     let mut out = Files::new();
     for it in items {
         let mode = it.mode.map(|m| m as u32).unwrap_or(default_mode);
@@ -165,13 +188,20 @@ fn downward_files(pod: &Pod, items: &[DownwardAPIVolumeFile], default_mode: u32,
                     let key = p
                         .strip_prefix("metadata.labels['")
                         .map(|k| (k, pod.metadata.labels.as_ref()))
-                        .or_else(|| p.strip_prefix("metadata.annotations['").map(|k| (k, pod.metadata.annotations.as_ref())));
+                        .or_else(|| {
+                            p.strip_prefix("metadata.annotations['")
+                                .map(|k| (k, pod.metadata.annotations.as_ref()))
+                        });
                     match key {
                         Some((k, map)) => {
                             let k = k.trim_end_matches("']");
                             map.and_then(|m| m.get(k)).cloned().unwrap_or_default()
                         }
-                        None => return Err(RefError::Invalid(format!("unsupported downwardAPI fieldRef {p:?}"))),
+                        None => {
+                            return Err(RefError::Invalid(format!(
+                                "unsupported downwardAPI fieldRef {p:?}"
+                            )));
+                        }
                     }
                 }
             }
@@ -182,7 +212,12 @@ fn downward_files(pod: &Pod, items: &[DownwardAPIVolumeFile], default_mode: u32,
                 .as_ref()
                 .and_then(|s| s.containers.iter().find(|c| c.name == name))
                 .ok_or_else(|| RefError::Invalid(format!("downwardAPI: no container {name:?}")))?;
-            resource_ref(c, &r.resource, r.divisor.as_ref().map(|d| d.0.as_str()), ctx)?
+            resource_ref(
+                c,
+                &r.resource,
+                r.divisor.as_ref().map(|d| d.0.as_str()),
+                ctx,
+            )?
         } else {
             continue;
         };
@@ -193,7 +228,12 @@ fn downward_files(pod: &Pod, items: &[DownwardAPIVolumeFile], default_mode: u32,
 
 /// A token for a projected serviceAccountToken source (empty when the API server does
 /// not offer TokenRequest).
-async fn service_account_token(client: &kube::Client, pod: &Pod, audience: Option<&str>, expiration: Option<i64>) -> String {
+async fn service_account_token(
+    client: &kube::Client,
+    pod: &Pod,
+    audience: Option<&str>,
+    expiration: Option<i64>,
+) -> String {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let sa = pod
         .spec
@@ -215,7 +255,11 @@ async fn service_account_token(client: &kube::Client, pod: &Pod, audience: Optio
         .create_subresource::<_, serde_json::Value>("token", sa, &Default::default(), &body)
         .await
     {
-        Ok(v) => v.pointer("/status/token").and_then(|t| t.as_str()).unwrap_or_default().to_string(),
+        Ok(v) => v
+            .pointer("/status/token")
+            .and_then(|t| t.as_str())
+            .unwrap_or_default()
+            .to_string(),
         Err(e) => {
             tracing::debug!("TokenRequest for {ns}/{sa}: {e}");
             String::new()
@@ -234,7 +278,9 @@ async fn pvc_path(client: &kube::Client, ns: &str, claim: &str) -> Result<PathBu
         .spec
         .and_then(|s| s.volume_name)
         .filter(|n| !n.is_empty())
-        .ok_or_else(|| RefError::Missing(format!("persistentvolumeclaim \"{claim}\" is not bound")))?;
+        .ok_or_else(|| {
+            RefError::Missing(format!("persistentvolumeclaim \"{claim}\" is not bound"))
+        })?;
     let pvs: Api<PersistentVolume> = Api::all(client.clone());
     let pv = pvs
         .get_opt(&pv_name)
@@ -246,7 +292,11 @@ async fn pvc_path(client: &kube::Client, ns: &str, claim: &str) -> Result<PathBu
         .host_path
         .map(|h| h.path)
         .or(spec.local.map(|l| l.path))
-        .ok_or_else(|| RefError::Invalid(format!("persistentvolume \"{pv_name}\": only hostPath and local volumes are supported")))?;
+        .ok_or_else(|| {
+            RefError::Invalid(format!(
+                "persistentvolume \"{pv_name}\": only hostPath and local volumes are supported"
+            ))
+        })?;
     std::fs::create_dir_all(&path).map_err(|e| io_err("creating", Path::new(&path), e))?;
     Ok(PathBuf::from(path))
 }
@@ -254,18 +304,24 @@ async fn pvc_path(client: &kube::Client, ns: &str, claim: &str) -> Result<PathBu
 fn host_path(path: &str, kind: &str) -> Result<PathBuf, RefError> {
     let p = PathBuf::from(path);
     let exists = p.exists();
-    let bad = |what: &str| Err(RefError::Missing(format!("hostPath type check failed: {path} is not a {what}")));
+    let bad = |what: &str| {
+        Err(RefError::Missing(format!(
+            "hostPath type check failed: {path} is not a {what}"
+        )))
+    };
     match kind {
         "DirectoryOrCreate" if !exists => {
             std::fs::create_dir_all(&p).map_err(|e| io_err("creating", &p, e))?;
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).map_err(|e| io_err("chmod", &p, e))?;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| io_err("chmod", &p, e))?;
         }
         "FileOrCreate" if !exists => {
             if let Some(parent) = p.parent() {
                 std::fs::create_dir_all(parent).map_err(|e| io_err("creating", parent, e))?;
             }
             std::fs::write(&p, b"").map_err(|e| io_err("creating", &p, e))?;
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).map_err(|e| io_err("chmod", &p, e))?;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644))
+                .map_err(|e| io_err("chmod", &p, e))?;
         }
         "Directory" if !p.is_dir() => return bad("directory"),
         "File" if !p.is_file() => return bad("file"),
@@ -278,23 +334,40 @@ fn host_path(path: &str, kind: &str) -> Result<PathBuf, RefError> {
 fn is_mounted(p: &Path) -> bool {
     let target = p.to_string_lossy();
     std::fs::read_to_string("/proc/self/mountinfo")
-        .map(|m| m.lines().any(|l| l.split(' ').nth(4) == Some(target.as_ref())))
+        .map(|m| {
+            m.lines()
+                .any(|l| l.split(' ').nth(4) == Some(target.as_ref()))
+        })
         .unwrap_or(false)
 }
 
-fn empty_dir(dirs: &PodDirs, v: &Volume, medium: &str, size_limit: Option<&str>) -> Result<PathBuf, RefError> {
+fn empty_dir(
+    dirs: &PodDirs,
+    v: &Volume,
+    medium: &str,
+    size_limit: Option<&str>,
+) -> Result<PathBuf, RefError> {
     let p = dirs.volume("kubernetes.io~empty-dir", &v.name);
     std::fs::create_dir_all(&p).map_err(|e| io_err("creating", &p, e))?;
     if medium == "Memory" && !is_mounted(&p) {
         let mut opts = "mode=0777".to_string();
-        if let Some(bytes) = size_limit.and_then(|s| r8s_api::strategy::quantity::parse_quantity(s).ok()) {
+        if let Some(bytes) =
+            size_limit.and_then(|s| r8s_api::strategy::quantity::parse_quantity(s).ok())
+        {
             opts.push_str(&format!(",size={}", bytes / 1000));
         }
         let data = std::ffi::CString::new(opts).map_err(|e| RefError::Invalid(e.to_string()))?;
-        rustix::mount::mount("tmpfs", &p, "tmpfs", rustix::mount::MountFlags::empty(), data.as_c_str())
-            .map_err(|e| RefError::Api(format!("mounting tmpfs at {}: {e}", p.display())))?;
+        rustix::mount::mount(
+            "tmpfs",
+            &p,
+            "tmpfs",
+            rustix::mount::MountFlags::empty(),
+            data.as_c_str(),
+        )
+        .map_err(|e| RefError::Api(format!("mounting tmpfs at {}: {e}", p.display())))?;
     }
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777)).map_err(|e| io_err("chmod", &p, e))?;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777))
+        .map_err(|e| io_err("chmod", &p, e))?;
     Ok(p)
 }
 
@@ -308,30 +381,63 @@ pub async fn prepare(
 ) -> Result<HashMap<String, PathBuf>, RefError> {
     let mut out = HashMap::new();
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
-    for v in pod.spec.as_ref().and_then(|s| s.volumes.as_deref()).unwrap_or_default() {
+    for v in pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_deref())
+        .unwrap_or_default()
+    {
         let path = if let Some(e) = &v.empty_dir {
-            empty_dir(dirs, v, e.medium.as_deref().unwrap_or_default(), e.size_limit.as_ref().map(|q| q.0.as_str()))?
+            empty_dir(
+                dirs,
+                v,
+                e.medium.as_deref().unwrap_or_default(),
+                e.size_limit.as_ref().map(|q| q.0.as_str()),
+            )?
         } else if let Some(h) = &v.host_path {
             host_path(&h.path, h.type_.as_deref().unwrap_or_default())?
         } else if let Some(cm) = &v.config_map {
             let optional = cm.optional.unwrap_or(false);
-            let data = cache.config_map_files(&cm.name, optional).await?.unwrap_or_default();
+            let data = cache
+                .config_map_files(&cm.name, optional)
+                .await?
+                .unwrap_or_default();
             let what = format!("configmap \"{}\"", cm.name);
-            let files = key_files(&data, cm.items.as_deref(), cm.default_mode.unwrap_or(0o644) as u32, &what, optional)?;
+            let files = key_files(
+                &data,
+                cm.items.as_deref(),
+                cm.default_mode.unwrap_or(0o644) as u32,
+                &what,
+                optional,
+            )?;
             let p = dirs.volume("kubernetes.io~configmap", &v.name);
             write_atomic(&p, &files)?;
             p
         } else if let Some(s) = &v.secret {
             let name = s.secret_name.clone().unwrap_or_default();
             let optional = s.optional.unwrap_or(false);
-            let data = cache.secret_files(&name, optional).await?.unwrap_or_default();
+            let data = cache
+                .secret_files(&name, optional)
+                .await?
+                .unwrap_or_default();
             let what = format!("secret \"{name}\"");
-            let files = key_files(&data, s.items.as_deref(), s.default_mode.unwrap_or(0o644) as u32, &what, optional)?;
+            let files = key_files(
+                &data,
+                s.items.as_deref(),
+                s.default_mode.unwrap_or(0o644) as u32,
+                &what,
+                optional,
+            )?;
             let p = dirs.volume("kubernetes.io~secret", &v.name);
             write_atomic(&p, &files)?;
             p
         } else if let Some(d) = &v.downward_api {
-            let files = downward_files(pod, d.items.as_deref().unwrap_or_default(), d.default_mode.unwrap_or(0o644) as u32, ctx)?;
+            let files = downward_files(
+                pod,
+                d.items.as_deref().unwrap_or_default(),
+                d.default_mode.unwrap_or(0o644) as u32,
+                ctx,
+            )?;
             let p = dirs.volume("kubernetes.io~downward-api", &v.name);
             write_atomic(&p, &files)?;
             p
@@ -341,21 +447,44 @@ pub async fn prepare(
             for src in pr.sources.as_deref().unwrap_or_default() {
                 if let Some(cm) = &src.config_map {
                     let optional = cm.optional.unwrap_or(false);
-                    let data = cache.config_map_files(&cm.name, optional).await?.unwrap_or_default();
+                    let data = cache
+                        .config_map_files(&cm.name, optional)
+                        .await?
+                        .unwrap_or_default();
                     let what = format!("configmap \"{}\"", cm.name);
-                    files.extend(key_files(&data, cm.items.as_deref(), mode, &what, optional)?);
+                    files.extend(key_files(
+                        &data,
+                        cm.items.as_deref(),
+                        mode,
+                        &what,
+                        optional,
+                    )?);
                 }
                 if let Some(s) = &src.secret {
                     let optional = s.optional.unwrap_or(false);
-                    let data = cache.secret_files(&s.name, optional).await?.unwrap_or_default();
+                    let data = cache
+                        .secret_files(&s.name, optional)
+                        .await?
+                        .unwrap_or_default();
                     let what = format!("secret \"{}\"", s.name);
                     files.extend(key_files(&data, s.items.as_deref(), mode, &what, optional)?);
                 }
                 if let Some(d) = &src.downward_api {
-                    files.extend(downward_files(pod, d.items.as_deref().unwrap_or_default(), mode, ctx)?);
+                    files.extend(downward_files(
+                        pod,
+                        d.items.as_deref().unwrap_or_default(),
+                        mode,
+                        ctx,
+                    )?);
                 }
                 if let Some(t) = &src.service_account_token {
-                    let token = service_account_token(client, pod, t.audience.as_deref(), t.expiration_seconds).await;
+                    let token = service_account_token(
+                        client,
+                        pod,
+                        t.audience.as_deref(),
+                        t.expiration_seconds,
+                    )
+                    .await;
                     files.insert(safe_rel(&t.path)?, (token.into_bytes(), mode));
                 }
             }
@@ -365,7 +494,10 @@ pub async fn prepare(
         } else if let Some(c) = &v.persistent_volume_claim {
             pvc_path(client, ns, &c.claim_name).await?
         } else {
-            return Err(RefError::Invalid(format!("volume {:?}: unsupported volume type", v.name)));
+            return Err(RefError::Invalid(format!(
+                "volume {:?}: unsupported volume type",
+                v.name
+            )));
         };
         out.insert(v.name.clone(), path);
     }
@@ -375,7 +507,9 @@ pub async fn prepare(
 /// Unmounts everything mounted under `root` (deepest first), e.g. tmpfs emptyDirs.
 pub fn unmount_under(root: &Path) {
     let prefix = root.to_string_lossy().to_string();
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
     let mut targets: Vec<String> = info
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
@@ -403,8 +537,15 @@ mod tests {
         assert!(write_atomic(d.path(), &files).unwrap());
         assert!(!write_atomic(d.path(), &files).unwrap());
         assert_eq!(std::fs::read_to_string(d.path().join("a")).unwrap(), "1");
-        assert_eq!(std::fs::read_to_string(d.path().join("sub/b")).unwrap(), "2");
-        let mode = std::fs::metadata(d.path().join("sub/b")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("sub/b")).unwrap(),
+            "2"
+        );
+        let mode = std::fs::metadata(d.path().join("sub/b"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600);
         files.remove("sub/b");
         files.insert("a".into(), (b"3".to_vec(), 0o644));
@@ -414,7 +555,12 @@ mod tests {
         let versions = std::fs::read_dir(d.path())
             .unwrap()
             .filter(|e| {
-                let n = e.as_ref().unwrap().file_name().to_string_lossy().to_string();
+                let n = e
+                    .as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .to_string();
                 n.starts_with("..") && n != "..data"
             })
             .count();
@@ -423,14 +569,30 @@ mod tests {
 
     #[test]
     fn key_files_items_and_paths() {
-        let data = BTreeMap::from([("k".to_string(), b"v".to_vec()), ("x".to_string(), b"y".to_vec())]);
-        let items: Vec<KeyToPath> = vec![serde_json::from_value(serde_json::json!({"key": "k", "path": "dir/file", "mode": 0o400})).unwrap()];
+        let data = BTreeMap::from([
+            ("k".to_string(), b"v".to_vec()),
+            ("x".to_string(), b"y".to_vec()),
+        ]);
+        let items: Vec<KeyToPath> = vec![
+            serde_json::from_value(
+                serde_json::json!({"key": "k", "path": "dir/file", "mode": 0o400}),
+            )
+            .unwrap(),
+        ];
         let f = key_files(&data, Some(&items), 0o644, "cm", false).unwrap();
         assert_eq!(f["dir/file"], (b"v".to_vec(), 0o400));
         assert_eq!(f.len(), 1);
-        let missing: Vec<KeyToPath> = vec![serde_json::from_value(serde_json::json!({"key": "nope", "path": "p"})).unwrap()];
-        assert!(matches!(key_files(&data, Some(&missing), 0o644, "cm", false), Err(RefError::Missing(_))));
-        assert!(key_files(&data, Some(&missing), 0o644, "cm", true).unwrap().is_empty());
+        let missing: Vec<KeyToPath> =
+            vec![serde_json::from_value(serde_json::json!({"key": "nope", "path": "p"})).unwrap()];
+        assert!(matches!(
+            key_files(&data, Some(&missing), 0o644, "cm", false),
+            Err(RefError::Missing(_))
+        ));
+        assert!(
+            key_files(&data, Some(&missing), 0o644, "cm", true)
+                .unwrap()
+                .is_empty()
+        );
         assert!(safe_rel("../etc").is_err());
         assert!(safe_rel("/abs").is_err());
     }

@@ -62,7 +62,10 @@ pub(super) fn instant_of(nanos: i64) -> Instant {
 }
 
 pub(super) fn restart_policy(pod: &Pod) -> &str {
-    pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()).unwrap_or("Always")
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.as_deref())
+        .unwrap_or("Always")
 }
 
 /// Whether an exited container should run again under the pod's restart policy.
@@ -124,7 +127,10 @@ impl Worker {
             if outcome == Outcome::Done {
                 return;
             }
-            let until = self.next_wake.take().unwrap_or_else(|| Instant::now() + RESYNC);
+            let until = self
+                .next_wake
+                .take()
+                .unwrap_or_else(|| Instant::now() + RESYNC);
             tokio::select! {
                 r = pod_rx.changed() => if r.is_err() { return },
                 _ = self.wake.notified() => {}
@@ -157,33 +163,48 @@ impl Worker {
                     .as_ref()
                     .and_then(|s| s.start_time.as_ref())
                     .map(|t| t.0.to_string())
-                    .unwrap_or_else(|| chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                    .unwrap_or_else(|| {
+                        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    }),
             );
         }
-        let api_phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("");
+        let api_phase = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .unwrap_or("");
         if status::is_terminal(api_phase) {
             // Finished pods never run again; free the sandbox (its IP) and wait for deletion.
             self.stop_sandboxes().await;
             return Ok(Outcome::Continue);
         }
         if let Some(forced) = self.deadline_exceeded(pod) {
-            let grace = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
+            let grace = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+                .unwrap_or(30);
             self.kill_pod(pod, grace).await;
             let rt = PodRuntime::load(&self.ctx.cri, &self.uid).await?;
             self.write_status(pod, &rt, "", false, Some(forced)).await?;
             return Ok(Outcome::Continue);
         }
 
+        let t0 = Instant::now();
         let mut rt = PodRuntime::load(&self.ctx.cri, &self.uid).await?;
+        debug!(elapsed = ?t0.elapsed(), "runtime state loaded");
         let Some((sandbox_id, attempt, pod_ip)) = self.ensure_sandbox(pod, &rt).await? else {
             self.write_status(pod, &rt, "", false, None).await?;
             return Ok(Outcome::Continue);
         };
-        let sandbox_cfg = super::sandbox::sandbox_config(pod, &self.ctx.cfg, &self.dirs.logs(), attempt);
+        let sandbox_cfg =
+            super::sandbox::sandbox_config(pod, &self.ctx.cfg, &self.dirs.logs(), attempt);
         if rt.newest_sandbox().map(|s| s.id.as_str()) != Some(sandbox_id.as_str()) {
             rt = PodRuntime::load(&self.ctx.cri, &self.uid).await?;
         }
-        let acted = self.sync_containers(pod, &rt, &sandbox_id, &sandbox_cfg, &pod_ip).await?;
+        let acted = self
+            .sync_containers(pod, &rt, &sandbox_id, &sandbox_cfg, &pod_ip)
+            .await?;
         if acted {
             rt = PodRuntime::load(&self.ctx.cri, &self.uid).await?;
         }
@@ -192,7 +213,9 @@ impl Worker {
                 debug!("removing old container {}: {e}", g.id);
             }
         }
+        debug!(elapsed = ?t0.elapsed(), "containers synced");
         let phase = self.write_status(pod, &rt, &pod_ip, true, None).await?;
+        debug!(elapsed = ?t0.elapsed(), "status written");
         if status::is_terminal(&phase) {
             self.stop_sandboxes().await;
         }
@@ -200,7 +223,10 @@ impl Worker {
     }
 
     /// `activeDeadlineSeconds` exceeded: (phase, reason, message).
-    fn deadline_exceeded(&mut self, pod: &Pod) -> Option<(&'static str, &'static str, &'static str)> {
+    fn deadline_exceeded(
+        &mut self,
+        pod: &Pod,
+    ) -> Option<(&'static str, &'static str, &'static str)> {
         let ads = pod.spec.as_ref()?.active_deadline_seconds?;
         let start = chrono::DateTime::parse_from_rfc3339(self.start_time.as_deref()?).ok()?;
         let end = start + chrono::Duration::seconds(ads);
@@ -210,15 +236,31 @@ impl Worker {
             self.wake_at(at);
             return None;
         }
-        Some(("Failed", "DeadlineExceeded", "Pod was active on the node longer than the specified deadline"))
+        Some((
+            "Failed",
+            "DeadlineExceeded",
+            "Pod was active on the node longer than the specified deadline",
+        ))
     }
 
     /// The ready sandbox to run containers in (created when needed): (id, attempt, IP).
     /// None when it cannot or must not be created now.
-    async fn ensure_sandbox(&mut self, pod: &Pod, rt: &PodRuntime) -> Result<Option<(String, u32, String)>> {
-        let host_network = pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
+    async fn ensure_sandbox(
+        &mut self,
+        pod: &Pod,
+        rt: &PodRuntime,
+    ) -> Result<Option<(String, u32, String)>> {
+        let host_network = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false);
         if let Some(sb) = rt.newest_sandbox().filter(|s| s.ready) {
-            let ip = if host_network { self.ctx.cfg.node_ip.to_string() } else { self.sandbox_ip(&sb.id).await? };
+            let ip = if host_network {
+                self.ctx.cfg.node_ip.to_string()
+            } else {
+                self.sandbox_ip(&sb.id).await?
+            };
             if !self.dirs.etc_hosts().exists() {
                 self.write_etc_hosts(pod, &ip)?;
             }
@@ -226,10 +268,11 @@ impl Worker {
         }
         if let Some(old) = rt.newest_sandbox() {
             // The sandbox died. With restartPolicy Never, containers that already ran stay done.
-            let all_ran = pod
-                .spec
-                .as_ref()
-                .is_some_and(|s| s.containers.iter().all(|c| rt.latest(&c.name).is_some_and(|x| x.exited())));
+            let all_ran = pod.spec.as_ref().is_some_and(|s| {
+                s.containers
+                    .iter()
+                    .all(|c| rt.latest(&c.name).is_some_and(|x| x.exited()))
+            });
             if restart_policy(pod) == "Never" && all_ran {
                 return Ok(None);
             }
@@ -243,12 +286,16 @@ impl Worker {
             }
         }
         let now = Instant::now();
-        if let Some(until) = self.sandbox_failed_at.and_then(|at| self.sandbox_backoff.in_backoff_until("sandbox", at, now)) {
+        if let Some(until) = self
+            .sandbox_failed_at
+            .and_then(|at| self.sandbox_backoff.in_backoff_until("sandbox", at, now))
+        {
             self.wake_at(until);
             return Ok(None);
         }
         let attempt = rt.newest_sandbox().map(|s| s.attempt + 1).unwrap_or(0);
-        std::fs::create_dir_all(self.dirs.logs()).map_err(|e| crate::error::Error::io("creating pod log dir", e))?;
+        std::fs::create_dir_all(self.dirs.logs())
+            .map_err(|e| crate::error::Error::io("creating pod log dir", e))?;
         let cfg = super::sandbox::sandbox_config(pod, &self.ctx.cfg, &self.dirs.logs(), attempt);
         let started = Instant::now();
         let id = match self.ctx.cri.run_pod_sandbox(cfg).await {
@@ -257,13 +304,22 @@ impl Worker {
                 warn!(pod = %Self::pod_name(pod), "RunPodSandbox failed: {e}");
                 self.sandbox_backoff.next("sandbox", now);
                 self.sandbox_failed_at = Some(now);
-                self.wake_at(now + self.sandbox_backoff.delay("sandbox").unwrap_or(Duration::from_secs(1)));
+                self.wake_at(
+                    now + self
+                        .sandbox_backoff
+                        .delay("sandbox")
+                        .unwrap_or(Duration::from_secs(1)),
+                );
                 return Ok(None);
             }
         };
         self.sandbox_failed_at = None;
         self.sandbox_backoff.reset("sandbox");
-        let ip = if host_network { self.ctx.cfg.node_ip.to_string() } else { self.sandbox_ip(&id).await? };
+        let ip = if host_network {
+            self.ctx.cfg.node_ip.to_string()
+        } else {
+            self.sandbox_ip(&id).await?
+        };
         debug!(pod = %Self::pod_name(pod), sandbox = %id, %ip, elapsed = ?started.elapsed(), "sandbox ready");
         self.write_etc_hosts(pod, &ip)?;
         Ok(Some((id, attempt, ip)))
@@ -274,15 +330,21 @@ impl Worker {
             return Ok(ip.clone());
         }
         let st = self.ctx.cri.pod_sandbox_status(id).await?;
-        let ip = st.status.and_then(|s| s.network).map(|n| n.ip).unwrap_or_default();
+        let ip = st
+            .status
+            .and_then(|s| s.network)
+            .map(|n| n.ip)
+            .unwrap_or_default();
         self.sandbox_ips.insert(id.to_string(), ip.clone());
         Ok(ip)
     }
 
     fn write_etc_hosts(&self, pod: &Pod, ip: &str) -> Result<()> {
-        std::fs::create_dir_all(&self.dirs.root).map_err(|e| crate::error::Error::io("creating pod dir", e))?;
+        std::fs::create_dir_all(&self.dirs.root)
+            .map_err(|e| crate::error::Error::io("creating pod dir", e))?;
         let text = super::sandbox::etc_hosts(pod, ip, &self.ctx.cfg.cluster_domain);
-        std::fs::write(self.dirs.etc_hosts(), text).map_err(|e| crate::error::Error::io("writing etc-hosts", e))
+        std::fs::write(self.dirs.etc_hosts(), text)
+            .map_err(|e| crate::error::Error::io("writing etc-hosts", e))
     }
 
     /// Init containers in order, then app containers. Returns whether anything changed.
@@ -294,14 +356,21 @@ impl Worker {
         sandbox_cfg: &crate::cri::api::PodSandboxConfig,
         pod_ip: &str,
     ) -> Result<bool> {
-        let Some(spec) = pod.spec.as_ref() else { return Ok(false) };
+        let Some(spec) = pod.spec.as_ref() else {
+            return Ok(false);
+        };
         let policy = restart_policy(pod).to_string();
         let mut acted = false;
         // Adopted or restarted containers get their probes (re)started.
-        self.probes.retain(|id, _| rt.containers.iter().any(|c| &c.id == id && c.running()));
+        self.probes
+            .retain(|id, _| rt.containers.iter().any(|c| &c.id == id && c.running()));
         for c in rt.running() {
             if c.sandbox_id == sandbox_id && !self.probes.contains_key(&c.id) {
-                let spec_c = spec.containers.iter().chain(spec.init_containers.iter().flatten()).find(|s| s.name == c.name);
+                let spec_c = spec
+                    .containers
+                    .iter()
+                    .chain(spec.init_containers.iter().flatten())
+                    .find(|s| s.name == c.name);
                 if let Some(sc) = spec_c {
                     self.spawn_probes(sc, c, pod_ip);
                 }
@@ -322,19 +391,41 @@ impl Worker {
                     if policy == "Never" && !sidecar {
                         return Ok(acted);
                     }
-                    acted |= self.restart_exited(pod, ic, Kind::Init, x, sandbox_id, sandbox_cfg, pod_ip).await?;
+                    acted |= self
+                        .restart_exited(pod, ic, Kind::Init, x, sandbox_id, sandbox_cfg, pod_ip)
+                        .await?;
                     if !sidecar {
                         return Ok(acted);
                     }
                 }
                 Some(x) => {
                     let _ = self.ctx.cri.remove_container(&x.id).await;
-                    acted |= self.start(pod, ic, Kind::Init, x.attempt, sandbox_id, sandbox_cfg, pod_ip).await?;
+                    acted |= self
+                        .start(
+                            pod,
+                            ic,
+                            Kind::Init,
+                            x.attempt,
+                            sandbox_id,
+                            sandbox_cfg,
+                            pod_ip,
+                        )
+                        .await?;
                     return Ok(acted);
                 }
                 None => {
                     let attempt = rt.latest(&ic.name).map(|l| l.attempt + 1).unwrap_or(0);
-                    acted |= self.start(pod, ic, Kind::Init, attempt, sandbox_id, sandbox_cfg, pod_ip).await?;
+                    acted |= self
+                        .start(
+                            pod,
+                            ic,
+                            Kind::Init,
+                            attempt,
+                            sandbox_id,
+                            sandbox_cfg,
+                            pod_ip,
+                        )
+                        .await?;
                     if !sidecar {
                         return Ok(acted);
                     }
@@ -350,10 +441,14 @@ impl Worker {
                         continue;
                     }
                     let attempt = latest.map(|l| l.attempt + 1).unwrap_or(0);
-                    acted |= self.start(pod, c, Kind::App, attempt, sandbox_id, sandbox_cfg, pod_ip).await?;
+                    acted |= self
+                        .start(pod, c, Kind::App, attempt, sandbox_id, sandbox_cfg, pod_ip)
+                        .await?;
                 }
                 Some(x) if x.running() => {
-                    let image_changed = x.spec_image().is_some_and(|i| Some(i) != c.image.as_deref());
+                    let image_changed = x
+                        .spec_image()
+                        .is_some_and(|i| Some(i) != c.image.as_deref());
                     let failed = self.probes.get(&x.id).and_then(|p| p.get().failed);
                     if image_changed || failed.is_some() {
                         let why = failed.unwrap_or_else(|| "container image changed".into());
@@ -372,13 +467,25 @@ impl Worker {
                 }
                 Some(x) if x.exited() => {
                     if should_restart(&policy, x.exit_code) {
-                        acted |= self.restart_exited(pod, c, Kind::App, x, sandbox_id, sandbox_cfg, pod_ip).await?;
+                        acted |= self
+                            .restart_exited(pod, c, Kind::App, x, sandbox_id, sandbox_cfg, pod_ip)
+                            .await?;
                     }
                 }
                 Some(x) => {
                     // Created but never started (e.g. the agent stopped in between).
                     let _ = self.ctx.cri.remove_container(&x.id).await;
-                    acted |= self.start(pod, c, Kind::App, x.attempt, sandbox_id, sandbox_cfg, pod_ip).await?;
+                    acted |= self
+                        .start(
+                            pod,
+                            c,
+                            Kind::App,
+                            x.attempt,
+                            sandbox_id,
+                            sandbox_cfg,
+                            pod_ip,
+                        )
+                        .await?;
                 }
             }
         }
@@ -409,12 +516,14 @@ impl Worker {
                 pod.metadata.namespace.as_deref().unwrap_or_default(),
                 self.uid
             );
-            self.waiting.insert(c.name.clone(), ("CrashLoopBackOff".into(), msg));
+            self.waiting
+                .insert(c.name.clone(), ("CrashLoopBackOff".into(), msg));
             self.wake_at(until);
             return Ok(false);
         }
         self.crash_backoff.next(&c.name, now);
-        self.start(pod, c, kind, x.attempt + 1, sandbox_id, sandbox_cfg, pod_ip).await
+        self.start(pod, c, kind, x.attempt + 1, sandbox_id, sandbox_cfg, pod_ip)
+            .await
     }
 
     pub(super) fn spawn_probes(&mut self, spec: &Container, c: &ContainerInfo, pod_ip: &str) {
@@ -439,7 +548,11 @@ impl Worker {
         sandbox_ready: bool,
         forced: Option<(&str, &str, &str)>,
     ) -> Result<String> {
-        let probes: HashMap<String, ProbeState> = self.probes.iter().map(|(k, v)| (k.clone(), v.get())).collect();
+        let probes: HashMap<String, ProbeState> = self
+            .probes
+            .iter()
+            .map(|(k, v)| (k.clone(), v.get()))
+            .collect();
         let host_ip = self.ctx.cfg.node_ip.to_string();
         let start_time = self.start_time.clone().unwrap_or_default();
         let st = status::compute(&status::Input {
@@ -459,7 +572,10 @@ impl Worker {
             let name = pod.metadata.name.as_deref().unwrap_or_default();
             let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), ns);
             let patch = json!({"metadata": {"uid": self.uid}, "status": st});
-            match api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            match api
+                .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
                 Ok(_) => self.last_written = Some(st),
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(e) => return Err(e.into()),
@@ -502,9 +618,15 @@ mod tests {
 
     #[test]
     fn instants_from_nanos() {
-        let now_ns = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos() as i64;
+        let now_ns = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as i64;
         let i = instant_of(now_ns - 5_000_000_000);
         let ago = Instant::now().duration_since(i);
-        assert!(ago >= Duration::from_secs(4) && ago <= Duration::from_secs(6), "{ago:?}");
+        assert!(
+            ago >= Duration::from_secs(4) && ago <= Duration::from_secs(6),
+            "{ago:?}"
+        );
     }
 }

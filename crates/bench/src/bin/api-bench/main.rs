@@ -50,6 +50,13 @@ struct Args {
     /// The `r8s` binary to spawn (default: next to this binary).
     #[arg(long)]
     server_bin: Option<PathBuf>,
+    /// Workloads to run (comma-separated): create, get, list, watch, memory.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "create,get,list,watch,memory"
+    )]
+    only: Vec<String>,
     /// Where data goes (default: the temp directory).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -124,49 +131,36 @@ async fn main() -> Result<()> {
             .await?;
     }
 
-    for &c in &args.clients {
+    let want = |w: &str| args.only.iter().any(|o| o == w);
+    for &c in args
+        .clients
+        .iter()
+        .filter(|_| want("create") || want("get"))
+    {
         let ns = format!("bench-c{c}");
         let m = workloads::raw_create(&raw, &ns, args.ops, c, &payload).await?;
-        report.push("raw", "create", c, &m);
-        let m = workloads::api_create(&client, &ns, args.ops, c, &payload).await?;
-        report.push("api", "create", c, &m);
-        let m = workloads::raw_get(&raw, &ns, args.ops, args.ops, c).await?;
-        report.push("raw", "get", c, &m);
-        let m = workloads::api_get(&client, &ns, args.ops, args.ops, c).await?;
-        report.push("api", "get", c, &m);
+        let a = workloads::api_create(&client, &ns, args.ops, c, &payload).await?;
+        if want("create") {
+            report.push("raw", "create", c, &m);
+            report.push("api", "create", c, &a);
+        }
+        if want("get") {
+            let m = workloads::raw_get(&raw, &ns, args.ops, args.ops, c).await?;
+            report.push("raw", "get", c, &m);
+            let m = workloads::api_get(&client, &ns, args.ops, args.ops, c).await?;
+            report.push("api", "get", c, &m);
+        }
     }
-
-    workloads::raw_create(&raw, "bench-list", args.list_keys, 16, &payload).await?;
-    workloads::api_create(&client, "bench-list", args.list_keys, 16, &payload).await?;
-    let list_name = format!("list {}", args.list_keys);
-    for &c in &args.clients {
-        let m = workloads::raw_list(&raw, "bench-list", args.list_ops, c).await?;
-        report.push("raw", &list_name, c, &m);
-        let m = workloads::api_list(&client, "bench-list", args.list_ops, c).await?;
-        report.push("api", &list_name, c, &m);
+    if want("list") {
+        list(&args, &client, &raw, &payload, &mut report).await?;
     }
-
-    let watched = workloads::configmap("bench-watch", "watched", &payload);
-    setup
-        .call(
-            "POST",
-            "/api/v1/namespaces/bench-watch/configmaps",
-            Some(serde_json::to_vec(&watched)?.into()),
-            201,
-        )
-        .await?;
-    for &w in &args.watchers {
-        let f = workloads::raw_watch(&raw, "bench-watch", w, args.watch_changes, &payload).await?;
-        report.push("raw", "watch: all delivered", w, &f.all_delivered);
-        report.push("raw", "watch: each delivery", w, &f.deliveries);
-        let f = workloads::api_watch(&client, "bench-watch", w, args.watch_changes).await?;
-        report.push("api", "watch: all delivered", w, &f.all_delivered);
-        report.push("api", "watch: each delivery", w, &f.deliveries);
+    if want("watch") {
+        watch(&args, &client, &raw, &payload, &mut setup, &mut report).await?;
     }
     drop(server);
 
     let mut memory = Vec::new();
-    if args.pods > 0 {
+    if args.pods > 0 && want("memory") {
         let bin = args
             .server_bin
             .clone()
@@ -182,6 +176,55 @@ async fn main() -> Result<()> {
         memory.push((format!("holding {} pods", args.pods), spawned.rss_kib()?));
     }
     print_report(&args, &report, &memory);
+    Ok(())
+}
+
+/// Full lists of a namespace holding `--list-keys` objects.
+async fn list(
+    args: &Args,
+    client: &client::Client,
+    raw: &r8s_store::DynStore,
+    payload: &str,
+    report: &mut Report,
+) -> Result<()> {
+    (raw, "bench-list", args.list_keys, 16, payload).await?;
+    workloads::api_create(client, "bench-list", args.list_keys, 16, payload).await?;
+    let list_name = format!("list {}", args.list_keys);
+    for &c in &args.clients {
+        let m = workloads::raw_list(raw, "bench-list", args.list_ops, c).await?;
+        report.push("raw", &list_name, c, &m);
+        let m = workloads::api_list(client, "bench-list", args.list_ops, c).await?;
+        report.push("api", &list_name, c, &m);
+    }
+    Ok(())
+}
+
+/// Watch fan-out at each `--watchers` count.
+async fn watch(
+    args: &Args,
+    client: &client::Client,
+    raw: &r8s_store::DynStore,
+    payload: &str,
+    setup: &mut client::H1,
+    report: &mut Report,
+) -> Result<()> {
+    let watched = workloads::configmap("bench-watch", "watched", payload);
+    setup
+        .call(
+            "POST",
+            "/api/v1/namespaces/bench-watch/configmaps",
+            Some(serde_json::to_vec(&watched)?.into()),
+            201,
+        )
+        .await?;
+    for &w in &args.watchers {
+        let f = workloads::raw_watch(raw, "bench-watch", w, args.watch_changes, payload).await?;
+        report.push("raw", "watch: all delivered", w, &f.all_delivered);
+        report.push("raw", "watch: each delivery", w, &f.deliveries);
+        let f = workloads::api_watch(client, "bench-watch", w, args.watch_changes).await?;
+        report.push("api", "watch: all delivered", w, &f.all_delivered);
+        report.push("api", "watch: each delivery", w, &f.deliveries);
+    }
     Ok(())
 }
 

@@ -1,0 +1,244 @@
+//! `scheduler-bench`: scheduling throughput of the r8s scheduler, in one process with an
+//! in-process API server (embedded SQLite) and simulated nodes.
+//!
+//! Per variant: start a fresh server, register `--nodes` simulated nodes (leases renewed
+//! every 10 s as real kubelets do), create `--pods` pending pods, then start the scheduler
+//! and time the bindings as seen by a watch on `spec.nodeName!=` (a pod counts when it
+//! enters that selection, i.e. when its binding is written). Variants: `basic` (100m /
+//! 500Mi pods, as upstream scheduler_perf's SchedulingBasic) and `spread` (the same pods
+//! with a zone topology spread constraint, maxSkew 1, DoNotSchedule, over `--zones` zones).
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, ValueEnum};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, ListParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use r8s_apiserver::testing::TestServer;
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Variant {
+    Basic,
+    Spread,
+    Both,
+}
+
+/// Benchmark the scheduler against simulated nodes.
+#[derive(Debug, Parser)]
+#[command(name = "scheduler-bench")]
+struct Args {
+    #[arg(long, value_enum, default_value = "both")]
+    variant: Variant,
+    /// Simulated nodes.
+    #[arg(long, default_value_t = 5000)]
+    nodes: usize,
+    /// Pending pods to schedule.
+    #[arg(long, default_value_t = 10_000)]
+    pods: usize,
+    /// Zones for the spread variant.
+    #[arg(long, default_value_t = 10)]
+    zones: usize,
+    /// Also play kubelet (mark bound pods Running) while scheduling.
+    #[arg(long)]
+    kubelet: bool,
+    /// Scheduler bindings in flight.
+    #[arg(long, default_value_t = 32)]
+    bind_concurrency: usize,
+    /// Record a `Scheduled` event per pod (upstream does; costs one write per pod).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    scheduled_events: bool,
+    /// Concurrent pod creations while preparing.
+    #[arg(long, default_value_t = 64)]
+    create_concurrency: usize,
+    /// Give up after this many seconds of scheduling.
+    #[arg(long, default_value_t = 240)]
+    timeout: u64,
+}
+
+struct Outcome {
+    variant: &'static str,
+    bound: usize,
+    /// Scheduler start → last binding.
+    total: Duration,
+    /// First → last binding.
+    active: Duration,
+    first: Duration,
+    /// Bindings per whole second of the active period.
+    per_second: Vec<usize>,
+}
+
+fn pod(i: usize, spread: bool) -> Value {
+    let mut p = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("p-{i}"), "labels": {"app": "bench"}},
+        "spec": {"containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.10",
+            "ports": [{"containerPort": 80}],
+            "resources": {"requests": {"cpu": "100m", "memory": "500Mi"}, "limits": {"cpu": "100m", "memory": "500Mi"}}}]},
+    });
+    if spread {
+        p["spec"]["topologySpreadConstraints"] = json!([{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+            "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"app": "bench"}}}]);
+    }
+    p
+}
+
+async fn client(server: &TestServer) -> Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(&server.kubeconfig)?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+    Ok(kube::Client::try_from(cfg)?)
+}
+
+async fn run_variant(args: &Args, spread: bool) -> Result<Outcome> {
+    let variant = if spread { "spread" } else { "basic" };
+    let server = TestServer::start().await;
+    let c = client(&server).await?;
+    let t = Instant::now();
+    let sim = r8s_simnodes::SimOptions {
+        count: args.nodes,
+        name_prefix: "sim".into(),
+        cpu: "4".into(),
+        memory: "32Gi".into(),
+        zones: if spread { args.zones } else { 0 },
+        kubelet: args.kubelet,
+        ready_delay: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let sim_task = tokio::spawn(r8s_simnodes::run(c.clone(), sim));
+    let nodes: Api<Node> = Api::all(c.clone());
+    loop {
+        let n = nodes.list_metadata(&ListParams::default()).await?.items.len();
+        if n >= args.nodes {
+            break;
+        }
+        if sim_task.is_finished() {
+            bail!("simulated nodes stopped early");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("[{variant}] {} nodes registered in {:.1}s", args.nodes, t.elapsed().as_secs_f64());
+
+    let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
+    let t = Instant::now();
+    let results: Vec<Result<()>> = futures::stream::iter(0..args.pods)
+        .map(|i| {
+            let pods = pods.clone();
+            async move {
+                let p: Pod = serde_json::from_value(pod(i, spread))?;
+                pods.create(&PostParams::default(), &p).await.context("create pod")?;
+                Ok(())
+            }
+        })
+        .buffer_unordered(args.create_concurrency)
+        .collect()
+        .await;
+    results.into_iter().collect::<Result<Vec<()>>>()?;
+    eprintln!("[{variant}] {} pending pods created in {:.1}s", args.pods, t.elapsed().as_secs_f64());
+
+    // Watch bindings: a pod enters `spec.nodeName!=` when its binding is written.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    let watch_api: Api<Pod> = Api::namespaced(c.clone(), "default");
+    let watch_task = tokio::spawn(async move {
+        let mut s = watcher(watch_api, watcher::Config::default().fields("spec.nodeName!=")).default_backoff().boxed();
+        while let Some(ev) = s.next().await {
+            if let Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) = ev
+                && tx.send((p.metadata.name.unwrap_or_default(), Instant::now())).is_err()
+            {
+                return;
+            }
+        }
+    });
+    // Let the watch establish before the scheduler starts.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let cfg = r8s_scheduler::SchedulerConfig {
+        bind_concurrency: args.bind_concurrency,
+        record_scheduled_events: args.scheduled_events,
+        ..Default::default()
+    };
+    let start = Instant::now();
+    let sched = tokio::spawn(r8s_scheduler::run(c.clone(), cfg));
+    let mut seen: HashSet<String> = HashSet::with_capacity(args.pods);
+    let mut times: Vec<Instant> = Vec::with_capacity(args.pods);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(args.timeout);
+    while seen.len() < args.pods {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some((name, at))) => {
+                if seen.insert(name) {
+                    times.push(at);
+                }
+            }
+            Ok(None) => bail!("binding watch ended"),
+            Err(_) => {
+                eprintln!("[{variant}] timed out with {} of {} bound", seen.len(), args.pods);
+                break;
+            }
+        }
+    }
+    sched.abort();
+    sim_task.abort();
+    watch_task.abort();
+    let first = times.first().copied().unwrap_or(start);
+    let last = times.last().copied().unwrap_or(start);
+    let secs = last.duration_since(first).as_secs() as usize + 1;
+    let mut per_second = vec![0usize; secs];
+    for t in &times {
+        per_second[t.duration_since(first).as_secs() as usize] += 1;
+    }
+    drop(server);
+    Ok(Outcome {
+        variant,
+        bound: times.len(),
+        total: last.duration_since(start),
+        active: last.duration_since(first),
+        first: first.duration_since(start),
+        per_second,
+    })
+}
+
+fn report(args: &Args, o: &Outcome) {
+    let rate = |d: Duration| if d.as_secs_f64() > 0.0 { o.bound as f64 / d.as_secs_f64() } else { 0.0 };
+    let mut full: Vec<usize> = o.per_second.clone();
+    // The last second is partial.
+    if full.len() > 1 {
+        full.pop();
+    }
+    full.sort_unstable();
+    let median = full.get(full.len() / 2).copied().unwrap_or(0);
+    let (min, max) = (full.first().copied().unwrap_or(0), full.last().copied().unwrap_or(0));
+    println!(
+        "| {} | {} | {} | {} | {:.2} | {:.0} | {:.0} | {} / {} / {} |",
+        o.variant,
+        args.nodes,
+        args.pods,
+        o.bound,
+        o.first.as_secs_f64(),
+        rate(o.total),
+        rate(o.active),
+        min,
+        median,
+        max
+    );
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let mut outcomes = Vec::new();
+    if matches!(args.variant, Variant::Basic | Variant::Both) {
+        outcomes.push(run_variant(&args, false).await?);
+    }
+    if matches!(args.variant, Variant::Spread | Variant::Both) {
+        outcomes.push(run_variant(&args, true).await?);
+    }
+    println!(
+        "\n| variant | nodes | pods | bound | first bind s | pods/s (start→last) | pods/s (first→last) | per-second min / median / max |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---|");
+    for o in &outcomes {
+        report(&args, o);
+    }
+    Ok(())
+}
