@@ -112,7 +112,7 @@ pub async fn run(ctx: Context) -> anyhow::Result<()> {
     });
     run_workers(queue, WORKERS, move |key: Key| {
         let c = controller.clone();
-        async move { let r = c.sync(&key).await; if let Err(e) = &r { eprintln!("DEBUGSYNC {key}: {e}"); } r }
+        async move { c.sync(&key).await }
     })
     .await;
     drop((dss, pods, nodes, revisions));

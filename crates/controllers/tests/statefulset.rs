@@ -621,3 +621,13 @@ async fn parallel_and_claim_retention_owners() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore]
+async fn tmp_manual_kubectl() {
+    let (server, client) = start().await;
+    tokio::spawn(r8s_controllers::daemonset::run(r8s_controllers::Context::new(client.clone())));
+    Kubelet::spawn(client.clone(), Duration::from_millis(100));
+    std::fs::write("/tmp/sts-kubeconfig-path", server.kubeconfig.display().to_string()).unwrap();
+    tokio::time::sleep(Duration::from_secs(240)).await;
+}

@@ -43,8 +43,6 @@ pub(super) struct Controller {
     pub cfg: Config,
     pub jobs: Store<Job>,
     pub pods: Store<Pod>,
-    /// Pod names per namespace (the reflector store has no namespace index).
-    pub pod_names: Mutex<HashMap<String, HashSet<String>>>,
     pub queue: WorkQueue<String>,
     /// Pods whose tracking finalizer must go although no Job sync will handle them.
     pub orphans: WorkQueue<String>,
@@ -72,7 +70,6 @@ pub(super) async fn run(ctx: Context, cfg: Config) -> anyhow::Result<()> {
         recorder: ctx.recorder("job-controller"),
         jobs: job_informer.store().clone(),
         pods: pod_informer.store().clone(),
-        pod_names: Mutex::new(HashMap::new()),
         queue: WorkQueue::new(limit),
         orphans: WorkQueue::new(limit),
         expectations: Expectations::default(),
@@ -185,30 +182,11 @@ impl Controller {
             .filter(|j| j.metadata.uid.as_deref() == Some(r.uid.as_str()))
     }
 
-    /// Cached pods of a namespace.
+    /// Cached pods of a namespace. Read from the cache itself (not an index kept by the
+    /// event handlers, which lags it) so a sync never misses a cached pod.
     pub fn pods_in(&self, ns: &str) -> Vec<Arc<Pod>> {
-        let names: Vec<String> = lock(&self.pod_names)
-            .get(ns)
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default();
-        names
-            .iter()
-            .filter_map(|n| self.pods.get(&ObjectRef::new(n).within(ns)))
-            .collect()
-    }
-
-    pub fn index_pod(&self, pod: &Pod, present: bool) {
-        let ns = pod.metadata.namespace.clone().unwrap_or_default();
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let mut idx = lock(&self.pod_names);
-        if present {
-            idx.entry(ns).or_default().insert(name);
-        } else if let Some(s) = idx.get_mut(&ns) {
-            s.remove(&name);
-            if s.is_empty() {
-                idx.remove(&ns);
-            }
-        }
+        self.pods
+            .state_filter(|p| p.metadata.namespace.as_deref() == Some(ns))
     }
 
     /// PUT the Job status; remembers the result so the next sync does not start from the

@@ -65,7 +65,6 @@ impl Handler<Job> for JobEvents {
 impl Handler<Pod> for PodEvents {
     fn on_add(&self, pod: &Arc<Pod>) {
         let c = &self.0;
-        c.index_pod(pod, true);
         if pod.metadata.deletion_timestamp.is_some() {
             // Seen for the first time already terminating (e.g. after a restart): not a
             // creation we could have been waiting for.
@@ -133,7 +132,6 @@ impl Handler<Pod> for PodEvents {
     }
 
     fn on_delete(&self, pod: &Arc<Pod>) {
-        self.0.index_pod(pod, false);
         self.0.pod_deleted(pod, true);
     }
 }
