@@ -2,6 +2,8 @@
 //! stand-in scheduler binds daemon pods to the node named in their required node affinity
 //! and a stand-in kubelet marks them Running + Ready after a short delay and finishes
 //! graceful deletions.
+// Test helpers may panic on unexpected API answers.
+#![allow(clippy::unwrap_used)]
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};

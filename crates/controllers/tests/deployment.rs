@@ -7,7 +7,7 @@ mod workload_support;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
@@ -270,6 +270,70 @@ async fn create_becomes_available() {
         .kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=30s"])
         .await;
     assert!(out.contains("successfully rolled out"), "{out}");
+    // Both controllers report what they did as events.
+    let rs_name = rs.metadata.name.clone().unwrap_or_default();
+    let events: Api<Event> = Api::namespaced(env.client.clone(), &env.ns);
+    wait_for(
+        "ScalingReplicaSet and SuccessfulCreate events",
+        30,
+        || async {
+            let list = events.list(&ListParams::default()).await.ok()?.items;
+            let has = |obj: &str, reason: &str, msg: &str| {
+                list.iter().any(|e| {
+                    e.involved_object.name.as_deref() == Some(obj)
+                        && e.reason.as_deref() == Some(reason)
+                        && e.message.as_deref().is_some_and(|m| m.contains(msg))
+                })
+            };
+            (has(
+                "web",
+                "ScalingReplicaSet",
+                &format!("Scaled up replica set {rs_name} from 0 to 3"),
+            ) && has(&rs_name, "SuccessfulCreate", "Created pod: "))
+            .then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn adopts_a_matching_orphan_replicaset() {
+    let env = Env::new("d-adopt", bound_kubelet()).await;
+    let d = manifest("web", 2, "busybox:1", json!({}));
+    let spec = d.spec.clone().expect("spec");
+    let orphan: ReplicaSet = serde_json::from_value(json!({
+        "metadata": {"name": "web-manual", "labels": {"app": "web"}},
+        "spec": {"replicas": 2, "selector": spec.selector, "template": spec.template},
+    }))
+    .expect("rs");
+    env.replicasets()
+        .create(&PostParams::default(), &orphan)
+        .await
+        .expect("create orphan rs");
+    let created = env.create(&d).await;
+    env.wait_complete("web", 2).await;
+    let rss = env.owned_rss("web").await;
+    assert_eq!(
+        rss.len(),
+        1,
+        "the orphan is adopted and used as the new ReplicaSet"
+    );
+    let rs = &rss[0];
+    assert_eq!(rs.metadata.name.as_deref(), Some("web-manual"));
+    let owner = rs.metadata.owner_references.clone().unwrap_or_default();
+    assert_eq!(owner.len(), 1);
+    assert_eq!(owner[0].uid, created.metadata.uid.unwrap_or_default());
+    assert_eq!(owner[0].block_owner_deletion, Some(true));
+    assert_eq!(ann(&rs.metadata, REVISION), Some("1"));
+    assert_eq!(
+        env.pods()
+            .list(&ListParams::default())
+            .await
+            .expect("pods")
+            .items
+            .len(),
+        2
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,6 +1,8 @@
 //! StatefulSet controller against an in-process API server. Pods never run: a stand-in
 //! kubelet binds them to a node and marks them Running + Ready after a short delay, and
 //! finishes graceful deletions; a watch records the order of pod events.
+// Test helpers may panic on unexpected API answers.
+#![allow(clippy::unwrap_used)]
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
@@ -620,14 +622,4 @@ async fn parallel_and_claim_retention_owners() {
         (pods_of(&pods, "par").await.len() == 2).then_some(())
     })
     .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore]
-async fn tmp_manual_kubectl() {
-    let (server, client) = start().await;
-    tokio::spawn(r8s_controllers::daemonset::run(r8s_controllers::Context::new(client.clone())));
-    Kubelet::spawn(client.clone(), Duration::from_millis(100));
-    std::fs::write("/tmp/sts-kubeconfig-path", server.kubeconfig.display().to_string()).unwrap();
-    tokio::time::sleep(Duration::from_secs(240)).await;
 }

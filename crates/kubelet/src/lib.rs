@@ -175,15 +175,20 @@ impl Kubelet {
         info!(node = %cfg.node_name, pod_cidr = %cidr, "node registered");
         let uid = node.metadata.uid.clone().unwrap_or_default();
         let host = sysinfo::HostInfo::read(&cfg.data_dir);
+        let mut tasks = tokio::task::JoinSet::new();
+        let (services, services_fut) = pod::service_store(client.clone());
+        tasks.spawn(async move {
+            services_fut.await;
+            Ok(())
+        });
         let ctx = Arc::new(pod::PodContext {
             client: client.clone(),
             cfg: cfg.clone(),
             cri: cri.clone(),
-            services: pod::service_store(client.clone()),
+            services,
             node_cpu_milli: i128::from(host.cpus) * 1000,
             node_memory: i128::from(host.memory_total_kib) * 1024,
         });
-        let mut tasks = tokio::task::JoinSet::new();
         let (c1, f1, r1) = (client.clone(), cfg.clone(), cri.clone());
         tasks.spawn(async move {
             node::status_loop(c1, f1, r1).await;

@@ -210,6 +210,12 @@ async fn config_sources_and_container_errors() {
             "spec": {"containers": [{"name": "c", "image": "example.invalid/missing:1.0", "imagePullPolicy": "Never"}]}
         }))
         .await;
+        env.create_pod(json!({
+            "metadata": {"name": "oom"},
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox:1.36",
+                "resources": {"limits": {"memory": "16Mi"}}, "command": ["sh", "-c", "head -c 200m /dev/zero | tail"]}]}
+        }))
+        .await;
 
         let pod = env.wait_pod("cfg", WAIT, "Ready", ready).await;
         let (_, envs) = env.exec(&pod, "c", &["env"]).await;
@@ -223,6 +229,19 @@ async fn config_sources_and_container_errors() {
         assert_eq!(env.exec(&pod, "c", &["cat", "/etc/proj/g.txt"]).await.1, "hello");
         let (_, mode) = env.exec(&pod, "c", &["stat", "-L", "-c", "%a", "/etc/secret/password"]).await;
         assert_eq!(mode.trim(), "400");
+        // Limits reach the container's cgroup (Guaranteed: requests default to limits).
+        let uid = pod.metadata.uid.clone().unwrap();
+        let id = container_status(&pod, "c").unwrap().container_id.clone().unwrap();
+        let id = id.trim_start_matches("containerd://");
+        let cg = format!("/sys/fs/cgroup/memory/kubepods/pod{uid}/{id}/memory.limit_in_bytes");
+        assert_eq!(std::fs::read_to_string(&cg).expect(&cg).trim(), (64 << 20).to_string());
+        let quota = format!("/sys/fs/cgroup/cpu/kubepods/pod{uid}/{id}/cpu.cfs_quota_us");
+        assert_eq!(std::fs::read_to_string(&quota).expect(&quota).trim(), "50000");
+
+        let oom = env.wait_pod("oom", WAIT, "Failed", |p| phase(p) == "Failed").await;
+        let t = container_status(&oom, "c").and_then(|s| s.state.clone()).and_then(|s| s.terminated).unwrap();
+        assert_eq!(t.reason.as_deref(), Some("OOMKilled"), "{t:?}");
+        assert_eq!(t.exit_code, 137);
 
         let bad = env
             .wait_pod("badref", WAIT, "CreateContainerConfigError", |p| waiting_reason(p, "c") == "CreateContainerConfigError")
@@ -341,6 +360,32 @@ async fn restart_adopts_running_pods_and_removes_orphans() {
         let body = http_get(&pod_ip(&keep), 80, "/").await.expect("GET");
         assert!(body.contains(" 200 "), "{body}");
         assert_eq!(env.bridge_ports(), 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_hooks_and_host_path() {
+    run_test(9, |env| async move {
+        let host_dir = env.dir.path().join("hooks");
+        env.create_pod(json!({
+            "metadata": {"name": "hooks"},
+            "spec": {"terminationGracePeriodSeconds": 5,
+                "volumes": [{"name": "h", "hostPath": {"path": host_dir.display().to_string(), "type": "DirectoryOrCreate"}}],
+                "containers": [{"name": "c", "image": "busybox:1.36", "command": idle_after("true"),
+                    "volumeMounts": [{"name": "h", "mountPath": "/hooks"}],
+                    "lifecycle": {
+                        "postStart": {"exec": {"command": ["sh", "-c", "echo started > /hooks/poststart"]}},
+                        "preStop": {"exec": {"command": ["sh", "-c", "echo stopping > /hooks/prestop"]}}
+                    }}]}
+        }))
+        .await;
+        env.wait_pod("hooks", WAIT, "Ready", ready).await;
+        assert_eq!(std::fs::read_to_string(host_dir.join("poststart")).unwrap(), "started\n");
+        assert!(!host_dir.join("prestop").exists());
+        env.delete_pod("hooks").await;
+        env.wait_gone("hooks", WAIT).await;
+        assert_eq!(std::fs::read_to_string(host_dir.join("prestop")).unwrap(), "stopping\n");
     })
     .await;
 }

@@ -1,3 +1,5 @@
+//! Unit tests for cron schedule parsing and next-time computation.
+
 use super::*;
 
 fn utc(s: &str) -> Timestamp {

@@ -5,8 +5,9 @@
 //! on a cache that does not yet show the controller's own creates/deletes. Status reports
 //! replicas, fully-labeled/ready/available counts and a `ReplicaFailure` condition.
 //!
-//! The submodules [`claim`], [`expectations`] and [`pods`] are shared with the Deployment
-//! controller.
+//! The submodules [`claim`] (controller references), [`pods`] (pod predicates and the
+//! scale-down order), [`status`] and [`manage`] helpers are shared with the Deployment
+//! controller; [`expectations`] could serve other pod-owning controllers.
 
 pub mod claim;
 pub mod expectations;

@@ -21,9 +21,6 @@ pub enum Error {
     /// The object cannot be processed as it is (bad selector, stale collision count…).
     #[error("{0}")]
     Invalid(String),
-    /// The informer caches never synced.
-    #[error("caches did not sync: {0}")]
-    NotSynced(String),
     /// Several independent operations failed.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Many(Vec<Error>),
@@ -47,17 +44,6 @@ impl Error {
             0 => Ok(()),
             1 => Err(errs.remove(0)),
             _ => Err(Error::Many(errs)),
-        }
-    }
-
-    /// The HTTP status of an API error, if this is one.
-    pub fn status_code(&self) -> Option<u16> {
-        match self {
-            Error::Api {
-                source: kube::Error::Api(s),
-                ..
-            } => Some(s.code),
-            _ => None,
         }
     }
 }
@@ -85,10 +71,12 @@ pub fn is_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409 && s.reason != "AlreadyExists")
 }
 
-/// Whether the server refused because the namespace is terminating.
+/// Whether a create was refused because the namespace is terminating (upstream marks it with
+/// a `NamespaceTerminating` cause; the message is checked too for servers that do not).
 pub fn is_namespace_terminating(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 403
-        && (s.message.contains("because it is being terminated") || s.reason == "Forbidden" && s.message.contains("terminat")))
+        && (s.details.as_ref().is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"))
+            || s.message.contains("because it is being terminated")))
 }
 
 #[cfg(test)]

@@ -45,24 +45,6 @@ pub fn is_pod_available(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> bo
         .is_ok_and(|t| t < now)
 }
 
-/// When a pod that is ready now becomes available (for requeueing), if it is not yet.
-pub fn available_in(
-    pod: &Pod,
-    min_ready_seconds: i32,
-    now: Timestamp,
-) -> Option<std::time::Duration> {
-    let c = ready_condition(pod).filter(|c| c.status == "True")?;
-    let since = c.last_transition_time.as_ref()?.0;
-    let at = since
-        .checked_add(SignedDuration::from_secs(i64::from(min_ready_seconds)))
-        .ok()?;
-    let left = at.duration_since(now);
-    if left.is_negative() {
-        return None;
-    }
-    std::time::Duration::try_from(left).ok()
-}
-
 /// Marked for deletion.
 pub fn is_terminating(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_some()
@@ -91,13 +73,6 @@ pub fn controller_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReferenc
         controller: Some(true),
         block_owner_deletion: Some(true),
     }
-}
-
-/// Whether `meta` has an owner reference (controller or not) with `uid`.
-pub fn has_owner_uid(meta: &ObjectMeta, uid: &str) -> bool {
-    meta.owner_references
-        .as_ref()
-        .is_some_and(|refs| refs.iter().any(|r| r.uid == uid))
 }
 
 /// A pod from `template` owned by `owner`: labels, annotations and finalizers copied,
@@ -149,8 +124,6 @@ mod tests {
         assert!(is_pod_available(&p, 0, now));
         assert!(is_pod_available(&p, 5, now));
         assert!(!is_pod_available(&p, 30, now));
-        let left = available_in(&p, 30, now).unwrap();
-        assert!(left.as_secs() >= 19 && left.as_secs() <= 20);
         assert!(!is_pod_ready(&pod(false, now)));
         assert_eq!(phase(&p), "Running");
         assert!(!is_terminal(&p));
@@ -172,6 +145,5 @@ mod tests {
         let p = pod_from_template(&t, r);
         assert_eq!(p.metadata.generate_name.as_deref(), Some("web-"));
         assert_eq!(controller_of(&p.metadata).unwrap().uid, "u");
-        assert!(has_owner_uid(&p.metadata, "u"));
     }
 }

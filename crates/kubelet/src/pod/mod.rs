@@ -52,23 +52,29 @@ fn uid_of(p: &Pod) -> Option<String> {
     p.metadata.uid.clone().filter(|u| !u.is_empty())
 }
 
-/// Starts a reflector over all Services and returns its store.
-pub fn service_store(client: kube::Client) -> Store<Service> {
+/// A reflector over all Services: its store, and the future that keeps it filled
+/// (to be spawned with the agent's other tasks).
+pub fn service_store(
+    client: kube::Client,
+) -> (
+    Store<Service>,
+    impl std::future::Future<Output = ()> + Send + 'static,
+) {
     let (reader, writer) = kube::runtime::reflector::store();
     let api: Api<Service> = Api::all(client);
     let stream =
         kube::runtime::reflector(writer, watcher::watcher(api, watcher::Config::default()))
             .default_backoff()
             .applied_objects();
-    tokio::spawn(async move {
+    let fut = async move {
         futures::pin_mut!(stream);
         while let Some(r) = stream.next().await {
             if let Err(e) = r {
                 warn!("service watch: {e}");
             }
         }
-    });
-    reader
+    };
+    (reader, fut)
 }
 
 /// Runs pod sync until the pod watch ends (it retries errors itself).
