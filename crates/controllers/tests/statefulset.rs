@@ -623,3 +623,51 @@ async fn parallel_and_claim_retention_owners() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn max_unavailable_replaces_pods_in_batches() {
+    let (_server, client) = start().await;
+    let timeline = Timeline::spawn(client.clone());
+    Kubelet::spawn(client.clone(), Duration::from_millis(150));
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let strategy = json!({"updateStrategy": {"type": "RollingUpdate",
+        "rollingUpdate": {"partition": 0, "maxUnavailable": 2}}});
+    sets.create(&PostParams::default(), &sts("mu", 4, strategy))
+        .await
+        .expect("create");
+    wait_status(&sets, "mu", "4 ready", |s| st(s).ready_replicas == Some(4)).await;
+    timeline.clear();
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "nginx:2"}]}}}});
+    sets.patch("mu", &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .expect("update");
+    let s = wait_status(&sets, "mu", "rollout complete", |s| {
+        let st = st(s);
+        st.current_revision == st.update_revision
+            && st.updated_replicas == Some(4)
+            && st.ready_replicas == Some(4)
+    })
+    .await;
+    let rev = st(&s).update_revision.unwrap();
+    assert!(
+        pods_of(&pods, "mu")
+            .await
+            .iter()
+            .all(|p| revision_label(p) == rev)
+    );
+    // The two highest ordinals go together; the next pair only after they are back.
+    let pos = |e: Ev| {
+        timeline
+            .position(&e)
+            .unwrap_or_else(|| panic!("{e:?} missing: {:?}", timeline.events()))
+    };
+    let (t3, t2) = (
+        pos(Ev::Terminating("mu-3".into())),
+        pos(Ev::Terminating("mu-2".into())),
+    );
+    let gone3 = pos(Ev::Gone("mu-3".into()));
+    assert!(t3 < gone3 && t2 < gone3, "{:?}", timeline.events());
+    let t1 = pos(Ev::Terminating("mu-1".into()));
+    assert!(t1 > pos(Ev::Gone("mu-2".into())), "{:?}", timeline.events());
+}

@@ -1,5 +1,6 @@
 //! Pod startup latency: API create → Ready as seen by a watcher, against the raw CRI
 //! floor (RunPodSandbox + CreateContainer + StartContainer) measured on the same runtime.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -49,6 +50,8 @@ async fn raw_cri(env: &Env, i: usize, image: &str) -> Duration {
     let took = t0.elapsed();
     cri.stop_pod_sandbox(&sb).await.unwrap();
     cri.remove_pod_sandbox(&sb).await.unwrap();
+    // Removes the pod cgroups runc leaves behind.
+    r8s_kubelet::pod::remove_pod_files(env.dir.path(), &format!("raw-uid-{i}"));
     took
 }
 

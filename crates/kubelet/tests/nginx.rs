@@ -1,5 +1,6 @@
 //! The seed's nginx-pod: Running and Ready, serving HTTP on its pod IP; deleting it
 //! removes its containers, sandbox and veth.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Pod lifecycle against a real containerd: shared volumes and localhost between
 //! containers, crash-loop back-off, probes, config sources, image policy errors, init
 //! containers and terminal phases, and adoption of running pods after an agent restart.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The containerd supervisor and image import, without an API server: a killed
 //! containerd comes back, and imported archives are visible to the CRI image service.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
