@@ -197,8 +197,6 @@ fn spawn(cfg: &ContainerdConfig) -> Result<tokio::process::Child> {
         .stdin(std::process::Stdio::null())
         .stdout(log)
         .stderr(log2)
-        // Its own process group: a terminal's Ctrl-C reaches r8s, which stops it in order.
-        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .ctx(|| format!("starting {}", cfg.binary.display()))?;

@@ -123,6 +123,22 @@ pub async fn ensure_builtin_images(cfg: &KubeletConfig, cri: &cri::Cri) -> Resul
     Ok(())
 }
 
+/// Waits (bounded) until the runtime reports NetworkReady, i.e. it loaded the CNI config
+/// just written, so the first sandbox does not fail and back off.
+async fn wait_network_ready(cri: &cri::Cri, timeout: std::time::Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if let Ok(s) = cri.status().await {
+            let conds = s.status.map(|s| s.conditions).unwrap_or_default();
+            if conds.iter().any(|c| c.r#type == "NetworkReady" && c.status) {
+                return;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tracing::warn!("container runtime network not ready after {timeout:?}; pods will retry");
+}
+
 /// A running agent. Dropping it stops the background tasks (and the supervised
 /// containerd, by SIGKILL); prefer [`Kubelet::shutdown`].
 pub struct Kubelet {
@@ -173,6 +189,7 @@ impl Kubelet {
         imported?;
         let (node, cidr) = registered?;
         info!(node = %cfg.node_name, pod_cidr = %cidr, "node registered");
+        wait_network_ready(&cri, std::time::Duration::from_secs(10)).await;
         let uid = node.metadata.uid.clone().unwrap_or_default();
         let host = sysinfo::HostInfo::read(&cfg.data_dir);
         let mut tasks = tokio::task::JoinSet::new();

@@ -73,9 +73,15 @@ async fn pod_startup_latency_is_close_to_raw_cri() {
             env.create_pod(serde_json::json!({"metadata": {"name": name},
                 "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "web", "image": "nginx:1.14.2"}]}}))
                 .await;
+            if std::env::var_os("R8S_LATENCY_TRACE").is_some() {
+                eprintln!("{} created {name} after {:?}", chrono::Utc::now().format("%H:%M:%S%.6f"), t0.elapsed());
+            }
             let cond = await_condition(env.pods(), &name, |p: Option<&Pod>| p.is_some_and(ready));
             tokio::time::timeout(Duration::from_secs(30), cond).await.expect("ready in time").expect("watch");
             let r8s_t = t0.elapsed();
+            if std::env::var_os("R8S_LATENCY_TRACE").is_some() {
+                eprintln!("{} {name} ready after {r8s_t:?} (raw {raw_t:?})", chrono::Utc::now().format("%H:%M:%S%.6f"));
+            }
             if i > 0 {
                 raw.push(raw_t);
                 r8s.push(r8s_t);

@@ -29,6 +29,36 @@ pub enum Command {
         #[command(subcommand)]
         action: DatastoreAction,
     },
+    /// Register simulated nodes that play kubelet for their pods (like kwok), for tests and
+    /// scale benchmarks.
+    SimNodes(SimNodesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SimNodesArgs {
+    /// API server URL (overrides the kubeconfig's).
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Kubeconfig to authenticate with.
+    #[arg(long)]
+    pub kubeconfig: PathBuf,
+    /// Number of nodes.
+    #[arg(long, default_value_t = 1)]
+    pub count: usize,
+    /// Node names are PREFIX-0 … PREFIX-(N-1).
+    #[arg(long, default_value = "sim")]
+    pub name_prefix: String,
+    #[arg(long, default_value_t = 110)]
+    pub pods_per_node: u32,
+    /// CPU capacity per node (quantity).
+    #[arg(long, default_value = "32")]
+    pub cpu: String,
+    /// Memory capacity per node (quantity).
+    #[arg(long, default_value = "256Gi")]
+    pub memory: String,
+    /// Delay before a bound pod is reported Running and Ready, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub ready_delay_ms: u64,
 }
 
 /// Flags shared by commands that find the data directory.

@@ -147,11 +147,20 @@ fn container_status(input: &Input, spec: &Container, kind: Kind, initializing: b
         Some(c) if c.running() => {
             let p = input.probes.get(&c.id);
             started = p.map(|p| p.started).unwrap_or(true);
-            ready = p.map(|p| p.ready).unwrap_or(true) && kind == Kind::App;
+            // Init containers are ready once they completed (sidecars: like app containers).
+            let sidecar = spec.restart_policy.as_deref() == Some("Always");
+            ready = p.map(|p| p.ready).unwrap_or(true) && (kind == Kind::App || sidecar);
             let last = input.rt.previous(name).map(|p| terminated(p, Some(spec)));
             (json!({"running": {"startedAt": ts(c.started_at)}}), last)
         }
         Some(c) if c.exited() => match override_reason {
+            None if kind == Kind::Init && c.exit_code == 0 => {
+                ready = true;
+                (
+                    terminated(c, Some(spec)),
+                    input.rt.previous(name).map(|p| terminated(p, Some(spec))),
+                )
+            }
             Some((r, m)) => (waiting(r, m), Some(terminated(c, Some(spec)))),
             None => (
                 terminated(c, Some(spec)),

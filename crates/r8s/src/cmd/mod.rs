@@ -1,7 +1,8 @@
 //! What each subcommand does.
 
 mod datastore;
-mod server;
+pub mod server;
+mod simnodes;
 mod snapshot;
 
 use crate::cli::Command;
@@ -12,6 +13,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Server(args) => server::run(args).await,
         Command::Snapshot { action } => snapshot::run(action).await,
         Command::Datastore { action } => datastore::run(action).await,
+        Command::SimNodes(args) => simnodes::run(args).await,
     }
 }
 

@@ -39,6 +39,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let client = client.clone();
         move || r8s_controllers::run_all(r8s_controllers::Context::new(client.clone()))
     }));
+    tokio::spawn(crate::leader::run_with_lease(client.clone(), "kube-scheduler", identity.clone(), {
+        let client = client.clone();
+        move || r8s_scheduler::run(client.clone(), r8s_scheduler::SchedulerConfig::default())
+    }));
     if !args.disable_agent {
         tracing::warn!("the node agent is not implemented yet; running the control plane only");
     }

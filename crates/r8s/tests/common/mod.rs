@@ -171,6 +171,41 @@ impl Drop for Server {
     }
 }
 
+/// A running `r8s sim-nodes` process, killed on drop.
+pub struct SimNodes(Child);
+
+impl Drop for SimNodes {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Server {
+    /// Start `count` simulated nodes (`sim-0…`) against this server and wait until they
+    /// are registered.
+    pub fn sim_nodes(&self, count: usize) -> SimNodes {
+        let child = Command::new(env!("CARGO_BIN_EXE_r8s"))
+            .args(["sim-nodes", "--kubeconfig"])
+            .arg(&self.kubeconfig)
+            .args(["--count", &count.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn r8s sim-nodes");
+        let sim = SimNodes(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self.kubectl(&["get", "nodes", "-o", "name"]);
+            if String::from_utf8_lossy(&out.stdout).lines().count() >= count {
+                return sim;
+            }
+            assert!(Instant::now() < deadline, "simulated nodes did not register");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 /// The last `n` lines of `s`.
 pub fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
