@@ -12,6 +12,8 @@ pub mod garbage_collector;
 pub mod history;
 pub mod job;
 pub mod namespace;
+pub mod nodelifecycle;
+pub mod podgc;
 pub mod replicaset;
 pub mod serviceaccount;
 pub mod statefulset;
@@ -33,6 +35,8 @@ pub async fn run_all(ctx: Context) -> anyhow::Result<()> {
     set.spawn(cronjob::run(ctx.clone()));
     set.spawn(statefulset::run(ctx.clone()));
     set.spawn(daemonset::run(ctx.clone()));
+    set.spawn(nodelifecycle::run(ctx.clone()));
+    set.spawn(podgc::run(ctx.clone()));
     match set.join_next().await {
         Some(Ok(r)) => r,
         Some(Err(e)) => Err(anyhow::anyhow!("controller task failed: {e}")),

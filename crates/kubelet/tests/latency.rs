@@ -93,7 +93,8 @@ async fn pod_startup_latency_is_close_to_raw_cri() {
         let (r50, r99) = (percentile(&mut r8s, 0.5), percentile(&mut r8s, 0.99));
         let ratio = r50.as_secs_f64() / raw50.as_secs_f64();
         eprintln!("raw CRI p50 {raw50:?} p99 {raw99:?}; r8s create→Ready p50 {r50:?} p99 {r99:?}; p50 ratio {ratio:.2}");
-        assert!(r99 < Duration::from_secs(1), "p99 {r99:?}");
+        // p99 < 1 s unless the runtime itself is slower than that on a loaded machine.
+        assert!(r99 < Duration::from_secs(1).max(raw99 * 2), "p99 {r99:?} (raw p99 {raw99:?})");
         // Generous bound: CI machines are noisy; the target (≤ 1.3×) is reported above.
         assert!(ratio < 2.5, "ratio {ratio:.2}");
     })

@@ -295,6 +295,7 @@ async fn init_containers_and_terminal_phases() {
         for i in &inits {
             let t = i.state.as_ref().and_then(|s| s.terminated.as_ref()).expect("init terminated");
             assert_eq!((t.exit_code, t.reason.as_deref()), (0, Some("Completed")));
+            assert!(i.ready, "completed init containers are ready");
         }
         let main = container_status(&pod, "main").unwrap();
         let t = main.state.as_ref().and_then(|s| s.terminated.as_ref()).expect("main terminated");

@@ -29,6 +29,11 @@ pub enum Command {
         #[command(subcommand)]
         action: DatastoreAction,
     },
+    /// Container image archives.
+    Images {
+        #[command(subcommand)]
+        action: ImagesAction,
+    },
     /// Register simulated nodes that play kubelet for their pods (like kwok), for tests and
     /// scale benchmarks.
     SimNodes(SimNodesArgs),
@@ -100,6 +105,12 @@ pub struct ServerArgs {
     /// Do not run the node agent in this process.
     #[arg(long)]
     pub disable_agent: bool,
+    /// Use this CRI runtime (unix:///path.sock) instead of the supervised containerd.
+    #[arg(long)]
+    pub container_runtime_endpoint: Option<String>,
+    /// Node name of the agent (default: the host name).
+    #[arg(long)]
+    pub node_name: Option<String>,
     /// Keep this many revisions of history when compacting the embedded store.
     #[arg(long, default_value_t = 1000)]
     pub compact_keep: i64,
@@ -118,6 +129,20 @@ pub enum SnapshotAction {
         #[command(flatten)]
         data: DataDirArg,
         file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImagesAction {
+    /// Load OCI/docker image archives into the running agent's containerd.
+    Import {
+        #[command(flatten)]
+        data: DataDirArg,
+        /// CRI socket (default: DATA_DIR/agent/containerd/containerd.sock).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 

@@ -13,6 +13,8 @@ use std::sync::Arc;
 /// One node with everything placed on it.
 #[derive(Debug, Clone, Default)]
 pub struct NodeInfo {
+    /// Index in `Cache::nodes` (stable for the cache's life).
+    pub id: usize,
     pub name: String,
     /// `None` for a node we know only from pods bound to it (not schedulable).
     pub spec: Option<NodeSpec>,
@@ -26,8 +28,8 @@ pub struct NodeInfo {
 }
 
 impl NodeInfo {
-    pub fn new(name: &str) -> Self {
-        NodeInfo { name: name.to_string(), ..Default::default() }
+    pub fn new(id: usize, name: &str) -> Self {
+        NodeInfo { id, name: name.to_string(), ..Default::default() }
     }
 
     pub fn labels(&self) -> &Labels {
@@ -109,6 +111,8 @@ pub struct Cache {
     /// Pending pods nominated to a node (by name): uid → pod.
     pub nominated: HashMap<String, HashMap<String, Arc<PodInfo>>>,
     nominated_by_uid: HashMap<String, String>,
+    /// Topology spread indexes.
+    pub(crate) topology: crate::topology::Topology,
 }
 
 fn zone_of(spec: &NodeSpec) -> String {
@@ -128,7 +132,7 @@ impl Cache {
             return i;
         }
         let i = self.nodes.len();
-        self.nodes.push(NodeInfo::new(name));
+        self.nodes.push(NodeInfo::new(i, name));
         self.node_ids.insert(name.to_string(), i);
         i
     }
@@ -186,7 +190,11 @@ impl Cache {
         if n.spec.as_ref().is_none_or(|old| zone_of(old) != zone_of(&spec)) {
             self.order_dirty = true;
         }
+        let relabelled = n.spec.as_ref().is_none_or(|old| old.labels != spec.labels);
         n.spec = Some(spec);
+        if relabelled {
+            self.topology_invalidate();
+        }
         true
     }
 
@@ -195,6 +203,7 @@ impl Cache {
             // Keep the slot (pods may still point at it) but make it a ghost.
             self.nodes[i].spec = None;
             self.order_dirty = true;
+            self.topology_invalidate();
         }
     }
 
@@ -208,9 +217,9 @@ impl Cache {
         let node = self.ensure_node(&info.node_name.clone());
         let prev = self.pods.remove(&info.uid);
         if let Some(p) = &prev {
-            self.nodes[p.node].remove_pod(&info.uid);
+            self.detach(p.node, &info.uid);
         }
-        self.nodes[node].add_pod(info.clone());
+        self.attach(node, info.clone());
         self.pods.insert(info.uid.clone(), CachedPod { info, node, assumed: false });
         prev
     }
@@ -218,9 +227,9 @@ impl Cache {
     /// Count `info` on `node` before the binding is confirmed.
     pub fn assume(&mut self, info: Arc<PodInfo>, node: usize) {
         if let Some(p) = self.pods.remove(&info.uid) {
-            self.nodes[p.node].remove_pod(&info.uid);
+            self.detach(p.node, &info.uid);
         }
-        self.nodes[node].add_pod(info.clone());
+        self.attach(node, info.clone());
         self.pods.insert(info.uid.clone(), CachedPod { info, node, assumed: true });
     }
 
@@ -231,7 +240,7 @@ impl Cache {
             _ => return None,
         }
         let p = self.pods.remove(uid)?;
-        self.nodes[p.node].remove_pod(uid);
+        self.detach(p.node, uid);
         Some(p.info)
     }
 
@@ -242,8 +251,19 @@ impl Cache {
     /// Drop a pod (deleted, finished, or relisted away).
     pub fn remove_pod(&mut self, uid: &str) -> Option<CachedPod> {
         let p = self.pods.remove(uid)?;
-        self.nodes[p.node].remove_pod(uid);
+        self.detach(p.node, uid);
         Some(p)
+    }
+
+    fn attach(&mut self, node: usize, info: Arc<PodInfo>) {
+        self.topology_account(&info, node, 1);
+        self.nodes[node].add_pod(info);
+    }
+
+    fn detach(&mut self, node: usize, uid: &str) {
+        if let Some(p) = self.nodes[node].remove_pod(uid) {
+            self.topology_account(&p, node, -1);
+        }
     }
 
     /// Effective priority: `spec.priority`, else the class's value, else the global default.

@@ -106,7 +106,7 @@ impl<'a> Cycle<'a> {
         }
         resources::fit(pod, node, spec, &reserved)?;
         if let Some(s) = spread {
-            spread::filter(s, pod, &spec.labels)?;
+            spread::filter(s, pod, node)?;
         }
         if let Some(s) = ipa {
             interpod::filter(s, pod, self.pod_ns, &spec.labels)?;
@@ -144,7 +144,7 @@ impl<'a> Cycle<'a> {
             add(nodes.iter().map(|(n, spec)| resources::balanced_allocation(pod, n, spec)).collect(), W_BALANCED);
         }
         if let Some(state) = spread::prescore(pod, cache, feasible) {
-            let raw: Vec<Option<i64>> = nodes.iter().map(|(n, _)| spread::score(&state, pod, n)).collect();
+            let raw: Vec<Option<i64>> = nodes.iter().map(|(n, _)| spread::score(&state, n)).collect();
             add(spread::normalize(&raw), W_SPREAD);
         }
         if let Some(state) = interpod::prescore(pod, cache) {
@@ -167,6 +167,7 @@ pub struct Sampling {
 /// Find the node for `pod`: `Ok(node id)` or why none fits.
 pub fn schedule(cache: &mut Cache, pod: &PodInfo, sampling: &mut Sampling, rng: &mut impl Rng) -> Result<usize, Failure> {
     cache.node_order();
+    spread::prepare(cache, pod);
     let cache: &Cache = cache;
     let order = cache.order();
     if order.is_empty() {

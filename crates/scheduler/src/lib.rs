@@ -23,6 +23,7 @@ pub mod quantity;
 pub mod queue;
 pub mod scheduler;
 pub mod selector;
+pub mod topology;
 
 pub use queue::QueueConfig;
 

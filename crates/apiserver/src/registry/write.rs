@@ -203,8 +203,18 @@ impl Registry {
             }
             None => {}
         }
-        // System-owned metadata never changes through an update.
+        // System-owned metadata never changes through an update; a uid that names another
+        // incarnation of the object is refused (clients use it as a precondition).
         let cur_meta = current.get("metadata").cloned().unwrap_or(json!({}));
+        let body_uid = meta::meta_str(desired, "uid");
+        let cur_uid = cur_meta.get("uid").and_then(Value::as_str).unwrap_or("");
+        if !body_uid.is_empty() && body_uid != cur_uid {
+            return Err(ApiError::invalid(info.group, info.kind, meta::name(current), &[FieldError {
+                reason: "FieldValueInvalid",
+                field: "metadata.uid".into(),
+                message: format!("Invalid value: \"{body_uid}\": field is immutable"),
+            }]));
+        }
         let m = meta::metadata_mut(desired);
         for k in ["uid", "creationTimestamp", "namespace", "name", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
             match cur_meta.get(k) {

@@ -42,7 +42,8 @@ pub fn tolerates(tol: &Toleration, taint: &Taint) -> bool {
         "Exists" => true,
         // An empty key only makes sense with Exists.
         "Equal" | "" => {
-            !key.is_empty() && tol.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
+            !key.is_empty()
+                && tol.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
         }
         _ => false,
     }
@@ -174,7 +175,10 @@ mod tests {
         assert!(tolerates(&tol(UNREACHABLE, "Exists", NO_EXECUTE, None), &t));
         assert!(tolerates(&tol(UNREACHABLE, "Exists", "", None), &t));
         assert!(tolerates(&tol("", "Exists", "", None), &t));
-        assert!(!tolerates(&tol(UNREACHABLE, "Exists", NO_SCHEDULE, None), &t));
+        assert!(!tolerates(
+            &tol(UNREACHABLE, "Exists", NO_SCHEDULE, None),
+            &t
+        ));
         assert!(!tolerates(&tol(NOT_READY, "Exists", NO_EXECUTE, None), &t));
         assert!(tolerates(&tol(UNREACHABLE, "Equal", NO_EXECUTE, None), &t));
         assert!(!tolerates(&tol("", "Equal", "", None), &t));
@@ -182,15 +186,24 @@ mod tests {
 
     #[test]
     fn verdicts() {
-        let taints = [taint(UNREACHABLE, NO_EXECUTE), taint(UNREACHABLE, NO_SCHEDULE)];
+        let taints = [
+            taint(UNREACHABLE, NO_EXECUTE),
+            taint(UNREACHABLE, NO_SCHEDULE),
+        ];
         assert_eq!(verdict(&taints, &[]), Verdict::EvictNow);
         let tols = [
             tol(UNREACHABLE, "Exists", NO_EXECUTE, Some(300)),
             tol("", "Exists", "", Some(2)),
         ];
         assert_eq!(verdict(&taints, &tols), Verdict::EvictAfter(2));
-        assert_eq!(verdict(&taints, &[tol("", "Exists", "", None)]), Verdict::Keep);
-        assert_eq!(verdict(&[taint(UNREACHABLE, NO_SCHEDULE)], &[]), Verdict::Keep);
+        assert_eq!(
+            verdict(&taints, &[tol("", "Exists", "", None)]),
+            Verdict::Keep
+        );
+        assert_eq!(
+            verdict(&[taint(UNREACHABLE, NO_SCHEDULE)], &[]),
+            Verdict::Keep
+        );
     }
 
     #[test]
@@ -217,8 +230,10 @@ mod tests {
             ]},
         }))
         .expect("node");
-        let keys: Vec<(String, String)> =
-            desired(&node).into_iter().map(|t| (t.key, t.effect)).collect();
+        let keys: Vec<(String, String)> = desired(&node)
+            .into_iter()
+            .map(|t| (t.key, t.effect))
+            .collect();
         assert!(keys.contains(&(NOT_READY.into(), NO_EXECUTE.into())));
         assert!(keys.contains(&(DISK_PRESSURE.into(), NO_SCHEDULE.into())));
         assert!(keys.contains(&(UNSCHEDULABLE.into(), NO_SCHEDULE.into())));

@@ -1,6 +1,7 @@
 //! What each subcommand does.
 
 mod datastore;
+mod images;
 pub mod server;
 mod simnodes;
 mod snapshot;
@@ -14,6 +15,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Snapshot { action } => snapshot::run(action).await,
         Command::Datastore { action } => datastore::run(action).await,
         Command::SimNodes(args) => simnodes::run(args).await,
+        Command::Images { action } => images::run(action).await,
     }
 }
 

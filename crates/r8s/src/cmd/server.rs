@@ -43,11 +43,25 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let client = client.clone();
         move || r8s_scheduler::run(client.clone(), r8s_scheduler::SchedulerConfig::default())
     }));
+    let mut agent = None;
     if !args.disable_agent {
-        tracing::warn!("the node agent is not implemented yet; running the control plane only");
+        let node_name = args
+            .node_name
+            .clone()
+            .or_else(r8s_apiserver::pki::detect_hostname)
+            .unwrap_or_else(|| "r8s-node".into());
+        let mut kcfg = r8s_kubelet::KubeletConfig::new(&node_name, node_ip, data_dir.clone());
+        kcfg.runtime_endpoint = args.container_runtime_endpoint.clone();
+        kcfg.cluster_cidr = args.cluster_cidr.clone();
+        kcfg.control_plane = true;
+        agent = Some(r8s_kubelet::Kubelet::start(client.clone(), kcfg).await.context("starting the node agent")?);
     }
     wait_for_signal().await;
     tracing::info!("shutting down");
+    if let Some(agent) = agent {
+        // Pods keep running; the next start adopts them.
+        agent.shutdown(false).await;
+    }
     running.abort();
     Ok(())
 }
@@ -61,23 +75,6 @@ pub async fn admin_client(kubeconfig: &std::path::Path) -> anyhow::Result<kube::
         .await
         .context("building the API client config")?;
     kube::Client::try_from(cfg).context("building the API client")
-}
-
-/// Run a component forever, restarting it (with backoff) when it returns or fails.
-async fn supervise<F, Fut>(name: &'static str, start: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
-{
-    let mut delay = std::time::Duration::from_millis(200);
-    loop {
-        match start().await {
-            Ok(()) => tracing::warn!(component = name, "stopped; restarting"),
-            Err(e) => tracing::error!(component = name, error = %format!("{e:#}"), "failed; restarting"),
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(std::time::Duration::from_secs(10));
-    }
 }
 
 async fn wait_for_signal() {

@@ -35,20 +35,25 @@ impl Server {
         Self::start_in(dir, extra)
     }
 
+    /// Start with the node agent (kubelet + supervised containerd) in the same process.
+    pub fn start_with_agent() -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::launch(dir, &[], true)
+    }
+
     /// Start in an existing data dir (restarts).
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Server {
+        Self::launch(dir, extra, false)
+    }
+
+    fn launch(dir: tempfile::TempDir, extra: &[&str], agent: bool) -> Server {
         let port = free_port();
         let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_r8s"))
             .args(["server", "--data-dir"])
             .arg(dir.path())
-            .args([
-                "--bind-address",
-                "127.0.0.1",
-                "--node-ip",
-                "127.0.0.1",
-                "--disable-agent",
-            ])
+            .args(["--bind-address", "127.0.0.1", "--node-ip", "127.0.0.1"])
+            .args(if agent { &[][..] } else { &["--disable-agent"][..] })
             .args(["--https-listen-port", &port.to_string()])
             .args(extra)
             .env("R8S_LOG", "info")
@@ -156,6 +161,21 @@ impl Server {
         self.dir.path()
     }
 
+    /// Stop the server with SIGTERM (a graceful shutdown: the agent stops its containerd)
+    /// and wait for it to exit.
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Stop the server (SIGKILL) and hand back the data dir.
     pub fn kill(mut self) -> tempfile::TempDir {
         let _ = self.child.kill();
@@ -166,8 +186,8 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // SIGTERM first so an agent stops its containerd; SIGKILL if it lingers.
+        self.terminate();
     }
 }
 

@@ -109,7 +109,7 @@ mod tests {
             "conditions": [{"type": "Ready", "status": "True"}]}}))
         .expect("node");
         let spec = NodeSpec::from_node(&n);
-        let mut info = NodeInfo::new("n");
+        let mut info = NodeInfo::new(0, "n");
         for (i, r) in pods.iter().enumerate() {
             let mut p = pod(r.clone());
             p.uid = format!("u{i}");

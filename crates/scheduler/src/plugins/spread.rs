@@ -2,13 +2,18 @@
 //! minimum over eligible domains, honouring `minDomains` and the node inclusion policies)
 //! and `ScheduleAnyway` constraints — or the system defaults for controller-owned pods —
 //! as a score.
+//!
+//! Counts come from the cache's incremental topology memos when every node with the keys
+//! is a domain (no node-inclusion restriction); otherwise they are computed by scanning
+//! the nodes as upstream does.
 
 use super::basic::node_affinity_matches;
 use crate::cache::{Cache, NodeInfo};
 use crate::framework::{MAX_NODE_SCORE, Plugin, Status};
 use crate::model::{Effect, NodeSpec, PodInfo, SpreadConstraint, tolerated};
-use crate::selector::{LabelSelector, Labels};
-use std::collections::HashMap;
+use crate::selector::LabelSelector;
+use crate::topology::{Domains, MISSING, Matcher};
+use std::borrow::Cow;
 
 pub const ERR_CONSTRAINTS: &str = "node(s) didn't match pod topology spread constraints";
 pub const ERR_MISSING_LABEL: &str = "node(s) didn't match pod topology spread constraints (missing required label)";
@@ -32,44 +37,97 @@ fn included(c: &SpreadConstraint, pod: &PodInfo, node: &NodeSpec) -> bool {
     true
 }
 
-fn has_keys<'c>(labels: &Labels, mut cs: impl Iterator<Item = &'c SpreadConstraint>) -> bool {
-    cs.all(|c| labels.contains_key(&c.topology_key))
+/// Whether the inclusion policies can exclude some nodes for this pod.
+fn restricted(c: &SpreadConstraint, pod: &PodInfo) -> bool {
+    c.honor_taints || (c.honor_affinity && (!pod.node_selector.is_empty() || pod.required_node_affinity.is_some()))
 }
 
-/// Upstream `countPodsMatchSelector`: same namespace, not terminating, selected (an empty
-/// or nil selector counts nothing); system-default constraints count siblings by owner.
-fn count_matching(node: &NodeInfo, c: &SpreadConstraint, pod: &PodInfo) -> i32 {
+/// Which pods `c` counts.
+fn matcher(c: &SpreadConstraint, pod: &PodInfo) -> Option<Matcher> {
     if c.by_owner {
-        let Some(owner) = &pod.owner_uid else { return 0 };
-        return node.pods.iter().filter(|p| !p.deleting && p.owner_uid.as_ref() == Some(owner)).count() as i32;
+        return pod.owner_uid.clone().map(Matcher::Owner);
     }
-    if c.selector.nothing || c.selector.is_everything() {
-        return 0;
-    }
-    node.pods
-        .iter()
-        .filter(|p| !p.deleting && p.namespace == pod.namespace && c.selector.matches(&p.labels))
-        .count() as i32
+    Some(Matcher::Selector { namespace: pod.namespace.clone(), selector: c.selector.clone() })
 }
 
-/// PreFilter state: matching pods per domain for each hard constraint.
+/// Matching pods on one node (the scan path).
+fn count_matching(node: &NodeInfo, m: &Option<Matcher>) -> i32 {
+    match m {
+        Some(m) => node.pods.iter().filter(|p| m.matches(p)).count() as i32,
+        None => 0,
+    }
+}
+
+fn domains_for<'a>(cache: &'a Cache, key: &str) -> Cow<'a, Domains> {
+    match cache.domains(key) {
+        Some(d) => Cow::Borrowed(d),
+        None => Cow::Owned(Domains::build(cache, key)),
+    }
+}
+
+/// Every node has either all keys or none (so per-key memos agree with "has all keys").
+fn keys_consistent(domains: &[Cow<Domains>]) -> bool {
+    if domains.len() < 2 {
+        return true;
+    }
+    let n = domains.iter().map(|d| d.of_node.len()).max().unwrap_or(0);
+    (0..n).all(|id| {
+        let first = domains[0].of(id) == MISSING;
+        domains[1..].iter().all(|d| (d.of(id) == MISSING) == first)
+    })
+}
+
+fn has_all(domains: &[Cow<Domains>], node: usize) -> bool {
+    domains.iter().all(|d| d.of(node) != MISSING)
+}
+
+/// Build the cache indexes this pod's constraints will use (before a cycle borrows the
+/// cache immutably).
+pub fn prepare(cache: &mut Cache, pod: &PodInfo) {
+    let (soft, _) = soft_constraints(pod);
+    for c in pod.spread.iter().filter(|c| c.hard).chain(soft.iter()) {
+        cache.prepare_domains(&c.topology_key);
+        if !restricted(c, pod)
+            && let Some(m) = matcher(c, pod)
+        {
+            cache.prepare_memo(&m, &c.topology_key);
+        }
+    }
+}
+
+/// Memo counts for every constraint, when usable.
+fn memo_counts(cache: &Cache, pod: &PodInfo, cs: &[&SpreadConstraint], domains: &[Cow<Domains>]) -> Option<Vec<Vec<i32>>> {
+    if cs.iter().any(|c| restricted(c, pod)) || !keys_consistent(domains) {
+        return None;
+    }
+    cs.iter()
+        .map(|c| matcher(c, pod).and_then(|m| cache.memo(&m, &c.topology_key)).map(|m| m.counts.clone()))
+        .collect()
+}
+
+/// PreFilter state: matching pods per domain id for each hard constraint.
 #[derive(Debug, Clone)]
 pub struct FilterState<'a> {
     pub constraints: Vec<&'a SpreadConstraint>,
-    pub counts: Vec<HashMap<&'a str, i32>>,
-    /// Minimum over `counts[i]` (i32::MAX when there are no domains).
+    domains: Vec<Cow<'a, Domains>>,
+    /// −1 marks a value that is not an eligible domain.
+    counts: Vec<Vec<i32>>,
+    /// Minimum over eligible domains (i32::MAX when none).
     min: Vec<i32>,
+    eligible: Vec<i32>,
 }
 
-impl<'a> FilterState<'a> {
-    fn recompute_min(&mut self, i: usize) {
-        self.min[i] = self.counts[i].values().copied().min().unwrap_or(i32::MAX);
+impl FilterState<'_> {
+    fn recompute(&mut self, i: usize) {
+        let valid = self.counts[i].iter().copied().filter(|c| *c >= 0);
+        self.min[i] = valid.clone().min().unwrap_or(i32::MAX);
+        self.eligible[i] = valid.count() as i32;
     }
 
     /// Account `existing` on `node` (`delta` ±1; used by preemption).
-    pub fn update_with_pod(&mut self, pod: &PodInfo, existing: &PodInfo, node: &'a NodeInfo, delta: i32) {
+    pub fn update_with_pod(&mut self, pod: &PodInfo, existing: &PodInfo, node: &NodeInfo, delta: i32) {
         let Some(spec) = &node.spec else { return };
-        if existing.namespace != pod.namespace || !has_keys(&spec.labels, self.constraints.iter().copied()) {
+        if existing.deleting || existing.namespace != pod.namespace || !has_all(&self.domains, node.id) {
             return;
         }
         for i in 0..self.constraints.len() {
@@ -77,10 +135,10 @@ impl<'a> FilterState<'a> {
             if !c.selector.matches(&existing.labels) || !included(c, pod, spec) {
                 continue;
             }
-            if let Some(v) = spec.labels.get(&c.topology_key) {
-                *self.counts[i].entry(v.as_str()).or_insert(0) += delta;
-                self.recompute_min(i);
-            }
+            let d = self.domains[i].of(node.id) as usize;
+            let slot = &mut self.counts[i][d];
+            *slot = (*slot).max(0) + delta;
+            self.recompute(i);
         }
     }
 }
@@ -94,37 +152,47 @@ pub fn prefilter<'a>(pod: &'a PodInfo, cache: &'a Cache) -> Result<Option<Filter
     if constraints.is_empty() {
         return Ok(None);
     }
-    let mut counts: Vec<HashMap<&str, i32>> = constraints.iter().map(|_| HashMap::new()).collect();
-    for node in &cache.nodes {
-        let Some(spec) = &node.spec else { continue };
-        if !has_keys(&spec.labels, constraints.iter().copied()) {
-            continue;
-        }
-        for (i, c) in constraints.iter().enumerate() {
-            if !included(c, pod, spec) {
-                continue;
+    let domains: Vec<Cow<Domains>> = constraints.iter().map(|c| domains_for(cache, &c.topology_key)).collect();
+    let counts = match memo_counts(cache, pod, &constraints, &domains) {
+        Some(c) => c,
+        None => {
+            let matchers: Vec<Option<Matcher>> = constraints.iter().map(|c| matcher(c, pod)).collect();
+            let mut counts: Vec<Vec<i32>> = domains.iter().map(|d| vec![-1; d.values.len()]).collect();
+            for node in &cache.nodes {
+                let Some(spec) = &node.spec else { continue };
+                if !has_all(&domains, node.id) {
+                    continue;
+                }
+                for (i, c) in constraints.iter().enumerate() {
+                    if !included(c, pod, spec) {
+                        continue;
+                    }
+                    let slot = &mut counts[i][domains[i].of(node.id) as usize];
+                    *slot = (*slot).max(0) + count_matching(node, &matchers[i]);
+                }
             }
-            let Some(v) = spec.labels.get(&c.topology_key) else { continue };
-            *counts[i].entry(v.as_str()).or_insert(0) += count_matching(node, c, pod);
+            counts
         }
-    }
-    let mut s = FilterState { min: vec![i32::MAX; constraints.len()], constraints, counts };
-    for i in 0..s.constraints.len() {
-        s.recompute_min(i);
+    };
+    let n = constraints.len();
+    let mut s = FilterState { constraints, domains, counts, min: vec![i32::MAX; n], eligible: vec![0; n] };
+    for i in 0..n {
+        s.recompute(i);
     }
     Ok(Some(s))
 }
 
 /// Filter: for each hard constraint, `matching in the node's domain + self − global minimum`
 /// must not exceed `maxSkew`.
-pub fn filter(state: &FilterState, pod: &PodInfo, labels: &Labels) -> Result<(), Status> {
+pub fn filter(state: &FilterState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Status> {
     for (i, c) in state.constraints.iter().enumerate() {
-        let Some(v) = labels.get(&c.topology_key) else {
+        let d = state.domains[i].of(node.id);
+        if d == MISSING {
             return Err(Status::unresolvable(Plugin::PodTopologySpread, ERR_MISSING_LABEL));
-        };
-        let min = if (state.counts[i].len() as i32) < c.min_domains { 0 } else { state.min[i] };
+        }
+        let min = if state.eligible[i] < c.min_domains { 0 } else { state.min[i] };
         let self_match = i32::from(c.selector.matches(&pod.labels));
-        let matching = state.counts[i].get(v.as_str()).copied().unwrap_or(0);
+        let matching = state.counts[i][d as usize].max(0);
         if matching as i64 + self_match as i64 - min as i64 > c.max_skew as i64 {
             return Err(Status::unschedulable(Plugin::PodTopologySpread, ERR_CONSTRAINTS));
         }
@@ -156,35 +224,34 @@ fn soft_constraints(pod: &PodInfo) -> (Vec<SpreadConstraint>, bool) {
 
 /// PreScore state.
 #[derive(Debug)]
-pub struct ScoreState {
+pub struct ScoreState<'a> {
     constraints: Vec<SpreadConstraint>,
     require_all: bool,
-    /// Matching pods per domain value (non-hostname constraints).
-    counts: Vec<HashMap<String, i64>>,
+    domains: Vec<Cow<'a, Domains>>,
+    /// Matching pods per domain id (meaningful for domains of feasible nodes).
+    counts: Vec<Vec<i64>>,
     weights: Vec<f64>,
 }
 
 /// PreScore over the feasible nodes; `None` when there is nothing to score.
-pub fn prescore(pod: &PodInfo, cache: &Cache, feasible: &[usize]) -> Option<ScoreState> {
+pub fn prescore<'a>(pod: &PodInfo, cache: &'a Cache, feasible: &[usize]) -> Option<ScoreState<'a>> {
     let (constraints, system) = soft_constraints(pod);
     if constraints.is_empty() {
         return None;
     }
     let require_all = !system;
-    let mut counts: Vec<HashMap<String, i64>> = constraints.iter().map(|_| HashMap::new()).collect();
+    let domains: Vec<Cow<Domains>> = constraints.iter().map(|c| domains_for(cache, &c.topology_key)).collect();
+    let mut present: Vec<Vec<bool>> = domains.iter().map(|d| vec![false; d.values.len()]).collect();
     let mut ignored = 0usize;
     for &id in feasible {
-        let Some(spec) = &cache.nodes[id].spec else { continue };
-        if require_all && !has_keys(&spec.labels, constraints.iter()) {
+        if require_all && !has_all(&domains, id) {
             ignored += 1;
             continue;
         }
-        for (i, c) in constraints.iter().enumerate() {
-            if c.topology_key == HOSTNAME {
-                continue;
-            }
-            if let Some(v) = spec.labels.get(&c.topology_key) {
-                counts[i].entry(v.clone()).or_insert(0);
+        for (i, d) in domains.iter().enumerate() {
+            let v = d.of(id);
+            if v != MISSING {
+                present[i][v as usize] = true;
             }
         }
     }
@@ -192,46 +259,60 @@ pub fn prescore(pod: &PodInfo, cache: &Cache, feasible: &[usize]) -> Option<Scor
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            let size = if c.topology_key == HOSTNAME { feasible.len() - ignored } else { counts[i].len() };
+            let size = if c.topology_key == HOSTNAME { feasible.len() - ignored } else { present[i].iter().filter(|p| **p).count() };
             ((size + 2) as f64).ln()
         })
         .collect();
-    if constraints.iter().any(|c| c.topology_key != HOSTNAME) {
-        for node in &cache.nodes {
-            let Some(spec) = &node.spec else { continue };
-            if require_all && !has_keys(&spec.labels, constraints.iter()) {
-                continue;
-            }
-            for (i, c) in constraints.iter().enumerate() {
-                if c.topology_key == HOSTNAME || !included(c, pod, spec) {
+    let refs: Vec<&SpreadConstraint> = constraints.iter().collect();
+    let memo = if require_all { memo_counts(cache, pod, &refs, &domains) } else { memo_counts_each(cache, pod, &refs) };
+    let counts: Vec<Vec<i64>> = match memo {
+        Some(c) => c.into_iter().map(|v| v.into_iter().map(i64::from).collect()).collect(),
+        None => {
+            let matchers: Vec<Option<Matcher>> = constraints.iter().map(|c| matcher(c, pod)).collect();
+            let mut counts: Vec<Vec<i64>> = domains.iter().map(|d| vec![0; d.values.len()]).collect();
+            for node in &cache.nodes {
+                let Some(spec) = &node.spec else { continue };
+                if require_all && !has_all(&domains, node.id) {
                     continue;
                 }
-                let Some(v) = spec.labels.get(&c.topology_key) else { continue };
-                if let Some(n) = counts[i].get_mut(v.as_str()) {
-                    *n += count_matching(node, c, pod) as i64;
+                for (i, c) in constraints.iter().enumerate() {
+                    let d = domains[i].of(node.id);
+                    if d == MISSING || !present[i][d as usize] || !included(c, pod, spec) {
+                        continue;
+                    }
+                    counts[i][d as usize] += count_matching(node, &matchers[i]) as i64;
                 }
             }
+            counts
         }
+    };
+    Some(ScoreState { constraints, require_all, domains, counts, weights })
+}
+
+/// Memo counts per constraint without the all-keys requirement (system defaults).
+fn memo_counts_each(cache: &Cache, pod: &PodInfo, cs: &[&SpreadConstraint]) -> Option<Vec<Vec<i32>>> {
+    if cs.iter().any(|c| restricted(c, pod)) {
+        return None;
     }
-    Some(ScoreState { constraints, require_all, counts, weights })
+    cs.iter()
+        .map(|c| matcher(c, pod).and_then(|m| cache.memo(&m, &c.topology_key)).map(|m| m.counts.clone()))
+        .collect()
 }
 
 /// Raw score of one feasible node (more matching pods → higher); `None` for nodes missing
 /// a topology key (they end with score 0).
-pub fn score(state: &ScoreState, pod: &PodInfo, node: &NodeInfo) -> Option<i64> {
-    let spec = node.spec.as_ref()?;
-    if state.require_all && !has_keys(&spec.labels, state.constraints.iter()) {
+pub fn score(state: &ScoreState, node: &NodeInfo) -> Option<i64> {
+    node.spec.as_ref()?;
+    if state.require_all && !has_all(&state.domains, node.id) {
         return None;
     }
     let mut total = 0f64;
     for (i, c) in state.constraints.iter().enumerate() {
-        let Some(v) = spec.labels.get(&c.topology_key) else { continue };
-        let cnt = if c.topology_key == HOSTNAME {
-            count_matching(node, c, pod) as i64
-        } else {
-            state.counts[i].get(v.as_str()).copied().unwrap_or(0)
-        };
-        total += cnt as f64 * state.weights[i] + (c.max_skew - 1) as f64;
+        let d = state.domains[i].of(node.id);
+        if d == MISSING {
+            continue;
+        }
+        total += state.counts[i][d as usize] as f64 * state.weights[i] + (c.max_skew - 1) as f64;
     }
     Some(total.round() as i64)
 }
@@ -299,15 +380,23 @@ mod tests {
         c
     }
 
-    fn verdicts(c: &Cache, p: &PodInfo) -> Vec<&'static str> {
+    fn verdicts_once(c: &Cache, p: &PodInfo) -> Vec<&'static str> {
         let s = prefilter(p, c).expect("prefilter").expect("state");
         (0..5)
-            .map(|i| match filter(&s, p, c.nodes[c.node_id(&format!("n{i}")).expect("n")].labels()) {
+            .map(|i| match filter(&s, p, &c.nodes[c.node_id(&format!("n{i}")).expect("n")]) {
                 Ok(()) => "ok",
                 Err(e) if e.reasons[0] == ERR_MISSING_LABEL => "missing",
                 Err(_) => "skew",
             })
             .collect()
+    }
+
+    /// Verdicts by scanning nodes, checked equal to those from the cache's memos.
+    fn verdicts(c: &mut Cache, p: &PodInfo) -> Vec<&'static str> {
+        let scanned = verdicts_once(c, p);
+        prepare(c, p);
+        assert_eq!(verdicts_once(c, p), scanned, "memo and scan disagree");
+        scanned
     }
 
     #[test]
@@ -353,8 +442,8 @@ mod tests {
             ),
         ];
         for (name, placed, p, want) in cases {
-            let c = cluster(&placed, None);
-            assert_eq!(verdicts(&c, &p), want, "{name}");
+            let mut c = cluster(&placed, None);
+            assert_eq!(verdicts(&mut c, &p), want, "{name}");
         }
     }
 
@@ -366,11 +455,11 @@ mod tests {
         let mut p = pod("p", json!({"app": "web"}), json!([constraint("zone", 1, json!({}))]));
         p.node_selector.insert("kubernetes.io/hostname".into(), "n2".into());
         let s = prefilter(&p, &c).expect("ok").expect("state");
-        assert_eq!(s.counts[0].len(), 1, "only n2's zone is eligible");
+        assert_eq!(s.eligible[0], 1, "only n2's zone is eligible");
         let mut p2 = p.clone();
         p2.spread[0].honor_affinity = false;
         let s2 = prefilter(&p2, &c).expect("ok").expect("state");
-        assert_eq!(s2.counts[0].len(), 3);
+        assert_eq!(s2.eligible[0], 3);
     }
 
     #[test]
@@ -379,9 +468,9 @@ mod tests {
         let p = pod("p", json!({"app": "web"}), json!([constraint("zone", 1, json!({}))]));
         let mut s = prefilter(&p, &c).expect("ok").expect("state");
         let n0 = &c.nodes[c.node_id("n0").expect("n0")];
-        assert!(filter(&s, &p, n0.labels()).is_err());
+        assert!(filter(&s, &p, n0).is_err());
         s.update_with_pod(&p, &n0.pods[0], n0, -1);
-        assert!(filter(&s, &p, n0.labels()).is_ok());
+        assert!(filter(&s, &p, n0).is_ok());
     }
 
     #[test]
@@ -391,7 +480,7 @@ mod tests {
             "labelSelector": {"matchLabels": {"app": "web"}}}]));
         let feasible: Vec<usize> = (0..5).map(|i| c.node_id(&format!("n{i}")).expect("n")).collect();
         let s = prescore(&p, &c, &feasible).expect("state");
-        let raw: Vec<Option<i64>> = feasible.iter().map(|&i| score(&s, &p, &c.nodes[i])).collect();
+        let raw: Vec<Option<i64>> = feasible.iter().map(|&i| score(&s, &c.nodes[i])).collect();
         // 3 zones among feasible nodes → weight ln(5); a: 2 pods, b: 1, c: 0; n4 ignored.
         let w = 5f64.ln();
         assert_eq!(raw, vec![Some((2.0 * w).round() as i64), Some((2.0 * w).round() as i64), Some(w.round() as i64), Some(0), None]);
@@ -414,7 +503,7 @@ mod tests {
         let p = owned("p", "");
         let feasible: Vec<usize> = (0..5).map(|i| c.node_id(&format!("n{i}")).expect("n")).collect();
         let s = prescore(&p, &c, &feasible).expect("defaults apply");
-        let raw: Vec<Option<i64>> = feasible.iter().map(|&i| score(&s, &p, &c.nodes[i])).collect();
+        let raw: Vec<Option<i64>> = feasible.iter().map(|&i| score(&s, &c.nodes[i])).collect();
         let norm = normalize(&raw);
         // The test nodes carry no standard zone label, so only hostname spreading counts.
         assert!(norm[0] < norm[1] && norm[1] == norm[2], "{norm:?}");

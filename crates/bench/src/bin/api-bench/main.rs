@@ -64,6 +64,8 @@ struct Args {
 
 /// One result line.
 struct Row {
+    /// Process CPU time (client and server together) per operation.
+    cpu_per_op: Duration,
     target: &'static str,
     workload: String,
     clients: usize,
@@ -72,11 +74,36 @@ struct Row {
 
 struct Report {
     rows: Vec<Row>,
+    /// Process CPU seconds when the current workload started.
+    mark: f64,
+}
+
+/// CPU time (user + system) of this process so far, in seconds, from /proc (USER_HZ is
+/// 100 on Linux).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start at state (field 3).
+    let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 impl Report {
+    /// Start measuring the CPU of the next workload.
+    fn mark(&mut self) {
+        self.mark = cpu_seconds();
+    }
+
     fn push(&mut self, target: &'static str, workload: &str, clients: usize, m: &Measurement) {
         let summary = m.summary();
+        let cpu = (cpu_seconds() - self.mark).max(0.0);
+        let cpu_per_op = Duration::from_secs_f64(cpu / summary.ops.max(1) as f64);
         eprintln!(
             "{target:>5} {workload:<22} clients={clients:<5} {:>9.0} ops/s  p50 {} ms  p99 {} ms",
             summary.ops_per_sec,
@@ -84,6 +111,7 @@ impl Report {
             ms(summary.p99)
         );
         self.rows.push(Row {
+            cpu_per_op,
             target,
             workload: workload.to_string(),
             clients,
@@ -104,7 +132,10 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     let base = args.data_dir.clone().unwrap_or_else(std::env::temp_dir);
     let payload = "x".repeat(args.value_size);
-    let mut report = Report { rows: Vec::new() };
+    let mut report = Report {
+        rows: Vec::new(),
+        mark: 0.0,
+    };
 
     let server = r8s_apiserver::testing::TestServer::start().await;
     let client = client::Client::from_kubeconfig(&server.kubeconfig)?;
@@ -138,15 +169,21 @@ async fn main() -> Result<()> {
         .filter(|_| want("create") || want("get"))
     {
         let ns = format!("bench-c{c}");
+        report.mark();
         let m = workloads::raw_create(&raw, &ns, args.ops, c, &payload).await?;
-        let a = workloads::api_create(&client, &ns, args.ops, c, &payload).await?;
         if want("create") {
             report.push("raw", "create", c, &m);
-            report.push("api", "create", c, &a);
+        }
+        report.mark();
+        let m = workloads::api_create(&client, &ns, args.ops, c, &payload).await?;
+        if want("create") {
+            report.push("api", "create", c, &m);
         }
         if want("get") {
+            report.mark();
             let m = workloads::raw_get(&raw, &ns, args.ops, args.ops, c).await?;
             report.push("raw", "get", c, &m);
+            report.mark();
             let m = workloads::api_get(&client, &ns, args.ops, args.ops, c).await?;
             report.push("api", "get", c, &m);
         }
@@ -170,6 +207,7 @@ async fn main() -> Result<()> {
             .context("spawn r8s server (build it with --release)")?;
         tokio::time::sleep(Duration::from_secs(3)).await;
         memory.push(("idle after bootstrap".to_string(), spawned.rss_kib()?));
+        report.mark();
         let m = rss::create_pods(&spawned.client, args.pods, 64).await?;
         report.push("srv", &format!("create {} pods", args.pods), 64, &m);
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -187,12 +225,14 @@ async fn list(
     payload: &str,
     report: &mut Report,
 ) -> Result<()> {
-    (raw, "bench-list", args.list_keys, 16, payload).await?;
+    workloads::raw_create(raw, "bench-list", args.list_keys, 16, payload).await?;
     workloads::api_create(client, "bench-list", args.list_keys, 16, payload).await?;
     let list_name = format!("list {}", args.list_keys);
     for &c in &args.clients {
+        report.mark();
         let m = workloads::raw_list(raw, "bench-list", args.list_ops, c).await?;
         report.push("raw", &list_name, c, &m);
+        report.mark();
         let m = workloads::api_list(client, "bench-list", args.list_ops, c).await?;
         report.push("api", &list_name, c, &m);
     }
@@ -218,9 +258,11 @@ async fn watch(
         )
         .await?;
     for &w in &args.watchers {
+        report.mark();
         let f = workloads::raw_watch(raw, "bench-watch", w, args.watch_changes, payload).await?;
         report.push("raw", "watch: all delivered", w, &f.all_delivered);
         report.push("raw", "watch: each delivery", w, &f.deliveries);
+        report.mark();
         let f = workloads::api_watch(client, "bench-watch", w, args.watch_changes).await?;
         report.push("api", "watch: all delivered", w, &f.all_delivered);
         report.push("api", "watch: each delivery", w, &f.deliveries);
@@ -229,12 +271,14 @@ async fn watch(
 }
 
 fn print_report(args: &Args, report: &Report, memory: &[(String, u64)]) {
-    println!("| target | workload | clients | ops | ops/s | p50 ms | p99 ms | max ms |");
-    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| target | workload | clients | ops | ops/s | p50 ms | p99 ms | max ms | CPU µs/op |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for r in &report.rows {
         let s = r.summary;
         println!(
-            "| {} | {} | {} | {} | {:.0} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} |",
             r.target,
             r.workload,
             r.clients,
@@ -242,7 +286,13 @@ fn print_report(args: &Args, report: &Report, memory: &[(String, u64)]) {
             s.ops_per_sec,
             ms(s.p50),
             ms(s.p99),
-            ms(s.max)
+            ms(s.max),
+            // The spawned server's CPU is not this process's.
+            if r.target == "srv" {
+                "-".to_string()
+            } else {
+                format!("{:.0}", r.cpu_per_op.as_secs_f64() * 1e6)
+            }
         );
     }
     println!();
