@@ -9,6 +9,7 @@
 //! - [`selector`]: label and field selectors.
 
 pub mod catalog;
+pub mod conversion;
 pub mod discovery;
 pub mod fieldvalidation;
 pub mod managedfields;

@@ -113,8 +113,10 @@ pub fn set_resource_version(obj: &mut Value, rev: i64) {
     crate::meta::metadata_mut(obj).insert("resourceVersion".into(), Value::String(rev.to_string()));
 }
 
-/// Set apiVersion/kind as served by `info`.
+/// Convert a storage-form object to the version served by `info` and set its
+/// apiVersion/kind.
 pub fn set_type_meta(info: &ResourceInfo, obj: &mut Value) {
+    r8s_api::conversion::from_storage(info, obj);
     if let Some(map) = obj.as_object_mut() {
         map.insert("apiVersion".into(), Value::String(info.api_version()));
         map.insert("kind".into(), Value::String(info.kind.to_string()));

@@ -28,6 +28,7 @@ impl Registry {
         opts: &WriteOptions,
     ) -> ApiResult<Value> {
         check_type_meta(info, &obj)?;
+        r8s_api::conversion::to_storage(info, &mut obj);
         let namespace = self.resolve_namespace(info, namespace, &mut obj)?;
         {
             let m = meta::metadata_mut(&mut obj);
@@ -98,9 +99,13 @@ impl Registry {
     {
         let namespace = namespace.filter(|_| info.namespaced);
         for _ in 0..UPDATE_RETRIES {
-            let (current, kv) = self.get_kv(info, namespace, name).await?;
-            let mut desired = mutate(&current)?;
+            let (served, kv) = self.get_kv(info, namespace, name).await?;
+            let mut desired = mutate(&served)?;
+            // Strategies and comparisons work on the storage version.
+            let mut current = served.clone();
+            r8s_api::conversion::to_storage(info, &mut current);
             check_type_meta(info, &desired)?;
+            r8s_api::conversion::to_storage(info, &mut desired);
             let pinned_rv = meta::meta_str(&desired, "resourceVersion").to_string();
             if !pinned_rv.is_empty() && pinned_rv != kv.mod_revision.to_string() {
                 return Err(ApiError::conflict(info.group, info.plural, name));

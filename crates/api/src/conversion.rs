@@ -1,0 +1,114 @@
+//! Conversion between served versions and the storage version of a resource. Today one
+//! resource needs it: HorizontalPodAutoscaler, served as autoscaling/v1 and v2 and stored
+//! as v2. The v1 view carries only the CPU utilization target (as upstream's v1 does);
+//! other v2 metrics survive a v1 read but not a v1 write.
+
+use crate::catalog::ResourceInfo;
+use serde_json::{Value, json};
+
+/// Convert an object written through `info`'s version into the storage version.
+pub fn to_storage(info: &ResourceInfo, obj: &mut Value) {
+    if is_hpa_v1(info) {
+        hpa_v1_to_v2(obj);
+    }
+}
+
+/// Convert a stored object into `info`'s (served) version.
+pub fn from_storage(info: &ResourceInfo, obj: &mut Value) {
+    if is_hpa_v1(info) {
+        hpa_v2_to_v1(obj);
+    }
+}
+
+fn is_hpa_v1(info: &ResourceInfo) -> bool {
+    info.group == "autoscaling" && info.kind == "HorizontalPodAutoscaler" && info.version == "v1"
+}
+
+fn hpa_v1_to_v2(obj: &mut Value) {
+    let Some(map) = obj.as_object_mut() else { return };
+    map.insert("apiVersion".into(), json!("autoscaling/v2"));
+    if let Some(spec) = map.get_mut("spec").and_then(Value::as_object_mut) {
+        let target = spec.remove("targetCPUUtilizationPercentage");
+        if let Some(t) = target.filter(|t| !t.is_null()) {
+            spec.insert(
+                "metrics".into(),
+                json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": t}}}]),
+            );
+        }
+    }
+    if let Some(status) = map.get_mut("status").and_then(Value::as_object_mut) {
+        if let Some(c) = status.remove("currentCPUUtilizationPercentage").filter(|c| !c.is_null()) {
+            status.insert(
+                "currentMetrics".into(),
+                json!([{"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": c}}}]),
+            );
+        }
+    }
+}
+
+/// The CPU utilization figure of a v2 metric list (`target` or `current`).
+fn cpu_utilization(metrics: Option<&Value>, field: &str) -> Option<Value> {
+    metrics?.as_array()?.iter().find_map(|m| {
+        let r = m.get("resource")?;
+        (m.get("type")?.as_str()? == "Resource" && r.get("name")?.as_str()? == "cpu")
+            .then(|| r.get(field)?.get("averageUtilization").cloned())
+            .flatten()
+    })
+}
+
+fn hpa_v2_to_v1(obj: &mut Value) {
+    let Some(map) = obj.as_object_mut() else { return };
+    map.insert("apiVersion".into(), json!("autoscaling/v1"));
+    if let Some(spec) = map.get_mut("spec").and_then(Value::as_object_mut) {
+        let target = cpu_utilization(spec.get("metrics"), "target");
+        spec.remove("metrics");
+        spec.remove("behavior");
+        if let Some(t) = target {
+            spec.insert("targetCPUUtilizationPercentage".into(), t);
+        }
+    }
+    if let Some(status) = map.get_mut("status").and_then(Value::as_object_mut) {
+        let current = cpu_utilization(status.get("currentMetrics"), "current");
+        status.remove("currentMetrics");
+        status.remove("conditions");
+        if let Some(c) = current {
+            status.insert("currentCPUUtilizationPercentage".into(), c);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(version: &str) -> &'static ResourceInfo {
+        crate::catalog::find("autoscaling", version, "horizontalpodautoscalers").expect("hpa")
+    }
+
+    #[test]
+    fn v1_round_trips_through_v2_storage() {
+        let mut v1 = json!({
+            "apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "h"},
+            "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web", "apiVersion": "apps/v1"},
+                     "minReplicas": 1, "maxReplicas": 5, "targetCPUUtilizationPercentage": 50},
+            "status": {"currentReplicas": 1, "desiredReplicas": 1, "currentCPUUtilizationPercentage": 20}
+        });
+        let original = v1.clone();
+        to_storage(info("v1"), &mut v1);
+        assert_eq!(v1["apiVersion"], "autoscaling/v2");
+        assert_eq!(v1["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 50);
+        assert!(v1["spec"].get("targetCPUUtilizationPercentage").is_none());
+        from_storage(info("v1"), &mut v1);
+        assert_eq!(v1, original);
+    }
+
+    #[test]
+    fn v2_objects_are_untouched_for_v2_clients() {
+        let mut v2 = json!({"apiVersion": "autoscaling/v2", "spec": {"metrics": []}});
+        let before = v2.clone();
+        to_storage(info("v2"), &mut v2);
+        from_storage(info("v2"), &mut v2);
+        assert_eq!(v2, before);
+    }
+}
