@@ -159,3 +159,29 @@ fn bad_input_gets_statuses() {
     let err = s.fails(&["get", "pods", "-l", "a in (b"]);
     assert!(!err.is_empty());
 }
+
+#[test]
+fn get_watch_streams_changes_and_json_output() {
+    let s = Server::start();
+    let kc = s.kubeconfig.clone();
+    let home = s.data_dir().to_path_buf();
+    let watcher = std::thread::spawn(move || {
+        std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kc)
+            .args(["get", "configmaps", "-w", "--request-timeout=4s"])
+            .env("HOME", home)
+            .output()
+            .expect("kubectl get -w")
+    });
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    s.ok(&["create", "configmap", "watched", "--from-literal=a=1"]);
+    s.ok(&["label", "configmap", "watched", "x=y"]);
+    let out = watcher.join().expect("join");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("NAME"), "{text}");
+    assert!(text.matches("watched").count() >= 2, "an ADDED and a MODIFIED row expected:\n{text}");
+    let json = s.ok(&["get", "configmap", "watched", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(v["metadata"]["labels"]["x"], "y");
+}
