@@ -36,13 +36,13 @@ fn hpa_v1_to_v2(obj: &mut Value) {
             );
         }
     }
-    if let Some(status) = map.get_mut("status").and_then(Value::as_object_mut) {
-        if let Some(c) = status.remove("currentCPUUtilizationPercentage").filter(|c| !c.is_null()) {
-            status.insert(
-                "currentMetrics".into(),
-                json!([{"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": c}}}]),
-            );
-        }
+    if let Some(status) = map.get_mut("status").and_then(Value::as_object_mut)
+        && let Some(c) = status.remove("currentCPUUtilizationPercentage").filter(|c| !c.is_null())
+    {
+        status.insert(
+            "currentMetrics".into(),
+            json!([{"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": c}}}]),
+        );
     }
 }
 

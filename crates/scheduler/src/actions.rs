@@ -23,7 +23,13 @@ fn now() -> String {
 }
 
 /// `POST pods/NAME/binding`.
-pub async fn bind(client: kube::Client, namespace: &str, name: &str, uid: &str, node: &str) -> Result<(), kube::Error> {
+pub async fn bind(
+    client: kube::Client,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    node: &str,
+) -> Result<(), kube::Error> {
     let api: Api<Pod> = Api::namespaced(client, namespace);
     let binding = json!({
         "apiVersion": "v1",
@@ -31,7 +37,9 @@ pub async fn bind(client: kube::Client, namespace: &str, name: &str, uid: &str, 
         "metadata": {"name": name, "namespace": namespace, "uid": uid},
         "target": {"apiVersion": "v1", "kind": "Node", "name": node},
     });
-    api.create_subresource::<Value, Value>("binding", name, &PostParams::default(), &binding).await.map(|_| ())
+    api.create_subresource::<Value, Value>("binding", name, &PostParams::default(), &binding)
+        .await
+        .map(|_| ())
 }
 
 /// The status patch for an unschedulable pod: the PodScheduled condition, and optionally a
@@ -52,14 +60,27 @@ pub fn unschedulable_status(reason: &str, message: &str, nominated: Option<&str>
 }
 
 /// Strategic-merge-patch a pod's status (conditions merge by `type`).
-pub async fn patch_status(client: kube::Client, namespace: &str, name: &str, patch: Value) -> Result<(), kube::Error> {
+pub async fn patch_status(
+    client: kube::Client,
+    namespace: &str,
+    name: &str,
+    patch: Value,
+) -> Result<(), kube::Error> {
     let api: Api<Pod> = Api::namespaced(client, namespace);
-    api.patch_status(name, &PatchParams::default(), &Patch::Strategic(patch)).await.map(|_| ())
+    api.patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .map(|_| ())
 }
 
 /// Preempt a victim as upstream does: mark it with a DisruptionTarget condition, then
 /// delete it (graceful; the kubelet finishes it). Already-gone victims are fine.
-pub async fn preempt_victim(client: kube::Client, namespace: &str, name: &str, uid: &str, scheduler: &str) -> Result<(), kube::Error> {
+pub async fn preempt_victim(
+    client: kube::Client,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    scheduler: &str,
+) -> Result<(), kube::Error> {
     let condition = json!({"status": {"conditions": [{
         "type": "DisruptionTarget",
         "status": "True",
@@ -74,7 +95,10 @@ pub async fn preempt_victim(client: kube::Client, namespace: &str, name: &str, u
     }
     let api: Api<Pod> = Api::namespaced(client, namespace);
     let dp = DeleteParams {
-        preconditions: Some(Preconditions { uid: Some(uid.to_string()), resource_version: None }),
+        preconditions: Some(Preconditions {
+            uid: Some(uid.to_string()),
+            resource_version: None,
+        }),
         ..Default::default()
     };
     match api.delete(name, &dp).await {

@@ -29,12 +29,19 @@ pub struct NodeInfo {
 
 impl NodeInfo {
     pub fn new(id: usize, name: &str) -> Self {
-        NodeInfo { id, name: name.to_string(), ..Default::default() }
+        NodeInfo {
+            id,
+            name: name.to_string(),
+            ..Default::default()
+        }
     }
 
     pub fn labels(&self) -> &Labels {
         static EMPTY: std::sync::OnceLock<Labels> = std::sync::OnceLock::new();
-        self.spec.as_ref().map(|s| &s.labels).unwrap_or_else(|| EMPTY.get_or_init(Labels::new))
+        self.spec
+            .as_ref()
+            .map(|s| &s.labels)
+            .unwrap_or_else(|| EMPTY.get_or_init(Labels::new))
     }
 
     pub fn add_pod(&mut self, p: Arc<PodInfo>) {
@@ -113,13 +120,25 @@ pub struct Cache {
     nominated_by_uid: HashMap<String, String>,
     /// Topology spread indexes.
     pub(crate) topology: crate::topology::Topology,
+    /// Cached pods with any pod (anti-)affinity / with required anti-affinity, cluster-wide
+    /// (lets InterPodAffinity skip its node scans when there are none).
+    pub pods_with_affinity: usize,
+    pub pods_with_required_anti: usize,
 }
 
 fn zone_of(spec: &NodeSpec) -> String {
     let l = &spec.labels;
-    let region = l.get("topology.kubernetes.io/region").or_else(|| l.get("failure-domain.beta.kubernetes.io/region"));
-    let zone = l.get("topology.kubernetes.io/zone").or_else(|| l.get("failure-domain.beta.kubernetes.io/zone"));
-    format!("{}:\u{0}:{}", region.map(String::as_str).unwrap_or(""), zone.map(String::as_str).unwrap_or(""))
+    let region = l
+        .get("topology.kubernetes.io/region")
+        .or_else(|| l.get("failure-domain.beta.kubernetes.io/region"));
+    let zone = l
+        .get("topology.kubernetes.io/zone")
+        .or_else(|| l.get("failure-domain.beta.kubernetes.io/zone"));
+    format!(
+        "{}:\u{0}:{}",
+        region.map(String::as_str).unwrap_or(""),
+        zone.map(String::as_str).unwrap_or("")
+    )
 }
 
 impl Cache {
@@ -187,7 +206,10 @@ impl Cache {
         if n.spec.as_ref() == Some(&spec) {
             return false;
         }
-        if n.spec.as_ref().is_none_or(|old| zone_of(old) != zone_of(&spec)) {
+        if n.spec
+            .as_ref()
+            .is_none_or(|old| zone_of(old) != zone_of(&spec))
+        {
             self.order_dirty = true;
         }
         let relabelled = n.spec.as_ref().is_none_or(|old| old.labels != spec.labels);
@@ -209,7 +231,11 @@ impl Cache {
 
     /// Node names no longer present after a relist.
     pub fn node_names(&self) -> Vec<String> {
-        self.nodes.iter().filter(|n| n.spec.is_some()).map(|n| n.name.clone()).collect()
+        self.nodes
+            .iter()
+            .filter(|n| n.spec.is_some())
+            .map(|n| n.name.clone())
+            .collect()
     }
 
     /// Record a bound pod from the watch. Returns the previous state, if any.
@@ -220,7 +246,14 @@ impl Cache {
             self.detach(p.node, &info.uid);
         }
         self.attach(node, info.clone());
-        self.pods.insert(info.uid.clone(), CachedPod { info, node, assumed: false });
+        self.pods.insert(
+            info.uid.clone(),
+            CachedPod {
+                info,
+                node,
+                assumed: false,
+            },
+        );
         prev
     }
 
@@ -230,7 +263,14 @@ impl Cache {
             self.detach(p.node, &info.uid);
         }
         self.attach(node, info.clone());
-        self.pods.insert(info.uid.clone(), CachedPod { info, node, assumed: true });
+        self.pods.insert(
+            info.uid.clone(),
+            CachedPod {
+                info,
+                node,
+                assumed: true,
+            },
+        );
     }
 
     /// Undo `assume` (binding failed).
@@ -257,12 +297,23 @@ impl Cache {
 
     fn attach(&mut self, node: usize, info: Arc<PodInfo>) {
         self.topology_account(&info, node, 1);
+        self.count_affinity(&info, 1);
         self.nodes[node].add_pod(info);
     }
 
     fn detach(&mut self, node: usize, uid: &str) {
         if let Some(p) = self.nodes[node].remove_pod(uid) {
             self.topology_account(&p, node, -1);
+            self.count_affinity(&p, -1);
+        }
+    }
+
+    fn count_affinity(&mut self, p: &PodInfo, sign: isize) {
+        if p.has_affinity() {
+            self.pods_with_affinity = self.pods_with_affinity.saturating_add_signed(sign);
+        }
+        if !p.affinity.required_anti.is_empty() {
+            self.pods_with_required_anti = self.pods_with_required_anti.saturating_add_signed(sign);
         }
     }
 
@@ -272,16 +323,28 @@ impl Cache {
             return v;
         }
         if !p.priority_class.is_empty() {
-            return self.priority_classes.get(&p.priority_class).map(|c| c.value).unwrap_or(0);
+            return self
+                .priority_classes
+                .get(&p.priority_class)
+                .map(|c| c.value)
+                .unwrap_or(0);
         }
-        self.priority_classes.values().filter(|c| c.global_default).map(|c| c.value).max().unwrap_or(0)
+        self.priority_classes
+            .values()
+            .filter(|c| c.global_default)
+            .map(|c| c.value)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Whether the pod may preempt (its policy, or its class's when unset on the pod).
     pub fn preempt_never(&self, p: &PodInfo) -> bool {
         p.preempt_never
             || (p.priority.is_none()
-                && self.priority_classes.get(&p.priority_class).is_some_and(|c| c.preempt_never))
+                && self
+                    .priority_classes
+                    .get(&p.priority_class)
+                    .is_some_and(|c| c.preempt_never))
     }
 
     pub fn ns_labels(&self, ns: &str) -> Option<&Labels> {
@@ -294,8 +357,12 @@ impl Cache {
         if node.is_empty() {
             return;
         }
-        self.nominated.entry(node.to_string()).or_default().insert(info.uid.clone(), info.clone());
-        self.nominated_by_uid.insert(info.uid.clone(), node.to_string());
+        self.nominated
+            .entry(node.to_string())
+            .or_default()
+            .insert(info.uid.clone(), info.clone());
+        self.nominated_by_uid
+            .insert(info.uid.clone(), node.to_string());
     }
 
     pub fn clear_nominated(&mut self, uid: &str) {
@@ -310,7 +377,12 @@ impl Cache {
     }
 
     /// Pods nominated to `node` with priority ≥ `priority`, other than `except`.
-    pub fn nominated_on<'a>(&'a self, node: &str, priority: i32, except: &'a str) -> impl Iterator<Item = &'a Arc<PodInfo>> + 'a {
+    pub fn nominated_on<'a>(
+        &'a self,
+        node: &str,
+        priority: i32,
+        except: &'a str,
+    ) -> impl Iterator<Item = &'a Arc<PodInfo>> + 'a {
         self.nominated
             .get(node)
             .into_iter()
@@ -343,11 +415,25 @@ mod tests {
     #[test]
     fn order_interleaves_zones() {
         let mut c = Cache::default();
-        for (n, z) in [("a1", "a"), ("a2", "a"), ("a3", "a"), ("b1", "b"), ("c1", "c")] {
+        for (n, z) in [
+            ("a1", "a"),
+            ("a2", "a"),
+            ("a3", "a"),
+            ("b1", "b"),
+            ("c1", "c"),
+        ] {
             assert!(c.upsert_node(node(n, z)));
         }
-        assert!(!c.upsert_node(node("a1", "a")), "unchanged node is not an update");
-        let names: Vec<&str> = c.node_order().to_vec().iter().map(|&i| c.nodes[i].name.as_str()).collect();
+        assert!(
+            !c.upsert_node(node("a1", "a")),
+            "unchanged node is not an update"
+        );
+        let names: Vec<&str> = c
+            .node_order()
+            .to_vec()
+            .iter()
+            .map(|&i| c.nodes[i].name.as_str())
+            .collect();
         assert_eq!(names, ["a1", "b1", "c1", "a2", "a3"]);
         c.remove_node("b1");
         assert_eq!(c.node_order().len(), 4);
@@ -360,7 +446,10 @@ mod tests {
         let n = c.node_id("n").expect("id");
         c.assume(pod("p1", "n", "500m"), n);
         assert!(c.is_assumed("p1"));
-        assert_eq!((c.nodes[n].requested.milli_cpu, c.nodes[n].used_ports.len()), (500, 1));
+        assert_eq!(
+            (c.nodes[n].requested.milli_cpu, c.nodes[n].used_ports.len()),
+            (500, 1)
+        );
         // Confirmation replaces without double counting.
         c.upsert_bound_pod(pod("p1", "n", "500m"));
         assert!(!c.is_assumed("p1"));
@@ -369,9 +458,15 @@ mod tests {
         c.assume(pod("p2", "n", "1"), n);
         assert_eq!(c.nodes[n].requested.milli_cpu, 1500);
         c.forget("p2");
-        assert_eq!((c.nodes[n].requested.milli_cpu, c.nodes[n].pods.len()), (500, 1));
+        assert_eq!(
+            (c.nodes[n].requested.milli_cpu, c.nodes[n].pods.len()),
+            (500, 1)
+        );
         c.remove_pod("p1");
-        assert_eq!((c.nodes[n].requested.milli_cpu, c.nodes[n].used_ports.len()), (0, 0));
+        assert_eq!(
+            (c.nodes[n].requested.milli_cpu, c.nodes[n].used_ports.len()),
+            (0, 0)
+        );
         // A pod on an unknown node creates a ghost that is not schedulable.
         c.upsert_bound_pod(pod("p3", "ghost", "1"));
         assert_eq!(c.node_order().len(), 1);
@@ -380,12 +475,26 @@ mod tests {
     #[test]
     fn priorities_and_nominations() {
         let mut c = Cache::default();
-        c.priority_classes.insert("high".into(), PriorityClass { value: 1000, global_default: false, preempt_never: false });
+        c.priority_classes.insert(
+            "high".into(),
+            PriorityClass {
+                value: 1000,
+                global_default: false,
+                preempt_never: false,
+            },
+        );
         let mut p = (*pod("p", "", "1")).clone();
         assert_eq!(c.priority(&p), 0);
         p.priority_class = "high".into();
         assert_eq!(c.priority(&p), 1000);
-        c.priority_classes.insert("def".into(), PriorityClass { value: 7, global_default: true, preempt_never: false });
+        c.priority_classes.insert(
+            "def".into(),
+            PriorityClass {
+                value: 7,
+                global_default: true,
+                preempt_never: false,
+            },
+        );
         p.priority_class.clear();
         assert_eq!(c.priority(&p), 7);
         let p = Arc::new(p);

@@ -60,9 +60,20 @@ impl<'a> Cycle<'a> {
         };
         let pinned = basic::pinned_nodes(pod).map_err(rejected)?;
         let ipa = interpod::prefilter(pod, cache).map_err(rejected)?;
-        let spread = spread::prefilter(pod, cache)
-            .map_err(|e| Failure::Error(format!("running PreFilter plugin \"PodTopologySpread\": {e}")))?;
-        Ok(Cycle { cache, pod, priority: cache.priority(pod), pod_ns: cache.ns_labels(&pod.namespace), ipa, spread, pinned })
+        let spread = spread::prefilter(pod, cache).map_err(|e| {
+            Failure::Error(format!(
+                "running PreFilter plugin \"PodTopologySpread\": {e}"
+            ))
+        })?;
+        Ok(Cycle {
+            cache,
+            pod,
+            priority: cache.priority(pod),
+            pod_ns: cache.ns_labels(&pod.namespace),
+            ipa,
+            spread,
+            pinned,
+        })
     }
 
     /// Requests and ports of pods nominated to `node` with at least this pod's priority.
@@ -72,7 +83,10 @@ impl<'a> Cycle<'a> {
         if self.cache.nominated.is_empty() {
             return (r, ports);
         }
-        for p in self.cache.nominated_on(&node.name, self.priority, &self.pod.uid) {
+        for p in self
+            .cache
+            .nominated_on(&node.name, self.priority, &self.pod.uid)
+        {
             r.requests.add(&p.requests, 1);
             r.pods += 1;
             ports.extend(p.host_ports.iter().cloned());
@@ -129,26 +143,54 @@ impl<'a> Cycle<'a> {
             }
         };
         // TaintToleration: constant (skippable) unless some node has PreferNoSchedule taints.
-        if nodes.iter().any(|(_, s)| s.taints.iter().any(|t| t.effect == Effect::PreferNoSchedule)) {
-            let mut s: Vec<i64> = nodes.iter().map(|(_, spec)| basic::taint_score(pod, spec)).collect();
+        if nodes.iter().any(|(_, s)| {
+            s.taints
+                .iter()
+                .any(|t| t.effect == Effect::PreferNoSchedule)
+        }) {
+            let mut s: Vec<i64> = nodes
+                .iter()
+                .map(|(_, spec)| basic::taint_score(pod, spec))
+                .collect();
             default_normalize(&mut s, true);
             add(s, W_TAINT);
         }
         if !pod.preferred_node_affinity.is_empty() {
-            let mut s: Vec<i64> = nodes.iter().map(|(_, spec)| basic::node_affinity_score(pod, spec)).collect();
+            let mut s: Vec<i64> = nodes
+                .iter()
+                .map(|(_, spec)| basic::node_affinity_score(pod, spec))
+                .collect();
             default_normalize(&mut s, false);
             add(s, W_NODE_AFFINITY);
         }
-        add(nodes.iter().map(|(n, spec)| resources::least_allocated(pod, n, spec)).collect(), W_FIT);
+        add(
+            nodes
+                .iter()
+                .map(|(n, spec)| resources::least_allocated(pod, n, spec))
+                .collect(),
+            W_FIT,
+        );
         if resources::balanced_applies(pod) {
-            add(nodes.iter().map(|(n, spec)| resources::balanced_allocation(pod, n, spec)).collect(), W_BALANCED);
+            add(
+                nodes
+                    .iter()
+                    .map(|(n, spec)| resources::balanced_allocation(pod, n, spec))
+                    .collect(),
+                W_BALANCED,
+            );
         }
         if let Some(state) = spread::prescore(pod, cache, feasible) {
-            let raw: Vec<Option<i64>> = nodes.iter().map(|(n, _)| spread::score(&state, n)).collect();
+            let raw: Vec<Option<i64>> = nodes
+                .iter()
+                .map(|(n, _)| spread::score(&state, n))
+                .collect();
             add(spread::normalize(&raw), W_SPREAD);
         }
         if let Some(state) = interpod::prescore(pod, cache) {
-            let mut s: Vec<i64> = nodes.iter().map(|(_, spec)| interpod::score(&state, &spec.labels)).collect();
+            let mut s: Vec<i64> = nodes
+                .iter()
+                .map(|(_, spec)| interpod::score(&state, &spec.labels))
+                .collect();
             interpod::normalize(&mut s);
             add(s, W_INTERPOD);
         }
@@ -165,7 +207,12 @@ pub struct Sampling {
 }
 
 /// Find the node for `pod`: `Ok(node id)` or why none fits.
-pub fn schedule(cache: &mut Cache, pod: &PodInfo, sampling: &mut Sampling, rng: &mut impl Rng) -> Result<usize, Failure> {
+pub fn schedule(
+    cache: &mut Cache,
+    pod: &PodInfo,
+    sampling: &mut Sampling,
+    rng: &mut impl Rng,
+) -> Result<usize, Failure> {
     cache.node_order();
     spread::prepare(cache, pod);
     let cache: &Cache = cache;
@@ -184,7 +231,11 @@ pub fn schedule(cache: &mut Cache, pod: &PodInfo, sampling: &mut Sampling, rng: 
         return Ok(id);
     }
     let candidates: Vec<usize> = match &cycle.pinned {
-        Some(names) => order.iter().copied().filter(|&i| names.contains(&cache.nodes[i].name)).collect(),
+        Some(names) => order
+            .iter()
+            .copied()
+            .filter(|&i| names.contains(&cache.nodes[i].name))
+            .collect(),
         None => Vec::new(),
     };
     let (list, rotate): (&[usize], bool) = match &cycle.pinned {
@@ -193,12 +244,22 @@ pub fn schedule(cache: &mut Cache, pod: &PodInfo, sampling: &mut Sampling, rng: 
     };
     let want = num_feasible_nodes_to_find(list.len(), sampling.percentage);
     let mut feasible = Vec::with_capacity(want.min(list.len()));
-    let mut diagnosis = Diagnosis { num_all_nodes: num_all, ..Default::default() };
+    let mut diagnosis = Diagnosis {
+        num_all_nodes: num_all,
+        ..Default::default()
+    };
     if cycle.pinned.is_some() {
-        diagnosis.absent = Some(Status::unresolvable(Plugin::NodeAffinity, "node(s) didn't satisfy plugin(s) [NodeAffinity]"));
+        diagnosis.absent = Some(Status::unresolvable(
+            Plugin::NodeAffinity,
+            "node(s) didn't satisfy plugin(s) [NodeAffinity]",
+        ));
         diagnosis.plugins |= Plugin::NodeAffinity.bit();
     }
-    let start = if rotate && !list.is_empty() { sampling.next_start % list.len() } else { 0 };
+    let start = if rotate && !list.is_empty() {
+        sampling.next_start % list.len()
+    } else {
+        0
+    };
     let mut processed = 0;
     for k in 0..list.len() {
         if feasible.len() >= want {

@@ -20,7 +20,10 @@ pub fn pod(name: &str, cpu: &str, spec: Value) -> PodInfo {
     for (k, v) in spec.as_object().into_iter().flatten() {
         s[k] = v.clone();
     }
-    let p: Pod = serde_json::from_value(json!({"metadata": {"name": name, "uid": name, "namespace": "d"}, "spec": s})).expect("pod");
+    let p: Pod = serde_json::from_value(
+        json!({"metadata": {"name": name, "uid": name, "namespace": "d"}, "spec": s}),
+    )
+    .expect("pod");
     PodInfo::from_pod(&p)
 }
 
@@ -30,7 +33,10 @@ pub fn place(c: &mut Cache, node: &str, mut p: PodInfo) {
 }
 
 fn sampling() -> Sampling {
-    Sampling { percentage: 0, next_start: 0 }
+    Sampling {
+        percentage: 0,
+        next_start: 0,
+    }
 }
 
 fn rng() -> SmallRng {
@@ -56,7 +62,13 @@ fn prefers_the_least_allocated_node() {
     }
     place(&mut c, "a", pod("x", "3", json!({})));
     place(&mut c, "b", pod("y", "1", json!({})));
-    let id = schedule(&mut c, &pod("p", "1", json!({})), &mut sampling(), &mut rng()).expect("fits");
+    let id = schedule(
+        &mut c,
+        &pod("p", "1", json!({})),
+        &mut sampling(),
+        &mut rng(),
+    )
+    .expect("fits");
     assert_eq!(name(&c, id), "c");
 }
 
@@ -64,9 +76,19 @@ fn prefers_the_least_allocated_node() {
 fn failure_diagnosis_counts_every_node() {
     let mut c = Cache::default();
     c.upsert_node(node("a", "1", json!({}), json!({})));
-    c.upsert_node(node("b", "8", json!({}), json!({"taints": [{"key": "k", "value": "v", "effect": "NoSchedule"}]})));
+    c.upsert_node(node(
+        "b",
+        "8",
+        json!({}),
+        json!({"taints": [{"key": "k", "value": "v", "effect": "NoSchedule"}]}),
+    ));
     c.upsert_node(node("c", "8", json!({}), json!({"unschedulable": true})));
-    let msg = fit_message(schedule(&mut c, &pod("p", "2", json!({})), &mut sampling(), &mut rng()));
+    let msg = fit_message(schedule(
+        &mut c,
+        &pod("p", "2", json!({})),
+        &mut sampling(),
+        &mut rng(),
+    ));
     assert_eq!(
         msg,
         "0/3 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint {k: v}, 1 node(s) were unschedulable."
@@ -76,24 +98,44 @@ fn failure_diagnosis_counts_every_node() {
 #[test]
 fn no_nodes_and_prefilter_rejections() {
     let mut c = Cache::default();
-    assert!(matches!(schedule(&mut c, &pod("p", "1", json!({})), &mut sampling(), &mut rng()), Err(Failure::NoNodes)));
+    assert!(matches!(
+        schedule(
+            &mut c,
+            &pod("p", "1", json!({})),
+            &mut sampling(),
+            &mut rng()
+        ),
+        Err(Failure::NoNodes)
+    ));
     c.upsert_node(node("a", "4", json!({}), json!({})));
     c.upsert_node(node("b", "4", json!({}), json!({})));
     // Pinned to a node that does not exist.
-    let pinned = pod("p", "1", json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-        "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["missing"]}]}]}}}}));
+    let pinned = pod(
+        "p",
+        "1",
+        json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["missing"]}]}]}}}}),
+    );
     assert_eq!(
         fit_message(schedule(&mut c, &pinned, &mut sampling(), &mut rng())),
         "0/2 nodes are available: 2 node(s) didn't satisfy plugin(s) [NodeAffinity]."
     );
     // Pinned to an existing node: only that one is considered.
-    let pinned_b = pod("p", "1", json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-        "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["b"]}]}]}}}}));
+    let pinned_b = pod(
+        "p",
+        "1",
+        json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["b"]}]}]}}}}),
+    );
     let id = schedule(&mut c, &pinned_b, &mut sampling(), &mut rng()).expect("fits");
     assert_eq!(name(&c, id), "b");
     // Invalid pod affinity is a PreFilter rejection with a clear message.
-    let bad = pod("p", "1", json!({"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
-        {"labelSelector": {"matchExpressions": [{"key": "a", "operator": "Bogus"}]}, "topologyKey": "zone"}]}}}));
+    let bad = pod(
+        "p",
+        "1",
+        json!({"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchExpressions": [{"key": "a", "operator": "Bogus"}]}, "topologyKey": "zone"}]}}}),
+    );
     assert_eq!(
         fit_message(schedule(&mut c, &bad, &mut sampling(), &mut rng())),
         "0/2 nodes are available: parsing pod: \"Bogus\" is not a valid label selector operator."
@@ -112,7 +154,10 @@ fn sampling_rotates_and_limits_work() {
     assert_eq!(s.next_start, 420);
     schedule(&mut c, &pod("q", "1", json!({})), &mut s, &mut rng()).expect("fits");
     assert_eq!(s.next_start, 840);
-    let mut all = Sampling { percentage: 100, next_start: 0 };
+    let mut all = Sampling {
+        percentage: 100,
+        next_start: 0,
+    };
     schedule(&mut c, &pod("r", "1", json!({})), &mut all, &mut rng()).expect("fits");
     assert_eq!(all.next_start, 0);
 }
@@ -126,30 +171,49 @@ fn nominated_node_is_tried_first_and_reserved_for_others() {
     let mut p = pod("p", "1", json!({}));
     p.nominated_node = "a".into();
     let id = schedule(&mut c, &p, &mut sampling(), &mut rng()).expect("fits");
-    assert_eq!(name(&c, id), "a", "the nominated node wins even though b is emptier");
+    assert_eq!(
+        name(&c, id),
+        "a",
+        "the nominated node wins even though b is emptier"
+    );
     // A high-priority pod nominated to b reserves its room against lower-priority pods.
     let mut big = pod("big", "4", json!({}));
     big.priority = Some(100);
     c.set_nominated(&Arc::new(big), "b");
-    let msg = fit_message(schedule(&mut c, &pod("q", "2", json!({})), &mut sampling(), &mut rng()));
+    let msg = fit_message(schedule(
+        &mut c,
+        &pod("q", "2", json!({})),
+        &mut sampling(),
+        &mut rng(),
+    ));
     assert_eq!(msg, "0/2 nodes are available: 2 Insufficient cpu.");
 }
 
 #[test]
 fn scores_combine_with_upstream_weights() {
     let mut c = Cache::default();
-    c.upsert_node(node("soft", "4", json!({}), json!({"taints": [{"key": "k", "value": "v", "effect": "PreferNoSchedule"}]})));
+    c.upsert_node(node(
+        "soft",
+        "4",
+        json!({}),
+        json!({"taints": [{"key": "k", "value": "v", "effect": "PreferNoSchedule"}]}),
+    ));
     c.upsert_node(node("plain", "4", json!({"disk": "hdd"}), json!({})));
     c.upsert_node(node("ssd", "4", json!({"disk": "ssd"}), json!({})));
     // Preferred affinity (weight 2 in the sum) beats the PreferNoSchedule-free nodes' tie.
-    let p = pod("p", "1", json!({"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
-        {"weight": 50, "preference": {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]}}]}}}));
+    let p = pod(
+        "p",
+        "1",
+        json!({"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 50, "preference": {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]}}]}}}),
+    );
     let id = schedule(&mut c, &p, &mut sampling(), &mut rng()).expect("fits");
     assert_eq!(name(&c, id), "ssd");
     // Without preferences the tainted node loses to the others.
     for seed in 0..20 {
         let mut r = SmallRng::seed_from_u64(seed);
-        let id = schedule(&mut c, &pod("q", "1", json!({})), &mut sampling(), &mut r).expect("fits");
+        let id =
+            schedule(&mut c, &pod("q", "1", json!({})), &mut sampling(), &mut r).expect("fits");
         assert_ne!(name(&c, id), "soft");
     }
 }

@@ -39,7 +39,10 @@ pub struct Recorder {
 impl Recorder {
     /// A recorder that drops everything (tests, or events disabled).
     pub fn disabled() -> Self {
-        Recorder { tx: None, component: String::new() }
+        Recorder {
+            tx: None,
+            component: String::new(),
+        }
     }
 
     pub fn record(&self, r: Record) {
@@ -80,10 +83,15 @@ fn new_event(component: &str, r: &Record, name: &str) -> serde_json::Value {
 }
 
 /// Start the writer; it ends when every `Recorder` clone is dropped.
-pub fn spawn(client: kube::Client, component: &str, set: &mut tokio::task::JoinSet<()>) -> Recorder {
+pub fn spawn(
+    client: kube::Client,
+    component: &str,
+    set: &mut tokio::task::JoinSet<()>,
+) -> Recorder {
     let (tx, rx) = mpsc::channel::<Record>(BUFFER);
     let comp = component.to_string();
-    let records = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
+    let records =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
     // (pod uid, reason, message) → (event name, count)
     let mut seen: HashMap<(String, &'static str, String), (String, i32)> = HashMap::new();
     let writer = records
@@ -93,7 +101,11 @@ pub fn spawn(client: kube::Client, component: &str, set: &mut tokio::task::JoinS
                 seen.clear();
             }
             let entry = seen.entry(key).or_insert_with(|| {
-                let name = format!("{}.{:x}", r.name, chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0));
+                let name = format!(
+                    "{}.{:x}",
+                    r.name,
+                    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
+                );
                 (name, 0)
             });
             entry.1 += 1;
@@ -108,7 +120,9 @@ pub fn spawn(client: kube::Client, component: &str, set: &mut tokio::task::JoinS
                     }
                 } else {
                     let patch = json!({"count": count, "lastTimestamp": now()});
-                    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ())
+                    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                        .map(|_| ())
                 };
                 if let Err(e) = res {
                     tracing::debug!(event = %name, error = %e, "writing event failed");
@@ -118,5 +132,8 @@ pub fn spawn(client: kube::Client, component: &str, set: &mut tokio::task::JoinS
         .buffer_unordered(WRITERS)
         .for_each(|_| async {});
     set.spawn(writer);
-    Recorder { tx: Some(tx), component: component.to_string() }
+    Recorder {
+        tx: Some(tx),
+        component: component.to_string(),
+    }
 }

@@ -62,7 +62,11 @@ pub struct Status {
 
 impl Status {
     pub fn new(code: Code, plugin: Plugin, reason: impl Into<Cow<'static, str>>) -> Self {
-        Status { code, plugin, reasons: vec![reason.into()] }
+        Status {
+            code,
+            plugin,
+            reasons: vec![reason.into()],
+        }
     }
 
     pub fn unschedulable(plugin: Plugin, reason: impl Into<Cow<'static, str>>) -> Self {
@@ -123,7 +127,8 @@ impl Diagnosis {
                     *hist.entry(r.as_ref()).or_default() += self.num_all_nodes - explicit;
                 }
             }
-            let mut parts: Vec<String> = hist.into_iter().map(|(r, n)| format!("{n} {r}")).collect();
+            let mut parts: Vec<String> =
+                hist.into_iter().map(|(r, n)| format!("{n} {r}")).collect();
             parts.sort();
             if !parts.is_empty() {
                 msg.push_str(&format!(" {}.", parts.join(", ")));
@@ -179,27 +184,60 @@ mod tests {
         let d = Diagnosis {
             num_all_nodes: 5,
             node_status: vec![
-                (0, Status::unschedulable(Plugin::NodeResourcesFit, "Insufficient cpu")),
-                (1, Status::unschedulable(Plugin::NodeResourcesFit, "Insufficient cpu")),
-                (2, Status::unschedulable(Plugin::NodeResourcesFit, "Insufficient cpu")),
-                (3, Status::unresolvable(Plugin::TaintToleration, "node(s) had untolerated taint {key: value}")),
-                (4, Status::unresolvable(Plugin::TaintToleration, "node(s) had untolerated taint {key: value}")),
+                (
+                    0,
+                    Status::unschedulable(Plugin::NodeResourcesFit, "Insufficient cpu"),
+                ),
+                (
+                    1,
+                    Status::unschedulable(Plugin::NodeResourcesFit, "Insufficient cpu"),
+                ),
+                (
+                    2,
+                    Status::unschedulable(Plugin::NodeResourcesFit, "Insufficient cpu"),
+                ),
+                (
+                    3,
+                    Status::unresolvable(
+                        Plugin::TaintToleration,
+                        "node(s) had untolerated taint {key: value}",
+                    ),
+                ),
+                (
+                    4,
+                    Status::unresolvable(
+                        Plugin::TaintToleration,
+                        "node(s) had untolerated taint {key: value}",
+                    ),
+                ),
             ],
             ..Default::default()
         };
         assert_eq!(
-            d.message(Some("preemption: 0/5 nodes are available: 5 Preemption is not helpful for scheduling.")),
+            d.message(Some(
+                "preemption: 0/5 nodes are available: 5 Preemption is not helpful for scheduling."
+            )),
             "0/5 nodes are available: 2 node(s) had untolerated taint {key: value}, 3 Insufficient cpu. \
              preemption: 0/5 nodes are available: 5 Preemption is not helpful for scheduling."
         );
         // Absent nodes share one status; PreFilter messages replace the histogram.
         let d = Diagnosis {
             num_all_nodes: 3,
-            absent: Some(Status::unresolvable(Plugin::NodeAffinity, "node(s) didn't satisfy plugin(s) [NodeAffinity]")),
+            absent: Some(Status::unresolvable(
+                Plugin::NodeAffinity,
+                "node(s) didn't satisfy plugin(s) [NodeAffinity]",
+            )),
             ..Default::default()
         };
-        assert_eq!(d.message(None), "0/3 nodes are available: 3 node(s) didn't satisfy plugin(s) [NodeAffinity].");
-        let d = Diagnosis { num_all_nodes: 2, prefilter_msg: Some("parsing pod: x".into()), ..Default::default() };
+        assert_eq!(
+            d.message(None),
+            "0/3 nodes are available: 3 node(s) didn't satisfy plugin(s) [NodeAffinity]."
+        );
+        let d = Diagnosis {
+            num_all_nodes: 2,
+            prefilter_msg: Some("parsing pod: x".into()),
+            ..Default::default()
+        };
         assert_eq!(d.message(None), "0/2 nodes are available: parsing pod: x.");
     }
 

@@ -41,7 +41,11 @@ pub enum Msg {
     /// After a (re)list: the keys that exist; everything else of this kind is gone.
     Resync(Kind, HashSet<String>),
     /// A binding finished: pod uid, node id, outcome (HTTP code on failure, if any).
-    Bound { uid: String, node: usize, error: Option<(Option<u16>, String)> },
+    Bound {
+        uid: String,
+        node: usize,
+        error: Option<(Option<u16>, String)>,
+    },
 }
 
 fn pdb_of(p: &PodDisruptionBudget) -> Pdb {
@@ -49,16 +53,27 @@ fn pdb_of(p: &PodDisruptionBudget) -> Pdb {
     let status = p.status.as_ref();
     Pdb {
         namespace: p.namespace().unwrap_or_default(),
-        selector: LabelSelector::parse(spec.and_then(|s| s.selector.as_ref())).unwrap_or_else(|_| LabelSelector::nothing()),
+        selector: LabelSelector::parse(spec.and_then(|s| s.selector.as_ref()))
+            .unwrap_or_else(|_| LabelSelector::nothing()),
         disruptions_allowed: status.map(|s| s.disruptions_allowed).unwrap_or(0),
-        disrupted_pods: status.and_then(|s| s.disrupted_pods.as_ref()).map(|m| m.keys().cloned().collect()).unwrap_or_default(),
+        disrupted_pods: status
+            .and_then(|s| s.disrupted_pods.as_ref())
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default(),
     }
 }
 
 /// One watch: `apply` turns an object into a message, `key` names it for relists, `delete`
 /// makes the deletion message.
-async fn watch<K, A, D, Q>(api: Api<K>, cfg: watcher::Config, kind: Kind, tx: UnboundedSender<Msg>, apply: A, key: Q, delete: D)
-where
+async fn watch<K, A, D, Q>(
+    api: Api<K>,
+    cfg: watcher::Config,
+    kind: Kind,
+    tx: UnboundedSender<Msg>,
+    apply: A,
+    key: Q,
+    delete: D,
+) where
     K: Resource + Clone + serde::de::DeserializeOwned + Debug + Send + 'static,
     A: Fn(&K) -> Msg,
     D: Fn(&K) -> Msg,
@@ -93,7 +108,11 @@ where
 }
 
 /// Start every watch; they stop when the receiver is dropped (or the set is aborted).
-pub fn spawn_all(client: &kube::Client, tx: &UnboundedSender<Msg>, set: &mut tokio::task::JoinSet<()>) {
+pub fn spawn_all(
+    client: &kube::Client,
+    tx: &UnboundedSender<Msg>,
+    set: &mut tokio::task::JoinSet<()>,
+) {
     let uid = |m: &kube::api::ObjectMeta| m.uid.clone().unwrap_or_default();
     set.spawn(watch(
         Api::<Node>::all(client.clone()),
@@ -132,7 +151,8 @@ pub fn spawn_all(client: &kube::Client, tx: &UnboundedSender<Msg>, set: &mut tok
         |c: &ApiPriorityClass| c.name_any(),
         |c: &ApiPriorityClass| Msg::PriorityClass(c.name_any(), None),
     ));
-    let pdb_key = |p: &PodDisruptionBudget| format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any());
+    let pdb_key =
+        |p: &PodDisruptionBudget| format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any());
     set.spawn(watch(
         Api::<PodDisruptionBudget>::all(client.clone()),
         watcher::Config::default(),

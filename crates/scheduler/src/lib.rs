@@ -49,7 +49,7 @@ impl Default for SchedulerConfig {
         SchedulerConfig {
             scheduler_name: "default-scheduler".into(),
             percentage_of_nodes_to_score: 0,
-            bind_concurrency: 32,
+            bind_concurrency: 128,
             record_scheduled_events: true,
             record_events: true,
             queue: QueueConfig::default(),

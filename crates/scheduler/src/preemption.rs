@@ -26,7 +26,11 @@ pub enum Outcome {
     /// No node would fit even after evictions; the "preemption: …" message.
     NoCandidate(String),
     /// Evict `victims` on `node` and nominate it; `demote` lost their nomination there.
-    Nominate { node: usize, victims: Vec<Arc<PodInfo>>, demote: Vec<Arc<PodInfo>> },
+    Nominate {
+        node: usize,
+        victims: Vec<Arc<PodInfo>>,
+        demote: Vec<Arc<PodInfo>>,
+    },
 }
 
 #[derive(Debug)]
@@ -38,7 +42,11 @@ struct Candidate {
 
 /// Split victims by whether evicting them (in order) would break a PodDisruptionBudget.
 fn split_by_pdb(cache: &Cache, pods: Vec<Arc<PodInfo>>) -> (Vec<Arc<PodInfo>>, Vec<Arc<PodInfo>>) {
-    let mut allowed: Vec<(&crate::cache::Pdb, i32)> = cache.pdbs.values().map(|p| (p, p.disruptions_allowed)).collect();
+    let mut allowed: Vec<(&crate::cache::Pdb, i32)> = cache
+        .pdbs
+        .values()
+        .map(|p| (p, p.disruptions_allowed))
+        .collect();
     let (mut violating, mut ok) = (Vec::new(), Vec::new());
     for p in pods {
         let mut violated = false;
@@ -58,7 +66,11 @@ fn split_by_pdb(cache: &Cache, pods: Vec<Arc<PodInfo>>) -> (Vec<Arc<PodInfo>>, V
                 }
             }
         }
-        if violated { violating.push(p) } else { ok.push(p) }
+        if violated {
+            violating.push(p)
+        } else {
+            ok.push(p)
+        }
     }
     (violating, ok)
 }
@@ -68,8 +80,12 @@ fn split_by_pdb(cache: &Cache, pods: Vec<Arc<PodInfo>>) -> (Vec<Arc<PodInfo>>, V
 fn select_victims(cycle: &Cycle, node: &NodeInfo) -> Result<(Vec<Arc<PodInfo>>, usize), Status> {
     let cache = cycle.cache;
     let pod = cycle.pod;
-    let mut potential: Vec<Arc<PodInfo>> =
-        node.pods.iter().filter(|p| cache.priority(p) < cycle.priority).cloned().collect();
+    let mut potential: Vec<Arc<PodInfo>> = node
+        .pods
+        .iter()
+        .filter(|p| cache.priority(p) < cycle.priority)
+        .cloned()
+        .collect();
     if potential.is_empty() {
         return Err(Status::unresolvable(Plugin::DefaultPreemption, NO_VICTIMS));
     }
@@ -79,7 +95,12 @@ fn select_victims(cycle: &Cycle, node: &NodeInfo) -> Result<(Vec<Arc<PodInfo>>, 
     // Victims are borrowed from the cache's node (same Arcs), so states can keep references.
     let originals: Vec<&PodInfo> = potential
         .iter()
-        .filter_map(|v| node.pods.iter().find(|p| p.uid == v.uid).map(|p| p.as_ref()))
+        .filter_map(|v| {
+            node.pods
+                .iter()
+                .find(|p| p.uid == v.uid)
+                .map(|p| p.as_ref())
+        })
         .collect();
     for v in &originals {
         copy.remove_pod(&v.uid);
@@ -93,17 +114,20 @@ fn select_victims(cycle: &Cycle, node: &NodeInfo) -> Result<(Vec<Arc<PodInfo>>, 
     cycle.filter_with(&copy, ipa.as_ref(), spread.as_ref())?;
     // Most important first: higher priority, then earlier start.
     potential.sort_by(|a, b| {
-        cache
-            .priority(b)
-            .cmp(&cache.priority(a))
-            .then(a.start_time.unwrap_or(i64::MAX).cmp(&b.start_time.unwrap_or(i64::MAX)))
+        cache.priority(b).cmp(&cache.priority(a)).then(
+            a.start_time
+                .unwrap_or(i64::MAX)
+                .cmp(&b.start_time.unwrap_or(i64::MAX)),
+        )
     });
     let (violating, ok) = split_by_pdb(cache, potential);
     let mut victims = Vec::new();
     let mut violations = 0;
     for (group, counts) in [(violating, true), (ok, false)] {
         for v in group {
-            let Some(orig) = node.pods.iter().find(|p| p.uid == v.uid) else { continue };
+            let Some(orig) = node.pods.iter().find(|p| p.uid == v.uid) else {
+                continue;
+            };
             copy.add_pod(v.clone());
             if let Some(s) = ipa.as_mut() {
                 s.update_with_pod(cache, pod, orig, node.labels(), 1);
@@ -111,7 +135,10 @@ fn select_victims(cycle: &Cycle, node: &NodeInfo) -> Result<(Vec<Arc<PodInfo>>, 
             if let Some(s) = spread.as_mut() {
                 s.update_with_pod(pod, orig, node, 1);
             }
-            if cycle.filter_with(&copy, ipa.as_ref(), spread.as_ref()).is_err() {
+            if cycle
+                .filter_with(&copy, ipa.as_ref(), spread.as_ref())
+                .is_err()
+            {
                 copy.remove_pod(&v.uid);
                 if let Some(s) = ipa.as_mut() {
                     s.update_with_pod(cache, pod, orig, node.labels(), -1);
@@ -173,13 +200,21 @@ pub fn preempt(cycle: &Cycle, diagnosis: &Diagnosis, rng: &mut impl Rng) -> Outc
     if !pod.nominated_node.is_empty()
         && let Some(id) = cache.node_id(&pod.nominated_node)
         && diagnosis.code_of(id) != Some(Code::UnschedulableAndUnresolvable)
-        && cache.nodes[id].pods.iter().any(|p| p.deleting && cache.priority(p) < cycle.priority)
+        && cache.nodes[id]
+            .pods
+            .iter()
+            .any(|p| p.deleting && cache.priority(p) < cycle.priority)
     {
-        return Outcome::NotEligible("not eligible due to a terminating pod on the nominated node.".into());
+        return Outcome::NotEligible(
+            "not eligible due to a terminating pod on the nominated node.".into(),
+        );
     }
     let order = cache.order();
-    let potential: Vec<usize> =
-        order.iter().copied().filter(|&id| diagnosis.code_of(id) == Some(Code::Unschedulable)).collect();
+    let potential: Vec<usize> = order
+        .iter()
+        .copied()
+        .filter(|&id| diagnosis.code_of(id) == Some(Code::Unschedulable))
+        .collect();
     let mut result = Diagnosis {
         num_all_nodes: order.len(),
         absent: Some(Status::unresolvable(Plugin::DefaultPreemption, NOT_HELPFUL)),
@@ -187,13 +222,19 @@ pub fn preempt(cycle: &Cycle, diagnosis: &Diagnosis, rng: &mut impl Rng) -> Outc
     };
     let mut candidates = Vec::new();
     if !potential.is_empty() {
-        let want = (potential.len() * MIN_CANDIDATE_PERCENT / 100).max(MIN_CANDIDATES).min(potential.len());
+        let want = (potential.len() * MIN_CANDIDATE_PERCENT / 100)
+            .max(MIN_CANDIDATES)
+            .min(potential.len());
         let offset = rng.random_range(0..potential.len());
         for k in 0..potential.len() {
             let id = potential[(offset + k) % potential.len()];
             match select_victims(cycle, &cache.nodes[id]) {
                 Ok((victims, violations)) if !victims.is_empty() => {
-                    candidates.push(Candidate { node: id, victims, violations });
+                    candidates.push(Candidate {
+                        node: id,
+                        victims,
+                        violations,
+                    });
                     let clean = candidates.iter().filter(|c| c.violations == 0).count();
                     if clean > 0 && candidates.len() >= want {
                         break;
@@ -226,7 +267,11 @@ pub fn preempt(cycle: &Cycle, diagnosis: &Diagnosis, rng: &mut impl Rng) -> Outc
         .filter(|p| p.uid != pod.uid && cache.priority(p) < cycle.priority)
         .cloned()
         .collect();
-    Outcome::Nominate { node: chosen.node, victims: chosen.victims, demote }
+    Outcome::Nominate {
+        node: chosen.node,
+        victims: chosen.victims,
+        demote,
+    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,10 @@ fn prio(name: &str, cpu: &str, p: i32) -> PodInfo {
 
 /// Run a failing cycle for `p` and preempt.
 fn run(c: &mut Cache, p: &PodInfo) -> Outcome {
-    let mut s = crate::cycle::Sampling { percentage: 100, next_start: 0 };
+    let mut s = crate::cycle::Sampling {
+        percentage: 100,
+        next_start: 0,
+    };
     let mut rng = SmallRng::seed_from_u64(1);
     let diag = match crate::cycle::schedule(c, p, &mut s, &mut rng) {
         Err(crate::cycle::Failure::Fit(d)) => d,
@@ -56,7 +59,10 @@ fn evicts_the_fewest_lowest_priority_pods() {
     // Needing 4 CPUs: on a both low pods go; on b the mid pod would have to go too → a.
     let o = run(&mut c, &prio("big", "4", 100));
     let (n, v) = victims(&c, &o);
-    assert_eq!((n.as_str(), v), ("a", vec!["a1".to_string(), "a2".to_string()]));
+    assert_eq!(
+        (n.as_str(), v),
+        ("a", vec!["a1".to_string(), "a2".to_string()])
+    );
 }
 
 #[test]
@@ -72,7 +78,12 @@ fn honours_pdbs_when_possible() {
     sel.and_equals("app", "guarded");
     c.pdbs.insert(
         "d/pdb".into(),
-        Pdb { namespace: "d".into(), selector: sel, disruptions_allowed: 0, disrupted_pods: Default::default() },
+        Pdb {
+            namespace: "d".into(),
+            selector: sel,
+            disruptions_allowed: 0,
+            disrupted_pods: Default::default(),
+        },
     );
     for _ in 0..5 {
         let o = run(&mut c, &prio("p", "2", 100));
@@ -85,7 +96,12 @@ fn honours_pdbs_when_possible() {
 fn not_helpful_or_not_eligible() {
     let mut c = Cache::default();
     c.upsert_node(node("a", "2", json!({}), json!({})));
-    c.upsert_node(node("b", "2", json!({}), json!({"taints": [{"key": "k", "value": "v", "effect": "NoSchedule"}]})));
+    c.upsert_node(node(
+        "b",
+        "2",
+        json!({}),
+        json!({"taints": [{"key": "k", "value": "v", "effect": "NoSchedule"}]}),
+    ));
     place(&mut c, "a", prio("same", "2", 100));
     // Only equal-priority pods: no victims; the tainted node cannot be helped.
     match run(&mut c, &prio("p", "1", 100)) {
@@ -98,7 +114,10 @@ fn not_helpful_or_not_eligible() {
     // Requests larger than any node: unresolvable everywhere.
     match run(&mut c, &prio("huge", "64", 1000)) {
         Outcome::NoCandidate(m) => {
-            assert_eq!(m, "preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.")
+            assert_eq!(
+                m,
+                "preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
+            )
         }
         other => panic!("{other:?}"),
     }
@@ -119,9 +138,14 @@ fn demotes_lower_priority_nominations() {
     waiting.nominated_node = "a".into();
     c.set_nominated(&Arc::new(waiting), "a");
     match run(&mut c, &prio("p", "2", 100)) {
-        Outcome::Nominate { demote, victims, .. } => {
+        Outcome::Nominate {
+            demote, victims, ..
+        } => {
             assert_eq!(victims.len(), 1);
-            assert_eq!(demote.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["waiting"]);
+            assert_eq!(
+                demote.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+                ["waiting"]
+            );
         }
         other => panic!("{other:?}"),
     }

@@ -78,7 +78,9 @@ struct ActiveItem {
 
 impl Ord for ActiveItem {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.priority.cmp(&other.priority).then(other.seq.cmp(&self.seq))
+        self.priority
+            .cmp(&other.priority)
+            .then(other.seq.cmp(&self.seq))
     }
 }
 
@@ -100,7 +102,10 @@ pub struct SchedulingQueue {
 
 impl SchedulingQueue {
     pub fn new(cfg: QueueConfig) -> Self {
-        SchedulingQueue { cfg, ..Default::default() }
+        SchedulingQueue {
+            cfg,
+            ..Default::default()
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -134,7 +139,8 @@ impl SchedulingQueue {
     }
 
     fn backoff_until(&self, e: &Entry) -> Option<Instant> {
-        e.last_failure.map(|t| t + self.backoff_duration(e.attempts))
+        e.last_failure
+            .map(|t| t + self.backoff_duration(e.attempts))
     }
 
     fn push_active(&mut self, uid: &str) {
@@ -143,7 +149,11 @@ impl SchedulingQueue {
         if let Some(e) = self.entries.get_mut(uid) {
             e.at = Where::Active;
             e.generation = seq;
-            self.active.push(ActiveItem { priority: e.priority, seq, uid: uid.to_string() });
+            self.active.push(ActiveItem {
+                priority: e.priority,
+                seq,
+                uid: uid.to_string(),
+            });
         }
     }
 
@@ -212,7 +222,11 @@ impl SchedulingQueue {
             }
             let (generation, uid) = (*generation, uid.clone());
             self.backoff.pop();
-            if self.entries.get(&uid).is_some_and(|e| e.generation == generation && e.at == Where::Backoff) {
+            if self
+                .entries
+                .get(&uid)
+                .is_some_and(|e| e.generation == generation && e.at == Where::Backoff)
+            {
                 self.push_active(&uid);
             }
         }
@@ -233,13 +247,18 @@ impl SchedulingQueue {
         self.flush(now);
         while let Some(item) = self.active.pop() {
             let moves = self.moves;
-            let Some(e) = self.entries.get_mut(&item.uid) else { continue };
+            let Some(e) = self.entries.get_mut(&item.uid) else {
+                continue;
+            };
             if e.generation != item.seq || e.at != Where::Active {
                 continue;
             }
             e.at = Where::InFlight;
             e.popped_at_move = moves;
-            return Some(Queued { info: e.info.clone(), attempts: e.attempts + 1 });
+            return Some(Queued {
+                info: e.info.clone(),
+                attempts: e.attempts + 1,
+            });
         }
         None
     }
@@ -253,7 +272,9 @@ impl SchedulingQueue {
     /// it was being scheduled, just back off).
     pub fn unschedulable(&mut self, uid: &str, plugins: PluginSet, now: Instant) {
         let moves = self.moves;
-        let Some(e) = self.entries.get_mut(uid) else { return };
+        let Some(e) = self.entries.get_mut(uid) else {
+            return;
+        };
         e.attempts += 1;
         e.last_failure = Some(now);
         e.plugins = plugins;
@@ -293,7 +314,9 @@ impl SchedulingQueue {
         let movable: Vec<String> = self
             .entries
             .iter()
-            .filter(|(_, e)| e.at == Where::Unschedulable && (e.plugins == 0 || e.plugins & plugins != 0))
+            .filter(|(_, e)| {
+                e.at == Where::Unschedulable && (e.plugins == 0 || e.plugins & plugins != 0)
+            })
             .map(|(u, _)| u.clone())
             .collect();
         for uid in movable {
@@ -336,7 +359,8 @@ mod tests {
         q.upsert(pod("a"), 0, now);
         q.upsert(pod("b"), 10, now);
         q.upsert(pod("c"), 0, now);
-        let order: Vec<String> = std::iter::from_fn(|| q.pop(now).map(|p| p.info.uid.clone())).collect();
+        let order: Vec<String> =
+            std::iter::from_fn(|| q.pop(now).map(|p| p.info.uid.clone())).collect();
         assert_eq!(order, ["b", "a", "c"]);
     }
 

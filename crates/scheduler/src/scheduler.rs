@@ -3,6 +3,7 @@
 //! background (bounded concurrency), and handles failures: PodScheduled=False with
 //! upstream's message, a FailedScheduling event, preemption, and requeueing.
 
+use crate::SchedulerConfig;
 use crate::actions::{self, REASON_SCHEDULER_ERROR, REASON_UNSCHEDULABLE};
 use crate::cache::Cache;
 use crate::cycle::{self, Cycle, Failure, Sampling};
@@ -12,7 +13,6 @@ use crate::informer::{Kind, Msg};
 use crate::model::PodInfo;
 use crate::preemption::{self, Outcome};
 use crate::queue::{Queued, SchedulingQueue};
-use crate::SchedulerConfig;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use std::collections::HashSet;
@@ -59,10 +59,18 @@ async fn sleep_until_opt(at: Option<Instant>) {
 }
 
 impl Scheduler {
-    pub fn new(cfg: SchedulerConfig, client: kube::Client, tx: UnboundedSender<Msg>, events: Recorder) -> Self {
+    pub fn new(
+        cfg: SchedulerConfig,
+        client: kube::Client,
+        tx: UnboundedSender<Msg>,
+        events: Recorder,
+    ) -> Self {
         Scheduler {
             queue: SchedulingQueue::new(cfg.queue.clone()),
-            sampling: Sampling { percentage: cfg.percentage_of_nodes_to_score, next_start: 0 },
+            sampling: Sampling {
+                percentage: cfg.percentage_of_nodes_to_score,
+                next_start: 0,
+            },
             rng: SmallRng::from_os_rng(),
             binds: Arc::new(Semaphore::new(cfg.bind_concurrency.max(1))),
             writes: Arc::new(Semaphore::new(cfg.bind_concurrency.max(1))),
@@ -77,7 +85,9 @@ impl Scheduler {
     }
 
     fn ready(&self) -> bool {
-        [Kind::Node, Kind::Pod, Kind::PriorityClass].iter().all(|k| self.synced.contains(k))
+        [Kind::Node, Kind::Pod, Kind::PriorityClass]
+            .iter()
+            .all(|k| self.synced.contains(k))
     }
 
     /// Run until the watches end (they retry forever, so: until dropped).
@@ -94,7 +104,11 @@ impl Scheduler {
                 tokio::task::coop::consume_budget().await;
                 continue;
             }
-            let wake = if self.ready() { self.queue.next_wakeup() } else { None };
+            let wake = if self.ready() {
+                self.queue.next_wakeup()
+            } else {
+                None
+            };
             tokio::select! {
                 m = rx.recv() => match m {
                     Some(m) => self.handle(m),
@@ -134,7 +148,11 @@ impl Scheduler {
             },
             Msg::Namespace(name, labels) => {
                 let changed = match labels {
-                    Some(l) => self.cache.namespaces.insert(name, l.clone()).is_none_or(|old| old != l),
+                    Some(l) => self
+                        .cache
+                        .namespaces
+                        .insert(name, l.clone())
+                        .is_none_or(|old| old != l),
                     None => self.cache.namespaces.remove(&name).is_some(),
                 };
                 if changed {
@@ -156,7 +174,13 @@ impl Scheduler {
                 }
             }
             Kind::Pod => {
-                let gone: Vec<String> = self.cache.pods.keys().filter(|u| !seen.contains(*u)).cloned().collect();
+                let gone: Vec<String> = self
+                    .cache
+                    .pods
+                    .keys()
+                    .filter(|u| !seen.contains(*u))
+                    .cloned()
+                    .collect();
                 for uid in gone {
                     // Assumed pods are ours; the watch has not caught up with them yet.
                     if !self.cache.is_assumed(&uid) {
@@ -179,7 +203,10 @@ impl Scheduler {
             self.cache.clear_nominated(&info.uid);
             let prev = self.cache.upsert_bound_pod(info.clone());
             let relevant = prev.as_ref().is_none_or(|p| {
-                p.assumed || p.info.labels != info.labels || p.info.deleting != info.deleting || p.info.node_name != info.node_name
+                p.assumed
+                    || p.info.labels != info.labels
+                    || p.info.deleting != info.deleting
+                    || p.info.node_name != info.node_name
             });
             if relevant {
                 self.queue.move_for(pod_add_mask(), now);
@@ -207,9 +234,17 @@ impl Scheduler {
         }
     }
 
-    fn on_bound(&mut self, uid: &str, node: usize, error: Option<(Option<u16>, String)>, now: Instant) {
+    fn on_bound(
+        &mut self,
+        uid: &str,
+        node: usize,
+        error: Option<(Option<u16>, String)>,
+        now: Instant,
+    ) {
         let Some((code, msg)) = error else { return };
-        let Some(info) = self.cache.forget(uid) else { return };
+        let Some(info) = self.cache.forget(uid) else {
+            return;
+        };
         self.queue.move_for(pod_delete_mask(), now);
         if matches!(code, Some(404) | Some(409)) {
             // Gone, or bound by someone else: the watch brings the truth.
@@ -256,7 +291,8 @@ impl Scheduler {
         let (client, tx, events) = (self.client.clone(), self.tx.clone(), self.events.clone());
         let record_scheduled = self.cfg.record_scheduled_events;
         self.tasks.spawn(async move {
-            let res = actions::bind(client, &info.namespace, &info.name, &info.uid, &node_name).await;
+            let res =
+                actions::bind(client, &info.namespace, &info.name, &info.uid, &node_name).await;
             drop(permit);
             let error = match res {
                 Ok(()) => {
@@ -268,14 +304,21 @@ impl Scheduler {
                             warning: false,
                             reason: "Scheduled",
                             action: "Binding",
-                            message: format!("Successfully assigned {}/{} to {node_name}", info.namespace, info.name),
+                            message: format!(
+                                "Successfully assigned {}/{} to {node_name}",
+                                info.namespace, info.name
+                            ),
                         });
                     }
                     None
                 }
                 Err(e) => Some((actions::api_code(&e), e.to_string())),
             };
-            let _ = tx.send(Msg::Bound { uid: info.uid.clone(), node, error });
+            let _ = tx.send(Msg::Bound {
+                uid: info.uid.clone(),
+                node,
+                error,
+            });
         });
     }
 
@@ -295,7 +338,11 @@ impl Scheduler {
                 }
                 (diag.message(Some(&m)), clear)
             }
-            Outcome::Nominate { node, victims, demote } => {
+            Outcome::Nominate {
+                node,
+                victims,
+                demote,
+            } => {
                 let node_name = self.cache.nodes[node].name.clone();
                 self.execute_preemption(info, &node_name, victims, demote);
                 (diag.message(None), Some(node_name))
@@ -305,7 +352,13 @@ impl Scheduler {
         self.report(info, REASON_UNSCHEDULABLE, &message, nominated.as_deref());
     }
 
-    fn execute_preemption(&mut self, info: &Arc<PodInfo>, node: &str, victims: Vec<Arc<PodInfo>>, demote: Vec<Arc<PodInfo>>) {
+    fn execute_preemption(
+        &mut self,
+        info: &Arc<PodInfo>,
+        node: &str,
+        victims: Vec<Arc<PodInfo>>,
+        demote: Vec<Arc<PodInfo>>,
+    ) {
         tracing::info!(pod = %info.key(), node, victims = victims.len(), "preempting");
         for v in victims {
             self.events.record(Record {
@@ -317,10 +370,16 @@ impl Scheduler {
                 action: "Preempting",
                 message: format!("Preempted by pod {} on node {node}", info.uid),
             });
-            let (client, sem, scheduler) = (self.client.clone(), self.writes.clone(), self.cfg.scheduler_name.clone());
+            let (client, sem, scheduler) = (
+                self.client.clone(),
+                self.writes.clone(),
+                self.cfg.scheduler_name.clone(),
+            );
             self.tasks.spawn(async move {
                 let _permit = sem.acquire_owned().await;
-                if let Err(e) = actions::preempt_victim(client, &v.namespace, &v.name, &v.uid, &scheduler).await {
+                if let Err(e) =
+                    actions::preempt_victim(client, &v.namespace, &v.name, &v.uid, &scheduler).await
+                {
                     tracing::warn!(pod = %v.key(), error = %e, "preempting victim failed");
                 }
             });
@@ -367,7 +426,10 @@ impl Scheduler {
             .as_ref()
             .is_some_and(|(s, r, m)| s == "False" && r == reason && m == message);
         if !same || nominated.is_some() {
-            self.spawn_status(info, actions::unschedulable_status(reason, message, nominated));
+            self.spawn_status(
+                info,
+                actions::unschedulable_status(reason, message, nominated),
+            );
         }
         self.record_failure(info, message);
         tracing::debug!(pod = %info.key(), reason, message, "pod unschedulable");

@@ -38,9 +38,17 @@ impl Requirement {
             Op::Exists => v.is_some(),
             Op::DoesNotExist => v.is_none(),
             Op::Gt | Op::Lt => {
-                let (Some(v), Some(bound)) = (v, self.values.first()) else { return false };
-                let (Ok(v), Ok(bound)) = (v.parse::<i64>(), bound.parse::<i64>()) else { return false };
-                if self.op == Op::Gt { v > bound } else { v < bound }
+                let (Some(v), Some(bound)) = (v, self.values.first()) else {
+                    return false;
+                };
+                let (Ok(v), Ok(bound)) = (v.parse::<i64>(), bound.parse::<i64>()) else {
+                    return false;
+                };
+                if self.op == Op::Gt {
+                    v > bound
+                } else {
+                    v < bound
+                }
             }
         }
     }
@@ -64,7 +72,10 @@ impl LabelSelector {
     }
 
     pub fn nothing() -> Self {
-        LabelSelector { nothing: true, reqs: Vec::new() }
+        LabelSelector {
+            nothing: true,
+            reqs: Vec::new(),
+        }
     }
 
     pub fn matches(&self, labels: &Labels) -> bool {
@@ -78,10 +89,16 @@ impl LabelSelector {
 
     /// Parse an optional API selector (`None` → matches nothing).
     pub fn parse(sel: Option<&ApiLabelSelector>) -> Result<Self, String> {
-        let Some(sel) = sel else { return Ok(Self::nothing()) };
+        let Some(sel) = sel else {
+            return Ok(Self::nothing());
+        };
         let mut reqs = Vec::new();
         for (k, v) in sel.match_labels.iter().flatten() {
-            reqs.push(Requirement { key: k.clone(), op: Op::In, values: vec![v.clone()] });
+            reqs.push(Requirement {
+                key: k.clone(),
+                op: Op::In,
+                values: vec![v.clone()],
+            });
         }
         for e in sel.match_expressions.iter().flatten() {
             let values = e.values.clone().unwrap_or_default();
@@ -103,14 +120,25 @@ impl LabelSelector {
                 }
                 _ => {}
             }
-            reqs.push(Requirement { key: e.key.clone(), op, values });
+            reqs.push(Requirement {
+                key: e.key.clone(),
+                op,
+                values,
+            });
         }
-        Ok(LabelSelector { nothing: false, reqs })
+        Ok(LabelSelector {
+            nothing: false,
+            reqs,
+        })
     }
 
     /// Add `key in (value)` requirements (topology spread `matchLabelKeys`).
     pub fn and_equals(&mut self, key: &str, value: &str) {
-        self.reqs.push(Requirement { key: key.into(), op: Op::In, values: vec![value.into()] });
+        self.reqs.push(Requirement {
+            key: key.into(),
+            op: Op::In,
+            values: vec![value.into()],
+        });
     }
 }
 
@@ -142,7 +170,11 @@ fn parse_node_req(r: &NodeSelectorRequirement, field: bool) -> Option<Requiremen
     if !ok || (field && r.key != "metadata.name") {
         return None;
     }
-    Some(Requirement { key: r.key.clone(), op, values })
+    Some(Requirement {
+        key: r.key.clone(),
+        op,
+        values,
+    })
 }
 
 impl NodeTerm {
@@ -150,19 +182,33 @@ impl NodeTerm {
         let exprs = t.match_expressions.as_deref().unwrap_or(&[]);
         let fields = t.match_fields.as_deref().unwrap_or(&[]);
         if exprs.is_empty() && fields.is_empty() {
-            return NodeTerm { labels: None, fields: Vec::new() };
+            return NodeTerm {
+                labels: None,
+                fields: Vec::new(),
+            };
         }
-        let labels: Option<Vec<Requirement>> = exprs.iter().map(|r| parse_node_req(r, false)).collect();
-        let parsed_fields: Option<Vec<Requirement>> = fields.iter().map(|r| parse_node_req(r, true)).collect();
+        let labels: Option<Vec<Requirement>> =
+            exprs.iter().map(|r| parse_node_req(r, false)).collect();
+        let parsed_fields: Option<Vec<Requirement>> =
+            fields.iter().map(|r| parse_node_req(r, true)).collect();
         match (labels, parsed_fields) {
-            (Some(l), Some(f)) => NodeTerm { labels: Some(l), fields: f },
-            _ => NodeTerm { labels: None, fields: Vec::new() },
+            (Some(l), Some(f)) => NodeTerm {
+                labels: Some(l),
+                fields: f,
+            },
+            _ => NodeTerm {
+                labels: None,
+                fields: Vec::new(),
+            },
         }
     }
 
     pub fn matches(&self, labels: &Labels, node_name: &str) -> bool {
-        let Some(reqs) = &self.labels else { return false };
-        reqs.iter().all(|r| r.matches(labels)) && self.fields.iter().all(|f| f.matches_value(Some(node_name)))
+        let Some(reqs) = &self.labels else {
+            return false;
+        };
+        reqs.iter().all(|r| r.matches(labels))
+            && self.fields.iter().all(|f| f.matches_value(Some(node_name)))
     }
 
     /// Node names this term is pinned to by `metadata.name In (...)`, if any.
@@ -198,7 +244,10 @@ mod tests {
     use serde_json::json;
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn sel(v: serde_json::Value) -> Result<LabelSelector, String> {
@@ -213,27 +262,53 @@ mod tests {
             (json!({}), true),
             (json!({"matchLabels": {"app": "web"}}), true),
             (json!({"matchLabels": {"app": "db"}}), false),
-            (json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["db", "web"]}]}), true),
-            (json!({"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["web"]}]}), false),
-            (json!({"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]}]}), true),
-            (json!({"matchExpressions": [{"key": "tier", "operator": "Exists"}]}), true),
-            (json!({"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]}), false),
+            (
+                json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["db", "web"]}]}),
+                true,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["web"]}]}),
+                false,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]}]}),
+                true,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "tier", "operator": "Exists"}]}),
+                true,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]}),
+                false,
+            ),
         ];
         for (s, want) in cases {
             assert_eq!(sel(s.clone()).map(|s| s.matches(&l)), Ok(want), "{s}");
         }
-        assert!(!LabelSelector::parse(None).map(|s| s.matches(&l)).unwrap_or(true));
+        assert!(
+            !LabelSelector::parse(None)
+                .map(|s| s.matches(&l))
+                .unwrap_or(true)
+        );
     }
 
     #[test]
     fn label_selector_errors() {
         assert!(sel(json!({"matchExpressions": [{"key": "a", "operator": "Bogus"}]})).is_err());
-        assert!(sel(json!({"matchExpressions": [{"key": "a", "operator": "In", "values": []}]})).is_err());
-        assert!(sel(json!({"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]})).is_err());
+        assert!(
+            sel(json!({"matchExpressions": [{"key": "a", "operator": "In", "values": []}]}))
+                .is_err()
+        );
+        assert!(
+            sel(json!({"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]}))
+                .is_err()
+        );
     }
 
     fn terms(v: serde_json::Value) -> NodeSelectorTerms {
-        let ns: NodeSelector = serde_json::from_value(json!({"nodeSelectorTerms": v})).expect("ns json");
+        let ns: NodeSelector =
+            serde_json::from_value(json!({"nodeSelectorTerms": v})).expect("ns json");
         NodeSelectorTerms::parse(&ns)
     }
 
@@ -241,21 +316,42 @@ mod tests {
     fn node_selector_table() {
         let l = labels(&[("zone", "a"), ("cores", "16")]);
         let cases = [
-            (json!([{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]), true),
-            (json!([{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]}]), false),
+            (
+                json!([{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]),
+                true,
+            ),
+            (
+                json!([{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]}]),
+                false,
+            ),
             // ORed terms.
             (
                 json!([{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]},
                        {"matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["8"]}]}]),
                 true,
             ),
-            (json!([{"matchExpressions": [{"key": "cores", "operator": "Lt", "values": ["8"]}]}]), false),
-            (json!([{"matchExpressions": [{"key": "gpu", "operator": "DoesNotExist"}]}]), true),
-            (json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}]), true),
-            (json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n2"]}]}]), false),
+            (
+                json!([{"matchExpressions": [{"key": "cores", "operator": "Lt", "values": ["8"]}]}]),
+                false,
+            ),
+            (
+                json!([{"matchExpressions": [{"key": "gpu", "operator": "DoesNotExist"}]}]),
+                true,
+            ),
+            (
+                json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}]),
+                true,
+            ),
+            (
+                json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n2"]}]}]),
+                false,
+            ),
             // Empty and invalid terms match nothing, but do not spoil valid ones.
             (json!([{}]), false),
-            (json!([{"matchExpressions": [{"key": "zone", "operator": "Bogus", "values": ["a"]}]}]), false),
+            (
+                json!([{"matchExpressions": [{"key": "zone", "operator": "Bogus", "values": ["a"]}]}]),
+                false,
+            ),
             (
                 json!([{"matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["x"]}]},
                        {"matchExpressions": [{"key": "zone", "operator": "Exists"}]}]),

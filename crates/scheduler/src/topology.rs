@@ -24,7 +24,10 @@ const MAX_MEMOS: usize = 32;
 pub enum Matcher {
     /// Non-terminating pods in `namespace` selected by `selector` (an empty or nil
     /// selector counts nothing, as upstream's `countPodsMatchSelector`).
-    Selector { namespace: String, selector: LabelSelector },
+    Selector {
+        namespace: String,
+        selector: LabelSelector,
+    },
     /// Non-terminating pods with this first owner (system-default spreading).
     Owner(String),
 }
@@ -35,8 +38,14 @@ impl Matcher {
             return false;
         }
         match self {
-            Matcher::Selector { namespace, selector } => {
-                !selector.nothing && !selector.is_everything() && p.namespace == *namespace && selector.matches(&p.labels)
+            Matcher::Selector {
+                namespace,
+                selector,
+            } => {
+                !selector.nothing
+                    && !selector.is_everything()
+                    && p.namespace == *namespace
+                    && selector.matches(&p.labels)
             }
             Matcher::Owner(uid) => p.owner_uid.as_deref() == Some(uid.as_str()),
         }
@@ -58,10 +67,15 @@ impl Domains {
     }
 
     pub(crate) fn build(cache: &Cache, key: &str) -> Domains {
-        let mut d = Domains { of_node: vec![MISSING; cache.nodes.len()], values: Vec::new() };
+        let mut d = Domains {
+            of_node: vec![MISSING; cache.nodes.len()],
+            values: Vec::new(),
+        };
         let mut ids: HashMap<&str, u32> = HashMap::new();
         for (i, n) in cache.nodes.iter().enumerate() {
-            let Some(v) = n.spec.as_ref().and_then(|s| s.labels.get(key)) else { continue };
+            let Some(v) = n.spec.as_ref().and_then(|s| s.labels.get(key)) else {
+                continue;
+            };
             let id = *ids.entry(v.as_str()).or_insert_with(|| {
                 d.values.push(v.clone());
                 (d.values.len() - 1) as u32
@@ -97,7 +111,10 @@ impl Cache {
 
     /// The counts of (`matcher`, `key`), if prepared.
     pub fn memo(&self, matcher: &Matcher, key: &str) -> Option<&Memo> {
-        self.topology.memos.iter().find(|m| m.key == key && m.matcher == *matcher)
+        self.topology
+            .memos
+            .iter()
+            .find(|m| m.key == key && m.matcher == *matcher)
     }
 
     /// Build the domain index of `key` if missing.
@@ -113,11 +130,18 @@ impl Cache {
         self.prepare_domains(key);
         self.topology.tick += 1;
         let tick = self.topology.tick;
-        if let Some(m) = self.topology.memos.iter_mut().find(|m| m.key == key && m.matcher == *matcher) {
+        if let Some(m) = self
+            .topology
+            .memos
+            .iter_mut()
+            .find(|m| m.key == key && m.matcher == *matcher)
+        {
             m.last_used = tick;
             return;
         }
-        let Some(domains) = self.topology.domains.get(key) else { return };
+        let Some(domains) = self.topology.domains.get(key) else {
+            return;
+        };
         let mut counts = vec![0i32; domains.values.len()];
         for (i, n) in self.nodes.iter().enumerate() {
             let d = domains.of(i);
@@ -127,11 +151,22 @@ impl Cache {
             counts[d as usize] += n.pods.iter().filter(|p| matcher.matches(p)).count() as i32;
         }
         if self.topology.memos.len() >= MAX_MEMOS
-            && let Some(oldest) = self.topology.memos.iter().enumerate().min_by_key(|(_, m)| m.last_used).map(|(i, _)| i)
+            && let Some(oldest) = self
+                .topology
+                .memos
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, m)| m.last_used)
+                .map(|(i, _)| i)
         {
             self.topology.memos.swap_remove(oldest);
         }
-        self.topology.memos.push(Memo { matcher: matcher.clone(), key: key.to_string(), counts, last_used: tick });
+        self.topology.memos.push(Memo {
+            matcher: matcher.clone(),
+            key: key.to_string(),
+            counts,
+            last_used: tick,
+        });
     }
 
     /// Node labels or membership changed: indexes are rebuilt on demand.
@@ -175,8 +210,10 @@ mod tests {
     }
 
     fn pod(uid: &str, node: &str, app: &str) -> Arc<PodInfo> {
-        let p: Pod = serde_json::from_value(json!({"metadata": {"name": uid, "uid": uid, "namespace": "d", "labels": {"app": app}},
-            "spec": {"nodeName": node, "containers": [{"name": "c"}]}}))
+        let p: Pod = serde_json::from_value(
+            json!({"metadata": {"name": uid, "uid": uid, "namespace": "d", "labels": {"app": app}},
+            "spec": {"nodeName": node, "containers": [{"name": "c"}]}}),
+        )
         .expect("pod");
         Arc::new(PodInfo::from_pod(&p))
     }
@@ -184,7 +221,12 @@ mod tests {
     fn counts(c: &Cache, m: &Matcher) -> Vec<(String, i32)> {
         let d = c.domains("zone").expect("domains");
         let memo = c.memo(m, "zone").expect("memo");
-        let mut v: Vec<(String, i32)> = d.values.iter().cloned().zip(memo.counts.iter().copied()).collect();
+        let mut v: Vec<(String, i32)> = d
+            .values
+            .iter()
+            .cloned()
+            .zip(memo.counts.iter().copied())
+            .collect();
         v.sort();
         v
     }
@@ -198,9 +240,15 @@ mod tests {
         c.upsert_bound_pod(pod("p1", "a", "web"));
         let mut sel = LabelSelector::everything();
         sel.and_equals("app", "web");
-        let m = Matcher::Selector { namespace: "d".into(), selector: sel };
+        let m = Matcher::Selector {
+            namespace: "d".into(),
+            selector: sel,
+        };
         c.prepare_memo(&m, "zone");
-        assert_eq!(c.domains("zone").map(|d| d.of(c.node_id("x").unwrap_or(0))), Some(MISSING));
+        assert_eq!(
+            c.domains("zone").map(|d| d.of(c.node_id("x").unwrap_or(0))),
+            Some(MISSING)
+        );
         assert_eq!(counts(&c, &m), vec![("z1".into(), 1), ("z2".into(), 0)]);
         // Assume, forget, bind, delete, other apps.
         let b = c.node_id("b").expect("b");

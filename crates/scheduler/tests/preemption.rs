@@ -12,10 +12,14 @@ use serde_json::json;
 async fn classes(env: &Env) {
     let api: Api<PriorityClass> = Api::all(env.client.clone());
     for (name, value) in [("low", 100), ("high", 1000)] {
-        let pc: PriorityClass = serde_json::from_value(json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
-            "metadata": {"name": name}, "value": value}))
+        let pc: PriorityClass = serde_json::from_value(
+            json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": name}, "value": value}),
+        )
         .expect("class");
-        api.create(&PostParams::default(), &pc).await.expect("create class");
+        api.create(&PostParams::default(), &pc)
+            .await
+            .expect("create class");
     }
 }
 
@@ -27,7 +31,14 @@ async fn gone(env: &Env, name: &str) {
     let pods = env.pods();
     eventually(&format!("{name} deleted"), || {
         let pods = pods.clone();
-        async move { pods.get_opt(name).await.ok().flatten().is_none().then_some(()) }
+        async move {
+            pods.get_opt(name)
+                .await
+                .ok()
+                .flatten()
+                .is_none()
+                .then_some(())
+        }
     })
     .await;
 }
@@ -38,10 +49,22 @@ async fn high_priority_pod_preempts_low_priority_ones() {
     classes(&env).await;
     // Fill both nodes with low-priority pods through the scheduler.
     for i in 0..4 {
-        env.create(pod(&format!("low{i}"), "1", json!({"priorityClassName": "low"}), json!({}))).await;
+        env.create(pod(
+            &format!("low{i}"),
+            "1",
+            json!({"priorityClassName": "low"}),
+            json!({}),
+        ))
+        .await;
         env.bound(&format!("low{i}")).await;
     }
-    env.create(pod("vip", "2", json!({"priorityClassName": "high"}), json!({}))).await;
+    env.create(pod(
+        "vip",
+        "2",
+        json!({"priorityClassName": "high"}),
+        json!({}),
+    ))
+    .await;
     let node = env.bound("vip").await;
     // Exactly the two pods on that node were preempted.
     let mut evicted = Vec::new();
@@ -59,17 +82,44 @@ async fn high_priority_pod_preempts_low_priority_ones() {
     assert_eq!(evicted.len(), 2, "{evicted:?}");
     let preempted = env.events(&evicted[0], "Preempted").await;
     assert!(!preempted.is_empty());
-    assert!(preempted[0].message.as_deref().unwrap_or("").contains(&format!("on node {node}")));
+    assert!(
+        preempted[0]
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains(&format!("on node {node}"))
+    );
     // The preemptor reported itself unschedulable while waiting, then was bound.
     let failed = env.events("vip", "FailedScheduling").await;
-    assert!(failed[0].message.as_deref().unwrap_or("").starts_with("0/2 nodes are available: 2 Insufficient cpu."));
+    assert!(
+        failed[0]
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("0/2 nodes are available: 2 Insufficient cpu.")
+    );
 
     // A pod that may not preempt says so.
-    env.create(pod("polite", "2", json!({"priorityClassName": "high", "preemptionPolicy": "Never"}), json!({}))).await;
+    env.create(pod(
+        "polite",
+        "2",
+        json!({"priorityClassName": "high", "preemptionPolicy": "Never"}),
+        json!({}),
+    ))
+    .await;
     let (_, msg) = env.unschedulable("polite").await;
-    assert_eq!(msg, "0/2 nodes are available: 2 Insufficient cpu. preemption: not eligible due to preemptionPolicy=Never.");
+    assert_eq!(
+        msg,
+        "0/2 nodes are available: 2 Insufficient cpu. preemption: not eligible due to preemptionPolicy=Never."
+    );
     // Equal (or higher) priority pods are never victims.
-    env.create(pod("peer", "2", json!({"priorityClassName": "low"}), json!({}))).await;
+    env.create(pod(
+        "peer",
+        "2",
+        json!({"priorityClassName": "low"}),
+        json!({}),
+    ))
+    .await;
     let (_, msg) = env.unschedulable("peer").await;
     assert_eq!(
         msg,
@@ -89,8 +139,15 @@ async fn preemption_prefers_nodes_without_pdb_violations() {
         .create(&PostParams::default(), &pdb)
         .await
         .expect("create pdb");
-    env.create(pod("guarded", "2", on("n-0", "low"), json!({"app": "guarded"}))).await;
-    env.create(pod("free", "2", on("n-1", "low"), json!({"app": "free"}))).await;
+    env.create(pod(
+        "guarded",
+        "2",
+        on("n-0", "low"),
+        json!({"app": "guarded"}),
+    ))
+    .await;
+    env.create(pod("free", "2", on("n-1", "low"), json!({"app": "free"})))
+        .await;
     // Both running before the preemptor arrives.
     for name in ["guarded", "free"] {
         let pods = env.pods();
@@ -103,7 +160,13 @@ async fn preemption_prefers_nodes_without_pdb_violations() {
         })
         .await;
     }
-    env.create(pod("vip", "2", json!({"priorityClassName": "high"}), json!({}))).await;
+    env.create(pod(
+        "vip",
+        "2",
+        json!({"priorityClassName": "high"}),
+        json!({}),
+    ))
+    .await;
     assert_eq!(env.bound("vip").await, "n-1");
     gone(&env, "free").await;
     assert_eq!(env.node_of("guarded").await.as_deref(), Some("n-0"));

@@ -12,11 +12,14 @@ async fn binds_pods_and_respects_resources() {
     let env = Env::start(Some(nodes("n", 3, "2"))).await;
     // 3 nodes × 2 CPU; six 1-CPU pods fill them exactly, two per node.
     for i in 0..6 {
-        env.create(pod(&format!("p{i}"), "1", json!({}), json!({}))).await;
+        env.create(pod(&format!("p{i}"), "1", json!({}), json!({})))
+            .await;
     }
     let mut per_node: HashMap<String, usize> = HashMap::new();
     for i in 0..6 {
-        *per_node.entry(env.bound(&format!("p{i}")).await).or_default() += 1;
+        *per_node
+            .entry(env.bound(&format!("p{i}")).await)
+            .or_default() += 1;
     }
     assert_eq!(per_node.len(), 3, "{per_node:?}");
     assert!(per_node.values().all(|&n| n == 2), "{per_node:?}");
@@ -31,9 +34,18 @@ async fn binds_pods_and_respects_resources() {
     let events = env.events("extra", "FailedScheduling").await;
     assert!(!events.is_empty());
     assert_eq!(events[0].type_.as_deref(), Some("Warning"));
-    assert_eq!(events[0].source.as_ref().and_then(|s| s.component.as_deref()), Some("default-scheduler"));
+    assert_eq!(
+        events[0]
+            .source
+            .as_ref()
+            .and_then(|s| s.component.as_deref()),
+        Some("default-scheduler")
+    );
     // Freeing a slot lets it in.
-    env.pods().delete("p0", &Default::default()).await.expect("delete");
+    env.pods()
+        .delete("p0", &Default::default())
+        .await
+        .expect("delete");
     env.bound("extra").await;
     assert!(!env.events("p1", "Scheduled").await.is_empty());
 }
@@ -48,7 +60,13 @@ async fn selectors_affinity_and_clear_failures() {
     env.add_nodes(ssd).await;
     env.add_nodes(hdd).await;
 
-    env.create(pod("sel", "100m", json!({"nodeSelector": {"disk": "ssd"}}), json!({}))).await;
+    env.create(pod(
+        "sel",
+        "100m",
+        json!({"nodeSelector": {"disk": "ssd"}}),
+        json!({}),
+    ))
+    .await;
     assert!(env.bound("sel").await.starts_with("ssd-"));
     let required = json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
         {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["hdd"]}]}]}}}});
@@ -57,12 +75,24 @@ async fn selectors_affinity_and_clear_failures() {
     let preferred = json!({"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
         {"weight": 100, "preference": {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["hdd"]}]}}]}}});
     for i in 0..3 {
-        env.create(pod(&format!("pref{i}"), "100m", preferred.clone(), json!({}))).await;
+        env.create(pod(
+            &format!("pref{i}"),
+            "100m",
+            preferred.clone(),
+            json!({}),
+        ))
+        .await;
         assert!(env.bound(&format!("pref{i}")).await.starts_with("hdd-"));
     }
 
     // No node carries the label.
-    env.create(pod("nvme", "100m", json!({"nodeSelector": {"disk": "nvme"}}), json!({}))).await;
+    env.create(pod(
+        "nvme",
+        "100m",
+        json!({"nodeSelector": {"disk": "nvme"}}),
+        json!({}),
+    ))
+    .await;
     let (reason, msg) = env.unschedulable("nvme").await;
     assert_eq!(reason, "Unschedulable");
     assert_eq!(
@@ -80,17 +110,36 @@ async fn selectors_affinity_and_clear_failures() {
         "0/4 nodes are available: 4 node(s) didn't satisfy plugin(s) [NodeAffinity]. \
          preemption: 0/4 nodes are available: 4 Preemption is not helpful for scheduling."
     );
-    env.create(pod("hostname", "100m", json!({"nodeSelector": {"kubernetes.io/hostname": "no-such-node"}}), json!({}))).await;
+    env.create(pod(
+        "hostname",
+        "100m",
+        json!({"nodeSelector": {"kubernetes.io/hostname": "no-such-node"}}),
+        json!({}),
+    ))
+    .await;
     let (_, msg) = env.unschedulable("hostname").await;
-    assert!(msg.starts_with("0/4 nodes are available: 4 node(s) didn't match Pod's node affinity/selector."), "{msg}");
+    assert!(
+        msg.starts_with(
+            "0/4 nodes are available: 4 node(s) didn't match Pod's node affinity/selector."
+        ),
+        "{msg}"
+    );
     // Invalid affinity: the API server accepts it, the scheduler explains why it cannot.
     let invalid = json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
         {"labelSelector": {"matchExpressions": [{"key": "app", "operator": "In", "values": []}]}, "topologyKey": "kubernetes.io/hostname"}]}}});
     env.create(pod("invalid", "100m", invalid, json!({}))).await;
     let (reason, msg) = env.unschedulable("invalid").await;
     assert_eq!(reason, "Unschedulable");
-    assert!(msg.starts_with("0/4 nodes are available: parsing pod: values: Invalid value"), "{msg}");
-    assert!(msg.ends_with("preemption: 0/4 nodes are available: 4 Preemption is not helpful for scheduling."), "{msg}");
+    assert!(
+        msg.starts_with("0/4 nodes are available: parsing pod: values: Invalid value"),
+        "{msg}"
+    );
+    assert!(
+        msg.ends_with(
+            "preemption: 0/4 nodes are available: 4 Preemption is not helpful for scheduling."
+        ),
+        "{msg}"
+    );
     // Impossible resources.
     env.create(pod("huge", "1000", json!({}), json!({}))).await;
     let (_, msg) = env.unschedulable("huge").await;
@@ -115,7 +164,10 @@ async fn no_nodes_then_a_node_appears() {
     let mut env = Env::start(None).await;
     env.create(pod("early", "100m", json!({}), json!({}))).await;
     let (reason, msg) = env.unschedulable("early").await;
-    assert_eq!((reason.as_str(), msg.as_str()), ("Unschedulable", "no nodes available to schedule pods"));
+    assert_eq!(
+        (reason.as_str(), msg.as_str()),
+        ("Unschedulable", "no nodes available to schedule pods")
+    );
     env.add_nodes(nodes("late", 1, "2")).await;
     assert_eq!(env.bound("early").await, "late-0");
 }
@@ -124,7 +176,10 @@ async fn no_nodes_then_a_node_appears() {
 async fn taints_cordons_and_host_ports() {
     let mut env = Env::start(None).await;
     let mut gpu = nodes("gpu", 2, "4");
-    gpu.taints = vec![serde_json::from_value(json!({"key": "dedicated", "value": "gpu", "effect": "NoSchedule"})).expect("taint")];
+    gpu.taints = vec![
+        serde_json::from_value(json!({"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}))
+            .expect("taint"),
+    ];
     env.add_nodes(gpu).await;
     env.create(pod("plain", "100m", json!({}), json!({}))).await;
     let (_, msg) = env.unschedulable("plain").await;
@@ -134,7 +189,8 @@ async fn taints_cordons_and_host_ports() {
          preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
     );
     let tolerant = json!({"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]});
-    env.create(pod("tolerant", "100m", tolerant, json!({}))).await;
+    env.create(pod("tolerant", "100m", tolerant, json!({})))
+        .await;
     assert!(env.bound("tolerant").await.starts_with("gpu-"));
 
     // "plain" fits as soon as an untainted node is added (the new node retries it).
@@ -142,10 +198,16 @@ async fn taints_cordons_and_host_ports() {
     assert_eq!(env.bound("plain").await, "hard-0");
     // PreferNoSchedule: avoided while an untainted node exists.
     let mut soft = nodes("soft", 1, "4");
-    soft.taints = vec![serde_json::from_value(json!({"key": "spot", "value": "yes", "effect": "PreferNoSchedule"})).expect("taint")];
+    soft.taints = vec![
+        serde_json::from_value(
+            json!({"key": "spot", "value": "yes", "effect": "PreferNoSchedule"}),
+        )
+        .expect("taint"),
+    ];
     env.add_nodes(soft).await;
     for i in 0..3 {
-        env.create(pod(&format!("s{i}"), "100m", json!({}), json!({}))).await;
+        env.create(pod(&format!("s{i}"), "100m", json!({}), json!({})))
+            .await;
         assert_eq!(env.bound(&format!("s{i}")).await, "hard-0");
     }
 
@@ -153,17 +215,30 @@ async fn taints_cordons_and_host_ports() {
     let nodes_api: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(env.client.clone());
     for n in ["hard-0", "soft-0"] {
         let patch = json!({"spec": {"unschedulable": true}});
-        nodes_api.patch(n, &Default::default(), &kube::api::Patch::Merge(&patch)).await.expect("cordon");
+        nodes_api
+            .patch(n, &Default::default(), &kube::api::Patch::Merge(&patch))
+            .await
+            .expect("cordon");
     }
-    env.create(pod("cordoned", "100m", json!({}), json!({}))).await;
-    let msg = env.unschedulable_where("cordoned", |m| m.contains("were unschedulable")).await;
+    env.create(pod("cordoned", "100m", json!({}), json!({})))
+        .await;
+    let msg = env
+        .unschedulable_where("cordoned", |m| m.contains("were unschedulable"))
+        .await;
     assert_eq!(
         msg,
         "0/4 nodes are available: 2 node(s) had untolerated taint {dedicated: gpu}, 2 node(s) were unschedulable. \
          preemption: 0/4 nodes are available: 4 Preemption is not helpful for scheduling."
     );
     let patch = json!({"spec": {"unschedulable": false}});
-    nodes_api.patch("hard-0", &Default::default(), &kube::api::Patch::Merge(&patch)).await.expect("uncordon");
+    nodes_api
+        .patch(
+            "hard-0",
+            &Default::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .expect("uncordon");
     assert_eq!(env.bound("cordoned").await, "hard-0");
 
     // Host ports: one pod per node and port (hard-0 is the only open node without taints).
@@ -172,14 +247,29 @@ async fn taints_cordons_and_host_ports() {
     assert_eq!(env.bound("port1").await, "hard-0");
     env.create(pod("port2", "", port, json!({}))).await;
     let (_, msg) = env.unschedulable("port2").await;
-    assert!(msg.contains("1 node(s) didn't have free ports for the requested pod ports"), "{msg}");
+    assert!(
+        msg.contains("1 node(s) didn't have free ports for the requested pod ports"),
+        "{msg}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ignores_other_schedulers_and_gated_pods() {
     let env = Env::start(Some(nodes("n", 1, "4"))).await;
-    env.create(pod("other", "100m", json!({"schedulerName": "someone-else"}), json!({}))).await;
-    env.create(pod("gated", "100m", json!({"schedulingGates": [{"name": "example.com/wait"}]}), json!({}))).await;
+    env.create(pod(
+        "other",
+        "100m",
+        json!({"schedulerName": "someone-else"}),
+        json!({}),
+    ))
+    .await;
+    env.create(pod(
+        "gated",
+        "100m",
+        json!({"schedulingGates": [{"name": "example.com/wait"}]}),
+        json!({}),
+    ))
+    .await;
     env.create(pod("mine", "100m", json!({}), json!({}))).await;
     env.bound("mine").await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
@@ -187,6 +277,13 @@ async fn ignores_other_schedulers_and_gated_pods() {
     assert_eq!(env.node_of("gated").await, None);
     // Removing the gate lets it be scheduled.
     let patch = json!({"spec": {"schedulingGates": null}});
-    env.pods().patch("gated", &Default::default(), &kube::api::Patch::Merge(&patch)).await.expect("ungate");
+    env.pods()
+        .patch(
+            "gated",
+            &Default::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .expect("ungate");
     env.bound("gated").await;
 }

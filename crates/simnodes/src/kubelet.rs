@@ -95,21 +95,35 @@ struct Kubelet {
 }
 
 fn exit_code(pod: &Pod) -> Option<i32> {
-    let policy = pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()).unwrap_or("Always");
+    let policy = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.as_deref())
+        .unwrap_or("Always");
     if policy == "Always" {
         return None;
     }
-    pod.metadata.annotations.as_ref()?.get(EXIT_CODE_ANNOTATION)?.trim().parse().ok()
+    pod.metadata
+        .annotations
+        .as_ref()?
+        .get(EXIT_CODE_ANNOTATION)?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn restart_policy(pod: &Pod) -> &str {
-    pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()).unwrap_or("Always")
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.as_deref())
+        .unwrap_or("Always")
 }
 
 impl Kubelet {
     fn schedule(&mut self, at: Instant, kind: ActionKind, uid: &str) {
         self.seq += 1;
-        self.timers.push(Reverse((at, self.seq, kind, uid.to_string())));
+        self.timers
+            .push(Reverse((at, self.seq, kind, uid.to_string())));
     }
 
     fn release(&mut self, uid: &str) {
@@ -119,13 +133,26 @@ impl Kubelet {
     }
 
     fn on_apply(&mut self, pod: Pod) {
-        let Some(uid) = pod.metadata.uid.clone() else { return };
-        let node_name = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).unwrap_or("");
-        let Some(&node) = self.node_index.get(node_name) else { return };
+        let Some(uid) = pod.metadata.uid.clone() else {
+            return;
+        };
+        let node_name = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .unwrap_or("");
+        let Some(&node) = self.node_index.get(node_name) else {
+            return;
+        };
         if let Some(seen) = self.relist.as_mut() {
             seen.insert(uid.clone());
         }
-        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending").to_string();
+        let phase = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .unwrap_or("Pending")
+            .to_string();
         let deleting = pod.metadata.deletion_timestamp.is_some();
         let now = Instant::now();
         if let Some(p) = self.pods.get_mut(&uid) {
@@ -133,7 +160,10 @@ impl Kubelet {
                 p.state = State::Deleting;
                 p.object = None;
                 self.schedule(now, ActionKind::Delete, &uid);
-            } else if matches!(phase.as_str(), "Succeeded" | "Failed") && p.state != State::Finished && !deleting {
+            } else if matches!(phase.as_str(), "Succeeded" | "Failed")
+                && p.state != State::Finished
+                && !deleting
+            {
                 // Finished by someone else (or our own write echoing back).
                 p.state = State::Finished;
                 p.object = None;
@@ -166,7 +196,9 @@ impl Kubelet {
             return;
         }
         let status = pod.status.as_ref();
-        let pod_ip = status.and_then(|s| s.pod_ip.as_deref()).and_then(|ip| ip.parse::<Ipv4Addr>().ok());
+        let pod_ip = status
+            .and_then(|s| s.pod_ip.as_deref())
+            .and_then(|ip| ip.parse::<Ipv4Addr>().ok());
         self.active_per_node[node] += 1;
         p.counted = true;
         if phase == "Running" && pod_ip.is_some() {
@@ -195,7 +227,9 @@ impl Kubelet {
     /// A due timer: build the write and hand it to the pool.
     fn fire(&mut self, kind: ActionKind, uid: &str) {
         let capacity = self.opts.pods_per_node;
-        let Some(p) = self.pods.get_mut(uid) else { return };
+        let Some(p) = self.pods.get_mut(uid) else {
+            return;
+        };
         if p.inflight {
             return;
         }
@@ -207,8 +241,14 @@ impl Kubelet {
                 let node = p.node;
                 // Admission: a full node rejects the pod, as the kubelet does.
                 let used = self.active_per_node[node].saturating_sub(1);
-                let ip = if used < capacity as usize { self.ips[node].allocate(node) } else { None };
-                let Some(p) = self.pods.get_mut(uid) else { return };
+                let ip = if used < capacity as usize {
+                    self.ips[node].allocate(node)
+                } else {
+                    None
+                };
+                let Some(p) = self.pods.get_mut(uid) else {
+                    return;
+                };
                 match ip {
                     Some(ip) => {
                         p.ip = Some(ip);
@@ -220,13 +260,27 @@ impl Kubelet {
             (ActionKind::Finish, State::Running { started }) => {
                 let Some(obj) = p.object.clone() else { return };
                 let code = exit_code(&obj).unwrap_or(0);
-                Some(status::finished(&obj, code, restart_policy(&obj), started, &at))
+                Some(status::finished(
+                    &obj,
+                    code,
+                    restart_policy(&obj),
+                    started,
+                    &at,
+                ))
             }
             _ => return,
         };
-        let Some(p) = self.pods.get_mut(uid) else { return };
+        let Some(p) = self.pods.get_mut(uid) else {
+            return;
+        };
         p.inflight = true;
-        let job = Job { uid: uid.to_string(), kind, namespace: p.namespace.clone(), name: p.name.clone(), status };
+        let job = Job {
+            uid: uid.to_string(),
+            kind,
+            namespace: p.namespace.clone(),
+            name: p.name.clone(),
+            status,
+        };
         if self.jobs.send(job).is_err() {
             tracing::warn!("simulated kubelet writer pool is gone");
         }
@@ -235,7 +289,9 @@ impl Kubelet {
     fn on_result(&mut self, r: JobResult) {
         let now = Instant::now();
         let ready_delay = self.opts.ready_delay;
-        let Some(p) = self.pods.get_mut(&r.uid) else { return };
+        let Some(p) = self.pods.get_mut(&r.uid) else {
+            return;
+        };
         p.inflight = false;
         match r.outcome {
             Ok(()) => match r.kind {
@@ -247,7 +303,9 @@ impl Kubelet {
                         retire(&mut self.active_per_node, &mut self.ips, p);
                         return;
                     }
-                    p.state = State::Running { started: nodes::now_rfc3339() };
+                    p.state = State::Running {
+                        started: nodes::now_rfc3339(),
+                    };
                     if p.object.as_deref().and_then(exit_code).is_some() {
                         self.schedule(now + ready_delay, ActionKind::Finish, &r.uid);
                     } else {
@@ -255,10 +313,9 @@ impl Kubelet {
                     }
                 }
                 ActionKind::Finish if matches!(p.state, State::Running { .. }) => {
-                    let restarting = p
-                        .object
-                        .as_deref()
-                        .is_some_and(|o| exit_code(o) != Some(0) && restart_policy(o) == "OnFailure");
+                    let restarting = p.object.as_deref().is_some_and(|o| {
+                        exit_code(o) != Some(0) && restart_policy(o) == "OnFailure"
+                    });
                     p.object = None;
                     if !restarting {
                         p.state = State::Finished;
@@ -285,8 +342,15 @@ impl Kubelet {
     }
 
     fn on_relist_done(&mut self) {
-        let Some(seen) = self.relist.take() else { return };
-        let gone: Vec<String> = self.pods.keys().filter(|u| !seen.contains(*u)).cloned().collect();
+        let Some(seen) = self.relist.take() else {
+            return;
+        };
+        let gone: Vec<String> = self
+            .pods
+            .keys()
+            .filter(|u| !seen.contains(*u))
+            .cloned()
+            .collect();
         for uid in gone {
             self.release(&uid);
         }
@@ -298,12 +362,17 @@ async fn execute(client: &kube::Client, job: &Job) -> Result<(), kube::Error> {
     match &job.status {
         Some(status) => {
             let patch = json!({"status": status});
-            api.patch_status(&job.name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ())
+            api.patch_status(&job.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map(|_| ())
         }
         None => {
             let dp = DeleteParams {
                 grace_period_seconds: Some(0),
-                preconditions: Some(Preconditions { uid: Some(job.uid.clone()), resource_version: None }),
+                preconditions: Some(Preconditions {
+                    uid: Some(job.uid.clone()),
+                    resource_version: None,
+                }),
                 ..Default::default()
             };
             api.delete(&job.name, &dp).await.map(|_| ())
@@ -324,13 +393,22 @@ pub async fn run(client: kube::Client, opts: Arc<SimOptions>) -> anyhow::Result<
                 let job = { rx.lock().await.recv().await };
                 let Some(job) = job else { return };
                 let outcome = execute(&client, &job).await;
-                if tx.send(JobResult { uid: job.uid, kind: job.kind, outcome }).is_err() {
+                if tx
+                    .send(JobResult {
+                        uid: job.uid,
+                        kind: job.kind,
+                        outcome,
+                    })
+                    .is_err()
+                {
                     return;
                 }
             }
         });
     }
-    let node_index = (0..opts.count).map(|i| (nodes::node_name(&opts.name_prefix, i), i)).collect();
+    let node_index = (0..opts.count)
+        .map(|i| (nodes::node_name(&opts.name_prefix, i), i))
+        .collect();
     let mut k = Kubelet {
         node_index,
         ips: vec![ipam::NodeIps::default(); opts.count],
@@ -343,7 +421,9 @@ pub async fn run(client: kube::Client, opts: Arc<SimOptions>) -> anyhow::Result<
         opts,
     };
     let api: Api<Pod> = Api::all(client);
-    let mut events = watcher(api, watcher::Config::default().fields("spec.nodeName!=")).default_backoff().boxed();
+    let mut events = watcher(api, watcher::Config::default().fields("spec.nodeName!="))
+        .default_backoff()
+        .boxed();
     loop {
         // Fire every due timer first.
         let now = Instant::now();

@@ -18,7 +18,9 @@ const LEASE_DURATION_SECONDS: i32 = 40;
 
 /// metav1.MicroTime now.
 fn now_micro() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
 }
 
 fn lease_object(node: &Registered) -> serde_json::Value {
@@ -47,10 +49,14 @@ async fn renew(api: &Api<Lease>, node: &Registered) -> Result<(), kube::Error> {
         "leaseDurationSeconds": LEASE_DURATION_SECONDS,
         "renewTime": now_micro(),
     }});
-    match api.patch(&node.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+    match api
+        .patch(&node.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
         Ok(_) => Ok(()),
         Err(e) if api_code(&e) == Some(404) => {
-            let lease: Lease = serde_json::from_value(lease_object(node)).map_err(kube::Error::SerdeError)?;
+            let lease: Lease =
+                serde_json::from_value(lease_object(node)).map_err(kube::Error::SerdeError)?;
             match api.create(&PostParams::default(), &lease).await {
                 Ok(_) => Ok(()),
                 Err(e) if api_code(&e) == Some(409) => Ok(()),
@@ -62,7 +68,11 @@ async fn renew(api: &Api<Lease>, node: &Registered) -> Result<(), kube::Error> {
 }
 
 /// Renew every node's lease forever: the first round at once, later rounds spread out.
-pub async fn run(client: kube::Client, opts: Arc<SimOptions>, nodes: Arc<Vec<Registered>>) -> anyhow::Result<()> {
+pub async fn run(
+    client: kube::Client,
+    opts: Arc<SimOptions>,
+    nodes: Arc<Vec<Registered>>,
+) -> anyhow::Result<()> {
     let api: Api<Lease> = Api::namespaced(client, NODE_LEASE_NAMESPACE);
     let interval = opts.lease_interval;
     let n = nodes.len().max(1) as u32;
@@ -98,7 +108,10 @@ mod tests {
 
     #[test]
     fn lease_shape() {
-        let l = lease_object(&Registered { name: "sim-0".into(), uid: "u1".into() });
+        let l = lease_object(&Registered {
+            name: "sim-0".into(),
+            uid: "u1".into(),
+        });
         assert_eq!(l["spec"]["holderIdentity"], "sim-0");
         assert_eq!(l["spec"]["leaseDurationSeconds"], 40);
         assert_eq!(l["metadata"]["ownerReferences"][0]["uid"], "u1");

@@ -103,7 +103,9 @@ impl SimOptions {
             )));
         }
         if self.name_prefix.is_empty() {
-            return Err(SimError::InvalidOptions("name prefix must not be empty".into()));
+            return Err(SimError::InvalidOptions(
+                "name prefix must not be empty".into(),
+            ));
         }
         if self.pods_per_node == 0 || self.pods_per_node > ipam::MAX_PODS_PER_NODE {
             return Err(SimError::InvalidOptions(format!(
@@ -112,7 +114,9 @@ impl SimOptions {
             )));
         }
         if self.lease_interval.is_zero() {
-            return Err(SimError::InvalidOptions("lease interval must be positive".into()));
+            return Err(SimError::InvalidOptions(
+                "lease interval must be positive".into(),
+            ));
         }
         Ok(())
     }

@@ -48,7 +48,10 @@ fn labels(opts: &SimOptions, index: usize, name: &str) -> Value {
     }
     if opts.zones > 0 {
         l.insert("topology.kubernetes.io/region".into(), json!("sim-region"));
-        l.insert("topology.kubernetes.io/zone".into(), json!(format!("zone-{}", index % opts.zones)));
+        l.insert(
+            "topology.kubernetes.io/zone".into(),
+            json!(format!("zone-{}", index % opts.zones)),
+        );
     }
     Value::Object(l)
 }
@@ -100,7 +103,8 @@ pub fn node_status(opts: &SimOptions, index: usize, name: &str, since: &str) -> 
 pub fn node_object(opts: &SimOptions, index: usize, since: &str) -> Value {
     let name = node_name(&opts.name_prefix, index);
     let cidr = ipam::pod_cidr(index);
-    let mut spec = json!({"podCIDR": cidr, "podCIDRs": [cidr], "providerID": format!("sim://{name}")});
+    let mut spec =
+        json!({"podCIDR": cidr, "podCIDRs": [cidr], "providerID": format!("sim://{name}")});
     if !opts.taints.is_empty() {
         spec["taints"] = json!(opts.taints);
     }
@@ -118,22 +122,36 @@ pub fn node_object(opts: &SimOptions, index: usize, since: &str) -> Value {
 }
 
 /// Create (or take over) one node; returns its uid.
-async fn register(api: &Api<Node>, opts: &SimOptions, index: usize, since: &str) -> Result<Registered, kube::Error> {
+async fn register(
+    api: &Api<Node>,
+    opts: &SimOptions,
+    index: usize,
+    since: &str,
+) -> Result<Registered, kube::Error> {
     let obj = node_object(opts, index, since);
     let name = node_name(&opts.name_prefix, index);
     let node: Node = serde_json::from_value(obj.clone()).map_err(kube::Error::SerdeError)?;
     match api.create(&PostParams::default(), &node).await {
-        Ok(n) => Ok(Registered { name, uid: n.metadata.uid.unwrap_or_default() }),
+        Ok(n) => Ok(Registered {
+            name,
+            uid: n.metadata.uid.unwrap_or_default(),
+        }),
         Err(e) if api_code(&e) == Some(409) => {
             // Already registered (a restart): bring labels, taints and status up to date.
             let patch = json!({
                 "metadata": {"labels": obj["metadata"]["labels"]},
                 "spec": {"taints": obj["spec"].get("taints").cloned().unwrap_or(json!(null))},
             });
-            let n = api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            let n = api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
             let status = json!({"status": obj["status"]});
-            api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await?;
-            Ok(Registered { name, uid: n.metadata.uid.unwrap_or_default() })
+            api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                .await?;
+            Ok(Registered {
+                name,
+                uid: n.metadata.uid.unwrap_or_default(),
+            })
         }
         Err(e) => Err(e),
     }
@@ -141,7 +159,10 @@ async fn register(api: &Api<Node>, opts: &SimOptions, index: usize, since: &str)
 
 /// Register every node, `write_concurrency` at a time; transient errors are retried a few
 /// times before giving up.
-pub async fn register_all(client: &kube::Client, opts: &Arc<SimOptions>) -> Result<Arc<Vec<Registered>>, SimError> {
+pub async fn register_all(
+    client: &kube::Client,
+    opts: &Arc<SimOptions>,
+) -> Result<Arc<Vec<Registered>>, SimError> {
     let api: Api<Node> = Api::all(client.clone());
     let since = now_rfc3339();
     let results: Vec<Result<Registered, SimError>> = futures::stream::iter(0..opts.count)
@@ -153,12 +174,19 @@ pub async fn register_all(client: &kube::Client, opts: &Arc<SimOptions>) -> Resu
                 loop {
                     match register(&api, opts, i, &since).await {
                         Ok(r) => return Ok(r),
-                        Err(e) if attempt < 5 && api_code(&e).is_none_or(|c| c >= 500 || c == 409 || c == 429) => {
+                        Err(e)
+                            if attempt < 5
+                                && api_code(&e)
+                                    .is_none_or(|c| c >= 500 || c == 409 || c == 429) =>
+                        {
                             attempt += 1;
                             tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
                         }
                         Err(source) => {
-                            return Err(SimError::Register { node: node_name(&opts.name_prefix, i), source });
+                            return Err(SimError::Register {
+                                node: node_name(&opts.name_prefix, i),
+                                source,
+                            });
                         }
                     }
                 }
@@ -215,13 +243,23 @@ mod tests {
 
     #[test]
     fn node_object_has_kubelet_shape() {
-        let opts = SimOptions { zones: 3, taints: vec![], ..Default::default() };
+        let opts = SimOptions {
+            zones: 3,
+            taints: vec![],
+            ..Default::default()
+        };
         let n = node_object(&opts, 4, "2024-01-01T00:00:00Z");
         assert_eq!(n["metadata"]["name"], "sim-4");
         assert_eq!(n["metadata"]["labels"]["kubernetes.io/hostname"], "sim-4");
         assert_eq!(n["metadata"]["labels"]["type"], "sim");
-        assert_eq!(n["metadata"]["labels"]["node.kubernetes.io/instance-type"], "sim");
-        assert_eq!(n["metadata"]["labels"]["topology.kubernetes.io/zone"], "zone-1");
+        assert_eq!(
+            n["metadata"]["labels"]["node.kubernetes.io/instance-type"],
+            "sim"
+        );
+        assert_eq!(
+            n["metadata"]["labels"]["topology.kubernetes.io/zone"],
+            "zone-1"
+        );
         assert_eq!(n["status"]["capacity"]["pods"], "110");
         assert_eq!(n["status"]["allocatable"]["cpu"], "32");
         assert_eq!(n["status"]["nodeInfo"]["kubeletVersion"], "v1.33.0");

@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 use std::net::Ipv4Addr;
 
 fn condition(kind: &str, status: &str, at: &str, reason: Option<&str>) -> Value {
-    let mut c = json!({"type": kind, "status": status, "lastProbeTime": null, "lastTransitionTime": at});
+    let mut c =
+        json!({"type": kind, "status": status, "lastProbeTime": null, "lastTransitionTime": at});
     if let Some(r) = reason {
         c["reason"] = json!(r);
     }
@@ -19,7 +20,10 @@ fn scheduled_condition(pod: &Pod, at: &str) -> Value {
     pod.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled" && c.status == "True"))
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c.type_ == "PodScheduled" && c.status == "True")
+        })
         .and_then(|c| serde_json::to_value(c).ok())
         .unwrap_or_else(|| condition("PodScheduled", "True", at, None))
 }
@@ -189,20 +193,42 @@ mod tests {
     #[test]
     fn running_status() {
         let t = "2024-01-02T00:00:00Z";
-        let s = running(&pod(), Ipv4Addr::new(10, 200, 0, 1), Ipv4Addr::new(10, 128, 0, 7), t);
+        let s = running(
+            &pod(),
+            Ipv4Addr::new(10, 200, 0, 1),
+            Ipv4Addr::new(10, 128, 0, 7),
+            t,
+        );
         assert_eq!(s["phase"], "Running");
         assert_eq!(s["podIP"], "10.128.0.7");
         assert_eq!(s["hostIPs"][0]["ip"], "10.200.0.1");
-        assert_eq!(s["containerStatuses"][0]["state"]["running"]["startedAt"], t);
+        assert_eq!(
+            s["containerStatuses"][0]["state"]["running"]["startedAt"],
+            t
+        );
         assert_eq!(s["containerStatuses"][0]["containerID"], "sim://u-c");
-        assert_eq!(s["initContainerStatuses"][0]["state"]["terminated"]["reason"], "Completed");
-        assert_eq!(s["initContainerStatuses"][1]["state"]["running"]["startedAt"], t);
+        assert_eq!(
+            s["initContainerStatuses"][0]["state"]["terminated"]["reason"],
+            "Completed"
+        );
+        assert_eq!(
+            s["initContainerStatuses"][1]["state"]["running"]["startedAt"],
+            t
+        );
         let conds = s["conditions"].as_array().cloned().unwrap_or_default();
         for t in ["Ready", "ContainersReady", "Initialized", "PodScheduled"] {
-            assert!(conds.iter().any(|c| c["type"] == t && c["status"] == "True"), "{t}");
+            assert!(
+                conds
+                    .iter()
+                    .any(|c| c["type"] == t && c["status"] == "True"),
+                "{t}"
+            );
         }
         // The scheduler's transition time is kept.
-        assert!(conds.iter().any(|c| c["type"] == "PodScheduled" && c["lastTransitionTime"] == "2024-01-01T00:00:00Z"));
+        assert!(
+            conds.iter().any(|c| c["type"] == "PodScheduled"
+                && c["lastTransitionTime"] == "2024-01-01T00:00:00Z")
+        );
         let mut p = pod();
         p.status = Some(serde_json::from_value(s).expect("typed status"));
     }
@@ -211,10 +237,16 @@ mod tests {
     fn finished_statuses() {
         let ok = finished(&pod(), 0, "Never", "S", "T");
         assert_eq!(ok["phase"], "Succeeded");
-        assert_eq!(ok["containerStatuses"][0]["state"]["terminated"]["exitCode"], 0);
+        assert_eq!(
+            ok["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+            0
+        );
         let failed = finished(&pod(), 3, "Never", "S", "T");
         assert_eq!(failed["phase"], "Failed");
-        assert_eq!(failed["containerStatuses"][0]["state"]["terminated"]["reason"], "Error");
+        assert_eq!(
+            failed["containerStatuses"][0]["state"]["terminated"]["reason"],
+            "Error"
+        );
         let restarting = finished(&pod(), 3, "OnFailure", "S", "T");
         assert_eq!(restarting["phase"], "Running");
         assert_eq!(restarting["containerStatuses"][0]["restartCount"], 1);

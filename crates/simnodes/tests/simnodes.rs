@@ -11,7 +11,9 @@ use std::time::Duration;
 
 async fn client(server: &TestServer) -> kube::Client {
     let kc = kube::config::Kubeconfig::read_from(&server.kubeconfig).expect("kubeconfig");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.expect("config");
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .expect("config");
     kube::Client::try_from(cfg).expect("client")
 }
 
@@ -48,7 +50,10 @@ fn pod(name: &str, node: &str, extra: serde_json::Value) -> Pod {
 }
 
 fn phase(p: &Pod) -> &str {
-    p.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("")
+    p.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,17 +72,43 @@ async fn nodes_leases_and_pod_lifecycle() {
     let nodes: Api<Node> = Api::all(c.clone());
     let list = eventually("3 nodes", || {
         let nodes = nodes.clone();
-        async move { nodes.list(&Default::default()).await.ok().filter(|l| l.items.len() == 3) }
+        async move {
+            nodes
+                .list(&Default::default())
+                .await
+                .ok()
+                .filter(|l| l.items.len() == 3)
+        }
     })
     .await;
-    let n1 = list.items.iter().find(|n| n.metadata.name.as_deref() == Some("sim-1")).expect("sim-1");
+    let n1 = list
+        .items
+        .iter()
+        .find(|n| n.metadata.name.as_deref() == Some("sim-1"))
+        .expect("sim-1");
     let labels = n1.metadata.labels.clone().unwrap_or_default();
-    assert_eq!(labels.get("kubernetes.io/hostname").map(String::as_str), Some("sim-1"));
+    assert_eq!(
+        labels.get("kubernetes.io/hostname").map(String::as_str),
+        Some("sim-1")
+    );
     assert_eq!(labels.get("type").map(String::as_str), Some("sim"));
-    assert_eq!(labels.get("topology.kubernetes.io/zone").map(String::as_str), Some("zone-1"));
+    assert_eq!(
+        labels
+            .get("topology.kubernetes.io/zone")
+            .map(String::as_str),
+        Some("zone-1")
+    );
     let status = n1.status.clone().unwrap_or_default();
-    assert_eq!(status.node_info.map(|i| i.kubelet_version), Some("v1.33.0".to_string()));
-    let ready = status.conditions.unwrap_or_default().into_iter().find(|c| c.type_ == "Ready").expect("Ready");
+    assert_eq!(
+        status.node_info.map(|i| i.kubelet_version),
+        Some("v1.33.0".to_string())
+    );
+    let ready = status
+        .conditions
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("Ready");
     assert_eq!(ready.status, "True");
 
     let leases: Api<Lease> = Api::namespaced(c.clone(), "kube-node-lease");
@@ -92,7 +123,9 @@ async fn nodes_leases_and_pod_lifecycle() {
 
     // A pod bound to sim-1 becomes Running and Ready with addresses from sim-1's ranges.
     let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
-    pods.create(&PostParams::default(), &pod("web", "sim-1", json!({}))).await.expect("create");
+    pods.create(&PostParams::default(), &pod("web", "sim-1", json!({})))
+        .await
+        .expect("create");
     let running = eventually("web running", || {
         let pods = pods.clone();
         async move { pods.get("web").await.ok().filter(|p| phase(p) == "Running") }
@@ -100,33 +133,63 @@ async fn nodes_leases_and_pod_lifecycle() {
     .await;
     let st = running.status.expect("status");
     assert_eq!(st.host_ip.as_deref(), Some("10.200.0.2"));
-    assert!(st.pod_ip.as_deref().unwrap_or("").starts_with("10.128.1."), "{:?}", st.pod_ip);
+    assert!(
+        st.pod_ip.as_deref().unwrap_or("").starts_with("10.128.1."),
+        "{:?}",
+        st.pod_ip
+    );
     let conds = st.conditions.unwrap_or_default();
     for t in ["Ready", "ContainersReady", "Initialized", "PodScheduled"] {
-        assert!(conds.iter().any(|c| c.type_ == t && c.status == "True"), "{t}");
+        assert!(
+            conds.iter().any(|c| c.type_ == t && c.status == "True"),
+            "{t}"
+        );
     }
     let cs = st.container_statuses.unwrap_or_default();
     assert_eq!(cs[0].started, Some(true));
-    assert!(cs[0].state.as_ref().and_then(|s| s.running.as_ref()).is_some());
+    assert!(
+        cs[0]
+            .state
+            .as_ref()
+            .and_then(|s| s.running.as_ref())
+            .is_some()
+    );
 
     // Graceful deletion: the API server marks it, the simulated kubelet finishes it.
-    pods.delete("web", &DeleteParams::default()).await.expect("delete");
+    pods.delete("web", &DeleteParams::default())
+        .await
+        .expect("delete");
     eventually("web gone", || {
         let pods = pods.clone();
-        async move { pods.get_opt("web").await.ok().filter(|p| p.is_none()).map(|_| ()) }
+        async move {
+            pods.get_opt("web")
+                .await
+                .ok()
+                .filter(|p| p.is_none())
+                .map(|_| ())
+        }
     })
     .await;
 
     // Exit-code annotation: Succeeded on 0, Failed otherwise.
     for (name, code, want) in [("ok", "0", "Succeeded"), ("bad", "3", "Failed")] {
-        let p = pod(name, "sim-0", json!({"spec": {"restartPolicy": "Never"}, "annotations": {"sim.r8s.io/exit-code": code}}));
-        pods.create(&PostParams::default(), &p).await.expect("create");
+        let p = pod(
+            name,
+            "sim-0",
+            json!({"spec": {"restartPolicy": "Never"}, "annotations": {"sim.r8s.io/exit-code": code}}),
+        );
+        pods.create(&PostParams::default(), &p)
+            .await
+            .expect("create");
         let done = eventually(want, || {
             let pods = pods.clone();
             async move { pods.get(name).await.ok().filter(|p| phase(p) == want) }
         })
         .await;
-        let term = done.status.and_then(|s| s.container_statuses).unwrap_or_default()[0]
+        let term = done
+            .status
+            .and_then(|s| s.container_statuses)
+            .unwrap_or_default()[0]
             .state
             .clone()
             .and_then(|s| s.terminated)
@@ -136,20 +199,27 @@ async fn nodes_leases_and_pod_lifecycle() {
 
     // Admission: sim-2 takes two pods; the third is rejected like a full kubelet would.
     for name in ["a", "b"] {
-        pods.create(&PostParams::default(), &pod(name, "sim-2", json!({}))).await.expect("create");
+        pods.create(&PostParams::default(), &pod(name, "sim-2", json!({})))
+            .await
+            .expect("create");
         eventually("running", || {
             let pods = pods.clone();
             async move { pods.get(name).await.ok().filter(|p| phase(p) == "Running") }
         })
         .await;
     }
-    pods.create(&PostParams::default(), &pod("c", "sim-2", json!({}))).await.expect("create");
+    pods.create(&PostParams::default(), &pod("c", "sim-2", json!({})))
+        .await
+        .expect("create");
     let rejected = eventually("rejected", || {
         let pods = pods.clone();
         async move { pods.get("c").await.ok().filter(|p| phase(p) == "Failed") }
     })
     .await;
-    assert_eq!(rejected.status.and_then(|s| s.reason).as_deref(), Some("OutOfpods"));
+    assert_eq!(
+        rejected.status.and_then(|s| s.reason).as_deref(),
+        Some("OutOfpods")
+    );
 
     sim.abort();
 }

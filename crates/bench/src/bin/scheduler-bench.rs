@@ -45,7 +45,7 @@ struct Args {
     #[arg(long)]
     kubelet: bool,
     /// Scheduler bindings in flight.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 128)]
     bind_concurrency: usize,
     /// Record a `Scheduled` event per pod (upstream does; costs one write per pod).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -118,7 +118,11 @@ async fn run_variant(args: &Args, spread: bool) -> Result<Outcome> {
     let sim_task = tokio::spawn(r8s_simnodes::run(c.clone(), sim));
     let nodes: Api<Node> = Api::all(c.clone());
     loop {
-        let n = nodes.list_metadata(&ListParams::default()).await?.items.len();
+        let n = nodes
+            .list_metadata(&ListParams::default())
+            .await?
+            .items
+            .len();
         if n >= args.nodes {
             break;
         }
@@ -127,7 +131,11 @@ async fn run_variant(args: &Args, spread: bool) -> Result<Outcome> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    eprintln!("[{variant}] {} nodes registered in {:.1}s", args.nodes, t.elapsed().as_secs_f64());
+    eprintln!(
+        "[{variant}] {} nodes registered in {:.1}s",
+        args.nodes,
+        t.elapsed().as_secs_f64()
+    );
 
     let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
     let t = Instant::now();
@@ -136,7 +144,9 @@ async fn run_variant(args: &Args, spread: bool) -> Result<Outcome> {
             let pods = pods.clone();
             async move {
                 let p: Pod = serde_json::from_value(pod(i, spread))?;
-                pods.create(&PostParams::default(), &p).await.context("create pod")?;
+                pods.create(&PostParams::default(), &p)
+                    .await
+                    .context("create pod")?;
                 Ok(())
             }
         })
@@ -144,16 +154,27 @@ async fn run_variant(args: &Args, spread: bool) -> Result<Outcome> {
         .collect()
         .await;
     results.into_iter().collect::<Result<Vec<()>>>()?;
-    eprintln!("[{variant}] {} pending pods created in {:.1}s", args.pods, t.elapsed().as_secs_f64());
+    eprintln!(
+        "[{variant}] {} pending pods created in {:.1}s",
+        args.pods,
+        t.elapsed().as_secs_f64()
+    );
 
     // Watch bindings: a pod enters `spec.nodeName!=` when its binding is written.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
     let watch_api: Api<Pod> = Api::namespaced(c.clone(), "default");
     let watch_task = tokio::spawn(async move {
-        let mut s = watcher(watch_api, watcher::Config::default().fields("spec.nodeName!=")).default_backoff().boxed();
+        let mut s = watcher(
+            watch_api,
+            watcher::Config::default().fields("spec.nodeName!="),
+        )
+        .default_backoff()
+        .boxed();
         while let Some(ev) = s.next().await {
             if let Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) = ev
-                && tx.send((p.metadata.name.unwrap_or_default(), Instant::now())).is_err()
+                && tx
+                    .send((p.metadata.name.unwrap_or_default(), Instant::now()))
+                    .is_err()
             {
                 return;
             }
@@ -181,7 +202,11 @@ async fn run_variant(args: &Args, spread: bool) -> Result<Outcome> {
             }
             Ok(None) => bail!("binding watch ended"),
             Err(_) => {
-                eprintln!("[{variant}] timed out with {} of {} bound", seen.len(), args.pods);
+                eprintln!(
+                    "[{variant}] timed out with {} of {} bound",
+                    seen.len(),
+                    args.pods
+                );
                 break;
             }
         }
@@ -208,7 +233,13 @@ async fn run_variant(args: &Args, spread: bool) -> Result<Outcome> {
 }
 
 fn report(args: &Args, o: &Outcome) {
-    let rate = |d: Duration| if d.as_secs_f64() > 0.0 { o.bound as f64 / d.as_secs_f64() } else { 0.0 };
+    let rate = |d: Duration| {
+        if d.as_secs_f64() > 0.0 {
+            o.bound as f64 / d.as_secs_f64()
+        } else {
+            0.0
+        }
+    };
     let mut full: Vec<usize> = o.per_second.clone();
     // The last second is partial.
     if full.len() > 1 {
@@ -216,7 +247,10 @@ fn report(args: &Args, o: &Outcome) {
     }
     full.sort_unstable();
     let median = full.get(full.len() / 2).copied().unwrap_or(0);
-    let (min, max) = (full.first().copied().unwrap_or(0), full.last().copied().unwrap_or(0));
+    let (min, max) = (
+        full.first().copied().unwrap_or(0),
+        full.last().copied().unwrap_or(0),
+    );
     println!(
         "| {} | {} | {} | {} | {:.2} | {:.0} | {:.0} | {} / {} / {} |",
         o.variant,
@@ -244,8 +278,10 @@ fn run_offline(args: &Args, spread: bool) -> Result<Outcome> {
         if spread {
             labels["topology.kubernetes.io/zone"] = json!(format!("zone-{}", i % args.zones));
         }
-        let n: Node = serde_json::from_value(json!({"metadata": {"name": format!("sim-{i}"), "labels": labels},
-            "status": {"allocatable": {"cpu": "4", "memory": "32Gi", "pods": "110"}, "conditions": [{"type": "Ready", "status": "True"}]}}))?;
+        let n: Node = serde_json::from_value(
+            json!({"metadata": {"name": format!("sim-{i}"), "labels": labels},
+            "status": {"allocatable": {"cpu": "4", "memory": "32Gi", "pods": "110"}, "conditions": [{"type": "Ready", "status": "True"}]}}),
+        )?;
         cache.upsert_node(NodeSpec::from_node(&n));
     }
     let pods: Vec<PodInfo> = (0..args.pods)
@@ -256,7 +292,10 @@ fn run_offline(args: &Args, spread: bool) -> Result<Outcome> {
             serde_json::from_value::<Pod>(v).map(|p| PodInfo::from_pod(&p))
         })
         .collect::<Result<_, _>>()?;
-    let mut sampling = Sampling { percentage: 0, next_start: 0 };
+    let mut sampling = Sampling {
+        percentage: 0,
+        next_start: 0,
+    };
     let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
     let start = Instant::now();
     let mut per_second = vec![0usize];
@@ -276,7 +315,11 @@ fn run_offline(args: &Args, spread: bool) -> Result<Outcome> {
     }
     let total = start.elapsed();
     Ok(Outcome {
-        variant: if spread { "spread (offline)" } else { "basic (offline)" },
+        variant: if spread {
+            "spread (offline)"
+        } else {
+            "basic (offline)"
+        },
         bound,
         total,
         active: total,
@@ -291,7 +334,9 @@ async fn main() -> Result<()> {
     let mut outcomes = Vec::new();
     if args.offline {
         for spread in [false, true] {
-            if (spread && args.variant == Variant::Basic) || (!spread && args.variant == Variant::Spread) {
+            if (spread && args.variant == Variant::Basic)
+                || (!spread && args.variant == Variant::Spread)
+            {
                 continue;
             }
             outcomes.push(run_offline(&args, spread)?);

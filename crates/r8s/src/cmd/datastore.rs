@@ -22,7 +22,7 @@ pub async fn run(action: DatastoreAction) -> anyhow::Result<()> {
             };
             let mut last_percent = u64::MAX;
             let mut progress = |p: r8s_store::migrate::MigrateProgress| {
-                let percent = if p.total == 0 { 100 } else { p.copied * 100 / p.total };
+                let percent = (p.copied * 100).checked_div(p.total).unwrap_or(100);
                 if percent / 10 != last_percent / 10 {
                     eprintln!("migrated {}/{} keys", p.copied, p.total);
                     last_percent = percent;

@@ -54,7 +54,8 @@ impl Toleration {
         Toleration {
             key: t.key.clone().unwrap_or_default(),
             exists: op == "Exists",
-            valid: matches!(op, "" | "Equal" | "Exists") && effect.is_none_or(|e| Effect::parse(e).is_some()),
+            valid: matches!(op, "" | "Equal" | "Exists")
+                && effect.is_none_or(|e| Effect::parse(e).is_some()),
             value: t.value.clone().unwrap_or_default(),
             effect: effect.and_then(Effect::parse),
         }
@@ -91,7 +92,10 @@ pub struct Resources {
 
 impl Resources {
     pub fn is_zero(&self) -> bool {
-        self.milli_cpu == 0 && self.memory == 0 && self.ephemeral == 0 && self.scalar.iter().all(|(_, v)| *v == 0)
+        self.milli_cpu == 0
+            && self.memory == 0
+            && self.ephemeral == 0
+            && self.scalar.iter().all(|(_, v)| *v == 0)
     }
 
     pub fn scalar(&self, name: &str) -> i64 {
@@ -135,7 +139,12 @@ impl Resources {
 
     /// Parse a resource list; `pods` is returned separately, unknown quantities are skipped.
     pub fn from_list(
-        list: Option<&std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+        list: Option<
+            &std::collections::BTreeMap<
+                String,
+                k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+            >,
+        >,
     ) -> (Resources, i64) {
         let mut r = Resources::default();
         let mut pods = 0;
@@ -165,14 +174,24 @@ mod tests {
 
     #[test]
     fn toleration_table() {
-        let taint = Taint { key: "k".into(), value: "v".into(), effect: Effect::NoSchedule };
+        let taint = Taint {
+            key: "k".into(),
+            value: "v".into(),
+            effect: Effect::NoSchedule,
+        };
         let cases = [
-            (json!({"key": "k", "operator": "Equal", "value": "v", "effect": "NoSchedule"}), true),
+            (
+                json!({"key": "k", "operator": "Equal", "value": "v", "effect": "NoSchedule"}),
+                true,
+            ),
             (json!({"key": "k", "value": "v"}), true),
             (json!({"key": "k", "value": "other"}), false),
             (json!({"key": "k", "operator": "Exists"}), true),
             (json!({"operator": "Exists"}), true),
-            (json!({"key": "k", "operator": "Exists", "effect": "NoExecute"}), false),
+            (
+                json!({"key": "k", "operator": "Exists", "effect": "NoExecute"}),
+                false,
+            ),
             (json!({"key": "other", "operator": "Exists"}), false),
             (json!({"key": "k", "operator": "Bogus"}), false),
         ];
@@ -183,13 +202,39 @@ mod tests {
 
     #[test]
     fn resources_arithmetic() {
-        let mut a = Resources { milli_cpu: 100, memory: 10, ephemeral: 0, scalar: vec![("gpu".into(), 1)] };
-        let b = Resources { milli_cpu: 50, memory: 20, ephemeral: 5, scalar: vec![("fpga".into(), 2), ("gpu".into(), 3)] };
+        let mut a = Resources {
+            milli_cpu: 100,
+            memory: 10,
+            ephemeral: 0,
+            scalar: vec![("gpu".into(), 1)],
+        };
+        let b = Resources {
+            milli_cpu: 50,
+            memory: 20,
+            ephemeral: 5,
+            scalar: vec![("fpga".into(), 2), ("gpu".into(), 3)],
+        };
         a.add(&b, 1);
-        assert_eq!((a.milli_cpu, a.memory, a.ephemeral, a.scalar("gpu"), a.scalar("fpga")), (150, 30, 5, 4, 2));
+        assert_eq!(
+            (
+                a.milli_cpu,
+                a.memory,
+                a.ephemeral,
+                a.scalar("gpu"),
+                a.scalar("fpga")
+            ),
+            (150, 30, 5, 4, 2)
+        );
         a.add(&b, -1);
-        assert_eq!((a.milli_cpu, a.scalar("gpu"), a.scalar("fpga")), (100, 1, 0));
-        let mut m = Resources { milli_cpu: 10, memory: 100, ..Default::default() };
+        assert_eq!(
+            (a.milli_cpu, a.scalar("gpu"), a.scalar("fpga")),
+            (100, 1, 0)
+        );
+        let mut m = Resources {
+            milli_cpu: 10,
+            memory: 100,
+            ..Default::default()
+        };
         m.max_with(&b);
         assert_eq!((m.milli_cpu, m.memory, m.scalar("gpu")), (50, 100, 3));
         assert!(Resources::default().is_zero());

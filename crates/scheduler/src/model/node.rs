@@ -34,7 +34,11 @@ impl NodeSpec {
             .into_iter()
             .flatten()
             .filter_map(|t| {
-                Some(Taint { key: t.key.clone(), value: t.value.clone().unwrap_or_default(), effect: Effect::parse(&t.effect)? })
+                Some(Taint {
+                    key: t.key.clone(),
+                    value: t.value.clone().unwrap_or_default(),
+                    effect: Effect::parse(&t.effect)?,
+                })
             })
             .collect();
         let ready = status
@@ -47,9 +51,15 @@ impl NodeSpec {
             _ => Some(TAINT_NOT_READY),
         };
         if let Some(key) = synthetic
-            && !taints.iter().any(|t| t.key == key && t.effect == Effect::NoSchedule)
+            && !taints
+                .iter()
+                .any(|t| t.key == key && t.effect == Effect::NoSchedule)
         {
-            taints.push(Taint { key: key.into(), value: String::new(), effect: Effect::NoSchedule });
+            taints.push(Taint {
+                key: key.into(),
+                value: String::new(),
+                effect: Effect::NoSchedule,
+            });
         }
         let alloc = status.and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref()));
         let (allocatable, allowed_pods) = Resources::from_list(alloc);
@@ -79,10 +89,21 @@ mod tests {
             "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110", "nvidia.com/gpu": "2"},
             "conditions": [{"type": "Ready", "status": "True"}]}}));
         assert!(ready.taints.is_empty());
-        assert_eq!((ready.allocatable.milli_cpu, ready.allowed_pods, ready.allocatable.scalar("nvidia.com/gpu")), (4000, 110, 2));
-        let not_ready = node(json!({"metadata": {"name": "n"}, "status": {"conditions": [{"type": "Ready", "status": "False"}]}}));
+        assert_eq!(
+            (
+                ready.allocatable.milli_cpu,
+                ready.allowed_pods,
+                ready.allocatable.scalar("nvidia.com/gpu")
+            ),
+            (4000, 110, 2)
+        );
+        let not_ready = node(
+            json!({"metadata": {"name": "n"}, "status": {"conditions": [{"type": "Ready", "status": "False"}]}}),
+        );
         assert_eq!(not_ready.taints[0].key, TAINT_NOT_READY);
-        let unknown = node(json!({"metadata": {"name": "n"}, "status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}}));
+        let unknown = node(
+            json!({"metadata": {"name": "n"}, "status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}}),
+        );
         assert_eq!(unknown.taints[0].key, TAINT_UNREACHABLE);
         // No duplicate when the controller already added it.
         let tainted = node(json!({"metadata": {"name": "n"},

@@ -44,8 +44,9 @@ pub struct AffinityTerm {
 impl AffinityTerm {
     /// Whether `pod` (whose namespace has labels `ns_labels`) is selected by this term.
     pub fn matches(&self, pod: &PodInfo, ns_labels: Option<&Labels>) -> bool {
-        let ns_ok = self.namespaces.iter().any(|n| *n == pod.namespace)
-            || (!self.ns_selector.nothing && ns_labels.is_some_and(|l| self.ns_selector.matches(l)))
+        let ns_ok = self.namespaces.contains(&pod.namespace)
+            || (!self.ns_selector.nothing
+                && ns_labels.is_some_and(|l| self.ns_selector.matches(l)))
             || self.ns_selector.is_everything();
         ns_ok && self.selector.matches(&pod.labels)
     }
@@ -74,8 +75,17 @@ impl AffinityTerm {
             None => LabelSelector::nothing(),
         };
         let listed = t.namespaces.clone().unwrap_or_default();
-        let namespaces = if listed.is_empty() && t.namespace_selector.is_none() { vec![own_ns.to_string()] } else { listed };
-        Ok(AffinityTerm { namespaces, ns_selector, selector, topology_key: t.topology_key.clone() })
+        let namespaces = if listed.is_empty() && t.namespace_selector.is_none() {
+            vec![own_ns.to_string()]
+        } else {
+            listed
+        };
+        Ok(AffinityTerm {
+            namespaces,
+            ns_selector,
+            selector,
+            topology_key: t.topology_key.clone(),
+        })
     }
 }
 
@@ -96,7 +106,10 @@ pub struct PodAffinity {
 
 impl PodAffinity {
     pub fn is_empty(&self) -> bool {
-        self.required.is_empty() && self.required_anti.is_empty() && self.preferred.is_empty() && self.preferred_anti.is_empty()
+        self.required.is_empty()
+            && self.required_anti.is_empty()
+            && self.preferred.is_empty()
+            && self.preferred_anti.is_empty()
     }
 
     /// Whether `pod` matches every required affinity term (upstream `podMatchesAllAffinityTerms`).
@@ -169,14 +182,25 @@ fn non_zero(c: &Container) -> Resources {
     let mut r = Resources::default();
     let has = |k: &str| reqs.is_some_and(|m| m.contains_key(k));
     let parsed = container_requests(c);
-    r.milli_cpu = if has("cpu") { parsed.milli_cpu } else { DEFAULT_MILLI_CPU_REQUEST };
-    r.memory = if has("memory") { parsed.memory } else { DEFAULT_MEMORY_REQUEST };
+    r.milli_cpu = if has("cpu") {
+        parsed.milli_cpu
+    } else {
+        DEFAULT_MILLI_CPU_REQUEST
+    };
+    r.memory = if has("memory") {
+        parsed.memory
+    } else {
+        DEFAULT_MEMORY_REQUEST
+    };
     r
 }
 
 /// Upstream `PodRequests`: sum of containers, the running maximum over init containers
 /// (sidecars accumulate), plus overhead.
-fn pod_requests(spec: &k8s_openapi::api::core::v1::PodSpec, per_container: fn(&Container) -> Resources) -> Resources {
+fn pod_requests(
+    spec: &k8s_openapi::api::core::v1::PodSpec,
+    per_container: fn(&Container) -> Resources,
+) -> Resources {
     let mut reqs = Resources::default();
     for c in &spec.containers {
         reqs.add(&per_container(c), 1);
@@ -205,7 +229,11 @@ fn pod_requests(spec: &k8s_openapi::api::core::v1::PodSpec, per_container: fn(&C
 fn parse_spread(pod: &Pod, labels: &Labels) -> Result<Vec<SpreadConstraint>, String> {
     let spec = pod.spec.as_ref();
     let mut out = Vec::new();
-    for c in spec.and_then(|s| s.topology_spread_constraints.as_ref()).into_iter().flatten() {
+    for c in spec
+        .and_then(|s| s.topology_spread_constraints.as_ref())
+        .into_iter()
+        .flatten()
+    {
         let mut selector = LabelSelector::parse(c.label_selector.as_ref())?;
         if !selector.nothing {
             for k in c.match_label_keys.iter().flatten() {
@@ -235,22 +263,46 @@ fn parse_spread(pod: &Pod, labels: &Labels) -> Result<Vec<SpreadConstraint>, Str
 
 fn parse_affinity(pod: &Pod, ns: &str, labels: &Labels) -> Result<PodAffinity, String> {
     let mut a = PodAffinity::default();
-    let Some(aff) = pod.spec.as_ref().and_then(|s| s.affinity.as_ref()) else { return Ok(a) };
+    let Some(aff) = pod.spec.as_ref().and_then(|s| s.affinity.as_ref()) else {
+        return Ok(a);
+    };
     let parse = |t: &PodAffinityTerm| AffinityTerm::parse(t, ns, labels);
     if let Some(pa) = &aff.pod_affinity {
-        for t in pa.required_during_scheduling_ignored_during_execution.iter().flatten() {
+        for t in pa
+            .required_during_scheduling_ignored_during_execution
+            .iter()
+            .flatten()
+        {
             a.required.push(parse(t)?);
         }
-        for w in pa.preferred_during_scheduling_ignored_during_execution.iter().flatten() {
-            a.preferred.push(WeightedTerm { weight: w.weight, term: parse(&w.pod_affinity_term)? });
+        for w in pa
+            .preferred_during_scheduling_ignored_during_execution
+            .iter()
+            .flatten()
+        {
+            a.preferred.push(WeightedTerm {
+                weight: w.weight,
+                term: parse(&w.pod_affinity_term)?,
+            });
         }
     }
     if let Some(pa) = &aff.pod_anti_affinity {
-        for t in pa.required_during_scheduling_ignored_during_execution.iter().flatten() {
+        for t in pa
+            .required_during_scheduling_ignored_during_execution
+            .iter()
+            .flatten()
+        {
             a.required_anti.push(parse(t)?);
         }
-        for w in pa.preferred_during_scheduling_ignored_during_execution.iter().flatten() {
-            a.preferred_anti.push(WeightedTerm { weight: w.weight, term: parse(&w.pod_affinity_term)? });
+        for w in pa
+            .preferred_during_scheduling_ignored_during_execution
+            .iter()
+            .flatten()
+        {
+            a.preferred_anti.push(WeightedTerm {
+                weight: w.weight,
+                term: parse(&w.pod_affinity_term)?,
+            });
         }
     }
     Ok(a)
@@ -272,12 +324,23 @@ impl PodInfo {
             .flat_map(|c| c.ports.iter().flatten())
             .filter(|p| p.host_port.unwrap_or(0) > 0)
             .map(|p| HostPort {
-                ip: p.host_ip.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| "0.0.0.0".into()),
-                protocol: p.protocol.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| "TCP".into()),
+                ip: p
+                    .host_ip
+                    .clone()
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| "0.0.0.0".into()),
+                protocol: p
+                    .protocol
+                    .clone()
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| "TCP".into()),
                 port: p.host_port.unwrap_or(0),
             })
             .collect();
-        let node_aff = spec.affinity.as_ref().and_then(|a| a.node_affinity.as_ref());
+        let node_aff = spec
+            .affinity
+            .as_ref()
+            .and_then(|a| a.node_affinity.as_ref());
         let (affinity, affinity_error) = match parse_affinity(pod, &namespace, &labels) {
             Ok(a) => (a, None),
             Err(e) => (PodAffinity::default(), Some(e)),
@@ -290,26 +353,47 @@ impl PodInfo {
             uid: meta.uid.clone().unwrap_or_default(),
             name: meta.name.clone().unwrap_or_default(),
             node_name: spec.node_name.clone().unwrap_or_default(),
-            scheduler_name: spec.scheduler_name.clone().unwrap_or_else(|| "default-scheduler".into()),
+            scheduler_name: spec
+                .scheduler_name
+                .clone()
+                .unwrap_or_else(|| "default-scheduler".into()),
             priority: spec.priority,
             priority_class: spec.priority_class_name.clone().unwrap_or_default(),
             preempt_never: spec.preemption_policy.as_deref() == Some("Never"),
             deleting: meta.deletion_timestamp.is_some(),
             phase: status.and_then(|s| s.phase.clone()).unwrap_or_default(),
-            gated: spec.scheduling_gates.as_ref().is_some_and(|g| !g.is_empty()),
-            nominated_node: status.and_then(|s| s.nominated_node_name.clone()).unwrap_or_default(),
-            start_time: status.and_then(|s| s.start_time.as_ref()).map(|t| t.0.as_second()),
+            gated: spec
+                .scheduling_gates
+                .as_ref()
+                .is_some_and(|g| !g.is_empty()),
+            nominated_node: status
+                .and_then(|s| s.nominated_node_name.clone())
+                .unwrap_or_default(),
+            start_time: status
+                .and_then(|s| s.start_time.as_ref())
+                .map(|t| t.0.as_second()),
             non_zero_cpu: nz.milli_cpu,
             non_zero_mem: nz.memory,
             requests,
             host_ports,
-            tolerations: spec.tolerations.iter().flatten().map(Toleration::from_api).collect(),
+            tolerations: spec
+                .tolerations
+                .iter()
+                .flatten()
+                .map(Toleration::from_api)
+                .collect(),
             node_selector: spec.node_selector.clone().unwrap_or_default(),
             required_node_affinity: node_aff
-                .and_then(|n| n.required_during_scheduling_ignored_during_execution.as_ref())
+                .and_then(|n| {
+                    n.required_during_scheduling_ignored_during_execution
+                        .as_ref()
+                })
                 .map(NodeSelectorTerms::parse),
             preferred_node_affinity: node_aff
-                .and_then(|n| n.preferred_during_scheduling_ignored_during_execution.as_ref())
+                .and_then(|n| {
+                    n.preferred_during_scheduling_ignored_during_execution
+                        .as_ref()
+                })
                 .into_iter()
                 .flatten()
                 .map(|p| (p.weight, NodeTerm::parse(&p.preference)))
@@ -318,11 +402,21 @@ impl PodInfo {
             affinity_error,
             spread,
             spread_error,
-            owner_uid: meta.owner_references.as_ref().and_then(|o| o.first()).map(|o| o.uid.clone()),
+            owner_uid: meta
+                .owner_references
+                .as_ref()
+                .and_then(|o| o.first())
+                .map(|o| o.uid.clone()),
             scheduled_condition: status
                 .and_then(|s| s.conditions.as_ref())
                 .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"))
-                .map(|c| (c.status.clone(), c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default())),
+                .map(|c| {
+                    (
+                        c.status.clone(),
+                        c.reason.clone().unwrap_or_default(),
+                        c.message.clone().unwrap_or_default(),
+                    )
+                }),
             labels,
             namespace,
         }
@@ -361,91 +455,5 @@ impl PodInfo {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn pod(spec: serde_json::Value) -> PodInfo {
-        let p: Pod = serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "ns", "labels": {"app": "a"}}, "spec": spec}))
-            .expect("pod");
-        PodInfo::from_pod(&p)
-    }
-
-    fn c(name: &str, reqs: serde_json::Value) -> serde_json::Value {
-        json!({"name": name, "resources": {"requests": reqs}})
-    }
-
-    #[test]
-    fn requests_table() {
-        // (spec, cpu, memory, non-zero cpu, non-zero memory)
-        let cases = [
-            (json!({"containers": [c("a", json!({"cpu": "100m", "memory": "1Gi"})), c("b", json!({"cpu": "200m"}))]}),
-             300, 1 << 30, 300, (1 << 30) + DEFAULT_MEMORY_REQUEST),
-            (json!({"containers": [{"name": "a"}]}), 0, 0, DEFAULT_MILLI_CPU_REQUEST, DEFAULT_MEMORY_REQUEST),
-            // Init containers: the maximum, not the sum.
-            (json!({"containers": [c("a", json!({"cpu": "100m"}))],
-                    "initContainers": [c("i", json!({"cpu": "500m"})), c("j", json!({"cpu": "300m"}))]}),
-             500, 0, 500, DEFAULT_MEMORY_REQUEST),
-            // Sidecars (restartPolicy Always) add up and stay for the pod's life.
-            (json!({"containers": [c("a", json!({"cpu": "100m"}))],
-                    "initContainers": [{"name": "s", "restartPolicy": "Always", "resources": {"requests": {"cpu": "200m"}}},
-                                       c("i", json!({"cpu": "250m"}))]}),
-             450, 0, 450, 2 * DEFAULT_MEMORY_REQUEST),
-            // Overhead is added.
-            (json!({"containers": [c("a", json!({"cpu": "1"}))], "overhead": {"cpu": "250m", "memory": "64Mi"}}),
-             1250, 64 << 20, 1250, DEFAULT_MEMORY_REQUEST + (64 << 20)),
-        ];
-        for (spec, cpu, mem, nzc, nzm) in cases {
-            let p = pod(spec.clone());
-            assert_eq!((p.requests.milli_cpu, p.requests.memory, p.non_zero_cpu, p.non_zero_mem), (cpu, mem, nzc, nzm), "{spec}");
-        }
-    }
-
-    #[test]
-    fn host_ports_and_conflicts() {
-        let p = pod(json!({"containers": [{"name": "a", "ports": [
-            {"containerPort": 80, "hostPort": 8080},
-            {"containerPort": 53, "hostPort": 53, "protocol": "UDP", "hostIP": "10.0.0.1"},
-            {"containerPort": 9000},
-        ]}]}));
-        assert_eq!(p.host_ports.len(), 2);
-        let any = HostPort { ip: "0.0.0.0".into(), protocol: "TCP".into(), port: 8080 };
-        let one = HostPort { ip: "10.0.0.2".into(), protocol: "TCP".into(), port: 8080 };
-        let other_ip = HostPort { ip: "10.0.0.3".into(), protocol: "TCP".into(), port: 8080 };
-        let udp = HostPort { ip: "0.0.0.0".into(), protocol: "UDP".into(), port: 8080 };
-        assert!(any.conflicts(&one) && one.conflicts(&any));
-        assert!(!one.conflicts(&other_ip));
-        assert!(!any.conflicts(&udp));
-        assert!(p.host_ports[0].conflicts(&one));
-    }
-
-    #[test]
-    fn affinity_namespaces_and_errors() {
-        let p = pod(json!({"containers": [], "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
-            {"labelSelector": {"matchLabels": {"app": "a"}}, "topologyKey": "kubernetes.io/hostname"},
-            {"labelSelector": {"matchLabels": {"app": "a"}}, "topologyKey": "zone", "namespaceSelector": {}},
-        ]}}}));
-        assert_eq!(p.affinity.required_anti[0].namespaces, vec!["ns".to_string()]);
-        assert!(p.affinity.required_anti[1].namespaces.is_empty());
-        let mut other = p.clone();
-        other.namespace = "elsewhere".into();
-        assert!(!p.affinity.required_anti[0].matches(&other, None));
-        assert!(p.affinity.required_anti[1].matches(&other, None));
-        let bad = pod(json!({"containers": [], "affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
-            {"labelSelector": {"matchExpressions": [{"key": "app", "operator": "In", "values": []}]}, "topologyKey": "zone"},
-        ]}}}));
-        assert!(bad.affinity_error.is_some());
-    }
-
-    #[test]
-    fn spread_defaults_and_match_label_keys() {
-        let p = pod(json!({"containers": [], "topologySpreadConstraints": [
-            {"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule",
-             "labelSelector": {"matchLabels": {"x": "y"}}, "matchLabelKeys": ["app"]},
-        ]}));
-        let s = &p.spread[0];
-        assert!(s.hard && s.honor_affinity && !s.honor_taints);
-        assert_eq!(s.min_domains, 1);
-        assert_eq!(s.selector.reqs.len(), 2);
-    }
-}
+#[path = "pod_tests.rs"]
+mod tests;

@@ -19,11 +19,18 @@ pub fn node_unschedulable(pod: &PodInfo, node: &NodeSpec) -> Result<(), Status> 
     if !node.unschedulable {
         return Ok(());
     }
-    let taint = Taint { key: TAINT_UNSCHEDULABLE.into(), value: String::new(), effect: Effect::NoSchedule };
+    let taint = Taint {
+        key: TAINT_UNSCHEDULABLE.into(),
+        value: String::new(),
+        effect: Effect::NoSchedule,
+    };
     if tolerated(&pod.tolerations, &taint) {
         return Ok(());
     }
-    Err(Status::unresolvable(Plugin::NodeUnschedulable, ERR_UNSCHEDULABLE))
+    Err(Status::unresolvable(
+        Plugin::NodeUnschedulable,
+        ERR_UNSCHEDULABLE,
+    ))
 }
 
 /// NodeName: a pod naming a node fits only that node.
@@ -67,8 +74,13 @@ pub fn taint_score(pod: &PodInfo, node: &NodeSpec) -> i64 {
 
 /// Whether the pod's `nodeSelector` and required node affinity accept the node.
 pub fn node_affinity_matches(pod: &PodInfo, node: &NodeSpec) -> bool {
-    pod.node_selector.iter().all(|(k, v)| node.labels.get(k) == Some(v))
-        && pod.required_node_affinity.as_ref().is_none_or(|t| t.matches(&node.labels, &node.name))
+    pod.node_selector
+        .iter()
+        .all(|(k, v)| node.labels.get(k) == Some(v))
+        && pod
+            .required_node_affinity
+            .as_ref()
+            .is_none_or(|t| t.matches(&node.labels, &node.name))
 }
 
 /// NodeAffinity filter.
@@ -76,13 +88,18 @@ pub fn node_affinity(pod: &PodInfo, node: &NodeSpec) -> Result<(), Status> {
     if node_affinity_matches(pod, node) {
         return Ok(());
     }
-    Err(Status::unresolvable(Plugin::NodeAffinity, ERR_NODE_AFFINITY))
+    Err(Status::unresolvable(
+        Plugin::NodeAffinity,
+        ERR_NODE_AFFINITY,
+    ))
 }
 
 /// NodeAffinity PreFilter: when every required term pins `metadata.name In (...)`, only
 /// those nodes are candidates (`Ok(Some)`); `Err` when the terms contradict each other.
 pub fn pinned_nodes(pod: &PodInfo) -> Result<Option<HashSet<String>>, Status> {
-    let Some(terms) = &pod.required_node_affinity else { return Ok(None) };
+    let Some(terms) = &pod.required_node_affinity else {
+        return Ok(None);
+    };
     if terms.0.is_empty() {
         return Ok(None);
     }
@@ -94,7 +111,10 @@ pub fn pinned_nodes(pod: &PodInfo) -> Result<Option<HashSet<String>>, Status> {
         }
     }
     if names.is_empty() {
-        return Err(Status::unresolvable(Plugin::NodeAffinity, ERR_AFFINITY_CONFLICT));
+        return Err(Status::unresolvable(
+            Plugin::NodeAffinity,
+            ERR_AFFINITY_CONFLICT,
+        ));
     }
     Ok(Some(names))
 }
@@ -111,7 +131,10 @@ pub fn node_affinity_score(pod: &PodInfo, node: &NodeSpec) -> i64 {
 /// NodePorts: every requested host port must be free on the node (ports of pods nominated
 /// there with at least this priority count as used).
 pub fn node_ports(pod: &PodInfo, used: &[HostPort], nominated: &[HostPort]) -> Result<(), Status> {
-    let clash = pod.host_ports.iter().any(|p| used.iter().chain(nominated).any(|u| u.conflicts(p)));
+    let clash = pod
+        .host_ports
+        .iter()
+        .any(|p| used.iter().chain(nominated).any(|u| u.conflicts(p)));
     if clash {
         return Err(Status::unschedulable(Plugin::NodePorts, ERR_NODE_PORTS));
     }
@@ -130,13 +153,18 @@ mod tests {
         if spec.get("containers").is_none() {
             spec["containers"] = json!([{"name": "c"}]);
         }
-        let p: Pod = serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "d"}, "spec": spec})).expect("pod");
+        let p: Pod = serde_json::from_value(
+            json!({"metadata": {"name": "p", "namespace": "d"}, "spec": spec}),
+        )
+        .expect("pod");
         PodInfo::from_pod(&p)
     }
 
     fn node(labels: serde_json::Value, spec: serde_json::Value) -> NodeSpec {
-        let n: Node = serde_json::from_value(json!({"metadata": {"name": "n1", "labels": labels}, "spec": spec,
-            "status": {"conditions": [{"type": "Ready", "status": "True"}]}}))
+        let n: Node = serde_json::from_value(
+            json!({"metadata": {"name": "n1", "labels": labels}, "spec": spec,
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
+        )
         .expect("node");
         NodeSpec::from_node(&n)
     }
@@ -146,14 +174,26 @@ mod tests {
         let cordoned = node(json!({}), json!({"unschedulable": true}));
         let cases = [
             (pod(json!({})), &cordoned, false),
-            (pod(json!({"tolerations": [{"key": TAINT_UNSCHEDULABLE, "operator": "Exists", "effect": "NoSchedule"}]})), &cordoned, true),
+            (
+                pod(
+                    json!({"tolerations": [{"key": TAINT_UNSCHEDULABLE, "operator": "Exists", "effect": "NoSchedule"}]}),
+                ),
+                &cordoned,
+                true,
+            ),
             (pod(json!({})), &node(json!({}), json!({})), true),
         ];
         for (p, n, ok) in cases {
             let r = node_unschedulable(&p, n);
             assert_eq!(r.is_ok(), ok);
             if let Err(s) = r {
-                assert_eq!((s.code, s.message()), (Code::UnschedulableAndUnresolvable, ERR_UNSCHEDULABLE.to_string()));
+                assert_eq!(
+                    (s.code, s.message()),
+                    (
+                        Code::UnschedulableAndUnresolvable,
+                        ERR_UNSCHEDULABLE.to_string()
+                    )
+                );
             }
         }
     }
@@ -163,27 +203,56 @@ mod tests {
         let n = node(json!({}), json!({}));
         assert!(node_name(&pod(json!({})), &n).is_ok());
         assert!(node_name(&pod(json!({"nodeName": "n1"})), &n).is_ok());
-        assert_eq!(node_name(&pod(json!({"nodeName": "other"})), &n).map_err(|s| s.message()), Err(ERR_NODE_NAME.into()));
+        assert_eq!(
+            node_name(&pod(json!({"nodeName": "other"})), &n).map_err(|s| s.message()),
+            Err(ERR_NODE_NAME.into())
+        );
     }
 
     #[test]
     fn taint_table() {
-        let n = node(json!({}), json!({"taints": [
-            {"key": "dedicated", "value": "gpu", "effect": "NoSchedule"},
-            {"key": "soft", "value": "x", "effect": "PreferNoSchedule"},
-        ]}));
+        let n = node(
+            json!({}),
+            json!({"taints": [
+                {"key": "dedicated", "value": "gpu", "effect": "NoSchedule"},
+                {"key": "soft", "value": "x", "effect": "PreferNoSchedule"},
+            ]}),
+        );
         let cases = [
-            (json!({}), Err("node(s) had untolerated taint {dedicated: gpu}".to_string()), 1),
-            (json!({"tolerations": [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]}), Ok(()), 1),
-            (json!({"tolerations": [{"key": "dedicated", "operator": "Exists"}]}), Ok(()), 1),
+            (
+                json!({}),
+                Err("node(s) had untolerated taint {dedicated: gpu}".to_string()),
+                1,
+            ),
+            (
+                json!({"tolerations": [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]}),
+                Ok(()),
+                1,
+            ),
+            (
+                json!({"tolerations": [{"key": "dedicated", "operator": "Exists"}]}),
+                Ok(()),
+                1,
+            ),
             (json!({"tolerations": [{"operator": "Exists"}]}), Ok(()), 0),
-            (json!({"tolerations": [{"key": "dedicated", "operator": "Exists"}, {"key": "soft", "operator": "Exists", "effect": "PreferNoSchedule"}]}), Ok(()), 0),
-            (json!({"tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoExecute"}]}),
-             Err("node(s) had untolerated taint {dedicated: gpu}".to_string()), 1),
+            (
+                json!({"tolerations": [{"key": "dedicated", "operator": "Exists"}, {"key": "soft", "operator": "Exists", "effect": "PreferNoSchedule"}]}),
+                Ok(()),
+                0,
+            ),
+            (
+                json!({"tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoExecute"}]}),
+                Err("node(s) had untolerated taint {dedicated: gpu}".to_string()),
+                1,
+            ),
         ];
         for (spec, want, score) in cases {
             let p = pod(spec.clone());
-            assert_eq!(taint_toleration(&p, &n).map_err(|s| s.message()), want, "{spec}");
+            assert_eq!(
+                taint_toleration(&p, &n).map_err(|s| s.message()),
+                want,
+                "{spec}"
+            );
             assert_eq!(taint_score(&p, &n), score, "{spec}");
         }
         // NotReady nodes carry the synthetic not-ready taint.
@@ -203,10 +272,30 @@ mod tests {
             (json!({}), true),
             (json!({"nodeSelector": {"disk": "ssd"}}), true),
             (json!({"nodeSelector": {"disk": "hdd"}}), false),
-            (req(json!([{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]}]}])), true),
-            (req(json!([{"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]}]}])), false),
-            (req(json!([{"matchExpressions": [{"key": "zone", "operator": "Bogus", "values": ["a"]}]}])), false),
-            (req(json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}])), true),
+            (
+                req(
+                    json!([{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]}]}]),
+                ),
+                true,
+            ),
+            (
+                req(
+                    json!([{"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]}]}]),
+                ),
+                false,
+            ),
+            (
+                req(
+                    json!([{"matchExpressions": [{"key": "zone", "operator": "Bogus", "values": ["a"]}]}]),
+                ),
+                false,
+            ),
+            (
+                req(
+                    json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}]),
+                ),
+                true,
+            ),
         ];
         for (spec, ok) in cases {
             let r = node_affinity(&pod(spec.clone()), &n);
@@ -215,30 +304,42 @@ mod tests {
                 assert_eq!(s.message(), ERR_NODE_AFFINITY);
             }
         }
-        let pinned = pod(req(json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]},
-                                    {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n2"]}]}])));
+        let pinned = pod(req(
+            json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]},
+                                    {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n2"]}]}]),
+        ));
         let names = pinned_nodes(&pinned).ok().flatten().unwrap_or_default();
         assert!(names.contains("n1") && names.contains("n2"));
-        let mixed = pod(req(json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]},
-                                   {"matchExpressions": [{"key": "zone", "operator": "Exists"}]}])));
+        let mixed = pod(req(
+            json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]},
+                                   {"matchExpressions": [{"key": "zone", "operator": "Exists"}]}]),
+        ));
         assert_eq!(pinned_nodes(&mixed), Ok(None));
     }
 
     #[test]
     fn node_affinity_score_table() {
         let n = node(json!({"disk": "ssd", "zone": "a"}), json!({}));
-        let p = pod(json!({"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
-            {"weight": 10, "preference": {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]}},
-            {"weight": 5, "preference": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]}},
-            {"weight": 3, "preference": {"matchExpressions": [{"key": "zone", "operator": "Exists"}]}},
-        ]}}}));
+        let p = pod(
+            json!({"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 10, "preference": {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]}},
+                {"weight": 5, "preference": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]}},
+                {"weight": 3, "preference": {"matchExpressions": [{"key": "zone", "operator": "Exists"}]}},
+            ]}}}),
+        );
         assert_eq!(node_affinity_score(&p, &n), 13);
     }
 
     #[test]
     fn node_ports_table() {
-        let p = pod(json!({"containers": [{"name": "c", "ports": [{"containerPort": 80, "hostPort": 8080}]}]}));
-        let used = |ip: &str, proto: &str, port: i32| HostPort { ip: ip.into(), protocol: proto.into(), port };
+        let p = pod(
+            json!({"containers": [{"name": "c", "ports": [{"containerPort": 80, "hostPort": 8080}]}]}),
+        );
+        let used = |ip: &str, proto: &str, port: i32| HostPort {
+            ip: ip.into(),
+            protocol: proto.into(),
+            port,
+        };
         let cases = [
             (vec![], vec![], true),
             (vec![used("0.0.0.0", "TCP", 8080)], vec![], false),
@@ -251,7 +352,10 @@ mod tests {
             let r = node_ports(&p, &u, &nom);
             assert_eq!(r.is_ok(), ok, "{u:?} {nom:?}");
             if let Err(s) = r {
-                assert_eq!((s.code, s.message()), (Code::Unschedulable, ERR_NODE_PORTS.to_string()));
+                assert_eq!(
+                    (s.code, s.message()),
+                    (Code::Unschedulable, ERR_NODE_PORTS.to_string())
+                );
             }
         }
     }

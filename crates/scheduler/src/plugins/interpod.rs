@@ -10,7 +10,8 @@ use std::collections::HashMap;
 
 pub const ERR_AFFINITY: &str = "node(s) didn't match pod affinity rules";
 pub const ERR_ANTI_AFFINITY: &str = "node(s) didn't match pod anti-affinity rules";
-pub const ERR_EXISTING_ANTI_AFFINITY: &str = "node(s) didn't satisfy existing pods anti-affinity rules";
+pub const ERR_EXISTING_ANTI_AFFINITY: &str =
+    "node(s) didn't satisfy existing pods anti-affinity rules";
 
 /// Weight of an existing pod's required affinity term matched by the incoming pod (upstream
 /// `hardPodAffinityWeight` default).
@@ -42,7 +43,14 @@ pub struct FilterState<'a> {
 
 impl<'a> FilterState<'a> {
     /// Account `existing` on a node with `labels` (`delta` +1 add, −1 remove; preemption).
-    pub fn update_with_pod(&mut self, cache: &'a Cache, pod: &'a PodInfo, existing: &'a PodInfo, labels: &'a Labels, delta: i64) {
+    pub fn update_with_pod(
+        &mut self,
+        cache: &'a Cache,
+        pod: &'a PodInfo,
+        existing: &'a PodInfo,
+        labels: &'a Labels,
+        delta: i64,
+    ) {
         let pod_ns = cache.ns_labels(&pod.namespace);
         for t in &existing.affinity.required_anti {
             if t.matches(pod, pod_ns) {
@@ -64,12 +72,21 @@ impl<'a> FilterState<'a> {
 }
 
 /// PreFilter: `Ok(None)` when nothing constrains the pod (skip the filter).
-pub fn prefilter<'a>(pod: &'a PodInfo, cache: &'a Cache) -> Result<Option<FilterState<'a>>, Status> {
+pub fn prefilter<'a>(
+    pod: &'a PodInfo,
+    cache: &'a Cache,
+) -> Result<Option<FilterState<'a>>, Status> {
     if let Some(e) = &pod.affinity_error {
-        return Err(Status::unresolvable(Plugin::InterPodAffinity, format!("parsing pod: {e}")));
+        return Err(Status::unresolvable(
+            Plugin::InterPodAffinity,
+            format!("parsing pod: {e}"),
+        ));
     }
     let mut s = FilterState::default();
     let incoming = !pod.affinity.required.is_empty() || !pod.affinity.required_anti.is_empty();
+    if !incoming && cache.pods_with_required_anti == 0 {
+        return Ok(None);
+    }
     let pod_ns = cache.ns_labels(&pod.namespace);
     for node in cache.nodes.iter().filter(|n| n.spec.is_some()) {
         let labels = node.labels();
@@ -106,32 +123,62 @@ pub fn prefilter<'a>(pod: &'a PodInfo, cache: &'a Cache) -> Result<Option<Filter
 
 /// Filter: affinity (all topology keys present, a matching pod in the node's domain — or
 /// none anywhere and the pod matches itself), anti-affinity, existing pods' anti-affinity.
-pub fn filter(state: &FilterState, pod: &PodInfo, pod_ns: Option<&Labels>, labels: &Labels) -> Result<(), Status> {
+pub fn filter(
+    state: &FilterState,
+    pod: &PodInfo,
+    pod_ns: Option<&Labels>,
+    labels: &Labels,
+) -> Result<(), Status> {
     let mut pods_exist = true;
     for t in &pod.affinity.required {
         match labels.get(&t.topology_key) {
             None => return Err(Status::unresolvable(Plugin::InterPodAffinity, ERR_AFFINITY)),
             Some(v) => {
-                if state.affinity.get(&(t.topology_key.as_str(), v.as_str())).copied().unwrap_or(0) <= 0 {
+                if state
+                    .affinity
+                    .get(&(t.topology_key.as_str(), v.as_str()))
+                    .copied()
+                    .unwrap_or(0)
+                    <= 0
+                {
                     pods_exist = false;
                 }
             }
         }
     }
-    if !pods_exist && !(state.affinity.is_empty() && pod.affinity.all_required_match(pod, pod_ns)) {
+    // Nothing matches anywhere and the pod matches itself: the first of a self-affine group.
+    let first_of_group = state.affinity.is_empty() && pod.affinity.all_required_match(pod, pod_ns);
+    if !pods_exist && !first_of_group {
         return Err(Status::unresolvable(Plugin::InterPodAffinity, ERR_AFFINITY));
     }
     for t in &pod.affinity.required_anti {
         if let Some(v) = labels.get(&t.topology_key)
-            && state.anti.get(&(t.topology_key.as_str(), v.as_str())).copied().unwrap_or(0) > 0
+            && state
+                .anti
+                .get(&(t.topology_key.as_str(), v.as_str()))
+                .copied()
+                .unwrap_or(0)
+                > 0
         {
-            return Err(Status::unschedulable(Plugin::InterPodAffinity, ERR_ANTI_AFFINITY));
+            return Err(Status::unschedulable(
+                Plugin::InterPodAffinity,
+                ERR_ANTI_AFFINITY,
+            ));
         }
     }
     if !state.existing_anti.is_empty() {
         for (k, v) in labels {
-            if state.existing_anti.get(&(k.as_str(), v.as_str())).copied().unwrap_or(0) > 0 {
-                return Err(Status::unschedulable(Plugin::InterPodAffinity, ERR_EXISTING_ANTI_AFFINITY));
+            if state
+                .existing_anti
+                .get(&(k.as_str(), v.as_str()))
+                .copied()
+                .unwrap_or(0)
+                > 0
+            {
+                return Err(Status::unschedulable(
+                    Plugin::InterPodAffinity,
+                    ERR_EXISTING_ANTI_AFFINITY,
+                ));
             }
         }
     }
@@ -147,11 +194,23 @@ pub struct ScoreState<'a> {
 impl<'a> ScoreState<'a> {
     fn add(&mut self, term: &'a AffinityTerm, weight: i64, labels: &'a Labels) {
         if let Some(v) = labels.get(&term.topology_key) {
-            *self.scores.entry(&term.topology_key).or_default().entry(v).or_insert(0) += weight;
+            *self
+                .scores
+                .entry(&term.topology_key)
+                .or_default()
+                .entry(v)
+                .or_insert(0) += weight;
         }
     }
 
-    fn terms(&mut self, terms: &'a [WeightedTerm], target: &PodInfo, ns: Option<&Labels>, labels: &'a Labels, sign: i64) {
+    fn terms(
+        &mut self,
+        terms: &'a [WeightedTerm],
+        target: &PodInfo,
+        ns: Option<&Labels>,
+        labels: &'a Labels,
+        sign: i64,
+    ) {
         for w in terms {
             if w.term.matches(target, ns) {
                 self.add(&w.term, sign * w.weight as i64, labels);
@@ -162,16 +221,27 @@ impl<'a> ScoreState<'a> {
 
 /// PreScore: `None` when no node can score differently (skip).
 pub fn prescore<'a>(pod: &'a PodInfo, cache: &'a Cache) -> Option<ScoreState<'a>> {
-    let has_constraints = !pod.affinity.preferred.is_empty() || !pod.affinity.preferred_anti.is_empty();
+    let has_constraints =
+        !pod.affinity.preferred.is_empty() || !pod.affinity.preferred_anti.is_empty();
+    if !has_constraints && cache.pods_with_affinity == 0 {
+        return None;
+    }
     let pod_ns = cache.ns_labels(&pod.namespace);
     let mut s = ScoreState::default();
-    let nodes = cache.nodes.iter().filter(|n: &&NodeInfo| n.spec.is_some() && (has_constraints || n.pods_with_affinity > 0));
+    let nodes = cache
+        .nodes
+        .iter()
+        .filter(|n: &&NodeInfo| n.spec.is_some() && (has_constraints || n.pods_with_affinity > 0));
     for node in nodes {
         let labels = node.labels();
         if labels.is_empty() {
             continue;
         }
-        for ex in node.pods.iter().filter(|p| has_constraints || p.has_affinity()) {
+        for ex in node
+            .pods
+            .iter()
+            .filter(|p| has_constraints || p.has_affinity())
+        {
             let ex_ns = cache.ns_labels(&ex.namespace);
             // The incoming pod's preferences about existing pods.
             s.terms(&pod.affinity.preferred, ex, ex_ns, labels, 1);
@@ -200,10 +270,16 @@ pub fn score(state: &ScoreState, labels: &Labels) -> i64 {
 
 /// Min-max normalisation to 0..=100.
 pub fn normalize(scores: &mut [i64]) {
-    let (Some(&min), Some(&max)) = (scores.iter().min(), scores.iter().max()) else { return };
+    let (Some(&min), Some(&max)) = (scores.iter().min(), scores.iter().max()) else {
+        return;
+    };
     let diff = max - min;
     for s in scores.iter_mut() {
-        *s = if diff > 0 { (MAX_NODE_SCORE as f64 * ((*s - min) as f64 / diff as f64)) as i64 } else { 0 };
+        *s = if diff > 0 {
+            (MAX_NODE_SCORE as f64 * ((*s - min) as f64 / diff as f64)) as i64
+        } else {
+            0
+        };
     }
 }
 
@@ -216,8 +292,10 @@ mod tests {
     use std::sync::Arc;
 
     fn pod(name: &str, labels: Value, affinity: Value) -> PodInfo {
-        let p: Pod = serde_json::from_value(json!({"metadata": {"name": name, "uid": name, "namespace": "d", "labels": labels},
-            "spec": {"containers": [{"name": "c"}], "affinity": affinity}}))
+        let p: Pod = serde_json::from_value(
+            json!({"metadata": {"name": name, "uid": name, "namespace": "d", "labels": labels},
+            "spec": {"containers": [{"name": "c"}], "affinity": affinity}}),
+        )
         .expect("pod");
         PodInfo::from_pod(&p)
     }
@@ -266,44 +344,80 @@ mod tests {
             (
                 "affinity to db's zone",
                 vec![(0, db())],
-                pod("p", json!({}), json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("zone", "db")]}})),
+                pod(
+                    "p",
+                    json!({}),
+                    json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("zone", "db")]}}),
+                ),
                 ["ok", "ok", ERR_AFFINITY, ERR_AFFINITY],
             ),
             (
                 "first pod of a self-affine group goes anywhere",
                 vec![],
-                pod("p", json!({"app": "x"}), json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("zone", "x")]}})),
+                pod(
+                    "p",
+                    json!({"app": "x"}),
+                    json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("zone", "x")]}}),
+                ),
                 ["ok", "ok", "ok", "ok"],
             ),
             (
                 "affinity with no match anywhere and no self match",
                 vec![],
-                pod("p", json!({}), json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("zone", "db")]}})),
+                pod(
+                    "p",
+                    json!({}),
+                    json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("zone", "db")]}}),
+                ),
                 [ERR_AFFINITY, ERR_AFFINITY, ERR_AFFINITY, ERR_AFFINITY],
             ),
             (
                 "missing topology key",
                 vec![(0, db())],
-                pod("p", json!({}), json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("rack", "db")]}})),
+                pod(
+                    "p",
+                    json!({}),
+                    json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("rack", "db")]}}),
+                ),
                 [ERR_AFFINITY, ERR_AFFINITY, ERR_AFFINITY, ERR_AFFINITY],
             ),
             (
                 "anti-affinity per host",
                 vec![(1, web())],
-                pod("p", json!({"app": "web"}), json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("kubernetes.io/hostname", "web")]}})),
+                pod(
+                    "p",
+                    json!({"app": "web"}),
+                    json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("kubernetes.io/hostname", "web")]}}),
+                ),
                 ["ok", ERR_ANTI_AFFINITY, "ok", "ok"],
             ),
             (
                 "anti-affinity per zone",
                 vec![(1, web())],
-                pod("p", json!({}), json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("zone", "web")]}})),
+                pod(
+                    "p",
+                    json!({}),
+                    json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("zone", "web")]}}),
+                ),
                 [ERR_ANTI_AFFINITY, ERR_ANTI_AFFINITY, "ok", "ok"],
             ),
             (
                 "existing pod's anti-affinity (symmetry)",
-                vec![(2, pod("guard", json!({}), json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("zone", "web")]}})))],
+                vec![(
+                    2,
+                    pod(
+                        "guard",
+                        json!({}),
+                        json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("zone", "web")]}}),
+                    ),
+                )],
                 web(),
-                ["ok", "ok", ERR_EXISTING_ANTI_AFFINITY, ERR_EXISTING_ANTI_AFFINITY],
+                [
+                    "ok",
+                    "ok",
+                    ERR_EXISTING_ANTI_AFFINITY,
+                    ERR_EXISTING_ANTI_AFFINITY,
+                ],
             ),
         ];
         for (name, placed, p, want) in cases {
@@ -314,10 +428,17 @@ mod tests {
 
     #[test]
     fn parse_error_rejects_in_prefilter() {
-        let p = pod("p", json!({}), json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
-            {"labelSelector": {"matchExpressions": [{"key": "a", "operator": "Bogus"}]}, "topologyKey": "zone"}]}}));
+        let p = pod(
+            "p",
+            json!({}),
+            json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchExpressions": [{"key": "a", "operator": "Bogus"}]}, "topologyKey": "zone"}]}}),
+        );
         let c = cluster(vec![]);
-        let err = prefilter(&p, &c).err().map(|s| s.message()).unwrap_or_default();
+        let err = prefilter(&p, &c)
+            .err()
+            .map(|s| s.message())
+            .unwrap_or_default();
         assert!(err.starts_with("parsing pod: "), "{err}");
     }
 
@@ -325,7 +446,11 @@ mod tests {
     fn update_with_pod_tracks_removals() {
         let web = pod("web", json!({"app": "web"}), json!({}));
         let c = cluster(vec![(1, web)]);
-        let p = pod("p", json!({}), json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("zone", "web")]}}));
+        let p = pod(
+            "p",
+            json!({}),
+            json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("zone", "web")]}}),
+        );
         let mut s = prefilter(&p, &c).expect("ok").expect("state");
         let n1 = &c.nodes[c.node_id("n1").expect("n1")];
         assert!(filter(&s, &p, None, n1.labels()).is_err());
@@ -337,26 +462,55 @@ mod tests {
     fn score_table() {
         let db = pod("db", json!({"app": "db"}), json!({}));
         let c = cluster(vec![(2, db)]);
-        let p = pod("p", json!({}), json!({
-            "podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 10, "podAffinityTerm": term("zone", "db")}]},
-        }));
+        let p = pod(
+            "p",
+            json!({}),
+            json!({
+                "podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 10, "podAffinityTerm": term("zone", "db")}]},
+            }),
+        );
         let s = prescore(&p, &c).expect("state");
-        let mut scores: Vec<i64> = (0..4).map(|i| score(&s, c.nodes[c.node_id(&format!("n{i}")).expect("n")].labels())).collect();
+        let mut scores: Vec<i64> = (0..4)
+            .map(|i| {
+                score(
+                    &s,
+                    c.nodes[c.node_id(&format!("n{i}")).expect("n")].labels(),
+                )
+            })
+            .collect();
         assert_eq!(scores, vec![0, 0, 10, 10]);
         normalize(&mut scores);
         assert_eq!(scores, vec![0, 0, 100, 100]);
         // Anti-affinity preference pushes away.
-        let p = pod("p", json!({}), json!({
-            "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 5, "podAffinityTerm": term("kubernetes.io/hostname", "db")}]},
-        }));
+        let p = pod(
+            "p",
+            json!({}),
+            json!({
+                "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 5, "podAffinityTerm": term("kubernetes.io/hostname", "db")}]},
+            }),
+        );
         let s = prescore(&p, &c).expect("state");
-        let mut scores: Vec<i64> = (0..4).map(|i| score(&s, c.nodes[c.node_id(&format!("n{i}")).expect("n")].labels())).collect();
+        let mut scores: Vec<i64> = (0..4)
+            .map(|i| {
+                score(
+                    &s,
+                    c.nodes[c.node_id(&format!("n{i}")).expect("n")].labels(),
+                )
+            })
+            .collect();
         normalize(&mut scores);
         assert_eq!(scores, vec![100, 100, 0, 100]);
         // Nothing to say: skipped.
         assert!(prescore(&pod("q", json!({}), json!({})), &c).is_none());
         // Existing pod's required affinity to the incoming pod attracts it (symmetry).
-        let c = cluster(vec![(0, pod("fan", json!({}), json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("zone", "star")]}})))]);
+        let c = cluster(vec![(
+            0,
+            pod(
+                "fan",
+                json!({}),
+                json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("zone", "star")]}}),
+            ),
+        )]);
         let star = pod("star", json!({"app": "star"}), json!({}));
         let s = prescore(&star, &c).expect("state");
         assert_eq!(score(&s, c.nodes[c.node_id("n1").expect("n1")].labels()), 1);

@@ -16,7 +16,8 @@ use crate::topology::{Domains, MISSING, Matcher};
 use std::borrow::Cow;
 
 pub const ERR_CONSTRAINTS: &str = "node(s) didn't match pod topology spread constraints";
-pub const ERR_MISSING_LABEL: &str = "node(s) didn't match pod topology spread constraints (missing required label)";
+pub const ERR_MISSING_LABEL: &str =
+    "node(s) didn't match pod topology spread constraints (missing required label)";
 
 const HOSTNAME: &str = "kubernetes.io/hostname";
 const ZONE: &str = "topology.kubernetes.io/zone";
@@ -27,10 +28,10 @@ fn included(c: &SpreadConstraint, pod: &PodInfo, node: &NodeSpec) -> bool {
         return false;
     }
     if c.honor_taints
-        && node
-            .taints
-            .iter()
-            .any(|t| matches!(t.effect, Effect::NoSchedule | Effect::NoExecute) && !tolerated(&pod.tolerations, t))
+        && node.taints.iter().any(|t| {
+            matches!(t.effect, Effect::NoSchedule | Effect::NoExecute)
+                && !tolerated(&pod.tolerations, t)
+        })
     {
         return false;
     }
@@ -39,7 +40,9 @@ fn included(c: &SpreadConstraint, pod: &PodInfo, node: &NodeSpec) -> bool {
 
 /// Whether the inclusion policies can exclude some nodes for this pod.
 fn restricted(c: &SpreadConstraint, pod: &PodInfo) -> bool {
-    c.honor_taints || (c.honor_affinity && (!pod.node_selector.is_empty() || pod.required_node_affinity.is_some()))
+    c.honor_taints
+        || (c.honor_affinity
+            && (!pod.node_selector.is_empty() || pod.required_node_affinity.is_some()))
 }
 
 /// Which pods `c` counts.
@@ -47,7 +50,10 @@ fn matcher(c: &SpreadConstraint, pod: &PodInfo) -> Option<Matcher> {
     if c.by_owner {
         return pod.owner_uid.clone().map(Matcher::Owner);
     }
-    Some(Matcher::Selector { namespace: pod.namespace.clone(), selector: c.selector.clone() })
+    Some(Matcher::Selector {
+        namespace: pod.namespace.clone(),
+        selector: c.selector.clone(),
+    })
 }
 
 /// Matching pods on one node (the scan path).
@@ -96,12 +102,21 @@ pub fn prepare(cache: &mut Cache, pod: &PodInfo) {
 }
 
 /// Memo counts for every constraint, when usable.
-fn memo_counts(cache: &Cache, pod: &PodInfo, cs: &[&SpreadConstraint], domains: &[Cow<Domains>]) -> Option<Vec<Vec<i32>>> {
+fn memo_counts(
+    cache: &Cache,
+    pod: &PodInfo,
+    cs: &[&SpreadConstraint],
+    domains: &[Cow<Domains>],
+) -> Option<Vec<Vec<i32>>> {
     if cs.iter().any(|c| restricted(c, pod)) || !keys_consistent(domains) {
         return None;
     }
     cs.iter()
-        .map(|c| matcher(c, pod).and_then(|m| cache.memo(&m, &c.topology_key)).map(|m| m.counts.clone()))
+        .map(|c| {
+            matcher(c, pod)
+                .and_then(|m| cache.memo(&m, &c.topology_key))
+                .map(|m| m.counts.clone())
+        })
         .collect()
 }
 
@@ -125,9 +140,18 @@ impl FilterState<'_> {
     }
 
     /// Account `existing` on `node` (`delta` ±1; used by preemption).
-    pub fn update_with_pod(&mut self, pod: &PodInfo, existing: &PodInfo, node: &NodeInfo, delta: i32) {
+    pub fn update_with_pod(
+        &mut self,
+        pod: &PodInfo,
+        existing: &PodInfo,
+        node: &NodeInfo,
+        delta: i32,
+    ) {
         let Some(spec) = &node.spec else { return };
-        if existing.deleting || existing.namespace != pod.namespace || !has_all(&self.domains, node.id) {
+        if existing.deleting
+            || existing.namespace != pod.namespace
+            || !has_all(&self.domains, node.id)
+        {
             return;
         }
         for i in 0..self.constraints.len() {
@@ -144,7 +168,10 @@ impl FilterState<'_> {
 }
 
 /// PreFilter: `Ok(None)` when the pod has no hard constraints.
-pub fn prefilter<'a>(pod: &'a PodInfo, cache: &'a Cache) -> Result<Option<FilterState<'a>>, String> {
+pub fn prefilter<'a>(
+    pod: &'a PodInfo,
+    cache: &'a Cache,
+) -> Result<Option<FilterState<'a>>, String> {
     if let Some(e) = &pod.spread_error {
         return Err(format!("get constraints from pod: {e}"));
     }
@@ -152,12 +179,17 @@ pub fn prefilter<'a>(pod: &'a PodInfo, cache: &'a Cache) -> Result<Option<Filter
     if constraints.is_empty() {
         return Ok(None);
     }
-    let domains: Vec<Cow<Domains>> = constraints.iter().map(|c| domains_for(cache, &c.topology_key)).collect();
+    let domains: Vec<Cow<Domains>> = constraints
+        .iter()
+        .map(|c| domains_for(cache, &c.topology_key))
+        .collect();
     let counts = match memo_counts(cache, pod, &constraints, &domains) {
         Some(c) => c,
         None => {
-            let matchers: Vec<Option<Matcher>> = constraints.iter().map(|c| matcher(c, pod)).collect();
-            let mut counts: Vec<Vec<i32>> = domains.iter().map(|d| vec![-1; d.values.len()]).collect();
+            let matchers: Vec<Option<Matcher>> =
+                constraints.iter().map(|c| matcher(c, pod)).collect();
+            let mut counts: Vec<Vec<i32>> =
+                domains.iter().map(|d| vec![-1; d.values.len()]).collect();
             for node in &cache.nodes {
                 let Some(spec) = &node.spec else { continue };
                 if !has_all(&domains, node.id) {
@@ -175,7 +207,13 @@ pub fn prefilter<'a>(pod: &'a PodInfo, cache: &'a Cache) -> Result<Option<Filter
         }
     };
     let n = constraints.len();
-    let mut s = FilterState { constraints, domains, counts, min: vec![i32::MAX; n], eligible: vec![0; n] };
+    let mut s = FilterState {
+        constraints,
+        domains,
+        counts,
+        min: vec![i32::MAX; n],
+        eligible: vec![0; n],
+    };
     for i in 0..n {
         s.recompute(i);
     }
@@ -188,13 +226,23 @@ pub fn filter(state: &FilterState, pod: &PodInfo, node: &NodeInfo) -> Result<(),
     for (i, c) in state.constraints.iter().enumerate() {
         let d = state.domains[i].of(node.id);
         if d == MISSING {
-            return Err(Status::unresolvable(Plugin::PodTopologySpread, ERR_MISSING_LABEL));
+            return Err(Status::unresolvable(
+                Plugin::PodTopologySpread,
+                ERR_MISSING_LABEL,
+            ));
         }
-        let min = if state.eligible[i] < c.min_domains { 0 } else { state.min[i] };
+        let min = if state.eligible[i] < c.min_domains {
+            0
+        } else {
+            state.min[i]
+        };
         let self_match = i32::from(c.selector.matches(&pod.labels));
         let matching = state.counts[i][d as usize].max(0);
         if matching as i64 + self_match as i64 - min as i64 > c.max_skew as i64 {
-            return Err(Status::unschedulable(Plugin::PodTopologySpread, ERR_CONSTRAINTS));
+            return Err(Status::unschedulable(
+                Plugin::PodTopologySpread,
+                ERR_CONSTRAINTS,
+            ));
         }
     }
     Ok(())
@@ -204,7 +252,10 @@ pub fn filter(state: &FilterState, pod: &PodInfo, node: &NodeInfo) -> Result<(),
 /// system defaults (hostname skew 3, zone skew 5) for controller-owned pods without any.
 fn soft_constraints(pod: &PodInfo) -> (Vec<SpreadConstraint>, bool) {
     if !pod.spread.is_empty() {
-        return (pod.spread.iter().filter(|c| !c.hard).cloned().collect(), false);
+        return (
+            pod.spread.iter().filter(|c| !c.hard).cloned().collect(),
+            false,
+        );
     }
     if pod.owner_uid.is_none() {
         return (Vec::new(), false);
@@ -240,8 +291,14 @@ pub fn prescore<'a>(pod: &PodInfo, cache: &'a Cache, feasible: &[usize]) -> Opti
         return None;
     }
     let require_all = !system;
-    let domains: Vec<Cow<Domains>> = constraints.iter().map(|c| domains_for(cache, &c.topology_key)).collect();
-    let mut present: Vec<Vec<bool>> = domains.iter().map(|d| vec![false; d.values.len()]).collect();
+    let domains: Vec<Cow<Domains>> = constraints
+        .iter()
+        .map(|c| domains_for(cache, &c.topology_key))
+        .collect();
+    let mut present: Vec<Vec<bool>> = domains
+        .iter()
+        .map(|d| vec![false; d.values.len()])
+        .collect();
     let mut ignored = 0usize;
     for &id in feasible {
         if require_all && !has_all(&domains, id) {
@@ -259,17 +316,30 @@ pub fn prescore<'a>(pod: &PodInfo, cache: &'a Cache, feasible: &[usize]) -> Opti
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            let size = if c.topology_key == HOSTNAME { feasible.len() - ignored } else { present[i].iter().filter(|p| **p).count() };
+            let size = if c.topology_key == HOSTNAME {
+                feasible.len() - ignored
+            } else {
+                present[i].iter().filter(|p| **p).count()
+            };
             ((size + 2) as f64).ln()
         })
         .collect();
     let refs: Vec<&SpreadConstraint> = constraints.iter().collect();
-    let memo = if require_all { memo_counts(cache, pod, &refs, &domains) } else { memo_counts_each(cache, pod, &refs) };
+    let memo = if require_all {
+        memo_counts(cache, pod, &refs, &domains)
+    } else {
+        memo_counts_each(cache, pod, &refs)
+    };
     let counts: Vec<Vec<i64>> = match memo {
-        Some(c) => c.into_iter().map(|v| v.into_iter().map(i64::from).collect()).collect(),
+        Some(c) => c
+            .into_iter()
+            .map(|v| v.into_iter().map(i64::from).collect())
+            .collect(),
         None => {
-            let matchers: Vec<Option<Matcher>> = constraints.iter().map(|c| matcher(c, pod)).collect();
-            let mut counts: Vec<Vec<i64>> = domains.iter().map(|d| vec![0; d.values.len()]).collect();
+            let matchers: Vec<Option<Matcher>> =
+                constraints.iter().map(|c| matcher(c, pod)).collect();
+            let mut counts: Vec<Vec<i64>> =
+                domains.iter().map(|d| vec![0; d.values.len()]).collect();
             for node in &cache.nodes {
                 let Some(spec) = &node.spec else { continue };
                 if require_all && !has_all(&domains, node.id) {
@@ -286,16 +356,30 @@ pub fn prescore<'a>(pod: &PodInfo, cache: &'a Cache, feasible: &[usize]) -> Opti
             counts
         }
     };
-    Some(ScoreState { constraints, require_all, domains, counts, weights })
+    Some(ScoreState {
+        constraints,
+        require_all,
+        domains,
+        counts,
+        weights,
+    })
 }
 
 /// Memo counts per constraint without the all-keys requirement (system defaults).
-fn memo_counts_each(cache: &Cache, pod: &PodInfo, cs: &[&SpreadConstraint]) -> Option<Vec<Vec<i32>>> {
+fn memo_counts_each(
+    cache: &Cache,
+    pod: &PodInfo,
+    cs: &[&SpreadConstraint],
+) -> Option<Vec<Vec<i32>>> {
     if cs.iter().any(|c| restricted(c, pod)) {
         return None;
     }
     cs.iter()
-        .map(|c| matcher(c, pod).and_then(|m| cache.memo(&m, &c.topology_key)).map(|m| m.counts.clone()))
+        .map(|c| {
+            matcher(c, pod)
+                .and_then(|m| cache.memo(&m, &c.topology_key))
+                .map(|m| m.counts.clone())
+        })
         .collect()
 }
 
@@ -332,181 +416,5 @@ pub fn normalize(raw: &[Option<i64>]) -> Vec<i64> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use k8s_openapi::api::core::v1::{Node, Pod};
-    use serde_json::{Value, json};
-    use std::sync::Arc;
-
-    fn pod(name: &str, labels: Value, spread: Value) -> PodInfo {
-        let p: Pod = serde_json::from_value(json!({"metadata": {"name": name, "uid": name, "namespace": "d", "labels": labels},
-            "spec": {"containers": [{"name": "c"}], "topologySpreadConstraints": spread}}))
-        .expect("pod");
-        PodInfo::from_pod(&p)
-    }
-
-    /// Nodes: n0,n1 in zone a; n2 in zone b; n3 in zone c; n4 without a zone label.
-    fn cluster(placed: &[(usize, &str)], extra_label: Option<(usize, &str, &str)>) -> Cache {
-        let mut c = Cache::default();
-        for (i, zone) in [(0, Some("a")), (1, Some("a")), (2, Some("b")), (3, Some("c")), (4, None)] {
-            let mut labels = json!({"kubernetes.io/hostname": format!("n{i}")});
-            if let Some(z) = zone {
-                labels["zone"] = json!(z);
-            }
-            if let Some((n, k, v)) = extra_label
-                && n == i
-            {
-                labels[k] = json!(v);
-            }
-            let n: Node = serde_json::from_value(json!({"metadata": {"name": format!("n{i}"), "labels": labels},
-                "status": {"conditions": [{"type": "Ready", "status": "True"}]}}))
-            .expect("node");
-            c.upsert_node(NodeSpec::from_node(&n));
-        }
-        for (k, (node, app)) in placed.iter().enumerate() {
-            let mut p = pod(&format!("e{k}"), json!({"app": app}), json!([]));
-            p.node_name = format!("n{node}");
-            c.upsert_bound_pod(Arc::new(p));
-        }
-        c
-    }
-
-    fn constraint(key: &str, skew: i32, extra: Value) -> Value {
-        let mut c = json!({"maxSkew": skew, "topologyKey": key, "whenUnsatisfiable": "DoNotSchedule",
-            "labelSelector": {"matchLabels": {"app": "web"}}});
-        for (k, v) in extra.as_object().into_iter().flatten() {
-            c[k] = v.clone();
-        }
-        c
-    }
-
-    fn verdicts_once(c: &Cache, p: &PodInfo) -> Vec<&'static str> {
-        let s = prefilter(p, c).expect("prefilter").expect("state");
-        (0..5)
-            .map(|i| match filter(&s, p, &c.nodes[c.node_id(&format!("n{i}")).expect("n")]) {
-                Ok(()) => "ok",
-                Err(e) if e.reasons[0] == ERR_MISSING_LABEL => "missing",
-                Err(_) => "skew",
-            })
-            .collect()
-    }
-
-    /// Verdicts by scanning nodes, checked equal to those from the cache's memos.
-    fn verdicts(c: &mut Cache, p: &PodInfo) -> Vec<&'static str> {
-        let scanned = verdicts_once(c, p);
-        prepare(c, p);
-        assert_eq!(verdicts_once(c, p), scanned, "memo and scan disagree");
-        scanned
-    }
-
-    #[test]
-    fn filter_table() {
-        let web = |spread: Value| pod("p", json!({"app": "web"}), spread);
-        let cases: Vec<(&str, Vec<(usize, &str)>, PodInfo, [&str; 5])> = vec![
-            ("empty cluster", vec![], web(json!([constraint("zone", 1, json!({}))])), ["ok", "ok", "ok", "ok", "missing"]),
-            (
-                "zone a has one, others none",
-                vec![(0, "web")],
-                web(json!([constraint("zone", 1, json!({}))])),
-                ["skew", "skew", "ok", "ok", "missing"],
-            ),
-            (
-                "other apps do not count",
-                vec![(0, "db"), (0, "db")],
-                web(json!([constraint("zone", 1, json!({}))])),
-                ["ok", "ok", "ok", "ok", "missing"],
-            ),
-            (
-                "maxSkew 2 allows one more",
-                vec![(0, "web")],
-                web(json!([constraint("zone", 2, json!({}))])),
-                ["ok", "ok", "ok", "ok", "missing"],
-            ),
-            (
-                "hostname spreading",
-                vec![(0, "web"), (1, "web"), (2, "web")],
-                web(json!([constraint("kubernetes.io/hostname", 1, json!({}))])),
-                ["skew", "skew", "skew", "ok", "ok"],
-            ),
-            (
-                "minDomains above the domain count makes the minimum 0",
-                vec![(0, "web"), (2, "web"), (3, "web")],
-                web(json!([constraint("zone", 1, json!({"minDomains": 5}))])),
-                ["skew", "skew", "skew", "skew", "missing"],
-            ),
-            (
-                "a pod not matching its own selector",
-                vec![(0, "web")],
-                pod("p", json!({"app": "other"}), json!([constraint("zone", 1, json!({}))])),
-                ["ok", "ok", "ok", "ok", "missing"],
-            ),
-        ];
-        for (name, placed, p, want) in cases {
-            let mut c = cluster(&placed, None);
-            assert_eq!(verdicts(&mut c, &p), want, "{name}");
-        }
-    }
-
-    #[test]
-    fn node_affinity_policy_limits_domains() {
-        // Only zone a/b nodes match the pod's nodeSelector; zone c is not a domain, so the
-        // minimum is over a (1) and b (0).
-        let c = cluster(&[(0, "web")], Some((3, "pool", "x")));
-        let mut p = pod("p", json!({"app": "web"}), json!([constraint("zone", 1, json!({}))]));
-        p.node_selector.insert("kubernetes.io/hostname".into(), "n2".into());
-        let s = prefilter(&p, &c).expect("ok").expect("state");
-        assert_eq!(s.eligible[0], 1, "only n2's zone is eligible");
-        let mut p2 = p.clone();
-        p2.spread[0].honor_affinity = false;
-        let s2 = prefilter(&p2, &c).expect("ok").expect("state");
-        assert_eq!(s2.eligible[0], 3);
-    }
-
-    #[test]
-    fn update_with_pod() {
-        let c = cluster(&[(0, "web")], None);
-        let p = pod("p", json!({"app": "web"}), json!([constraint("zone", 1, json!({}))]));
-        let mut s = prefilter(&p, &c).expect("ok").expect("state");
-        let n0 = &c.nodes[c.node_id("n0").expect("n0")];
-        assert!(filter(&s, &p, n0).is_err());
-        s.update_with_pod(&p, &n0.pods[0], n0, -1);
-        assert!(filter(&s, &p, n0).is_ok());
-    }
-
-    #[test]
-    fn score_table() {
-        let c = cluster(&[(0, "web"), (0, "web"), (2, "web")], None);
-        let p = pod("p", json!({"app": "web"}), json!([{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway",
-            "labelSelector": {"matchLabels": {"app": "web"}}}]));
-        let feasible: Vec<usize> = (0..5).map(|i| c.node_id(&format!("n{i}")).expect("n")).collect();
-        let s = prescore(&p, &c, &feasible).expect("state");
-        let raw: Vec<Option<i64>> = feasible.iter().map(|&i| score(&s, &c.nodes[i])).collect();
-        // 3 zones among feasible nodes → weight ln(5); a: 2 pods, b: 1, c: 0; n4 ignored.
-        let w = 5f64.ln();
-        assert_eq!(raw, vec![Some((2.0 * w).round() as i64), Some((2.0 * w).round() as i64), Some(w.round() as i64), Some(0), None]);
-        assert_eq!(normalize(&raw), vec![0, 0, 33, 100, 0]);
-        // No soft constraints and no owner: nothing to score.
-        assert!(prescore(&pod("q", json!({}), json!([])), &c, &feasible).is_none());
-    }
-
-    #[test]
-    fn system_default_spreads_siblings() {
-        let mut c = cluster(&[], None);
-        let owned = |name: &str, node: &str| {
-            let p: Pod = serde_json::from_value(json!({"metadata": {"name": name, "uid": name, "namespace": "d",
-                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "rs1", "controller": true}]},
-                "spec": {"nodeName": node, "containers": [{"name": "c"}]}}))
-            .expect("pod");
-            PodInfo::from_pod(&p)
-        };
-        c.upsert_bound_pod(Arc::new(owned("s1", "n0")));
-        let p = owned("p", "");
-        let feasible: Vec<usize> = (0..5).map(|i| c.node_id(&format!("n{i}")).expect("n")).collect();
-        let s = prescore(&p, &c, &feasible).expect("defaults apply");
-        let raw: Vec<Option<i64>> = feasible.iter().map(|&i| score(&s, &c.nodes[i])).collect();
-        let norm = normalize(&raw);
-        // The test nodes carry no standard zone label, so only hostname spreading counts.
-        assert!(norm[0] < norm[1] && norm[1] == norm[2], "{norm:?}");
-        assert!(raw[4].is_some(), "nodes without a zone still score under system defaults");
-    }
-}
+#[path = "spread_tests.rs"]
+mod tests;

@@ -28,7 +28,9 @@ impl Drop for Env {
 
 pub async fn client(server: &TestServer) -> kube::Client {
     let kc = kube::config::Kubeconfig::read_from(&server.kubeconfig).expect("kubeconfig");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.expect("config");
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .expect("config");
     kube::Client::try_from(cfg).expect("client")
 }
 
@@ -45,25 +47,39 @@ impl Env {
     pub async fn start(nodes: Option<SimOptions>) -> Env {
         let server = TestServer::start().await;
         let client = client(&server).await;
-        let mut env = Env { server, client, tasks: Vec::new() };
+        let mut env = Env {
+            server,
+            client,
+            tasks: Vec::new(),
+        };
         if let Some(opts) = nodes {
             env.add_nodes(opts).await;
         }
-        env.tasks.push(tokio::spawn(r8s_scheduler::run(env.client.clone(), test_config())));
+        env.tasks.push(tokio::spawn(r8s_scheduler::run(
+            env.client.clone(),
+            test_config(),
+        )));
         env
     }
 
     /// Start more simulated nodes and wait until they are registered.
     pub async fn add_nodes(&mut self, opts: SimOptions) {
-        let want: Vec<String> = (0..opts.count).map(|i| r8s_simnodes::node_name(&opts.name_prefix, i)).collect();
-        self.tasks.push(tokio::spawn(r8s_simnodes::run(self.client.clone(), opts)));
+        let want: Vec<String> = (0..opts.count)
+            .map(|i| r8s_simnodes::node_name(&opts.name_prefix, i))
+            .collect();
+        self.tasks
+            .push(tokio::spawn(r8s_simnodes::run(self.client.clone(), opts)));
         let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(self.client.clone());
         eventually("nodes registered", || {
             let nodes = nodes.clone();
             let want = want.clone();
             async move {
                 let list = nodes.list(&ListParams::default()).await.ok()?;
-                let have: Vec<String> = list.items.iter().filter_map(|n| n.metadata.name.clone()).collect();
+                let have: Vec<String> = list
+                    .items
+                    .iter()
+                    .filter_map(|n| n.metadata.name.clone())
+                    .collect();
                 want.iter().all(|w| have.contains(w)).then_some(())
             }
         })
@@ -76,7 +92,10 @@ impl Env {
 
     pub async fn create(&self, pod: Value) -> Pod {
         let p: Pod = serde_json::from_value(pod).expect("pod json");
-        self.pods().create(&PostParams::default(), &p).await.expect("create pod")
+        self.pods()
+            .create(&PostParams::default(), &p)
+            .await
+            .expect("create pod")
     }
 
     /// Wait for the pod to be bound; returns its node.
@@ -99,7 +118,11 @@ impl Env {
             let pods = pods.clone();
             async move {
                 let p = pods.get(name).await.ok()?;
-                let c = p.status?.conditions?.into_iter().find(|c| c.type_ == "PodScheduled" && c.status == "False")?;
+                let c = p
+                    .status?
+                    .conditions?
+                    .into_iter()
+                    .find(|c| c.type_ == "PodScheduled" && c.status == "False")?;
                 Some((c.reason.unwrap_or_default(), c.message.unwrap_or_default()))
             }
         })
@@ -114,7 +137,11 @@ impl Env {
             let pods = pods.clone();
             async move {
                 let p = pods.get(name).await.ok()?;
-                let c = p.status?.conditions?.into_iter().find(|c| c.type_ == "PodScheduled" && c.status == "False")?;
+                let c = p
+                    .status?
+                    .conditions?
+                    .into_iter()
+                    .find(|c| c.type_ == "PodScheduled" && c.status == "False")?;
                 let m = c.message.unwrap_or_default();
                 f(&m).then_some(m)
             }
@@ -123,7 +150,13 @@ impl Env {
     }
 
     pub async fn node_of(&self, name: &str) -> Option<String> {
-        self.pods().get(name).await.ok()?.spec?.node_name.filter(|n| !n.is_empty())
+        self.pods()
+            .get(name)
+            .await
+            .ok()?
+            .spec?
+            .node_name
+            .filter(|n| !n.is_empty())
     }
 
     /// Events about pod `name` with `reason`.
@@ -132,7 +165,10 @@ impl Env {
         let list = api.list(&ListParams::default()).await.expect("list events");
         list.items
             .into_iter()
-            .filter(|e| e.involved_object.name.as_deref() == Some(name) && e.reason.as_deref() == Some(reason))
+            .filter(|e| {
+                e.involved_object.name.as_deref() == Some(name)
+                    && e.reason.as_deref() == Some(reason)
+            })
             .collect()
     }
 }
