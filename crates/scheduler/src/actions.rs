@@ -43,16 +43,25 @@ pub async fn bind(
 }
 
 /// The status patch for an unschedulable pod: the PodScheduled condition, and optionally a
-/// new `nominatedNodeName` (`Some("")` clears it).
-pub fn unschedulable_status(reason: &str, message: &str, nominated: Option<&str>) -> Value {
-    let mut status = json!({"conditions": [{
+/// new `nominatedNodeName` (`Some("")` clears it). `was_false`: the condition already said
+/// False, so its `lastTransitionTime` stays (the patch merges by condition type).
+pub fn unschedulable_status(
+    reason: &str,
+    message: &str,
+    nominated: Option<&str>,
+    was_false: bool,
+) -> Value {
+    let mut cond = json!({
         "type": "PodScheduled",
         "status": "False",
         "reason": reason,
         "message": message,
         "lastProbeTime": null,
-        "lastTransitionTime": now(),
-    }]});
+    });
+    if !was_false {
+        cond["lastTransitionTime"] = json!(now());
+    }
+    let mut status = json!({"conditions": [cond]});
     if let Some(n) = nominated {
         status["nominatedNodeName"] = if n.is_empty() { Value::Null } else { json!(n) };
     }

@@ -7,7 +7,7 @@
 use crate::framework::PluginSet;
 use crate::model::PodInfo;
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -61,7 +61,6 @@ struct Entry {
     last_failure: Option<Instant>,
     /// Plugins that rejected the pod last time (0 = any event may help).
     plugins: PluginSet,
-    since: Instant,
     at: Where,
     /// Bumped whenever the entry is (re)pushed, to skip stale heap items.
     generation: u64,
@@ -96,6 +95,10 @@ pub struct SchedulingQueue {
     entries: HashMap<String, Entry>,
     active: BinaryHeap<ActiveItem>,
     backoff: BinaryHeap<Reverse<(Instant, u64, String)>>,
+    /// Uids waiting in unschedulable (events scan only these, not the whole queue).
+    unsched: HashSet<String>,
+    /// When each unschedulable pod is retried anyway (stale items skipped by generation).
+    unsched_timeouts: BinaryHeap<Reverse<(Instant, u64, String)>>,
     seq: u64,
     moves: u64,
 }
@@ -144,6 +147,7 @@ impl SchedulingQueue {
     }
 
     fn push_active(&mut self, uid: &str) {
+        self.unsched.remove(uid);
         self.seq += 1;
         let seq = self.seq;
         if let Some(e) = self.entries.get_mut(uid) {
@@ -158,6 +162,7 @@ impl SchedulingQueue {
     }
 
     fn push_backoff(&mut self, uid: &str, until: Instant) {
+        self.unsched.remove(uid);
         self.seq += 1;
         let seq = self.seq;
         if let Some(e) = self.entries.get_mut(uid) {
@@ -200,7 +205,6 @@ impl SchedulingQueue {
                 attempts: 0,
                 last_failure: None,
                 plugins: 0,
-                since: now,
                 at: Where::Active,
                 generation: 0,
                 popped_at_move: 0,
@@ -212,6 +216,18 @@ impl SchedulingQueue {
     pub fn delete(&mut self, uid: &str) {
         // Heap items become stale and are skipped.
         self.entries.remove(uid);
+        self.unsched.remove(uid);
+    }
+
+    fn mark_unschedulable(&mut self, uid: &str, now: Instant) {
+        self.seq += 1;
+        let seq = self.seq;
+        if let Some(e) = self.entries.get_mut(uid) {
+            e.at = Where::Unschedulable;
+            e.generation = seq;
+            self.unsched.insert(uid.to_string());
+            self.unsched_timeouts.push(Reverse((now + self.cfg.max_unschedulable, seq, uid.to_string())));
+        }
     }
 
     /// Move due backoff pods and long-waiting unschedulable pods to active.
@@ -230,15 +246,19 @@ impl SchedulingQueue {
                 self.push_active(&uid);
             }
         }
-        let max = self.cfg.max_unschedulable;
-        let stale: Vec<String> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.at == Where::Unschedulable && now.duration_since(e.since) >= max)
-            .map(|(u, _)| u.clone())
-            .collect();
-        for uid in stale {
-            self.requeue(&uid, now);
+        while let Some(Reverse((due, generation, uid))) = self.unsched_timeouts.peek() {
+            if *due > now {
+                break;
+            }
+            let (generation, uid) = (*generation, uid.clone());
+            self.unsched_timeouts.pop();
+            if self
+                .entries
+                .get(&uid)
+                .is_some_and(|e| e.generation == generation && e.at == Where::Unschedulable)
+            {
+                self.requeue(&uid, now);
+            }
         }
     }
 
@@ -266,6 +286,7 @@ impl SchedulingQueue {
     /// The popped pod was bound (or handed to the binder): forget it.
     pub fn done(&mut self, uid: &str) {
         self.entries.remove(uid);
+        self.unsched.remove(uid);
     }
 
     /// The popped pod fit nowhere: wait for an event that may help (or, if one arrived while
@@ -278,12 +299,11 @@ impl SchedulingQueue {
         e.attempts += 1;
         e.last_failure = Some(now);
         e.plugins = plugins;
-        e.since = now;
         if e.popped_at_move != moves {
             let until = now + backoff_for(&self.cfg, e.attempts);
             self.push_backoff(uid, until);
         } else {
-            e.at = Where::Unschedulable;
+            self.mark_unschedulable(uid, now);
         }
     }
 
@@ -297,7 +317,6 @@ impl SchedulingQueue {
             attempts: 0,
             last_failure: None,
             plugins: 0,
-            since: now,
             at: Where::InFlight,
             generation: 0,
             popped_at_move: 0,
@@ -312,12 +331,14 @@ impl SchedulingQueue {
     pub fn move_for(&mut self, plugins: PluginSet, now: Instant) {
         self.moves += 1;
         let movable: Vec<String> = self
-            .entries
+            .unsched
             .iter()
-            .filter(|(_, e)| {
-                e.at == Where::Unschedulable && (e.plugins == 0 || e.plugins & plugins != 0)
+            .filter(|u| {
+                self.entries.get(*u).is_some_and(|e| {
+                    e.at == Where::Unschedulable && (e.plugins == 0 || e.plugins & plugins != 0)
+                })
             })
-            .map(|(u, _)| u.clone())
+            .cloned()
             .collect();
         for uid in movable {
             self.requeue(&uid, now);
@@ -327,12 +348,7 @@ impl SchedulingQueue {
     /// When the next timer-driven move is due.
     pub fn next_wakeup(&self) -> Option<Instant> {
         let backoff = self.backoff.peek().map(|Reverse((t, _, _))| *t);
-        let unsched = self
-            .entries
-            .values()
-            .filter(|e| e.at == Where::Unschedulable)
-            .map(|e| e.since + self.cfg.max_unschedulable)
-            .min();
+        let unsched = self.unsched_timeouts.peek().map(|Reverse((t, _, _))| *t);
         match (backoff, unsched) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -426,9 +426,13 @@ impl Scheduler {
             .as_ref()
             .is_some_and(|(s, r, m)| s == "False" && r == reason && m == message);
         if !same || nominated.is_some() {
+            let was_false = info
+                .scheduled_condition
+                .as_ref()
+                .is_some_and(|(s, _, _)| s == "False");
             self.spawn_status(
                 info,
-                actions::unschedulable_status(reason, message, nominated),
+                actions::unschedulable_status(reason, message, nominated, was_false),
             );
         }
         self.record_failure(info, message);

@@ -33,6 +33,12 @@ async fn binds_pods_and_respects_resources() {
     );
     let events = env.events("extra", "FailedScheduling").await;
     assert!(!events.is_empty());
+    // Nothing changes in the cluster, so the pod is not retried (no busy loop): the one
+    // aggregated event keeps a small count.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let events = env.events("extra", "FailedScheduling").await;
+    assert_eq!(events.len(), 1);
+    assert!(events[0].count.unwrap_or(1) <= 2, "retried {:?} times", events[0].count);
     assert_eq!(events[0].type_.as_deref(), Some("Warning"));
     assert_eq!(
         events[0]

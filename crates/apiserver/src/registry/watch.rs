@@ -108,10 +108,17 @@ fn translate(info: &'static ResourceInfo, filter: &ListParams, ev: WatchEvent) -
         EventKind::Put => {
             let new = decode_kv(&ev.kv)?;
             let new_match = filter.matches(info, &new);
-            match ev.prev.as_ref().and_then(decode_kv) {
+            // Without selectors every version matches, so the previous one need not be
+            // decoded (per watcher and event, this is most of a fan-out's cost).
+            let unfiltered = filter.label_selector.is_none() && filter.field_selector.is_none();
+            let old_match = match &ev.prev {
+                Some(_) if unfiltered => Some(true),
+                Some(prev) => decode_kv(prev).map(|old| filter.matches(info, &old)),
+                None => None,
+            };
+            match old_match {
                 None => new_match.then_some(ApiEvent { kind: "ADDED", object: new }),
-                Some(old) => {
-                    let old_match = filter.matches(info, &old);
+                Some(old_match) => {
                     match (old_match, new_match) {
                         (true, true) => Some(ApiEvent { kind: "MODIFIED", object: new }),
                         (false, true) => Some(ApiEvent { kind: "ADDED", object: new }),

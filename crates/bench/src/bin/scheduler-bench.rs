@@ -99,6 +99,10 @@ async fn client(server: &TestServer) -> Result<kube::Client> {
     Ok(kube::Client::try_from(cfg)?)
 }
 
+fn last_bind(times: &[Instant], start: Instant) -> Instant {
+    times.last().copied().unwrap_or(start)
+}
+
 async fn run_variant(args: &Args, spread: bool) -> Result<Outcome> {
     let variant = if spread { "spread" } else { "basic" };
     let server = TestServer::start().await;
@@ -209,6 +213,22 @@ async fn run_variant(args: &Args, spread: bool) -> Result<Outcome> {
                 );
                 break;
             }
+        }
+    }
+    if args.kubelet {
+        // How long the simulated kubelets take to report every pod Running.
+        let lp = ListParams::default().fields("status.phase=Running");
+        let wait = Instant::now();
+        loop {
+            let running = pods.list_metadata(&lp).await?.items.len();
+            if running >= times.len() || tokio::time::Instant::now() >= deadline {
+                eprintln!(
+                    "[{variant}] {running} pods Running {:.1}s after the last binding",
+                    last_bind(&times, start).elapsed().as_secs_f64().max(wait.elapsed().as_secs_f64())
+                );
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
     sched.abort();

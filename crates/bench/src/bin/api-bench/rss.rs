@@ -93,14 +93,19 @@ pub async fn spawn(bin: &Path, base: &Path) -> Result<Spawned> {
 impl Spawned {
     /// VmRSS of the server process in KiB.
     pub fn rss_kib(&self) -> Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.0.id()))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .context("no VmRSS in /proc/PID/status")
+        rss_kib_of(&self.child.0.id().to_string())
     }
+}
+
+/// VmRSS of a process (`self` for this one) in KiB.
+pub fn rss_kib_of(pid: &str) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .context("no VmRSS in /proc/PID/status")
 }
 
 /// Create `count` pods in a new namespace through `clients` connections.
