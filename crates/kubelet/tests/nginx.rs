@@ -103,7 +103,17 @@ async fn nginx_pod_serves_http_and_deletes_cleanly() {
         assert_eq!(st.restart_count, 0);
         assert!(st.ready);
         assert_eq!(pod.status.as_ref().unwrap().host_ip.as_deref(), Some("127.0.0.1"));
-        let body = http_get(&ip, 80, "/").await.expect("GET /");
+        // Without a readiness probe a pod is Ready once its container started, which may be
+        // a moment before httpd listens (as upstream): retry briefly.
+        let mut attempt = http_get(&ip, 80, "/").await;
+        for _ in 0..50 {
+            if attempt.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            attempt = http_get(&ip, 80, "/").await;
+        }
+        let body = attempt.expect("GET /");
         assert!(body.starts_with("HTTP/1.") && body.contains(" 200 "), "{body}");
         assert!(body.contains("Welcome to nginx!"), "{body}");
         assert_eq!(env.bridge_ports(), 1);

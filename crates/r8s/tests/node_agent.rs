@@ -7,9 +7,18 @@ use common::Server;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
+/// GET / from a pod. A pod without a readiness probe is Ready as soon as its container
+/// started, a moment before the server inside listens (as upstream), so connecting retries.
 fn http_get(ip: &str, port: u16) -> String {
     let addr: std::net::SocketAddr = format!("{ip}:{port}").parse().expect("pod address");
-    let mut conn = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect to pod");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut conn = loop {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+            Ok(c) => break c,
+            Err(e) if Instant::now() > deadline => panic!("connect to pod {addr}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
     conn.set_read_timeout(Some(Duration::from_secs(5))).ok();
     conn.write_all(b"GET / HTTP/1.0\r\nHost: pod\r\n\r\n").expect("send");
     let mut body = String::new();
