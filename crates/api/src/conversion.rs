@@ -25,7 +25,9 @@ fn is_hpa_v1(info: &ResourceInfo) -> bool {
 }
 
 fn hpa_v1_to_v2(obj: &mut Value) {
-    let Some(map) = obj.as_object_mut() else { return };
+    let Some(map) = obj.as_object_mut() else {
+        return;
+    };
     map.insert("apiVersion".into(), json!("autoscaling/v2"));
     if let Some(spec) = map.get_mut("spec").and_then(Value::as_object_mut) {
         let target = spec.remove("targetCPUUtilizationPercentage");
@@ -37,7 +39,9 @@ fn hpa_v1_to_v2(obj: &mut Value) {
         }
     }
     if let Some(status) = map.get_mut("status").and_then(Value::as_object_mut)
-        && let Some(c) = status.remove("currentCPUUtilizationPercentage").filter(|c| !c.is_null())
+        && let Some(c) = status
+            .remove("currentCPUUtilizationPercentage")
+            .filter(|c| !c.is_null())
     {
         status.insert(
             "currentMetrics".into(),
@@ -57,7 +61,9 @@ fn cpu_utilization(metrics: Option<&Value>, field: &str) -> Option<Value> {
 }
 
 fn hpa_v2_to_v1(obj: &mut Value) {
-    let Some(map) = obj.as_object_mut() else { return };
+    let Some(map) = obj.as_object_mut() else {
+        return;
+    };
     map.insert("apiVersion".into(), json!("autoscaling/v1"));
     if let Some(spec) = map.get_mut("spec").and_then(Value::as_object_mut) {
         let target = cpu_utilization(spec.get("metrics"), "target");
@@ -97,7 +103,10 @@ mod tests {
         let original = v1.clone();
         to_storage(info("v1"), &mut v1);
         assert_eq!(v1["apiVersion"], "autoscaling/v2");
-        assert_eq!(v1["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 50);
+        assert_eq!(
+            v1["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+            50
+        );
         assert!(v1["spec"].get("targetCPUUtilizationPercentage").is_none());
         from_storage(info("v1"), &mut v1);
         assert_eq!(v1, original);

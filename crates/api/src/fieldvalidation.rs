@@ -31,7 +31,12 @@ impl FieldValidation {
 /// Remove fields the schema of `group/version/kind` does not know, returning their paths
 /// (`spec.template.spec.containers[0].foo`) in document order. Kinds without a schema are
 /// left alone.
-pub fn prune_unknown_fields(group: &str, version: &str, kind: &str, obj: &mut Value) -> Vec<String> {
+pub fn prune_unknown_fields(
+    group: &str,
+    version: &str,
+    kind: &str,
+    obj: &mut Value,
+) -> Vec<String> {
     let mut found = Vec::new();
     if let Some(def) = openapi::definition_name(group, version, kind) {
         let schema = Value::String(def.to_string());
@@ -67,7 +72,10 @@ fn ref_name(schema: &Value) -> Option<&str> {
     schema
         .get("allOf")
         .and_then(Value::as_array)
-        .and_then(|all| all.iter().find_map(|s| s.get("$ref").and_then(Value::as_str)))
+        .and_then(|all| {
+            all.iter()
+                .find_map(|s| s.get("$ref").and_then(Value::as_str))
+        })
         .and_then(|r| r.rsplit('/').next())
 }
 
@@ -91,14 +99,19 @@ fn walk(schema: &Value, v: &mut Value, path: &str, found: &mut Vec<String>, dept
 }
 
 fn walk_resolved(schema: &Value, v: &mut Value, path: &str, found: &mut Vec<String>, depth: usize) {
-    if schema.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true) {
+    if schema
+        .get("x-kubernetes-preserve-unknown-fields")
+        .and_then(Value::as_bool)
+        == Some(true)
+    {
         return;
     }
     match v {
         Value::Object(map) => {
             if let Some(props) = schema.get("properties").and_then(Value::as_object) {
                 walk_properties(props, map, path, found, depth);
-            } else if let Some(extra) = schema.get("additionalProperties").filter(|a| a.is_object()) {
+            } else if let Some(extra) = schema.get("additionalProperties").filter(|a| a.is_object())
+            {
                 for (k, child) in map.iter_mut() {
                     walk(extra, child, &join(path, k), found, depth + 1);
                 }
@@ -190,8 +203,14 @@ mod tests {
 
     #[test]
     fn modes_parse() {
-        assert_eq!(FieldValidation::from_param(None).unwrap(), FieldValidation::Warn);
-        assert_eq!(FieldValidation::from_param(Some("Strict")).unwrap(), FieldValidation::Strict);
+        assert_eq!(
+            FieldValidation::from_param(None).unwrap(),
+            FieldValidation::Warn
+        );
+        assert_eq!(
+            FieldValidation::from_param(Some("Strict")).unwrap(),
+            FieldValidation::Strict
+        );
         assert!(FieldValidation::from_param(Some("strict")).is_err());
     }
 }

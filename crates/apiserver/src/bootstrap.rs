@@ -7,17 +7,24 @@ use r8s_api::catalog;
 use serde_json::json;
 
 /// Namespaces every cluster has.
-pub const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const SYSTEM_NAMESPACES: [&str; 4] =
+    ["default", "kube-system", "kube-public", "kube-node-lease"];
 
 /// Create what is missing (idempotent). `endpoint` is the address clients inside the
 /// cluster reach the API server at; it goes into the `kubernetes` Endpoints.
 pub async fn run(registry: &Registry, endpoint: std::net::SocketAddr) -> ApiResult<()> {
-    let ns_info = catalog::find("", "v1", "namespaces").ok_or_else(|| ApiError::internal("namespaces not in catalog"))?;
+    let ns_info = catalog::find("", "v1", "namespaces")
+        .ok_or_else(|| ApiError::internal("namespaces not in catalog"))?;
     for ns in SYSTEM_NAMESPACES {
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
-        ignore_exists(registry.create(ns_info, None, obj, &WriteOptions::default()).await)?;
+        ignore_exists(
+            registry
+                .create(ns_info, None, obj, &WriteOptions::default())
+                .await,
+        )?;
     }
-    let svc_info = catalog::find("", "v1", "services").ok_or_else(|| ApiError::internal("services not in catalog"))?;
+    let svc_info = catalog::find("", "v1", "services")
+        .ok_or_else(|| ApiError::internal("services not in catalog"))?;
     ensure_endpoints(registry, endpoint).await?;
     match registry.get(svc_info, Some("default"), "kubernetes").await {
         Ok(_) => return Ok(()),
@@ -35,7 +42,11 @@ pub async fn run(registry: &Registry, endpoint: std::net::SocketAddr) -> ApiResu
         "spec": {"clusterIP": ip, "type": "ClusterIP", "sessionAffinity": "None",
                  "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": endpoint.port()}]},
     });
-    ignore_exists(registry.create(svc_info, Some("default"), svc, &WriteOptions::default()).await)?;
+    ignore_exists(
+        registry
+            .create(svc_info, Some("default"), svc, &WriteOptions::default())
+            .await,
+    )?;
     Ok(())
 }
 
@@ -44,7 +55,8 @@ pub async fn run(registry: &Registry, endpoint: std::net::SocketAddr) -> ApiResu
 async fn ensure_endpoints(registry: &Registry, endpoint: std::net::SocketAddr) -> ApiResult<()> {
     let ip = endpoint.ip().to_string();
     let port = endpoint.port();
-    let ep_info = catalog::find("", "v1", "endpoints").ok_or_else(|| ApiError::internal("endpoints not in catalog"))?;
+    let ep_info = catalog::find("", "v1", "endpoints")
+        .ok_or_else(|| ApiError::internal("endpoints not in catalog"))?;
     let desired_subsets = json!([{"addresses": [{"ip": ip}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]);
     let opts = WriteOptions::default();
     match registry.get(ep_info, Some("default"), "kubernetes").await {
@@ -52,14 +64,21 @@ async fn ensure_endpoints(registry: &Registry, endpoint: std::net::SocketAddr) -
         Ok(_) => {
             let subsets = desired_subsets.clone();
             registry
-                .update_with(ep_info, Some("default"), "kubernetes", None, &opts, move |cur| {
-                    let mut next = cur.clone();
-                    next["subsets"] = subsets.clone();
-                    if let Some(m) = next.get_mut("metadata").and_then(|m| m.as_object_mut()) {
-                        m.remove("resourceVersion");
-                    }
-                    Ok(next)
-                })
+                .update_with(
+                    ep_info,
+                    Some("default"),
+                    "kubernetes",
+                    None,
+                    &opts,
+                    move |cur| {
+                        let mut next = cur.clone();
+                        next["subsets"] = subsets.clone();
+                        if let Some(m) = next.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+                            m.remove("resourceVersion");
+                        }
+                        Ok(next)
+                    },
+                )
                 .await?;
         }
         Err(e) if e.code == StatusCode::NOT_FOUND => {
@@ -78,13 +97,36 @@ async fn ensure_endpoints(registry: &Registry, endpoint: std::net::SocketAddr) -
         "addressType": "IPv4",
         "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}],
         "ports": [{"name": "https", "port": port, "protocol": "TCP"}]});
-    match registry.get(slice_info, Some("default"), "kubernetes").await {
-        Ok(current) if current.get("endpoints") == slice.get("endpoints") && current.get("ports") == slice.get("ports") => Ok(()),
-        Ok(_) => {
-            registry.delete(slice_info, Some("default"), "kubernetes", &Default::default()).await?;
-            ignore_exists(registry.create(slice_info, Some("default"), slice, &opts).await)
+    match registry
+        .get(slice_info, Some("default"), "kubernetes")
+        .await
+    {
+        Ok(current)
+            if current.get("endpoints") == slice.get("endpoints")
+                && current.get("ports") == slice.get("ports") =>
+        {
+            Ok(())
         }
-        Err(e) if e.code == StatusCode::NOT_FOUND => ignore_exists(registry.create(slice_info, Some("default"), slice, &opts).await),
+        Ok(_) => {
+            registry
+                .delete(
+                    slice_info,
+                    Some("default"),
+                    "kubernetes",
+                    &Default::default(),
+                )
+                .await?;
+            ignore_exists(
+                registry
+                    .create(slice_info, Some("default"), slice, &opts)
+                    .await,
+            )
+        }
+        Err(e) if e.code == StatusCode::NOT_FOUND => ignore_exists(
+            registry
+                .create(slice_info, Some("default"), slice, &opts)
+                .await,
+        ),
         Err(e) => Err(e),
     }
 }

@@ -70,11 +70,14 @@ fn resource(group: String, version: &str, mut rest: &[&str]) -> Route {
         }
     }
     let mut namespace = None;
-    if rest.first() == Some(&"namespaces") && rest.len() > 1
-        && rest.len() > 2 && !NAMESPACE_SUBRESOURCES.contains(&rest[2]) {
-            namespace = Some(rest[1].to_string());
-            rest = &rest[2..];
-        }
+    if rest.first() == Some(&"namespaces")
+        && rest.len() > 1
+        && rest.len() > 2
+        && !NAMESPACE_SUBRESOURCES.contains(&rest[2])
+    {
+        namespace = Some(rest[1].to_string());
+        rest = &rest[2..];
+    }
     let Some(resource) = rest.first() else {
         return Route::Unknown;
     };
@@ -136,18 +139,27 @@ mod tests {
     #[test]
     fn namespace_itself_and_its_subresources() {
         let r = res("/api/v1/namespaces/foo");
-        assert_eq!((r.resource.as_str(), r.name.as_deref(), r.namespace), ("namespaces", Some("foo"), None));
+        assert_eq!(
+            (r.resource.as_str(), r.name.as_deref(), r.namespace),
+            ("namespaces", Some("foo"), None)
+        );
         let r = res("/api/v1/namespaces/foo/finalize");
         assert_eq!(r.subresource.as_deref(), Some("finalize"));
         assert_eq!(r.namespace, None);
         let r = res("/api/v1/namespaces/foo/pods");
-        assert_eq!((r.resource.as_str(), r.namespace.as_deref()), ("pods", Some("foo")));
+        assert_eq!(
+            (r.resource.as_str(), r.namespace.as_deref()),
+            ("pods", Some("foo"))
+        );
     }
 
     #[test]
     fn cluster_wide_list_and_legacy_watch() {
         let r = res("/api/v1/pods");
-        assert_eq!((r.resource.as_str(), r.namespace, r.name), ("pods", None, None));
+        assert_eq!(
+            (r.resource.as_str(), r.namespace, r.name),
+            ("pods", None, None)
+        );
         let r = res("/api/v1/watch/namespaces/default/pods/x");
         assert!(r.legacy_watch);
         assert_eq!(r.name.as_deref(), Some("x"));

@@ -95,7 +95,9 @@ pub async fn start(cfg: Config, store: DynStore) -> Result<Running, ServerError>
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| ServerError::Bind { addr, source })?;
-    let local_addr = listener.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind { addr, source })?;
     // Like k3s, the local admin kubeconfig talks to loopback unless the server only listens
     // on one specific address.
     let kubeconfig_host = if cfg.bind_address.is_unspecified() {
@@ -103,18 +105,27 @@ pub async fn start(cfg: Config, store: DynStore) -> Result<Running, ServerError>
     } else {
         cfg.bind_address
     };
-    let server_url = format!("https://{}", SocketAddr::new(kubeconfig_host, local_addr.port()));
+    let server_url = format!(
+        "https://{}",
+        SocketAddr::new(kubeconfig_host, local_addr.port())
+    );
     let kubeconfig = cfg.data_dir.join("kubeconfig.yaml");
     for path in std::iter::once(&kubeconfig).chain(cfg.write_kubeconfig.iter()) {
         pki.write_kubeconfig(path, &server_url)
-            .map_err(|source| ServerError::Kubeconfig { path: path.clone(), source })?;
+            .map_err(|source| ServerError::Kubeconfig {
+                path: path.clone(),
+                source,
+            })?;
     }
-    let alloc = Allocators::new(store.clone(), &cfg.service_cidr).map_err(ServerError::ServiceCidr)?;
+    let alloc =
+        Allocators::new(store.clone(), &cfg.service_cidr).map_err(ServerError::ServiceCidr)?;
     let state = AppState {
         registry: Registry::new(store, alloc),
         metrics: Arc::new(Metrics::default()),
         token: Arc::new(pki.token.clone()),
-        server_address: Arc::new(SocketAddr::new(cfg.advertise_address, local_addr.port()).to_string()),
+        server_address: Arc::new(
+            SocketAddr::new(cfg.advertise_address, local_addr.port()).to_string(),
+        ),
         ready: Arc::new(AtomicBool::new(false)),
     };
     let boot_state = state.clone();
@@ -153,7 +164,9 @@ pub async fn start(cfg: Config, store: DynStore) -> Result<Running, ServerError>
 pub fn router(state: AppState) -> Router {
     Router::new()
         .fallback(handlers::handle)
-        .layer(axum::extract::DefaultBodyLimit::max(handlers::MAX_BODY_BYTES + 1))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            handlers::MAX_BODY_BYTES + 1,
+        ))
         .with_state(state)
 }
 
@@ -171,7 +184,12 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, app: Router) 
         let acceptor = acceptor.clone();
         let app = app.clone();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
+            let tls = match tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                acceptor.accept(tcp),
+            )
+            .await
+            {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -180,12 +198,14 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, app: Router) 
                 Err(_) => return,
             };
             let identity: Option<Identity> = tls::peer_identity(tls.get_ref().1);
-            let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                if let Some(id) = &identity {
-                    req.extensions_mut().insert(id.clone());
-                }
-                app.clone().oneshot(req.map(axum::body::Body::new))
-            });
+            let service = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    if let Some(id) = &identity {
+                        req.extensions_mut().insert(id.clone());
+                    }
+                    app.clone().oneshot(req.map(axum::body::Body::new))
+                },
+            );
             let builder = auto::Builder::new(TokioExecutor::new());
             if let Err(e) = builder
                 .serve_connection_with_upgrades(TokioIo::new(tls), service)

@@ -43,7 +43,11 @@ impl TestServer {
         };
         // Wait for bootstrap (system namespaces).
         for _ in 0..200 {
-            if running.state.ready.load(std::sync::atomic::Ordering::Relaxed) {
+            if running
+                .state
+                .ready
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;

@@ -3,8 +3,8 @@
 //! `r8s server` or standalone.
 
 pub mod context;
-pub mod daemonset;
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod events;

@@ -2,9 +2,9 @@
 //! package): only the holder of `kube-system/<name>` runs the component, so two servers
 //! sharing one datastore never both act.
 
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, PostParams};
 use std::future::Future;
 use std::time::Duration;
@@ -18,8 +18,12 @@ const RETRY_PERIOD: Duration = Duration::from_secs(2);
 
 /// Run `component` while holding the lease `name`; stop it when leadership is lost and
 /// compete again. Never returns.
-pub async fn run_with_lease<F, Fut>(client: kube::Client, name: &'static str, identity: String, component: F)
-where
+pub async fn run_with_lease<F, Fut>(
+    client: kube::Client,
+    name: &'static str,
+    identity: String,
+    component: F,
+) where
     F: Fn() -> Fut,
     Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
 {
@@ -89,13 +93,21 @@ async fn try_acquire_or_renew(leases: &Api<Lease>, name: &str, identity: &str) -
     let held_by_us = spec.holder_identity.as_deref() == Some(identity);
     if !held_by_us {
         let expired = match (&spec.renew_time, spec.lease_duration_seconds) {
-            (Some(t), Some(d)) => match t.0.checked_add(SignedDuration::from_secs(i64::from(d.max(0)))) {
+            (Some(t), Some(d)) => match t
+                .0
+                .checked_add(SignedDuration::from_secs(i64::from(d.max(0))))
+            {
                 Ok(until) => until < Timestamp::now(),
                 Err(_) => true,
             },
             _ => true,
         };
-        if !expired && spec.holder_identity.as_deref().is_some_and(|h| !h.is_empty()) {
+        if !expired
+            && spec
+                .holder_identity
+                .as_deref()
+                .is_some_and(|h| !h.is_empty())
+        {
             return false;
         }
         spec.holder_identity = Some(identity.to_string());
@@ -106,5 +118,8 @@ async fn try_acquire_or_renew(leases: &Api<Lease>, name: &str, identity: &str) -
     spec.lease_duration_seconds = Some(LEASE_DURATION.as_secs() as i32);
     // The resourceVersion in `lease` makes this a compare-and-swap: a racing candidate
     // gets a 409 and stays a follower.
-    leases.replace(name, &PostParams::default(), &lease).await.is_ok()
+    leases
+        .replace(name, &PostParams::default(), &lease)
+        .await
+        .is_ok()
 }

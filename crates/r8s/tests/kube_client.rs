@@ -33,21 +33,38 @@ async fn typed_crud_and_conflicts() {
     let rv = created.metadata.resource_version.clone().unwrap();
     // Update with the right resourceVersion works; a second with the stale one is a 409.
     let mut next = created.clone();
-    next.data.get_or_insert_default().insert("k".into(), "v2".into());
-    cms.replace("typed", &PostParams::default(), &next).await.unwrap();
+    next.data
+        .get_or_insert_default()
+        .insert("k".into(), "v2".into());
+    cms.replace("typed", &PostParams::default(), &next)
+        .await
+        .unwrap();
     let mut stale = created.clone();
     stale.metadata.resource_version = Some(rv);
-    let err = cms.replace("typed", &PostParams::default(), &stale).await.unwrap_err();
+    let err = cms
+        .replace("typed", &PostParams::default(), &stale)
+        .await
+        .unwrap_err();
     match err {
         kube::Error::Api(s) => assert_eq!(s.code, 409),
         other => panic!("expected 409, got {other:?}"),
     }
     let patched = cms
-        .patch("typed", &PatchParams::default(), &Patch::Merge(serde_json::json!({"data": {"n": "1"}})))
+        .patch(
+            "typed",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"data": {"n": "1"}})),
+        )
         .await
         .unwrap();
-    assert_eq!(patched.data.unwrap().get("n").map(String::as_str), Some("1"));
-    let list = cms.list(&ListParams::default().labels("app=x")).await.unwrap();
+    assert_eq!(
+        patched.data.unwrap().get("n").map(String::as_str),
+        Some("1")
+    );
+    let list = cms
+        .list(&ListParams::default().labels("app=x"))
+        .await
+        .unwrap();
     assert_eq!(list.items.len(), 1);
     cms.delete("typed", &DeleteParams::default()).await.unwrap();
     assert!(cms.get_opt("typed").await.unwrap().is_none());
@@ -77,7 +94,9 @@ async fn dynamic_discovery_and_paging() {
     assert_eq!(ar.group, "apps");
     let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
     for i in 0..25 {
-        let cm: ConfigMap = serde_json::from_value(serde_json::json!({"metadata": {"name": format!("p{i:02}")}})).unwrap();
+        let cm: ConfigMap =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": format!("p{i:02}")}}))
+                .unwrap();
         cms.create(&PostParams::default(), &cm).await.unwrap();
     }
     let mut names = Vec::new();
@@ -92,7 +111,14 @@ async fn dynamic_discovery_and_paging() {
     }
     assert_eq!(names.len(), 25);
     let dynamic: Api<DynamicObject> = Api::namespaced_with(c.clone(), "default", &ar);
-    assert!(dynamic.list(&ListParams::default()).await.unwrap().items.is_empty());
+    assert!(
+        dynamic
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -15,7 +15,13 @@ fn system_namespaces_and_kubernetes_service_exist() {
         assert!(out.contains(ns), "{ns} missing in:\n{out}");
     }
     assert!(out.starts_with("NAME"), "table header expected:\n{out}");
-    let svc = s.ok(&["get", "svc", "kubernetes", "-o", "jsonpath={.spec.clusterIP}"]);
+    let svc = s.ok(&[
+        "get",
+        "svc",
+        "kubernetes",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
     assert_eq!(svc, "10.43.0.1");
 }
 
@@ -31,18 +37,30 @@ fn apply_seed_pod_and_deployment_then_get_describe_delete() {
     assert_eq!(out.trim(), "deployment.apps/nginx-deployment unchanged");
 
     let pods = s.ok(&["get", "pods"]);
-    assert!(pods.contains("nginx-pod") && pods.contains("Pending"), "{pods}");
+    assert!(
+        pods.contains("nginx-pod") && pods.contains("Pending"),
+        "{pods}"
+    );
     let wide = s.ok(&["get", "pods", "-o", "wide"]);
     assert!(wide.contains("NODE"), "{wide}");
     let deploy = s.ok(&["get", "deployment", "nginx-deployment"]);
     assert!(deploy.contains("UP-TO-DATE"), "{deploy}");
-    let image = s.ok(&["get", "deploy", "nginx-deployment", "-o", "jsonpath={.spec.template.spec.containers[0].image}"]);
+    let image = s.ok(&[
+        "get",
+        "deploy",
+        "nginx-deployment",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
     assert_eq!(image, "nginx:1.14.2");
     // Upstream defaults are filled in.
     let strategy = s.ok(&["get", "deploy", "nginx-deployment", "-o", "jsonpath={.spec.strategy.rollingUpdate.maxSurge} {.spec.revisionHistoryLimit} {.spec.progressDeadlineSeconds}"]);
     assert_eq!(strategy, "25% 10 600");
     let yaml = s.ok(&["get", "pod", "nginx-pod", "-o", "yaml"]);
-    assert!(yaml.contains("restartPolicy: Always") && yaml.contains("dnsPolicy: ClusterFirst"), "{yaml}");
+    assert!(
+        yaml.contains("restartPolicy: Always") && yaml.contains("dnsPolicy: ClusterFirst"),
+        "{yaml}"
+    );
     let labels = s.ok(&["get", "deploy", "--show-labels"]);
     assert!(labels.contains("app=nginx"), "{labels}");
     let sel = s.ok(&["get", "deploy", "-l", "app=nginx", "-o", "name"]);
@@ -53,18 +71,39 @@ fn apply_seed_pod_and_deployment_then_get_describe_delete() {
     assert!(all_ns.contains("NAMESPACE"), "{all_ns}");
 
     let desc = s.ok(&["describe", "deployment", "nginx-deployment"]);
-    assert!(desc.contains("nginx:1.14.2") && desc.contains("RollingUpdate"), "{desc}");
+    assert!(
+        desc.contains("nginx:1.14.2") && desc.contains("RollingUpdate"),
+        "{desc}"
+    );
 
     s.ok(&["label", "deployment", "nginx-deployment", "tier=web"]);
-    let l = s.ok(&["get", "deploy", "nginx-deployment", "-o", "jsonpath={.metadata.labels.tier}"]);
+    let l = s.ok(&[
+        "get",
+        "deploy",
+        "nginx-deployment",
+        "-o",
+        "jsonpath={.metadata.labels.tier}",
+    ]);
     assert_eq!(l, "web");
     s.ok(&["annotate", "deployment", "nginx-deployment", "note=hello"]);
     s.ok(&["label", "deployment", "nginx-deployment", "tier-"]);
-    let l = s.ok(&["get", "deploy", "nginx-deployment", "-o", "jsonpath={.metadata.labels}"]);
+    let l = s.ok(&[
+        "get",
+        "deploy",
+        "nginx-deployment",
+        "-o",
+        "jsonpath={.metadata.labels}",
+    ]);
     assert!(!l.contains("tier"), "{l}");
 
     s.ok(&["scale", "deployment", "nginx-deployment", "--replicas=5"]);
-    let r = s.ok(&["get", "deploy", "nginx-deployment", "-o", "jsonpath={.spec.replicas}"]);
+    let r = s.ok(&[
+        "get",
+        "deploy",
+        "nginx-deployment",
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ]);
     assert_eq!(r, "5");
 
     let out = s.ok(&["delete", "-f", &fixture("nginx-deployment.yaml")]);
@@ -72,32 +111,88 @@ fn apply_seed_pod_and_deployment_then_get_describe_delete() {
     let out = s.ok(&["delete", "pod", "nginx-pod"]);
     assert!(out.contains("deleted"), "{out}");
     let err = s.fails(&["get", "pod", "nginx-pod"]);
-    assert!(err.contains("NotFound") || err.contains("not found"), "{err}");
+    assert!(
+        err.contains("NotFound") || err.contains("not found"),
+        "{err}"
+    );
 }
 
 #[test]
 fn imperative_create_commands_send_protobuf() {
     let s = Server::start();
-    assert_eq!(s.ok(&["create", "namespace", "team-a"]).trim(), "namespace/team-a created");
     assert_eq!(
-        s.ok(&["create", "deployment", "nginx", "--image=nginx:1.14.2", "-n", "team-a"]).trim(),
+        s.ok(&["create", "namespace", "team-a"]).trim(),
+        "namespace/team-a created"
+    );
+    assert_eq!(
+        s.ok(&[
+            "create",
+            "deployment",
+            "nginx",
+            "--image=nginx:1.14.2",
+            "-n",
+            "team-a"
+        ])
+        .trim(),
         "deployment.apps/nginx created"
     );
     assert_eq!(
-        s.ok(&["create", "configmap", "cfg", "--from-literal=a=1", "--from-literal=b=2", "-n", "team-a"]).trim(),
+        s.ok(&[
+            "create",
+            "configmap",
+            "cfg",
+            "--from-literal=a=1",
+            "--from-literal=b=2",
+            "-n",
+            "team-a"
+        ])
+        .trim(),
         "configmap/cfg created"
     );
     assert_eq!(
-        s.ok(&["create", "secret", "generic", "pw", "--from-literal=password=s3cret", "-n", "team-a"]).trim(),
+        s.ok(&[
+            "create",
+            "secret",
+            "generic",
+            "pw",
+            "--from-literal=password=s3cret",
+            "-n",
+            "team-a"
+        ])
+        .trim(),
         "secret/pw created"
     );
-    let data = s.ok(&["get", "cm", "cfg", "-n", "team-a", "-o", "jsonpath={.data.b}"]);
+    let data = s.ok(&[
+        "get",
+        "cm",
+        "cfg",
+        "-n",
+        "team-a",
+        "-o",
+        "jsonpath={.data.b}",
+    ]);
     assert_eq!(data, "2");
-    let pw = s.ok(&["get", "secret", "pw", "-n", "team-a", "-o", "jsonpath={.data.password}"]);
+    let pw = s.ok(&[
+        "get",
+        "secret",
+        "pw",
+        "-n",
+        "team-a",
+        "-o",
+        "jsonpath={.data.password}",
+    ]);
     assert_eq!(pw, "czNjcmV0");
     let out = s.ok(&["expose", "deployment", "nginx", "--port=80", "-n", "team-a"]);
     assert_eq!(out.trim(), "service/nginx exposed");
-    let ip = s.ok(&["get", "svc", "nginx", "-n", "team-a", "-o", "jsonpath={.spec.clusterIP}"]);
+    let ip = s.ok(&[
+        "get",
+        "svc",
+        "nginx",
+        "-n",
+        "team-a",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
     assert!(ip.starts_with("10.43."), "{ip}");
     let err = s.fails(&["create", "namespace", "team-a"]);
     assert!(err.contains("AlreadyExists"), "{err}");
@@ -110,7 +205,13 @@ fn imperative_create_commands_send_protobuf() {
 fn discovery_api_resources_explain_and_openapi() {
     let s = Server::start();
     let res = s.ok(&["api-resources"]);
-    for line in ["deployments", "deploy", "statefulsets", "horizontalpodautoscalers", "configmaps"] {
+    for line in [
+        "deployments",
+        "deploy",
+        "statefulsets",
+        "horizontalpodautoscalers",
+        "configmaps",
+    ] {
         assert!(res.contains(line), "{line} missing:\n{res}");
     }
     let explain = s.ok(&["explain", "deployment.spec.strategy"]);
@@ -140,10 +241,19 @@ fn wait_and_watch() {
     std::thread::sleep(std::time::Duration::from_millis(500));
     s.ok(&["delete", "configmap", "w1"]);
     let out = waiter.join().expect("join");
-    assert!(out.status.success(), "wait failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "wait failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // `kubectl wait --for=jsonpath` on a field set later.
     s.ok(&["create", "namespace", "waitns"]);
-    s.ok(&["wait", "--for=jsonpath={.status.phase}=Active", "namespace/waitns", "--timeout=10s"]);
+    s.ok(&[
+        "wait",
+        "--for=jsonpath={.status.phase}=Active",
+        "namespace/waitns",
+        "--timeout=10s",
+    ]);
 }
 
 #[test]
@@ -155,7 +265,10 @@ fn bad_input_gets_statuses() {
     let out = s.kubectl_stdin(&["apply", "-f", "-"], Some(bad));
     assert!(!out.status.success());
     let err = s.fails(&["get", "foos"]);
-    assert!(err.contains("the server doesn't have a resource type"), "{err}");
+    assert!(
+        err.contains("the server doesn't have a resource type"),
+        "{err}"
+    );
     let err = s.fails(&["get", "pods", "-l", "a in (b"]);
     assert!(!err.is_empty());
 }
@@ -180,7 +293,10 @@ fn get_watch_streams_changes_and_json_output() {
     let out = watcher.join().expect("join");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("NAME"), "{text}");
-    assert!(text.matches("watched").count() >= 2, "an ADDED and a MODIFIED row expected:\n{text}");
+    assert!(
+        text.matches("watched").count() >= 2,
+        "an ADDED and a MODIFIED row expected:\n{text}"
+    );
     let json = s.ok(&["get", "configmap", "watched", "-o", "json"]);
     let v: serde_json::Value = serde_json::from_str(&json).expect("json");
     assert_eq!(v["metadata"]["labels"]["x"], "y");

@@ -20,7 +20,8 @@ fn http_get(ip: &str, port: u16) -> String {
         }
     };
     conn.set_read_timeout(Some(Duration::from_secs(5))).ok();
-    conn.write_all(b"GET / HTTP/1.0\r\nHost: pod\r\n\r\n").expect("send");
+    conn.write_all(b"GET / HTTP/1.0\r\nHost: pod\r\n\r\n")
+        .expect("send");
     let mut body = String::new();
     let _ = conn.read_to_string(&mut body);
     body
@@ -31,7 +32,12 @@ fn seed_nginx_pod_and_a_deployment_run_on_containerd() {
     let mut s = Server::start_with_agent();
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let out = s.kubectl(&["get", "nodes", "-o", "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}"]);
+        let out = s.kubectl(&[
+            "get",
+            "nodes",
+            "-o",
+            "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}",
+        ]);
         if String::from_utf8_lossy(&out.stdout).contains("True") {
             break;
         }
@@ -39,33 +45,72 @@ fn seed_nginx_pod_and_a_deployment_run_on_containerd() {
             Instant::now() < deadline,
             "node never became Ready; log:\n{}\ncontainerd log:\n{}",
             common::tail(&s.log(), 40),
-            common::tail(&std::fs::read_to_string(s.data_dir().join("agent/containerd/containerd.log")).unwrap_or_default(), 20)
+            common::tail(
+                &std::fs::read_to_string(s.data_dir().join("agent/containerd/containerd.log"))
+                    .unwrap_or_default(),
+                20
+            )
         );
         std::thread::sleep(Duration::from_millis(250));
     }
-    let fixture = format!("{}/tests/fixtures/nginx-pod.yaml", env!("CARGO_MANIFEST_DIR"));
+    let fixture = format!(
+        "{}/tests/fixtures/nginx-pod.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
     s.ok(&["apply", "-f", &fixture]);
-    s.ok(&["wait", "--for=condition=Ready", "pod/nginx-pod", "--timeout=90s"]);
+    s.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/nginx-pod",
+        "--timeout=90s",
+    ]);
     let ip = s.ok(&["get", "pod", "nginx-pod", "-o", "jsonpath={.status.podIP}"]);
     assert!(ip.starts_with("10.42."), "pod IP {ip}");
     let page = http_get(&ip, 80);
     assert!(page.contains("200 OK") && page.contains("nginx"), "{page}");
 
-    s.ok(&["create", "deployment", "web", "--image=nginx:1.14.2", "--replicas=2"]);
+    s.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1.14.2",
+        "--replicas=2",
+    ]);
     s.ok(&["rollout", "status", "deploy/web", "--timeout=90s"]);
-    let ips = s.ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].status.podIP}"]);
+    let ips = s.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[*].status.podIP}",
+    ]);
     for ip in ips.split_whitespace() {
         assert!(http_get(ip, 80).contains("200 OK"));
     }
     // A missing image never pulled is reported as upstream does.
-    s.ok(&["run", "nope", "--image=does-not-exist:1", "--image-pull-policy=Never"]);
+    s.ok(&[
+        "run",
+        "nope",
+        "--image=does-not-exist:1",
+        "--image-pull-policy=Never",
+    ]);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let reason = s.ok(&["get", "pod", "nope", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.reason}"]);
+        let reason = s.ok(&[
+            "get",
+            "pod",
+            "nope",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].state.waiting.reason}",
+        ]);
         if reason == "ErrImageNeverPull" {
             break;
         }
-        assert!(Instant::now() < deadline, "no ErrImageNeverPull: {reason:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no ErrImageNeverPull: {reason:?}"
+        );
         std::thread::sleep(Duration::from_millis(250));
     }
 

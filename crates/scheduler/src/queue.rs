@@ -226,7 +226,11 @@ impl SchedulingQueue {
             e.at = Where::Unschedulable;
             e.generation = seq;
             self.unsched.insert(uid.to_string());
-            self.unsched_timeouts.push(Reverse((now + self.cfg.max_unschedulable, seq, uid.to_string())));
+            self.unsched_timeouts.push(Reverse((
+                now + self.cfg.max_unschedulable,
+                seq,
+                uid.to_string(),
+            )));
         }
     }
 

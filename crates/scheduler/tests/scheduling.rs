@@ -38,7 +38,11 @@ async fn binds_pods_and_respects_resources() {
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let events = env.events("extra", "FailedScheduling").await;
     assert_eq!(events.len(), 1);
-    assert!(events[0].count.unwrap_or(1) <= 2, "retried {:?} times", events[0].count);
+    assert!(
+        events[0].count.unwrap_or(1) <= 2,
+        "retried {:?} times",
+        events[0].count
+    );
     assert_eq!(events[0].type_.as_deref(), Some("Warning"));
     assert_eq!(
         events[0]

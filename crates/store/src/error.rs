@@ -19,7 +19,10 @@ pub enum Error {
     },
     /// The requested revision was compacted away (the API server answers 410 Gone).
     #[error("required revision {requested} has been compacted (compacted revision {compacted})")]
-    Compacted { requested: Revision, compacted: Revision },
+    Compacted {
+        requested: Revision,
+        compacted: Revision,
+    },
     /// The requested revision is in the future.
     #[error("required revision {0} is a future revision")]
     FutureRevision(Revision),

@@ -13,8 +13,8 @@
 //!   with the previous value for deletes and updates; a compacted start revision fails with
 //!   [`Error::Compacted`].
 
-pub mod etcd;
 mod error;
+pub mod etcd;
 pub mod migrate;
 pub mod snapshot;
 pub mod sqlite;
@@ -100,10 +100,14 @@ pub async fn open(endpoint: &str, sqlite_path: &std::path::Path) -> Result<DynSt
             .filter(|p| !p.is_empty())
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|| sqlite_path.to_path_buf());
-        Ok(Arc::new(sqlite::SqliteStore::open(&path, sqlite::Options::default()).await?))
+        Ok(Arc::new(
+            sqlite::SqliteStore::open(&path, sqlite::Options::default()).await?,
+        ))
     } else if endpoint.starts_with("http://") || endpoint.starts_with("https://") {
         let endpoints: Vec<String> = endpoint.split(',').map(|s| s.trim().to_string()).collect();
-        Ok(Arc::new(etcd::EtcdStore::connect(&endpoints, etcd::Options::default()).await?))
+        Ok(Arc::new(
+            etcd::EtcdStore::connect(&endpoints, etcd::Options::default()).await?,
+        ))
     } else {
         Err(Error::InvalidArgument(format!(
             "unsupported datastore endpoint {endpoint:?}: use an empty value (embedded SQLite) or http://host:2379[,http://host2:2379]"

@@ -24,7 +24,9 @@ pub fn negotiate(headers: &HeaderMap) -> Representation {
     let accept = header(headers, "accept");
     for entry in accept.split(',') {
         let params: Vec<&str> = entry.split(';').map(str::trim).collect();
-        let Some(media) = params.first() else { continue };
+        let Some(media) = params.first() else {
+            continue;
+        };
         if !(media.eq_ignore_ascii_case("application/json")
             || media.eq_ignore_ascii_case("application/yaml")
             || *media == "*/*")
@@ -50,7 +52,9 @@ pub fn wants_aggregated_discovery(headers: &HeaderMap) -> bool {
     accept.split(',').any(|entry| {
         entry.contains("g=apidiscovery.k8s.io")
             && entry.contains("as=APIGroupDiscoveryList")
-            && (entry.contains("v=v2;") || entry.trim_end().ends_with("v=v2") || entry.contains("v=v2 "))
+            && (entry.contains("v=v2;")
+                || entry.trim_end().ends_with("v=v2")
+                || entry.contains("v=v2 "))
     })
 }
 
@@ -81,9 +85,10 @@ pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
     match ct.as_str() {
         "application/vnd.kubernetes.protobuf" => r8s_api::protobuf::decode_to_json(body)
             .map_err(|e| ApiError::bad_request(format!("unable to decode protobuf body: {e}"))),
-        "application/yaml" | "application/x-yaml" | "text/yaml" | "application/apply-patch+yaml" => {
-            decode_yaml(body)
-        }
+        "application/yaml"
+        | "application/x-yaml"
+        | "text/yaml"
+        | "application/apply-patch+yaml" => decode_yaml(body),
         "" | "application/json" | "*/*" => decode_json(body),
         other => Err(ApiError::unsupported_media_type(other)),
     }
@@ -105,7 +110,9 @@ pub fn decode_json(body: &[u8]) -> ApiResult<Value> {
     }
     let fixed = String::from_utf8_lossy(body);
     serde_json::from_slice(fixed.as_bytes()).map_err(|e| {
-        ApiError::bad_request(format!("error decoding request body: couldn't get version/kind; json parse error: {e}"))
+        ApiError::bad_request(format!(
+            "error decoding request body: couldn't get version/kind; json parse error: {e}"
+        ))
     })
 }
 
@@ -116,7 +123,8 @@ pub fn decode_yaml(body: &[u8]) -> ApiResult<Value> {
     }
     let v: serde_yaml::Value = serde_yaml::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))?;
-    serde_json::to_value(v).map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))
+    serde_json::to_value(v)
+        .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))
 }
 
 #[cfg(test)]
@@ -132,19 +140,28 @@ mod tests {
 
     #[test]
     fn kubectl_get_asks_for_tables() {
-        let h = accept("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json");
+        let h = accept(
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json",
+        );
         assert_eq!(negotiate(&h), Representation::Table);
-        assert_eq!(negotiate(&accept("application/json")), Representation::Object);
+        assert_eq!(
+            negotiate(&accept("application/json")),
+            Representation::Object
+        );
         assert_eq!(negotiate(&HeaderMap::new()), Representation::Object);
         assert_eq!(
-            negotiate(&accept("application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io")),
+            negotiate(&accept(
+                "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io"
+            )),
             Representation::Metadata
         );
     }
 
     #[test]
     fn aggregated_discovery_accept() {
-        let h = accept("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json");
+        let h = accept(
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json",
+        );
         assert!(wants_aggregated_discovery(&h));
         assert!(!wants_aggregated_discovery(&accept("application/json")));
     }
@@ -152,7 +169,10 @@ mod tests {
     #[test]
     fn junk_bodies_are_400() {
         let h = HeaderMap::new();
-        assert_eq!(decode_body(&h, b"{not json").unwrap_err().code.as_u16(), 400);
+        assert_eq!(
+            decode_body(&h, b"{not json").unwrap_err().code.as_u16(),
+            400
+        );
         assert_eq!(decode_body(&h, b"").unwrap_err().code.as_u16(), 400);
         let mut y = HeaderMap::new();
         y.insert("content-type", HeaderValue::from_static("application/yaml"));

@@ -29,7 +29,8 @@ impl FieldManager {
         FieldManager {
             manager,
             api_version: info.api_version(),
-            definition: r8s_api::openapi::definition_name(info.group, info.version, info.kind).unwrap_or(""),
+            definition: r8s_api::openapi::definition_name(info.group, info.version, info.kind)
+                .unwrap_or(""),
             group: info.group,
             kind: info.kind,
             force: call.query.flag("force"),
@@ -50,7 +51,12 @@ impl FieldManager {
     }
 
     /// Server-side apply of `applied` onto `live` (or a new object).
-    pub fn apply(&self, live: Option<&Value>, applied: &Value, subresource: &str) -> Result<Value, ApiError> {
+    pub fn apply(
+        &self,
+        live: Option<&Value>,
+        applied: &Value,
+        subresource: &str,
+    ) -> Result<Value, ApiError> {
         let opts = ApplyOptions {
             manager: &self.manager,
             force: self.force,
@@ -65,7 +71,11 @@ impl FieldManager {
             ApiError {
                 code: StatusCode::from_u16(e.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
                 reason: e.reason(),
-                message: status.get("message").and_then(Value::as_str).unwrap_or("").to_string(),
+                message: status
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
                 details: status.get("details").cloned(),
             }
         })

@@ -46,9 +46,12 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
         route(state.clone(), req).await
     };
     let (verb, resource) = labels.unwrap_or_else(|| (method.as_str().to_string(), String::new()));
-    state
-        .metrics
-        .observe(&verb, &resource, response.status().as_u16(), started.elapsed());
+    state.metrics.observe(
+        &verb,
+        &resource,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
 }
 
@@ -62,9 +65,10 @@ async fn route(state: AppState, req: Request) -> (Response, Labels) {
         return (resp, None);
     }
     match request::parse(&path) {
-        Route::CoreVersions | Route::Groups | Route::Group(_) | Route::ResourceList { .. } => {
-            (nonresource::discovery(&state, &parts, request::parse(&path)), None)
-        }
+        Route::CoreVersions | Route::Groups | Route::Group(_) | Route::ResourceList { .. } => (
+            nonresource::discovery(&state, &parts, request::parse(&path)),
+            None,
+        ),
         Route::Resource(target) => {
             let labels = Some((verb_label(&parts.method, &target), target.resource.clone()));
             let resp = match resource::handle(state, target, parts, body).await {
@@ -96,5 +100,10 @@ fn verb_label(method: &Method, target: &request::ResourcePath) -> String {
 
 fn not_found(path: &str) -> Response {
     let _ = path;
-    (StatusCode::NOT_FOUND, [("content-type", "text/plain; charset=utf-8")], Body::from("404 page not found\n")).into_response()
+    (
+        StatusCode::NOT_FOUND,
+        [("content-type", "text/plain; charset=utf-8")],
+        Body::from("404 page not found\n"),
+    )
+        .into_response()
 }

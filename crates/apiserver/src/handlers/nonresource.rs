@@ -46,11 +46,21 @@ pub async fn handle(state: &AppState, req: &Parts) -> Option<Response> {
     let verbose = req.uri.query().unwrap_or("").contains("verbose");
     Some(match path {
         "/version" | "/version/" => json_response(StatusCode::OK, &version_info()),
-        "/livez" | "/healthz" | "/livez/ping" | "/healthz/ping" => health(&[("ping", true)], verbose, "livez"),
+        "/livez" | "/healthz" | "/livez/ping" | "/healthz/ping" => {
+            health(&[("ping", true)], verbose, "livez")
+        }
         "/readyz" | "/readyz/ping" => {
             let store_ok = state.registry.store().health().await.is_ok();
             let boot = state.ready.load(Ordering::Relaxed);
-            health(&[("ping", true), ("etcd", store_ok), ("poststarthook/bootstrap", boot)], verbose, "readyz")
+            health(
+                &[
+                    ("ping", true),
+                    ("etcd", store_ok),
+                    ("poststarthook/bootstrap", boot),
+                ],
+                verbose,
+                "readyz",
+            )
         }
         "/metrics" => (
             StatusCode::OK,
@@ -58,7 +68,9 @@ pub async fn handle(state: &AppState, req: &Parts) -> Option<Response> {
             state.metrics.render(),
         )
             .into_response(),
-        "/openapi/v3" | "/openapi/v3/" => json_response(StatusCode::OK, &r8s_api::openapi::v3_index()),
+        "/openapi/v3" | "/openapi/v3/" => {
+            json_response(StatusCode::OK, &r8s_api::openapi::v3_index())
+        }
         "/openapi/v2" => openapi_v2(req),
         p if p.starts_with("/openapi/v3/") => openapi_v3_doc(p),
         "/" => json_response(StatusCode::OK, &root_paths()),
@@ -68,7 +80,11 @@ pub async fn handle(state: &AppState, req: &Parts) -> Option<Response> {
 
 fn health(checks: &[(&str, bool)], verbose: bool, name: &str) -> Response {
     let ok = checks.iter().all(|(_, c)| *c);
-    let code = if ok { StatusCode::OK } else { StatusCode::INTERNAL_SERVER_ERROR };
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
     let body = if verbose || !ok {
         let mut s = String::new();
         for (check, good) in checks {
@@ -87,7 +103,12 @@ fn health(checks: &[(&str, bool)], verbose: bool, name: &str) -> Response {
     } else {
         "ok".to_string()
     };
-    (code, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+    (
+        code,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }
 
 fn root_paths() -> Value {
@@ -98,7 +119,17 @@ fn root_paths() -> Value {
             paths.push(format!("/apis/{}/{v}", g.name));
         }
     }
-    paths.extend(["/healthz", "/livez", "/metrics", "/openapi/v3", "/readyz", "/version"].map(String::from));
+    paths.extend(
+        [
+            "/healthz",
+            "/livez",
+            "/metrics",
+            "/openapi/v3",
+            "/readyz",
+            "/version",
+        ]
+        .map(String::from),
+    );
     json!({ "paths": paths })
 }
 
@@ -112,7 +143,10 @@ fn openapi_v3_doc(path: &str) -> Response {
     match r8s_api::openapi::v3_document(&group, &version) {
         Some(doc) => (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "public, immutable")],
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CACHE_CONTROL, "public, immutable"),
+            ],
             Body::from(doc.as_ref().clone()),
         )
             .into_response(),
@@ -128,12 +162,18 @@ fn openapi_v2(req: &Parts) -> Response {
         let doc = r8s_api::openapi::v2_document();
         return (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, r8s_api::openapi::V2_PROTOBUF_CONTENT_TYPE)],
+            [(
+                header::CONTENT_TYPE,
+                r8s_api::openapi::V2_PROTOBUF_CONTENT_TYPE,
+            )],
             Body::from(doc.as_ref().clone()),
         )
             .into_response();
     }
-    ApiError::not_acceptable("only the protobuf form of /openapi/v2 is served; use /openapi/v3 for JSON").into_response()
+    ApiError::not_acceptable(
+        "only the protobuf form of /openapi/v2 is served; use /openapi/v3 for JSON",
+    )
+    .into_response()
 }
 
 /// Discovery documents, legacy or aggregated as the Accept header asks.
@@ -159,7 +199,10 @@ fn aggregated_response(doc: Value) -> Response {
     let body = serde_json::to_vec(&doc).unwrap_or_default();
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList")],
+        [(
+            header::CONTENT_TYPE,
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList",
+        )],
         body,
     )
         .into_response()

@@ -52,7 +52,11 @@ impl Query {
         if let Some(v) = self.get("fieldValidation")
             && !matches!(v, "" | "Ignore" | "Warn" | "Strict")
         {
-            errors.push(FieldError::not_supported("fieldValidation", v, &["Ignore", "Strict", "Warn"]));
+            errors.push(FieldError::not_supported(
+                "fieldValidation",
+                v,
+                &["Ignore", "Strict", "Warn"],
+            ));
         }
         errors
     }
@@ -61,10 +65,9 @@ impl Query {
     pub fn int(&self, key: &str) -> ApiResult<Option<i64>> {
         match self.get(key) {
             None | Some("") => Ok(None),
-            Some(v) => v
-                .parse()
-                .map(Some)
-                .map_err(|_| ApiError::bad_request(format!("invalid value for {key}: {v:?} is not an integer"))),
+            Some(v) => v.parse().map(Some).map_err(|_| {
+                ApiError::bad_request(format!("invalid value for {key}: {v:?} is not an integer"))
+            }),
         }
     }
 
@@ -108,7 +111,10 @@ impl Query {
                     errs.push(FieldError::not_supported(RVM, matched, &["NotOlderThan"]));
                 }
                 if !cont.is_empty() {
-                    errs.push(FieldError::forbidden(RVM, "resourceVersionMatch is forbidden when continue is provided"));
+                    errs.push(FieldError::forbidden(
+                        RVM,
+                        "resourceVersionMatch is forbidden when continue is provided",
+                    ));
                 }
             }
             return errs;
@@ -121,10 +127,17 @@ impl Query {
                 ));
             }
             if !cont.is_empty() {
-                errs.push(FieldError::forbidden(RVM, "resourceVersionMatch is forbidden when continue is provided"));
+                errs.push(FieldError::forbidden(
+                    RVM,
+                    "resourceVersionMatch is forbidden when continue is provided",
+                ));
             }
             if !matches!(matched, "Exact" | "NotOlderThan") {
-                errs.push(FieldError::not_supported(RVM, matched, &["Exact", "NotOlderThan", ""]));
+                errs.push(FieldError::not_supported(
+                    RVM,
+                    matched,
+                    &["Exact", "NotOlderThan", ""],
+                ));
             }
             if matched == "Exact" && rv == "0" {
                 errs.push(FieldError::forbidden(
@@ -134,7 +147,10 @@ impl Query {
             }
         }
         if send_initial {
-            errs.push(FieldError::forbidden("sendInitialEvents", "sendInitialEvents is forbidden for list"));
+            errs.push(FieldError::forbidden(
+                "sendInitialEvents",
+                "sendInitialEvents is forbidden for list",
+            ));
         }
         errs
     }
@@ -178,18 +194,37 @@ mod tests {
     #[test]
     fn list_options_are_validated() {
         let fields = |q: &str, watch: bool| -> Vec<String> {
-            Query::parse(Some(q)).list_option_errors(watch).into_iter().map(|e| e.message).collect()
+            Query::parse(Some(q))
+                .list_option_errors(watch)
+                .into_iter()
+                .map(|e| e.message)
+                .collect()
         };
         assert!(fields("resourceVersion=5&resourceVersionMatch=NotOlderThan", false).is_empty());
         assert_eq!(fields("resourceVersionMatch=Exact", false).len(), 1);
-        assert_eq!(fields("resourceVersion=1&resourceVersionMatch=Bogus", false).len(), 1);
-        assert_eq!(fields("resourceVersion=0&resourceVersionMatch=Exact", false).len(), 1);
+        assert_eq!(
+            fields("resourceVersion=1&resourceVersionMatch=Bogus", false).len(),
+            1
+        );
+        assert_eq!(
+            fields("resourceVersion=0&resourceVersionMatch=Exact", false).len(),
+            1
+        );
         assert_eq!(fields("sendInitialEvents=true", false).len(), 1);
         assert!(fields("resourceVersion=7&allowWatchBookmarks=true", true).is_empty());
-        assert!(fields("sendInitialEvents=true&resourceVersionMatch=NotOlderThan", true).is_empty());
+        assert!(
+            fields(
+                "sendInitialEvents=true&resourceVersionMatch=NotOlderThan",
+                true
+            )
+            .is_empty()
+        );
         assert_eq!(fields("resourceVersionMatch=NotOlderThan", true).len(), 1);
         assert_eq!(fields("sendInitialEvents=true", true).len(), 1);
-        assert_eq!(fields("sendInitialEvents=true&resourceVersionMatch=Exact", true).len(), 2);
+        assert_eq!(
+            fields("sendInitialEvents=true&resourceVersionMatch=Exact", true).len(),
+            2
+        );
     }
 
     #[test]
@@ -198,10 +233,23 @@ mod tests {
         let errs = q.write_option_errors();
         let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["dryRun", "fieldValidation"]);
-        assert!(errs[0].message.contains("supported values: \"All\""), "{}", errs[0].message);
-        assert!(Query::parse(Some("dryRun=All&fieldValidation=Strict")).write_option_errors().is_empty());
+        assert!(
+            errs[0].message.contains("supported values: \"All\""),
+            "{}",
+            errs[0].message
+        );
+        assert!(
+            Query::parse(Some("dryRun=All&fieldValidation=Strict"))
+                .write_option_errors()
+                .is_empty()
+        );
         let e = invalid_options("CreateOptions", &errs);
         assert_eq!(e.code.as_u16(), 422);
-        assert!(e.message.starts_with("CreateOptions.meta.k8s.io \"\" is invalid: ["), "{}", e.message);
+        assert!(
+            e.message
+                .starts_with("CreateOptions.meta.k8s.io \"\" is invalid: ["),
+            "{}",
+            e.message
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Resource verbs: get, list, watch, create, update, patch, delete, deletecollection.
 
 use super::codec::{self, Representation};
+use super::fieldmanager::FieldManager;
 use super::query::Query;
 use super::response;
 use super::subresource;
@@ -15,7 +16,6 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use r8s_api::catalog::{self, ResourceInfo};
-use super::fieldmanager::FieldManager;
 use r8s_api::fieldvalidation::{FieldValidation, prune_unknown_fields};
 use r8s_api::selector::FieldSelector;
 use r8s_api::table::IncludeObject;
@@ -37,7 +37,10 @@ pub struct Call {
 impl Call {
     /// The namespace of the request (only for namespaced kinds).
     pub fn namespace(&self) -> Option<&str> {
-        self.target.namespace.as_deref().filter(|_| self.info.namespaced)
+        self.target
+            .namespace
+            .as_deref()
+            .filter(|_| self.info.namespaced)
     }
 
     /// The object name (present for object URLs).
@@ -101,7 +104,10 @@ impl Call {
         if found.is_empty() || mode == FieldValidation::Ignore {
             return Ok((false, Vec::new()));
         }
-        let list: Vec<String> = found.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+        let list: Vec<String> = found
+            .iter()
+            .map(|f| format!("unknown field \"{f}\""))
+            .collect();
         Ok((mode == FieldValidation::Strict, list))
     }
 }
@@ -118,16 +124,22 @@ pub fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
 }
 
 /// Route a resource request to its verb.
-pub async fn handle(state: AppState, target: ResourcePath, req: Parts, body: Body) -> ApiResult<Response> {
+pub async fn handle(
+    state: AppState,
+    target: ResourcePath,
+    req: Parts,
+    body: Body,
+) -> ApiResult<Response> {
     let info = catalog::find(&target.group, &target.version, &target.resource)
         .ok_or_else(|| ApiError::no_route(req.uri.path()))?;
     if target.namespace.is_some() && !info.namespaced {
         return Err(ApiError::no_route(req.uri.path()));
     }
     if let Some(ns) = &target.namespace
-        && ns.is_empty() {
-            return Err(ApiError::no_route(req.uri.path()));
-        }
+        && ns.is_empty()
+    {
+        return Err(ApiError::no_route(req.uri.path()));
+    }
     let method = req.method.clone();
     let query = Query::parse(req.uri.query());
     let headers = req.headers.clone();
@@ -162,7 +174,11 @@ pub async fn handle(state: AppState, target: ResourcePath, req: Parts, body: Bod
         include,
     };
     if let Some(sub) = call.target.subresource.clone() {
-        if call.info.subresource(sub.split('/').next().unwrap_or("")).is_none() {
+        if call
+            .info
+            .subresource(sub.split('/').next().unwrap_or(""))
+            .is_none()
+        {
             return Err(ApiError::no_route(&sub));
         }
         return subresource::handle(call, &method, &sub).await;
@@ -193,9 +209,17 @@ async fn get(call: Call) -> ApiResult<Response> {
 fn list_params(call: &Call) -> ApiResult<ListParams> {
     let mut p = ListParams {
         limit: call.query.int("limit")?.unwrap_or(0).max(0),
-        continue_token: call.query.get("continue").filter(|s| !s.is_empty()).map(str::to_string),
+        continue_token: call
+            .query
+            .get("continue")
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
         resource_version: call.query.get("resourceVersion").unwrap_or("").to_string(),
-        resource_version_match: call.query.get("resourceVersionMatch").unwrap_or("").to_string(),
+        resource_version_match: call
+            .query
+            .get("resourceVersionMatch")
+            .unwrap_or("")
+            .to_string(),
         ..Default::default()
     };
     // Parsed (and refused when junk) for lists too, as upstream decodes all ListOptions.
@@ -207,7 +231,9 @@ fn list_params(call: &Call) -> ApiResult<ListParams> {
         if let Some(name) = &call.target.name
             && sel.requires_exact_match("metadata.name") != Some(name.as_str())
         {
-            return Err(ApiError::bad_request("fieldSelector metadata.name doesn't match requested name"));
+            return Err(ApiError::bad_request(
+                "fieldSelector metadata.name doesn't match requested name",
+            ));
         }
     } else if let Some(name) = &call.target.name {
         // A watch on one object is a watch with a name field selector.
@@ -215,14 +241,20 @@ fn list_params(call: &Call) -> ApiResult<ListParams> {
     }
     p.parse_selectors(call.query.get("labelSelector"), Some(&field))?;
     if p.continue_token.is_some() && !p.resource_version.is_empty() && p.resource_version != "0" {
-        return Err(ApiError::bad_request("specifying resource version is not allowed when using continue"));
+        return Err(ApiError::bad_request(
+            "specifying resource version is not allowed when using continue",
+        ));
     }
     Ok(p)
 }
 
 async fn list(call: Call) -> ApiResult<Response> {
     let params = list_params(&call)?;
-    let page = call.state.registry.list(call.info, call.namespace(), &params).await?;
+    let page = call
+        .state
+        .registry
+        .list(call.info, call.namespace(), &params)
+        .await?;
     Ok(response::list(call.info, page, call.rep, call.include))
 }
 
@@ -252,8 +284,20 @@ async fn watch(call: Call) -> ApiResult<Response> {
     let lines = events.map(move |ev| {
         let object = match rep {
             Representation::Table if ev.kind != "ERROR" && ev.kind != "BOOKMARK" => {
-                let rv = ev.object.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("").to_string();
-                let mut t = r8s_api::table::to_table(info, &[ev.object], include, &rv, None, chrono::Utc::now());
+                let rv = ev
+                    .object
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                let mut t = r8s_api::table::to_table(
+                    info,
+                    &[ev.object],
+                    include,
+                    &rv,
+                    None,
+                    chrono::Utc::now(),
+                );
                 // Column definitions travel with the first event only, as upstream.
                 if !first_table {
                     t["columnDefinitions"] = json!([]);
@@ -261,10 +305,13 @@ async fn watch(call: Call) -> ApiResult<Response> {
                 first_table = false;
                 t
             }
-            Representation::Metadata if ev.kind != "ERROR" => response::partial_metadata(&ev.object),
+            Representation::Metadata if ev.kind != "ERROR" => {
+                response::partial_metadata(&ev.object)
+            }
             _ => ev.object,
         };
-        let mut line = serde_json::to_vec(&json!({"type": ev.kind, "object": object})).unwrap_or_default();
+        let mut line =
+            serde_json::to_vec(&json!({"type": ev.kind, "object": object})).unwrap_or_default();
         line.push(b'\n');
         Ok::<_, std::io::Error>(Bytes::from(line))
     });
@@ -272,7 +319,10 @@ async fn watch(call: Call) -> ApiResult<Response> {
     let lines = futures::stream::StreamExt::take_until(lines, deadline);
     Ok((
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-cache, private")],
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-cache, private"),
+        ],
         Body::from_stream(lines),
     )
         .into_response())
@@ -288,7 +338,10 @@ async fn create(call: Call) -> ApiResult<Response> {
         .registry
         .create(call.info, call.namespace(), obj, &opts)
         .await?;
-    Ok(with_warnings(call.respond(StatusCode::CREATED, created), &warnings))
+    Ok(with_warnings(
+        call.respond(StatusCode::CREATED, created),
+        &warnings,
+    ))
 }
 
 /// PUT of an object (or its status subresource).
@@ -301,21 +354,30 @@ pub async fn update(call: Call, subresource: Option<&str>) -> ApiResult<Response
     let updated = call
         .state
         .registry
-        .update_with(call.info, call.namespace(), &name, subresource, &opts, |current| {
-            let mut next = body.clone();
-            fields.record(Some(current), &mut next, subresource.unwrap_or(""));
-            Ok(next)
-        })
+        .update_with(
+            call.info,
+            call.namespace(),
+            &name,
+            subresource,
+            &opts,
+            |current| {
+                let mut next = body.clone();
+                fields.record(Some(current), &mut next, subresource.unwrap_or(""));
+                Ok(next)
+            },
+        )
         .await?;
-    Ok(with_warnings(call.respond(StatusCode::OK, updated), &warnings))
+    Ok(with_warnings(
+        call.respond(StatusCode::OK, updated),
+        &warnings,
+    ))
 }
 
 /// PATCH of an object (or its status subresource).
 pub async fn patch(call: Call, subresource: Option<&str>) -> ApiResult<Response> {
     let ct = codec::content_type(&call.headers);
-    let kind = r8s_api::patch::PatchType::from_content_type(&ct).ok_or_else(|| {
-        ApiError::unsupported_media_type(&ct)
-    })?;
+    let kind = r8s_api::patch::PatchType::from_content_type(&ct)
+        .ok_or_else(|| ApiError::unsupported_media_type(&ct))?;
     let opts = call.write_options()?;
     let name = call.name()?.to_string();
     let info = call.info;
@@ -333,8 +395,15 @@ pub async fn patch(call: Call, subresource: Option<&str>) -> ApiResult<Response>
             Err(e) if e.code == StatusCode::NOT_FOUND && subresource.is_none() => {
                 let mut obj = FieldManager::new(&call).apply(None, &applied, "")?;
                 crate::meta::metadata_mut(&mut obj).insert("name".into(), json!(name));
-                let created = call.state.registry.create(info, call.namespace(), obj, &opts).await?;
-                return Ok(with_warnings(call.respond(StatusCode::CREATED, created), &warnings));
+                let created = call
+                    .state
+                    .registry
+                    .create(info, call.namespace(), obj, &opts)
+                    .await?;
+                return Ok(with_warnings(
+                    call.respond(StatusCode::CREATED, created),
+                    &warnings,
+                ));
             }
             Err(e) => return Err(e),
             Ok(_) => {}
@@ -353,30 +422,42 @@ pub async fn patch(call: Call, subresource: Option<&str>) -> ApiResult<Response>
     let updated = call
         .state
         .registry
-        .update_with(info, call.namespace(), &name, subresource, &opts, |current| {
-            let mut patched = if is_apply {
-                let applied = codec::decode_yaml(&body)?;
-                fields.apply(Some(current), &applied, sub)?
-            } else {
-                let mut p = r8s_api::patch::apply_patch(kind, current, &body, &merge_keys)
-                    .map_err(patch_error)?;
-                fields.record(Some(current), &mut p, sub);
-                p
-            };
-            warnings = if is_apply {
-                call.check_fields(&mut patched)?
-            } else {
-                call.check_patched_fields(&mut patched)?
-            };
-            // A patch never changes the version the client is updating from unless it says so.
-            if patched.pointer("/metadata/resourceVersion") == current.pointer("/metadata/resourceVersion")
-                && let Some(m) = patched.get_mut("metadata").and_then(Value::as_object_mut) {
+        .update_with(
+            info,
+            call.namespace(),
+            &name,
+            subresource,
+            &opts,
+            |current| {
+                let mut patched = if is_apply {
+                    let applied = codec::decode_yaml(&body)?;
+                    fields.apply(Some(current), &applied, sub)?
+                } else {
+                    let mut p = r8s_api::patch::apply_patch(kind, current, &body, &merge_keys)
+                        .map_err(patch_error)?;
+                    fields.record(Some(current), &mut p, sub);
+                    p
+                };
+                warnings = if is_apply {
+                    call.check_fields(&mut patched)?
+                } else {
+                    call.check_patched_fields(&mut patched)?
+                };
+                // A patch never changes the version the client is updating from unless it says so.
+                if patched.pointer("/metadata/resourceVersion")
+                    == current.pointer("/metadata/resourceVersion")
+                    && let Some(m) = patched.get_mut("metadata").and_then(Value::as_object_mut)
+                {
                     m.remove("resourceVersion");
                 }
-            Ok(patched)
-        })
+                Ok(patched)
+            },
+        )
         .await?;
-    Ok(with_warnings(call.respond(StatusCode::OK, updated), &warnings))
+    Ok(with_warnings(
+        call.respond(StatusCode::OK, updated),
+        &warnings,
+    ))
 }
 
 /// Map a patch failure to upstream's codes: malformed patches are 400, patches that
@@ -384,7 +465,8 @@ pub async fn patch(call: Call, subresource: Option<&str>) -> ApiResult<Response>
 pub fn patch_error(e: r8s_api::patch::PatchError) -> ApiError {
     if let r8s_api::patch::PatchError::Invalid(m) = &e {
         // Upstream's NewInvalid on the field `patch`, with its cause.
-        let cause = r8s_api::strategy::FieldError::invalid("patch", &r8s_api::strategy::errors::Raw(m), "");
+        let cause =
+            r8s_api::strategy::FieldError::invalid("patch", &r8s_api::strategy::errors::Raw(m), "");
         return ApiError::invalid("", "", "", &[cause]);
     }
     let code = StatusCode::from_u16(e.status_code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -406,10 +488,16 @@ fn delete_options(call: &Call) -> ApiResult<DeleteOptions> {
         let body = codec::decode_body(&call.headers, &call.body)?;
         opts.merge_body(&body)?;
         if let Some(values) = body.get("dryRun").and_then(Value::as_array) {
-            body_dry_run = values.iter().map(|v| v.as_str().unwrap_or("").to_string()).collect();
+            body_dry_run = values
+                .iter()
+                .map(|v| v.as_str().unwrap_or("").to_string())
+                .collect();
         }
     }
-    let errors = validate::delete_option_errors(opts.propagation_policy.as_deref(), body_dry_run.iter().map(String::as_str));
+    let errors = validate::delete_option_errors(
+        opts.propagation_policy.as_deref(),
+        body_dry_run.iter().map(String::as_str),
+    );
     if !errors.is_empty() {
         return Err(super::query::invalid_options("DeleteOptions", &errors));
     }
@@ -423,7 +511,12 @@ fn delete_options(call: &Call) -> ApiResult<DeleteOptions> {
 async fn delete(call: Call) -> ApiResult<Response> {
     let opts = delete_options(&call)?;
     let name = call.name()?.to_string();
-    match call.state.registry.delete(call.info, call.namespace(), &name, &opts).await? {
+    match call
+        .state
+        .registry
+        .delete(call.info, call.namespace(), &name, &opts)
+        .await?
+    {
         Deleted::Now(obj) => Ok(call.respond(StatusCode::OK, obj)),
         Deleted::Pending(obj) => Ok(call.respond(StatusCode::ACCEPTED, obj)),
     }
@@ -432,13 +525,26 @@ async fn delete(call: Call) -> ApiResult<Response> {
 async fn delete_collection(call: Call) -> ApiResult<Response> {
     let opts = delete_options(&call)?;
     let params = list_params(&call)?;
-    let page = call.state.registry.list(call.info, call.namespace(), &params).await?;
+    let page = call
+        .state
+        .registry
+        .list(call.info, call.namespace(), &params)
+        .await?;
     let mut deleted = Vec::new();
     for obj in page.items {
         let name = crate::meta::name(&obj).to_string();
         let ns = crate::meta::namespace(&obj).to_string();
-        let ns = if call.info.namespaced { Some(ns.as_str()) } else { None };
-        match call.state.registry.delete(call.info, ns, &name, &opts).await {
+        let ns = if call.info.namespaced {
+            Some(ns.as_str())
+        } else {
+            None
+        };
+        match call
+            .state
+            .registry
+            .delete(call.info, ns, &name, &opts)
+            .await
+        {
             Ok(Deleted::Now(o)) | Ok(Deleted::Pending(o)) => deleted.push(o),
             Err(e) if e.code == StatusCode::NOT_FOUND => {}
             Err(e) => return Err(e),

@@ -26,18 +26,33 @@ pub fn object(
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_string();
-            json_response(code, &table::to_table(info, &[obj], include, &rv, None, chrono::Utc::now()))
+            json_response(
+                code,
+                &table::to_table(info, &[obj], include, &rv, None, chrono::Utc::now()),
+            )
         }
     }
 }
 
 /// A list page.
-pub fn list(info: &'static ResourceInfo, page: ListPage, rep: Representation, include: IncludeObject) -> Response {
+pub fn list(
+    info: &'static ResourceInfo,
+    page: ListPage,
+    rep: Representation,
+    include: IncludeObject,
+) -> Response {
     let rv = page.resource_version.to_string();
     match rep {
         Representation::Table => json_response(
             StatusCode::OK,
-            &table::to_table(info, &page.items, include, &rv, page.continue_token.as_deref(), chrono::Utc::now()),
+            &table::to_table(
+                info,
+                &page.items,
+                include,
+                &rv,
+                page.continue_token.as_deref(),
+                chrono::Utc::now(),
+            ),
         ),
         Representation::Metadata => {
             let items: Vec<Value> = page.items.iter().map(partial_metadata).collect();

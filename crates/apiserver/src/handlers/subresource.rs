@@ -12,7 +12,11 @@ use serde_json::{Value, json};
 pub async fn handle(call: Call, method: &Method, sub: &str) -> ApiResult<Response> {
     match (sub, method.clone()) {
         ("status", Method::GET) => {
-            let obj = call.state.registry.get(call.info, call.namespace(), call.name()?).await?;
+            let obj = call
+                .state
+                .registry
+                .get(call.info, call.namespace(), call.name()?)
+                .await?;
             Ok(call.respond(StatusCode::OK, obj))
         }
         ("status", Method::PUT) => resource::update(call, Some("status")).await,
@@ -24,7 +28,9 @@ pub async fn handle(call: Call, method: &Method, sub: &str) -> ApiResult<Respons
         ("log" | "exec" | "attach" | "portforward", _) => Err(ApiError::unavailable(format!(
             "{sub} is served by the node agent, which r8s does not run yet"
         ))),
-        (s, _) if s.starts_with("proxy") => Err(ApiError::unavailable("proxying to nodes is not supported yet")),
+        (s, _) if s.starts_with("proxy") => Err(ApiError::unavailable(
+            "proxying to nodes is not supported yet",
+        )),
         (s, m) => Err(ApiError::method_not_allowed(m.as_str(), s)),
     }
 }
@@ -87,7 +93,8 @@ async fn scale(call: Call, method: Method) -> ApiResult<Response> {
     let ns = call.namespace().map(str::to_string);
     let registry = call.state.registry.clone();
     let info = call.info;
-    let scale_response = |obj: &Value| super::nonresource::json_response(StatusCode::OK, &to_scale(obj));
+    let scale_response =
+        |obj: &Value| super::nonresource::json_response(StatusCode::OK, &to_scale(obj));
     match method {
         Method::GET => {
             let obj = registry.get(info, ns.as_deref(), &name).await?;
@@ -98,7 +105,11 @@ async fn scale(call: Call, method: Method) -> ApiResult<Response> {
             let is_patch = method == Method::PATCH;
             let ct = super::codec::content_type(&call.headers);
             let body = call.body.clone();
-            let body_obj = if is_patch { Value::Null } else { call.body_object()? };
+            let body_obj = if is_patch {
+                Value::Null
+            } else {
+                call.body_object()?
+            };
             let fields = super::fieldmanager::FieldManager::new(&call);
             let updated = registry
                 .update_with(info, ns.as_deref(), &name, None, &opts, |current| {
@@ -107,7 +118,8 @@ async fn scale(call: Call, method: Method) -> ApiResult<Response> {
                         let kind = r8s_api::patch::PatchType::from_content_type(&ct)
                             .ok_or_else(|| ApiError::unsupported_media_type(&ct))?;
                         let keys = r8s_api::patch::merge_keys_for("autoscaling", "Scale");
-                        r8s_api::patch::apply_patch(kind, &current_scale, &body, &keys).map_err(resource::patch_error)?
+                        r8s_api::patch::apply_patch(kind, &current_scale, &body, &keys)
+                            .map_err(resource::patch_error)?
                     } else {
                         body_obj.clone()
                     };
@@ -116,11 +128,18 @@ async fn scale(call: Call, method: Method) -> ApiResult<Response> {
                         .and_then(Value::as_i64)
                         .unwrap_or(0);
                     if replicas < 0 {
-                        return Err(ApiError::invalid("autoscaling", "Scale", &name, &[r8s_api::strategy::FieldError {
-                            reason: "FieldValueInvalid",
-                            field: "spec.replicas".into(),
-                            message: format!("Invalid value: {replicas}: must be greater than or equal to 0"),
-                        }]));
+                        return Err(ApiError::invalid(
+                            "autoscaling",
+                            "Scale",
+                            &name,
+                            &[r8s_api::strategy::FieldError {
+                                reason: "FieldValueInvalid",
+                                field: "spec.replicas".into(),
+                                message: format!(
+                                    "Invalid value: {replicas}: must be greater than or equal to 0"
+                                ),
+                            }],
+                        ));
                     }
                     let mut next = current.clone();
                     next["spec"]["replicas"] = json!(replicas);
@@ -129,7 +148,8 @@ async fn scale(call: Call, method: Method) -> ApiResult<Response> {
                     let rv = meta::meta_str(&desired, "resourceVersion");
                     if !is_patch && !rv.is_empty() {
                         meta::metadata_mut(&mut next).insert("resourceVersion".into(), json!(rv));
-                    } else if let Some(m) = next.get_mut("metadata").and_then(Value::as_object_mut) {
+                    } else if let Some(m) = next.get_mut("metadata").and_then(Value::as_object_mut)
+                    {
                         m.remove("resourceVersion");
                     }
                     Ok(next)
@@ -150,14 +170,21 @@ async fn binding(call: Call) -> ApiResult<Response> {
         .and_then(Value::as_str)
         .filter(|n| !n.is_empty())
         .ok_or_else(|| {
-            ApiError::invalid("", "Binding", &name, &[r8s_api::strategy::FieldError {
-                reason: "FieldValueRequired",
-                field: "target.name".into(),
-                message: "Required value".into(),
-            }])
+            ApiError::invalid(
+                "",
+                "Binding",
+                &name,
+                &[r8s_api::strategy::FieldError {
+                    reason: "FieldValueRequired",
+                    field: "target.name".into(),
+                    message: "Required value".into(),
+                }],
+            )
         })?
         .to_string();
-    let opts = WriteOptions { dry_run: call.query.dry_run()? };
+    let opts = WriteOptions {
+        dry_run: call.query.dry_run()?,
+    };
     call.state
         .registry
         .update_with(call.info, call.namespace(), &name, Some("binding"), &opts, |current| {
@@ -183,14 +210,22 @@ async fn binding(call: Call) -> ApiResult<Response> {
 }
 
 /// Set (or replace) a condition in `status.conditions`.
-fn set_condition(obj: &mut Value, kind: &str, status: &str, reason: Option<&str>, message: Option<&str>) {
+fn set_condition(
+    obj: &mut Value,
+    kind: &str,
+    status: &str,
+    reason: Option<&str>,
+    message: Option<&str>,
+) {
     if !obj.get("status").is_some_and(Value::is_object) {
         obj["status"] = json!({});
     }
     let conds = obj["status"]
         .as_object_mut()
         .map(|s| s.entry("conditions").or_insert_with(|| json!([])));
-    let Some(Value::Array(conds)) = conds else { return };
+    let Some(Value::Array(conds)) = conds else {
+        return;
+    };
     conds.retain(|c| c.get("type").and_then(Value::as_str) != Some(kind));
     let mut c = json!({"type": kind, "status": status, "lastProbeTime": null, "lastTransitionTime": meta::now_rfc3339()});
     if let Some(r) = reason {
@@ -207,11 +242,17 @@ fn set_condition(obj: &mut Value, kind: &str, status: &str, reason: Option<&str>
 async fn eviction(call: Call) -> ApiResult<Response> {
     let name = call.name()?.to_string();
     let eviction = call.body_object()?;
-    let mut opts = DeleteOptions { dry_run: call.query.dry_run()?, ..Default::default() };
+    let mut opts = DeleteOptions {
+        dry_run: call.query.dry_run()?,
+        ..Default::default()
+    };
     if let Some(d) = eviction.get("deleteOptions").filter(|d| d.is_object()) {
         opts.merge_body(d)?;
     }
-    call.state.registry.delete(call.info, call.namespace(), &name, &opts).await?;
+    call.state
+        .registry
+        .delete(call.info, call.namespace(), &name, &opts)
+        .await?;
     Ok(super::response::success_status(StatusCode::CREATED, None))
 }
 
@@ -221,7 +262,10 @@ async fn finalize(call: Call) -> ApiResult<Response> {
     let body = call.body_object()?;
     let name = call.name()?.to_string();
     let opts = call.write_options()?;
-    let finalizers = body.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+    let finalizers = body
+        .pointer("/spec/finalizers")
+        .cloned()
+        .unwrap_or(json!([]));
     let updated = call
         .state
         .registry

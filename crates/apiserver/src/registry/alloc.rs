@@ -53,7 +53,11 @@ impl Allocators {
     }
 
     async fn reserve(&self, key: String, owner: &str) -> Result<bool, r8s_store::Error> {
-        match self.store.create(&key, owner.as_bytes().to_vec(), None).await {
+        match self
+            .store
+            .create(&key, owner.as_bytes().to_vec(), None)
+            .await
+        {
             Ok(_) => Ok(true),
             Err(r8s_store::Error::AlreadyExists(_)) => Ok(false),
             Err(e) => Err(e),
@@ -106,7 +110,10 @@ impl Allocators {
             let keep = node_ports(obj);
             for port in node_ports(current) {
                 if !keep.contains(&port) {
-                    let _ = self.store.delete(&format!("{PORT_PREFIX}{port}"), None).await;
+                    let _ = self
+                        .store
+                        .delete(&format!("{PORT_PREFIX}{port}"), None)
+                        .await;
                 }
             }
         }
@@ -122,7 +129,10 @@ impl Allocators {
             let _ = self.store.delete(&format!("{IP_PREFIX}{ip}"), None).await;
         }
         for port in node_ports(obj) {
-            let _ = self.store.delete(&format!("{PORT_PREFIX}{port}"), None).await;
+            let _ = self
+                .store
+                .delete(&format!("{PORT_PREFIX}{port}"), None)
+                .await;
         }
     }
 
@@ -157,11 +167,14 @@ impl Allocators {
                 set_cluster_ip(obj, &ip);
             }
         } else if requested != "None" && current_ip.as_deref() != Some(requested.as_str()) {
-            let ip: Ipv4Addr = requested.parse().map_err(|_| {
-                invalid_ip(&requested, "must be a valid IP address")
-            })?;
+            let ip: Ipv4Addr = requested
+                .parse()
+                .map_err(|_| invalid_ip(&requested, "must be a valid IP address"))?;
             if !self.contains(ip) {
-                return Err(invalid_ip(&requested, "provided IP is not in the valid range. The range of valid IPs is the service CIDR"));
+                return Err(invalid_ip(
+                    &requested,
+                    "provided IP is not in the valid range. The range of valid IPs is the service CIDR",
+                ));
             }
             if !dry_run {
                 let key = format!("{IP_PREFIX}{ip}");
@@ -172,9 +185,10 @@ impl Allocators {
             }
             set_cluster_ip(obj, &requested);
         } else if requested == "None"
-            && let Some(m) = obj.get_mut("spec").and_then(Value::as_object_mut) {
-                m.insert("clusterIPs".into(), json!(["None"]));
-            }
+            && let Some(m) = obj.get_mut("spec").and_then(Value::as_object_mut)
+        {
+            m.insert("clusterIPs".into(), json!(["None"]));
+        }
         if svc_type == "NodePort" || svc_type == "LoadBalancer" {
             let existing = current.map(node_ports).unwrap_or_default();
             let Some(ports) = obj.pointer_mut("/spec/ports").and_then(Value::as_array_mut) else {
@@ -188,12 +202,20 @@ impl Allocators {
                 } else if !existing.contains(&(wanted as u16)) {
                     let field = format!("spec.ports[{i}].nodePort");
                     if !NODE_PORT_RANGE.contains(&(wanted as u16)) || wanted > u16::MAX as u64 {
-                        return Err(invalid_port(&field, wanted, "provided port is not in the valid range. The range of valid ports is 30000-32767"));
+                        return Err(invalid_port(
+                            &field,
+                            wanted,
+                            "provided port is not in the valid range. The range of valid ports is 30000-32767",
+                        ));
                     }
                     if !dry_run {
                         let key = format!("{PORT_PREFIX}{wanted}");
                         if !self.reserve(key.clone(), &owner).await? {
-                            return Err(invalid_port(&field, wanted, "provided port is already allocated"));
+                            return Err(invalid_port(
+                                &field,
+                                wanted,
+                                "provided port is already allocated",
+                            ));
                         }
                         made.push(Reservation(key));
                     }
@@ -229,7 +251,9 @@ impl Allocators {
                 return Ok(ip);
             }
         }
-        Err(ApiError::internal("failed to allocate a serviceIP: range is full"))
+        Err(ApiError::internal(
+            "failed to allocate a serviceIP: range is full",
+        ))
     }
 
     async fn next_free_port(
@@ -251,13 +275,18 @@ impl Allocators {
                 return Ok(port);
             }
         }
-        Err(ApiError::internal("failed to allocate a nodePort: range is full"))
+        Err(ApiError::internal(
+            "failed to allocate a nodePort: range is full",
+        ))
     }
 
     /// Drop the reservation of the `kubernetes` Service's address (bootstrap, when that
     /// Service does not exist).
     pub async fn release_first_ip(&self) {
-        let _ = self.store.delete(&format!("{IP_PREFIX}{}", self.first_ip()), None).await;
+        let _ = self
+            .store
+            .delete(&format!("{IP_PREFIX}{}", self.first_ip()), None)
+            .await;
     }
 }
 
@@ -301,7 +330,9 @@ fn invalid_ip(ip: &str, why: &str) -> ApiError {
         &[FieldError {
             reason: "FieldValueInvalid",
             field: "spec.clusterIPs".into(),
-            message: format!("Invalid value: []string{{\"{ip}\"}}: failed to allocate IP {ip}: {why}"),
+            message: format!(
+                "Invalid value: []string{{\"{ip}\"}}: failed to allocate IP {ip}: {why}"
+            ),
         }],
     )
 }
@@ -324,12 +355,22 @@ pub fn parse_cidr(cidr: &str) -> Result<(Ipv4Addr, u32), String> {
     let (ip, bits) = cidr
         .split_once('/')
         .ok_or_else(|| format!("invalid CIDR {cidr:?}: expected a.b.c.d/n"))?;
-    let ip: Ipv4Addr = ip.parse().map_err(|_| format!("invalid CIDR {cidr:?}: bad address"))?;
-    let bits: u32 = bits.parse().map_err(|_| format!("invalid CIDR {cidr:?}: bad prefix length"))?;
+    let ip: Ipv4Addr = ip
+        .parse()
+        .map_err(|_| format!("invalid CIDR {cidr:?}: bad address"))?;
+    let bits: u32 = bits
+        .parse()
+        .map_err(|_| format!("invalid CIDR {cidr:?}: bad prefix length"))?;
     if bits > 30 {
-        return Err(format!("invalid CIDR {cidr:?}: prefix must be /30 or shorter"));
+        return Err(format!(
+            "invalid CIDR {cidr:?}: prefix must be /30 or shorter"
+        ));
     }
-    let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+    let mask = if bits == 0 {
+        0
+    } else {
+        u32::MAX << (32 - bits)
+    };
     Ok((Ipv4Addr::from(u32::from(ip) & mask), bits))
 }
 
@@ -339,8 +380,14 @@ mod tests {
 
     #[test]
     fn cidr_parsing() {
-        assert_eq!(parse_cidr("10.43.0.0/16").unwrap(), (Ipv4Addr::new(10, 43, 0, 0), 16));
-        assert_eq!(parse_cidr("10.43.7.9/16").unwrap().0, Ipv4Addr::new(10, 43, 0, 0));
+        assert_eq!(
+            parse_cidr("10.43.0.0/16").unwrap(),
+            (Ipv4Addr::new(10, 43, 0, 0), 16)
+        );
+        assert_eq!(
+            parse_cidr("10.43.7.9/16").unwrap().0,
+            Ipv4Addr::new(10, 43, 0, 0)
+        );
         assert!(parse_cidr("10.43.0.0").is_err());
         assert!(parse_cidr("10.43.0.0/31").is_err());
         assert!(parse_cidr("x/16").is_err());

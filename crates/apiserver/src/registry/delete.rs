@@ -21,12 +21,15 @@ impl DeleteOptions {
     /// Parse a DeleteOptions JSON body (missing fields keep their values).
     pub fn merge_body(&mut self, body: &Value) -> ApiResult<()> {
         if !body.is_object() {
-            return Err(ApiError::bad_request("DeleteOptions body must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "DeleteOptions body must be a JSON object",
+            ));
         }
         if let Some(g) = body.get("gracePeriodSeconds").filter(|v| !v.is_null()) {
-            self.grace_period_seconds = Some(g.as_i64().ok_or_else(|| {
-                ApiError::bad_request("gracePeriodSeconds must be an integer")
-            })?);
+            self.grace_period_seconds =
+                Some(g.as_i64().ok_or_else(|| {
+                    ApiError::bad_request("gracePeriodSeconds must be an integer")
+                })?);
         }
         if let Some(p) = body.get("propagationPolicy").and_then(Value::as_str) {
             self.propagation_policy = Some(p.to_string());
@@ -50,13 +53,16 @@ impl DeleteOptions {
 
     fn validate(&self) -> ApiResult<()> {
         if let Some(p) = &self.propagation_policy
-            && !matches!(p.as_str(), "Background" | "Foreground" | "Orphan") {
-                return Err(ApiError::unprocessable(format!(
-                    "propagationPolicy: Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
-                )));
-            }
+            && !matches!(p.as_str(), "Background" | "Foreground" | "Orphan")
+        {
+            return Err(ApiError::unprocessable(format!(
+                "propagationPolicy: Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
+            )));
+        }
         if matches!(self.grace_period_seconds, Some(g) if g < 0) {
-            return Err(ApiError::unprocessable("gracePeriodSeconds: Invalid value: must be >= 0"));
+            return Err(ApiError::unprocessable(
+                "gracePeriodSeconds: Invalid value: must be >= 0",
+            ));
         }
         Ok(())
     }
@@ -84,7 +90,10 @@ impl Registry {
     ) -> ApiResult<Deleted> {
         opts.validate()?;
         let namespace = namespace.filter(|_| info.namespaced);
-        if info.group.is_empty() && info.plural == "namespaces" && PROTECTED_NAMESPACES.contains(&name) {
+        if info.group.is_empty()
+            && info.plural == "namespaces"
+            && PROTECTED_NAMESPACES.contains(&name)
+        {
             return Err(ApiError::forbidden(format!(
                 "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
             )));
@@ -92,19 +101,21 @@ impl Registry {
         for _ in 0..16 {
             let (current, kv) = self.get_kv(info, namespace, name).await?;
             if let Some(uid) = &opts.precondition_uid
-                && meta::meta_str(&current, "uid") != uid {
-                    return Err(ApiError::conflict_message(format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                        meta::meta_str(&current, "uid")
-                    )));
-                }
+                && meta::meta_str(&current, "uid") != uid
+            {
+                return Err(ApiError::conflict_message(format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    meta::meta_str(&current, "uid")
+                )));
+            }
             if let Some(rv) = &opts.precondition_resource_version
-                && *rv != kv.mod_revision.to_string() {
-                    return Err(ApiError::conflict_message(format!(
-                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                        kv.mod_revision
-                    )));
-                }
+                && *rv != kv.mod_revision.to_string()
+            {
+                return Err(ApiError::conflict_message(format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                    kv.mod_revision
+                )));
+            }
             let key = object_key(info, namespace, name);
             let marked = self.mark_for_deletion(info, &current, opts);
             match marked {
@@ -112,7 +123,11 @@ impl Registry {
                     if opts.dry_run || next == current {
                         return Ok(Deleted::Pending(current));
                     }
-                    match self.store.update(&key, encode(&next)?, kv.mod_revision, None).await {
+                    match self
+                        .store
+                        .update(&key, encode(&next)?, kv.mod_revision, None)
+                        .await
+                    {
                         Ok(rev) => {
                             let mut out = next;
                             super::set_resource_version(&mut out, rev);
@@ -150,7 +165,12 @@ impl Registry {
 
     /// `Some(next state)` if the object must linger (finalizers, graceful pod termination,
     /// namespace finalization); `None` if it can be removed now.
-    fn mark_for_deletion(&self, info: &ResourceInfo, current: &Value, opts: &DeleteOptions) -> Option<Value> {
+    fn mark_for_deletion(
+        &self,
+        info: &ResourceInfo,
+        current: &Value,
+        opts: &DeleteOptions,
+    ) -> Option<Value> {
         let mut next = current.clone();
         let already = meta::is_deleting(current);
         let mut finalizers = meta::finalizers(current);
@@ -184,20 +204,22 @@ impl Registry {
             let current_grace = m.get("deletionGracePeriodSeconds").and_then(Value::as_i64);
             if !already || current_grace.is_none_or(|g| grace < g) {
                 let at = chrono::Utc::now() + chrono::Duration::seconds(grace);
-                m.insert("deletionTimestamp".into(), json!(at.format("%Y-%m-%dT%H:%M:%SZ").to_string()));
+                m.insert(
+                    "deletionTimestamp".into(),
+                    json!(at.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+                );
                 m.insert("deletionGracePeriodSeconds".into(), json!(grace));
             }
         } else if !already {
             m.insert("deletionTimestamp".into(), json!(meta::now_rfc3339()));
             m.insert("deletionGracePeriodSeconds".into(), json!(0));
         }
-        if is_namespace
-            && let Some(map) = next.as_object_mut() {
-                let status = map.entry("status").or_insert_with(|| json!({}));
-                if let Some(s) = status.as_object_mut() {
-                    s.insert("phase".into(), json!("Terminating"));
-                }
+        if is_namespace && let Some(map) = next.as_object_mut() {
+            let status = map.entry("status").or_insert_with(|| json!({}));
+            if let Some(s) = status.as_object_mut() {
+                s.insert("phase".into(), json!("Terminating"));
             }
+        }
         Some(next)
     }
 }
@@ -211,7 +233,10 @@ fn pod_grace_period(info: &ResourceInfo, pod: &Value, opts: &DeleteOptions) -> i
         .pointer("/spec/nodeName")
         .and_then(Value::as_str)
         .is_some_and(|n| !n.is_empty());
-    let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+    let phase = pod
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if !scheduled || phase == "Succeeded" || phase == "Failed" {
         return 0;
     }

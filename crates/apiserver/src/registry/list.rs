@@ -40,9 +40,10 @@ impl ListParams {
     /// Whether an object passes both selectors.
     pub fn matches(&self, info: &ResourceInfo, obj: &Value) -> bool {
         if let Some(ls) = &self.label_selector
-            && !ls.matches(&meta::labels(obj)) {
-                return false;
-            }
+            && !ls.matches(&meta::labels(obj))
+        {
+            return false;
+        }
         if let Some(fs) = &self.field_selector {
             let extra = strategy::for_kind(info.group, info.kind).field_selector_fields(obj);
             let lookup = |field: &str| -> Option<String> {
@@ -92,7 +93,11 @@ impl Registry {
         let mut items = Vec::new();
         let limit = params.limit.max(0);
         loop {
-            let want = if limit > 0 { (limit - items.len() as i64).max(1) } else { 0 };
+            let want = if limit > 0 {
+                (limit - items.len() as i64).max(1)
+            } else {
+                0
+            };
             let batch = if params.label_selector.is_some() || params.field_selector.is_some() {
                 if limit > 0 { want.max(FETCH_BATCH) } else { 0 }
             } else {
@@ -124,7 +129,8 @@ impl Registry {
                 if params.matches(info, &obj) {
                     items.push(obj);
                     if limit > 0 && items.len() as i64 >= limit {
-                        stopped_early = kv.key != page.items.last().map(|k| k.key.clone()).unwrap_or_default();
+                        stopped_early =
+                            kv.key != page.items.last().map(|k| k.key.clone()).unwrap_or_default();
                         break;
                     }
                 }
@@ -158,10 +164,12 @@ impl Registry {
     /// The store revision a fresh list reads at.
     fn list_revision(&self, params: &ListParams) -> ApiResult<i64> {
         if params.resource_version_match == "Exact" {
-            return params
-                .resource_version
-                .parse::<i64>()
-                .map_err(|_| ApiError::bad_request(format!("invalid resource version {:?}", params.resource_version)));
+            return params.resource_version.parse::<i64>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "invalid resource version {:?}",
+                    params.resource_version
+                ))
+            });
         }
         // "" and "0" and NotOlderThan: the latest state satisfies them all.
         Ok(0)
@@ -175,7 +183,11 @@ fn encode_continue(rev: i64, last_key: &str) -> String {
 }
 
 fn decode_continue(token: &str, prefix: &str) -> ApiResult<(i64, Option<String>)> {
-    let bad = || ApiError::bad_request("continue key is not valid: the continue token was not issued by this server");
+    let bad = || {
+        ApiError::bad_request(
+            "continue key is not valid: the continue token was not issued by this server",
+        )
+    };
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token.trim_end_matches('='))
         .map_err(|_| bad())?;

@@ -13,7 +13,7 @@ mod write;
 
 pub use alloc::Allocators;
 pub use delete::{DeleteOptions, Deleted};
-pub use list::{ListParams, ListPage};
+pub use list::{ListPage, ListParams};
 pub use watch::{ApiEvent, WatchParams};
 pub use write::WriteOptions;
 

@@ -49,7 +49,10 @@ impl Registry {
             let evs: Vec<ApiEvent> = page
                 .items
                 .into_iter()
-                .map(|object| ApiEvent { kind: "ADDED", object })
+                .map(|object| ApiEvent {
+                    kind: "ADDED",
+                    object,
+                })
                 .collect();
             (evs, page.resource_version)
         } else {
@@ -80,7 +83,9 @@ impl Registry {
                 Ok(ev) => translate(info, &filter, ev),
                 Err(e) => {
                     let err: ApiError = match e {
-                        r8s_store::Error::Compacted { .. } => ApiError::gone(format!("too old resource version: {e}")),
+                        r8s_store::Error::Compacted { .. } => {
+                            ApiError::gone(format!("too old resource version: {e}"))
+                        }
                         other => ApiError::gone(format!("watch ended: {other}")),
                     };
                     Some(ApiEvent {
@@ -117,15 +122,25 @@ fn translate(info: &'static ResourceInfo, filter: &ListParams, ev: WatchEvent) -
                 None => None,
             };
             match old_match {
-                None => new_match.then_some(ApiEvent { kind: "ADDED", object: new }),
-                Some(old_match) => {
-                    match (old_match, new_match) {
-                        (true, true) => Some(ApiEvent { kind: "MODIFIED", object: new }),
-                        (false, true) => Some(ApiEvent { kind: "ADDED", object: new }),
-                        (true, false) => Some(ApiEvent { kind: "DELETED", object: new }),
-                        (false, false) => None,
-                    }
-                }
+                None => new_match.then_some(ApiEvent {
+                    kind: "ADDED",
+                    object: new,
+                }),
+                Some(old_match) => match (old_match, new_match) {
+                    (true, true) => Some(ApiEvent {
+                        kind: "MODIFIED",
+                        object: new,
+                    }),
+                    (false, true) => Some(ApiEvent {
+                        kind: "ADDED",
+                        object: new,
+                    }),
+                    (true, false) => Some(ApiEvent {
+                        kind: "DELETED",
+                        object: new,
+                    }),
+                    (false, false) => None,
+                },
             }
         }
         EventKind::Delete => {
@@ -134,7 +149,10 @@ fn translate(info: &'static ResourceInfo, filter: &ListParams, ev: WatchEvent) -
                 return None;
             }
             set_resource_version(&mut old, rev);
-            Some(ApiEvent { kind: "DELETED", object: old })
+            Some(ApiEvent {
+                kind: "DELETED",
+                object: old,
+            })
         }
     }
 }

@@ -41,7 +41,12 @@ impl Registry {
             m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
             m.insert("creationTimestamp".into(), json!(meta::now_rfc3339()));
             m.insert("generation".into(), json!(1));
-            for k in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+            for k in [
+                "resourceVersion",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "selfLink",
+            ] {
                 m.remove(k);
             }
         }
@@ -139,18 +144,27 @@ impl Registry {
                         Ok(desired)
                     }
                     Err(r8s_store::Error::Conflict { .. }) => continue,
-                    Err(r8s_store::Error::NotFound(_)) => Err(ApiError::not_found(info.group, info.plural, name)),
+                    Err(r8s_store::Error::NotFound(_)) => {
+                        Err(ApiError::not_found(info.group, info.plural, name))
+                    }
                     Err(e) => Err(e.into()),
                 };
             }
-            let allocated = self.alloc.on_update(info, &mut desired, &current, opts.dry_run).await?;
+            let allocated = self
+                .alloc
+                .on_update(info, &mut desired, &current, opts.dry_run)
+                .await?;
             if opts.dry_run || desired_unchanged(&desired, &current) {
                 let mut out = desired;
                 super::set_resource_version(&mut out, kv.mod_revision);
                 return Ok(out);
             }
             let key = object_key(info, namespace, name);
-            match self.store.update(&key, encode(&desired)?, kv.mod_revision, None).await {
+            match self
+                .store
+                .update(&key, encode(&desired)?, kv.mod_revision, None)
+                .await
+            {
                 Ok(rev) => {
                     super::set_resource_version(&mut desired, rev);
                     super::set_type_meta(info, &mut desired);
@@ -214,14 +228,27 @@ impl Registry {
         let body_uid = meta::meta_str(desired, "uid");
         let cur_uid = cur_meta.get("uid").and_then(Value::as_str).unwrap_or("");
         if !body_uid.is_empty() && body_uid != cur_uid {
-            return Err(ApiError::invalid(info.group, info.kind, meta::name(current), &[FieldError {
-                reason: "FieldValueInvalid",
-                field: "metadata.uid".into(),
-                message: format!("Invalid value: \"{body_uid}\": field is immutable"),
-            }]));
+            return Err(ApiError::invalid(
+                info.group,
+                info.kind,
+                meta::name(current),
+                &[FieldError {
+                    reason: "FieldValueInvalid",
+                    field: "metadata.uid".into(),
+                    message: format!("Invalid value: \"{body_uid}\": field is immutable"),
+                }],
+            ));
         }
         let m = meta::metadata_mut(desired);
-        for k in ["uid", "creationTimestamp", "namespace", "name", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+        for k in [
+            "uid",
+            "creationTimestamp",
+            "namespace",
+            "name",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ] {
             match cur_meta.get(k) {
                 Some(v) => m.insert(k.into(), v.clone()),
                 None => m.remove(k),
@@ -248,7 +275,9 @@ impl Registry {
         if let Some(rv) = current.pointer("/metadata/resourceVersion").cloned() {
             meta::metadata_mut(desired).insert("resourceVersion".into(), rv);
         }
-        errors.extend(strategy::validation::validate_object_meta_update(desired, current));
+        errors.extend(strategy::validation::validate_object_meta_update(
+            desired, current,
+        ));
         meta::metadata_mut(desired).remove("resourceVersion");
         if matches!(subresource, None | Some("status")) {
             errors.extend(strategy.validate_update(desired, current));
@@ -272,7 +301,11 @@ impl Registry {
             m.remove("namespace");
             return Ok(None);
         }
-        let body_ns = m.get("namespace").and_then(Value::as_str).unwrap_or("").to_string();
+        let body_ns = m
+            .get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let ns = match url_namespace {
             Some(u) if !body_ns.is_empty() && body_ns != u => {
                 return Err(ApiError::bad_request(
@@ -282,7 +315,9 @@ impl Registry {
             Some(u) => u.to_string(),
             None if !body_ns.is_empty() => body_ns,
             None => {
-                return Err(ApiError::bad_request("the server could not find the requested resource: a namespace must be specified"));
+                return Err(ApiError::bad_request(
+                    "the server could not find the requested resource: a namespace must be specified",
+                ));
             }
         };
         m.insert("namespace".into(), Value::String(ns.clone()));
@@ -342,7 +377,9 @@ fn desired_unchanged(desired: &Value, current: &Value) -> bool {
 /// The body's kind/apiVersion, when given, must be the URL's.
 fn check_type_meta(info: &ResourceInfo, obj: &Value) -> ApiResult<()> {
     if !obj.is_object() {
-        return Err(ApiError::bad_request("the body of the request must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "the body of the request must be a JSON object",
+        ));
     }
     if let Some(kind) = obj.get("kind") {
         let kind = kind.as_str().unwrap_or("");

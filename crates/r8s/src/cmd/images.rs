@@ -6,7 +6,11 @@ use anyhow::Context;
 /// Run an images action.
 pub async fn run(action: ImagesAction) -> anyhow::Result<()> {
     match action {
-        ImagesAction::Import { data, socket, files } => {
+        ImagesAction::Import {
+            data,
+            socket,
+            files,
+        } => {
             let socket = socket.unwrap_or_else(|| r8s_kubelet::default_socket(&data.data_dir));
             if !socket.exists() {
                 anyhow::bail!(
@@ -16,7 +20,13 @@ pub async fn run(action: ImagesAction) -> anyhow::Result<()> {
             }
             r8s_kubelet::import_images(&socket, &files)
                 .await
-                .with_context(|| format!("importing {} archive(s) through {}", files.len(), socket.display()))?;
+                .with_context(|| {
+                    format!(
+                        "importing {} archive(s) through {}",
+                        files.len(),
+                        socket.display()
+                    )
+                })?;
             for f in &files {
                 println!("imported {}", f.display());
             }

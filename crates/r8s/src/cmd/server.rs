@@ -23,7 +23,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         write_kubeconfig: args.write_kubeconfig.clone(),
         tls_sans: args.tls_san.clone(),
     };
-    let running = r8s_apiserver::start(cfg, store).await.context("starting the API server")?;
+    let running = r8s_apiserver::start(cfg, store)
+        .await
+        .context("starting the API server")?;
     println!(
         "r8s server listening on https://{} ; kubeconfig: {}",
         running.local_addr,
@@ -35,14 +37,24 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         r8s_apiserver::pki::detect_hostname().unwrap_or_else(|| "r8s".into()),
         uuid::Uuid::new_v4()
     );
-    tokio::spawn(crate::leader::run_with_lease(client.clone(), "kube-controller-manager", identity.clone(), {
-        let client = client.clone();
-        move || r8s_controllers::run_all(r8s_controllers::Context::new(client.clone()))
-    }));
-    tokio::spawn(crate::leader::run_with_lease(client.clone(), "kube-scheduler", identity.clone(), {
-        let client = client.clone();
-        move || r8s_scheduler::run(client.clone(), r8s_scheduler::SchedulerConfig::default())
-    }));
+    tokio::spawn(crate::leader::run_with_lease(
+        client.clone(),
+        "kube-controller-manager",
+        identity.clone(),
+        {
+            let client = client.clone();
+            move || r8s_controllers::run_all(r8s_controllers::Context::new(client.clone()))
+        },
+    ));
+    tokio::spawn(crate::leader::run_with_lease(
+        client.clone(),
+        "kube-scheduler",
+        identity.clone(),
+        {
+            let client = client.clone();
+            move || r8s_scheduler::run(client.clone(), r8s_scheduler::SchedulerConfig::default())
+        },
+    ));
     let mut agent = None;
     if !args.disable_agent {
         let node_name = args
@@ -54,7 +66,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         kcfg.runtime_endpoint = args.container_runtime_endpoint.clone();
         kcfg.cluster_cidr = args.cluster_cidr.clone();
         kcfg.control_plane = true;
-        agent = Some(r8s_kubelet::Kubelet::start(client.clone(), kcfg).await.context("starting the node agent")?);
+        agent = Some(
+            r8s_kubelet::Kubelet::start(client.clone(), kcfg)
+                .await
+                .context("starting the node agent")?,
+        );
     }
     wait_for_signal().await;
     tracing::info!("shutting down");

@@ -11,7 +11,9 @@ pub async fn run(args: SimNodesArgs) -> anyhow::Result<()> {
         .await
         .context("building the API client config")?;
     if let Some(server) = &args.server {
-        cfg.cluster_url = server.parse().with_context(|| format!("invalid --server {server:?}"))?;
+        cfg.cluster_url = server
+            .parse()
+            .with_context(|| format!("invalid --server {server:?}"))?;
     }
     let client = kube::Client::try_from(cfg).context("building the API client")?;
     let opts = r8s_simnodes::SimOptions {

@@ -9,11 +9,16 @@ pub async fn run(action: SnapshotAction) -> anyhow::Result<()> {
         SnapshotAction::Save { data, file } => {
             let db = super::sqlite_path(&data.data_dir);
             if !db.exists() {
-                anyhow::bail!("no embedded datastore at {} (is --data-dir right?)", db.display());
+                anyhow::bail!(
+                    "no embedded datastore at {} (is --data-dir right?)",
+                    db.display()
+                );
             }
             r8s_store::snapshot::save(&db, &file)
                 .await
-                .with_context(|| format!("saving snapshot of {} to {}", db.display(), file.display()))?;
+                .with_context(|| {
+                    format!("saving snapshot of {} to {}", db.display(), file.display())
+                })?;
             println!("snapshot saved to {}", file.display());
         }
         SnapshotAction::Restore { data, file } => {

@@ -53,7 +53,11 @@ impl Server {
             .args(["server", "--data-dir"])
             .arg(dir.path())
             .args(["--bind-address", "127.0.0.1", "--node-ip", "127.0.0.1"])
-            .args(if agent { &[][..] } else { &["--disable-agent"][..] })
+            .args(if agent {
+                &[][..]
+            } else {
+                &["--disable-agent"][..]
+            })
             .args(["--https-listen-port", &port.to_string()])
             .args(extra)
             .env("R8S_LOG", "info")
@@ -164,7 +168,10 @@ impl Server {
     /// Stop the server with SIGTERM (a graceful shutdown: the agent stops its containerd)
     /// and wait for it to exit.
     pub fn terminate(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -220,7 +227,10 @@ impl Server {
             if String::from_utf8_lossy(&out.stdout).lines().count() >= count {
                 return sim;
             }
-            assert!(Instant::now() < deadline, "simulated nodes did not register");
+            assert!(
+                Instant::now() < deadline,
+                "simulated nodes did not register"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }

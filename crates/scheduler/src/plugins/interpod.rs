@@ -340,6 +340,7 @@ mod tests {
     fn filter_table() {
         let db = || pod("db", json!({"app": "db"}), json!({}));
         let web = || pod("web", json!({"app": "web"}), json!({}));
+        #[allow(clippy::type_complexity)] // a table of test cases
         let cases: Vec<(&str, Vec<(usize, PodInfo)>, PodInfo, [&str; 4])> = vec![
             (
                 "affinity to db's zone",

@@ -167,6 +167,7 @@ mod tests {
     #[test]
     fn fit_table() {
         let alloc = json!({"cpu": "2", "memory": "2Gi", "pods": "3", "example.com/gpu": "1"});
+        #[allow(clippy::type_complexity)] // a table of test cases
         let cases: Vec<(
             serde_json::Value,
             Vec<serde_json::Value>,

@@ -81,6 +81,7 @@ fn verdicts(c: &mut Cache, p: &PodInfo) -> Vec<&'static str> {
 #[test]
 fn filter_table() {
     let web = |spread: Value| pod("p", json!({"app": "web"}), spread);
+    #[allow(clippy::type_complexity)] // a table of test cases
     let cases: Vec<(&str, Vec<(usize, &str)>, PodInfo, [&str; 5])> = vec![
         (
             "empty cluster",
