@@ -19,6 +19,10 @@ const W_SPREAD: i64 = 2;
 const W_INTERPOD: i64 = 2;
 const W_BALANCED: i64 = 1;
 
+/// Requeue hint for pods that only node additions/updates (or their own update) can help:
+/// a bit no plugin uses, so only the "any plugin" node events match it.
+pub const ONLY_NODE_EVENTS: crate::framework::PluginSet = 1 << 15;
+
 /// Message when the cluster has no nodes.
 pub const NO_NODES: &str = "no nodes available to schedule pods";
 
@@ -49,11 +53,14 @@ impl<'a> Cycle<'a> {
     /// Run the PreFilter plugins.
     pub fn prefilter(cache: &'a Cache, pod: &'a PodInfo) -> Result<Cycle<'a>, Failure> {
         let num_all_nodes = cache.order().len();
+        // A PreFilter rejection comes from the pod's own spec (contradicting or unparsable
+        // terms): other pods coming and going cannot fix it, only a new node or an update
+        // of the pod itself can.
         let rejected = |s: Status| {
             Failure::Fit(Diagnosis {
                 num_all_nodes,
                 prefilter_msg: Some(s.message()),
-                plugins: s.plugin.bit(),
+                plugins: ONLY_NODE_EVENTS,
                 absent: Some(s),
                 ..Default::default()
             })
