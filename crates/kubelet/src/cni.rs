@@ -134,7 +134,27 @@ pub fn write_conflist(
     let tmp: PathBuf = conf_dir.join(format!(".{CONFLIST_FILE}.tmp"));
     std::fs::write(&tmp, body).ctx(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).ctx(|| format!("renaming to {}", path.display()))?;
+    drop_stale_bridge_address(bridge, pod_cidr.host(1));
     Ok(true)
+}
+
+/// A bridge left by an earlier run with another pod CIDR makes the CNI bridge plugin
+/// refuse every sandbox ("already has an IP address different from …"): clear its
+/// addresses so the plugin assigns the new gateway.
+fn drop_stale_bridge_address(bridge: &str, gateway: Ipv4Addr) {
+    let Ok(out) = std::process::Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "dev", bridge])
+        .output()
+    else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    if out.status.success() && text.contains("inet ") && !text.contains(&format!("inet {gateway}/"))
+    {
+        let _ = std::process::Command::new("ip")
+            .args(["addr", "flush", "dev", bridge])
+            .status();
+    }
 }
 
 /// The node's pod CIDR: `spec.podCIDR` when set, else the first /24 of `cluster_cidr`
