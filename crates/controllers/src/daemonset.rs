@@ -12,7 +12,7 @@ mod update;
 
 use crate::Context;
 use crate::events::{EventType, Recorder};
-use crate::statefulset::error::{Error, Result};
+use crate::statefulset::error::Result;
 use crate::statefulset::podutil::{self, controller_of};
 use crate::util::{Informer, InformerEvent, WorkQueue, run_workers};
 use expectations::Expectations;
@@ -376,24 +376,6 @@ impl Controller {
     async fn can_adopt(&self, ds: &DaemonSet) -> Result<()> {
         let api: Api<DaemonSet> =
             Api::namespaced(self.client.clone(), &ds.namespace().unwrap_or_default());
-        let fresh = api
-            .get(&ds.name_any())
-            .await
-            .map_err(|e| Error::api(format!("getting daemonset {}", ds.name_any()), e))?;
-        if fresh.uid() != ds.uid() {
-            return Err(Error::Invalid(format!(
-                "original DaemonSet {} is gone: got uid {:?}, wanted {:?}",
-                ds.name_any(),
-                fresh.uid(),
-                ds.uid()
-            )));
-        }
-        if fresh.metadata.deletion_timestamp.is_some() {
-            return Err(Error::Invalid(format!(
-                "DaemonSet {} has just been deleted",
-                ds.name_any()
-            )));
-        }
-        Ok(())
+        crate::statefulset::controller_ref::ensure_adoptable(&api, ds).await
     }
 }

@@ -18,7 +18,7 @@ use crate::Context;
 use crate::util::{Informer, InformerEvent, WorkQueue, run_workers};
 use control::{SetControl, selector_of};
 use controller_ref::Claimer;
-use error::{Error, Result};
+use error::Result;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::core::SelectorExt;
@@ -137,25 +137,7 @@ impl Controller {
     async fn can_adopt(&self, set: &StatefulSet) -> Result<()> {
         let api: Api<StatefulSet> =
             Api::namespaced(self.client.clone(), &set.namespace().unwrap_or_default());
-        let fresh = api
-            .get(&set.name_any())
-            .await
-            .map_err(|e| Error::api(format!("getting statefulset {}", set.name_any()), e))?;
-        if fresh.uid() != set.uid() {
-            return Err(Error::Invalid(format!(
-                "original StatefulSet {} is gone: got uid {:?}, wanted {:?}",
-                set.name_any(),
-                fresh.uid(),
-                set.uid()
-            )));
-        }
-        if fresh.metadata.deletion_timestamp.is_some() {
-            return Err(Error::Invalid(format!(
-                "StatefulSet {} has just been deleted",
-                set.name_any()
-            )));
-        }
-        Ok(())
+        crate::statefulset::controller_ref::ensure_adoptable(&api, set).await
     }
 
     async fn adopt_orphan_revisions(&self, set: &StatefulSet) -> Result<()> {

@@ -158,3 +158,31 @@ where
         Err(e) => Err(Error::api(format!("releasing {} {name}", K::kind(&())), e)),
     }
 }
+
+/// Fails unless the live `owner` is the cached one (same uid) and is not being deleted:
+/// checked before adopting anything, as upstream does.
+pub async fn ensure_adoptable<K>(api: &Api<K>, owner: &K) -> Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    use kube::ResourceExt;
+    let kind = K::kind(&());
+    let name = owner.name_any();
+    let fresh = api
+        .get(&name)
+        .await
+        .map_err(|e| Error::api(format!("getting {} {name}", kind.to_lowercase()), e))?;
+    if fresh.uid() != owner.uid() {
+        return Err(Error::Invalid(format!(
+            "original {kind} {name} is gone: got uid {:?}, wanted {:?}",
+            fresh.uid(),
+            owner.uid()
+        )));
+    }
+    if fresh.meta().deletion_timestamp.is_some() {
+        return Err(Error::Invalid(format!(
+            "{kind} {name} has just been deleted"
+        )));
+    }
+    Ok(())
+}
