@@ -2,7 +2,8 @@
 # Install the Debian packages r8s and its tests need. Idempotent.
 set -euo pipefail
 PKGS=(etcd-server etcd-client containerd runc containernetworking-plugins protobuf-compiler
-      busybox-static nftables iptables conntrack iproute2 sqlite3 ca-certificates)
+      busybox-static nftables iptables conntrack iproute2 sqlite3 ca-certificates
+      docker-registry skopeo apache2-utils)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

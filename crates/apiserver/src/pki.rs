@@ -279,6 +279,33 @@ impl Pki {
         issue(&issuer, &LeafSpec::client(common_name, organizations))
     }
 
+    /// Issues a serving certificate (serverAuth) for the given DNS names and IP
+    /// addresses, signed by the cluster CA and valid one year, e.g. a kubelet's: the API
+    /// server verifies kubelets against the cluster CA. CN is the first DNS name (else
+    /// the first address). Returns (certificate PEM, key PEM).
+    pub fn sign_serving_cert(
+        &self,
+        dns_names: &[String],
+        ips: &[IpAddr],
+    ) -> Result<(String, String), PkiError> {
+        let issuer = Issuer::from_ca_cert_pem(&self.ca_pem, KeyPair::from_pem(&self.ca_key)?)?;
+        let sans: Vec<String> = dns_names
+            .iter()
+            .cloned()
+            .chain(ips.iter().map(IpAddr::to_string))
+            .collect();
+        let spec = LeafSpec {
+            cn: sans
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "r8s-serving".into()),
+            orgs: Vec::new(),
+            sans,
+            server: true,
+        };
+        issue(&issuer, &spec)
+    }
+
     /// Writes a kubeconfig (cluster, user and context all named `default`) that
     /// authenticates with the admin client certificate. File mode 0600.
     pub fn write_kubeconfig(&self, path: &Path, server_url: &str) -> io::Result<()> {

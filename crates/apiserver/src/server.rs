@@ -43,6 +43,8 @@ pub enum ServerError {
     Pki(#[from] pki::PkiError),
     #[error("TLS: {0}")]
     Tls(#[from] tls::TlsError),
+    #[error("service-account signing key: {0}")]
+    ServiceAccountKey(#[from] crate::auth::KeyError),
     #[error("invalid --service-cidr: {0}")]
     ServiceCidr(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -119,14 +121,27 @@ pub async fn start(cfg: Config, store: DynStore) -> Result<Running, ServerError>
     }
     let alloc =
         Allocators::new(store.clone(), &cfg.service_cidr).map_err(ServerError::ServiceCidr)?;
+    // Issued afresh at each start (never written to disk): the identity the API server
+    // presents to kubelets, as upstream's --kubelet-client-certificate.
+    let (kubelet_cert, kubelet_key) =
+        pki.sign_client_cert("kube-apiserver-kubelet-client", &["system:masters"])?;
+    let kubelet_tls =
+        crate::proxy::kubelet::client_config(&pki.ca_pem, &kubelet_cert, &kubelet_key)?;
+    let tokens = Arc::new(crate::auth::serviceaccount::TokenIssuer::load_or_create(
+        &cfg.data_dir,
+    )?);
+    let registry = Registry::new(store, alloc);
     let state = AppState {
-        registry: Registry::new(store, alloc),
+        authz: crate::authz::Authorizer::start(registry.clone()),
+        tokens,
+        registry,
         metrics: Arc::new(Metrics::default()),
         token: Arc::new(pki.token.clone()),
         server_address: Arc::new(
             SocketAddr::new(cfg.advertise_address, local_addr.port()).to_string(),
         ),
         ready: Arc::new(AtomicBool::new(false)),
+        kubelet_tls,
     };
     let boot_state = state.clone();
     let api_endpoint = SocketAddr::new(cfg.advertise_address, local_addr.port());

@@ -16,4 +16,11 @@ pub struct AppState {
     pub server_address: Arc<String>,
     /// Set once bootstrap (default namespaces, `kubernetes` Service) has completed.
     pub ready: Arc<AtomicBool>,
+    /// Service-account token signing and validation.
+    pub tokens: Arc<crate::auth::serviceaccount::TokenIssuer>,
+    /// RBAC decisions over a watched cache of the policy.
+    pub authz: crate::authz::Authorizer,
+    /// TLS client for kubelets (cluster-CA client certificate, verifies their serving
+    /// certificates): logs, exec, attach, port-forward and node proxy.
+    pub kubelet_tls: Arc<rustls::ClientConfig>,
 }

@@ -41,6 +41,11 @@ impl TestServer {
             Ok(r) => r,
             Err(e) => panic!("start: {e}"),
         };
+        // No serviceaccount controller runs next to a bare test server, so pods would
+        // wait for a `default` ServiceAccount that never comes: like upstream's
+        // integration tests, run without the ServiceAccount admission plugin. Tests that
+        // want it call `running.state.registry.set_service_account_admission(true)`.
+        running.state.registry.set_service_account_admission(false);
         // Wait for bootstrap (system namespaces).
         for _ in 0..200 {
             if running

@@ -14,13 +14,12 @@ use crate::Context;
 use crate::events::{EventType, Recorder};
 use crate::statefulset::error::Result;
 use crate::statefulset::podutil::{self, controller_of};
-use crate::util::{Informer, InformerEvent, WorkQueue, run_workers};
+use crate::util::{InformerEvent, WorkQueue, run_workers};
 use expectations::Expectations;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -45,54 +44,46 @@ pub async fn run(ctx: Context) -> anyhow::Result<()> {
     let client = ctx.client.clone();
     let queue: WorkQueue<Key> = WorkQueue::new();
     let expectations = Arc::new(Expectations::default());
-    let cfg = watcher::Config::default;
+    let dss = ctx.informers.get::<DaemonSet>();
+    let pods = ctx.informers.get::<Pod>();
+    let nodes = ctx.informers.get::<Node>();
+    let revisions = ctx.informers.get::<ControllerRevision>();
+    let ds_store = dss.store().clone();
 
+    // The handlers stay registered while this future lives.
     let q = queue.clone();
     let exp = expectations.clone();
-    let dss = Informer::spawn(
-        Api::<DaemonSet>::all(client.clone()),
-        cfg(),
-        move |ev| match ev {
-            InformerEvent::Apply { new, .. } => q.add(ObjectRef::from_obj(new.as_ref())),
-            InformerEvent::Delete(ds) => {
-                exp.forget(&key_string(&ObjectRef::from_obj(ds.as_ref())));
-                q.add(ObjectRef::from_obj(ds.as_ref()));
-            }
-        },
-    );
-    let ds_store = dss.store().clone();
+    let ds_events = dss.add_handler(move |ev| match ev {
+        InformerEvent::Apply { new, .. } => q.add(ObjectRef::from_obj(new.as_ref())),
+        InformerEvent::Delete(ds) => {
+            exp.forget(&key_string(&ObjectRef::from_obj(ds.as_ref())));
+            q.add(ObjectRef::from_obj(ds.as_ref()));
+        }
+    });
 
     let pod_events = PodEvents {
         queue: queue.clone(),
         dss: ds_store.clone(),
         expectations: expectations.clone(),
     };
-    let pods = Informer::spawn(Api::<Pod>::all(client.clone()), cfg(), move |ev| {
-        pod_events.handle(ev)
-    });
+    let pod_events = pods.add_handler(move |ev| pod_events.handle(ev));
 
     let (q, store) = (queue.clone(), ds_store.clone());
-    let nodes = Informer::spawn(Api::<Node>::all(client.clone()), cfg(), move |ev| {
-        node_event(&q, &store, ev);
-    });
+    let node_events = nodes.add_handler(move |ev| node_event(&q, &store, ev));
 
     let (q, store) = (queue.clone(), ds_store.clone());
-    let revisions = Informer::spawn(
-        Api::<ControllerRevision>::all(client.clone()),
-        cfg(),
-        move |ev| {
-            let (InformerEvent::Apply { new: r, .. } | InformerEvent::Delete(r)) = ev;
-            match resolve_owner(&store, &r.metadata, r.namespace().as_deref()) {
-                Some(ds) => q.add(ObjectRef::from_obj(ds.as_ref())),
-                None if controller_of(&r.metadata).is_none() => {
-                    for ds in matching(&store, r.namespace().as_deref(), r.labels()) {
-                        q.add(ObjectRef::from_obj(ds.as_ref()));
-                    }
+    let revision_events = revisions.add_handler(move |ev| {
+        let (InformerEvent::Apply { new: r, .. } | InformerEvent::Delete(r)) = ev;
+        match resolve_owner(&store, &r.metadata, r.namespace().as_deref()) {
+            Some(ds) => q.add(ObjectRef::from_obj(ds.as_ref())),
+            None if controller_of(&r.metadata).is_none() => {
+                for ds in matching(&store, r.namespace().as_deref(), r.labels()) {
+                    q.add(ObjectRef::from_obj(ds.as_ref()));
                 }
-                None => {}
             }
-        },
-    );
+            None => {}
+        }
+    });
 
     dss.wait_synced().await;
     pods.wait_synced().await;
@@ -115,7 +106,8 @@ pub async fn run(ctx: Context) -> anyhow::Result<()> {
         async move { c.sync(&key).await }
     })
     .await;
-    drop((dss, pods, nodes, revisions));
+    // The handlers stay registered until here.
+    drop((ds_events, pod_events, node_events, revision_events));
     Ok(())
 }
 

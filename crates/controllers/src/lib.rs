@@ -15,6 +15,7 @@ pub mod namespace;
 pub mod nodelifecycle;
 pub mod podgc;
 pub mod replicaset;
+pub mod rootcacert;
 pub mod serviceaccount;
 pub mod statefulset;
 pub mod util;
@@ -22,8 +23,23 @@ pub mod util;
 pub use context::Context;
 pub use events::{EventType, Recorder};
 
-/// Run every controller until one fails fatally (each retries its own transient errors).
+/// Settings of the controller manager as a whole (upstream kube-controller-manager flags).
+#[derive(Clone, Debug, Default)]
+pub struct ManagerConfig {
+    /// Node health monitoring, taint eviction and pod CIDR allocation.
+    pub node_lifecycle: nodelifecycle::Config,
+    /// The cluster CA published as `kube-root-ca.crt` in every namespace (upstream
+    /// `--root-ca-file`); the publisher runs only when set.
+    pub root_ca_pem: Option<String>,
+}
+
+/// Run every controller with default settings.
 pub async fn run_all(ctx: Context) -> anyhow::Result<()> {
+    run_all_with(ctx, ManagerConfig::default()).await
+}
+
+/// Run every controller until one fails fatally (each retries its own transient errors).
+pub async fn run_all_with(ctx: Context, cfg: ManagerConfig) -> anyhow::Result<()> {
     let mut set = tokio::task::JoinSet::new();
     set.spawn(namespace::run(ctx.clone()));
     set.spawn(garbage_collector::run(ctx.clone()));
@@ -35,7 +51,10 @@ pub async fn run_all(ctx: Context) -> anyhow::Result<()> {
     set.spawn(cronjob::run(ctx.clone()));
     set.spawn(statefulset::run(ctx.clone()));
     set.spawn(daemonset::run(ctx.clone()));
-    set.spawn(nodelifecycle::run(ctx.clone()));
+    if let Some(ca) = cfg.root_ca_pem.clone() {
+        set.spawn(rootcacert::run(ctx.clone(), ca));
+    }
+    set.spawn(nodelifecycle::run_with(ctx.clone(), cfg.node_lifecycle));
     set.spawn(podgc::run(ctx.clone()));
     match set.join_next().await {
         Some(Ok(r)) => r,

@@ -3,17 +3,20 @@
 //!   `terminated_pod_gc_threshold`;
 //! - force-deletes terminating pods on not-ready nodes tainted `out-of-service`;
 //! - fails and force-deletes pods bound to nodes that no longer exist (after a quarantine,
-//!   and a live check that the node really is gone — the list may be stale);
+//!   and a live check that the node really is gone — the cache may be stale);
 //! - force-deletes terminating pods that were never scheduled (no kubelet will finish them).
+//!
+//! Pods and nodes come from the shared informer caches.
 
 use crate::Context;
-use crate::util::{is_conflict, is_not_found};
+use crate::util::{Informer, is_conflict, is_not_found};
 use k8s_openapi::api::core::v1::{Node, Pod, PodCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Api;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -58,7 +61,11 @@ pub async fn run_with(ctx: Context, cfg: Config) -> anyhow::Result<()> {
         client: ctx.client.clone(),
         cfg: cfg.clone(),
         missing_since: HashMap::new(),
+        pods: ctx.informers.get::<Pod>(),
+        nodes: ctx.informers.get::<Node>(),
     };
+    gc.pods.wait_synced().await;
+    gc.nodes.wait_synced().await;
     let mut tick = tokio::time::interval(cfg.gc_check_period);
     loop {
         tick.tick().await;
@@ -73,6 +80,9 @@ struct PodGc {
     cfg: Config,
     /// Nodes referenced by pods but not found, and since when.
     missing_since: HashMap<String, Instant>,
+    /// The shared caches (upstream's podgc reads informers too, not fresh lists).
+    pods: Informer<Pod>,
+    nodes: Informer<Node>,
 }
 
 fn is_terminated(pod: &Pod) -> bool {
@@ -108,11 +118,15 @@ fn out_of_service(node: &Node) -> bool {
 }
 
 /// The oldest terminated pods beyond `threshold` (by creation time, then name).
-fn excess_terminated(pods: &[Pod], threshold: usize) -> Vec<&Pod> {
+fn excess_terminated(pods: &[Arc<Pod>], threshold: usize) -> Vec<&Pod> {
     if threshold == 0 {
         return Vec::new();
     }
-    let mut done: Vec<&Pod> = pods.iter().filter(|p| is_terminated(p)).collect();
+    let mut done: Vec<&Pod> = pods
+        .iter()
+        .map(Arc::as_ref)
+        .filter(|p| is_terminated(p))
+        .collect();
     if done.len() <= threshold {
         return Vec::new();
     }
@@ -133,14 +147,11 @@ fn excess_terminated(pods: &[Pod], threshold: usize) -> Vec<&Pod> {
 
 impl PodGc {
     async fn pass(&mut self) -> Result<(), GcError> {
-        let pods = Api::<Pod>::all(self.client.clone())
-            .list(&ListParams::default())
-            .await?
-            .items;
-        let nodes: HashMap<String, Node> = Api::<Node>::all(self.client.clone())
-            .list(&ListParams::default())
-            .await?
-            .items
+        let pods = self.pods.store().state();
+        let nodes: HashMap<String, Arc<Node>> = self
+            .nodes
+            .store()
+            .state()
             .into_iter()
             .map(|n| (n.metadata.name.clone().unwrap_or_default(), n))
             .collect();
@@ -172,13 +183,13 @@ impl PodGc {
 
     async fn collect_orphans(
         &mut self,
-        pods: &[Pod],
-        nodes: &HashMap<String, Node>,
+        pods: &[Arc<Pod>],
+        nodes: &HashMap<String, Arc<Node>>,
     ) -> Result<(), GcError> {
         let now = Instant::now();
         let missing: HashSet<&str> = pods
             .iter()
-            .filter_map(node_of)
+            .filter_map(|p| node_of(p))
             .filter(|n| !nodes.contains_key(*n))
             .collect();
         self.missing_since
@@ -282,12 +293,15 @@ mod tests {
 
     #[test]
     fn oldest_terminated_beyond_threshold() {
-        let pods = vec![
+        let pods: Vec<Arc<Pod>> = [
             pod("c", "2025-01-03T00:00:00Z", "Succeeded"),
             pod("a", "2025-01-01T00:00:00Z", "Failed"),
             pod("r", "2024-01-01T00:00:00Z", "Running"),
             pod("b", "2025-01-02T00:00:00Z", "Succeeded"),
-        ];
+        ]
+        .into_iter()
+        .map(Arc::new)
+        .collect();
         let names = |v: Vec<&Pod>| -> Vec<String> {
             v.into_iter()
                 .filter_map(|p| p.metadata.name.clone())

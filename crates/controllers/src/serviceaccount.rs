@@ -7,7 +7,6 @@ use crate::util::{Informer, InformerEvent, WorkQueue, is_already_exists, run_wor
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::Api;
 use kube::api::{ObjectMeta, PostParams};
-use kube::runtime::watcher;
 use std::time::Duration;
 
 /// Service accounts ensured in every namespace.
@@ -18,31 +17,26 @@ const WORKERS: usize = 3;
 /// Run the controller until a fatal error.
 pub async fn run(ctx: Context) -> anyhow::Result<()> {
     let queue: WorkQueue<String> = WorkQueue::new();
+    let namespaces = ctx.informers.get::<Namespace>();
+    let accounts = ctx.informers.get::<ServiceAccount>();
+    // The handlers stay registered while this future lives.
     let q = queue.clone();
-    let namespaces = Informer::spawn(
-        Api::<Namespace>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        move |ev| {
-            if let InformerEvent::Apply { new, .. } = ev
-                && let Some(name) = &new.metadata.name
-            {
-                q.add(name.clone());
-            }
-        },
-    );
+    let _namespace_events = namespaces.add_handler(move |ev| {
+        if let InformerEvent::Apply { new, .. } = ev
+            && let Some(name) = &new.metadata.name
+        {
+            q.add(name.clone());
+        }
+    });
     let q = queue.clone();
-    let accounts = Informer::spawn(
-        Api::<ServiceAccount>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        move |ev| {
-            if let InformerEvent::Delete(sa) = ev
-                && MANAGED_NAMES.contains(&sa.metadata.name.as_deref().unwrap_or(""))
-                && let Some(ns) = &sa.metadata.namespace
-            {
-                q.add(ns.clone());
-            }
-        },
-    );
+    let _account_events = accounts.add_handler(move |ev| {
+        if let InformerEvent::Delete(sa) = ev
+            && MANAGED_NAMES.contains(&sa.metadata.name.as_deref().unwrap_or(""))
+            && let Some(ns) = &sa.metadata.namespace
+        {
+            q.add(ns.clone());
+        }
+    });
     namespaces.wait_synced().await;
     accounts.wait_synced().await;
     let client = ctx.client.clone();

@@ -15,7 +15,7 @@ pub mod retention;
 pub mod utils;
 
 use crate::Context;
-use crate::util::{Informer, InformerEvent, WorkQueue, run_workers};
+use crate::util::{InformerEvent, WorkQueue, run_workers};
 use control::{SetControl, selector_of};
 use controller_ref::Claimer;
 use error::Result;
@@ -23,7 +23,6 @@ use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::core::SelectorExt;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use pod_control::PodControl;
 use podutil::controller_of;
@@ -41,9 +40,13 @@ pub type Key = ObjectRef<StatefulSet>;
 pub async fn run(ctx: Context) -> anyhow::Result<()> {
     let client = ctx.client.clone();
     let queue: WorkQueue<Key> = WorkQueue::new();
-    let cfg = watcher::Config::default;
+    let sets = ctx.informers.get::<StatefulSet>();
+    let pods = ctx.informers.get::<Pod>();
+    let claims = ctx.informers.get::<PersistentVolumeClaim>();
+    let revisions = ctx.informers.get::<ControllerRevision>();
+    // The handlers stay registered while this future lives.
     let q = queue.clone();
-    let sets = Informer::spawn(Api::<StatefulSet>::all(client.clone()), cfg(), move |ev| {
+    let set_events = sets.add_handler(move |ev| {
         let (InformerEvent::Apply { new: s, .. } | InformerEvent::Delete(s)) = ev;
         q.add(ObjectRef::from_obj(s.as_ref()));
     });
@@ -51,27 +54,16 @@ pub async fn run(ctx: Context) -> anyhow::Result<()> {
         queue: queue.clone(),
         sets: sets.store().clone(),
     };
-    let pods = Informer::spawn(Api::<Pod>::all(client.clone()), cfg(), move |ev| {
-        pod_events.handle(ev);
-    });
+    let pod_events = pods.add_handler(move |ev| pod_events.handle(ev));
     let (q, set_store) = (queue.clone(), sets.store().clone());
-    let claims = Informer::spawn(
-        Api::<PersistentVolumeClaim>::all(client.clone()),
-        cfg(),
-        move |ev| {
-            // A deleted claim may unblock a pod that waited on a stale claim.
-            if let InformerEvent::Delete(c) = ev {
-                for set in sets_matching(&set_store, c.namespace().as_deref(), c.labels()) {
-                    q.add(ObjectRef::from_obj(set.as_ref()));
-                }
+    let claim_events = claims.add_handler(move |ev| {
+        // A deleted claim may unblock a pod that waited on a stale claim.
+        if let InformerEvent::Delete(c) = ev {
+            for set in sets_matching(&set_store, c.namespace().as_deref(), c.labels()) {
+                q.add(ObjectRef::from_obj(set.as_ref()));
             }
-        },
-    );
-    let revisions = Informer::spawn(
-        Api::<ControllerRevision>::all(client.clone()),
-        cfg(),
-        |_| {},
-    );
+        }
+    });
     sets.wait_synced().await;
     pods.wait_synced().await;
     claims.wait_synced().await;
@@ -95,8 +87,8 @@ pub async fn run(ctx: Context) -> anyhow::Result<()> {
         async move { c.sync(&key).await }
     })
     .await;
-    // The informers (and their watch tasks) live until here.
-    drop((sets, pods, claims, revisions));
+    // The handlers stay registered until here.
+    drop((set_events, pod_events, claim_events));
     Ok(())
 }
 

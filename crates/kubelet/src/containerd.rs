@@ -1,7 +1,10 @@
 //! Supervision of the agent's own containerd: config, root, state and socket under
 //! `DATA_DIR/agent/containerd`, restarted with backoff when it dies, stopped with
 //! SIGTERM on shutdown. A leftover containerd of an earlier run (found through the pid
-//! file) is stopped first, since two daemons cannot share one root.
+//! file) is stopped first, since two daemons cannot share one root. Registry mirrors and
+//! credentials come from `DATA_DIR/agent/registries.yaml` ([`registries`]).
+
+pub mod registries;
 
 use crate::cri::Cri;
 use crate::error::{Error, IoContext, Result};
@@ -24,6 +27,9 @@ pub struct ContainerdConfig {
     pub sandbox_image: String,
     /// The containerd binary (`containerd` from PATH by default).
     pub binary: PathBuf,
+    /// k3s-style registry mirrors and credentials (`DATA_DIR/agent/registries.yaml`; a
+    /// missing file means none).
+    pub registries_file: PathBuf,
 }
 
 impl ContainerdConfig {
@@ -36,6 +42,7 @@ impl ContainerdConfig {
             cni_conf_dir: agent.join("cni").join("net.d"),
             sandbox_image: crate::images::PAUSE_IMAGE.into(),
             binary: PathBuf::from("containerd"),
+            registries_file: agent.join("registries.yaml"),
         }
     }
 
@@ -52,8 +59,19 @@ impl ContainerdConfig {
         self.dir.join("containerd.pid")
     }
 
-    /// containerd's config (version 2 schema, as containerd 1.6 reads it).
+    /// The registry host files directory (containerd's `config_path`).
+    pub fn certs_dir(&self) -> PathBuf {
+        self.dir.join("certs.d")
+    }
+
+    /// containerd's config without registry credentials.
     pub fn config_toml(&self) -> String {
+        self.config_toml_with(&registries::Registries::default())
+    }
+
+    /// containerd's config (version 2 schema, as containerd 1.6 reads it), with the
+    /// credentials of `regs`.
+    pub fn config_toml_with(&self, regs: &registries::Registries) -> String {
         let q = |p: &Path| toml_string(&p.display().to_string());
         let dir = &self.dir;
         format!(
@@ -94,7 +112,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 
   [plugins."io.containerd.grpc.v1.cri".registry]
     config_path = {certs}
-"#,
+{auth}"#,
             root = q(&dir.join("root")),
             state = q(&dir.join("state")),
             socket = q(&self.socket()),
@@ -102,7 +120,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             sandbox = toml_string(&self.sandbox_image),
             cni_bin = q(&self.cni_bin_dir),
             cni_conf = q(&self.cni_conf_dir),
-            certs = q(&dir.join("certs.d")),
+            certs = q(&self.certs_dir()),
+            auth = regs.cri_auth_toml(),
         )
     }
 }
@@ -134,10 +153,21 @@ pub struct Containerd {
 impl Containerd {
     /// Writes the config, starts containerd, and waits until its CRI service answers.
     pub async fn start(cfg: ContainerdConfig) -> Result<Containerd> {
+        // A broken registries.yaml stops the agent here, before anything runs.
+        let regs = registries::Registries::load(&cfg.registries_file)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        if regs.has_rewrites() {
+            warn!(
+                file = %cfg.registries_file.display(),
+                "registry mirror `rewrite` rules are ignored: containerd 1.6 cannot apply them"
+            );
+        }
         for d in [&cfg.dir, &cfg.cni_conf_dir] {
             std::fs::create_dir_all(d).ctx(|| format!("creating {}", d.display()))?;
         }
-        std::fs::write(cfg.config_path(), cfg.config_toml())
+        regs.write_hosts_dir(&cfg.certs_dir())
+            .map_err(|e| Error::Config(e.to_string()))?;
+        std::fs::write(cfg.config_path(), cfg.config_toml_with(&regs))
             .ctx(|| format!("writing {}", cfg.config_path().display()))?;
         stop_leftover(&cfg).await;
         // A stale socket file would make the readiness probe below fail oddly.
@@ -339,6 +369,24 @@ mod tests {
         ] {
             assert!(t.contains(want), "missing {want} in\n{t}");
         }
+    }
+
+    #[test]
+    fn config_carries_registry_credentials() {
+        let cfg = ContainerdConfig::new(Path::new("/var/lib/r8s"));
+        assert_eq!(
+            cfg.registries_file,
+            Path::new("/var/lib/r8s/agent/registries.yaml")
+        );
+        let regs = registries::Registries::parse(
+            "configs:\n  \"127.0.0.1:5000\":\n    auth:\n      username: u\n      password: p\n",
+        )
+        .unwrap();
+        let t = cfg.config_toml_with(&regs);
+        assert!(
+            t.contains("config_path = \"/var/lib/r8s/agent/containerd/certs.d\"\n\n  [plugins.\"io.containerd.grpc.v1.cri\".registry.configs.\"127.0.0.1:5000\".auth]\n    username = \"u\"\n    password = \"p\"\n"),
+            "{t}"
+        );
     }
 
     #[test]

@@ -10,11 +10,13 @@ pub mod error;
 pub mod images;
 pub mod node;
 pub mod pod;
+pub mod server;
 pub mod sysinfo;
 
 pub use error::{Error, Result};
+pub use server::ServerTls;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tracing::info;
@@ -46,6 +48,13 @@ pub struct KubeletConfig {
     /// Build and import the built-in images (pause sandbox, `nginx:1.14.2`,
     /// `busybox:1.36`) when they are missing.
     pub builtin_images: bool,
+    /// Where the kubelet's HTTPS server (logs, exec, attach, port-forward) listens; None =
+    /// no server. Port 0 picks a free port: [`Kubelet::config`] then holds the bound
+    /// address, which is also the port the Node reports in
+    /// `status.daemonEndpoints.kubeletEndpoint`.
+    pub server_addr: Option<SocketAddr>,
+    /// Serving certificate/key and client CA of that server (required with `server_addr`).
+    pub server_tls: Option<ServerTls>,
 }
 
 impl KubeletConfig {
@@ -64,6 +73,8 @@ impl KubeletConfig {
             cni_bin_dir: PathBuf::from("/usr/lib/cni"),
             max_pods: 110,
             builtin_images: true,
+            server_addr: None,
+            server_tls: None,
         }
     }
 
@@ -150,7 +161,19 @@ pub struct Kubelet {
 
 impl Kubelet {
     /// Starts everything and returns once the node is registered and pod sync runs.
-    pub async fn start(client: kube::Client, cfg: KubeletConfig) -> anyhow::Result<Kubelet> {
+    pub async fn start(client: kube::Client, mut cfg: KubeletConfig) -> anyhow::Result<Kubelet> {
+        // Bind first: the Node must report the real port.
+        let server = match (cfg.server_addr, &cfg.server_tls) {
+            (Some(addr), Some(tls)) => {
+                let s = server::Server::bind(addr, tls).await?;
+                cfg.server_addr = Some(s.local_addr());
+                Some(s)
+            }
+            (Some(_), None) => {
+                return Err(Error::Config("server_addr is set without server_tls".into()).into());
+            }
+            (None, _) => None,
+        };
         let cfg = Arc::new(cfg);
         std::fs::create_dir_all(cfg.images_dir())?;
         let cluster_cidr: cni::Cidr = cfg.cluster_cidr.parse()?;
@@ -167,6 +190,15 @@ impl Kubelet {
             }
         };
         let cri = cri::Cri::new(&cfg.runtime_socket())?;
+        // Dropping the set (also on an early error return) stops every task in it.
+        let mut tasks = tokio::task::JoinSet::new();
+        if let Some(s) = server {
+            let (c, r, n) = (client.clone(), cri.clone(), cfg.node_name.clone());
+            tasks.spawn(async move {
+                s.serve(c, r, n).await;
+                Ok(())
+            });
+        }
         // Registration and images are independent: overlap them.
         let images_fut = async {
             let files = images::archives_in(&cfg.images_dir())?;
@@ -192,7 +224,6 @@ impl Kubelet {
         wait_network_ready(&cri, std::time::Duration::from_secs(10)).await;
         let uid = node.metadata.uid.clone().unwrap_or_default();
         let host = sysinfo::HostInfo::read(&cfg.data_dir);
-        let mut tasks = tokio::task::JoinSet::new();
         let (services, services_fut) = pod::service_store(client.clone());
         tasks.spawn(async move {
             services_fut.await;

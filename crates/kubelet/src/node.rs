@@ -209,6 +209,8 @@ pub fn node_status(
         "hugepages-2Mi": "0",
         "hugepages-1Gi": "0",
     });
+    // The bound port of the kubelet server (0: no server runs).
+    let kubelet_port = cfg.server_addr.map_or(0, |a| a.port());
     let images: Vec<Value> = rt
         .images
         .iter()
@@ -222,7 +224,7 @@ pub fn node_status(
             {"type": "InternalIP", "address": cfg.node_ip.to_string()},
             {"type": "Hostname", "address": cfg.node_name},
         ],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}},
         "nodeInfo": {
             "machineID": host.machine_id,
             "systemUUID": host.system_uuid,
@@ -413,6 +415,11 @@ mod tests {
         assert_eq!(s["capacity"]["cpu"], "2");
         assert_eq!(s["capacity"]["pods"], "110");
         assert_eq!(s["nodeInfo"]["kubeletVersion"], "v1.33.0");
+        assert_eq!(s["daemonEndpoints"]["kubeletEndpoint"]["Port"], 0);
+        let mut served = c.clone();
+        served.server_addr = Some("0.0.0.0:10250".parse().unwrap());
+        let s2 = node_status(&served, &host, &rt, &Value::Null);
+        assert_eq!(s2["daemonEndpoints"]["kubeletEndpoint"]["Port"], 10250);
         assert_eq!(s["addresses"][0]["address"], "127.0.0.1");
         let ready = s["conditions"]
             .as_array()

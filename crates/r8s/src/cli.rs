@@ -64,6 +64,9 @@ pub struct SimNodesArgs {
     /// Delay before a bound pod is reported Running and Ready, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub ready_delay_ms: u64,
+    /// How often each node's Lease is renewed (upstream kubelet: 10s).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub lease_interval: std::time::Duration,
 }
 
 /// Flags shared by commands that find the data directory.
@@ -108,12 +111,51 @@ pub struct ServerArgs {
     /// Use this CRI runtime (unix:///path.sock) instead of the supervised containerd.
     #[arg(long)]
     pub container_runtime_endpoint: Option<String>,
+    /// HTTPS port of the node agent's API (logs, exec, port-forward); 0 picks a free one.
+    #[arg(long, default_value_t = 10250)]
+    pub kubelet_port: u16,
     /// Node name of the agent (default: the host name).
     #[arg(long)]
     pub node_name: Option<String>,
     /// Keep this many revisions of history when compacting the embedded store.
     #[arg(long, default_value_t = 1000)]
     pub compact_keep: i64,
+    /// How long a node may stay silent before it is marked unreachable (e.g. 40s, 2m).
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    pub node_monitor_grace_period: std::time::Duration,
+}
+
+/// A Go-style duration of one unit: `500ms`, `40s`, `5m`, `1h`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("duration {s:?} needs a unit (ms, s, m, h)"))?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    let ms = match unit {
+        "ms" => n,
+        "s" => n.saturating_mul(1000),
+        "m" => n.saturating_mul(60_000),
+        "h" => n.saturating_mul(3_600_000),
+        _ => return Err(format!("unknown unit {unit:?} in duration {s:?}")),
+    };
+    Ok(std::time::Duration::from_millis(ms))
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn units() {
+        assert_eq!(parse_duration("40s"), Ok(Duration::from_secs(40)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("40").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("4d").is_err());
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -103,7 +103,13 @@ async fn dynamic_discovery_and_paging() {
     let mut lp = ListParams::default().limit(10);
     loop {
         let page = cms.list(&lp).await.unwrap();
-        names.extend(page.items.iter().filter_map(|c| c.metadata.name.clone()));
+        // (The root CA publisher's kube-root-ca.crt lives in every namespace too.)
+        names.extend(
+            page.items
+                .iter()
+                .filter_map(|c| c.metadata.name.clone())
+                .filter(|n| n != "kube-root-ca.crt"),
+        );
         match page.metadata.continue_ {
             Some(t) if !t.is_empty() => lp = lp.continue_token(&t),
             _ => break,

@@ -27,6 +27,184 @@ fn http_get(ip: &str, port: u16) -> String {
     body
 }
 
+/// A kubectl child of this server with piped stdout (for commands that run until killed).
+fn spawn_kubectl(s: &Server, args: &[&str]) -> std::process::Child {
+    std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&s.kubeconfig)
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .env("HOME", s.data_dir())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn kubectl")
+}
+
+/// Reads lines of `child`'s stdout until one satisfies `want` (bounded by `timeout`).
+fn read_until(
+    child: &mut std::process::Child,
+    timeout: Duration,
+    want: impl Fn(&str) -> bool + Send + 'static,
+) -> String {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            // Keep draining after the match: a closed pipe would kill kubectl on its
+            // next write (port-forward prints a line per connection).
+            if want(&line) {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    rx.recv_timeout(timeout)
+        .expect("expected output from kubectl")
+}
+
+/// `kubectl logs/exec/cp/port-forward/attach`, each going API server → kubelet →
+/// containerd's streaming server.
+fn streaming_through_the_api_server(s: &Server) {
+    // logs: plain, --tail, -f until the container exits, --timestamps.
+    s.ok(&[
+        "run",
+        "counter",
+        "--image=busybox:1.36",
+        "--restart=Never",
+        "--",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4; do echo line $i; sleep 1; done",
+    ]);
+    s.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/counter",
+        "--timeout=60s",
+    ]);
+    let followed = s.ok(&["logs", "-f", "counter"]);
+    assert_eq!(
+        followed.trim(),
+        "line 1\nline 2\nline 3\nline 4",
+        "{followed}"
+    );
+    assert_eq!(s.ok(&["logs", "counter", "--tail=1"]).trim(), "line 4");
+    let stamped = s.ok(&["logs", "counter", "--timestamps", "--tail=1"]);
+    assert!(
+        stamped.trim().ends_with("line 4") && stamped.contains('T') && stamped.contains('Z'),
+        "{stamped}"
+    );
+    let err = s.fails(&["logs", "counter", "-c", "nope"]);
+    assert!(err.contains("nope"), "{err}");
+
+    // exec: output, stderr and the remote exit code.
+    let out = s.kubectl(&[
+        "exec",
+        "nginx-pod",
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "out");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("err"),
+        "{out:?}"
+    );
+    // exec -i: stdin reaches the process and its end is seen (half-close).
+    let counted = s.ok_stdin(
+        &[
+            "exec",
+            "-i",
+            "nginx-pod",
+            "--",
+            "sh",
+            "-c",
+            "cat > /tmp/in; wc -c < /tmp/in",
+        ],
+        "hello world\n",
+    );
+    assert_eq!(counted.trim(), "12");
+
+    // cp both ways (exec + tar).
+    let local = s.data_dir().join("cp-source.txt");
+    std::fs::write(&local, "copied through tar\n").expect("write local file");
+    s.ok(&[
+        "cp",
+        local.to_str().expect("utf-8 path"),
+        "default/nginx-pod:/tmp/copied.txt",
+    ]);
+    assert_eq!(
+        s.ok(&["exec", "nginx-pod", "--", "cat", "/tmp/copied.txt"])
+            .trim(),
+        "copied through tar"
+    );
+    let back = s.data_dir().join("cp-back.txt");
+    s.ok(&[
+        "cp",
+        "default/nginx-pod:/tmp/copied.txt",
+        back.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(&back).expect("copied back").trim(),
+        "copied through tar"
+    );
+
+    // port-forward to a free local port, then HTTP through it.
+    let mut pf = spawn_kubectl(s, &["port-forward", "pod/nginx-pod", ":80"]);
+    let line = read_until(&mut pf, Duration::from_secs(30), |l| {
+        l.starts_with("Forwarding from 127.0.0.1:")
+    });
+    let port: u16 = line
+        .trim_start_matches("Forwarding from 127.0.0.1:")
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("local port");
+    let page = http_get("127.0.0.1", port);
+    assert!(page.contains("200 OK"), "{page}");
+    let _ = pf.kill();
+    let _ = pf.wait();
+
+    // attach to a running container's output.
+    s.ok(&[
+        "run",
+        "ticker",
+        "--image=busybox:1.36",
+        "--",
+        "sh",
+        "-c",
+        "while true; do echo tick; sleep 1; done",
+    ]);
+    s.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/ticker",
+        "--timeout=60s",
+    ]);
+    let mut attached = spawn_kubectl(s, &["attach", "ticker"]);
+    let line = read_until(&mut attached, Duration::from_secs(30), |l| {
+        l.contains("tick")
+    });
+    assert_eq!(line.trim(), "tick");
+    let _ = attached.kill();
+    let _ = attached.wait();
+    s.ok(&[
+        "delete",
+        "pod",
+        "counter",
+        "ticker",
+        "--grace-period=1",
+        "--timeout=60s",
+    ]);
+}
+
 #[test]
 fn seed_nginx_pod_and_a_deployment_run_on_containerd() {
     let mut s = Server::start_with_agent();
@@ -68,6 +246,7 @@ fn seed_nginx_pod_and_a_deployment_run_on_containerd() {
     assert!(ip.starts_with("10.42."), "pod IP {ip}");
     let page = http_get(&ip, 80);
     assert!(page.contains("200 OK") && page.contains("nginx"), "{page}");
+    streaming_through_the_api_server(&s);
 
     s.ok(&[
         "create",

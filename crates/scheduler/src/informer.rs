@@ -1,7 +1,7 @@
 //! Watches feeding the scheduling loop: nodes, non-terminal pods, priority classes,
 //! PodDisruptionBudgets and namespaces. Each watch runs in its own task, converts objects
 //! to the compact model off the scheduling loop, and reports relists so objects that
-//! vanished meanwhile are dropped.
+//! vanished meanwhile are dropped. `managedFields` are stripped as objects arrive.
 
 use crate::cache::{Pdb, PriorityClass};
 use crate::model::{NodeSpec, PodInfo};
@@ -79,7 +79,12 @@ async fn watch<K, A, D, Q>(
     D: Fn(&K) -> Msg,
     Q: Fn(&K) -> String,
 {
-    let mut stream = watcher(api, cfg).default_backoff().boxed();
+    // Nothing here reads managedFields, often the bulk of an object: drop them on arrival
+    // so they are never held (e.g. in the watcher's relist buffer) longer than decoding.
+    let mut stream = watcher(api, cfg)
+        .modify(|o: &mut K| o.meta_mut().managed_fields = None)
+        .default_backoff()
+        .boxed();
     let mut seen: Option<HashSet<String>> = None;
     while let Some(ev) = stream.next().await {
         let msg = match ev {

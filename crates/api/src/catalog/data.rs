@@ -86,6 +86,30 @@ const fn res(
     }
 }
 
+/// A create-only review kind (TokenReview, SubjectAccessReview, …): answered from the
+/// request and never stored, so `create` is its only verb.
+const fn review(
+    group: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+    namespaced: bool,
+) -> ResourceInfo {
+    ResourceInfo {
+        group,
+        version: "v1",
+        kind,
+        plural,
+        singular,
+        namespaced,
+        short_names: NONE,
+        categories: NONE,
+        verbs: CREATE,
+        subresources: &[],
+        storage_version: "v1",
+    }
+}
+
 const POD_SUBRESOURCES: &[Subresource] = &[
     sub("attach", "PodAttachOptions", "", "v1", CONNECT),
     sub("binding", "Binding", "", "v1", CREATE),
@@ -335,6 +359,49 @@ pub(super) static RESOURCES: &[ResourceInfo] = &[
         NONE,
         &[],
     ),
+    // authentication.k8s.io/v1 and authorization.k8s.io/v1: reviews, never stored.
+    review(
+        "authentication.k8s.io",
+        "SelfSubjectReview",
+        "selfsubjectreviews",
+        "selfsubjectreview",
+        false,
+    ),
+    review(
+        "authentication.k8s.io",
+        "TokenReview",
+        "tokenreviews",
+        "tokenreview",
+        false,
+    ),
+    review(
+        "authorization.k8s.io",
+        "LocalSubjectAccessReview",
+        "localsubjectaccessreviews",
+        "localsubjectaccessreview",
+        true,
+    ),
+    review(
+        "authorization.k8s.io",
+        "SelfSubjectAccessReview",
+        "selfsubjectaccessreviews",
+        "selfsubjectaccessreview",
+        false,
+    ),
+    review(
+        "authorization.k8s.io",
+        "SelfSubjectRulesReview",
+        "selfsubjectrulesreviews",
+        "selfsubjectrulesreview",
+        false,
+    ),
+    review(
+        "authorization.k8s.io",
+        "SubjectAccessReview",
+        "subjectaccessreviews",
+        "subjectaccessreview",
+        false,
+    ),
     // autoscaling/v2 (preferred) and autoscaling/v1 share one stored form, v2.
     res(
         "autoscaling",
@@ -530,6 +597,8 @@ pub(super) static RESOURCES: &[ResourceInfo] = &[
 pub(super) static GROUPS: &[(&str, &[&str])] = &[
     ("apps", &["v1"]),
     ("events.k8s.io", &["v1"]),
+    ("authentication.k8s.io", &["v1"]),
+    ("authorization.k8s.io", &["v1"]),
     ("autoscaling", &["v2", "v1"]),
     ("batch", &["v1"]),
     ("networking.k8s.io", &["v1"]),

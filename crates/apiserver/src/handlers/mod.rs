@@ -1,18 +1,17 @@
 //! HTTP handling: one entry point that routes every request (upstream's handler chain in
 //! miniature): authentication → non-resource paths → resource verbs over the registry.
 
-mod codec;
+pub(crate) mod codec;
 mod fieldmanager;
 mod nonresource;
 mod query;
-mod resource;
+pub(crate) mod resource;
 mod response;
 mod subresource;
 mod validate;
 
 pub use codec::MAX_BODY_BYTES;
 
-use crate::auth::Identity;
 use crate::error::ApiError;
 use crate::request::{self, Route};
 use crate::state::AppState;
@@ -22,28 +21,14 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::time::Instant;
 
-/// Paths anyone may read, authenticated or not (upstream's system:public-info-viewer).
-fn is_public(path: &str) -> bool {
-    matches!(path, "/version" | "/healthz" | "/livez" | "/readyz")
-        || path.starts_with("/livez/")
-        || path.starts_with("/readyz/")
-        || path.starts_with("/healthz/")
-}
-
 /// Handle one request.
 pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let identity = req
-        .extensions()
-        .get::<Identity>()
-        .cloned()
-        .or_else(|| crate::auth::from_bearer(req.headers(), &state));
-    let (response, labels) = if identity.is_none() && !is_public(&path) {
-        (ApiError::unauthorized().into_response(), None)
-    } else {
-        route(state.clone(), req).await
+    // Authentication, impersonation and authorization (RBAC) before anything else.
+    let (response, labels) = match crate::authz::filter::admit(&state, req).await {
+        Ok(req) => route(state.clone(), req).await,
+        Err(resp) => (resp, None),
     };
     let (verb, resource) = labels.unwrap_or_else(|| (method.as_str().to_string(), String::new()));
     state.metrics.observe(

@@ -32,6 +32,12 @@ pub struct Call {
     pub body: Bytes,
     pub rep: Representation,
     pub include: IncludeObject,
+    /// The authenticated (or impersonated) user making the request.
+    pub user: crate::auth::UserInfo,
+    /// The raw query string (the kubelet proxy needs repeated keys such as `command`).
+    pub raw_query: Option<String>,
+    /// The connection's upgrade handle, for exec/attach/portforward.
+    pub upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
 impl Call {
@@ -140,6 +146,8 @@ pub async fn handle(
     {
         return Err(ApiError::no_route(req.uri.path()));
     }
+    let mut req = req;
+    let upgrade = req.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let method = req.method.clone();
     let query = Query::parse(req.uri.query());
     let headers = req.headers.clone();
@@ -172,6 +180,13 @@ pub async fn handle(
         body,
         rep,
         include,
+        user: req
+            .extensions
+            .get::<crate::auth::UserInfo>()
+            .cloned()
+            .unwrap_or_default(),
+        raw_query: req.uri.query().map(str::to_string),
+        upgrade,
     };
     if let Some(sub) = call.target.subresource.clone() {
         if call
@@ -329,6 +344,10 @@ async fn watch(call: Call) -> ApiResult<Response> {
 }
 
 async fn create(call: Call) -> ApiResult<Response> {
+    if crate::authz::reviews::is_review(call.info) {
+        // Reviews are answered from the request, never stored.
+        return crate::authz::reviews::create(call).await;
+    }
     let mut obj = call.body_object()?;
     let warnings = call.check_fields(&mut obj)?;
     FieldManager::new(&call).record(None, &mut obj, "");

@@ -1,4 +1,6 @@
-//! Subresources: status, scale, pods/binding, pods/eviction, namespaces/finalize.
+//! Subresources: status, scale, pods/binding, pods/eviction, namespaces/finalize; the
+//! kubelet-served ones (pods/log, exec, attach, portforward, nodes/proxy) go to
+//! [`crate::proxy`].
 
 use super::resource::{self, Call};
 use crate::error::{ApiError, ApiResult};
@@ -25,14 +27,37 @@ pub async fn handle(call: Call, method: &Method, sub: &str) -> ApiResult<Respons
         ("binding", Method::POST) => binding(call).await,
         ("eviction", Method::POST) => eviction(call).await,
         ("finalize", Method::PUT) => finalize(call).await,
-        ("log" | "exec" | "attach" | "portforward", _) => Err(ApiError::unavailable(format!(
-            "{sub} is served by the node agent, which r8s does not run yet"
-        ))),
+        ("token", Method::POST) => crate::auth::serviceaccount::token_request(call).await,
+        ("log" | "exec" | "attach" | "portforward", _) if call.info.plural == "pods" => {
+            crate::proxy::pod(&call.state.clone(), sub, proxy_request(call, method)?).await
+        }
+        (s, _) if call.info.plural == "nodes" && (s == "proxy" || s.starts_with("proxy/")) => {
+            let path = s
+                .strip_prefix("proxy")
+                .unwrap_or("")
+                .trim_start_matches('/')
+                .to_string();
+            crate::proxy::node(&call.state.clone(), &path, proxy_request(call, method)?).await
+        }
         (s, _) if s.starts_with("proxy") => Err(ApiError::unavailable(
-            "proxying to nodes is not supported yet",
+            "proxying to pods and services is not supported yet",
         )),
         (s, m) => Err(ApiError::method_not_allowed(m.as_str(), s)),
     }
+}
+
+/// What the kubelet proxy needs of a request.
+fn proxy_request(call: Call, method: &Method) -> ApiResult<crate::proxy::ProxyRequest> {
+    let name = call.name()?.to_string();
+    Ok(crate::proxy::ProxyRequest {
+        method: method.clone(),
+        namespace: call.namespace().map(str::to_string),
+        name,
+        query: call.raw_query,
+        headers: call.headers,
+        body: call.body,
+        upgrade: call.upgrade,
+    })
 }
 
 /// The autoscaling/v1 Scale view of a workload.

@@ -185,6 +185,24 @@ fn signs_client_certs_for_agents() {
 }
 
 #[test]
+fn signs_serving_certs_for_kubelets() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = load_or_create(dir.path(), &sans()).unwrap();
+    let ips: Vec<IpAddr> = vec!["10.0.0.7".parse().unwrap(), "::1".parse().unwrap()];
+    let (cert, key) = pki.sign_serving_cert(&["node-a".into()], &ips).unwrap();
+    let parsed = parse_cert(&cert, Path::new("c")).unwrap();
+    assert_eq!(parsed.cn, ["node-a"]);
+    let want: BTreeSet<String> = ["node-a", "10.0.0.7", "::1"].map(String::from).into();
+    assert_eq!(parsed.sans, want);
+    check_key_matches(&parsed, &key, Path::new("k")).unwrap();
+    let ca = parse_cert(&pki.ca_pem, Path::new("ca")).unwrap();
+    assert_eq!(parsed.aki, ca.ski);
+    // Only addresses: the CN is the first one.
+    let (cert, _) = pki.sign_serving_cert(&[], &ips[..1]).unwrap();
+    assert_eq!(parse_cert(&cert, Path::new("c")).unwrap().cn, ["10.0.0.7"]);
+}
+
+#[test]
 fn service_ip_from_cidr() {
     let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
     assert_eq!(first_service_ip("10.43.0.0/16"), ip("10.43.0.1"));

@@ -5,6 +5,7 @@
 //! Objects travel as JSON `Value`s; the stored bytes are JSON without `resourceVersion`,
 //! which is always the store's mod-revision of the key.
 
+mod admission;
 mod alloc;
 mod delete;
 mod list;
@@ -27,12 +28,17 @@ use serde_json::Value;
 pub struct Registry {
     store: DynStore,
     alloc: Allocators,
+    admission: admission::Admission,
 }
 
 impl Registry {
     /// A registry over `store`, allocating ClusterIPs from `service_cidr`.
     pub fn new(store: DynStore, alloc: Allocators) -> Self {
-        Registry { store, alloc }
+        Registry {
+            store,
+            alloc,
+            admission: admission::Admission::default(),
+        }
     }
 
     /// The Service address allocators.

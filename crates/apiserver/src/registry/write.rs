@@ -30,6 +30,8 @@ impl Registry {
         check_type_meta(info, &obj)?;
         r8s_api::conversion::to_storage(info, &mut obj);
         let namespace = self.resolve_namespace(info, namespace, &mut obj)?;
+        self.admit_create(info, namespace.as_deref(), &mut obj)
+            .await?;
         {
             let m = meta::metadata_mut(&mut obj);
             let name = m.get("name").and_then(Value::as_str).unwrap_or("");

@@ -10,7 +10,6 @@ use crate::job::pods::controller_of;
 use crate::job::queue::{RateLimit, WorkQueue};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::Api;
 use kube::runtime::reflector::{ObjectRef, Store};
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,8 +48,11 @@ pub(super) fn key_of(cj: &CronJob) -> String {
 
 pub(super) async fn run(ctx: Context, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let client = ctx.client.clone();
-    let (cj_informer, cj_events) = informer::start(Api::<CronJob>::all(client.clone()));
-    let (job_informer, job_events) = informer::start(Api::<Job>::all(client.clone()));
+    let cj_informer = ctx.informers.get::<CronJob>();
+    let job_informer = ctx.informers.get::<Job>();
+    // The registrations live in this future: dropping it stops the events.
+    let (_cj_registration, cj_events) = informer::start(&cj_informer);
+    let (_job_registration, job_events) = informer::start(&job_informer);
     let ctrl = Arc::new(Controller {
         client,
         recorder: ctx.recorder("cronjob-controller"),

@@ -21,8 +21,6 @@ use crate::util::{Informer, InformerEvent, WorkQueue, run_workers};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::Api;
-use kube::runtime::watcher;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -180,34 +178,26 @@ struct Controller {
 /// Run the controller until a fatal error.
 pub async fn run(ctx: Context) -> anyhow::Result<()> {
     let queue: WorkQueue<String> = WorkQueue::new();
+    let deployments = ctx.informers.get::<Deployment>();
+    let replicasets = ctx.informers.get::<ReplicaSet>();
+    let pods = ctx.informers.get::<Pod>();
+    // The handlers stay registered while this future lives.
     let q = queue.clone();
-    let deployments = Informer::spawn(
-        Api::<Deployment>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        move |ev: InformerEvent<Deployment>| {
-            let (InformerEvent::Apply { new: d, .. } | InformerEvent::Delete(d)) = &ev;
-            q.add(key_of(&d.metadata));
-        },
-    );
+    let _deployment_events = deployments.add_handler(move |ev: InformerEvent<Deployment>| {
+        let (InformerEvent::Apply { new: d, .. } | InformerEvent::Delete(d)) = &ev;
+        q.add(key_of(&d.metadata));
+    });
     let rs_handler = RsHandler {
         queue: queue.clone(),
         deployments: deployments.clone(),
     };
-    let replicasets = Informer::spawn(
-        Api::<ReplicaSet>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        move |ev| rs_handler.on_event(ev),
-    );
+    let _rs_events = replicasets.add_handler(move |ev| rs_handler.on_event(ev));
     let pod_handler = PodHandler {
         queue: queue.clone(),
         deployments: deployments.clone(),
         replicasets: replicasets.clone(),
     };
-    let pods = Informer::spawn(
-        Api::<Pod>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        move |ev| pod_handler.on_event(ev),
-    );
+    let _pod_events = pods.add_handler(move |ev| pod_handler.on_event(ev));
     deployments.wait_synced().await;
     replicasets.wait_synced().await;
     pods.wait_synced().await;

@@ -57,79 +57,66 @@ fn services_for(services: &Informer<Service>, pod: &Pod) -> Vec<Key> {
 pub async fn run(ctx: Context) -> anyhow::Result<()> {
     let client = ctx.client.clone();
     let queue: WorkQueue<Key> = WorkQueue::new();
-    let q = queue.clone();
-    let services = Informer::spawn(
-        Api::<Service>::all(client.clone()),
-        watcher::Config::default(),
-        move |ev| {
-            let meta = match &ev {
-                InformerEvent::Apply { new, .. } => &new.metadata,
-                InformerEvent::Delete(old) => &old.metadata,
-            };
-            if let Some(k) = key_of(meta) {
-                q.add(k);
-            }
-        },
-    );
-    let q = queue.clone();
-    let svc_cache = services.clone();
-    let pods_inf = Informer::spawn(
-        Api::<Pod>::all(client.clone()),
-        watcher::Config::default(),
-        move |ev| {
-            // Both the old and new label sets: a pod may have left a service.
-            let (old, new) = match ev {
-                InformerEvent::Apply { old, new } => (old, Some(new)),
-                InformerEvent::Delete(old) => (Some(old), None),
-            };
-            for p in old.iter().chain(new.iter()) {
-                for k in services_for(&svc_cache, p) {
-                    q.add(k);
-                }
-            }
-        },
-    );
-    let q = queue.clone();
-    let endpoints = Informer::spawn(
-        Api::<Endpoints>::all(client.clone()),
-        watcher::Config::default(),
-        move |ev| {
-            // Someone deleted our Endpoints: recreate them.
-            if let InformerEvent::Delete(old) = ev
-                && let Some(k) = key_of(&old.metadata)
-            {
-                q.add(k);
-            }
-        },
-    );
-    let q = queue.clone();
-    let slices_inf = Informer::spawn(
-        Api::<EndpointSlice>::all(client.clone()),
-        watcher::Config::default().labels(&format!(
+    let services = ctx.informers.get::<Service>();
+    let pods_inf = ctx.informers.get::<Pod>();
+    let endpoints = ctx.informers.get::<Endpoints>();
+    let slices_inf = ctx
+        .informers
+        .get_with::<EndpointSlice>(watcher::Config::default().labels(&format!(
             "{}={}",
             slices::MANAGED_BY_LABEL,
             slices::CONTROLLER_NAME
-        )),
-        move |ev| {
-            let s = match &ev {
-                InformerEvent::Apply { new, .. } => new,
-                InformerEvent::Delete(old) => old,
-            };
-            let svc = s
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(slices::SERVICE_NAME_LABEL));
-            if let (Some(ns), Some(svc)) = (&s.metadata.namespace, svc) {
-                q.add((ns.clone(), svc.clone()));
+        )));
+    let nodes = ctx.informers.get::<Node>();
+    // The handlers stay registered while this future lives.
+    let q = queue.clone();
+    let _service_events = services.add_handler(move |ev| {
+        let meta = match &ev {
+            InformerEvent::Apply { new, .. } => &new.metadata,
+            InformerEvent::Delete(old) => &old.metadata,
+        };
+        if let Some(k) = key_of(meta) {
+            q.add(k);
+        }
+    });
+    let q = queue.clone();
+    let svc_cache = services.clone();
+    let _pod_events = pods_inf.add_handler(move |ev| {
+        // Both the old and new label sets: a pod may have left a service.
+        let (old, new) = match ev {
+            InformerEvent::Apply { old, new } => (old, Some(new)),
+            InformerEvent::Delete(old) => (Some(old), None),
+        };
+        for p in old.iter().chain(new.iter()) {
+            for k in services_for(&svc_cache, p) {
+                q.add(k);
             }
-        },
-    );
-    let nodes = Informer::spawn(
-        Api::<Node>::all(client.clone()),
-        watcher::Config::default(),
-        |_| {},
-    );
+        }
+    });
+    let q = queue.clone();
+    let _endpoints_events = endpoints.add_handler(move |ev| {
+        // Someone deleted our Endpoints: recreate them.
+        if let InformerEvent::Delete(old) = ev
+            && let Some(k) = key_of(&old.metadata)
+        {
+            q.add(k);
+        }
+    });
+    let q = queue.clone();
+    let _slice_events = slices_inf.add_handler(move |ev| {
+        let s = match &ev {
+            InformerEvent::Apply { new, .. } => new,
+            InformerEvent::Delete(old) => old,
+        };
+        let svc = s
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(slices::SERVICE_NAME_LABEL));
+        if let (Some(ns), Some(svc)) = (&s.metadata.namespace, svc) {
+            q.add((ns.clone(), svc.clone()));
+        }
+    });
     services.wait_synced().await;
     pods_inf.wait_synced().await;
     endpoints.wait_synced().await;

@@ -10,7 +10,7 @@ mod mapper;
 mod monitors;
 
 use crate::Context;
-use crate::util::{WorkQueue, run_workers};
+use crate::util::{AbortOnDrop, WorkQueue, run_workers};
 use graph::{Graph, Work};
 use mapper::Mapper;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
@@ -68,6 +68,8 @@ pub async fn run(ctx: Context) -> anyhow::Result<()> {
     });
     // Build the graph from the first discovery before acting on it.
     let monitors = tokio::spawn(monitors::run(shared.clone()));
+    // The monitors (a watch per resource) end with this future.
+    let _monitors = AbortOnDrop(monitors.abort_handle());
     monitors::wait_initial_sync(&shared).await;
     let s = shared.clone();
     let workers = run_workers(shared.queue.clone(), WORKERS, move |work: Work| {

@@ -1,10 +1,12 @@
 //! One metadata-only watch per deletable resource (re-discovered every 30 s so new
 //! resources such as CRDs are picked up, as upstream), each feeding the graph. A relist
-//! after a watch outage turns objects that vanished meanwhile into deletes.
+//! after a watch outage turns objects that vanished meanwhile into deletes. Only uids are
+//! kept between events (the graph holds the rest); `managedFields` are dropped on arrival.
 
 use super::Shared;
 use super::graph::Change;
 use crate::util::discovery::{Discovered, preferred_resources, supports_all};
+use crate::util::informer::strip_managed_fields;
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
@@ -12,7 +14,7 @@ use kube::api::{DynamicObject, PartialObjectMeta};
 use kube::discovery::ApiResource;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -126,9 +128,11 @@ fn delete(shared: &Shared, meta: &ObjectMeta) {
 async fn monitor(shared: Arc<Shared>, ar: ApiResource, counted: bool) {
     let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(shared.client.clone(), &ar);
     let mut stream = watcher::watcher(api, watcher::Config::default())
+        .modify(strip_managed_fields)
         .default_backoff()
         .boxed();
-    let mut known: HashMap<String, ObjectMeta> = HashMap::new();
+    // Uids of the objects in the graph from this watch.
+    let mut known: HashSet<String> = HashSet::new();
     let mut listing: HashMap<String, ObjectMeta> = HashMap::new();
     let mut counted = counted;
     while let Some(item) = stream.next().await {
@@ -143,7 +147,7 @@ async fn monitor(shared: Arc<Shared>, ar: ApiResource, counted: bool) {
             Event::Apply(obj) => {
                 if let Some(uid) = obj.metadata.uid.clone() {
                     upsert(&shared, &ar, &obj.metadata);
-                    known.insert(uid, obj.metadata);
+                    known.insert(uid);
                 }
             }
             Event::Delete(obj) => {
@@ -159,15 +163,19 @@ async fn monitor(shared: Arc<Shared>, ar: ApiResource, counted: bool) {
                 }
             }
             Event::InitDone => {
-                for (uid, meta) in &known {
-                    if !listing.contains_key(uid) {
-                        delete(&shared, meta);
+                for uid in known.drain() {
+                    if !listing.contains_key(&uid) {
+                        let gone = ObjectMeta {
+                            uid: Some(uid),
+                            ..ObjectMeta::default()
+                        };
+                        delete(&shared, &gone);
                     }
                 }
-                for meta in listing.values() {
-                    upsert(&shared, &ar, meta);
+                for (uid, meta) in std::mem::take(&mut listing) {
+                    upsert(&shared, &ar, &meta);
+                    known.insert(uid);
                 }
-                known = std::mem::take(&mut listing);
                 if counted {
                     counted = false;
                     shared.pending_monitors.fetch_sub(1, Ordering::SeqCst);

@@ -58,9 +58,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 pub(super) async fn run(ctx: Context, cfg: Config) -> anyhow::Result<()> {
     let client = ctx.client.clone();
-    // The informers live in this future: dropping it stops their watches.
-    let (job_informer, job_events) = informer::start(Api::<Job>::all(client.clone()));
-    let (pod_informer, pod_events) = informer::start(Api::<Pod>::all(client.clone()));
+    let job_informer = ctx.informers.get::<Job>();
+    let pod_informer = ctx.informers.get::<Pod>();
+    // The registrations live in this future: dropping it stops the events.
+    let (_job_registration, job_events) = informer::start(&job_informer);
+    let (_pod_registration, pod_events) = informer::start(&pod_informer);
     let limit = RateLimit {
         base: cfg.api_backoff.0,
         max: cfg.api_backoff.1,

@@ -1,12 +1,11 @@
-//! Glue between the shared [`crate::util::Informer`] and add/update/delete handlers.
+//! Glue between a shared [`crate::util::Informer`] and add/update/delete handlers.
 //!
-//! Events travel through a channel: the informer's callback then holds no reference to
-//! the controller that owns the informer's cache, so dropping a controller's `run` future
-//! drops the informers and stops their watch tasks (no reference cycle).
+//! Events travel through a channel: the informer's handler then holds no reference to
+//! the controller, so dropping a controller's `run` future drops the registration (the
+//! informer stops calling it) and the controller with it (no reference cycle).
 
-use crate::util::{Informer, InformerEvent};
-use kube::runtime::watcher;
-use kube::{Api, Resource};
+use crate::util::{Informer, InformerEvent, Registration};
+use kube::Resource;
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -19,17 +18,18 @@ pub trait Handler<K>: Send + Sync {
     fn on_delete(&self, obj: &Arc<K>);
 }
 
-/// Start watching `api`; events are delivered by [`dispatch`] on the returned receiver.
-pub fn start<K>(api: Api<K>) -> (Informer<K>, mpsc::UnboundedReceiver<InformerEvent<K>>)
+/// Receive `informer`'s events (cached objects first, then changes) until the returned
+/// registration is dropped; [`dispatch`] delivers them.
+pub fn start<K>(informer: &Informer<K>) -> (Registration, mpsc::UnboundedReceiver<InformerEvent<K>>)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (tx, rx) = mpsc::unbounded_channel();
-    let informer = Informer::spawn(api, watcher::Config::default(), move |ev| {
+    let registration = informer.add_handler(move |ev| {
         // The receiver only goes away when the controller stops.
         let _ = tx.send(ev);
     });
-    (informer, rx)
+    (registration, rx)
 }
 
 /// Feed events to `handler` until the informer stops.

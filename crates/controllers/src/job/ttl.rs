@@ -57,7 +57,9 @@ impl Handler<Job> for Events {
 
 /// Run the controller until a fatal error.
 pub async fn run(ctx: Context) -> anyhow::Result<()> {
-    let (informer, events) = informer::start(Api::<Job>::all(ctx.client.clone()));
+    let informer = ctx.informers.get::<Job>();
+    // The registration lives in this future: dropping it stops the events.
+    let (_registration, events) = informer::start(&informer);
     let ttl = Arc::new(Ttl {
         client: ctx.client.clone(),
         jobs: informer.store().clone(),

@@ -8,11 +8,10 @@ mod conditions;
 mod content;
 
 use crate::Context;
-use crate::util::{Informer, InformerEvent, WorkQueue, is_conflict, is_not_found, run_workers};
+use crate::util::{InformerEvent, WorkQueue, is_conflict, is_not_found, run_workers};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::runtime::watcher;
 use std::time::Duration;
 
 /// The finalizer this controller owns in `spec.finalizers`.
@@ -37,25 +36,21 @@ pub enum NamespaceError {
 /// Run the controller until a fatal error.
 pub async fn run(ctx: Context) -> anyhow::Result<()> {
     let queue: WorkQueue<String> = WorkQueue::new();
+    let informer = ctx.informers.get::<Namespace>();
+    // The handler stays registered while this future lives.
     let q = queue.clone();
-    let informer = Informer::spawn(
-        Api::<Namespace>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        move |ev| {
-            if let InformerEvent::Apply { new, .. } = ev
-                && new.metadata.deletion_timestamp.is_some()
-                && let Some(name) = &new.metadata.name
-            {
-                q.add(name.clone());
-            }
-        },
-    );
+    let _events = informer.add_handler(move |ev| {
+        if let InformerEvent::Apply { new, .. } = ev
+            && new.metadata.deletion_timestamp.is_some()
+            && let Some(name) = &new.metadata.name
+        {
+            q.add(name.clone());
+        }
+    });
     informer.wait_synced().await;
     let client = ctx.client.clone();
     run_workers(queue, WORKERS, move |name: String| {
         let client = client.clone();
-        // Keep the informer alive as long as the workers run.
-        let _informer = informer.clone();
         async move { sync_namespace(&client, &name).await }
     })
     .await;

@@ -13,7 +13,6 @@ use k8s_openapi::api::core::v1::{Node, Pod, PodCondition, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
-use kube::runtime::watcher;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -58,43 +57,38 @@ fn pod_key(pod: &Pod) -> PodKey {
 /// Run the taint eviction manager until the process ends.
 pub async fn run(ctx: Context) -> anyhow::Result<()> {
     let queue: WorkQueue<PodKey> = WorkQueue::new();
+    let pods = ctx.informers.get::<Pod>();
+    let nodes = ctx.informers.get::<Node>();
+    // The handlers stay registered while this future lives.
     let q = queue.clone();
-    let pods = Informer::spawn(
-        Api::<Pod>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        move |ev| match ev {
-            InformerEvent::Apply { new, .. } => {
-                if new.spec.as_ref().is_some_and(|s| s.node_name.is_some()) {
-                    q.add(pod_key(&new));
-                }
+    let _pod_events = pods.add_handler(move |ev| match ev {
+        InformerEvent::Apply { new, .. } => {
+            if new.spec.as_ref().is_some_and(|s| s.node_name.is_some()) {
+                q.add(pod_key(&new));
             }
-            InformerEvent::Delete(old) => q.add(pod_key(&old)),
-        },
-    );
+        }
+        InformerEvent::Delete(old) => q.add(pod_key(&old)),
+    });
     let q = queue.clone();
     let pod_cache = pods.clone();
-    let nodes = Informer::spawn(
-        Api::<Node>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        move |ev| {
-            let (name, changed) = match &ev {
-                InformerEvent::Apply { old, new } => (
-                    new.metadata.name.clone(),
-                    old.as_ref()
-                        .is_none_or(|o| no_execute(o) != no_execute(new)),
-                ),
-                InformerEvent::Delete(old) => (old.metadata.name.clone(), true),
-            };
-            if !changed {
-                return;
+    let _node_events = nodes.add_handler(move |ev| {
+        let (name, changed) = match &ev {
+            InformerEvent::Apply { old, new } => (
+                new.metadata.name.clone(),
+                old.as_ref()
+                    .is_none_or(|o| no_execute(o) != no_execute(new)),
+            ),
+            InformerEvent::Delete(old) => (old.metadata.name.clone(), true),
+        };
+        if !changed {
+            return;
+        }
+        for pod in pod_cache.store().state() {
+            if pod.spec.as_ref().and_then(|s| s.node_name.as_ref()) == name.as_ref() {
+                q.add(pod_key(&pod));
             }
-            for pod in pod_cache.store().state() {
-                if pod.spec.as_ref().and_then(|s| s.node_name.as_ref()) == name.as_ref() {
-                    q.add(pod_key(&pod));
-                }
-            }
-        },
-    );
+        }
+    });
     pods.wait_synced().await;
     nodes.wait_synced().await;
     let evictor = Arc::new(Evictor {

@@ -10,7 +10,6 @@ use crate::util::{Informer, InformerEvent, WorkQueue, is_not_found, run_workers}
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::watcher;
 use serde_json::json;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
@@ -155,20 +154,18 @@ pub async fn run(ctx: Context, cluster: Ipv4Cidr, node_prefix: u8) -> anyhow::Re
     let q = queue.clone();
     // Frees go through the allocator once it exists (after the initial list).
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<String>>();
-    let nodes = Informer::spawn(
-        Api::<Node>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        move |ev| match ev {
-            InformerEvent::Apply { new, .. } => {
-                if pod_cidrs(&new).is_empty() {
-                    q.add(new.metadata.name.clone().unwrap_or_default());
-                }
+    let nodes = ctx.informers.get::<Node>();
+    // The handler stays registered while this future lives.
+    let _node_events = nodes.add_handler(move |ev| match ev {
+        InformerEvent::Apply { new, .. } => {
+            if pod_cidrs(&new).is_empty() {
+                q.add(new.metadata.name.clone().unwrap_or_default());
             }
-            InformerEvent::Delete(old) => {
-                let _ = tx.send(pod_cidrs(&old));
-            }
-        },
-    );
+        }
+        InformerEvent::Delete(old) => {
+            let _ = tx.send(pod_cidrs(&old));
+        }
+    });
     nodes.wait_synced().await;
     let ipam = Arc::new(Ipam {
         client: ctx.client.clone(),

@@ -9,7 +9,9 @@ use super::taints::{condition, desired, reconcile};
 use super::{Config, SyncError};
 use crate::Context;
 use crate::events::{EventType, Recorder};
-use crate::util::{Informer, InformerEvent, WorkQueue, is_conflict, is_not_found, run_workers};
+use crate::util::{
+    AbortOnDrop, Informer, InformerEvent, WorkQueue, is_conflict, is_not_found, run_workers,
+};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, PodCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -40,27 +42,22 @@ struct Monitor {
 /// Run the health monitor until the process ends.
 pub async fn run(ctx: Context, cfg: Config) -> anyhow::Result<()> {
     let queue: WorkQueue<String> = WorkQueue::new();
+    let nodes = ctx.informers.get::<Node>();
+    let leases = ctx
+        .informers
+        .get_namespaced::<Lease>(LEASE_NAMESPACE, watcher::Config::default());
+    // The handlers stay registered while this future lives.
     let q = queue.clone();
-    let nodes = Informer::spawn(
-        Api::<Node>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        move |ev| match ev {
-            InformerEvent::Apply { new, .. } => {
-                q.add(new.metadata.name.clone().unwrap_or_default())
-            }
-            InformerEvent::Delete(old) => q.add(old.metadata.name.clone().unwrap_or_default()),
-        },
-    );
+    let _node_events = nodes.add_handler(move |ev| match ev {
+        InformerEvent::Apply { new, .. } => q.add(new.metadata.name.clone().unwrap_or_default()),
+        InformerEvent::Delete(old) => q.add(old.metadata.name.clone().unwrap_or_default()),
+    });
     let q = queue.clone();
-    let leases = Informer::spawn(
-        Api::<Lease>::namespaced(ctx.client.clone(), LEASE_NAMESPACE),
-        watcher::Config::default(),
-        move |ev| {
-            if let InformerEvent::Apply { new, .. } = ev {
-                q.add(new.metadata.name.clone().unwrap_or_default());
-            }
-        },
-    );
+    let _lease_events = leases.add_handler(move |ev| {
+        if let InformerEvent::Apply { new, .. } = ev {
+            q.add(new.metadata.name.clone().unwrap_or_default());
+        }
+    });
     nodes.wait_synced().await;
     leases.wait_synced().await;
     let monitor = Arc::new(Monitor {
@@ -75,7 +72,7 @@ pub async fn run(ctx: Context, cfg: Config) -> anyhow::Result<()> {
     // The periodic pass: a node that stops talking produces no events of its own.
     let q = queue.clone();
     let period = cfg.node_monitor_period;
-    tokio::spawn(async move {
+    let ticker = tokio::spawn(async move {
         let mut tick = tokio::time::interval(period);
         loop {
             tick.tick().await;
@@ -84,6 +81,8 @@ pub async fn run(ctx: Context, cfg: Config) -> anyhow::Result<()> {
             }
         }
     });
+    // Ends with this future (it holds the shared node informer).
+    let _ticker = AbortOnDrop(ticker.abort_handle());
     run_workers(queue, WORKERS, move |name: String| {
         let m = monitor.clone();
         async move { m.sync(&name).await }

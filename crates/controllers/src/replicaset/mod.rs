@@ -24,7 +24,6 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Api;
-use kube::runtime::watcher;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -238,20 +237,16 @@ pub async fn run(ctx: Context) -> anyhow::Result<()> {
         expectations: Expectations::new(),
     });
     let s = shared.clone();
-    let replicasets = Informer::spawn(
-        Api::<ReplicaSet>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        move |ev: InformerEvent<ReplicaSet>| s.on_replicaset(ev),
-    );
+    let replicasets = ctx.informers.get::<ReplicaSet>();
+    let pods = ctx.informers.get::<Pod>();
+    // The handlers stay registered while this future lives.
+    let _rs_events =
+        replicasets.add_handler(move |ev: InformerEvent<ReplicaSet>| s.on_replicaset(ev));
     let handler = PodHandler {
         shared: shared.clone(),
         replicasets: replicasets.clone(),
     };
-    let pods = Informer::spawn(
-        Api::<Pod>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        move |ev: InformerEvent<Pod>| handler.on_pod(ev),
-    );
+    let _pod_events = pods.add_handler(move |ev: InformerEvent<Pod>| handler.on_pod(ev));
     replicasets.wait_synced().await;
     pods.wait_synced().await;
     let ctrl = Arc::new(Controller {

@@ -1,11 +1,24 @@
-//! Shared controller plumbing: a client-go style work queue and informer helpers.
+//! Shared controller plumbing: a client-go style work queue, informers and the shared
+//! informer factory.
 
 pub mod discovery;
 pub mod informer;
+pub mod shared;
 pub mod workqueue;
 
-pub use informer::{Informer, InformerEvent};
+pub use informer::{Informer, InformerEvent, Registration};
+pub use shared::SharedInformers;
 pub use workqueue::{WorkQueue, run_workers};
+
+/// Aborts a spawned task when dropped, so a helper task ends with the controller (or
+/// informer) that started it, e.g. when lost leadership drops the controller's future.
+pub struct AbortOnDrop(pub tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// Whether a kube error is an API `404 NotFound`.
 pub fn is_not_found(e: &kube::Error) -> bool {

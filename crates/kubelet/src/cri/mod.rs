@@ -229,6 +229,31 @@ impl Cri {
         Ok(r.map_err(|s| Error::cri("ExecSync", s))?.into_inner())
     }
 
+    /// A single-use URL on the runtime's streaming server that runs `req.cmd` in a
+    /// container when a client upgrades to it.
+    pub async fn exec(&self, req: api::ExecRequest) -> Result<String> {
+        let r = self.rt.clone().exec(req).await;
+        Ok(r.map_err(|s| Error::cri("Exec", s))?.into_inner().url)
+    }
+
+    /// A single-use streaming URL attached to a container's main process.
+    pub async fn attach(&self, req: api::AttachRequest) -> Result<String> {
+        let r = self.rt.clone().attach(req).await;
+        Ok(r.map_err(|s| Error::cri("Attach", s))?.into_inner().url)
+    }
+
+    /// A single-use streaming URL forwarding ports into a sandbox's network namespace.
+    pub async fn port_forward(&self, sandbox_id: &str, ports: Vec<i32>) -> Result<String> {
+        let req = api::PortForwardRequest {
+            pod_sandbox_id: sandbox_id.into(),
+            port: ports,
+        };
+        let r = self.rt.clone().port_forward(req).await;
+        Ok(r.map_err(|s| Error::cri("PortForward", s))?
+            .into_inner()
+            .url)
+    }
+
     /// The image when present locally.
     pub async fn image_status(&self, image: &str) -> Result<Option<api::Image>> {
         let req = api::ImageStatusRequest {

@@ -1,7 +1,6 @@
-//! What a pod worker does to the runtime: make sure the image is there (per
-//! imagePullPolicy, with pull back-off), create and start a container (env, volumes,
-//! postStart hook, probes), stop containers gracefully (preStop hook, grace period) and
-//! remove everything the pod left behind.
+//! What a pod worker does to the runtime: create and start a container once its image is
+//! there (see `image.rs`) — env, volumes, postStart hook, probes —, stop containers
+//! gracefully (preStop hook, grace period) and remove everything the pod left behind.
 
 use super::container::{Kind, Plan, container_config};
 use super::env::{DownwardContext, container_env, services_env};
@@ -17,87 +16,7 @@ use tracing::{debug, info, warn};
 /// Upstream never stops a container with less than this grace.
 const MIN_GRACE_SECS: i64 = 2;
 
-/// The resolved image: (reference, uid, user name).
-type ImageInfo = (String, Option<i64>, String);
-
-/// `IfNotPresent` unless the tag is `latest` or missing (then `Always`), like the API
-/// server's defaulting.
-fn pull_policy(c: &Container) -> String {
-    if let Some(p) = c.image_pull_policy.as_deref().filter(|p| !p.is_empty()) {
-        return p.to_string();
-    }
-    let image = c.image.as_deref().unwrap_or_default();
-    let name = image.split('@').next().unwrap_or_default();
-    let tagged = name
-        .rsplit_once(':')
-        .is_some_and(|(_, tag)| !tag.contains('/'));
-    if image.contains('@') || (tagged && !name.ends_with(":latest")) {
-        "IfNotPresent".into()
-    } else {
-        "Always".into()
-    }
-}
-
 impl Worker {
-    /// The image for `c`, or why the container waits. An image already present is used
-    /// even with `Always`: r8s runs air-gapped images without re-pulling them.
-    async fn ensure_image(
-        &mut self,
-        pod: &Pod,
-        c: &Container,
-    ) -> Result<std::result::Result<ImageInfo, (String, String)>> {
-        let image = c.image.clone().unwrap_or_default();
-        if let Some(img) = self.ctx.cri.image_status(&image).await? {
-            return Ok(Ok((img.id, img.uid.map(|u| u.value), img.username)));
-        }
-        if pull_policy(c) == "Never" {
-            let msg =
-                format!("Container image \"{image}\" is not present with pull policy of Never");
-            return Ok(Err(("ErrImageNeverPull".into(), msg)));
-        }
-        let now = Instant::now();
-        if let Some(until) = self
-            .pull_failed_at
-            .get(&image)
-            .and_then(|at| self.pull_backoff.in_backoff_until(&image, *at, now))
-        {
-            self.wake_at(until);
-            return Ok(Err((
-                "ImagePullBackOff".into(),
-                format!("Back-off pulling image \"{image}\""),
-            )));
-        }
-        info!(pod = %pod.metadata.name.as_deref().unwrap_or_default(), %image, "pulling image");
-        match self.ctx.cri.pull_image(&image, None).await {
-            Ok(_) => {
-                self.pull_failed_at.remove(&image);
-                self.pull_backoff.reset(&image);
-                match self.ctx.cri.image_status(&image).await? {
-                    Some(img) => Ok(Ok((img.id, img.uid.map(|u| u.value), img.username))),
-                    None => Ok(Err((
-                        "ErrImagePull".into(),
-                        format!("image \"{image}\" not found after pull"),
-                    ))),
-                }
-            }
-            Err(e) => {
-                self.pull_backoff.next(&image, now);
-                self.pull_failed_at.insert(image.clone(), now);
-                self.wake_at(
-                    now + self
-                        .pull_backoff
-                        .delay(&image)
-                        .unwrap_or(Duration::from_secs(10)),
-                );
-                let msg = match &e {
-                    crate::error::Error::Cri { status, .. } => status.message().to_string(),
-                    other => other.to_string(),
-                };
-                Ok(Err(("ErrImagePull".into(), msg)))
-            }
-        }
-    }
-
     /// Volumes of the pod (re-read from the API at most every 30 s).
     async fn volume_paths(
         &mut self,
@@ -134,13 +53,22 @@ impl Worker {
         pod_ip: &str,
     ) -> Result<bool> {
         let t0 = Instant::now();
-        let (image_ref, image_uid, image_user) = match self.ensure_image(pod, c).await? {
-            Ok(i) => i,
-            Err((reason, msg)) => {
-                self.waiting_for(c, &reason, msg);
-                return Ok(false);
-            }
-        };
+        let (image_ref, image_uid, image_user) =
+            match self.ensure_image(pod, c, kind, sandbox_cfg).await? {
+                Ok(i) => i,
+                Err((reason, msg)) => {
+                    // Upstream's kubelet reports every image failure once more this way.
+                    let obj = super::events::container_ref(pod, c, kind == Kind::Init);
+                    self.services.events.event(
+                        &obj,
+                        super::events::WARNING,
+                        super::events::reason::FAILED,
+                        &format!("Error: {reason}"),
+                    );
+                    self.waiting_for(c, &reason, msg);
+                    return Ok(false);
+                }
+            };
         let ns = pod
             .metadata
             .namespace
@@ -431,32 +359,5 @@ fn remove_pod_cgroups(uid: &str) {
                 let _ = std::fs::remove_dir(&p);
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn c(image: &str, policy: Option<&str>) -> Container {
-        let mut v = serde_json::json!({"name": "c", "image": image});
-        if let Some(p) = policy {
-            v["imagePullPolicy"] = serde_json::json!(p);
-        }
-        serde_json::from_value(v).unwrap()
-    }
-
-    #[test]
-    fn default_pull_policies() {
-        assert_eq!(pull_policy(&c("nginx", None)), "Always");
-        assert_eq!(pull_policy(&c("nginx:latest", None)), "Always");
-        assert_eq!(pull_policy(&c("nginx:1.14.2", None)), "IfNotPresent");
-        assert_eq!(pull_policy(&c("localhost:5000/app", None)), "Always");
-        assert_eq!(
-            pull_policy(&c("localhost:5000/app:v1", None)),
-            "IfNotPresent"
-        );
-        assert_eq!(pull_policy(&c("app@sha256:abc", None)), "IfNotPresent");
-        assert_eq!(pull_policy(&c("nginx", Some("Never"))), "Never");
     }
 }

@@ -7,7 +7,10 @@ mod actions;
 pub mod backoff;
 pub mod container;
 pub mod env;
+pub mod events;
+mod image;
 pub mod probe;
+pub mod pull;
 pub mod refs;
 pub mod runtime;
 pub mod sandbox;
@@ -39,6 +42,14 @@ pub struct PodContext {
     /// Node allocatable CPU (milli) and memory (bytes): defaults for downward API limits.
     pub node_cpu_milli: i128,
     pub node_memory: i128,
+}
+
+/// Node-wide services of the workers that [`PodContext`] does not carry: the event
+/// recorder and the image puller that merges concurrent pulls of one image.
+#[derive(Clone)]
+pub(crate) struct Services {
+    pub(crate) events: events::Recorder,
+    pub(crate) puller: pull::Puller,
 }
 
 struct WorkerEntry {
@@ -83,6 +94,12 @@ pub async fn run(ctx: Arc<PodContext>) -> anyhow::Result<()> {
     let synced = Arc::new(Notify::new());
     let relister = tokio::spawn(relist_loop(ctx.clone(), workers.clone(), synced.clone()));
     let _guard = AbortOnDrop(relister);
+    let (recorder, event_writer) = events::Recorder::new(ctx.client.clone(), &ctx.cfg.node_name);
+    let _events_guard = AbortOnDrop(tokio::spawn(event_writer));
+    let services = Services {
+        events: recorder,
+        puller: pull::Puller::new(ctx.cri.clone()),
+    };
     let api: Api<Pod> = Api::all(ctx.client.clone());
     let wc = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.cfg.node_name));
     let stream = watcher::watcher(api, wc).default_backoff();
@@ -104,9 +121,9 @@ pub async fn run(ctx: Arc<PodContext>) -> anyhow::Result<()> {
                 if let (Some(l), Some(u)) = (listing.as_mut(), uid_of(&p)) {
                     l.insert(u);
                 }
-                upsert(&ctx, &workers, p);
+                upsert(&ctx, &services, &workers, p);
             }
-            Event::Apply(p) => upsert(&ctx, &workers, p),
+            Event::Apply(p) => upsert(&ctx, &services, &workers, p),
             Event::Delete(p) => {
                 if let Some(u) = uid_of(&p) {
                     gone(&workers, &u);
@@ -144,7 +161,7 @@ fn lock(w: &Workers) -> std::sync::MutexGuard<'_, HashMap<String, WorkerEntry>> 
     w.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn upsert(ctx: &Arc<PodContext>, workers: &Workers, pod: Pod) {
+fn upsert(ctx: &Arc<PodContext>, services: &Services, workers: &Workers, pod: Pod) {
     let Some(uid) = uid_of(&pod) else { return };
     let pod = Arc::new(pod);
     let mut map = lock(workers);
@@ -155,7 +172,7 @@ fn upsert(ctx: &Arc<PodContext>, workers: &Workers, pod: Pod) {
     }
     let (tx, rx) = watch::channel(Some(pod));
     let wake = Arc::new(Notify::new());
-    let w = worker::Worker::new(ctx.clone(), uid.clone(), wake.clone());
+    let w = worker::Worker::new(ctx.clone(), services.clone(), uid.clone(), wake.clone());
     tokio::spawn(w.run(rx));
     map.insert(uid, WorkerEntry { tx, wake });
 }

@@ -36,11 +36,14 @@ pub(super) enum Outcome {
 
 pub(super) struct Worker {
     pub(super) ctx: Arc<PodContext>,
+    pub(super) services: super::Services,
     pub(super) uid: String,
     pub(super) dirs: PodDirs,
     pub(super) crash_backoff: Backoff,
     pub(super) pull_backoff: Backoff,
     pub(super) pull_failed_at: HashMap<String, Instant>,
+    /// The last pull error per image, for the back-off message (as upstream).
+    pub(super) pull_errors: HashMap<String, String>,
     pub(super) sandbox_backoff: Backoff,
     pub(super) sandbox_failed_at: Option<Instant>,
     /// Why containers are waiting, by name.
@@ -78,15 +81,22 @@ pub(super) fn should_restart(policy: &str, exit_code: i32) -> bool {
 }
 
 impl Worker {
-    pub(super) fn new(ctx: Arc<PodContext>, uid: String, wake: Arc<Notify>) -> Self {
+    pub(super) fn new(
+        ctx: Arc<PodContext>,
+        services: super::Services,
+        uid: String,
+        wake: Arc<Notify>,
+    ) -> Self {
         let dirs = PodDirs::new(&ctx.cfg.data_dir, &uid);
         Worker {
             ctx,
+            services,
             uid,
             dirs,
             crash_backoff: Backoff::default(),
             pull_backoff: Backoff::default(),
             pull_failed_at: HashMap::new(),
+            pull_errors: HashMap::new(),
             sandbox_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
             sandbox_failed_at: None,
             waiting: HashMap::new(),

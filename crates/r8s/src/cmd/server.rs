@@ -32,6 +32,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         running.kubeconfig.display()
     );
     let client = admin_client(&running.kubeconfig).await?;
+    // Start controllers and the scheduler once bootstrap is done, so their first Lease
+    // attempt succeeds and the `default` ServiceAccounts appear right after /readyz.
+    while !running
+        .state
+        .ready
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let identity = format!(
         "{}_{}",
         r8s_apiserver::pki::detect_hostname().unwrap_or_else(|| "r8s".into()),
@@ -43,7 +52,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         identity.clone(),
         {
             let client = client.clone();
-            move || r8s_controllers::run_all(r8s_controllers::Context::new(client.clone()))
+            let mut cfg = r8s_controllers::ManagerConfig::default();
+            cfg.node_lifecycle.cluster_cidr = args.cluster_cidr.clone();
+            cfg.node_lifecycle.node_monitor_grace_period = args.node_monitor_grace_period;
+            cfg.root_ca_pem = Some(running.pki.ca_pem.clone());
+            move || {
+                r8s_controllers::run_all_with(
+                    r8s_controllers::Context::new(client.clone()),
+                    cfg.clone(),
+                )
+            }
         },
     ));
     tokio::spawn(crate::leader::run_with_lease(
@@ -66,6 +84,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         kcfg.runtime_endpoint = args.container_runtime_endpoint.clone();
         kcfg.cluster_cidr = args.cluster_cidr.clone();
         kcfg.control_plane = true;
+        kcfg.server_addr = Some(std::net::SocketAddr::new(
+            args.bind_address,
+            args.kubelet_port,
+        ));
+        kcfg.server_tls = Some(kubelet_tls(&running.pki, &node_name, node_ip)?);
         agent = Some(
             r8s_kubelet::Kubelet::start(client.clone(), kcfg)
                 .await
@@ -80,6 +103,25 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     running.abort();
     Ok(())
+}
+
+/// The agent's serving certificate (signed by the cluster CA, which the API server
+/// trusts) and the CA its clients' certificates must chain to.
+fn kubelet_tls(
+    pki: &r8s_apiserver::pki::Pki,
+    node_name: &str,
+    node_ip: IpAddr,
+) -> anyhow::Result<r8s_kubelet::ServerTls> {
+    let names = [node_name.to_string(), "localhost".to_string()];
+    let ips = [node_ip, IpAddr::V4(Ipv4Addr::LOCALHOST)];
+    let (cert_pem, key_pem) = pki
+        .sign_serving_cert(&names, &ips)
+        .context("issuing the node agent's serving certificate")?;
+    Ok(r8s_kubelet::ServerTls {
+        cert_pem,
+        key_pem,
+        client_ca_pem: pki.ca_pem.clone(),
+    })
 }
 
 /// A kube-rs client of our own API server, as the admin user: controllers and the

@@ -23,6 +23,7 @@ pub async fn run(args: SimNodesArgs) -> anyhow::Result<()> {
         cpu: args.cpu,
         memory: args.memory,
         ready_delay: std::time::Duration::from_millis(args.ready_delay_ms),
+        lease_interval: args.lease_interval,
         ..Default::default()
     };
     tokio::select! {

@@ -47,14 +47,25 @@ impl Server {
     }
 
     fn launch(dir: tempfile::TempDir, extra: &[&str], agent: bool) -> Server {
-        let port = free_port();
+        Self::launch_on(dir, extra, agent, free_port())
+    }
+
+    /// SIGKILL the server and start it again on the same port and data dir, so clients
+    /// holding the old kubeconfig (e.g. simulated nodes) reconnect.
+    pub fn crash_and_restart(self, extra: &[&str]) -> Server {
+        let port = self.port;
+        let dir = self.kill();
+        Self::launch_on(dir, extra, false, port)
+    }
+
+    fn launch_on(dir: tempfile::TempDir, extra: &[&str], agent: bool, port: u16) -> Server {
         let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_r8s"))
             .args(["server", "--data-dir"])
             .arg(dir.path())
             .args(["--bind-address", "127.0.0.1", "--node-ip", "127.0.0.1"])
             .args(if agent {
-                &[][..]
+                &["--kubelet-port", "0"][..]
             } else {
                 &["--disable-agent"][..]
             })
@@ -212,10 +223,27 @@ impl Server {
     /// Start `count` simulated nodes (`sim-0…`) against this server and wait until they
     /// are registered.
     pub fn sim_nodes(&self, count: usize) -> SimNodes {
+        self.sim_nodes_named("sim", count)
+    }
+
+    /// Start `count` simulated nodes named `PREFIX-0…` as one process (one group that can
+    /// be killed on its own), and wait until at least that many nodes exist.
+    pub fn sim_nodes_named(&self, prefix: &str, count: usize) -> SimNodes {
+        self.sim_nodes_with(prefix, count, &[])
+    }
+
+    /// [`Server::sim_nodes_named`] with extra `r8s sim-nodes` flags.
+    pub fn sim_nodes_with(&self, prefix: &str, count: usize, extra: &[&str]) -> SimNodes {
+        let existing =
+            String::from_utf8_lossy(&self.kubectl(&["get", "nodes", "-o", "name"]).stdout)
+                .lines()
+                .count();
+        let count_wanted = existing + count;
         let child = Command::new(env!("CARGO_BIN_EXE_r8s"))
             .args(["sim-nodes", "--kubeconfig"])
             .arg(&self.kubeconfig)
-            .args(["--count", &count.to_string()])
+            .args(["--count", &count.to_string(), "--name-prefix", prefix])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -224,7 +252,7 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let out = self.kubectl(&["get", "nodes", "-o", "name"]);
-            if String::from_utf8_lossy(&out.stdout).lines().count() >= count {
+            if String::from_utf8_lossy(&out.stdout).lines().count() >= count_wanted {
                 return sim;
             }
             assert!(

@@ -1,0 +1,183 @@
+//! Built-in mutating admission for creates, run before defaulting and validation as
+//! upstream's admission chain does. Today one plugin: `ServiceAccount` (pods get a
+//! ServiceAccount, its image pull secrets and an automounted API token volume).
+
+mod service_account;
+#[cfg(test)]
+mod tests;
+
+use super::Registry;
+use crate::error::{ApiError, ApiResult};
+use crate::meta;
+use r8s_api::catalog::{self, ResourceInfo};
+use serde_json::{Value, json};
+use service_account as sa;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// How often the `default` ServiceAccount is looked up before a pod is refused: the
+/// serviceaccount controller creates it right after the namespace, and a pod created in
+/// between should wait briefly rather than fail (upstream retries the same way).
+const DEFAULT_SA_ATTEMPTS: u32 = 10;
+
+/// Which admission plugins run; shared by every clone of a registry.
+#[derive(Clone, Debug)]
+pub struct Admission {
+    service_account: Arc<AtomicBool>,
+}
+
+impl Default for Admission {
+    /// Every plugin on, as in a default kube-apiserver.
+    fn default() -> Self {
+        Admission {
+            service_account: Arc::new(AtomicBool::new(true)),
+        }
+    }
+}
+
+/// Outcome of the ServiceAccount lookup.
+enum Lookup {
+    Found(Value),
+    Missing,
+    /// The namespace is missing or terminating: the namespace check that follows
+    /// admission answers (upstream's NamespaceLifecycle plugin runs first).
+    NamespaceUnusable,
+}
+
+impl Registry {
+    /// Turn the `ServiceAccount` admission plugin on or off (upstream
+    /// `--disable-admission-plugins=ServiceAccount`, which integration tests without a
+    /// serviceaccount controller use).
+    pub fn set_service_account_admission(&self, enabled: bool) {
+        self.admission
+            .service_account
+            .store(enabled, Ordering::Relaxed);
+    }
+
+    /// Mutating admission of a create into `namespace`; may change `obj` or refuse it.
+    pub(super) async fn admit_create(
+        &self,
+        info: &'static ResourceInfo,
+        namespace: Option<&str>,
+        obj: &mut Value,
+    ) -> ApiResult<()> {
+        let is_pod = info.group.is_empty() && info.plural == "pods";
+        if is_pod
+            && self.admission.service_account.load(Ordering::Relaxed)
+            && let Some(ns) = namespace
+        {
+            self.admit_pod_service_account(ns, obj).await?;
+        }
+        Ok(())
+    }
+
+    /// Upstream's `ServiceAccount` plugin (Admit then Validate) for a pod create.
+    async fn admit_pod_service_account(&self, ns: &str, pod: &mut Value) -> ApiResult<()> {
+        let pod_name = forbidden_name(pod);
+        if sa::is_mirror_pod(pod) {
+            return sa::validate_mirror_pod(pod).map_err(|m| forbidden(&pod_name, m));
+        }
+        let Some(map) = pod.as_object_mut() else {
+            return Ok(());
+        };
+        let spec = map.entry("spec").or_insert_with(|| json!({}));
+        if !spec.is_object() {
+            // Validation reports the malformed spec.
+            return Ok(());
+        }
+        let mut sa_name = sa::service_account_name(pod);
+        if sa_name.is_empty() {
+            sa_name = sa::DEFAULT_SERVICE_ACCOUNT.to_string();
+        }
+        if let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.insert("serviceAccountName".into(), json!(sa_name));
+        }
+        let account = match self.lookup_service_account(ns, &sa_name).await {
+            Ok(Lookup::Found(a)) => a,
+            Ok(Lookup::NamespaceUnusable) => return Ok(()),
+            Ok(Lookup::Missing) => {
+                return Err(forbidden(
+                    &pod_name,
+                    format!(
+                        "error looking up service account {ns}/{sa_name}: serviceaccount \"{sa_name}\" not found"
+                    ),
+                ));
+            }
+            Err(e) => {
+                return Err(forbidden(
+                    &pod_name,
+                    format!(
+                        "error looking up service account {ns}/{sa_name}: {}",
+                        e.message
+                    ),
+                ));
+            }
+        };
+        let automount = sa::should_automount(pod, &account);
+        if let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) {
+            if automount {
+                sa::mount_token(spec, || meta::generate_name(sa::VOLUME_NAME_PREFIX));
+            }
+            sa::inherit_image_pull_secrets(spec, &account);
+        }
+        if sa::enforces_mountable_secrets(&account) {
+            sa::limit_secret_references(&account, pod).map_err(|m| forbidden(&pod_name, m))?;
+        }
+        Ok(())
+    }
+
+    /// Read the ServiceAccount; the `default` one is retried for up to ~2 s.
+    async fn lookup_service_account(&self, ns: &str, name: &str) -> ApiResult<Lookup> {
+        let info = catalog::find("", "v1", "serviceaccounts")
+            .ok_or_else(|| ApiError::internal("serviceaccounts missing from the catalog"))?;
+        let attempts = if name == sa::DEFAULT_SERVICE_ACCOUNT {
+            DEFAULT_SA_ATTEMPTS
+        } else {
+            1
+        };
+        let interval = Duration::from_millis(rand::random_range(100..200));
+        for attempt in 0..attempts {
+            if attempt > 0 {
+                tokio::time::sleep(interval).await;
+            }
+            match self.get(info, Some(ns), name).await {
+                Ok(account) => return Ok(Lookup::Found(account)),
+                Err(e) if e.code != axum::http::StatusCode::NOT_FOUND => return Err(e),
+                Err(_) if attempt == 0 && !self.namespace_usable(ns).await? => {
+                    return Ok(Lookup::NamespaceUnusable);
+                }
+                Err(_) => {}
+            }
+        }
+        Ok(Lookup::Missing)
+    }
+
+    /// The namespace exists and is not terminating.
+    async fn namespace_usable(&self, ns: &str) -> ApiResult<bool> {
+        let info = catalog::find("", "v1", "namespaces")
+            .ok_or_else(|| ApiError::internal("namespaces missing from the catalog"))?;
+        match self.get(info, None, ns).await {
+            Ok(namespace) => Ok(!meta::is_deleting(&namespace)),
+            Err(e) if e.code == axum::http::StatusCode::NOT_FOUND => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The name upstream's Forbidden error uses before the name is generated.
+fn forbidden_name(pod: &Value) -> String {
+    ["name", "generateName"]
+        .iter()
+        .map(|f| meta::meta_str(pod, f))
+        .find(|s| !s.is_empty())
+        .unwrap_or("Unknown")
+        .to_string()
+}
+
+/// 403 `pods "x" is forbidden: <reason>` with upstream's details.
+fn forbidden(name: &str, reason: impl std::fmt::Display) -> ApiError {
+    let mut e = ApiError::forbidden(format!("pods \"{name}\" is forbidden: {reason}"));
+    e.details = Some(json!({"name": name, "kind": "pods"}));
+    e
+}

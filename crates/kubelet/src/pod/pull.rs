@@ -1,0 +1,220 @@
+//! Image pulls shared by all pod workers: concurrent pulls of the same image (several
+//! pods starting at once) become one CRI PullImage that every caller waits for. Also the
+//! image-name and error formatting the image manager needs to speak like upstream.
+
+use crate::cri::{Cri, api};
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A failed pull, formatted as Go's gRPC client prints it (upstream puts this text into
+/// the container's waiting message).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PullError(pub String);
+
+/// A finished pull: the image reference and how long the CRI call took.
+pub type PullResult = Result<(String, Duration), PullError>;
+
+type InFlight = Shared<BoxFuture<'static, PullResult>>;
+
+/// One CRI PullImage per image at a time.
+#[derive(Clone)]
+pub struct Puller {
+    cri: Cri,
+    inflight: Arc<Mutex<HashMap<String, InFlight>>>,
+    /// CRI PullImage calls started.
+    calls: Arc<AtomicUsize>,
+}
+
+impl Puller {
+    pub fn new(cri: Cri) -> Self {
+        Puller {
+            cri,
+            inflight: Arc::default(),
+            calls: Arc::default(),
+        }
+    }
+
+    /// Pulls `image` (joining a pull of the same image already under way).
+    pub async fn pull(&self, image: &str, sandbox: Option<api::PodSandboxConfig>) -> PullResult {
+        let fut = {
+            let mut map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            match map.get(image) {
+                Some(f) => f.clone(),
+                None => {
+                    let (cri, img) = (self.cri.clone(), image.to_string());
+                    self.calls.fetch_add(1, Ordering::Relaxed);
+                    let f = async move {
+                        let t0 = Instant::now();
+                        match cri.pull_image(&img, sandbox).await {
+                            Ok(r) => Ok((r, t0.elapsed())),
+                            Err(e) => Err(PullError(go_error(&e))),
+                        }
+                    }
+                    .boxed()
+                    .shared();
+                    map.insert(image.to_string(), f.clone());
+                    f
+                }
+            }
+        };
+        let out = fut.clone().await;
+        let mut map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        if map.get(image).is_some_and(|f| f.ptr_eq(&fut)) {
+            map.remove(image);
+        }
+        out
+    }
+
+    /// Images being pulled now.
+    pub fn in_flight(&self) -> usize {
+        self.inflight.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// CRI PullImage calls made so far.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::Relaxed)
+    }
+}
+
+/// A CRI error as `rpc error: code = X desc = Y`, like the Go client's error text.
+pub fn go_error(e: &crate::error::Error) -> String {
+    match e {
+        crate::error::Error::Cri { status, .. } => {
+            let code = match status.code() {
+                tonic::Code::Cancelled => "Canceled".to_string(),
+                c => format!("{c:?}"),
+            };
+            format!("rpc error: code = {code} desc = {}", status.message())
+        }
+        other => other.to_string(),
+    }
+}
+
+/// `image` with `:latest` added when it has neither tag nor digest (upstream's
+/// applyDefaultImageTag, which keeps the short name as written).
+pub fn with_default_tag(image: &str) -> String {
+    if image.contains('@') {
+        return image.to_string();
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if last.contains(':') || image.is_empty() {
+        image.to_string()
+    } else {
+        format!("{image}:latest")
+    }
+}
+
+/// A duration as Go prints one truncated to milliseconds (`523ms`, `1.5s`, `2m3.25s`).
+pub fn go_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return "0s".into();
+    }
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let (h, rest) = (ms / 3_600_000, ms % 3_600_000);
+    let (m, rest) = (rest / 60_000, rest % 60_000);
+    let (s, frac) = (rest / 1000, rest % 1000);
+    let mut secs = s.to_string();
+    if frac > 0 {
+        let f = format!("{frac:03}");
+        secs.push('.');
+        secs.push_str(f.trim_end_matches('0'));
+    }
+    match (h, m) {
+        (0, 0) => format!("{secs}s"),
+        (0, m) => format!("{m}m{secs}s"),
+        (h, m) => format!("{h}h{m}m{secs}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_tags() {
+        assert_eq!(with_default_tag("busybox"), "busybox:latest");
+        assert_eq!(with_default_tag("busybox:1.36"), "busybox:1.36");
+        assert_eq!(
+            with_default_tag("localhost:5000/app"),
+            "localhost:5000/app:latest"
+        );
+        assert_eq!(
+            with_default_tag("localhost:5000/app:v1"),
+            "localhost:5000/app:v1"
+        );
+        assert_eq!(with_default_tag("app@sha256:abc"), "app@sha256:abc");
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(go_duration(Duration::from_micros(300)), "0s");
+        assert_eq!(go_duration(Duration::from_millis(523)), "523ms");
+        assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(go_duration(Duration::from_millis(2000)), "2s");
+        assert_eq!(go_duration(Duration::from_millis(123_250)), "2m3.25s");
+        assert_eq!(
+            go_duration(Duration::from_millis(3_600_000 + 1000)),
+            "1h0m1s"
+        );
+    }
+
+    #[test]
+    fn cri_errors_read_like_go() {
+        let e = crate::error::Error::cri("PullImage", tonic::Status::not_found("no such tag"));
+        assert_eq!(
+            go_error(&e),
+            "rpc error: code = NotFound desc = no such tag"
+        );
+        let e = crate::error::Error::cri("PullImage", tonic::Status::cancelled("x"));
+        assert_eq!(go_error(&e), "rpc error: code = Canceled desc = x");
+    }
+
+    #[tokio::test]
+    async fn concurrent_pulls_of_one_image_share_a_call() {
+        // A runtime that accepts connections and never answers: pulls stay in flight.
+        let d = tempfile::tempdir().unwrap();
+        let sock = d.path().join("mute.sock");
+        let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+        let hold = tokio::spawn(async move {
+            let mut conns = Vec::new();
+            while let Ok((c, _)) = listener.accept().await {
+                conns.push(c);
+            }
+        });
+        let p = Puller::new(Cri::new(&sock).unwrap());
+        let (p1, p2, p3) = (p.clone(), p.clone(), p.clone());
+        let a = tokio::spawn(async move { p1.pull("x:1", None).await });
+        let b = tokio::spawn(async move { p2.pull("x:1", None).await });
+        let c = tokio::spawn(async move { p3.pull("y:1", None).await });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Three callers, two images: two CRI calls.
+        assert_eq!(p.in_flight(), 2);
+        assert_eq!(p.calls(), 2);
+        for t in [a, b, c] {
+            t.abort();
+        }
+        hold.abort();
+    }
+
+    #[tokio::test]
+    async fn failed_pulls_are_not_cached() {
+        let d = tempfile::tempdir().unwrap();
+        let p = Puller::new(Cri::new(&d.path().join("none.sock")).unwrap());
+        let (a, b) = tokio::join!(p.pull("x:1", None), p.pull("x:1", None));
+        assert!(a.is_err());
+        assert_eq!(a, b);
+        assert_eq!(p.in_flight(), 0);
+        // A later pull tries again.
+        let before = p.calls();
+        assert!(p.pull("x:1", None).await.is_err());
+        assert_eq!(p.calls(), before + 1);
+    }
+}
