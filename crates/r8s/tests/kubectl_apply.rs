@@ -295,3 +295,50 @@ fn apply_prune_removes_objects_dropped_from_the_set() {
     let names = s.ok(&["get", "cm", "-l", "set=p", "-o", "name"]);
     assert_eq!(names.trim(), "configmap/a");
 }
+
+/// Managers listed in the Deployment's managedFields as `manager/operation`.
+fn managers(s: &Server) -> Vec<String> {
+    let out = jsonpath(
+        s,
+        r#"{range .metadata.managedFields[*]}{.manager}/{.operation}{"\n"}{end}"#,
+    );
+    out.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn client_side_apply_then_server_side_apply_migrates_ownership() {
+    let s = Server::start();
+    assert_eq!(apply(&s, V1, &[]), "deployment.apps/web created");
+    assert!(
+        managers(&s).contains(&"kubectl-client-side-apply/Update".to_string()),
+        "{:?}",
+        managers(&s)
+    );
+
+    // The same manifest applied server-side: kubectl moves the client-side manager's
+    // fields to its apply manager, so the object is unchanged and nothing conflicts.
+    assert_eq!(
+        apply(&s, V1, &["--server-side"]),
+        "deployment.apps/web serverside-applied"
+    );
+    let after = managers(&s);
+    assert!(after.contains(&"kubectl/Apply".to_string()), "{after:?}");
+    assert!(
+        !after
+            .iter()
+            .any(|m| m.starts_with("kubectl-client-side-apply/")),
+        "client-side ownership should be migrated: {after:?}"
+    );
+
+    // Now a field dropped from the manifest is removed by the next server-side apply,
+    // which only works if the apply manager owns it.
+    let v2 = V1.replace("labels: {app: web, tier: fe}", "labels: {app: web}");
+    apply(&s, &v2, &["--server-side"]);
+    assert_eq!(jsonpath(&s, "{.metadata.labels.tier}"), "");
+    assert_eq!(jsonpath(&s, "{.metadata.labels.app}"), "web");
+
+    // And back to client-side apply: it still computes its patch from the annotation.
+    let v3 = v2.replace("replicas: 3", "replicas: 4");
+    assert_eq!(apply(&s, &v3, &[]), "deployment.apps/web configured");
+    assert_eq!(jsonpath(&s, "{.spec.replicas}"), "4");
+}
