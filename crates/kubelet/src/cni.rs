@@ -1,7 +1,8 @@
 //! Pod networking config: a CNI conflist (bridge + host-local IPAM + portmap) for the
 //! node's pod CIDR, which containerd's CRI plugin reads and runs for every sandbox
-//! (it adds the loopback interface itself). Also allocates the node's pod CIDR from the
-//! cluster CIDR when nothing else did.
+//! (it adds the loopback interface itself). The node's pod CIDR comes from the controller
+//! manager's node IPAM, as upstream (the kubelet waits for `spec.podCIDR`); a standalone
+//! agent without a controller manager can allocate it itself instead.
 
 use crate::error::{Error, IoContext, Result};
 use k8s_openapi::api::core::v1::Node;
@@ -157,22 +158,60 @@ fn drop_stale_bridge_address(bridge: &str, gateway: Ipv4Addr) {
     }
 }
 
-/// The node's pod CIDR: `spec.podCIDR` when set, else the first /24 of `cluster_cidr`
-/// no other node uses, written to the Node (the API server keeps it immutable after).
+/// How often [`wait_pod_cidr`] looks at the Node, and how often it says it still waits.
+const CIDR_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+const CIDR_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The Node's `spec.podCIDR`, if set.
+async fn node_pod_cidr(nodes: &Api<Node>, node_name: &str) -> Result<Option<Cidr>> {
+    let node = nodes.get(node_name).await?;
+    node.spec
+        .as_ref()
+        .and_then(|s| s.pod_cidr.as_deref())
+        .filter(|c| !c.is_empty())
+        .map(str::parse)
+        .transpose()
+}
+
+/// Waits until the controller manager (node IPAM, `--allocate-node-cidrs`) has set the
+/// Node's `spec.podCIDR`, as upstream's kubelet does; there is no deadline, but a line is
+/// logged every few seconds. API errors are logged and retried.
+pub async fn wait_pod_cidr(client: &kube::Client, node_name: &str) -> Result<Cidr> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let started = std::time::Instant::now();
+    let mut last_log = started;
+    loop {
+        match node_pod_cidr(&nodes, node_name).await {
+            Ok(Some(c)) => return Ok(c),
+            Ok(None) => {}
+            // A malformed podCIDR never fixes itself.
+            Err(e @ Error::Config(_)) => return Err(e),
+            Err(e) => tracing::debug!("reading node {node_name}: {e}"),
+        }
+        if last_log.elapsed() >= CIDR_LOG_EVERY {
+            last_log = std::time::Instant::now();
+            tracing::info!(
+                node = node_name,
+                waited = ?started.elapsed(),
+                "waiting for the controller manager to assign spec.podCIDR"
+            );
+        }
+        tokio::time::sleep(CIDR_POLL).await;
+    }
+}
+
+/// The node's pod CIDR for a standalone agent: `spec.podCIDR` when set, else the first
+/// /24 of `cluster_cidr` no other node uses, written to the Node (the API server keeps it
+/// immutable after). With a controller manager use [`wait_pod_cidr`]: both allocating
+/// could race.
 pub async fn ensure_pod_cidr(
     client: &kube::Client,
     node_name: &str,
     cluster_cidr: &Cidr,
 ) -> Result<Cidr> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let node = nodes.get(node_name).await?;
-    if let Some(c) = node
-        .spec
-        .as_ref()
-        .and_then(|s| s.pod_cidr.as_deref())
-        .filter(|c| !c.is_empty())
-    {
-        return c.parse();
+    if let Some(c) = node_pod_cidr(&nodes, node_name).await? {
+        return Ok(c);
     }
     let used: HashSet<Cidr> = nodes
         .list(&ListParams::default())

@@ -34,6 +34,10 @@ pub struct KubeletConfig {
     pub runtime_endpoint: Option<String>,
     /// Cluster pod CIDR the node's /24 is taken from when `spec.podCIDR` is empty.
     pub cluster_cidr: String,
+    /// Allocate `spec.podCIDR` when the Node has none (standalone use, no controller
+    /// manager). False: wait for the controller manager's node IPAM to set it, as
+    /// upstream's kubelet does.
+    pub allocate_pod_cidr: bool,
     /// Cluster DNS service IP (None: pods get the host's resolv.conf).
     pub cluster_dns: Option<IpAddr>,
     pub cluster_domain: String,
@@ -66,6 +70,7 @@ impl KubeletConfig {
             data_dir,
             runtime_endpoint: None,
             cluster_cidr: "10.42.0.0/16".into(),
+            allocate_pod_cidr: true,
             cluster_dns: None,
             cluster_domain: "cluster.local".into(),
             control_plane: false,
@@ -207,7 +212,11 @@ impl Kubelet {
         };
         let node_fut = async {
             let node = node::register(&client, &cfg).await?;
-            let cidr = cni::ensure_pod_cidr(&client, &cfg.node_name, &cluster_cidr).await?;
+            let cidr = if cfg.allocate_pod_cidr {
+                cni::ensure_pod_cidr(&client, &cfg.node_name, &cluster_cidr).await?
+            } else {
+                cni::wait_pod_cidr(&client, &cfg.node_name).await?
+            };
             let agent = cfg.agent_dir();
             cni::write_conflist(
                 &agent.join("cni").join("net.d"),

@@ -1,9 +1,12 @@
 //! What a pod worker does to the runtime: create and start a container once its image is
 //! there (see `image.rs`) — env, volumes, postStart hook, probes —, stop containers
 //! gracefully (preStop hook, grace period) and remove everything the pod left behind.
+//! Each step records upstream's events (`Created`, `Started`, `Failed`, `FailedMount`,
+//! `Killing`, `FailedKillPod`, hook failures).
 
 use super::container::{Kind, Plan, container_config};
 use super::env::{DownwardContext, container_env, services_env};
+use super::events::{NORMAL, Recorder, WARNING, container_ref, pod_ref, reason};
 use super::refs::{ObjectCache, RefError};
 use super::runtime::{ContainerInfo, PodRuntime};
 use super::worker::Worker;
@@ -23,7 +26,10 @@ impl Worker {
         pod: &Pod,
         cache: &mut ObjectCache,
         ctx: &DownwardContext,
-    ) -> std::result::Result<std::collections::HashMap<String, std::path::PathBuf>, RefError> {
+    ) -> std::result::Result<
+        std::collections::HashMap<String, std::path::PathBuf>,
+        super::volumes::MountError,
+    > {
         if let Some((v, at)) = &self.volumes
             && at.elapsed() < super::worker::VOLUME_REFRESH
         {
@@ -37,6 +43,14 @@ impl Worker {
     fn waiting_for(&mut self, c: &Container, reason: &str, message: String) {
         self.waiting
             .insert(c.name.clone(), (reason.to_string(), message));
+    }
+
+    /// Upstream's `Failed` event for a container that could not be created or started.
+    fn failed_event(&self, pod: &Pod, c: &Container, kind: Kind, message: &str) {
+        let obj = container_ref(pod, c, kind == Kind::Init);
+        self.services
+            .events
+            .event(&obj, WARNING, reason::FAILED, &format!("Error: {message}"));
     }
 
     /// Creates and starts container `c` (attempt `attempt`) in the sandbox. Returns
@@ -53,22 +67,6 @@ impl Worker {
         pod_ip: &str,
     ) -> Result<bool> {
         let t0 = Instant::now();
-        let (image_ref, image_uid, image_user) =
-            match self.ensure_image(pod, c, kind, sandbox_cfg).await? {
-                Ok(i) => i,
-                Err((reason, msg)) => {
-                    // Upstream's kubelet reports every image failure once more this way.
-                    let obj = super::events::container_ref(pod, c, kind == Kind::Init);
-                    self.services.events.event(
-                        &obj,
-                        super::events::WARNING,
-                        super::events::reason::FAILED,
-                        &format!("Error: {reason}"),
-                    );
-                    self.waiting_for(c, &reason, msg);
-                    return Ok(false);
-                }
-            };
         let ns = pod
             .metadata
             .namespace
@@ -81,8 +79,39 @@ impl Worker {
             node_cpu_milli: self.ctx.node_cpu_milli,
             node_memory: self.ctx.node_memory,
         };
+        let volumes = match self.volume_paths(pod, &mut cache, &dctx).await {
+            Ok(v) => v,
+            Err(e) => {
+                // Upstream mounts volumes before pulling or creating anything: the pod
+                // stays in ContainerCreating and the pod (not a container) gets FailedMount.
+                warn!(pod = %pod.metadata.name.as_deref().unwrap_or_default(), "{e}");
+                self.services.events.event(
+                    &pod_ref(pod),
+                    WARNING,
+                    reason::FAILED_MOUNT,
+                    &e.to_string(),
+                );
+                self.volumes = None;
+                self.waiting.remove(&c.name);
+                let retry = match e.source {
+                    RefError::Api(_) => 2,
+                    _ => 10,
+                };
+                self.wake_at(Instant::now() + Duration::from_secs(retry));
+                return Ok(false);
+            }
+        };
+        let (image_ref, image_uid, image_user) =
+            match self.ensure_image(pod, c, kind, sandbox_cfg).await? {
+                Ok(i) => i,
+                Err((why, msg)) => {
+                    // Upstream's kubelet reports every image failure once more this way.
+                    self.failed_event(pod, c, kind, &why);
+                    self.waiting_for(c, &why, msg);
+                    return Ok(false);
+                }
+            };
         let built = async {
-            let volumes = self.volume_paths(pod, &mut cache, &dctx).await?;
             let links = pod
                 .spec
                 .as_ref()
@@ -110,12 +139,11 @@ impl Worker {
             Err(RefError::Api(e)) => {
                 // Transient: keep the container waiting and retry soon.
                 warn!(pod = %pod.metadata.name.as_deref().unwrap_or_default(), container = %c.name, "preparing container: {e}");
-                self.volumes = None;
                 self.wake_at(Instant::now() + Duration::from_secs(2));
                 return Ok(false);
             }
             Err(e) => {
-                self.volumes = None;
+                self.failed_event(pod, c, kind, &e.to_string());
                 self.waiting_for(c, "CreateContainerConfigError", e.to_string());
                 self.wake_at(Instant::now() + Duration::from_secs(10));
                 return Ok(false);
@@ -129,19 +157,35 @@ impl Worker {
         {
             Ok(id) => id,
             Err(e) => {
+                self.failed_event(pod, c, kind, &e.to_string());
                 self.waiting_for(c, "CreateContainerError", e.to_string());
                 self.wake_at(Instant::now() + Duration::from_secs(10));
                 return Ok(false);
             }
         };
+        let obj = container_ref(pod, c, kind == Kind::Init);
+        let events = self.services.events.clone();
+        events.event(
+            &obj,
+            NORMAL,
+            reason::CREATED,
+            &format!("Created container: {}", c.name),
+        );
         if let Err(e) = self.ctx.cri.start_container(&id).await {
             // The container is left exited; the next sync restarts it with back-off.
             warn!(pod = %pod.metadata.name.as_deref().unwrap_or_default(), container = %c.name, "start failed: {e}");
+            self.failed_event(pod, c, kind, &e.to_string());
             self.waiting_for(c, "RunContainerError", e.to_string());
             self.crash_backoff.next(&c.name, Instant::now());
             return Ok(true);
         }
         self.waiting.remove(&c.name);
+        events.event(
+            &obj,
+            NORMAL,
+            reason::STARTED,
+            &format!("Started container {}", c.name),
+        );
         debug!(pod = %pod.metadata.name.as_deref().unwrap_or_default(), container = %c.name, elapsed = ?t0.elapsed(), "container started");
         let info = self.ctx.cri.container_status(&id).await.ok();
         if let Some(st) = &info {
@@ -161,7 +205,7 @@ impl Worker {
                 log_path: st.log_path.clone(),
                 annotations: Default::default(),
             };
-            self.spawn_probes(c, &ci, pod_ip);
+            self.spawn_probes(pod, c, kind == Kind::Init, &ci, pod_ip);
         }
         if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
             let target = super::probe::Target {
@@ -180,6 +224,14 @@ impl Worker {
                     .await
             {
                 warn!(container = %c.name, "postStart hook failed: {e}");
+                // The hook's output stays out of the event (it may hold secrets), as upstream.
+                events.event(
+                    &obj,
+                    WARNING,
+                    reason::FAILED_POST_START_HOOK,
+                    "PostStartHook failed",
+                );
+                events.event(&obj, NORMAL, reason::KILLING, "FailedPostStartHook");
                 let _ = self.ctx.cri.stop_container(&id, MIN_GRACE_SECS).await;
                 self.probes.remove(&id);
             }
@@ -188,15 +240,20 @@ impl Worker {
     }
 
     /// Stops one container: preStop hook, then the stop signal with the remaining grace.
+    /// `why` is the `Killing` event's message (default "Stopping container NAME").
     pub(super) async fn stop_container(
         &mut self,
         pod: &Pod,
         spec: &Container,
         c: &ContainerInfo,
         grace: i64,
+        why: Option<&str>,
     ) {
         self.probes.remove(&c.id);
-        stop_one(&self.ctx, pod, Some(spec), c, grace).await;
+        let events = &self.services.events;
+        if let Err(e) = stop_one(&self.ctx, events, pod, Some(spec), c, grace, why).await {
+            warn!(container = %c.name, "stopping: {e}");
+        }
     }
 
     /// Stops every running container (in parallel, each with its preStop hook) and the
@@ -219,14 +276,37 @@ impl Worker {
                     .find(|c| c.name == name)
             })
         };
+        let events = &self.services.events;
         let stops = rt
             .running()
-            .map(|c| stop_one(&self.ctx, pod, find(&c.name), c, grace));
-        futures::future::join_all(stops).await;
+            .map(|c| stop_one(&self.ctx, events, pod, find(&c.name), c, grace, None));
+        let mut errors: Vec<String> = futures::future::join_all(stops)
+            .await
+            .into_iter()
+            .filter_map(|r| r.err())
+            .collect();
         for sb in &rt.sandboxes {
             if let Err(e) = self.ctx.cri.stop_pod_sandbox(&sb.id).await {
                 warn!("stopping sandbox {}: {e}", sb.id);
+                errors.push(format!(
+                    "failed to \"KillPodSandbox\" for \"{}\" with KillPodSandboxError: \"{e}\"",
+                    self.uid
+                ));
             }
+        }
+        if !errors.is_empty() {
+            // Upstream prints one error alone and several as a Go aggregate.
+            let all = match errors.as_slice() {
+                [one] => one.clone(),
+                many => format!("[{}]", many.join(", ")),
+            };
+            warn!(pod = %pod.metadata.name.as_deref().unwrap_or_default(), "error killing pod: {all}");
+            events.event(
+                &pod_ref(pod),
+                WARNING,
+                reason::FAILED_KILL_POD,
+                &format!("error killing pod: {all}"),
+            );
         }
     }
 
@@ -263,14 +343,27 @@ impl Worker {
     }
 }
 
+/// Stops one running container (Killing event, preStop hook, stop signal); the error is
+/// worded as upstream's kill-container sync result.
 async fn stop_one(
     ctx: &Arc<super::PodContext>,
+    events: &Recorder,
     pod: &Pod,
     spec: Option<&Container>,
     c: &ContainerInfo,
     grace: i64,
-) {
+    why: Option<&str>,
+) -> std::result::Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(grace.max(0) as u64);
+    let init = c
+        .annotations
+        .get(super::runtime::ANNOTATION_KIND)
+        .is_some_and(|k| k == Kind::Init.as_str());
+    let obj = spec.map(|s| container_ref(pod, s, init));
+    if let Some(obj) = &obj {
+        let default = format!("Stopping container {}", c.name);
+        events.event(obj, NORMAL, reason::KILLING, why.unwrap_or(&default));
+    }
     if let Some(hook) = spec
         .and_then(|s| s.lifecycle.as_ref())
         .and_then(|l| l.pre_stop.as_ref())
@@ -291,16 +384,26 @@ async fn stop_one(
             .max(Duration::from_secs(1));
         if let Err(e) = super::probe::run_hook(&target, hook, budget).await {
             warn!(container = %c.name, "preStop hook failed: {e}");
+            if let Some(obj) = &obj {
+                events.event(
+                    obj,
+                    WARNING,
+                    reason::FAILED_PRE_STOP_HOOK,
+                    "PreStopHook failed",
+                );
+            }
         }
     }
     let left = deadline.saturating_duration_since(Instant::now()).as_secs() as i64;
-    if let Err(e) = ctx
-        .cri
+    ctx.cri
         .stop_container(&c.id, left.max(MIN_GRACE_SECS))
         .await
-    {
-        warn!(container = %c.name, "stopping: {e}");
-    }
+        .map_err(|e| {
+            format!(
+                "failed to \"KillContainer\" for \"{}\" with KillContainerError: \"{e}\"",
+                c.name
+            )
+        })
 }
 
 /// Stops and removes every container and sandbox of pod `uid`.

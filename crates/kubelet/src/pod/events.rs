@@ -20,13 +20,38 @@ const CACHE_ENTRIES: usize = 4096;
 pub const NORMAL: &str = "Normal";
 pub const WARNING: &str = "Warning";
 
-/// Event reasons of the image manager, as upstream spells them.
+/// Event reasons, as upstream's kubelet spells them (pkg/kubelet/events).
 pub mod reason {
     pub const PULLING: &str = "Pulling";
     pub const PULLED: &str = "Pulled";
+    /// Image pull, container config, create or start failed.
     pub const FAILED: &str = "Failed";
+    /// Image pull back-off and crash-loop back-off.
     pub const BACK_OFF: &str = "BackOff";
     pub const NEVER_PULL: &str = "ErrImageNeverPull";
+    pub const CREATED: &str = "Created";
+    pub const STARTED: &str = "Started";
+    pub const KILLING: &str = "Killing";
+    pub const UNHEALTHY: &str = "Unhealthy";
+    pub const FAILED_MOUNT: &str = "FailedMount";
+    pub const SANDBOX_CHANGED: &str = "SandboxChanged";
+    pub const FAILED_CREATE_SANDBOX: &str = "FailedCreatePodSandBox";
+    pub const FAILED_KILL_POD: &str = "FailedKillPod";
+    pub const FAILED_POST_START_HOOK: &str = "FailedPostStartHook";
+    pub const FAILED_PRE_STOP_HOOK: &str = "FailedPreStopHook";
+}
+
+/// The reference for events about the pod itself (no field path).
+pub fn pod_ref(pod: &Pod) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        name: pod.metadata.name.clone(),
+        namespace: pod.metadata.namespace.clone(),
+        uid: pod.metadata.uid.clone(),
+        resource_version: pod.metadata.resource_version.clone(),
+        field_path: None,
+    }
 }
 
 /// The reference upstream's kubelet uses for a container's events: the pod, with the
@@ -38,14 +63,19 @@ pub fn container_ref(pod: &Pod, c: &Container, init: bool) -> ObjectReference {
         "spec.containers"
     };
     ObjectReference {
-        api_version: Some("v1".into()),
-        kind: Some("Pod".into()),
-        name: pod.metadata.name.clone(),
-        namespace: pod.metadata.namespace.clone(),
-        uid: pod.metadata.uid.clone(),
-        resource_version: pod.metadata.resource_version.clone(),
         field_path: Some(format!("{field}{{{}}}", c.name)),
+        ..pod_ref(pod)
     }
+}
+
+/// A pod as upstream's kubelet names it in messages: `name_namespace(uid)`.
+pub fn pod_desc(pod: &Pod) -> String {
+    format!(
+        "{}_{}({})",
+        pod.metadata.name.as_deref().unwrap_or_default(),
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.uid.as_deref().unwrap_or_default()
+    )
 }
 
 type Key = (String, String, String, String, String);
@@ -200,6 +230,9 @@ mod tests {
         assert_eq!(r.field_path.as_deref(), Some("spec.containers{c}"));
         assert_eq!(r.kind.as_deref(), Some("Pod"));
         assert_eq!(r.uid.as_deref(), Some("u1"));
+        assert_eq!(pod_ref(&pod).field_path, None);
+        assert_eq!(pod_ref(&pod).resource_version.as_deref(), Some("7"));
+        assert_eq!(pod_desc(&pod), "p_ns(u1)");
         assert_eq!(
             container_ref(&pod, &c, true).field_path.as_deref(),
             Some("spec.initContainers{c}")

@@ -14,6 +14,7 @@ pub mod pull;
 pub mod refs;
 pub mod runtime;
 pub mod sandbox;
+mod sandbox_sync;
 pub mod status;
 pub mod volumes;
 mod worker;

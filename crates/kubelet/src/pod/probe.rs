@@ -67,12 +67,44 @@ async fn exec(t: &Target, a: &ExecAction, timeout: Duration) -> Result<(), Strin
     }
 }
 
+/// An exec probe: upstream reports a failing command by its output alone
+/// ("Liveness probe failed: cat: can't open …").
+async fn exec_probe(t: &Target, a: &ExecAction, timeout: Duration) -> Result<(), String> {
+    let cmd = a.command.clone().unwrap_or_default();
+    let secs = timeout.as_secs().max(1) as i64;
+    let r = tokio::time::timeout(
+        timeout + Duration::from_secs(1),
+        t.cri.exec_sync(&t.container_id, cmd.clone(), secs),
+    )
+    .await;
+    match r {
+        Err(_) => Err(format!("command {:?} timed out", cmd.join(" "))),
+        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Ok(out)) if out.exit_code == 0 => Ok(()),
+        Ok(Ok(out)) => {
+            let mut msg = String::from_utf8_lossy(&out.stdout).to_string();
+            msg.push_str(&String::from_utf8_lossy(&out.stderr));
+            Err(msg)
+        }
+    }
+}
+
+/// A failed dial in Go's words ("dial tcp 10.42.0.5:80: connect: connection refused").
+fn dial_error(h: &str, p: u16, e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => {
+            format!("dial tcp {h}:{p}: connect: connection refused")
+        }
+        _ => format!("dial tcp {h}:{p}: {e}"),
+    }
+}
+
 async fn tcp(t: &Target, a: &TCPSocketAction, timeout: Duration) -> Result<(), String> {
     let p = port(&a.port, &t.ports)?;
     let h = host(a.host.as_deref(), t);
     match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((h, p))).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(format!("dial tcp {h}:{p}: {e}")),
+        Ok(Err(e)) => Err(dial_error(h, p, &e)),
         Err(_) => Err(format!("dial tcp {h}:{p}: i/o timeout")),
     }
 }
@@ -97,7 +129,7 @@ async fn http_get(t: &Target, a: &HTTPGetAction, timeout: Duration) -> Result<()
     let fut = async {
         let stream = tokio::net::TcpStream::connect((h.as_str(), p))
             .await
-            .map_err(|e| format!("Get \"{url}\": {e}"))?;
+            .map_err(|e| format!("Get \"{url}\": {}", dial_error(&h, p, &e)))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| format!("Get \"{url}\": {e}"))?;
@@ -137,7 +169,7 @@ async fn http_get(t: &Target, a: &HTTPGetAction, timeout: Duration) -> Result<()
 pub async fn run_probe(t: &Target, p: &Probe) -> Result<(), String> {
     let timeout = Duration::from_secs(p.timeout_seconds.unwrap_or(1).max(1) as u64);
     if let Some(a) = &p.exec {
-        exec(t, a, timeout).await
+        exec_probe(t, a, timeout).await
     } else if let Some(a) = &p.http_get {
         http_get(t, a, timeout).await
     } else if let Some(a) = &p.tcp_socket {
@@ -170,13 +202,46 @@ pub async fn run_hook(t: &Target, h: &LifecycleHandler, timeout: Duration) -> Re
     }
 }
 
+/// Which probe of a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeKind {
+    Startup,
+    Liveness,
+    Readiness,
+}
+
+impl ProbeKind {
+    /// As upstream capitalises it at the start of event messages.
+    pub fn label(self) -> &'static str {
+        match self {
+            ProbeKind::Startup => "Startup",
+            ProbeKind::Liveness => "Liveness",
+            ProbeKind::Readiness => "Readiness",
+        }
+    }
+
+    /// As upstream writes it inside messages ("failed liveness probe").
+    pub fn lower(self) -> &'static str {
+        match self {
+            ProbeKind::Startup => "startup",
+            ProbeKind::Liveness => "liveness",
+            ProbeKind::Readiness => "readiness",
+        }
+    }
+}
+
+/// Called with the message of every failed probe run ("Liveness probe failed: …"), for
+/// upstream's `Unhealthy` events.
+pub type OnFailure = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// What the probes of one container currently say.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProbeState {
     pub started: bool,
     pub ready: bool,
-    /// Set when liveness (or startup) failed: the container must be restarted.
-    pub failed: Option<String>,
+    /// Set when liveness (or startup) failed past its threshold: the container must be
+    /// restarted.
+    pub failed: Option<ProbeKind>,
 }
 
 /// A container's probe task; aborted when dropped.
@@ -226,13 +291,25 @@ async fn initial_delay(p: &Probe, started_at: SystemTime) {
     }
 }
 
+/// Runs one probe and reports a failure through `on_failure`.
+async fn probe_once(t: &Target, p: &Probe, kind: ProbeKind, on_failure: &OnFailure) -> bool {
+    match run_probe(t, p).await {
+        Ok(()) => true,
+        Err(e) => {
+            on_failure(&format!("{} probe failed: {e}", kind.label()));
+            false
+        }
+    }
+}
+
 /// Starts probing a running container (None when it has no probes: then it is started
-/// and ready as soon as it runs).
+/// and ready as soon as it runs). Every failed run is reported to `on_failure`.
 pub fn spawn(
     t: Target,
     c: &Container,
     started_at: SystemTime,
     wake: Arc<Notify>,
+    on_failure: OnFailure,
 ) -> Option<ProbeHandle> {
     let (startup, liveness, readiness) = (
         c.startup_probe.clone(),
@@ -260,25 +337,19 @@ pub fn spawn(
             let threshold = p.failure_threshold.unwrap_or(3).max(1);
             let mut failures = 0;
             loop {
-                match run_probe(&t, &p).await {
-                    Ok(()) => {
-                        update(&st, &wake, |s| {
-                            s.started = true;
-                            if readiness.is_none() {
-                                s.ready = true;
-                            }
-                        });
-                        break;
-                    }
-                    Err(e) => {
-                        failures += 1;
-                        if failures >= threshold {
-                            update(&st, &wake, |s| {
-                                s.failed = Some(format!("Startup probe failed: {e}"))
-                            });
-                            return;
+                if probe_once(&t, &p, ProbeKind::Startup, &on_failure).await {
+                    update(&st, &wake, |s| {
+                        s.started = true;
+                        if readiness.is_none() {
+                            s.ready = true;
                         }
-                    }
+                    });
+                    break;
+                }
+                failures += 1;
+                if failures >= threshold {
+                    update(&st, &wake, |s| s.failed = Some(ProbeKind::Startup));
+                    return;
                 }
                 tokio::time::sleep(period(&p)).await;
             }
@@ -289,16 +360,13 @@ pub fn spawn(
             let threshold = p.failure_threshold.unwrap_or(3).max(1);
             let mut failures = 0;
             loop {
-                match run_probe(&t, &p).await {
-                    Ok(()) => failures = 0,
-                    Err(e) => {
-                        failures += 1;
-                        if failures >= threshold {
-                            update(&st, &wake, |s| {
-                                s.failed = Some(format!("Liveness probe failed: {e}"))
-                            });
-                            return;
-                        }
+                if probe_once(&t, &p, ProbeKind::Liveness, &on_failure).await {
+                    failures = 0;
+                } else {
+                    failures += 1;
+                    if failures >= threshold {
+                        update(&st, &wake, |s| s.failed = Some(ProbeKind::Liveness));
+                        return;
                     }
                 }
                 tokio::time::sleep(period(&p)).await;
@@ -313,20 +381,17 @@ pub fn spawn(
             );
             let (mut oks, mut fails) = (0, 0);
             loop {
-                match run_probe(&t, &p).await {
-                    Ok(()) => {
-                        oks += 1;
-                        fails = 0;
-                        if oks >= ok_needed {
-                            update(&st, &wake, |s| s.ready = true);
-                        }
+                if probe_once(&t, &p, ProbeKind::Readiness, &on_failure).await {
+                    oks += 1;
+                    fails = 0;
+                    if oks >= ok_needed {
+                        update(&st, &wake, |s| s.ready = true);
                     }
-                    Err(_) => {
-                        fails += 1;
-                        oks = 0;
-                        if fails >= fail_needed {
-                            update(&st, &wake, |s| s.ready = false);
-                        }
+                } else {
+                    fails += 1;
+                    oks = 0;
+                    if fails >= fail_needed {
+                        update(&st, &wake, |s| s.ready = false);
                     }
                 }
                 tokio::time::sleep(period(&p)).await;
@@ -396,5 +461,42 @@ mod tests {
         let tcp_probe: Probe =
             serde_json::from_value(serde_json::json!({"tcpSocket": {"port": p}})).unwrap();
         assert_eq!(run_probe(&t, &tcp_probe).await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn failed_runs_are_reported_and_liveness_gives_up_at_the_threshold() {
+        // A port nothing listens on: bind, note the port, close.
+        let p = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let t = Target {
+            cri: Cri::new(std::path::Path::new("/nonexistent.sock")).unwrap(),
+            container_id: String::new(),
+            pod_ip: "127.0.0.1".into(),
+            ports: vec![],
+        };
+        let c: Container = serde_json::from_value(serde_json::json!({"name": "c",
+            "livenessProbe": {"tcpSocket": {"port": p}, "periodSeconds": 1, "failureThreshold": 2}}))
+        .unwrap();
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let s2 = seen.clone();
+        let on_failure: OnFailure = Arc::new(move |m: &str| s2.lock().unwrap().push(m.into()));
+        let wake = Arc::new(Notify::new());
+        let h = spawn(t, &c, SystemTime::now(), wake.clone(), on_failure).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while h.get().failed.is_none() {
+                wake.notified().await;
+            }
+        })
+        .await
+        .expect("liveness failure");
+        assert_eq!(h.get().failed, Some(ProbeKind::Liveness));
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert_eq!(
+            seen[0],
+            format!("Liveness probe failed: dial tcp 127.0.0.1:{p}: connect: connection refused")
+        );
     }
 }

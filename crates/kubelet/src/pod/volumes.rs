@@ -371,6 +371,15 @@ fn empty_dir(
     Ok(p)
 }
 
+/// A volume that could not be set up, worded as upstream's `FailedMount` event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("MountVolume.SetUp failed for volume \"{volume}\" : {source}")]
+pub struct MountError {
+    pub volume: String,
+    #[source]
+    pub source: RefError,
+}
+
 /// Materialises every volume of the pod; returns volume name → host path.
 pub async fn prepare(
     client: &kube::Client,
@@ -378,130 +387,144 @@ pub async fn prepare(
     dirs: &PodDirs,
     cache: &mut ObjectCache,
     ctx: &DownwardContext,
-) -> Result<HashMap<String, PathBuf>, RefError> {
+) -> Result<HashMap<String, PathBuf>, MountError> {
     let mut out = HashMap::new();
-    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     for v in pod
         .spec
         .as_ref()
         .and_then(|s| s.volumes.as_deref())
         .unwrap_or_default()
     {
-        let path = if let Some(e) = &v.empty_dir {
-            empty_dir(
-                dirs,
-                v,
-                e.medium.as_deref().unwrap_or_default(),
-                e.size_limit.as_ref().map(|q| q.0.as_str()),
-            )?
-        } else if let Some(h) = &v.host_path {
-            host_path(&h.path, h.type_.as_deref().unwrap_or_default())?
-        } else if let Some(cm) = &v.config_map {
-            let optional = cm.optional.unwrap_or(false);
-            let data = cache
-                .config_map_files(&cm.name, optional)
-                .await?
-                .unwrap_or_default();
-            let what = format!("configmap \"{}\"", cm.name);
-            let files = key_files(
-                &data,
-                cm.items.as_deref(),
-                cm.default_mode.unwrap_or(0o644) as u32,
-                &what,
-                optional,
-            )?;
-            let p = dirs.volume("kubernetes.io~configmap", &v.name);
-            write_atomic(&p, &files)?;
-            p
-        } else if let Some(s) = &v.secret {
-            let name = s.secret_name.clone().unwrap_or_default();
-            let optional = s.optional.unwrap_or(false);
-            let data = cache
-                .secret_files(&name, optional)
-                .await?
-                .unwrap_or_default();
-            let what = format!("secret \"{name}\"");
-            let files = key_files(
-                &data,
-                s.items.as_deref(),
-                s.default_mode.unwrap_or(0o644) as u32,
-                &what,
-                optional,
-            )?;
-            let p = dirs.volume("kubernetes.io~secret", &v.name);
-            write_atomic(&p, &files)?;
-            p
-        } else if let Some(d) = &v.downward_api {
-            let files = downward_files(
-                pod,
-                d.items.as_deref().unwrap_or_default(),
-                d.default_mode.unwrap_or(0o644) as u32,
-                ctx,
-            )?;
-            let p = dirs.volume("kubernetes.io~downward-api", &v.name);
-            write_atomic(&p, &files)?;
-            p
-        } else if let Some(pr) = &v.projected {
-            let mode = pr.default_mode.unwrap_or(0o644) as u32;
-            let mut files = Files::new();
-            for src in pr.sources.as_deref().unwrap_or_default() {
-                if let Some(cm) = &src.config_map {
-                    let optional = cm.optional.unwrap_or(false);
-                    let data = cache
-                        .config_map_files(&cm.name, optional)
-                        .await?
-                        .unwrap_or_default();
-                    let what = format!("configmap \"{}\"", cm.name);
-                    files.extend(key_files(
-                        &data,
-                        cm.items.as_deref(),
-                        mode,
-                        &what,
-                        optional,
-                    )?);
-                }
-                if let Some(s) = &src.secret {
-                    let optional = s.optional.unwrap_or(false);
-                    let data = cache
-                        .secret_files(&s.name, optional)
-                        .await?
-                        .unwrap_or_default();
-                    let what = format!("secret \"{}\"", s.name);
-                    files.extend(key_files(&data, s.items.as_deref(), mode, &what, optional)?);
-                }
-                if let Some(d) = &src.downward_api {
-                    files.extend(downward_files(
-                        pod,
-                        d.items.as_deref().unwrap_or_default(),
-                        mode,
-                        ctx,
-                    )?);
-                }
-                if let Some(t) = &src.service_account_token {
-                    let token = service_account_token(
-                        client,
-                        pod,
-                        t.audience.as_deref(),
-                        t.expiration_seconds,
-                    )
-                    .await;
-                    files.insert(safe_rel(&t.path)?, (token.into_bytes(), mode));
-                }
-            }
-            let p = dirs.volume("kubernetes.io~projected", &v.name);
-            write_atomic(&p, &files)?;
-            p
-        } else if let Some(c) = &v.persistent_volume_claim {
-            pvc_path(client, ns, &c.claim_name).await?
-        } else {
-            return Err(RefError::Invalid(format!(
-                "volume {:?}: unsupported volume type",
-                v.name
-            )));
-        };
+        let path = prepare_one(client, pod, v, dirs, cache, ctx)
+            .await
+            .map_err(|source| MountError {
+                volume: v.name.clone(),
+                source,
+            })?;
         out.insert(v.name.clone(), path);
     }
     Ok(out)
+}
+
+/// Materialises one volume; returns its host path.
+async fn prepare_one(
+    client: &kube::Client,
+    pod: &Pod,
+    v: &Volume,
+    dirs: &PodDirs,
+    cache: &mut ObjectCache,
+    ctx: &DownwardContext,
+) -> Result<PathBuf, RefError> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let path = if let Some(e) = &v.empty_dir {
+        empty_dir(
+            dirs,
+            v,
+            e.medium.as_deref().unwrap_or_default(),
+            e.size_limit.as_ref().map(|q| q.0.as_str()),
+        )?
+    } else if let Some(h) = &v.host_path {
+        host_path(&h.path, h.type_.as_deref().unwrap_or_default())?
+    } else if let Some(cm) = &v.config_map {
+        let optional = cm.optional.unwrap_or(false);
+        let data = cache
+            .config_map_files(&cm.name, optional)
+            .await?
+            .unwrap_or_default();
+        let what = format!("configmap \"{}\"", cm.name);
+        let files = key_files(
+            &data,
+            cm.items.as_deref(),
+            cm.default_mode.unwrap_or(0o644) as u32,
+            &what,
+            optional,
+        )?;
+        let p = dirs.volume("kubernetes.io~configmap", &v.name);
+        write_atomic(&p, &files)?;
+        p
+    } else if let Some(s) = &v.secret {
+        let name = s.secret_name.clone().unwrap_or_default();
+        let optional = s.optional.unwrap_or(false);
+        let data = cache
+            .secret_files(&name, optional)
+            .await?
+            .unwrap_or_default();
+        let what = format!("secret \"{name}\"");
+        let files = key_files(
+            &data,
+            s.items.as_deref(),
+            s.default_mode.unwrap_or(0o644) as u32,
+            &what,
+            optional,
+        )?;
+        let p = dirs.volume("kubernetes.io~secret", &v.name);
+        write_atomic(&p, &files)?;
+        p
+    } else if let Some(d) = &v.downward_api {
+        let files = downward_files(
+            pod,
+            d.items.as_deref().unwrap_or_default(),
+            d.default_mode.unwrap_or(0o644) as u32,
+            ctx,
+        )?;
+        let p = dirs.volume("kubernetes.io~downward-api", &v.name);
+        write_atomic(&p, &files)?;
+        p
+    } else if let Some(pr) = &v.projected {
+        let mode = pr.default_mode.unwrap_or(0o644) as u32;
+        let mut files = Files::new();
+        for src in pr.sources.as_deref().unwrap_or_default() {
+            if let Some(cm) = &src.config_map {
+                let optional = cm.optional.unwrap_or(false);
+                let data = cache
+                    .config_map_files(&cm.name, optional)
+                    .await?
+                    .unwrap_or_default();
+                let what = format!("configmap \"{}\"", cm.name);
+                files.extend(key_files(
+                    &data,
+                    cm.items.as_deref(),
+                    mode,
+                    &what,
+                    optional,
+                )?);
+            }
+            if let Some(s) = &src.secret {
+                let optional = s.optional.unwrap_or(false);
+                let data = cache
+                    .secret_files(&s.name, optional)
+                    .await?
+                    .unwrap_or_default();
+                let what = format!("secret \"{}\"", s.name);
+                files.extend(key_files(&data, s.items.as_deref(), mode, &what, optional)?);
+            }
+            if let Some(d) = &src.downward_api {
+                files.extend(downward_files(
+                    pod,
+                    d.items.as_deref().unwrap_or_default(),
+                    mode,
+                    ctx,
+                )?);
+            }
+            if let Some(t) = &src.service_account_token {
+                let token =
+                    service_account_token(client, pod, t.audience.as_deref(), t.expiration_seconds)
+                        .await;
+                files.insert(safe_rel(&t.path)?, (token.into_bytes(), mode));
+            }
+        }
+        let p = dirs.volume("kubernetes.io~projected", &v.name);
+        write_atomic(&p, &files)?;
+        p
+    } else if let Some(c) = &v.persistent_volume_claim {
+        pvc_path(client, ns, &c.claim_name).await?
+    } else {
+        return Err(RefError::Invalid(format!(
+            "volume {:?}: unsupported volume type",
+            v.name
+        )));
+    };
+    Ok(path)
 }
 
 /// Unmounts everything mounted under `root` (deepest first), e.g. tmpfs emptyDirs.

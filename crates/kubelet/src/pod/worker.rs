@@ -6,6 +6,7 @@
 use super::PodContext;
 use super::backoff::Backoff;
 use super::container::Kind;
+use super::events::{self, WARNING, reason};
 use super::probe::{ProbeHandle, ProbeState};
 use super::runtime::{ContainerInfo, PodRuntime};
 use super::status;
@@ -149,7 +150,7 @@ impl Worker {
         }
     }
 
-    fn pod_name(pod: &Pod) -> String {
+    pub(super) fn pod_name(pod: &Pod) -> String {
         format!(
             "{}/{}",
             pod.metadata.namespace.as_deref().unwrap_or_default(),
@@ -253,110 +254,6 @@ impl Worker {
         ))
     }
 
-    /// The ready sandbox to run containers in (created when needed): (id, attempt, IP).
-    /// None when it cannot or must not be created now.
-    async fn ensure_sandbox(
-        &mut self,
-        pod: &Pod,
-        rt: &PodRuntime,
-    ) -> Result<Option<(String, u32, String)>> {
-        let host_network = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.host_network)
-            .unwrap_or(false);
-        if let Some(sb) = rt.newest_sandbox().filter(|s| s.ready) {
-            let ip = if host_network {
-                self.ctx.cfg.node_ip.to_string()
-            } else {
-                self.sandbox_ip(&sb.id).await?
-            };
-            if !self.dirs.etc_hosts().exists() {
-                self.write_etc_hosts(pod, &ip)?;
-            }
-            return Ok(Some((sb.id.clone(), sb.attempt, ip)));
-        }
-        if let Some(old) = rt.newest_sandbox() {
-            // The sandbox died. With restartPolicy Never, containers that already ran stay done.
-            let all_ran = pod.spec.as_ref().is_some_and(|s| {
-                s.containers
-                    .iter()
-                    .all(|c| rt.latest(&c.name).is_some_and(|x| x.exited()))
-            });
-            if restart_policy(pod) == "Never" && all_ran {
-                return Ok(None);
-            }
-            info!(pod = %Self::pod_name(pod), sandbox = %old.id, "sandbox is not ready; recreating");
-            for c in rt.running() {
-                let _ = self.ctx.cri.stop_container(&c.id, 2).await;
-            }
-            self.probes.clear();
-            for sb in &rt.sandboxes {
-                let _ = self.ctx.cri.stop_pod_sandbox(&sb.id).await;
-            }
-        }
-        let now = Instant::now();
-        if let Some(until) = self
-            .sandbox_failed_at
-            .and_then(|at| self.sandbox_backoff.in_backoff_until("sandbox", at, now))
-        {
-            self.wake_at(until);
-            return Ok(None);
-        }
-        let attempt = rt.newest_sandbox().map(|s| s.attempt + 1).unwrap_or(0);
-        std::fs::create_dir_all(self.dirs.logs())
-            .map_err(|e| crate::error::Error::io("creating pod log dir", e))?;
-        let cfg = super::sandbox::sandbox_config(pod, &self.ctx.cfg, &self.dirs.logs(), attempt);
-        let started = Instant::now();
-        let id = match self.ctx.cri.run_pod_sandbox(cfg).await {
-            Ok(id) => id,
-            Err(e) => {
-                warn!(pod = %Self::pod_name(pod), "RunPodSandbox failed: {e}");
-                self.sandbox_backoff.next("sandbox", now);
-                self.sandbox_failed_at = Some(now);
-                self.wake_at(
-                    now + self
-                        .sandbox_backoff
-                        .delay("sandbox")
-                        .unwrap_or(Duration::from_secs(1)),
-                );
-                return Ok(None);
-            }
-        };
-        self.sandbox_failed_at = None;
-        self.sandbox_backoff.reset("sandbox");
-        let ip = if host_network {
-            self.ctx.cfg.node_ip.to_string()
-        } else {
-            self.sandbox_ip(&id).await?
-        };
-        debug!(pod = %Self::pod_name(pod), sandbox = %id, %ip, elapsed = ?started.elapsed(), "sandbox ready");
-        self.write_etc_hosts(pod, &ip)?;
-        Ok(Some((id, attempt, ip)))
-    }
-
-    async fn sandbox_ip(&mut self, id: &str) -> Result<String> {
-        if let Some(ip) = self.sandbox_ips.get(id) {
-            return Ok(ip.clone());
-        }
-        let st = self.ctx.cri.pod_sandbox_status(id).await?;
-        let ip = st
-            .status
-            .and_then(|s| s.network)
-            .map(|n| n.ip)
-            .unwrap_or_default();
-        self.sandbox_ips.insert(id.to_string(), ip.clone());
-        Ok(ip)
-    }
-
-    fn write_etc_hosts(&self, pod: &Pod, ip: &str) -> Result<()> {
-        std::fs::create_dir_all(&self.dirs.root)
-            .map_err(|e| crate::error::Error::io("creating pod dir", e))?;
-        let text = super::sandbox::etc_hosts(pod, ip, &self.ctx.cfg.cluster_domain);
-        std::fs::write(self.dirs.etc_hosts(), text)
-            .map_err(|e| crate::error::Error::io("writing etc-hosts", e))
-    }
-
     /// Init containers in order, then app containers. Returns whether anything changed.
     async fn sync_containers(
         &mut self,
@@ -376,13 +273,16 @@ impl Worker {
             .retain(|id, _| rt.containers.iter().any(|c| &c.id == id && c.running()));
         for c in rt.running() {
             if c.sandbox_id == sandbox_id && !self.probes.contains_key(&c.id) {
-                let spec_c = spec
-                    .containers
+                let app = spec.containers.iter().find(|s| s.name == c.name);
+                let init = spec
+                    .init_containers
                     .iter()
-                    .chain(spec.init_containers.iter().flatten())
+                    .flatten()
                     .find(|s| s.name == c.name);
-                if let Some(sc) = spec_c {
-                    self.spawn_probes(sc, c, pod_ip);
+                if let Some(sc) = app {
+                    self.spawn_probes(pod, sc, false, c, pod_ip);
+                } else if let Some(sc) = init {
+                    self.spawn_probes(pod, sc, true, c, pod_ip);
                 }
             }
         }
@@ -461,15 +361,28 @@ impl Worker {
                         .is_some_and(|i| Some(i) != c.image.as_deref());
                     let failed = self.probes.get(&x.id).and_then(|p| p.get().failed);
                     if image_changed || failed.is_some() {
-                        let why = failed.unwrap_or_else(|| "container image changed".into());
-                        info!(pod = %Self::pod_name(pod), container = %c.name, "restarting: {why}");
-                        let grace = c
-                            .liveness_probe
-                            .as_ref()
+                        // Upstream's wording of the Killing event for these restarts.
+                        let mut why = match failed {
+                            Some(kind) => {
+                                format!("Container {} failed {} probe", c.name, kind.lower())
+                            }
+                            None => format!("Container {} definition changed", c.name),
+                        };
+                        if image_changed || policy != "Never" {
+                            why.push_str(", will be restarted");
+                        }
+                        info!(pod = %Self::pod_name(pod), container = %c.name, "{why}");
+                        // A probe's own grace period applies to kills it caused only.
+                        let probe = match failed {
+                            Some(super::probe::ProbeKind::Startup) => c.startup_probe.as_ref(),
+                            Some(_) => c.liveness_probe.as_ref(),
+                            None => None,
+                        };
+                        let grace = probe
                             .and_then(|p| p.termination_grace_period_seconds)
                             .or(spec.termination_grace_period_seconds)
                             .unwrap_or(30);
-                        self.stop_container(pod, c, x, grace).await;
+                        self.stop_container(pod, c, x, grace, Some(&why)).await;
                         acted = true;
                         // The exit is handled by the next sync (restart policy, back-off).
                         self.wake.notify_one();
@@ -518,13 +431,20 @@ impl Worker {
         let since = instant_of(x.finished_at);
         if let Some(until) = self.crash_backoff.in_backoff_until(&c.name, since, now) {
             let delay = self.crash_backoff.delay(&c.name).unwrap_or_default();
+            let desc = events::pod_desc(pod);
+            self.services.events.event(
+                &events::container_ref(pod, c, kind == Kind::Init),
+                WARNING,
+                reason::BACK_OFF,
+                &format!(
+                    "Back-off restarting failed container {} in pod {desc}",
+                    c.name
+                ),
+            );
             let msg = format!(
-                "back-off {}s restarting failed container={} pod={}_{}({})",
-                delay.as_secs(),
+                "back-off {} restarting failed container={} pod={desc}",
+                super::pull::go_duration(delay),
                 c.name,
-                pod.metadata.name.as_deref().unwrap_or_default(),
-                pod.metadata.namespace.as_deref().unwrap_or_default(),
-                self.uid
             );
             self.waiting
                 .insert(c.name.clone(), ("CrashLoopBackOff".into(), msg));
@@ -536,7 +456,15 @@ impl Worker {
             .await
     }
 
-    pub(super) fn spawn_probes(&mut self, spec: &Container, c: &ContainerInfo, pod_ip: &str) {
+    /// Starts the probes of running container `c` (spec `spec`; `init` for a sidecar).
+    pub(super) fn spawn_probes(
+        &mut self,
+        pod: &Pod,
+        spec: &Container,
+        init: bool,
+        c: &ContainerInfo,
+        pod_ip: &str,
+    ) {
         let target = super::probe::Target {
             cri: self.ctx.cri.clone(),
             container_id: c.id.clone(),
@@ -544,7 +472,13 @@ impl Worker {
             ports: spec.ports.clone().unwrap_or_default(),
         };
         let started = SystemTime::UNIX_EPOCH + Duration::from_nanos(c.started_at.max(0) as u64);
-        if let Some(h) = super::probe::spawn(target, spec, started, self.wake.clone()) {
+        let (recorder, obj) = (
+            self.services.events.clone(),
+            events::container_ref(pod, spec, init),
+        );
+        let on_failure: super::probe::OnFailure =
+            Arc::new(move |msg: &str| recorder.event(&obj, WARNING, reason::UNHEALTHY, msg));
+        if let Some(h) = super::probe::spawn(target, spec, started, self.wake.clone(), on_failure) {
             self.probes.insert(c.id.clone(), h);
         }
     }

@@ -83,6 +83,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let mut kcfg = r8s_kubelet::KubeletConfig::new(&node_name, node_ip, data_dir.clone());
         kcfg.runtime_endpoint = args.container_runtime_endpoint.clone();
         kcfg.cluster_cidr = args.cluster_cidr.clone();
+        kcfg.allocate_pod_cidr = false; // the controller manager's node IPAM assigns it
         kcfg.control_plane = true;
         kcfg.server_addr = Some(std::net::SocketAddr::new(
             args.bind_address,
