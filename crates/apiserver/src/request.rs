@@ -38,6 +38,19 @@ const NAMESPACE_SUBRESOURCES: [&str; 2] = ["status", "finalize"];
 
 /// Parse an API path (without query string).
 pub fn parse(path: &str) -> Route {
+    let mut route = parse_segments(path);
+    // A proxy subpath keeps its trailing slash (`proxy/dir/` reaches the backend as `/dir/`).
+    if let Route::Resource(r) = &mut route
+        && path.ends_with('/')
+        && let Some(sub) = &mut r.subresource
+        && (sub == "proxy" || sub.starts_with("proxy/"))
+    {
+        sub.push('/');
+    }
+    route
+}
+
+fn parse_segments(path: &str) -> Route {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     match parts.as_slice() {
         ["api"] => Route::CoreVersions,
@@ -169,6 +182,12 @@ mod tests {
     fn proxy_subpath_kept_whole() {
         let r = res("/api/v1/namespaces/default/pods/p/proxy/a/b");
         assert_eq!(r.subresource.as_deref(), Some("proxy/a/b"));
+        let r = res("/api/v1/namespaces/default/pods/p/proxy/a/b/");
+        assert_eq!(r.subresource.as_deref(), Some("proxy/a/b/"));
+        let r = res("/api/v1/namespaces/default/services/s:80/proxy/");
+        assert_eq!(r.subresource.as_deref(), Some("proxy/"));
+        let r = res("/api/v1/namespaces/default/pods/p/status/");
+        assert_eq!(r.subresource.as_deref(), Some("status"));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Subresources: status, scale, pods/binding, pods/eviction, namespaces/finalize; the
-//! kubelet-served ones (pods/log, exec, attach, portforward, nodes/proxy) go to
-//! [`crate::proxy`].
+//! kubelet-served ones (pods/log, exec, attach, portforward, nodes/proxy) and
+//! pods/proxy, services/proxy go to [`crate::proxy`].
 
 use super::resource::{self, Call};
 use crate::error::{ApiError, ApiResult};
@@ -39,9 +39,18 @@ pub async fn handle(call: Call, method: &Method, sub: &str) -> ApiResult<Respons
                 .to_string();
             crate::proxy::node(&call.state.clone(), &path, proxy_request(call, method)?).await
         }
-        (s, _) if s.starts_with("proxy") => Err(ApiError::unavailable(
-            "proxying to pods and services is not supported yet",
-        )),
+        (s, _)
+            if matches!(call.info.plural, "pods" | "services")
+                && (s == "proxy" || s.starts_with("proxy/")) =>
+        {
+            let kind = if call.info.plural == "pods" {
+                crate::proxy::backend::Kind::Pod
+            } else {
+                crate::proxy::backend::Kind::Service
+            };
+            let state = call.state.clone();
+            crate::proxy::backend::serve(&state, kind, s, proxy_request(call, method)?).await
+        }
         (s, m) => Err(ApiError::method_not_allowed(m.as_str(), s)),
     }
 }

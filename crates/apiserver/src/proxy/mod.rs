@@ -5,9 +5,19 @@
 //! - [`options`]: query decoding/validation and container selection.
 //! - [`kubelet`]: node → kubelet address, TLS client, one-shot connections.
 //! - [`upgrade`]: the upgrade handshake and the byte relay.
+//!
+//! `pods/proxy` and `services/proxy` go to the pod or service endpoint itself:
+//! - [`backend`]: the entry point and the backend path.
+//! - [`target`]: `[scheme:]name[:port]` ids, pod and service endpoint resolution.
+//! - [`http`]: the reverse proxy (plain requests and upgrades).
+//! - [`rewrite`]: `Location` and HTML link rewriting.
 
+pub mod backend;
+pub mod http;
 pub mod kubelet;
 pub mod options;
+pub mod rewrite;
+pub mod target;
 pub mod upgrade;
 
 use crate::error::{ApiError, ApiResult};
