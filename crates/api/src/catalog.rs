@@ -33,8 +33,12 @@ pub struct ResourceInfo {
     pub categories: &'static [&'static str],
     pub verbs: &'static [&'static str],
     pub subresources: &'static [Subresource],
-    /// The group/version objects are stored in. Several served versions of one resource
-    /// (autoscaling/v1 and v2 HPAs) share one storage version and one key space.
+    /// The group objects are stored under ("" for core). events.k8s.io/v1 Events are
+    /// stored as core/v1 Events, as upstream does.
+    pub storage_group: &'static str,
+    /// The version objects are stored in. Several served versions of one resource
+    /// (autoscaling/v1 and v2 HPAs; core and events.k8s.io Events) share one storage
+    /// group/version and one key space.
     pub storage_version: &'static str,
 }
 
@@ -58,12 +62,21 @@ impl ResourceInfo {
         self.subresources.iter().find(|s| s.name == name)
     }
 
-    /// Storage key prefix of this resource: `/registry/<group or core>/<plural>/`.
+    /// The apiVersion of the stored form (`autoscaling/v2`, `v1`).
+    pub fn storage_api_version(&self) -> String {
+        if self.storage_group.is_empty() {
+            self.storage_version.to_string()
+        } else {
+            format!("{}/{}", self.storage_group, self.storage_version)
+        }
+    }
+
+    /// Storage key prefix of this resource: `/registry/<storage group or core>/<plural>/`.
     pub fn key_prefix(&self) -> String {
-        let group = if self.group.is_empty() {
+        let group = if self.storage_group.is_empty() {
             "core"
         } else {
-            self.group
+            self.storage_group
         };
         format!("/registry/{group}/{}/", self.plural)
     }
@@ -196,6 +209,19 @@ mod tests {
         let autoscaling = group("autoscaling").expect("autoscaling");
         assert_eq!(autoscaling.versions, ["v2", "v1"]);
         assert_eq!(autoscaling.preferred, "v2");
+    }
+
+    #[test]
+    fn event_apis_share_storage() {
+        let core = find("", "v1", "events").expect("core events");
+        let new = find("events.k8s.io", "v1", "events").expect("events.k8s.io");
+        assert_eq!(core.key_prefix(), "/registry/core/events/");
+        assert_eq!(new.key_prefix(), core.key_prefix());
+        assert_eq!(new.storage_api_version(), "v1");
+        assert_eq!(
+            find("autoscaling", "v1", "horizontalpodautoscalers").map(|r| r.storage_api_version()),
+            Some("autoscaling/v2".to_string())
+        );
     }
 
     #[test]

@@ -1,7 +1,12 @@
-//! Conversion between served versions and the storage version of a resource. Today one
-//! resource needs it: HorizontalPodAutoscaler, served as autoscaling/v1 and v2 and stored
-//! as v2. The v1 view carries only the CPU utilization target (as upstream's v1 does);
-//! other v2 metrics survive a v1 read but not a v1 write.
+//! Conversion between served versions and the storage version of a resource. Two
+//! resources need it:
+//!
+//! - HorizontalPodAutoscaler, served as autoscaling/v1 and v2 and stored as v2. The v1 view
+//!   carries only the CPU utilization target (as upstream's v1 does); other v2 metrics
+//!   survive a v1 read but not a v1 write.
+//! - Event, served as core/v1 and events.k8s.io/v1 and stored as core/v1 ([`event`]).
+
+mod event;
 
 use crate::catalog::ResourceInfo;
 use serde_json::{Value, json};
@@ -10,6 +15,8 @@ use serde_json::{Value, json};
 pub fn to_storage(info: &ResourceInfo, obj: &mut Value) {
     if is_hpa_v1(info) {
         hpa_v1_to_v2(obj);
+    } else if is_events_v1(info) {
+        event::to_core(obj);
     }
 }
 
@@ -17,7 +24,13 @@ pub fn to_storage(info: &ResourceInfo, obj: &mut Value) {
 pub fn from_storage(info: &ResourceInfo, obj: &mut Value) {
     if is_hpa_v1(info) {
         hpa_v2_to_v1(obj);
+    } else if is_events_v1(info) {
+        event::from_core(obj);
     }
+}
+
+fn is_events_v1(info: &ResourceInfo) -> bool {
+    info.group == "events.k8s.io" && info.kind == "Event"
 }
 
 fn is_hpa_v1(info: &ResourceInfo) -> bool {
@@ -110,6 +123,21 @@ mod tests {
         assert!(v1["spec"].get("targetCPUUtilizationPercentage").is_none());
         from_storage(info("v1"), &mut v1);
         assert_eq!(v1, original);
+    }
+
+    #[test]
+    fn events_convert_only_for_events_k8s_io() {
+        let new = crate::catalog::find("events.k8s.io", "v1", "events").expect("events");
+        let core = crate::catalog::find("", "v1", "events").expect("core events");
+        let mut ev = json!({"apiVersion": "events.k8s.io/v1", "note": "n"});
+        to_storage(new, &mut ev);
+        assert_eq!(ev, json!({"apiVersion": "v1", "message": "n"}));
+        let stored = ev.clone();
+        to_storage(core, &mut ev);
+        from_storage(core, &mut ev);
+        assert_eq!(ev, stored);
+        from_storage(new, &mut ev);
+        assert_eq!(ev, json!({"apiVersion": "events.k8s.io/v1", "note": "n"}));
     }
 
     #[test]

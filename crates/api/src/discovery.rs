@@ -104,11 +104,14 @@ pub fn aggregated(core: bool) -> Value {
 }
 
 /// Upstream's `storageVersionHash`: the first 8 bytes of SHA-256 over
-/// `<group>/<storage version>/<kind>`, base64. Clients use it only to notice that a
-/// resource's storage version changed.
+/// `<storage group>/<storage version>/<kind>`, base64. Clients use it only to notice that a
+/// resource's storage version changed (core and events.k8s.io Events share one).
 pub fn storage_version_hash(info: &ResourceInfo) -> String {
     use base64::Engine as _;
-    let gvk = format!("{}/{}/{}", info.group, info.storage_version, info.kind);
+    let gvk = format!(
+        "{}/{}/{}",
+        info.storage_group, info.storage_version, info.kind
+    );
     let digest = ring::digest::digest(&ring::digest::SHA256, gvk.as_bytes());
     let bytes = digest.as_ref();
     base64::engine::general_purpose::STANDARD.encode(&bytes[..8.min(bytes.len())])
@@ -419,6 +422,15 @@ mod tests {
             "statefulsets",
         ];
         assert_eq!(found, want);
+    }
+
+    #[test]
+    fn event_storage_hash_is_core() {
+        // Upstream reports the core/v1 Event hash for both APIs (one stored form).
+        let core = crate::catalog::find("", "v1", "events").expect("core");
+        let new = crate::catalog::find("events.k8s.io", "v1", "events").expect("new");
+        assert_eq!(storage_version_hash(core), "r2yiGXH7wu8=");
+        assert_eq!(storage_version_hash(new), "r2yiGXH7wu8=");
     }
 
     #[test]

@@ -82,6 +82,7 @@ const fn res(
         categories,
         verbs: RW,
         subresources,
+        storage_group: group,
         storage_version: version,
     }
 }
@@ -106,6 +107,7 @@ const fn review(
         categories: NONE,
         verbs: CREATE,
         subresources: &[],
+        storage_group: group,
         storage_version: "v1",
     }
 }
@@ -125,9 +127,8 @@ const POD_SUBRESOURCES: &[Subresource] = &[
 
 /// Every served resource. Core first, then the groups in the order `/apis` lists them.
 ///
-/// `events` exists twice (core/v1 and events.k8s.io/v1). Upstream stores both in one key
-/// space (the events.k8s.io form is a conversion of the core object); here each has its own
-/// key prefix, so an event written through one API is not visible through the other.
+/// `events` exists twice (core/v1 and events.k8s.io/v1); as upstream, both are one key space
+/// of core/v1 objects, and the events.k8s.io form is a conversion (`crate::conversion`).
 pub(super) static RESOURCES: &[ResourceInfo] = &[
     // core/v1
     res(
@@ -347,18 +348,21 @@ pub(super) static RESOURCES: &[ResourceInfo] = &[
         ALL,
         &[SCALE, status("StatefulSet", "apps", "v1")],
     ),
-    // events.k8s.io/v1
-    res(
-        "events.k8s.io",
-        "v1",
-        "Event",
-        "events",
-        "event",
-        true,
-        &["ev"],
-        NONE,
-        &[],
-    ),
+    // events.k8s.io/v1: a view of the core/v1 Events.
+    ResourceInfo {
+        storage_group: "",
+        ..res(
+            "events.k8s.io",
+            "v1",
+            "Event",
+            "events",
+            "event",
+            true,
+            &["ev"],
+            NONE,
+            &[],
+        )
+    },
     // authentication.k8s.io/v1 and authorization.k8s.io/v1: reviews, never stored.
     review(
         "authentication.k8s.io",

@@ -1,5 +1,5 @@
-//! Core kinds with small behaviours: Namespace, ConfigMap, Secret, Node, Event,
-//! Endpoints, LimitRange, ResourceQuota.
+//! Core kinds with small behaviours: Namespace, ConfigMap, Secret, Node, Endpoints,
+//! LimitRange, ResourceQuota (Events are in [`super::event`]).
 
 use base64::Engine as _;
 use serde_json::{Value, json};
@@ -20,7 +20,6 @@ pub struct NamespaceStrategy;
 pub struct ConfigMapStrategy;
 pub struct SecretStrategy;
 pub struct NodeStrategy;
-pub struct EventStrategy;
 pub struct EndpointsStrategy;
 pub struct LimitRangeStrategy;
 pub struct ResourceQuotaStrategy;
@@ -399,46 +398,6 @@ impl Strategy for NodeStrategy {
     }
 }
 
-// ---- Event ----
-
-impl Strategy for EventStrategy {
-    fn field_selector_fields(&self, obj: &Value) -> Vec<(&'static str, String)> {
-        // events.k8s.io/v1 stores the same data under other names.
-        let new_style =
-            get(obj, "regarding").is_some() || get(obj, "reportingController").is_some();
-        let (io, reporting, source) = if new_style {
-            (
-                "regarding",
-                "reportingController",
-                str_at(obj, &["deprecatedSource", "component"]),
-            )
-        } else {
-            (
-                "involvedObject",
-                "reportingComponent",
-                str_at(obj, &["source", "component"]),
-            )
-        };
-        let f = |k: &str| str_at(obj, &[io, k]).to_string();
-        vec![
-            ("involvedObject.kind", f("kind")),
-            ("involvedObject.namespace", f("namespace")),
-            ("involvedObject.name", f("name")),
-            ("involvedObject.uid", f("uid")),
-            ("involvedObject.apiVersion", f("apiVersion")),
-            ("involvedObject.resourceVersion", f("resourceVersion")),
-            ("involvedObject.fieldPath", f("fieldPath")),
-            ("reason", get_str(obj, "reason").unwrap_or("").to_string()),
-            (
-                "reportingComponent",
-                get_str(obj, reporting).unwrap_or("").to_string(),
-            ),
-            ("source", source.to_string()),
-            ("type", get_str(obj, "type").unwrap_or("").to_string()),
-        ]
-    }
-}
-
 // ---- Endpoints / LimitRange / ResourceQuota ----
 
 impl Strategy for EndpointsStrategy {
@@ -448,6 +407,10 @@ impl Strategy for EndpointsStrategy {
                 each_obj_mut(s, "ports", |p| default_str(p, "protocol", "TCP"))
             });
         }
+    }
+
+    fn allow_create_on_update(&self) -> bool {
+        true
     }
 }
 
@@ -477,6 +440,10 @@ impl Strategy for LimitRangeStrategy {
                 copy_missing(item, "min", "defaultRequest");
             });
         });
+    }
+
+    fn allow_create_on_update(&self) -> bool {
+        true
     }
 }
 

@@ -192,26 +192,6 @@ fn node_defaults_validation_and_fields() {
 }
 
 #[test]
-fn event_field_selectors() {
-    let core = json!({
-        "involvedObject": {"kind": "Pod", "namespace": "d", "name": "p", "uid": "u", "apiVersion": "v1", "resourceVersion": "5", "fieldPath": "spec.containers{c}"},
-        "reason": "Started", "reportingComponent": "kubelet", "source": {"component": "kubelet"}, "type": "Normal"
-    });
-    let f = for_kind("", "Event").field_selector_fields(&core);
-    assert_eq!(f.len(), 11);
-    assert_eq!(f[0], ("involvedObject.kind", "Pod".to_string()));
-    assert_eq!(
-        f[6],
-        ("involvedObject.fieldPath", "spec.containers{c}".to_string())
-    );
-    assert_eq!(f[9], ("source", "kubelet".to_string()));
-    let new_style = json!({"regarding": {"kind": "Node", "name": "n"}, "reportingController": "ctl", "reason": "R", "type": "Warning"});
-    let f = for_kind("events.k8s.io", "Event").field_selector_fields(&new_style);
-    assert_eq!(f[0], ("involvedObject.kind", "Node".to_string()));
-    assert_eq!(f[8], ("reportingComponent", "ctl".to_string()));
-}
-
-#[test]
 fn small_kinds() {
     let ep = defaulted(
         "",

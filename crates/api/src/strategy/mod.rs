@@ -10,6 +10,7 @@ pub(crate) mod compare;
 pub mod core;
 pub mod cron;
 pub mod errors;
+pub mod event;
 pub(crate) mod json;
 pub mod misc;
 pub mod pod;
@@ -59,7 +60,9 @@ pub trait Strategy: Send + Sync {
     }
 
     /// Extra field-selector fields of this kind besides `metadata.name` and
-    /// `metadata.namespace` (e.g. pods: `spec.nodeName`, `status.phase`).
+    /// `metadata.namespace` (e.g. pods: `spec.nodeName`, `status.phase`). Unlike the other
+    /// hooks, `obj` is the object as served at the request's version (selectors use that
+    /// version's field names: events.k8s.io selects by `regarding.*`).
     fn field_selector_fields(&self, _obj: &Value) -> Vec<(&'static str, String)> {
         Vec::new()
     }
@@ -68,6 +71,13 @@ pub trait Strategy: Send + Sync {
     /// [`validation::validate_object_meta`]).
     fn name_rule(&self) -> NameRule {
         NameRule::Dns1123Subdomain
+    }
+
+    /// Whether a PUT of a missing object creates it (upstream's `AllowCreateOnUpdate`):
+    /// true for Services, Endpoints, Events, LimitRanges, Leases and the RBAC kinds; a PUT
+    /// of any other missing object is a 404.
+    fn allow_create_on_update(&self) -> bool {
+        false
     }
 }
 
@@ -89,7 +99,8 @@ pub fn for_kind(group: &str, kind: &str) -> &'static dyn Strategy {
         ("", "ConfigMap") => &core::ConfigMapStrategy,
         ("", "Secret") => &core::SecretStrategy,
         ("", "Node") => &core::NodeStrategy,
-        ("", "Event") | ("events.k8s.io", "Event") => &core::EventStrategy,
+        ("", "Event") => &event::EventStrategy,
+        ("events.k8s.io", "Event") => &event::EventsV1Strategy,
         ("", "Endpoints") => &core::EndpointsStrategy,
         ("", "LimitRange") => &core::LimitRangeStrategy,
         ("", "ResourceQuota") => &core::ResourceQuotaStrategy,
@@ -105,6 +116,7 @@ pub fn for_kind(group: &str, kind: &str) -> &'static dyn Strategy {
         ("autoscaling", "HorizontalPodAutoscaler") => &misc::HorizontalPodAutoscalerStrategy,
         ("networking.k8s.io", "Ingress") => &misc::IngressStrategy,
         ("discovery.k8s.io", "EndpointSlice") => &misc::EndpointSliceStrategy,
+        ("coordination.k8s.io", "Lease") => &LEASE,
         ("policy", "PodDisruptionBudget") => &misc::PodDisruptionBudgetStrategy,
         ("scheduling.k8s.io", "PriorityClass") => &misc::PriorityClassStrategy,
         ("storage.k8s.io", "StorageClass") => &storage::StorageClassStrategy,
@@ -116,16 +128,32 @@ pub fn for_kind(group: &str, kind: &str) -> &'static dyn Strategy {
     }
 }
 
-/// RBAC kinds: names are URL path segments (e.g. `system:controller:x`).
+/// RBAC kinds: names are URL path segments (e.g. `system:controller:x`); a PUT may
+/// create them, as upstream.
 pub struct Rbac;
 
 impl Strategy for Rbac {
     fn name_rule(&self) -> NameRule {
         NameRule::PathSegment
     }
+
+    fn allow_create_on_update(&self) -> bool {
+        true
+    }
 }
 
 static RBAC: Rbac = Rbac;
+
+/// Leases: no special validation here; a PUT may create one, as upstream.
+pub struct LeaseStrategy;
+
+impl Strategy for LeaseStrategy {
+    fn allow_create_on_update(&self) -> bool {
+        true
+    }
+}
+
+static LEASE: LeaseStrategy = LeaseStrategy;
 
 #[cfg(test)]
 mod tests;

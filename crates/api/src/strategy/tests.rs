@@ -38,6 +38,33 @@ fn dispatch_and_name_rules() {
     assert_eq!(obj, json!({"spec": {"x": 1}}));
     assert!(s.validate_create(&obj).is_empty());
     assert!(s.field_selector_fields(&obj).is_empty());
+}
+
+#[test]
+fn create_on_update_kinds_match_upstream() {
+    // Upstream's strategies with AllowCreateOnUpdate() == true, among the kinds served.
+    let allowed = [
+        ("", "Service"),
+        ("", "Endpoints"),
+        ("", "Event"),
+        ("events.k8s.io", "Event"),
+        ("", "LimitRange"),
+        ("coordination.k8s.io", "Lease"),
+        ("rbac.authorization.k8s.io", "Role"),
+        ("rbac.authorization.k8s.io", "ClusterRole"),
+        ("rbac.authorization.k8s.io", "RoleBinding"),
+        ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
+    ];
+    for r in crate::catalog::all() {
+        let want = allowed.contains(&(r.group, r.kind));
+        assert_eq!(
+            for_kind(r.group, r.kind).allow_create_on_update(),
+            want,
+            "{}/{}",
+            r.group,
+            r.kind
+        );
+    }
     // The registry's metadata check with a kind's rule.
     let errs = validate_object_meta(
         &json!({"metadata": {"name": "1svc", "namespace": "d"}}),
@@ -123,7 +150,12 @@ fn samples() -> Vec<(&'static str, &'static str, Value)> {
         (
             "",
             "Event",
-            json!({"metadata": meta, "involvedObject": {"kind": "Pod"}, "source": {"component": "k"}}),
+            json!({"metadata": meta, "involvedObject": {"kind": "Pod", "namespace": "d"}, "source": {"component": "k"}}),
+        ),
+        (
+            "events.k8s.io",
+            "Event",
+            json!({"metadata": meta, "eventTime": "2024-01-01T00:00:00.000000Z", "series": {"count": 2, "lastObservedTime": "2024-01-01T00:00:00.000000Z"}, "reportingComponent": "c", "reportingInstance": "i", "action": "a", "reason": "r", "type": "Normal", "involvedObject": {"kind": "Pod", "namespace": "d"}}),
         ),
         (
             "",

@@ -363,33 +363,69 @@ async fn create(call: Call) -> ApiResult<Response> {
     ))
 }
 
-/// PUT of an object (or its status subresource).
+/// How often a PUT goes back and forth between update and create-on-update when other
+/// writers keep creating and deleting the object (upstream's GuaranteedUpdate loops too).
+const PUT_ATTEMPTS: usize = 8;
+
+/// PUT of an object (or its status subresource). A PUT of a missing object creates it
+/// (201) when the kind allows that (upstream's AllowCreateOnUpdate) and the user may
+/// also `create`; otherwise it is a 404.
 pub async fn update(call: Call, subresource: Option<&str>) -> ApiResult<Response> {
     let mut body = call.body_object()?;
     let warnings = call.check_fields(&mut body)?;
     let fields = FieldManager::new(&call);
     let opts = call.write_options()?;
     let name = call.name()?.to_string();
-    let updated = call
-        .state
-        .registry
-        .update_with(
-            call.info,
-            call.namespace(),
-            &name,
-            subresource,
-            &opts,
-            |current| {
-                let mut next = body.clone();
-                fields.record(Some(current), &mut next, subresource.unwrap_or(""));
-                Ok(next)
-            },
-        )
-        .await?;
-    Ok(with_warnings(
-        call.respond(StatusCode::OK, updated),
-        &warnings,
-    ))
+    let info = call.info;
+    let may_create = subresource.is_none()
+        && r8s_api::strategy::for_kind(info.group, info.kind).allow_create_on_update();
+    for _ in 0..PUT_ATTEMPTS {
+        let updated = call
+            .state
+            .registry
+            .update_with(
+                info,
+                call.namespace(),
+                &name,
+                subresource,
+                &opts,
+                |current| {
+                    let mut next = body.clone();
+                    fields.record(Some(current), &mut next, subresource.unwrap_or(""));
+                    Ok(next)
+                },
+            )
+            .await;
+        match updated {
+            Err(e) if may_create && e.code == StatusCode::NOT_FOUND => {}
+            other => {
+                return Ok(with_warnings(
+                    call.respond(StatusCode::OK, other?),
+                    &warnings,
+                ));
+            }
+        }
+        crate::authz::authorize_create_on_update(&call.state.authz, &call.user, &call.target)
+            .await?;
+        let mut obj = body.clone();
+        fields.record(None, &mut obj, "");
+        let created = call
+            .state
+            .registry
+            .create_on_update(info, call.namespace(), &name, obj, &opts)
+            .await;
+        match created {
+            // Another writer created it meanwhile: update that one instead.
+            Err(e) if e.reason == "AlreadyExists" => {}
+            other => {
+                return Ok(with_warnings(
+                    call.respond(StatusCode::CREATED, other?),
+                    &warnings,
+                ));
+            }
+        }
+    }
+    Err(ApiError::conflict(info.group, info.plural, &name))
 }
 
 /// PATCH of an object (or its status subresource).

@@ -30,6 +30,11 @@ impl Registry {
         check_type_meta(info, &obj)?;
         r8s_api::conversion::to_storage(info, &mut obj);
         let namespace = self.resolve_namespace(info, namespace, &mut obj)?;
+        // Upstream's NamespaceLifecycle admission runs first: a missing or terminating
+        // namespace answers before the object is defaulted or validated.
+        if let Some(ns) = namespace.as_deref() {
+            self.check_namespace_accepts_creates(ns).await?;
+        }
         self.admit_create(info, namespace.as_deref(), &mut obj)
             .await?;
         {
@@ -62,9 +67,6 @@ impl Registry {
         if !errors.is_empty() {
             return Err(ApiError::invalid(info.group, info.kind, &name, &errors));
         }
-        if let Some(ns) = namespace.as_deref() {
-            self.check_namespace_accepts_creates(ns).await?;
-        }
         let allocated = self.alloc.on_create(info, &mut obj, opts.dry_run).await?;
         if opts.dry_run {
             return Ok(obj);
@@ -87,6 +89,46 @@ impl Registry {
                 })
             }
         }
+    }
+
+    /// A PUT of the missing object `name` creates it when the kind allows that (upstream's
+    /// create-on-update): the whole create path runs (admission, defaults, validation,
+    /// namespace checks, Service allocation). A uid in the body is a precondition no
+    /// missing object meets (409); a resourceVersion is ignored, as upstream ignores it
+    /// when it creates. Kinds that do not allow it answer 404, as the update did.
+    pub async fn create_on_update(
+        &self,
+        info: &'static ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        mut obj: Value,
+        opts: &WriteOptions,
+    ) -> ApiResult<Value> {
+        if !strategy::for_kind(info.group, info.kind).allow_create_on_update() {
+            return Err(ApiError::not_found(info.group, info.plural, name));
+        }
+        check_type_meta(info, &obj)?;
+        let body_name = meta::name(&obj);
+        if !body_name.is_empty() && body_name != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        let uid = meta::meta_str(&obj, "uid");
+        if !uid.is_empty() {
+            let mut e = ApiError::conflict(info.group, info.plural, name);
+            let qualified = if info.group.is_empty() {
+                info.plural.to_string()
+            } else {
+                format!("{}.{}", info.plural, info.group)
+            };
+            e.message = format!(
+                "Operation cannot be fulfilled on {qualified} \"{name}\": Precondition failed: UID in precondition: {uid}, UID in object meta: "
+            );
+            return Err(e);
+        }
+        meta::metadata_mut(&mut obj).insert("name".into(), json!(name));
+        self.create(info, namespace, obj, opts).await
     }
 
     /// Update an object: `mutate` turns the current object into the desired one and may fail
@@ -394,12 +436,10 @@ fn check_type_meta(info: &ResourceInfo, obj: &Value) -> ApiResult<()> {
     }
     if let Some(av) = obj.get("apiVersion") {
         let av = av.as_str().unwrap_or("");
-        let storage_av = if info.group.is_empty() {
-            info.storage_version.to_string()
-        } else {
-            format!("{}/{}", info.group, info.storage_version)
-        };
-        if !av.is_empty() && av != info.api_version() && av != storage_av {
+        // Another version of the same group (an autoscaling/v2 body sent to v1) is its
+        // stored form; another group's (a core Event sent to events.k8s.io) is refused.
+        let storage_av = (info.storage_group == info.group).then(|| info.storage_api_version());
+        if !av.is_empty() && av != info.api_version() && Some(av) != storage_av.as_deref() {
             return Err(ApiError::bad_request(format!(
                 "the API version in the data ({av}) does not match the expected API version ({})",
                 info.api_version()
@@ -411,13 +451,7 @@ fn check_type_meta(info: &ResourceInfo, obj: &Value) -> ApiResult<()> {
 
 /// Generic ObjectMeta validation, with the kind's name rule.
 fn validate_meta(info: &ResourceInfo, obj: &Value) -> Vec<FieldError> {
-    // core/v1 Events only get upstream's legacy validation, which leaves names to the
-    // generic path-segment rule (events.k8s.io/v1 checks DNS subdomains).
-    let rule = if info.group.is_empty() && info.kind == "Event" {
-        strategy::NameRule::PathSegment
-    } else {
-        strategy::for_kind(info.group, info.kind).name_rule()
-    };
+    let rule = strategy::for_kind(info.group, info.kind).name_rule();
     strategy::validation::validate_object_meta(obj, info.namespaced, rule)
 }
 

@@ -252,7 +252,7 @@ pub fn create_cases(c: &mut Cases, info: &ResourceInfo) {
         good.clone(),
         Expect::Ok(201),
     );
-    let mut utf8 = sample(info, &format!("utf8-strings-{}", info.version));
+    let mut utf8 = sample(info, &format!("utf8-strings-{}", sample_name(info)));
     utf8["metadata"]["annotations"] = json!({"note": "@@"});
     // Go's JSON decoder replaces invalid UTF-8 inside strings with U+FFFD.
     c.add(

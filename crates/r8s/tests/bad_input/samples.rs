@@ -26,9 +26,16 @@ pub fn collection(info: &ResourceInfo) -> String {
     }
 }
 
-/// The name of the sample object of `info` (HPA v1 and v2 share a key space).
+/// The name of the sample object of `info`. Resources that share a key space need
+/// different names: HPA v1 and v2 differ in version; core and events.k8s.io Events (one
+/// store of core/v1 objects) in group.
 pub fn sample_name(info: &ResourceInfo) -> String {
-    format!("sample-{}", info.version)
+    if info.storage_group == info.group {
+        format!("sample-{}", info.version)
+    } else {
+        let group = info.group.split('.').next().unwrap_or("");
+        format!("sample-{group}-{}", info.version)
+    }
 }
 
 /// Kinds whose names only have to be valid URL path segments (so `BadName` or a 300

@@ -144,6 +144,10 @@ fn normalize_on_create(spec: &mut Obj) {
 }
 
 impl Strategy for ServiceStrategy {
+    fn allow_create_on_update(&self) -> bool {
+        true
+    }
+
     fn default(&self, obj: &mut Value) {
         let Some(o) = obj.as_object_mut() else { return };
         if let Some(spec) = ensure_obj(o, "spec") {
