@@ -67,6 +67,10 @@ pub struct SimNodesArgs {
     /// How often each node's Lease is renewed (upstream kubelet: 10s).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub lease_interval: std::time::Duration,
+    /// Global index of PREFIX-0, from which node and pod addresses derive. Default: claim a
+    /// free block (shared with other groups through the API), or keep this prefix's block.
+    #[arg(long)]
+    pub index_offset: Option<usize>,
 }
 
 /// Flags shared by commands that find the data directory.

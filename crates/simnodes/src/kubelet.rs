@@ -61,7 +61,7 @@ fn retire(active: &mut [usize], ips: &mut [ipam::NodeIps], p: &mut SimPod) {
         p.counted = false;
     }
     if let Some(ip) = p.ip.take() {
-        ips[p.node].release(p.node, ip);
+        ips[p.node].release(ip);
     }
 }
 
@@ -204,7 +204,7 @@ impl Kubelet {
         if phase == "Running" && pod_ip.is_some() {
             // Already started (we restarted): adopt its address.
             if let Some(ip) = pod_ip {
-                self.ips[node].claim(node, ip);
+                self.ips[node].claim(ip);
                 p.ip = Some(ip);
             }
             let started = status
@@ -242,7 +242,7 @@ impl Kubelet {
                 // Admission: a full node rejects the pod, as the kubelet does.
                 let used = self.active_per_node[node].saturating_sub(1);
                 let ip = if used < capacity as usize {
-                    self.ips[node].allocate(node)
+                    self.ips[node].allocate()
                 } else {
                     None
                 };
@@ -252,7 +252,8 @@ impl Kubelet {
                 match ip {
                     Some(ip) => {
                         p.ip = Some(ip);
-                        Some(status::running(&obj, ipam::node_ip(node), ip, &at))
+                        let host_ip = ipam::node_ip(self.opts.global_index(node));
+                        Some(status::running(&obj, host_ip, ip, &at))
                     }
                     None => Some(status::rejected_out_of_pods(used, capacity)),
                 }
@@ -334,7 +335,7 @@ impl Kubelet {
                     && let Some(ip) = p.ip.take()
                 {
                     let node = p.node;
-                    self.ips[node].release(node, ip);
+                    self.ips[node].release(ip);
                 }
                 self.schedule(now + RETRY_DELAY, r.kind, &r.uid);
             }
@@ -411,7 +412,9 @@ pub async fn run(client: kube::Client, opts: Arc<SimOptions>) -> anyhow::Result<
         .collect();
     let mut k = Kubelet {
         node_index,
-        ips: vec![ipam::NodeIps::default(); opts.count],
+        ips: (0..opts.count)
+            .map(|i| ipam::NodeIps::new(opts.global_index(i)))
+            .collect(),
         active_per_node: vec![0; opts.count],
         pods: HashMap::new(),
         timers: BinaryHeap::new(),

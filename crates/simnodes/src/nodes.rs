@@ -2,7 +2,7 @@
 //! standard labels), registration with bounded concurrency, and the periodic status report
 //! (kubelet's `nodeStatusReportFrequency`, 5 minutes when nothing changes).
 
-use crate::{SimError, SimOptions, api_code, ipam};
+use crate::{INDEX_ANNOTATION, SimError, SimOptions, api_code, ipam};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -56,9 +56,11 @@ fn labels(opts: &SimOptions, index: usize, name: &str) -> Value {
     Value::Object(l)
 }
 
-/// `status` of simulated node `index`; `since` is when its conditions last changed.
+/// `status` of the group's node `index`; `since` is when its conditions last changed.
 pub fn node_status(opts: &SimOptions, index: usize, name: &str, since: &str) -> Value {
     let now = now_rfc3339();
+    // Addresses and machine ids must be unique across groups: use the global index.
+    let index = opts.global_index(index);
     let resources = json!({
         "cpu": opts.cpu,
         "memory": opts.memory,
@@ -99,10 +101,12 @@ pub fn node_status(opts: &SimOptions, index: usize, name: &str, since: &str) -> 
     })
 }
 
-/// The whole Node object for simulated node `index`.
+/// The whole Node object for the group's node `index` (its name and zone follow the local
+/// index, its addresses the global one).
 pub fn node_object(opts: &SimOptions, index: usize, since: &str) -> Value {
     let name = node_name(&opts.name_prefix, index);
-    let cidr = ipam::pod_cidr(index);
+    let global = opts.global_index(index);
+    let cidr = ipam::pod_cidr(global);
     let mut spec =
         json!({"podCIDR": cidr, "podCIDRs": [cidr], "providerID": format!("sim://{name}")});
     if !opts.taints.is_empty() {
@@ -114,7 +118,11 @@ pub fn node_object(opts: &SimOptions, index: usize, since: &str) -> Value {
         "metadata": {
             "name": name,
             "labels": labels(opts, index, &name),
-            "annotations": {"node.alpha.kubernetes.io/ttl": "0", "sim.r8s.io/simulated": "true"},
+            "annotations": {
+                "node.alpha.kubernetes.io/ttl": "0",
+                "sim.r8s.io/simulated": "true",
+                INDEX_ANNOTATION: global.to_string(),
+            },
         },
         "spec": spec,
         "status": node_status(opts, index, &name, since),
@@ -137,9 +145,13 @@ async fn register(
             uid: n.metadata.uid.unwrap_or_default(),
         }),
         Err(e) if api_code(&e) == Some(409) => {
-            // Already registered (a restart): bring labels, taints and status up to date.
+            // Already registered (a restart): bring labels, index, taints and status up to
+            // date. spec.podCIDR is immutable; the group's block is kept across restarts.
             let patch = json!({
-                "metadata": {"labels": obj["metadata"]["labels"]},
+                "metadata": {
+                    "labels": obj["metadata"]["labels"],
+                    "annotations": {INDEX_ANNOTATION: obj["metadata"]["annotations"][INDEX_ANNOTATION]},
+                },
                 "spec": {"taints": obj["spec"].get("taints").cloned().unwrap_or(json!(null))},
             });
             let n = api
@@ -274,5 +286,26 @@ mod tests {
         // It deserialises as a typed Node.
         let typed: Result<Node, _> = serde_json::from_value(n);
         assert!(typed.is_ok());
+    }
+
+    #[test]
+    fn addresses_follow_the_global_index() {
+        let opts = SimOptions {
+            name_prefix: "bad".into(),
+            zones: 3,
+            index_offset: Some(300),
+            ..Default::default()
+        };
+        let n = node_object(&opts, 4, "2024-01-01T00:00:00Z");
+        // Name and zone stay local to the group.
+        assert_eq!(n["metadata"]["name"], "bad-4");
+        assert_eq!(
+            n["metadata"]["labels"]["topology.kubernetes.io/zone"],
+            "zone-1"
+        );
+        assert_eq!(n["metadata"]["annotations"][INDEX_ANNOTATION], "304");
+        assert_eq!(n["status"]["addresses"][0]["address"], "10.200.1.49");
+        assert_eq!(n["spec"]["podCIDR"], "10.129.48.0/24");
+        assert_eq!(n["status"]["nodeInfo"]["machineID"], "sim-00000130");
     }
 }

@@ -223,3 +223,119 @@ async fn nodes_leases_and_pod_lifecycle() {
 
     sim.abort();
 }
+
+/// The InternalIP and podCIDR of `name`, once it exists.
+async fn addresses(nodes: &Api<Node>, name: &str) -> (String, String) {
+    let n = eventually(
+        name,
+        || async move { nodes.get_opt(name).await.ok().flatten() },
+    )
+    .await;
+    let ip = n
+        .status
+        .and_then(|s| s.addresses)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|a| a.type_ == "InternalIP")
+        .map(|a| a.address)
+        .expect("InternalIP");
+    let cidr = n.spec.and_then(|s| s.pod_cidr).expect("podCIDR");
+    (ip, cidr)
+}
+
+/// Two groups started at the same time claim disjoint index blocks: no node or pod shares
+/// an address, and a restarted group keeps its block.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_side_by_side_do_not_share_addresses() {
+    let server = TestServer::start().await;
+    let c = client(&server).await;
+    let group = |prefix: &str| SimOptions {
+        count: 2,
+        name_prefix: prefix.into(),
+        ready_delay: Duration::from_millis(50),
+        ..Default::default()
+    };
+    let good = tokio::spawn(r8s_simnodes::run(c.clone(), group("good")));
+    let bad = tokio::spawn(r8s_simnodes::run(c.clone(), group("bad")));
+
+    let nodes: Api<Node> = Api::all(c.clone());
+    let mut seen = Vec::new();
+    for name in ["good-0", "good-1", "bad-0", "bad-1"] {
+        seen.push((name, addresses(&nodes, name).await));
+    }
+    for (i, (a, (ip_a, cidr_a))) in seen.iter().enumerate() {
+        for (b, (ip_b, cidr_b)) in &seen[i + 1..] {
+            assert_ne!(ip_a, ip_b, "{a} and {b} share an InternalIP");
+            assert_ne!(cidr_a, cidr_b, "{a} and {b} share a podCIDR");
+        }
+    }
+    // Each node records its global index; the two blocks are 0..2 and 2..4 in some order.
+    let mut indices: Vec<usize> = Vec::new();
+    for (name, _) in &seen {
+        let n = nodes.get(name).await.expect("node");
+        let a = n.metadata.annotations.unwrap_or_default();
+        indices.push(a[r8s_simnodes::INDEX_ANNOTATION].parse().expect("index"));
+    }
+    indices.sort();
+    assert_eq!(indices, [0, 1, 2, 3]);
+
+    // Pods on good-1 and bad-1 get addresses from different ranges.
+    let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
+    let mut pod_ips = Vec::new();
+    for (name, node) in [("g", "good-1"), ("b", "bad-1")] {
+        pods.create(&PostParams::default(), &pod(name, node, json!({})))
+            .await
+            .expect("create");
+        let running = eventually("running", || {
+            let pods = pods.clone();
+            async move { pods.get(name).await.ok().filter(|p| phase(p) == "Running") }
+        })
+        .await;
+        let st = running.status.expect("status");
+        let (ip, cidr) = addresses(&nodes, node).await;
+        assert_eq!(st.host_ip.as_deref(), Some(ip.as_str()));
+        let pod_ip = st.pod_ip.expect("podIP");
+        let prefix = cidr.trim_end_matches("0/24");
+        assert!(pod_ip.starts_with(prefix), "{pod_ip} not in {cidr}");
+        pod_ips.push(pod_ip);
+    }
+    assert_ne!(pod_ips[0], pod_ips[1]);
+
+    // A restarted group keeps its addresses; a new group takes the next free block.
+    let before = addresses(&nodes, "bad-1").await;
+    bad.abort();
+    let _ = bad.await;
+    let bad = tokio::spawn(r8s_simnodes::run(c.clone(), group("bad")));
+    let third = tokio::spawn(r8s_simnodes::run(c.clone(), group("third")));
+    let (ip, cidr) = addresses(&nodes, "third-0").await;
+    assert_eq!(
+        (ip.as_str(), cidr.as_str()),
+        ("10.200.0.5", "10.128.4.0/24")
+    );
+    assert_eq!(addresses(&nodes, "bad-1").await, before);
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(c.clone(), "kube-node-lease");
+    let registry = cms
+        .get(r8s_simnodes::REGISTRY_NAME)
+        .await
+        .expect("registry");
+    let data = registry.data.unwrap_or_default();
+    assert_eq!(data.get("third").map(String::as_str), Some("4..6"));
+    assert_eq!(data.len(), 3);
+
+    // An explicit offset beyond the global limit is refused up front.
+    let err = r8s_simnodes::run(
+        c.clone(),
+        SimOptions {
+            index_offset: Some(r8s_simnodes::MAX_NODES - 1),
+            ..group("late")
+        },
+    )
+    .await
+    .expect_err("over the limit");
+    assert!(err.to_string().contains("exceeds the maximum"), "{err}");
+
+    for t in [good, bad, third] {
+        t.abort();
+    }
+}

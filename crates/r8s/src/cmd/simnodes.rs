@@ -24,6 +24,7 @@ pub async fn run(args: SimNodesArgs) -> anyhow::Result<()> {
         memory: args.memory,
         ready_delay: std::time::Duration::from_millis(args.ready_delay_ms),
         lease_interval: args.lease_interval,
+        index_offset: args.index_offset,
         ..Default::default()
     };
     tokio::select! {
