@@ -7,9 +7,11 @@
 //! - [`strategy`]: per-kind defaulting, validation and status split.
 //! - [`openapi`]: the OpenAPI v3 (and v2) documents kubectl validates and explains with.
 //! - [`selector`]: label and field selectors.
+//! - [`cron`]: CronJob schedules (validation and next activation times).
 
 pub mod catalog;
 pub mod conversion;
+pub mod cron;
 pub mod discovery;
 pub mod fieldvalidation;
 pub mod managedfields;

@@ -12,7 +12,6 @@
 //! Time comes from a [`Clock`], so tests can move it instead of waiting for schedules.
 
 mod controller;
-pub mod schedule;
 mod sync;
 mod utils;
 

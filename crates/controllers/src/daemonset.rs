@@ -12,8 +12,8 @@ mod update;
 
 use crate::Context;
 use crate::events::{EventType, Recorder};
-use crate::statefulset::error::Result;
-use crate::statefulset::podutil::{self, controller_of};
+use crate::util::error::Result;
+use crate::util::podutil::{self, controller_of};
 use crate::util::{InformerEvent, WorkQueue, run_workers};
 use expectations::Expectations;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
@@ -368,6 +368,6 @@ impl Controller {
     async fn can_adopt(&self, ds: &DaemonSet) -> Result<()> {
         let api: Api<DaemonSet> =
             Api::namespaced(self.client.clone(), &ds.namespace().unwrap_or_default());
-        crate::statefulset::controller_ref::ensure_adoptable(&api, ds).await
+        crate::util::controller_ref::ensure_adoptable(&api, ds).await
     }
 }

@@ -3,29 +3,26 @@
 //! Parallel pod management, RollingUpdate (partition, maxUnavailable) and OnDelete updates
 //! tracked by ControllerRevisions, and PVC retention via owner references.
 //!
-//! The ControllerRef claiming, pod helpers and sync error type here are shared with the
-//! DaemonSet controller.
+//! The ControllerRef claiming, pod helpers and sync error type it shares with the DaemonSet
+//! controller live in [`crate::util`].
 
 pub mod control;
-pub mod controller_ref;
-pub mod error;
 pub mod pod_control;
-pub mod podutil;
 pub mod retention;
 pub mod utils;
 
 use crate::Context;
+use crate::util::controller_ref::{self, Claimer};
+use crate::util::error::Result;
+use crate::util::podutil::{self, controller_of};
 use crate::util::{InformerEvent, WorkQueue, run_workers};
 use control::{SetControl, selector_of};
-use controller_ref::Claimer;
-use error::Result;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::core::SelectorExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, ResourceExt};
 use pod_control::PodControl;
-use podutil::controller_of;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -129,7 +126,7 @@ impl Controller {
     async fn can_adopt(&self, set: &StatefulSet) -> Result<()> {
         let api: Api<StatefulSet> =
             Api::namespaced(self.client.clone(), &set.namespace().unwrap_or_default());
-        crate::statefulset::controller_ref::ensure_adoptable(&api, set).await
+        controller_ref::ensure_adoptable(&api, set).await
     }
 
     async fn adopt_orphan_revisions(&self, set: &StatefulSet) -> Result<()> {

@@ -1,18 +1,19 @@
 //! CronJob controller against an in-process API server. A fake clock drives the
 //! schedules; no Job controller runs, so tests finish Jobs by writing their status.
 
+mod support;
+
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Event, Namespace};
+use k8s_openapi::api::core::v1::Event;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use r8s_apiserver::testing::TestServer;
 use r8s_controllers::Context;
 use r8s_controllers::cronjob::{self, FakeClock};
 use serde_json::{Value, json};
-use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use support::{client_for, namespace, wait_for};
 
 const SCHEDULED: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
 
@@ -30,27 +31,11 @@ impl Drop for Env {
     }
 }
 
-async fn client_for(server: &TestServer) -> Client {
-    let kc = kube::config::Kubeconfig::read_from(&server.kubeconfig).expect("kubeconfig");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .expect("client config");
-    Client::try_from(cfg).expect("client")
-}
-
-async fn create_ns(client: &Client, ns: &str) {
-    let api: Api<Namespace> = Api::all(client.clone());
-    let obj: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).expect("ns");
-    api.create(&PostParams::default(), &obj)
-        .await
-        .expect("create ns");
-}
-
 /// A server, a namespace and the controller on a fake clock reading "now".
 async fn start(ns: &str) -> Env {
     let server = TestServer::start().await;
     let client = client_for(&server).await;
-    create_ns(&client, ns).await;
+    namespace(&client, ns).await;
     let clock = FakeClock::new(Timestamp::now());
     let controller = tokio::spawn(cronjob::run_with(
         Context::new(client.clone()),
@@ -62,25 +47,6 @@ async fn start(ns: &str) -> Env {
         clock,
         ns: ns.to_string(),
         controller,
-    }
-}
-
-/// Poll `check` until it returns `Some`, failing after `secs` seconds.
-async fn wait_for<T, F, Fut>(what: &str, secs: u64, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {secs}s waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -169,19 +135,7 @@ impl Env {
     }
 
     async fn wait_event(&self, cj: &str, reason: &str) -> Event {
-        let api: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
-        wait_for(&format!("event {reason}"), 20, || async {
-            api.list(&ListParams::default())
-                .await
-                .ok()?
-                .items
-                .into_iter()
-                .find(|e| {
-                    e.involved_object.name.as_deref() == Some(cj)
-                        && e.reason.as_deref() == Some(reason)
-                })
-        })
-        .await
+        support::wait_event(&self.client, &self.ns, cj, reason).await
     }
 
     /// Play the Job controller: mark a Job finished (`Complete` or `Failed`).
@@ -468,7 +422,7 @@ async fn suspended_cronjob_starts_nothing_until_resumed() {
 async fn real_clock_runs_a_due_schedule() {
     let server = TestServer::start().await;
     let client = client_for(&server).await;
-    create_ns(&client, "real").await;
+    namespace(&client, "real").await;
     let controller = tokio::spawn(cronjob::run(Context::new(client.clone())));
     let cjs: Api<CronJob> = Api::namespaced(client.clone(), "real");
     let body: CronJob =

@@ -5,6 +5,8 @@
 // Test helpers may panic on unexpected API answers.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -14,50 +16,26 @@ use kube::{Api, Client, ResourceExt};
 use r8s_apiserver::testing::TestServer;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use support::{DelayedKubelet, is_ready, wait_for};
 
 const NS: &str = "default";
 
 async fn start() -> (TestServer, Client) {
-    let server = TestServer::start().await;
-    let kc = kube::config::Kubeconfig::read_from(&server.kubeconfig).expect("kubeconfig");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .expect("config");
-    let client = Client::try_from(cfg).expect("client");
+    let (server, client) = support::start().await;
     tokio::spawn(r8s_controllers::daemonset::run(
         r8s_controllers::Context::new(client.clone()),
     ));
-    spawn_scheduler_and_kubelet(client.clone(), Duration::from_millis(100));
+    // Scheduler: bind to the affinity node. Kubelet: Running + Ready after the delay;
+    // finish graceful deletions after it.
+    DelayedKubelet::spawn(
+        client.clone(),
+        NS,
+        Duration::from_millis(100),
+        affinity_node,
+    );
     (server, client)
-}
-
-/// Poll `check` until `Some`, failing after `secs` seconds.
-async fn wait_for<T, F, Fut>(what: &str, secs: u64, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {secs}s waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn is_ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// The node of `metadata.name In [node]` in a pod's required affinity.
@@ -79,70 +57,6 @@ fn affinity_node(p: &Pod) -> Option<String> {
 
 fn node_of(p: &Pod) -> Option<String> {
     p.spec.as_ref().and_then(|s| s.node_name.clone())
-}
-
-/// Scheduler: bind to the affinity node. Kubelet: Running + Ready after `delay`; finish
-/// graceful deletions after `delay`.
-fn spawn_scheduler_and_kubelet(client: Client, delay: Duration) {
-    let api: Api<Pod> = Api::namespaced(client, NS);
-    tokio::spawn(async move {
-        let handled: Arc<Mutex<HashSet<(String, bool)>>> = Arc::default();
-        let mut stream = watcher(api.clone(), watcher::Config::default())
-            .default_backoff()
-            .applied_objects()
-            .boxed();
-        while let Some(Ok(pod)) = stream.next().await {
-            let terminating = pod.metadata.deletion_timestamp.is_some();
-            let phase = pod
-                .status
-                .as_ref()
-                .and_then(|s| s.phase.clone())
-                .unwrap_or_default();
-            if !terminating && phase != "Pending" {
-                continue;
-            }
-            let uid = pod.uid().unwrap_or_default();
-            if !handled.lock().unwrap().insert((uid.clone(), terminating)) {
-                continue;
-            }
-            let (api, handled) = (api.clone(), handled.clone());
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                let name = pod.name_any();
-                if terminating {
-                    let _ = api
-                        .delete(&name, &DeleteParams::default().grace_period(0))
-                        .await;
-                    return;
-                }
-                if node_of(&pod).is_none() {
-                    let Some(node) = affinity_node(&pod) else {
-                        return;
-                    };
-                    let binding = json!({"apiVersion": "v1", "kind": "Binding",
-                        "metadata": {"name": name}, "target": {"kind": "Node", "name": node}});
-                    let _ = api
-                        .create_subresource::<Value, Value>(
-                            "binding",
-                            &name,
-                            &PostParams::default(),
-                            &binding,
-                        )
-                        .await;
-                }
-                let now = k8s_openapi::jiff::Timestamp::now().to_string();
-                let status = json!({"status": {"phase": "Running",
-                    "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]}});
-                if api
-                    .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
-                    .await
-                    .is_err()
-                {
-                    handled.lock().unwrap().remove(&(uid, false));
-                }
-            });
-        }
-    });
 }
 
 async fn create_node(client: &Client, name: &str, labels: Value, taints: Value) {

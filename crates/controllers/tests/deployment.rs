@@ -3,7 +3,7 @@
 //! within maxUnavailable (checked on every watch event), revisions, rollback, pause/resume,
 //! Recreate, restart, history cleanup and the progress deadline.
 
-mod workload_support;
+mod support;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
@@ -17,7 +17,7 @@ use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
-use workload_support::{Kubelet, is_active, is_ready, namespace, start, wait_for};
+use support::{Kubelet, is_active, is_ready, namespace, start, wait_for};
 
 const REVISION: &str = "deployment.kubernetes.io/revision";
 const HASH: &str = "pod-template-hash";

@@ -1,18 +1,18 @@
 //! Job and TTL-after-finished controllers against an in-process API server. Pods never
 //! run here: a stand-in kubelet task sets their status (Running/Succeeded/Failed).
 
-use futures::StreamExt;
+mod support;
+
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
+use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use r8s_apiserver::testing::TestServer;
 use r8s_controllers::{Context, job};
 use serde_json::{Value, json};
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use support::{namespace, wait_for, watch_pods};
 
 const TRACKING: &str = "batch.kubernetes.io/job-tracking";
 
@@ -43,18 +43,8 @@ enum Outcome {
 type Policy = Arc<dyn Fn(&Pod) -> Outcome + Send + Sync>;
 
 async fn start(ns: &str) -> Env {
-    let server = TestServer::start().await;
-    let kc = kube::config::Kubeconfig::read_from(&server.kubeconfig).expect("kubeconfig");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .expect("client config");
-    let client = Client::try_from(cfg).expect("client");
-    let nsapi: Api<Namespace> = Api::all(client.clone());
-    let nsobj: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).expect("ns");
-    nsapi
-        .create(&PostParams::default(), &nsobj)
-        .await
-        .expect("create ns");
+    let (server, client) = support::start().await;
+    namespace(&client, ns).await;
     let config = job::Config {
         workers: 5,
         sync_batch_period: Duration::from_millis(50),
@@ -83,13 +73,9 @@ impl Env {
     /// Start the fake kubelet for `ns`.
     fn kubelet(&mut self, ns: &str, policy: Policy) {
         let api = self.pods(ns);
-        self.kubelet = Some(tokio::spawn(async move {
-            let mut stream = watcher(api.clone(), watcher::Config::default())
-                .default_backoff()
-                .applied_objects()
-                .boxed();
-            while let Some(ev) = stream.next().await {
-                let Ok(pod) = ev else { continue };
+        self.kubelet = Some(watch_pods(api.clone(), move |pod| {
+            let (api, policy) = (api.clone(), policy.clone());
+            async move {
                 let phase = pod
                     .status
                     .as_ref()
@@ -98,11 +84,11 @@ impl Env {
                 if pod.metadata.deletion_timestamp.is_some()
                     || matches!(phase.as_str(), "Succeeded" | "Failed")
                 {
-                    continue;
+                    return;
                 }
                 let outcome = policy(&pod);
                 if outcome == Outcome::Run && phase == "Running" {
-                    continue;
+                    return;
                 }
                 set_status(&api, &pod, outcome).await;
             }
@@ -124,19 +110,7 @@ impl Env {
 
     /// Wait for an event with `reason` about `name` (events are written asynchronously).
     async fn wait_event(&self, ns: &str, name: &str, reason: &str) -> Event {
-        let api: Api<Event> = Api::namespaced(self.client.clone(), ns);
-        wait_for(&format!("event {reason} for {name}"), 20, || async {
-            api.list(&ListParams::default())
-                .await
-                .ok()?
-                .items
-                .into_iter()
-                .find(|e| {
-                    e.involved_object.name.as_deref() == Some(name)
-                        && e.reason.as_deref() == Some(reason)
-                })
-        })
-        .await
+        support::wait_event(&self.client, ns, name, reason).await
     }
 
     /// Wait until the Job has condition `type_` True.
@@ -186,25 +160,6 @@ async fn set_status(api: &Api<Pod>, pod: &Pod, outcome: Outcome) {
     let _ = api
         .patch_status(name, &PatchParams::default(), &Patch::Merge(patch))
         .await;
-}
-
-/// Poll `check` until it returns `Some`, failing after `secs` seconds.
-async fn wait_for<T, F, Fut>(what: &str, secs: u64, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {secs}s waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn condition<'a>(j: &'a Job, type_: &str) -> Option<&'a k8s_openapi::api::batch::v1::JobCondition> {

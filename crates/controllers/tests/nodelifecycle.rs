@@ -1,7 +1,7 @@
 //! The node lifecycle controller (health monitor, taint eviction, pod CIDRs) and pod GC
 //! against an in-process API server, with nodes and Leases played by the test.
 
-mod workload_support;
+mod support;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
+use support::{namespace, start, wait_for};
 use tokio::time::Instant;
-use workload_support::{namespace, start, wait_for};
 
 fn fast_config() -> nodelifecycle::Config {
     nodelifecycle::Config {
@@ -417,7 +417,7 @@ async fn pod_gc_collects_orphans_and_terminated() {
 #[tokio::test]
 async fn replicaset_replaces_pods_evicted_from_dead_node() {
     use k8s_openapi::api::apps::v1::ReplicaSet;
-    use workload_support::{Kubelet, is_active};
+    use support::{Kubelet, is_active};
     let (_server, client) = start().await;
     namespace(&client, "rs").await;
     let ctx = Context::new(client.clone());

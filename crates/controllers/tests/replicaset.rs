@@ -1,7 +1,7 @@
 //! The ReplicaSet controller against an in-process API server: scale up/down, adoption and
 //! release, never overshooting, deletion preference, terminating pods.
 
-mod workload_support;
+mod support;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
@@ -11,7 +11,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use r8s_controllers::Context;
 use serde_json::json;
-use workload_support::{Kubelet, bind, is_active, is_ready, namespace, start, wait_for};
+use support::{Kubelet, bind, is_active, is_ready, namespace, start, wait_for};
 
 fn rs_manifest(name: &str, app: &str, replicas: i32) -> ReplicaSet {
     serde_json::from_value(json!({

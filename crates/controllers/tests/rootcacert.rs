@@ -3,49 +3,22 @@
 //! namespaces are left alone.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use r8s_apiserver::testing::TestServer;
 use r8s_controllers::{Context, rootcacert};
 use serde_json::json;
-use std::future::Future;
 use std::time::Duration;
+use support::{start, wait_for};
 
 const NAME: &str = "kube-root-ca.crt";
-
-async fn start() -> (TestServer, Client) {
-    let server = TestServer::start().await;
-    let kc = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
-    (server, Client::try_from(cfg).unwrap())
-}
-
-/// Poll `check` until it returns `Some`, failing after 20 s.
-async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// Wait until `ns` holds the published ConfigMap with `ca`; returns it.
 async fn published(client: &Client, ns: &str, ca: &str) -> ConfigMap {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    wait_for(&format!("{ns}/{NAME}"), || async {
+    wait_for(&format!("{ns}/{NAME}"), 20, || async {
         let cm = api.get_opt(NAME).await.unwrap()?;
         let data_ok = cm
             .data

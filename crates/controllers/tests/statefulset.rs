@@ -4,6 +4,8 @@
 // Test helpers may panic on unexpected API answers.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
@@ -13,41 +15,17 @@ use kube::{Api, Client, ResourceExt};
 use r8s_apiserver::testing::TestServer;
 use serde_json::{Value, json};
 use std::collections::HashSet;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use support::{DelayedKubelet, is_ready, wait_for};
 
 const NS: &str = "default";
 
 async fn start() -> (TestServer, Client) {
-    let server = TestServer::start().await;
-    let kc = kube::config::Kubeconfig::read_from(&server.kubeconfig).expect("kubeconfig");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .expect("config");
-    let client = Client::try_from(cfg).expect("client");
+    let (server, client) = support::start().await;
     let ctx = r8s_controllers::Context::new(client.clone());
     tokio::spawn(r8s_controllers::statefulset::run(ctx));
     (server, client)
-}
-
-/// Poll `check` until `Some`, failing after `secs` seconds.
-async fn wait_for<T, F, Fut>(what: &str, secs: u64, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {secs}s waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// What happened to a pod, in watch order.
@@ -113,99 +91,11 @@ impl Timeline {
     }
 }
 
-fn is_ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-/// A stand-in kubelet: binds pods to `node-1`, marks them Running + Ready after `delay`
-/// (unless their name is held), and completes graceful deletions after `delay`.
-#[derive(Clone)]
-struct Kubelet {
-    held: Arc<Mutex<HashSet<String>>>,
-}
-
-impl Kubelet {
-    fn spawn(client: Client, delay: Duration) -> Self {
-        let k = Kubelet {
-            held: Arc::default(),
-        };
-        let held = k.held.clone();
-        let api: Api<Pod> = Api::namespaced(client, NS);
-        tokio::spawn(async move {
-            let handled: Arc<Mutex<HashSet<(String, bool)>>> = Arc::default();
-            let mut stream = watcher(api.clone(), watcher::Config::default())
-                .default_backoff()
-                .applied_objects()
-                .boxed();
-            while let Some(Ok(pod)) = stream.next().await {
-                let terminating = pod.metadata.deletion_timestamp.is_some();
-                let phase = pod
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.phase.clone())
-                    .unwrap_or_default();
-                let uid = pod.uid().unwrap_or_default();
-                if !terminating
-                    && (phase != "Pending" || held.lock().unwrap().contains(&pod.name_any()))
-                {
-                    continue;
-                }
-                if !handled.lock().unwrap().insert((uid.clone(), terminating)) {
-                    continue;
-                }
-                let (api, handled) = (api.clone(), handled.clone());
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    let name = pod.name_any();
-                    if terminating {
-                        let _ = api
-                            .delete(&name, &DeleteParams::default().grace_period(0))
-                            .await;
-                        return;
-                    }
-                    if pod
-                        .spec
-                        .as_ref()
-                        .and_then(|s| s.node_name.as_ref())
-                        .is_none()
-                    {
-                        let binding = json!({"apiVersion": "v1", "kind": "Binding",
-                            "metadata": {"name": name}, "target": {"kind": "Node", "name": "node-1"}});
-                        let _ = api
-                            .create_subresource::<Value, Value>(
-                                "binding",
-                                &name,
-                                &PostParams::default(),
-                                &binding,
-                            )
-                            .await;
-                    }
-                    if set_running(&api, &name, true).await.is_err() {
-                        // Retry on the next event for this pod.
-                        handled.lock().unwrap().remove(&(uid, false));
-                    }
-                });
-            }
-        });
-        k
-    }
-
-    fn hold(&self, name: &str) {
-        self.held.lock().unwrap().insert(name.to_string());
-    }
-}
-
-async fn set_running(api: &Api<Pod>, name: &str, ready: bool) -> kube::Result<Pod> {
-    let now = k8s_openapi::jiff::Timestamp::now().to_string();
-    let status = json!({"status": {
-        "phase": "Running",
-        "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }, "lastTransitionTime": now}],
-    }});
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-        .await
+/// The stand-in kubelet of these tests: binds pods to `node-1`, marks them Running + Ready
+/// after `delay` (unless their name is held), and completes graceful deletions after
+/// `delay`.
+fn kubelet(client: &Client, delay: Duration) -> DelayedKubelet {
+    DelayedKubelet::spawn(client.clone(), NS, delay, |_| Some("node-1".to_string()))
 }
 
 fn sts(name: &str, replicas: i32, extra_spec: Value) -> StatefulSet {
@@ -274,7 +164,7 @@ async fn pods_of(api: &Api<Pod>, app: &str) -> Vec<Pod> {
 async fn ordered_ready_scale_up_down_keeps_claims() {
     let (_server, client) = start().await;
     let timeline = Timeline::spawn(client.clone());
-    Kubelet::spawn(client.clone(), Duration::from_millis(150));
+    kubelet(&client, Duration::from_millis(150));
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), NS);
@@ -398,7 +288,7 @@ async fn ordered_ready_scale_up_down_keeps_claims() {
 async fn rolling_update_in_reverse_with_partition_and_rollback() {
     let (_server, client) = start().await;
     let timeline = Timeline::spawn(client.clone());
-    Kubelet::spawn(client.clone(), Duration::from_millis(100));
+    kubelet(&client, Duration::from_millis(100));
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
     let revs: Api<ControllerRevision> = Api::namespaced(client.clone(), NS);
@@ -500,7 +390,7 @@ async fn rolling_update_in_reverse_with_partition_and_rollback() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn on_delete_and_self_healing() {
     let (_server, client) = start().await;
-    Kubelet::spawn(client.clone(), Duration::from_millis(50));
+    kubelet(&client, Duration::from_millis(50));
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
     sets.create(
@@ -564,7 +454,7 @@ async fn on_delete_and_self_healing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn parallel_and_claim_retention_owners() {
     let (_server, client) = start().await;
-    let kubelet = Kubelet::spawn(client.clone(), Duration::from_millis(50));
+    let kubelet = kubelet(&client, Duration::from_millis(50));
     for i in 0..3 {
         kubelet.hold(&format!("par-{i}"));
     }
@@ -628,7 +518,7 @@ async fn parallel_and_claim_retention_owners() {
 async fn max_unavailable_replaces_pods_in_batches() {
     let (_server, client) = start().await;
     let timeline = Timeline::spawn(client.clone());
-    Kubelet::spawn(client.clone(), Duration::from_millis(150));
+    kubelet(&client, Duration::from_millis(150));
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
     let strategy = json!({"updateStrategy": {"type": "RollingUpdate",

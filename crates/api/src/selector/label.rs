@@ -8,7 +8,8 @@ use std::str::FromStr;
 use serde_json::Value;
 
 use super::SelectorError;
-use super::validation::{go_json_strings, go_quote, is_qualified_name, is_valid_label_value};
+use crate::strategy::errors::{go_json_strings, go_quote};
+use crate::strategy::validation::{is_qualified_name, is_valid_label_value};
 
 /// A requirement's operator (`selection.Operator`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

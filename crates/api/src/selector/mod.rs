@@ -9,15 +9,17 @@
 mod field;
 mod label;
 mod parse;
-mod validation;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;
 
+/// The name checks selectors apply; one implementation, in the strategy validators.
+pub use crate::strategy::validation::{
+    is_dns1123_subdomain, is_qualified_name, is_valid_label_value,
+};
 pub use field::{FieldOperator, FieldRequirement, FieldSelector, escape_value, unescape_value};
 pub use label::{LabelSelector, LabelSource, Operator, Requirement, from_label_selector_json};
-pub use validation::{is_dns1123_subdomain, is_qualified_name, is_valid_label_value};
 
 /// A selector that could not be parsed or converted. The message is upstream's,
 /// suitable for a 400 BadRequest `Status`.

@@ -1,5 +1,6 @@
 //! Table-driven tests for label and field selectors; expected texts and errors are
-//! those kube-apiserver v1.33 produces for the same input.
+//! those kube-apiserver v1.33 produces for the same input (its `RegexError` leaves two
+//! spaces before each "or").
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -7,8 +8,8 @@ use serde_json::json;
 
 use super::*;
 
-const NAME_RX: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName' or 'my.name' or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
-const VALUE_RX: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue' or 'my_value' or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
+const NAME_RX: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+const VALUE_RX: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
 
 /// (selector, labels, expected match)
 type MatchCase = (&'static str, &'static [(&'static str, &'static str)], bool);

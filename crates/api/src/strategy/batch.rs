@@ -5,7 +5,6 @@ use serde_json::{Value, json};
 
 use super::apps::clear_status;
 use super::compare::semantic_eq;
-use super::cron;
 use super::errors::Raw;
 use super::json::{
     Errs, Obj, child, default_str, default_value, each_obj_mut, ensure_obj, get, get_bool, get_str,
@@ -17,6 +16,7 @@ use super::validation::{
     validate_label_selector, validate_nonnegative,
 };
 use super::{FieldError, Strategy};
+use crate::cron;
 
 pub struct JobStrategy;
 pub struct CronJobStrategy;
@@ -451,7 +451,7 @@ fn validate_cronjob_spec(obj: &Value, errs: &mut Errs) {
         "" => errs.push(FieldError::required("spec.schedule", "")),
         schedule => {
             if let Err(e) = cron::parse_standard(schedule) {
-                errs.push(FieldError::invalid("spec.schedule", schedule, &e));
+                errs.push(FieldError::invalid("spec.schedule", schedule, &e.0));
             }
             if schedule.contains("TZ") {
                 errs.push(FieldError::invalid(

@@ -129,6 +129,21 @@ pub fn go_string_slice<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
     format!("[]string{{{}}}", body.join(", "))
 }
 
+/// Go's `json.Marshal` of a string slice (`null` for an empty/nil one, HTML-safe
+/// escapes), as upstream renders bad values that are lists (label selector values).
+pub(crate) fn go_json_strings(values: &[String]) -> String {
+    if values.is_empty() {
+        return "null".to_string();
+    }
+    serde_json::to_string(values)
+        .unwrap_or_default()
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+        .replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029")
+}
+
 impl FieldError {
     fn new(reason: &'static str, field: impl Into<String>, message: String) -> Self {
         FieldError {
@@ -322,6 +337,15 @@ mod tests {
         );
         assert_eq!(go_string_slice(["x", "y"]), "[]string{\"x\", \"y\"}");
         assert_eq!(go_string_map([]), "map[string]string{}");
+    }
+
+    #[test]
+    fn go_json_string_lists() {
+        assert_eq!(go_json_strings(&[]), "null");
+        assert_eq!(
+            go_json_strings(&["a<".into(), "b".into()]),
+            "[\"a\\u003c\",\"b\"]"
+        );
     }
 
     #[test]

@@ -8,7 +8,6 @@ pub mod apps;
 pub mod batch;
 pub(crate) mod compare;
 pub mod core;
-pub mod cron;
 pub mod errors;
 pub mod event;
 pub(crate) mod json;

@@ -1,7 +1,6 @@
 //! The CronJob controller's caches, event handlers and workers.
 
 use super::Clock;
-use super::schedule::Schedule;
 use super::utils::{next_schedule_delay, schedule_for};
 use crate::Context;
 use crate::events::{EventType, Recorder};
@@ -11,6 +10,7 @@ use crate::job::queue::{RateLimit, WorkQueue};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::reflector::{ObjectRef, Store};
+use r8s_api::cron::Schedule;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,7 +1,6 @@
 //! One CronJob sync (upstream `sync`/`syncCronJob`/`cleanupFinishedJobs`).
 
 use super::controller::{Controller, CronJobError, key_of};
-use super::schedule::Schedule;
 use super::utils::{
     active, by_start_time, delete_from_active, in_active_list, job_from_template, job_name,
     job_ref, next_schedule_delay, next_schedule_time, schedule_for,
@@ -18,6 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use kube::runtime::reflector::ObjectRef;
+use r8s_api::cron::Schedule;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -2,13 +2,13 @@
 //! `utils.go`).
 
 use super::controller::key_of;
-use super::schedule::Schedule;
 use crate::events::{EventType, Recorder};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use r8s_api::cron::Schedule;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -8,9 +8,9 @@ use super::{
     TEMPLATE_GENERATION_LABEL, key_string, selector,
 };
 use crate::events::EventType;
-use crate::statefulset::controller_ref::{self, Claimer};
-use crate::statefulset::error::{Error, Result, is_namespace_terminating, is_not_found};
-use crate::statefulset::podutil::{self, is_pod_available, is_pod_ready, phase};
+use crate::util::controller_ref::{self, Claimer};
+use crate::util::error::{Error, Result, is_namespace_terminating, is_not_found};
+use crate::util::podutil::{self, is_pod_available, is_pod_ready, phase};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod, PodTemplateSpec};
 use k8s_openapi::jiff::Timestamp;

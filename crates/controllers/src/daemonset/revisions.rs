@@ -6,9 +6,9 @@
 
 use super::{Controller, REVISION_HASH_LABEL, selector};
 use crate::history::{self, compute_template_hash, template_patch};
-use crate::statefulset::controller_ref::{self, Claimer};
-use crate::statefulset::error::{Error, Result, is_already_exists};
-use crate::statefulset::podutil;
+use crate::util::controller_ref::{self, Claimer};
+use crate::util::error::{Error, Result, is_already_exists};
+use crate::util::podutil;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;

@@ -7,8 +7,8 @@
 use super::Controller;
 use super::manage::{NodePods, is_pod_updated, template_generation};
 use super::predicates::node_should_run;
-use crate::statefulset::error::{Error, Result};
-use crate::statefulset::podutil::{is_pod_available, is_terminating};
+use crate::util::error::{Error, Result};
+use crate::util::podutil::{is_pod_available, is_terminating};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;

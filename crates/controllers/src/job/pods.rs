@@ -12,13 +12,7 @@ use std::cmp::Ordering;
 /// before it was counted in the Job status.
 pub const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
 
-/// The pod's phase (`""` when unset).
-pub fn phase(pod: &Pod) -> &str {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or("")
-}
+pub use crate::util::podutil::{controller_of, phase};
 
 pub fn is_succeeded(pod: &Pod) -> bool {
     phase(pod) == "Succeeded"
@@ -75,14 +69,6 @@ pub fn is_failed(pod: &Pod, job: &Job) -> bool {
         return false;
     }
     is_deleting(pod) && phase(pod) != "Succeeded"
-}
-
-/// The controller owner reference, if any.
-pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
-    meta.owner_references
-        .as_ref()?
-        .iter()
-        .find(|r| r.controller == Some(true))
 }
 
 /// When the pod finished: latest container termination, else the Ready=False transition,

@@ -4,7 +4,7 @@
 //! never adopts), and releases owned objects whose labels stopped matching.
 
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::{Selector, SelectorExt};
 use kube::{Api, Resource};
 use serde::Serialize;
@@ -23,26 +23,7 @@ pub enum ClaimError {
     CannotAdopt(String),
 }
 
-/// The controller reference of an object, if any.
-pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
-    meta.owner_references
-        .as_ref()?
-        .iter()
-        .find(|r| r.controller == Some(true))
-}
-
-/// A controller reference (`controller` and `blockOwnerDeletion` true) to `owner`.
-pub fn controller_ref<O: Resource<DynamicType = ()>>(owner: &O) -> OwnerReference {
-    let m = owner.meta();
-    OwnerReference {
-        api_version: O::api_version(&()).into_owned(),
-        kind: O::kind(&()).into_owned(),
-        name: m.name.clone().unwrap_or_default(),
-        uid: m.uid.clone().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
-}
+pub use crate::util::podutil::{controller_of, controller_ref};
 
 /// A label selector as a matcher; `None` for one that cannot be parsed.
 pub fn selector_of(

@@ -16,18 +16,7 @@ pub fn is_active(pod: &Pod) -> bool {
     phase != "Succeeded" && phase != "Failed" && pod.metadata.deletion_timestamp.is_none()
 }
 
-/// Being deleted (`metadata.deletionTimestamp` set).
-pub fn is_terminating(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_some()
-}
-
-/// The pod's phase (`""` when unset).
-pub fn phase(pod: &Pod) -> &str {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or("")
-}
+pub use crate::util::podutil::{is_terminating, phase};
 
 /// The node the pod is bound to (`""` when unscheduled).
 pub fn node_name(pod: &Pod) -> &str {

@@ -4,11 +4,11 @@
 //! delete condemned pods from the highest ordinal down, roll out the update revision from the
 //! highest ordinal down to the partition, record status and trim history.
 
-use super::error::{Error, Result, is_not_found};
 use super::pod_control::PodControl;
-use super::podutil::{controller_of, is_terminal, is_terminating};
 use super::utils::*;
 use crate::history;
+use crate::util::error::{Error, Result, is_not_found};
+use crate::util::podutil::{controller_of, is_terminal, is_terminating};
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet, StatefulSetStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
@@ -305,7 +305,7 @@ impl SetControl {
             // the stored pod, so there is nothing more to check on it this round).
             return Ok(monotonic);
         }
-        if super::podutil::phase(pod) == "Pending" {
+        if crate::util::podutil::phase(pod) == "Pending" {
             self.pods.create_missing_claims(set, pod).await?;
         }
         let min_ready = min_ready_seconds(set);

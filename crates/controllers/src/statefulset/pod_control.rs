@@ -1,12 +1,12 @@
 //! Creating, updating and deleting a StatefulSet's pods and claims (upstream
 //! `stateful_pod_control.go`), with the events upstream records for each.
 
-use super::error::{Error, Result, is_already_exists, is_conflict, is_not_found};
 use super::retention::{self, Retention};
 use super::utils::{
     claims_for, identity_matches, storage_matches, update_identity, update_storage,
 };
 use crate::events::{EventType, Recorder};
+use crate::util::error::{Error, Result, is_already_exists, is_conflict, is_not_found};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, PostParams};

@@ -10,8 +10,8 @@
 //!
 //! Claims with stale references (same name, other UID) or another controller are left alone.
 
-use super::podutil::controller_ref;
 use super::utils::in_ordinal_range;
+use crate::util::podutil::controller_ref;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;

@@ -1,8 +1,8 @@
 //! StatefulSet pure helpers (upstream `stateful_set_utils.go`): ordinals and identity, claim
 //! names and pod volumes, versioned pod construction, revisions, and status bookkeeping.
 
-use super::podutil::{self, is_pod_available, is_pod_ready, is_terminating, phase};
 use crate::history::{self, HistoryError};
+use crate::util::podutil::{self, is_pod_available, is_pod_ready, is_terminating, phase};
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet, StatefulSetStatus};
 use k8s_openapi::api::core::v1::{
     PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, Volume,

@@ -1,8 +1,12 @@
 //! Shared controller plumbing: a client-go style work queue, informers and the shared
-//! informer factory.
+//! informer factory; ControllerRef claiming, pod helpers and the sync error type of the
+//! StatefulSet and DaemonSet controllers.
 
+pub mod controller_ref;
 pub mod discovery;
+pub mod error;
 pub mod informer;
+pub mod podutil;
 pub mod shared;
 pub mod workqueue;
 

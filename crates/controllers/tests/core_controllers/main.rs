@@ -6,4 +6,5 @@ mod events;
 mod garbage_collector;
 mod namespace;
 mod serviceaccount;
+#[path = "../support/mod.rs"]
 mod support;

@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use super::{is_qualified_name, is_valid_label_value, validate_label_pairs};
+use crate::selector::from_label_selector_json;
 use crate::strategy::FieldError;
 use crate::strategy::errors::{go_quote, go_string_map, go_string_slice};
 use crate::strategy::json::{
@@ -76,59 +77,19 @@ pub(crate) enum SelectorMatch {
     NoMatch,
 }
 
-/// Evaluates `sel` against `labels` (a label map value, possibly absent).
+/// Evaluates `sel` against `labels` (a label map value, possibly absent), converting it
+/// with the selector module's `LabelSelectorAsSelector`.
 pub(crate) fn selector_match(sel: &Value, labels: Option<&Value>) -> SelectorMatch {
-    let Some(s) = sel.as_object() else {
+    if !sel.is_object() {
+        return SelectorMatch::Invalid;
+    }
+    let Ok(selector) = from_label_selector_json(sel) else {
         return SelectorMatch::Invalid;
     };
-    let lookup =
-        |k: &str| -> Option<&str> { labels.and_then(|l| l.get(k)).and_then(Value::as_str) };
-    let match_labels = match s.get("matchLabels") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Object(m)) => {
-            let mut out = Vec::new();
-            for (k, v) in m {
-                let Some(v) = v.as_str() else {
-                    return SelectorMatch::Invalid;
-                };
-                if !is_qualified_name(k).is_empty() || !is_valid_label_value(v).is_empty() {
-                    return SelectorMatch::Invalid;
-                }
-                out.push((k.as_str(), v));
-            }
-            out
-        }
-        Some(_) => return SelectorMatch::Invalid,
-    };
-    let exprs: &[Value] = match s.get("matchExpressions") {
-        None | Some(Value::Null) => &[],
-        Some(Value::Array(a)) => a,
-        Some(_) => return SelectorMatch::Invalid,
-    };
-    if match_labels.is_empty() && exprs.is_empty() {
+    if selector.is_empty() {
         return SelectorMatch::Everything;
     }
-    let mut ok = match_labels.iter().all(|(k, v)| lookup(k) == Some(*v));
-    for e in exprs {
-        let key = json::get_str(e, "key").unwrap_or("");
-        if !is_qualified_name(key).is_empty() {
-            return SelectorMatch::Invalid;
-        }
-        let values: Vec<&str> = json::get_arr(e, "values")
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
-        let actual = lookup(key);
-        let m = match json::get_str(e, "operator").unwrap_or("") {
-            "In" if !values.is_empty() => actual.is_some_and(|a| values.contains(&a)),
-            "NotIn" if !values.is_empty() => actual.is_none_or(|a| !values.contains(&a)),
-            "Exists" if values.is_empty() => actual.is_some(),
-            "DoesNotExist" if values.is_empty() => actual.is_none(),
-            _ => return SelectorMatch::Invalid,
-        };
-        ok &= m;
-    }
-    if ok {
+    if selector.matches(labels.unwrap_or(&Value::Null)) {
         SelectorMatch::Matches
     } else {
         SelectorMatch::NoMatch

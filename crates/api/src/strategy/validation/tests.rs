@@ -20,6 +20,10 @@ fn dns1123_subdomain() {
         is_dns1123_subdomain(&"a".repeat(254)),
         vec!["must be no more than 253 characters".to_string()]
     );
+    assert!(is_dns1123_subdomain("a.b-c.d1").is_empty());
+    for bad in [".", "a.", "-a", "a-"] {
+        assert_eq!(is_dns1123_subdomain(bad).len(), 1, "{bad}");
+    }
 }
 
 #[test]
@@ -89,6 +93,45 @@ fn qualified_names() {
     assert_eq!(is_qualified_name(&"a".repeat(64)).len(), 1);
 }
 
+/// The exact texts label selectors report for bad keys (apimachinery `IsQualifiedName`).
+#[test]
+fn qualified_name_messages() {
+    for ok in [
+        "a",
+        "A",
+        "app",
+        "app.kubernetes.io/name",
+        "k8s.io/a-b_c.d",
+        "a1",
+        &"x".repeat(63),
+        &format!("{}/x", ["a"; 127].join(".")),
+    ] {
+        assert!(
+            is_qualified_name(ok).is_empty(),
+            "{ok}: {:?}",
+            is_qualified_name(ok)
+        );
+    }
+    let name_rx = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+    assert_eq!(is_qualified_name("-a"), [name_rx]);
+    assert_eq!(is_qualified_name("a_"), [name_rx]);
+    assert_eq!(
+        is_qualified_name(""),
+        ["name part must be non-empty", name_rx]
+    );
+    assert_eq!(
+        is_qualified_name(&"x".repeat(64)),
+        ["name part must be no more than 63 characters"]
+    );
+    assert_eq!(is_qualified_name("/a"), ["prefix part must be non-empty"]);
+    assert_eq!(
+        is_qualified_name("Foo.com/a"),
+        [format!("prefix part {SUBDOMAIN_MSG}")]
+    );
+    assert_eq!(is_qualified_name("a..b/c").len(), 1);
+    assert_eq!(is_qualified_name("é").len(), 1);
+}
+
 #[test]
 fn label_values() {
     assert!(is_valid_label_value("").is_empty());
@@ -96,6 +139,23 @@ fn label_values() {
     assert_eq!(is_valid_label_value("-x").len(), 1);
     assert!(is_valid_label_value("-x")[0].starts_with("a valid label must be an empty string"));
     assert_eq!(is_valid_label_value(&"a".repeat(64)).len(), 1);
+    for ok in ["a", "a.b-c_d", "123", &"v".repeat(63)] {
+        assert!(is_valid_label_value(ok).is_empty(), "{ok}");
+    }
+    assert_eq!(
+        is_valid_label_value("-x"),
+        [
+            "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
+        ]
+    );
+    assert_eq!(
+        is_valid_label_value(&"v".repeat(64)),
+        ["must be no more than 63 characters"]
+    );
+    assert_eq!(
+        is_valid_label_value(&format!("-{}", "v".repeat(64))).len(),
+        2
+    );
 }
 
 #[test]

@@ -48,25 +48,10 @@ impl Error {
     }
 }
 
-/// The HTTP status code of a client error, if the server answered.
-pub fn code(e: &kube::Error) -> Option<u16> {
-    match e {
-        kube::Error::Api(s) => Some(s.code),
-        _ => None,
-    }
-}
+pub use super::{is_already_exists, is_not_found};
 
-/// 404.
-pub fn is_not_found(e: &kube::Error) -> bool {
-    code(e) == Some(404)
-}
-
-/// 409 AlreadyExists.
-pub fn is_already_exists(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 409 && s.reason == "AlreadyExists")
-}
-
-/// 409 Conflict (stale resourceVersion).
+/// 409 Conflict from a stale resourceVersion (unlike [`super::is_conflict`], not
+/// AlreadyExists).
 pub fn is_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409 && s.reason != "AlreadyExists")
 }

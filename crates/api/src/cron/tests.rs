@@ -1,6 +1,96 @@
-//! Unit tests for cron schedule parsing and next-time computation.
+//! Unit tests for cron schedules: validation messages (as the API server reports them),
+//! next-time computation, time zones and DST.
 
+use std::path::Path;
+
+use jiff::Timestamp;
+
+use super::zone::ZONEINFO;
 use super::*;
+
+// --- Validation (`parse_standard`, `validate_time_zone`) ---
+
+#[test]
+fn accepts_standard_schedules() {
+    for ok in [
+        "* * * * *",
+        "*/5 * * * *",
+        "0 0 1 1 *",
+        "0 9-17 * * MON-FRI",
+        "15,45 */2 ? jan,Jul sun",
+        "5/15 * * * *",
+        "@hourly",
+        "@every 1h30m",
+        "TZ=UTC 0 0 * * *",
+        "0  0   *  *  *",
+    ] {
+        assert_eq!(parse_standard(ok), Ok(()), "{ok}");
+    }
+}
+
+#[test]
+fn rejects_with_library_messages() {
+    let cases = [
+        ("", "empty spec string"),
+        ("foo", "expected exactly 5 fields, found 1: [foo]"),
+        ("* * * *", "expected exactly 5 fields, found 4: [* * * *]"),
+        ("60 * * * *", "end of range (60) above maximum (59): 60"),
+        ("* * 0 * *", "beginning of range (0) below minimum (1): 0"),
+        (
+            "5-1 * * * *",
+            "beginning of range (5) beyond end of range (1): 5-1",
+        ),
+        (
+            "*/0 * * * *",
+            "step of range should be a positive number: */0",
+        ),
+        ("1-2-3 * * * *", "too many hyphens: 1-2-3"),
+        ("*/1/2 * * * *", "too many slashes: */1/2"),
+        (
+            "x * * * *",
+            "failed to parse int from x: strconv.Atoi: parsing \"x\": invalid syntax",
+        ),
+        ("@foo", "unrecognized descriptor: @foo"),
+        (
+            "99999999999999999999 * * * *",
+            "failed to parse int from 99999999999999999999: strconv.Atoi: parsing \"99999999999999999999\": value out of range",
+        ),
+        (
+            "@every x",
+            "failed to parse duration @every x: time: invalid duration \"x\"",
+        ),
+    ];
+    for (spec, want) in cases {
+        assert_eq!(
+            parse_standard(spec),
+            Err(ScheduleError(want.to_string())),
+            "{spec}"
+        );
+    }
+}
+
+#[test]
+fn time_zones() {
+    assert!(validate_time_zone("UTC").is_empty());
+    assert_eq!(
+        validate_time_zone(""),
+        vec!["timeZone must be nil or non-empty string".to_string()]
+    );
+    assert_eq!(
+        validate_time_zone("../etc"),
+        vec!["unknown time zone ../etc".to_string()]
+    );
+    assert_eq!(validate_time_zone("Local").len(), 1);
+    if Path::new(ZONEINFO).join("Europe/Berlin").is_file() {
+        assert!(validate_time_zone("Europe/Berlin").is_empty());
+        assert_eq!(
+            validate_time_zone("Mars/Base"),
+            vec!["unknown time zone Mars/Base".to_string()]
+        );
+    }
+}
+
+// --- Scheduling (`Schedule::parse`, `Schedule::next`) ---
 
 fn utc(s: &str) -> Timestamp {
     s.parse().expect("timestamp")
@@ -13,7 +103,6 @@ fn next(spec: &str, tz: &str, after: &str) -> Option<String> {
         .next(utc(after))
         .map(|t| t.to_string())
 }
-
 #[test]
 fn every_minute_and_steps() {
     assert_eq!(
