@@ -109,23 +109,14 @@ fn log_rank(t: Timestamp, now: Timestamp) -> i64 {
     if d > 0 { (d as f64).log2() as i64 } else { -1 }
 }
 
-/// Later (or unknown) time first, on the logarithmic scale with UID tie-break.
-fn newer_first(
-    a: Option<Timestamp>,
-    b: Option<Timestamp>,
-    pa: &Pod,
-    pb: &Pod,
-    now: Timestamp,
-) -> Ordering {
+/// Later (or unknown) time first, on the logarithmic scale. A key comparison (equal ranks
+/// are equal), so the criteria chain in [`deletion_order`] stays a total order.
+fn newer_first(a: Option<Timestamp>, b: Option<Timestamp>, now: Timestamp) -> Ordering {
     match (a, b) {
         (None, None) => Ordering::Equal,
         (None, Some(_)) => Ordering::Less,
         (Some(_), None) => Ordering::Greater,
-        (Some(x), Some(y)) if x == y => Ordering::Equal,
-        (Some(x), Some(y)) => match log_rank(x, now).cmp(&log_rank(y, now)) {
-            Ordering::Equal => uid(pa).cmp(uid(pb)),
-            o => o,
-        },
+        (Some(x), Some(y)) => log_rank(x, now).cmp(&log_rank(y, now)),
     }
 }
 
@@ -171,13 +162,7 @@ pub fn deletion_order(a: &Pod, rank_a: usize, b: &Pod, rank_b: usize, now: Times
     }
     // 6. Ready for less time first.
     if ra && rb {
-        let o = newer_first(
-            ready_since(a).flatten(),
-            ready_since(b).flatten(),
-            a,
-            b,
-            now,
-        );
+        let o = newer_first(ready_since(a).flatten(), ready_since(b).flatten(), now);
         if o != Ordering::Equal {
             return o;
         }
@@ -190,7 +175,12 @@ pub fn deletion_order(a: &Pod, rank_a: usize, b: &Pod, rank_b: usize, now: Times
     // 8. Newer (or unknown) creation first.
     let ca = a.metadata.creation_timestamp.as_ref().map(|t| t.0);
     let cb = b.metadata.creation_timestamp.as_ref().map(|t| t.0);
-    newer_first(ca, cb, a, b, now)
+    let o = newer_first(ca, cb, now);
+    if o != Ordering::Equal {
+        return o;
+    }
+    // 9. Stable tie-break, so equal pods never flip between syncs.
+    uid(a).cmp(uid(b))
 }
 
 #[cfg(test)]
@@ -222,6 +212,35 @@ mod tests {
         let now = Timestamp::from_second(NOW).unwrap_or(Timestamp::UNIX_EPOCH);
         deletion_order(a, 0, b, 0, now) == Ordering::Less
             && deletion_order(b, 0, a, 0, now) == Ordering::Greater
+    }
+
+    /// Many pods sharing creation/ready seconds (1 s resolution) must still sort: the
+    /// order has to be total, or `sort_by` panics (seen at 100+ replicas).
+    #[test]
+    fn deletion_order_is_total_with_equal_timestamps() {
+        let now = Timestamp::from_second(NOW).unwrap_or(Timestamp::UNIX_EPOCH);
+        let mut pods: Vec<Pod> = (0..400)
+            .map(|i| {
+                let ready = Some(NOW - 1 - (i % 3) as i64);
+                pod(
+                    &format!("p{:03}", (i * 7919) % 400),
+                    "n1",
+                    "Running",
+                    ready,
+                    NOW - 2 - (i % 2) as i64,
+                )
+            })
+            .collect();
+        pods.sort_by(|a, b| deletion_order(a, 0, b, 0, now));
+        for w in pods.windows(2) {
+            assert_ne!(deletion_order(&w[0], 0, &w[1], 0, now), Ordering::Greater);
+        }
+        let a = &pods[0];
+        let b = &pods[1];
+        assert_eq!(
+            deletion_order(a, 0, b, 0, now),
+            deletion_order(b, 0, a, 0, now).reverse()
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! backoff (5 ms doubling up to 1000 s, as upstream's default controller rate limiter —
 //! without the overall token bucket: r8s does no artificial throttling).
 
+use futures::FutureExt;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::hash::Hash;
@@ -190,7 +191,18 @@ where
         let handle = handle.clone();
         set.spawn(async move {
             while let Some(key) = queue.next().await {
-                match handle(key.clone()).await {
+                // A panicking sync (a bug) must not kill the worker: that would silently
+                // stop the controller. Log it and retry the key with back-off.
+                let outcome = std::panic::AssertUnwindSafe(handle(key.clone()))
+                    .catch_unwind()
+                    .await;
+                let Ok(outcome) = outcome else {
+                    tracing::error!(?key, "sync panicked; retrying with back-off");
+                    queue.add_rate_limited(key.clone());
+                    queue.done(&key);
+                    continue;
+                };
+                match outcome {
                     Ok(again) => {
                         queue.forget(&key);
                         if let Some(d) = again {
@@ -212,6 +224,29 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_sync_is_retried_and_the_worker_survives() {
+        let q = WorkQueue::new();
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let c = calls.clone();
+        let workers = tokio::spawn(run_workers(q.clone(), 1, move |key: &'static str| {
+            let (c, tx) = (c.clone(), tx.clone());
+            async move {
+                if c.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                    panic!("bug in sync of {key}");
+                }
+                let _ = tx.send(key);
+                Ok::<_, String>(None)
+            }
+        }));
+        q.add("a");
+        let done = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await;
+        assert_eq!(done.ok().flatten(), Some("a"));
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+        workers.abort();
+    }
 
     #[tokio::test]
     async fn dedups_and_serialises_keys() {
