@@ -1,6 +1,7 @@
 //! The scheduler's cluster cache: nodes with their aggregated pods (requests, ports,
 //! affinity counts), pods bound or assumed (bound by us, confirmation pending), nominated
-//! pods, namespaces' labels, priority classes and PodDisruptionBudgets.
+//! pods, namespaces' labels, priority classes, PodDisruptionBudgets, and the claims,
+//! volumes and storage classes the volume plugins read.
 //!
 //! Owned by the scheduling loop; watch events are applied between cycles, so a cycle sees
 //! a consistent snapshot without copying.
@@ -115,6 +116,8 @@ pub struct Cache {
     pub namespaces: HashMap<String, Labels>,
     pub priority_classes: HashMap<String, PriorityClass>,
     pub pdbs: HashMap<String, Pdb>,
+    /// PersistentVolumeClaims, PersistentVolumes and StorageClasses.
+    pub volumes: crate::plugins::volume::Volumes,
     /// Pending pods nominated to a node (by name): uid → pod.
     pub nominated: HashMap<String, HashMap<String, Arc<PodInfo>>>,
     nominated_by_uid: HashMap<String, String>,

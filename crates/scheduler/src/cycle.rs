@@ -6,7 +6,7 @@ use crate::cache::{Cache, NodeInfo};
 use crate::framework::{Diagnosis, Plugin, Status, default_normalize, num_feasible_nodes_to_find};
 use crate::model::{Effect, HostPort, PodInfo};
 use crate::plugins::resources::Reserved;
-use crate::plugins::{basic, interpod, resources, spread};
+use crate::plugins::{basic, interpod, resources, spread, volume};
 use crate::selector::Labels;
 use rand::Rng;
 use std::collections::HashSet;
@@ -45,6 +45,8 @@ pub struct Cycle<'a> {
     pub pod_ns: Option<&'a Labels>,
     pub ipa: Option<interpod::FilterState<'a>>,
     pub spread: Option<spread::FilterState<'a>>,
+    /// Volumes of the pod's bound claims (`None`: the pod uses no claims).
+    pub volumes: Option<volume::FilterState<'a>>,
     /// Candidate node names when node affinity pins the pod (`metadata.name In`).
     pub pinned: Option<HashSet<String>>,
 }
@@ -66,6 +68,16 @@ impl<'a> Cycle<'a> {
             })
         };
         let pinned = basic::pinned_nodes(pod).map_err(rejected)?;
+        // Volume PreFilter rejections wait for claim/volume/class events (or a node event).
+        let volumes = volume::prefilter(pod, &cache.volumes).map_err(|s| {
+            Failure::Fit(Diagnosis {
+                num_all_nodes,
+                prefilter_msg: Some(s.message()),
+                plugins: Plugin::VolumeBinding.bit() | Plugin::VolumeZone.bit(),
+                absent: Some(s),
+                ..Default::default()
+            })
+        })?;
         let ipa = interpod::prefilter(pod, cache).map_err(rejected)?;
         let spread = spread::prefilter(pod, cache).map_err(|e| {
             Failure::Error(format!(
@@ -79,6 +91,7 @@ impl<'a> Cycle<'a> {
             pod_ns: cache.ns_labels(&pod.namespace),
             ipa,
             spread,
+            volumes,
             pinned,
         })
     }
@@ -126,6 +139,10 @@ impl<'a> Cycle<'a> {
             basic::node_ports(pod, &node.used_ports, &reserved_ports)?;
         }
         resources::fit(pod, node, spec, &reserved)?;
+        if let Some(v) = &self.volumes {
+            volume::binding_filter(v, spec)?;
+            volume::zone_filter(v, spec)?;
+        }
         if let Some(s) = spread {
             spread::filter(s, pod, node)?;
         }

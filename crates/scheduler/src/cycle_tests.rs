@@ -228,3 +228,72 @@ fn ties_are_broken_randomly() {
     assert_eq!(picks.len(), 3);
     assert_eq!(select_host(&[1, 2, 3], &[5, 9, 5], &mut r), 2);
 }
+
+#[test]
+fn volume_failures_aggregate_like_upstream() {
+    use crate::plugins::volume::{Pv, Pvc};
+    let mut c = Cache::default();
+    for n in ["a", "b", "c"] {
+        c.upsert_node(node(
+            n,
+            "4",
+            json!({"kubernetes.io/hostname": n, "topology.kubernetes.io/zone": "z1"}),
+            json!({}),
+        ));
+    }
+    let claim = |vol: &str| {
+        Pvc::from_api(
+            &serde_json::from_value(json!({"metadata": {"name": "data", "namespace": "d"},
+                "spec": {"volumeName": vol, "storageClassName": "fast"}}))
+            .expect("pvc"),
+        )
+    };
+    let p = pod(
+        "p",
+        "1",
+        json!({"volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": "data"}}]}),
+    );
+    // Claim missing: PreFilter rejects for every node.
+    let r = schedule(&mut c, &p, &mut sampling(), &mut rng());
+    let Err(Failure::Fit(d)) = &r else {
+        panic!("expected a fit failure, got {r:?}")
+    };
+    assert_eq!(
+        d.plugins,
+        Plugin::VolumeBinding.bit() | Plugin::VolumeZone.bit()
+    );
+    assert_eq!(
+        fit_message(r),
+        "0/3 nodes are available: persistentvolumeclaim \"data\" not found."
+    );
+    // Bound to a local volume on a node that does not exist.
+    c.volumes.pvcs.insert("d/data".into(), claim("local"));
+    let local: k8s_openapi::api::core::v1::PersistentVolume = serde_json::from_value(json!({
+        "metadata": {"name": "local"}, "spec": {"nodeAffinity": {"required": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["gone"]}]}]}}}}))
+    .expect("pv");
+    c.volumes.pvs.insert("local".into(), Pv::from_api(&local));
+    assert_eq!(
+        fit_message(schedule(&mut c, &p, &mut sampling(), &mut rng())),
+        "0/3 nodes are available: 3 node(s) had volume node affinity conflict."
+    );
+    // A zonal volume elsewhere.
+    let zonal: k8s_openapi::api::core::v1::PersistentVolume = serde_json::from_value(json!({
+        "metadata": {"name": "zonal", "labels": {"topology.kubernetes.io/zone": "z2"}}}))
+    .expect("pv");
+    c.volumes.pvs.insert("zonal".into(), Pv::from_api(&zonal));
+    c.volumes.pvcs.insert("d/data".into(), claim("zonal"));
+    assert_eq!(
+        fit_message(schedule(&mut c, &p, &mut sampling(), &mut rng())),
+        "0/3 nodes are available: 3 node(s) had no available volume zone."
+    );
+    // A local volume on "b" pins the pod there.
+    let on_b: k8s_openapi::api::core::v1::PersistentVolume = serde_json::from_value(json!({
+        "metadata": {"name": "local"}, "spec": {"nodeAffinity": {"required": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["b"]}]}]}}}}))
+    .expect("pv");
+    c.volumes.pvs.insert("local".into(), Pv::from_api(&on_b));
+    c.volumes.pvcs.insert("d/data".into(), claim("local"));
+    let id = schedule(&mut c, &p, &mut sampling(), &mut rng()).expect("fits");
+    assert_eq!(name(&c, id), "b");
+}

@@ -1,15 +1,18 @@
 //! Watches feeding the scheduling loop: nodes, non-terminal pods, priority classes,
-//! PodDisruptionBudgets and namespaces. Each watch runs in its own task, converts objects
+//! PodDisruptionBudgets, namespaces, PersistentVolumeClaims, PersistentVolumes and
+//! StorageClasses. Each watch runs in its own task, converts objects
 //! to the compact model off the scheduling loop, and reports relists so objects that
 //! vanished meanwhile are dropped. `managedFields` are stripped as objects arrive.
 
 use crate::cache::{Pdb, PriorityClass};
 use crate::model::{NodeSpec, PodInfo};
+use crate::plugins::volume::{self, Pv, Pvc};
 use crate::selector::{LabelSelector, Labels};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::scheduling::v1::PriorityClass as ApiPriorityClass;
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
@@ -26,6 +29,9 @@ pub enum Kind {
     PriorityClass,
     Pdb,
     Namespace,
+    Pvc,
+    Pv,
+    StorageClass,
 }
 
 /// Everything the scheduling loop reacts to.
@@ -38,6 +44,11 @@ pub enum Msg {
     PriorityClass(String, Option<PriorityClass>),
     Pdb(String, Option<Pdb>),
     Namespace(String, Option<Labels>),
+    /// A claim by `namespace/name`.
+    Pvc(String, Option<Pvc>),
+    Pv(String, Option<Pv>),
+    /// A class and whether it waits for the first consumer.
+    StorageClass(String, Option<bool>),
     /// After a (re)list: the keys that exist; everything else of this kind is gone.
     Resync(Kind, HashSet<String>),
     /// A binding finished: pod uid, node id, outcome (HTTP code on failure, if any).
@@ -175,5 +186,37 @@ pub fn spawn_all(
         |n: &Namespace| Msg::Namespace(n.name_any(), Some(n.labels().clone())),
         |n: &Namespace| n.name_any(),
         |n: &Namespace| Msg::Namespace(n.name_any(), None),
+    ));
+    let pvc_key = |c: &PersistentVolumeClaim| {
+        format!("{}/{}", c.namespace().unwrap_or_default(), c.name_any())
+    };
+    set.spawn(watch(
+        Api::<PersistentVolumeClaim>::all(client.clone()),
+        watcher::Config::default(),
+        Kind::Pvc,
+        tx.clone(),
+        move |c: &PersistentVolumeClaim| Msg::Pvc(pvc_key(c), Some(Pvc::from_api(c))),
+        pvc_key,
+        move |c: &PersistentVolumeClaim| Msg::Pvc(pvc_key(c), None),
+    ));
+    set.spawn(watch(
+        Api::<PersistentVolume>::all(client.clone()),
+        watcher::Config::default(),
+        Kind::Pv,
+        tx.clone(),
+        |v: &PersistentVolume| Msg::Pv(v.name_any(), Some(Pv::from_api(v))),
+        |v: &PersistentVolume| v.name_any(),
+        |v: &PersistentVolume| Msg::Pv(v.name_any(), None),
+    ));
+    set.spawn(watch(
+        Api::<StorageClass>::all(client.clone()),
+        watcher::Config::default(),
+        Kind::StorageClass,
+        tx.clone(),
+        |c: &StorageClass| {
+            Msg::StorageClass(c.name_any(), Some(volume::waits_for_first_consumer(c)))
+        },
+        |c: &StorageClass| c.name_any(),
+        |c: &StorageClass| Msg::StorageClass(c.name_any(), None),
     ));
 }

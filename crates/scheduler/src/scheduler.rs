@@ -32,8 +32,36 @@ fn pod_delete_mask() -> PluginSet {
         | Plugin::DefaultPreemption.bit()
 }
 
+/// Claim, volume and storage class additions/updates may help pods the volume plugins
+/// rejected (upstream registers no deletions for them).
+fn volume_mask() -> PluginSet {
+    Plugin::VolumeBinding.bit() | Plugin::VolumeZone.bit()
+}
+
 fn pod_add_mask() -> PluginSet {
     Plugin::InterPodAffinity.bit() | Plugin::PodTopologySpread.bit()
+}
+
+/// Apply an add/update (`Some`) or delete; returns whether an add or a change happened
+/// (deletions return false: they never help a pod the volume plugins rejected).
+fn upsert_or_remove<V: PartialEq>(
+    map: &mut std::collections::HashMap<String, V>,
+    key: String,
+    value: Option<V>,
+) -> bool {
+    match value {
+        Some(v) => match map.get(&key) {
+            Some(old) if *old == v => false,
+            _ => {
+                map.insert(key, v);
+                true
+            }
+        },
+        None => {
+            map.remove(&key);
+            false
+        }
+    }
 }
 
 pub struct Scheduler {
@@ -159,6 +187,22 @@ impl Scheduler {
                     self.queue.move_for(Plugin::InterPodAffinity.bit(), now);
                 }
             }
+            Msg::Pvc(key, pvc) => {
+                let v = &mut self.cache.volumes.pvcs;
+                if upsert_or_remove(v, key, pvc) {
+                    self.queue.move_for(volume_mask(), now);
+                }
+            }
+            Msg::Pv(name, pv) => {
+                if upsert_or_remove(&mut self.cache.volumes.pvs, name, pv) {
+                    self.queue.move_for(volume_mask(), now);
+                }
+            }
+            Msg::StorageClass(name, wffc) => {
+                if upsert_or_remove(&mut self.cache.volumes.classes, name, wffc) {
+                    self.queue.move_for(volume_mask(), now);
+                }
+            }
             Msg::Resync(kind, seen) => self.resync(kind, seen, now),
             Msg::Bound { uid, node, error } => self.on_bound(&uid, node, error, now),
         }
@@ -191,6 +235,9 @@ impl Scheduler {
             Kind::PriorityClass => self.cache.priority_classes.retain(|k, _| seen.contains(k)),
             Kind::Pdb => self.cache.pdbs.retain(|k, _| seen.contains(k)),
             Kind::Namespace => self.cache.namespaces.retain(|k, _| seen.contains(k)),
+            Kind::Pvc => self.cache.volumes.pvcs.retain(|k, _| seen.contains(k)),
+            Kind::Pv => self.cache.volumes.pvs.retain(|k, _| seen.contains(k)),
+            Kind::StorageClass => self.cache.volumes.classes.retain(|k, _| seen.contains(k)),
         }
         if self.synced.insert(kind) {
             tracing::debug!(?kind, "scheduler cache synced");
@@ -437,5 +484,37 @@ impl Scheduler {
         }
         self.record_failure(info, message);
         tracing::debug!(pod = %info.key(), reason, message, "pod unschedulable");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::QueueConfig;
+
+    #[test]
+    fn volume_events_requeue_only_volume_rejections() {
+        let mut m = std::collections::HashMap::new();
+        assert!(upsert_or_remove(&mut m, "a".into(), Some(1)));
+        assert!(!upsert_or_remove(&mut m, "a".into(), Some(1)), "unchanged");
+        assert!(upsert_or_remove(&mut m, "a".into(), Some(2)));
+        assert!(
+            !upsert_or_remove(&mut m, "a".into(), None),
+            "deletes never help"
+        );
+        assert!(m.is_empty());
+
+        let p: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "d", "uid": "p"}, "spec": {"containers": [{"name": "c"}]}}))
+        .expect("pod");
+        let mut q = SchedulingQueue::new(QueueConfig::default());
+        let t0 = Instant::now();
+        q.upsert(Arc::new(PodInfo::from_pod(&p)), 0, t0);
+        q.pop(t0);
+        q.unschedulable("p", Plugin::VolumeBinding.bit(), t0);
+        q.move_for(pod_delete_mask() | pod_add_mask(), t0);
+        assert_eq!(q.stats(), (0, 0, 1), "pod events do not help");
+        q.move_for(volume_mask(), t0);
+        assert_eq!(q.stats(), (0, 1, 0), "claim/volume events do");
     }
 }

@@ -6,7 +6,9 @@ pub mod node;
 pub mod pod;
 
 pub use node::NodeSpec;
-pub use pod::{AffinityTerm, HostPort, PodAffinity, PodInfo, SpreadConstraint, WeightedTerm};
+pub use pod::{
+    AffinityTerm, HostPort, PodAffinity, PodClaim, PodInfo, SpreadConstraint, WeightedTerm,
+};
 
 /// Taint effects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -135,6 +135,15 @@ pub struct SpreadConstraint {
     pub by_owner: bool,
 }
 
+/// A PersistentVolumeClaim a pod's volume uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodClaim {
+    /// The claim's name (for generic ephemeral volumes, `<pod>-<volume>`).
+    pub name: String,
+    /// A generic ephemeral volume (the claim is created for the pod by a controller).
+    pub ephemeral: bool,
+}
+
 /// Everything the scheduler needs about one pod.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PodInfo {
@@ -170,6 +179,8 @@ pub struct PodInfo {
     pub owner_uid: Option<String>,
     /// The current PodScheduled condition: (status, reason, message).
     pub scheduled_condition: Option<(String, String, String)>,
+    /// Claims of `persistentVolumeClaim` and generic `ephemeral` volumes, in volume order.
+    pub claims: Vec<PodClaim>,
 }
 
 fn container_requests(c: &Container) -> Resources {
@@ -308,6 +319,28 @@ fn parse_affinity(pod: &Pod, ns: &str, labels: &Labels) -> Result<PodAffinity, S
     Ok(a)
 }
 
+/// The pod's claims; an ephemeral volume's claim is named `<pod name>-<volume name>`.
+fn pod_claims(pod: &Pod) -> Vec<PodClaim> {
+    let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .filter_map(|v| {
+            if let Some(c) = &v.persistent_volume_claim {
+                Some(PodClaim {
+                    name: c.claim_name.clone(),
+                    ephemeral: false,
+                })
+            } else {
+                v.ephemeral.as_ref().map(|_| PodClaim {
+                    name: format!("{pod_name}-{}", v.name),
+                    ephemeral: true,
+                })
+            }
+        })
+        .collect()
+}
+
 impl PodInfo {
     pub fn from_pod(pod: &Pod) -> PodInfo {
         let meta = &pod.metadata;
@@ -417,6 +450,7 @@ impl PodInfo {
                         c.message.clone().unwrap_or_default(),
                     )
                 }),
+            claims: pod_claims(pod),
             labels,
             namespace,
         }
@@ -446,6 +480,7 @@ impl PodInfo {
             || self.spread != other.spread
             || self.gated != other.gated
             || self.priority != other.priority
+            || self.claims != other.claims
     }
 
     /// Whether the pod has required or preferred pod (anti-)affinity.

@@ -5,3 +5,4 @@ pub mod basic;
 pub mod interpod;
 pub mod resources;
 pub mod spread;
+pub mod volume;
