@@ -205,6 +205,182 @@ fn streaming_through_the_api_server(s: &Server) {
     ]);
 }
 
+const BEHAVIOURS: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: app-config}
+data: {GREETING: hello-from-configmap, app.conf: "mode=test"}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: app-secret}
+stringData: {PASSWORD: s3cret}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: two}
+spec:
+  volumes: [{name: shared, emptyDir: {}}]
+  containers:
+  - name: server
+    image: busybox:1.36
+    command: [sh, -c, "echo shared-hello > /shared/msg; exec httpd -f -p 8080 -h /shared"]
+    volumeMounts: [{name: shared, mountPath: /shared}]
+  - name: client
+    image: busybox:1.36
+    command: [sh, -c, "until wget -qO- http://localhost:8080/msg; do sleep 0.2; done; exec sleep 3600"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: probes}
+spec:
+  containers:
+  - name: live
+    image: busybox:1.36
+    command: [sh, -c, "touch /tmp/healthy; sleep 2; rm /tmp/healthy; exec sleep 3600"]
+    livenessProbe:
+      exec: {command: [cat, /tmp/healthy]}
+      periodSeconds: 1
+      failureThreshold: 1
+  - name: gated
+    image: busybox:1.36
+    command: [sleep, "3600"]
+    readinessProbe:
+      exec: {command: [cat, /tmp/ready]}
+      periodSeconds: 1
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: oom}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: hog
+    image: busybox:1.36
+    command: [sh, -c, "tail /dev/zero"]
+    resources: {limits: {memory: 20Mi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: config}
+spec:
+  volumes:
+  - {name: cfg, configMap: {name: app-config}}
+  - {name: sec, secret: {secretName: app-secret}}
+  containers:
+  - name: app
+    image: busybox:1.36
+    command: [sleep, "3600"]
+    envFrom: [{configMapRef: {name: app-config}}]
+    env: [{name: PASSWORD, valueFrom: {secretKeyRef: {name: app-secret, key: PASSWORD}}}]
+    volumeMounts: [{name: cfg, mountPath: /etc/cfg}, {name: sec, mountPath: /etc/sec}]
+"#;
+
+/// Polls a jsonpath of `what` until it satisfies `ok` (bounded).
+fn wait_jsonpath(s: &Server, what: &[&str], expr: &str, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut args = vec!["get"];
+        args.extend_from_slice(what);
+        let out_expr = format!("jsonpath={expr}");
+        args.extend_from_slice(&["-o", &out_expr]);
+        let v = s.ok(&args);
+        if ok(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what:?} {expr}: last value {v:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The issue's pod behaviours, driven by kubectl: containers of a pod share an emptyDir and
+/// localhost, liveness restarts, readiness gates Ready, a memory limit OOM-kills, configMap
+/// and secret reach env and files.
+fn pod_behaviours_with_kubectl(s: &Server) {
+    s.ok_stdin(&["apply", "-f", "-"], BEHAVIOURS);
+    s.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/two",
+        "pod/config",
+        "--timeout=90s",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !s
+        .ok(&["logs", "two", "-c", "client"])
+        .contains("shared-hello")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "client never read the shared file over localhost"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let env = s.ok(&[
+        "exec",
+        "config",
+        "--",
+        "sh",
+        "-c",
+        "echo $GREETING $PASSWORD",
+    ]);
+    assert_eq!(env.trim(), "hello-from-configmap s3cret");
+    assert_eq!(
+        s.ok(&["exec", "config", "--", "cat", "/etc/cfg/app.conf"])
+            .trim(),
+        "mode=test"
+    );
+    assert_eq!(
+        s.ok(&["exec", "config", "--", "cat", "/etc/sec/PASSWORD"])
+            .trim(),
+        "s3cret"
+    );
+
+    wait_jsonpath(
+        s,
+        &["pod", "probes"],
+        r#"{.status.containerStatuses[?(@.name=="live")].restartCount}"#,
+        |v| v.parse::<u32>().is_ok_and(|n| n >= 1),
+    );
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "pod",
+            "probes",
+            "-o",
+            r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#
+        ]),
+        "False"
+    );
+    s.ok(&["exec", "probes", "-c", "gated", "--", "touch", "/tmp/ready"]);
+    wait_jsonpath(
+        s,
+        &["pod", "probes"],
+        r#"{.status.containerStatuses[?(@.name=="gated")].ready}"#,
+        |v| v == "true",
+    );
+
+    wait_jsonpath(
+        s,
+        &["pod", "oom"],
+        "{.status.containerStatuses[0].state.terminated.reason}",
+        |v| v == "OOMKilled",
+    );
+    s.ok(&[
+        "delete",
+        "pod",
+        "two",
+        "probes",
+        "oom",
+        "config",
+        "--grace-period=1",
+        "--timeout=60s",
+    ]);
+}
+
 #[test]
 fn seed_nginx_pod_and_a_deployment_run_on_containerd() {
     let mut s = Server::start_with_agent();
@@ -247,6 +423,7 @@ fn seed_nginx_pod_and_a_deployment_run_on_containerd() {
     let page = http_get(&ip, 80);
     assert!(page.contains("200 OK") && page.contains("nginx"), "{page}");
     streaming_through_the_api_server(&s);
+    pod_behaviours_with_kubectl(&s);
 
     s.ok(&[
         "create",
