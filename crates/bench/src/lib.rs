@@ -1,5 +1,8 @@
-//! Shared helpers for the r8s benchmark binaries: latency statistics and result tables.
+//! Shared helpers for the r8s benchmark binaries: latency statistics and result tables, a
+//! probe that times mutating API calls while a benchmark runs, and a spawned `r8s server`.
 
+pub mod probe;
+pub mod server;
 pub mod stats;
 
 pub use stats::{Measurement, Summary, run_concurrent};

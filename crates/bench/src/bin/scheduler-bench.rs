@@ -7,6 +7,17 @@
 //! enters that selection, i.e. when its binding is written). Variants: `basic` (100m /
 //! 500Mi pods, as upstream scheduler_perf's SchedulingBasic) and `spread` (the same pods
 //! with a zone topology spread constraint, maxSkew 1, DoNotSchedule, over `--zones` zones).
+//!
+//! From the first pod creation to the end, a probe with its own client makes mutating
+//! calls at `--probe-rate` per second and records their latencies (upstream's SLO: p99 of
+//! mutating API calls ≤ 1 s); the process RSS (server, scheduler and simulated nodes
+//! together) is reported at the end, with its peak.
+//!
+//! `--spawn-server` measures the real binary instead: a spawned `r8s server
+//! --disable-agent` with its own controller manager and scheduler (default settings), and
+//! the simulated nodes in this process. Its scheduler binds pods while they are being
+//! created, so bindings are timed from the first create, and the RSS reported is the
+//! server process's own.
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
@@ -15,8 +26,13 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use r8s_apiserver::testing::TestServer;
+use r8s_bench::probe::{self, Probe, ProbeConfig};
+use r8s_bench::server::{SpawnedServer, default_server_bin, rss_kib_of};
 use serde_json::{Value, json};
 use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -64,18 +80,134 @@ struct Args {
     /// no API server, no binding writes.
     #[arg(long)]
     offline: bool,
+    /// Mutating calls per second of the latency probe (ConfigMap create/update/delete and
+    /// pod label patches, from a client of its own); 0 turns it off.
+    #[arg(long, default_value_t = 10.0)]
+    probe_rate: f64,
+    /// Run against a spawned `r8s server --disable-agent` (its own controllers and
+    /// scheduler with default settings; `--bind-concurrency` and `--scheduled-events` do
+    /// not apply) instead of an in-process API server and scheduler.
+    #[arg(long)]
+    spawn_server: bool,
+    /// The `r8s` binary for `--spawn-server` (default: next to this binary).
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// Pod range of the spawned server's node IPAM: one /24 per node, so the default
+    /// 10.42.0.0/16 covers only 256 nodes.
+    #[arg(long, default_value = "10.0.0.0/8")]
+    cluster_cidr: String,
 }
 
+/// Names of the probe's phases, by index.
+const PHASES: [&str; 3] = [
+    "creating pods",
+    "scheduling",
+    "kubelets marking pods Running",
+];
+
 struct Outcome {
-    variant: &'static str,
+    variant: String,
     bound: usize,
-    /// Scheduler start → last binding.
+    /// Scheduler start (with `--spawn-server`: first pod create) → last binding.
     total: Duration,
     /// First → last binding.
     active: Duration,
     first: Duration,
     /// Bindings per whole second of the active period.
     per_second: Vec<usize>,
+    /// Mutating calls timed by the probe.
+    probe: Vec<probe::Sample>,
+    /// (process, VmRSS, VmHWM = peak) at the end, in KiB.
+    memory: Vec<(&'static str, u64, u64)>,
+}
+
+/// The API server the run talks to.
+enum Server {
+    InProcess(Box<TestServer>),
+    Spawned(SpawnedServer),
+}
+
+impl Server {
+    async fn start(args: &Args) -> Result<Server> {
+        if !args.spawn_server {
+            return Ok(Server::InProcess(Box::new(TestServer::start().await)));
+        }
+        let bin = args.server_bin.clone().unwrap_or_else(default_server_bin);
+        let extra = ["--cluster-cidr", args.cluster_cidr.as_str()];
+        let s = SpawnedServer::start(&bin, &std::env::temp_dir(), &extra)
+            .await
+            .with_context(|| format!("spawn {} (build it with --release)", bin.display()))?;
+        Ok(Server::Spawned(s))
+    }
+
+    fn kubeconfig(&self) -> &Path {
+        match self {
+            Server::InProcess(s) => &s.kubeconfig,
+            Server::Spawned(s) => &s.kubeconfig,
+        }
+    }
+
+    /// Memory of the processes involved, in KiB.
+    fn memory(&self) -> Vec<(&'static str, u64, u64)> {
+        let mut out = Vec::new();
+        let this = rss_kib_of("self");
+        match self {
+            Server::InProcess(_) => {
+                if let Some((rss, peak)) = this {
+                    out.push((
+                        "whole process (API server, scheduler, simulated nodes)",
+                        rss,
+                        peak,
+                    ));
+                }
+            }
+            Server::Spawned(s) => {
+                if let Some((rss, peak)) = s.rss_kib() {
+                    out.push(("r8s server process", rss, peak));
+                }
+                if let Some((rss, peak)) = this {
+                    out.push((
+                        "benchmark process (simulated nodes, watch, probe)",
+                        rss,
+                        peak,
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Watch bindings: a pod enters `spec.nodeName!=` when its binding is written; with
+/// simulated kubelets the same watch shows it turning Running. Sends (pod, Running, when).
+fn watch_bindings(
+    c: kube::Client,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::mpsc::UnboundedReceiver<(String, bool, Instant)>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<(String, bool, Instant)>();
+    let watch_api: Api<Pod> = Api::namespaced(c, "default");
+    let task = tokio::spawn(async move {
+        let mut s = watcher(
+            watch_api,
+            watcher::Config::default().fields("spec.nodeName!="),
+        )
+        .default_backoff()
+        .boxed();
+        while let Some(ev) = s.next().await {
+            if let Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) = ev {
+                let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+                if tx
+                    .send((p.metadata.name.unwrap_or_default(), running, Instant::now()))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    });
+    (task, rx)
 }
 
 fn pod(i: usize, spread: bool) -> Value {
@@ -93,15 +225,20 @@ fn pod(i: usize, spread: bool) -> Value {
     p
 }
 
-async fn client(server: &TestServer) -> Result<kube::Client> {
-    let kc = kube::config::Kubeconfig::read_from(&server.kubeconfig)?;
+async fn client(server: &Server) -> Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(server.kubeconfig())?;
     let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
     Ok(kube::Client::try_from(cfg)?)
 }
 
 async fn run_variant(args: &Args, spread: bool) -> Result<Outcome> {
-    let variant = if spread { "spread" } else { "basic" };
-    let server = TestServer::start().await;
+    let variant = match (spread, args.spawn_server) {
+        (false, false) => "basic",
+        (true, false) => "spread",
+        (false, true) => "basic, r8s server",
+        (true, true) => "spread, r8s server",
+    };
+    let server = Server::start(args).await?;
     let c = client(&server).await?;
     let t = Instant::now();
     let sim = r8s_simnodes::SimOptions {
@@ -137,9 +274,28 @@ async fn run_variant(args: &Args, spread: bool) -> Result<Outcome> {
         t.elapsed().as_secs_f64()
     );
 
+    // The probe patches pods `p-0..created`; in-order completion keeps that range exact.
+    let created = Arc::new(AtomicUsize::new(0));
+    let probe = if args.probe_rate > 0.0 {
+        let cfg = ProbeConfig {
+            rate: args.probe_rate,
+            configmap_namespace: "default".into(),
+            pod_namespace: "default".into(),
+            pod_prefix: "p-".into(),
+        };
+        Some(Probe::start(server.kubeconfig(), cfg, created.clone()).await?)
+    } else {
+        None
+    };
+    // A spawned server's scheduler binds pods as they are created: watch from the start.
+    let mut watch = None;
+    if args.spawn_server {
+        watch = Some(watch_bindings(c.clone()));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
     let t = Instant::now();
-    let results: Vec<Result<()>> = futures::stream::iter(0..args.pods)
+    let mut creates = futures::stream::iter(0..args.pods)
         .map(|i| {
             let pods = pods.clone();
             async move {
@@ -147,52 +303,39 @@ async fn run_variant(args: &Args, spread: bool) -> Result<Outcome> {
                 pods.create(&PostParams::default(), &p)
                     .await
                     .context("create pod")?;
-                Ok(())
+                anyhow::Ok(())
             }
         })
-        .buffer_unordered(args.create_concurrency)
-        .collect()
-        .await;
-    results.into_iter().collect::<Result<Vec<()>>>()?;
+        .buffered(args.create_concurrency);
+    while let Some(r) = creates.next().await {
+        r?;
+        created.fetch_add(1, Ordering::Relaxed);
+    }
+    if let Some(p) = &probe {
+        p.set_phase(1);
+    }
     eprintln!(
         "[{variant}] {} pending pods created in {:.1}s",
         args.pods,
         t.elapsed().as_secs_f64()
     );
 
-    // Watch bindings: a pod enters `spec.nodeName!=` when its binding is written; with
-    // simulated kubelets the same watch shows it turning Running.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, bool, Instant)>();
-    let watch_api: Api<Pod> = Api::namespaced(c.clone(), "default");
-    let watch_task = tokio::spawn(async move {
-        let mut s = watcher(
-            watch_api,
-            watcher::Config::default().fields("spec.nodeName!="),
-        )
-        .default_backoff()
-        .boxed();
-        while let Some(ev) = s.next().await {
-            if let Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) = ev {
-                let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
-                if tx
-                    .send((p.metadata.name.unwrap_or_default(), running, Instant::now()))
-                    .is_err()
-                {
-                    return;
-                }
-            }
+    let (watch_task, mut rx, start, sched) = match watch {
+        Some((task, rx)) => (task, rx, t, None),
+        None => {
+            let (task, rx) = watch_bindings(c.clone());
+            // Let the watch establish before the scheduler starts.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let cfg = r8s_scheduler::SchedulerConfig {
+                bind_concurrency: args.bind_concurrency,
+                record_scheduled_events: args.scheduled_events,
+                ..Default::default()
+            };
+            let start = Instant::now();
+            let sched = tokio::spawn(r8s_scheduler::run(c.clone(), cfg));
+            (task, rx, start, Some(sched))
         }
-    });
-    // Let the watch establish before the scheduler starts.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-
-    let cfg = r8s_scheduler::SchedulerConfig {
-        bind_concurrency: args.bind_concurrency,
-        record_scheduled_events: args.scheduled_events,
-        ..Default::default()
     };
-    let start = Instant::now();
-    let sched = tokio::spawn(r8s_scheduler::run(c.clone(), cfg));
     let mut seen: HashSet<String> = HashSet::with_capacity(args.pods);
     let mut running: HashSet<String> = HashSet::new();
     let mut times: Vec<Instant> = Vec::with_capacity(args.pods);
@@ -210,6 +353,11 @@ async fn run_variant(args: &Args, spread: bool) -> Result<Outcome> {
                 }
                 if seen.insert(name) {
                     times.push(at);
+                    if seen.len() == args.pods
+                        && let Some(p) = &probe
+                    {
+                        p.set_phase(2);
+                    }
                 }
             }
             Ok(None) => bail!("binding watch ended"),
@@ -241,7 +389,14 @@ async fn run_variant(args: &Args, spread: bool) -> Result<Outcome> {
             last_running.saturating_duration_since(last).as_secs_f64()
         );
     }
-    sched.abort();
+    let probe = match probe {
+        Some(p) => p.stop().await,
+        None => Vec::new(),
+    };
+    let memory = server.memory();
+    if let Some(sched) = sched {
+        sched.abort();
+    }
     sim_task.abort();
     watch_task.abort();
     let first = times.first().copied().unwrap_or(start);
@@ -253,12 +408,14 @@ async fn run_variant(args: &Args, spread: bool) -> Result<Outcome> {
     }
     drop(server);
     Ok(Outcome {
-        variant,
+        variant: variant.to_string(),
         bound: times.len(),
         total: last.duration_since(start),
         active: last.duration_since(first),
         first: first.duration_since(start),
         per_second,
+        probe,
+        memory,
     })
 }
 
@@ -349,12 +506,15 @@ fn run_offline(args: &Args, spread: bool) -> Result<Outcome> {
             "spread (offline)"
         } else {
             "basic (offline)"
-        },
+        }
+        .to_string(),
         bound,
         total,
         active: total,
         first: Duration::ZERO,
         per_second,
+        probe: Vec::new(),
+        memory: Vec::new(),
     })
 }
 
@@ -391,5 +551,37 @@ fn print_table(args: &Args, outcomes: &[Outcome]) {
     println!("|---|---:|---:|---:|---:|---:|---:|---|");
     for o in outcomes {
         report(args, o);
+    }
+    for o in outcomes {
+        if !o.probe.is_empty() {
+            println!(
+                "\nMutating API calls during the {} run ({}/s, own client):\n",
+                o.variant, args.probe_rate
+            );
+            let phases = if args.kubelet {
+                &PHASES[..]
+            } else {
+                &PHASES[..2]
+            };
+            print!("{}", probe::table(&o.probe, phases));
+            let p99 = probe::stats(&o.probe, |_| true).p99;
+            println!(
+                "\nmutating API p99 < 1 s (whole run): {:.2} ms — {}",
+                p99.as_secs_f64() * 1000.0,
+                if p99 < Duration::from_secs(1) {
+                    "met"
+                } else {
+                    "**missed**"
+                }
+            );
+        }
+        for (what, rss, peak) in &o.memory {
+            println!(
+                "\n{}: RSS of the {what} at the end {:.1} MB, peak {:.1} MB",
+                o.variant,
+                *rss as f64 / 1024.0,
+                *peak as f64 / 1024.0
+            );
+        }
     }
 }
