@@ -183,14 +183,12 @@ pub fn prefilter<'a>(pod: &PodInfo, vols: &'a Volumes) -> Result<Option<FilterSt
         }
         claims.push((pvc, c.ephemeral));
     }
-    // A claim without a class, or whose class is unknown or binds immediately, waits for
-    // the PV controller; only its update can help.
-    let immediate_unbound = claims.iter().any(|(c, _)| {
-        c.volume_name.is_empty() && !vols.classes.get(&c.class).copied().unwrap_or(false)
-    });
-    if immediate_unbound {
-        return Err(binding(ERR_UNBOUND_IMMEDIATE.into()));
-    }
+    // Upstream refuses a pod whose Immediate-mode claim is still unbound, waiting for the
+    // PV controller. r8s has no PV binder or provisioner yet, so such a claim would never
+    // bind and e.g. every StatefulSet with volumeClaimTemplates would stay Pending: unbound
+    // claims of any mode pass without a constraint (like WaitForFirstConsumer), and the
+    // kubelet provides their storage. ERR_UNBOUND_IMMEDIATE stays for when a binder exists.
+    let _ = &vols.classes;
     let mut state = FilterState {
         bound: Vec::new(),
         zones: Vec::new(),

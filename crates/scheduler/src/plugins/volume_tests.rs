@@ -210,19 +210,19 @@ fn volume_binding_table() {
             "unbound, no class",
             json!([claim_vol("x")]),
             volumes(vec![("x", unbound(None))], vec![]),
-            prefilter_err(Plugin::VolumeBinding, ERR_UNBOUND_IMMEDIATE),
+            Ok(()),
         ),
         (
             "unbound, immediate class",
             json!([claim_vol("x")]),
             volumes(vec![("x", unbound(Some("fast")))], vec![]),
-            prefilter_err(Plugin::VolumeBinding, ERR_UNBOUND_IMMEDIATE),
+            Ok(()),
         ),
         (
             "unbound, unknown class",
             json!([claim_vol("x")]),
             volumes(vec![("x", unbound(Some("nope")))], vec![]),
-            prefilter_err(Plugin::VolumeBinding, ERR_UNBOUND_IMMEDIATE),
+            Ok(()),
         ),
         (
             "unbound, WaitForFirstConsumer: let through",
