@@ -307,9 +307,20 @@ async fn run_variant(args: &Args, spread: bool) -> Result<Outcome> {
             }
         })
         .buffered(args.create_concurrency);
+    let (mut progress, mut last_count) = (Instant::now(), 0);
     while let Some(r) = creates.next().await {
         r?;
-        created.fetch_add(1, Ordering::Relaxed);
+        let n = created.fetch_add(1, Ordering::Relaxed) + 1;
+        // Long creates (150,000 pods) show whether the rate falls as the store fills.
+        if progress.elapsed() >= Duration::from_secs(30) {
+            eprintln!(
+                "[{variant}] {:.0}s: {n} pods created ({:.0}/s in the last {:.0}s)",
+                t.elapsed().as_secs_f64(),
+                (n - last_count) as f64 / progress.elapsed().as_secs_f64(),
+                progress.elapsed().as_secs_f64()
+            );
+            (progress, last_count) = (Instant::now(), n);
+        }
     }
     if let Some(p) = &probe {
         p.set_phase(1);
@@ -577,7 +588,7 @@ fn print_table(args: &Args, outcomes: &[Outcome]) {
         }
         for (what, rss, peak) in &o.memory {
             println!(
-                "\n{}: RSS of the {what} at the end {:.1} MB, peak {:.1} MB",
+                "\n{}: RSS of the {what} at the end {:.1} MB, peak over the process lifetime {:.1} MB",
                 o.variant,
                 *rss as f64 / 1024.0,
                 *peak as f64 / 1024.0
