@@ -37,12 +37,52 @@ pub fn prune_unknown_fields(
     kind: &str,
     obj: &mut Value,
 ) -> Vec<String> {
-    let mut found = Vec::new();
+    let mut found = Found::default();
     if let Some(def) = openapi::definition_name(group, version, kind) {
         let schema = Value::String(def.to_string());
         walk(&schema, obj, "", &mut found, 0);
     }
-    found
+    found.unknown
+}
+
+/// [`prune_unknown_fields`], also refusing what upstream's typed decoding cannot read:
+/// a `[]byte` field (OpenAPI `format: byte`, e.g. Secret `data`) that is not base64. The
+/// error is decoding's message (`illegal base64 data at input byte 3`), which the API
+/// server answers with a 400, before any validation.
+pub fn prune_and_check(
+    group: &str,
+    version: &str,
+    kind: &str,
+    obj: &mut Value,
+) -> Result<Vec<String>, String> {
+    let mut found = Found::default();
+    if let Some(def) = openapi::definition_name(group, version, kind) {
+        let schema = Value::String(def.to_string());
+        walk(&schema, obj, "", &mut found, 0);
+    }
+    match found.undecodable {
+        Some(e) => Err(e),
+        None => Ok(found.unknown),
+    }
+}
+
+/// What a walk finds: unknown field paths, and the first value typed decoding rejects.
+#[derive(Default)]
+struct Found {
+    unknown: Vec<String>,
+    undecodable: Option<String>,
+}
+
+/// Go's base64 decoding error for a `[]byte` field, or `None` when it decodes.
+fn base64_error(s: &str) -> Option<String> {
+    use base64::Engine as _;
+    use base64::DecodeError;
+    let at = match base64::engine::general_purpose::STANDARD.decode(s) {
+        Ok(_) => return None,
+        Err(DecodeError::InvalidByte(at, _) | DecodeError::InvalidLastSymbol(at, _)) => at,
+        Err(DecodeError::InvalidLength(_) | DecodeError::InvalidPadding) => s.len(),
+    };
+    Some(format!("illegal base64 data at input byte {at}"))
 }
 
 /// Maximum nesting followed (deeper documents are not checked further).
@@ -79,7 +119,7 @@ fn ref_name(schema: &Value) -> Option<&str> {
         .and_then(|r| r.rsplit('/').next())
 }
 
-fn walk(schema: &Value, v: &mut Value, path: &str, found: &mut Vec<String>, depth: usize) {
+fn walk(schema: &Value, v: &mut Value, path: &str, found: &mut Found, depth: usize) {
     if depth > MAX_DEPTH {
         return;
     }
@@ -98,7 +138,7 @@ fn walk(schema: &Value, v: &mut Value, path: &str, found: &mut Vec<String>, dept
     walk_resolved(resolved, v, path, found, depth);
 }
 
-fn walk_resolved(schema: &Value, v: &mut Value, path: &str, found: &mut Vec<String>, depth: usize) {
+fn walk_resolved(schema: &Value, v: &mut Value, path: &str, found: &mut Found, depth: usize) {
     if schema
         .get("x-kubernetes-preserve-unknown-fields")
         .and_then(Value::as_bool)
@@ -124,6 +164,13 @@ fn walk_resolved(schema: &Value, v: &mut Value, path: &str, found: &mut Vec<Stri
                 }
             }
         }
+        Value::String(text) => {
+            if found.undecodable.is_none()
+                && schema.get("format").and_then(Value::as_str) == Some("byte")
+            {
+                found.undecodable = base64_error(text);
+            }
+        }
         _ => {}
     }
 }
@@ -132,7 +179,7 @@ fn walk_properties(
     props: &Map<String, Value>,
     map: &mut Map<String, Value>,
     path: &str,
-    found: &mut Vec<String>,
+    found: &mut Found,
     depth: usize,
 ) {
     let mut unknown = Vec::new();
@@ -140,7 +187,7 @@ fn walk_properties(
         match props.get(k) {
             Some(prop) => walk(prop, child, &join(path, k), found, depth + 1),
             None => {
-                found.push(join(path, k));
+                found.unknown.push(join(path, k));
                 unknown.push(k.clone());
             }
         }
@@ -191,6 +238,28 @@ mod tests {
         assert!(d["spec"].get("nope").is_none());
         assert_eq!(d["metadata"]["labels"]["any"], "thing");
         assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+    }
+
+    #[test]
+    fn byte_fields_must_be_base64() {
+        let mut secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+            "data": {"ok": "aGk=", "bad": "%%%not-base64"}});
+        assert_eq!(
+            prune_and_check("", "v1", "Secret", &mut secret),
+            Err("illegal base64 data at input byte 0".to_string())
+        );
+        let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+            "data": {"k": "%%%"}, "binaryData": {"b": "aGk=", "c": "aGk"}});
+        assert_eq!(
+            prune_and_check("", "v1", "ConfigMap", &mut cm),
+            Err("illegal base64 data at input byte 3".to_string())
+        );
+        let mut fine = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+            "data": {"ok": "aGk="}, "extra": 1});
+        assert_eq!(
+            prune_and_check("", "v1", "Secret", &mut fine),
+            Ok(vec!["extra".to_string()])
+        );
     }
 
     #[test]

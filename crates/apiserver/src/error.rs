@@ -31,7 +31,14 @@ impl ApiError {
         Self::new(code, reason, message)
     }
 
-    fn with_details(mut self, details: Value) -> Self {
+    fn with_details(mut self, mut details: Value) -> Self {
+        // StatusDetails' string fields are `omitempty` upstream: the core group is absent,
+        // not `""`.
+        if let Value::Object(map) = &mut details {
+            map.retain(|k, v| {
+                !(matches!(k.as_str(), "name" | "group" | "kind" | "uid") && v.as_str() == Some(""))
+            });
+        }
         self.details = Some(details);
         self
     }

@@ -80,6 +80,26 @@ pub trait Strategy: Send + Sync {
     }
 }
 
+/// Whether a delete that removes the object at once answers with the object (upstream's
+/// `ReturnDeletedObject`, set for these kinds only); every other kind answers with a
+/// `Status` of `Success` naming what was deleted.
+pub fn returns_deleted_object(group: &str, kind: &str) -> bool {
+    matches!(
+        (group, kind),
+        (
+            "",
+            "Pod"
+                | "Service"
+                | "ServiceAccount"
+                | "PodTemplate"
+                | "ResourceQuota"
+                | "PersistentVolume"
+                | "PersistentVolumeClaim"
+                | "Namespace"
+        ) | ("storage.k8s.io", "StorageClass" | "CSIDriver" | "CSINode" | "VolumeAttachment")
+    )
+}
+
 /// A kind without special behaviour: metadata validation only.
 pub struct Neutral;
 

@@ -16,6 +16,8 @@ pub struct FieldManager {
     kind: &'static str,
     force: bool,
     now: String,
+    /// The request's version is the storage version (defaults apply as they are).
+    served_as_stored: bool,
 }
 
 impl FieldManager {
@@ -35,11 +37,22 @@ impl FieldManager {
             kind: info.kind,
             force: call.query.flag("force"),
             now: crate::meta::now_rfc3339(),
+            served_as_stored: info.storage_group == info.group
+                && info.storage_version == info.version,
         }
     }
 
     /// Record a non-apply write of `new` (replacing `old`, if any) as an Update entry.
+    ///
+    /// Upstream decodes request bodies with the kind's defaults applied (and Secret
+    /// `stringData` folded into `data`) before the field manager looks at them, so the
+    /// writer owns the defaulted fields too. Defaults are written for the storage form, so
+    /// this is done only where the served version is the stored one (everything but a
+    /// few converted kinds, whose defaults the registry still sets unowned).
     pub fn record(&self, old: Option<&Value>, new: &mut Value, subresource: &str) {
+        if self.served_as_stored {
+            r8s_api::strategy::for_kind(self.group, self.kind).default(new);
+        }
         let opts = UpdateOptions {
             manager: &self.manager,
             api_version: &self.api_version,

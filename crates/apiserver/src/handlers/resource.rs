@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use r8s_api::catalog::{self, ResourceInfo};
-use r8s_api::fieldvalidation::{FieldValidation, prune_unknown_fields};
+use r8s_api::fieldvalidation::{FieldValidation, prune_and_check};
 use r8s_api::selector::FieldSelector;
 use r8s_api::table::IncludeObject;
 use serde_json::{Value, json};
@@ -106,7 +106,13 @@ impl Call {
     fn unknown_fields(&self, obj: &mut Value) -> ApiResult<(bool, Vec<String>)> {
         let mode = FieldValidation::from_param(self.query.get("fieldValidation"))
             .map_err(ApiError::bad_request)?;
-        let found = prune_unknown_fields(self.info.group, self.info.version, self.info.kind, obj);
+        let kind = self.info.kind;
+        let found = prune_and_check(self.info.group, self.info.version, kind, obj).map_err(|e| {
+            ApiError::bad_request(format!(
+                "{kind} in version \"{}\" cannot be handled as a {kind}: {e}",
+                self.info.version
+            ))
+        })?;
         if found.is_empty() || mode == FieldValidation::Ignore {
             return Ok((false, Vec::new()));
         }
@@ -535,8 +541,12 @@ fn delete_options(call: &Call) -> ApiResult<DeleteOptions> {
         dry_run: call.query.dry_run()?,
         ..Default::default()
     };
-    if call.query.flag("orphanDependents") {
-        opts.propagation_policy = Some("Orphan".into());
+    if call.query.get("orphanDependents").is_some() {
+        let orphan = call.query.flag("orphanDependents");
+        opts.orphan_dependents = Some(orphan);
+        if orphan {
+            opts.propagation_policy = Some("Orphan".into());
+        }
     }
     let mut body_dry_run = Vec::new();
     if !call.body.iter().all(u8::is_ascii_whitespace) {
@@ -572,8 +582,20 @@ async fn delete(call: Call) -> ApiResult<Response> {
         .delete(call.info, call.namespace(), &name, &opts)
         .await?
     {
-        Deleted::Now(obj) => Ok(call.respond(StatusCode::OK, obj)),
-        Deleted::Pending(obj) => Ok(call.respond(StatusCode::ACCEPTED, obj)),
+        Deleted::Now(obj) => {
+            if r8s_api::strategy::returns_deleted_object(call.info.group, call.info.kind) {
+                Ok(call.respond(StatusCode::OK, obj))
+            } else {
+                Ok(response::deleted_status(call.info, &obj))
+            }
+        }
+        // Upstream answers 202 only when the client asked for cascading deletion with the
+        // deprecated `orphanDependents=false`; namespaces, graceful pod deletes and objects
+        // held by finalizers get 200 with the object.
+        Deleted::Pending(obj) if opts.orphan_dependents == Some(false) => {
+            Ok(call.respond(StatusCode::ACCEPTED, obj))
+        }
+        Deleted::Pending(obj) => Ok(call.respond(StatusCode::OK, obj)),
     }
 }
 

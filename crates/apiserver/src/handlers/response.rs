@@ -98,6 +98,29 @@ pub fn partial_metadata(obj: &Value) -> Value {
     })
 }
 
+/// The `Status` a delete answers with for kinds that do not return the deleted object:
+/// success, naming what was deleted (no `code`, and no `group` for the core group, as
+/// upstream).
+pub fn deleted_status(info: &ResourceInfo, obj: &Value) -> Response {
+    let mut details = serde_json::Map::new();
+    details.insert("name".into(), json!(crate::meta::name(obj)));
+    if !info.group.is_empty() {
+        details.insert("group".into(), json!(info.group));
+    }
+    details.insert("kind".into(), json!(info.plural));
+    if let Some(uid) = obj.pointer("/metadata/uid") {
+        details.insert("uid".into(), uid.clone());
+    }
+    let status = json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": details,
+    });
+    json_response(StatusCode::OK, &status)
+}
+
 /// A `Status` of success (deletecollection, eviction).
 pub fn success_status(code: StatusCode, details: Option<Value>) -> Response {
     let mut s = json!({

@@ -15,6 +15,9 @@ pub struct DeleteOptions {
     pub precondition_uid: Option<String>,
     pub precondition_resource_version: Option<String>,
     pub dry_run: bool,
+    /// The deprecated `orphanDependents` as given (query or body): only an explicit
+    /// `false` turns a pending delete's answer into 202 Accepted, as upstream.
+    pub orphan_dependents: Option<bool>,
 }
 
 impl DeleteOptions {
@@ -34,8 +37,11 @@ impl DeleteOptions {
         if let Some(p) = body.get("propagationPolicy").and_then(Value::as_str) {
             self.propagation_policy = Some(p.to_string());
         }
-        if body.get("orphanDependents").and_then(Value::as_bool) == Some(true) {
-            self.propagation_policy = Some("Orphan".into());
+        if let Some(orphan) = body.get("orphanDependents").and_then(Value::as_bool) {
+            self.orphan_dependents = Some(orphan);
+            if orphan {
+                self.propagation_policy = Some("Orphan".into());
+            }
         }
         if let Some(pre) = body.get("preconditions") {
             if let Some(uid) = pre.get("uid").and_then(Value::as_str) {

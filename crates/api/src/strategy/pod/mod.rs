@@ -147,25 +147,25 @@ impl Strategy for PodStrategy {
     }
 
     fn field_selector_fields(&self, obj: &Value) -> Vec<(&'static str, String)> {
-        let spec = get(obj, "spec").cloned().unwrap_or(Value::Null);
-        let host_network = get_bool(&spec, "hostNetwork").unwrap_or(false);
+        let spec = get(obj, "spec").unwrap_or(&Value::Null);
+        let host_network = get_bool(spec, "hostNetwork").unwrap_or(false);
         let pod_ip = get_arr(get(obj, "status").unwrap_or(&Value::Null), "podIPs")
             .first()
             .and_then(|p| get_str(p, "ip"))
             .unwrap_or_else(|| str_at(obj, &["status", "podIP"]));
         vec![
-            ("spec.nodeName", str_at(&spec, &["nodeName"]).to_string()),
+            ("spec.nodeName", str_at(spec, &["nodeName"]).to_string()),
             (
                 "spec.restartPolicy",
-                str_at(&spec, &["restartPolicy"]).to_string(),
+                str_at(spec, &["restartPolicy"]).to_string(),
             ),
             (
                 "spec.schedulerName",
-                str_at(&spec, &["schedulerName"]).to_string(),
+                str_at(spec, &["schedulerName"]).to_string(),
             ),
             (
                 "spec.serviceAccountName",
-                str_at(&spec, &["serviceAccountName"]).to_string(),
+                str_at(spec, &["serviceAccountName"]).to_string(),
             ),
             ("spec.hostNetwork", host_network.to_string()),
             (
