@@ -41,6 +41,9 @@ pub struct ListResult {
     pub revision: Revision,
     /// More keys follow the last one returned.
     pub more: bool,
+    /// How many live keys follow the last one returned, at `revision` (0 unless `more`):
+    /// upstream's `remainingItemCount`.
+    pub remaining: i64,
 }
 
 /// What happened to a key.

@@ -355,6 +355,7 @@ impl Store for EtcdStore {
             .into_iter()
             .map(|kv| self.keys.kv_owned(kv))
             .collect::<Result<Vec<_>>>()?;
+        let items_len = items.len() as i64;
         let revision = if opts.revision > 0 {
             opts.revision
         } else {
@@ -364,6 +365,12 @@ impl Store for EtcdStore {
             items,
             revision,
             more: opts.limit > 0 && resp.more(),
+            // etcd counts the whole range, limit or not.
+            remaining: if opts.limit > 0 && resp.more() {
+                (resp.count() - items_len).max(0)
+            } else {
+                0
+            },
         })
     }
 

@@ -301,11 +301,39 @@ pub(crate) fn list(
     if more {
         items.truncate(opts.limit as usize);
     }
+    let remaining = match items.last() {
+        Some(last) if more => count_after(conn, path, &range, &last.key, rev)?,
+        _ => 0,
+    };
     Ok(ListResult {
         items,
         revision: rev,
         more,
+        remaining,
     })
+}
+
+/// Live keys of `range` after `after` at revision `rev`, in one pass over the
+/// (name, id) index.
+fn count_after(
+    conn: &Connection,
+    path: &Path,
+    range: &KeyRange,
+    after: &str,
+    rev: Revision,
+) -> Result<i64> {
+    let mut params = Vec::new();
+    let cond = range_sql("name", after, true, range.hi.as_deref(), &mut params);
+    params.push(Value::Integer(rev));
+    // `deleted` comes from the row holding max(id) (SQLite's bare-column rule).
+    let sql = format!(
+        "SELECT count(*) FROM (SELECT max(id), deleted FROM kv WHERE {cond} AND id <= ?{} \
+         GROUP BY name) WHERE deleted = 0",
+        params.len()
+    );
+    conn.prepare_cached(&sql)
+        .and_then(|mut st| st.query_row(rusqlite::params_from_iter(params), |r| r.get(0)))
+        .map_err(|e| map_err(path, e))
 }
 
 /// Number of live keys in `prefix` at the latest revision.

@@ -306,6 +306,7 @@ pub async fn list_paging_consistent(s: DynStore) {
     let first = page(0, None).await;
     assert_eq!(first.items.len(), 3);
     assert!(first.more);
+    assert_eq!(first.remaining, 7, "10 keys, 3 returned");
     let rev = first.revision;
     let mut got: Vec<_> = first
         .items
@@ -337,6 +338,9 @@ pub async fn list_paging_consistent(s: DynStore) {
             "every page is at the first page's revision"
         );
         assert!(last.items.len() <= 3);
+        // Counted at `rev`: the later delete and create do not change it.
+        let expected_remaining = if last.more { 10 - 3 * pages as i64 - 3 } else { 0 };
+        assert_eq!(last.remaining, expected_remaining, "page {}", pages + 1);
         got.extend(
             last.items
                 .iter()
