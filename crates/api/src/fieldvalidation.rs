@@ -164,12 +164,11 @@ fn walk_resolved(schema: &Value, v: &mut Value, path: &str, found: &mut Found, d
                 }
             }
         }
-        Value::String(text) => {
+        Value::String(text)
             if found.undecodable.is_none()
-                && schema.get("format").and_then(Value::as_str) == Some("byte")
-            {
-                found.undecodable = base64_error(text);
-            }
+                && schema.get("format").and_then(Value::as_str) == Some("byte") =>
+        {
+            found.undecodable = base64_error(text);
         }
         _ => {}
     }

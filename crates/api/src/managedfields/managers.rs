@@ -8,6 +8,7 @@ use chrono::DateTime;
 use serde_json::{Map, Value, json};
 
 use super::set::Set;
+use super::tree::Fields;
 
 /// Upstream's cap on `Update` entries; older ones are folded into `ancient-changes`.
 const MAX_UPDATE_MANAGERS: usize = 10;
@@ -72,15 +73,15 @@ impl ManagerKey {
     }
 }
 
-/// One manager's fields.
+/// One manager's fields (decoded, or kept as FieldsV1 where that is cheaper: [`Fields`]).
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Entry {
-    pub set: Set,
+pub(crate) struct Entry<F = Set> {
+    pub set: F,
     pub api_version: String,
     pub time: Option<String>,
 }
 
-pub(crate) type Managed = BTreeMap<ManagerKey, Entry>;
+pub(crate) type Managed<F = Set> = BTreeMap<ManagerKey, Entry<F>>;
 
 fn string_field<'a>(entry: &'a Map<String, Value>, name: &str) -> Result<&'a str, String> {
     match entry.get(name) {
@@ -90,62 +91,90 @@ fn string_field<'a>(entry: &'a Map<String, Value>, name: &str) -> Result<&'a str
     }
 }
 
+/// The entries of `metadata.managedFields` (absent or null is none).
+fn items(entries: Option<&Value>) -> Result<&[Value], String> {
+    match entries {
+        None | Some(Value::Null) => Ok(&[]),
+        Some(Value::Array(items)) => Ok(items),
+        Some(other) => Err(format!("expected a list of entries, got {other}")),
+    }
+}
+
+/// Decodes entry `i`; `read` reads its fields, at the point upstream reports their errors.
+fn decode_entry<F>(
+    i: usize,
+    item: &Value,
+    read: impl FnOnce() -> Result<F, String>,
+) -> Result<(ManagerKey, Entry<F>), String> {
+    let Value::Object(entry) = item else {
+        return Err(format!("entry {i}: expected an object"));
+    };
+    let applied = match string_field(entry, "operation")? {
+        "Apply" => true,
+        "Update" => false,
+        _ => return Err("operation must be `Apply` or `Update`".into()),
+    };
+    let api_version = string_field(entry, "apiVersion")?;
+    if api_version.is_empty() {
+        return Err("apiVersion must not be empty".into());
+    }
+    match string_field(entry, "fieldsType")? {
+        "FieldsV1" => {}
+        "" => return Err(format!("missing fieldsType in managed fields entry {i}")),
+        other => {
+            return Err(format!(
+                "invalid fieldsType {other:?} in managed fields entry {i}"
+            ));
+        }
+    }
+    let set = read().map_err(|e| format!("error decoding set of entry {i}: {e}"))?;
+    let time = string_field(entry, "time")?;
+    let key = ManagerKey {
+        manager: string_field(entry, "manager")?.to_string(),
+        applied,
+        api_version: if applied {
+            String::new()
+        } else {
+            api_version.to_string()
+        },
+        subresource: string_field(entry, "subresource")?.to_string(),
+    };
+    let entry = Entry {
+        set,
+        api_version: api_version.to_string(),
+        time: (!time.is_empty()).then(|| time.to_string()),
+    };
+    Ok((key, entry))
+}
+
 /// Decodes `metadata.managedFields` (absent or null is no entries).
 pub(crate) fn decode(entries: Option<&Value>) -> Result<Managed, String> {
     let mut out = Managed::new();
-    let items = match entries {
-        None | Some(Value::Null) => return Ok(out),
-        Some(Value::Array(items)) => items,
-        Some(other) => return Err(format!("expected a list of entries, got {other}")),
-    };
-    for (i, item) in items.iter().enumerate() {
-        let Value::Object(entry) = item else {
-            return Err(format!("entry {i}: expected an object"));
-        };
-        let applied = match string_field(entry, "operation")? {
-            "Apply" => true,
-            "Update" => false,
-            _ => return Err("operation must be `Apply` or `Update`".into()),
-        };
-        let api_version = string_field(entry, "apiVersion")?;
-        if api_version.is_empty() {
-            return Err("apiVersion must not be empty".into());
-        }
-        match string_field(entry, "fieldsType")? {
-            "FieldsV1" => {}
-            "" => return Err(format!("missing fieldsType in managed fields entry {i}")),
-            other => {
-                return Err(format!(
-                    "invalid fieldsType {other:?} in managed fields entry {i}"
-                ));
-            }
-        }
-        let set = match entry.get("fieldsV1") {
-            None | Some(Value::Null) => Set::new(),
-            Some(fields) => Set::from_fields_v1(fields)
-                .map_err(|e| format!("error decoding set of entry {i}: {e}"))?,
-        };
-        let time = string_field(entry, "time")?;
-        let key = ManagerKey {
-            manager: string_field(entry, "manager")?.to_string(),
-            applied,
-            api_version: if applied {
-                String::new()
-            } else {
-                api_version.to_string()
-            },
-            subresource: string_field(entry, "subresource")?.to_string(),
-        };
-        out.insert(
-            key,
-            Entry {
-                set,
-                api_version: api_version.to_string(),
-                time: (!time.is_empty()).then(|| time.to_string()),
-            },
-        );
+    for (i, item) in items(entries)?.iter().enumerate() {
+        let (key, entry) = decode_entry(i, item, || match item.get("fieldsV1") {
+            None | Some(Value::Null) => Ok(Set::new()),
+            Some(fields) => Set::from_fields_v1(fields),
+        })?;
+        out.insert(key, entry);
     }
     Ok(out)
+}
+
+/// [`decode`], taking the entries by value and keeping canonical fieldsV1 objects as they
+/// are ([`Fields`]); same result and errors.
+pub(crate) fn decode_fields(entries: Option<Value>) -> Result<Managed<Fields>, String> {
+    let mut entries = entries;
+    if let Some(Value::Array(list)) = &mut entries {
+        let mut out = Managed::new();
+        for (i, item) in list.iter_mut().enumerate() {
+            let fields = item.as_object_mut().and_then(|m| m.remove("fieldsV1"));
+            let (key, entry) = decode_entry(i, item, || Fields::read(fields))?;
+            out.insert(key, entry);
+        }
+        return Ok(out);
+    }
+    items(entries.as_ref())?;
+    Ok(Managed::new())
 }
 
 /// Whether `managedFields` asks for a reset: an empty list, or one empty entry.
@@ -170,14 +199,11 @@ fn seconds(time: Option<&str>) -> i64 {
         .map_or(0, |t| t.timestamp())
 }
 
-/// Encodes the entries in upstream's order (applies first, then by time, manager,
-/// version, subresource); `None` when there are none, as the field is then unset.
-pub(crate) fn encode(managed: &Managed) -> Option<Value> {
-    let mut entries: Vec<(&ManagerKey, &Entry)> =
-        managed.iter().filter(|(_, e)| !e.set.is_empty()).collect();
-    if entries.is_empty() {
-        return None;
-    }
+/// The keys of the non-empty entries in upstream's order (applies first, then by time,
+/// manager, version, subresource).
+fn encode_order<F>(managed: &Managed<F>, is_empty: impl Fn(&F) -> bool) -> Vec<ManagerKey> {
+    let mut entries: Vec<(&ManagerKey, &Entry<F>)> =
+        managed.iter().filter(|(_, e)| !is_empty(&e.set)).collect();
     entries.sort_by(|(ka, ea), (kb, eb)| {
         (!ka.applied)
             .cmp(&!kb.applied)
@@ -186,25 +212,98 @@ pub(crate) fn encode(managed: &Managed) -> Option<Value> {
             .then_with(|| ea.api_version.cmp(&eb.api_version))
             .then_with(|| ka.subresource.cmp(&kb.subresource))
     });
-    let list = entries
-        .into_iter()
-        .map(|(key, entry)| {
-            let mut out = Map::new();
-            out.insert("manager".into(), json!(key.manager));
-            out.insert("operation".into(), json!(key.operation()));
-            out.insert("apiVersion".into(), json!(entry.api_version));
-            if let Some(t) = &entry.time {
-                out.insert("time".into(), json!(t));
-            }
-            out.insert("fieldsType".into(), json!("FieldsV1"));
-            out.insert("fieldsV1".into(), entry.set.to_fields_v1());
-            if !key.subresource.is_empty() {
-                out.insert("subresource".into(), json!(key.subresource));
-            }
-            Value::Object(out)
+    entries.into_iter().map(|(k, _)| k.clone()).collect()
+}
+
+fn entry_value(key: &ManagerKey, api_version: &str, time: Option<&str>, fields: Value) -> Value {
+    let mut out = Map::new();
+    out.insert("manager".into(), json!(key.manager));
+    out.insert("operation".into(), json!(key.operation()));
+    out.insert("apiVersion".into(), json!(api_version));
+    if let Some(t) = time {
+        out.insert("time".into(), json!(t));
+    }
+    out.insert("fieldsType".into(), json!("FieldsV1"));
+    out.insert("fieldsV1".into(), fields);
+    if !key.subresource.is_empty() {
+        out.insert("subresource".into(), json!(key.subresource));
+    }
+    Value::Object(out)
+}
+
+/// Encodes the entries in upstream's order; `None` when there are none, as the field is
+/// then unset.
+pub(crate) fn encode(managed: &Managed) -> Option<Value> {
+    let order = encode_order(managed, Set::is_empty);
+    if order.is_empty() {
+        return None;
+    }
+    let list = order
+        .iter()
+        .filter_map(|key| {
+            let e = managed.get(key)?;
+            Some(entry_value(
+                key,
+                &e.api_version,
+                e.time.as_deref(),
+                e.set.to_fields_v1(),
+            ))
         })
         .collect();
     Some(Value::Array(list))
+}
+
+/// [`encode`], consuming the entries (FieldsV1 objects kept as JSON are moved, not
+/// copied).
+pub(crate) fn encode_fields(mut managed: Managed<Fields>) -> Option<Value> {
+    let order = encode_order(&managed, Fields::is_empty);
+    if order.is_empty() {
+        return None;
+    }
+    let list = order
+        .iter()
+        .filter_map(|key| {
+            let e = managed.remove(key)?;
+            Some(entry_value(
+                key,
+                &e.api_version,
+                e.time.as_deref(),
+                e.set.into_value(),
+            ))
+        })
+        .collect();
+    Some(Value::Array(list))
+}
+
+/// [`cap_update_managers`] for entries kept as [`Fields`]: decodes them only when there
+/// is something to fold.
+pub(crate) fn cap_update_fields(managed: &mut Managed<Fields>) {
+    if managed.keys().filter(|k| !k.applied).count() <= MAX_UPDATE_MANAGERS {
+        return;
+    }
+    let mut decoded: Managed = std::mem::take(managed)
+        .into_iter()
+        .map(|(k, e)| {
+            let entry = Entry {
+                set: e.set.into_set(),
+                api_version: e.api_version,
+                time: e.time,
+            };
+            (k, entry)
+        })
+        .collect();
+    cap_update_managers(&mut decoded);
+    *managed = decoded
+        .into_iter()
+        .map(|(k, e)| {
+            let entry = Entry {
+                set: Fields::Set(e.set),
+                api_version: e.api_version,
+                time: e.time,
+            };
+            (k, entry)
+        })
+        .collect();
 }
 
 /// Folds the oldest `Update` entries into one `ancient-changes` entry per API version

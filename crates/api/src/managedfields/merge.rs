@@ -7,21 +7,44 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 
-use super::path::{Path, PathElement, path_string};
+use super::path::{PathElement, PathLink, link_path, path_string};
 use super::schema::{ListKind, Node, Ty, field_type, item_element, node};
 use super::set::Set;
 
+/// How [`merge_with`] walks.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct MergeOpts<'a> {
+    /// Take list items and non-map fields equal on both sides from the configuration
+    /// without walking them (for a validated configuration, merging equal values gives
+    /// the configuration's value).
+    pub skip_equal: bool,
+    /// Use this as the live object's `metadata` (without its managed fields).
+    pub live_metadata: Option<&'a Value>,
+}
+
 /// Merges `applied` into `live`. Errors name the list that could not be merged.
+#[cfg(test)]
 pub(crate) fn merge(live: &Value, applied: &Value, ty: Ty) -> Result<Value, String> {
-    let mut path = Vec::new();
-    Ok(merge_at(Some(live), Some(applied), ty, &mut path)?.unwrap_or(Value::Object(Map::new())))
+    merge_with(live, applied, ty, MergeOpts::default())
+}
+
+/// [`merge`] with shortcuts ([`MergeOpts`]); `applied` must be validated
+/// ([`super::walk::validate`]).
+pub(crate) fn merge_with(
+    live: &Value,
+    applied: &Value,
+    ty: Ty,
+    opts: MergeOpts,
+) -> Result<Value, String> {
+    Ok(merge_at(Some(live), Some(applied), ty, None, &opts)?.unwrap_or(Value::Object(Map::new())))
 }
 
 fn merge_at(
     l: Option<&Value>,
     r: Option<&Value>,
     ty: Ty,
-    path: &mut Path,
+    path: Option<&PathLink>,
+    opts: &MergeOpts,
 ) -> Result<Option<Value>, String> {
     let n = match (l, r) {
         (None, None) => return Ok(None),
@@ -42,7 +65,7 @@ fn merge_at(
             if li.is_empty() && ri.is_empty() {
                 return keep_rhs();
             }
-            merge_items(li, ri, elem, &kind, path)
+            merge_items(li, ri, elem, &kind, path, opts)
         }
         Node::Map { fields, elem, .. } => {
             let lm = l.and_then(Value::as_object);
@@ -52,16 +75,24 @@ fn merge_at(
             }
             let keys: BTreeSet<&String> = lm.into_iter().chain(rm).flat_map(|m| m.keys()).collect();
             let mut out = Map::new();
+            let root = path.is_none();
             for key in keys {
+                let mut lv = lm.and_then(|m| m.get(key));
+                if root && key == "metadata" && opts.live_metadata.is_some() {
+                    lv = opts.live_metadata;
+                }
+                let rv = rm.and_then(|m| m.get(key));
+                if opts.skip_equal
+                    && let (Some(a), Some(b)) = (lv, rv)
+                    && !a.is_object()
+                    && a == b
+                {
+                    out.insert(key.clone(), b.clone());
+                    continue;
+                }
                 let (child_ty, _) = field_type(fields, elem, key);
-                path.push(PathElement::Field(key.clone()));
-                let merged = merge_at(
-                    lm.and_then(|m| m.get(key)),
-                    rm.and_then(|m| m.get(key)),
-                    child_ty,
-                    path,
-                )?;
-                path.pop();
+                let here = PathLink::field(path, key);
+                let merged = merge_at(lv, rv, child_ty, Some(&here), opts)?;
                 if let Some(v) = merged {
                     out.insert(key.clone(), v);
                 }
@@ -79,8 +110,8 @@ fn as_items(v: Option<&Value>) -> &[Value] {
     }
 }
 
-fn element_error(path: &Path, i: usize, e: String) -> String {
-    format!("{}: element {i}: {e}", path_string(path))
+fn element_error(path: Option<&PathLink>, i: usize, e: String) -> String {
+    format!("{}: element {i}: {e}", path_string(&link_path(path)))
 }
 
 /// Merges two associative lists as upstream does: live items keep their order, items the
@@ -91,7 +122,8 @@ fn merge_items(
     r: &[Value],
     elem: Ty,
     kind: &ListKind,
-    path: &mut Path,
+    path: Option<&PathLink>,
+    opts: &MergeOpts,
 ) -> Result<Option<Value>, String> {
     let mut rhs: Vec<PathElement> = Vec::with_capacity(r.len());
     let mut observed_rhs: BTreeMap<PathElement, &Value> = BTreeMap::new();
@@ -100,7 +132,7 @@ fn merge_items(
         if observed_rhs.contains_key(&pe) {
             return Err(format!(
                 "{}: duplicate entries for key {pe}",
-                path_string(path)
+                path_string(&link_path(path))
             ));
         }
         observed_rhs.insert(pe.clone(), item);
@@ -125,11 +157,17 @@ fn merge_items(
     let mut push = |pe: &PathElement,
                     lc: Option<&Value>,
                     rc: Option<&Value>,
-                    path: &mut Path|
+                    path: Option<&PathLink>|
      -> Result<(), String> {
-        path.push(pe.clone());
-        let merged = merge_at(lc, rc, elem, path);
-        path.pop();
+        if opts.skip_equal
+            && let (Some(a), Some(b)) = (lc, rc)
+            && a == b
+        {
+            out.push(b.clone());
+            return Ok(());
+        }
+        let here = PathLink::elem(path, pe);
+        let merged = merge_at(lc, rc, elem, Some(&here), opts);
         if let Some(v) = merged? {
             out.push(v);
         }
@@ -241,6 +279,23 @@ fn remove_at(value: &Value, set: &Set, ty: Ty) -> Option<Value> {
 /// Drops from the merged object the nulls the configuration set: applying `field: null`
 /// owns the field and leaves it unset, as it does for upstream's typed objects.
 pub(crate) fn drop_applied_nulls(merged: &mut Value, applied: &Value, ty: Ty) {
+    // Only nulls of the configuration are dropped, and what is stripped of nulls is the
+    // configuration's own values: without any there is nothing to do.
+    if has_null(applied) {
+        drop_nulls_at(merged, applied, ty);
+    }
+}
+
+fn has_null(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Array(items) => items.iter().any(has_null),
+        Value::Object(m) => m.values().any(has_null),
+        _ => false,
+    }
+}
+
+fn drop_nulls_at(merged: &mut Value, applied: &Value, ty: Ty) {
     match (node(ty, applied), merged, applied) {
         (
             Node::Map {
@@ -261,7 +316,7 @@ pub(crate) fn drop_applied_nulls(merged: &mut Value, applied: &Value, ty: Ty) {
                         strip_nulls(target);
                     } else {
                         let (child_ty, _) = field_type(fields, elem, key);
-                        drop_applied_nulls(target, value, child_ty);
+                        drop_nulls_at(target, value, child_ty);
                     }
                 }
             }
@@ -279,7 +334,7 @@ pub(crate) fn drop_applied_nulls(merged: &mut Value, applied: &Value, ty: Ty) {
                     .iter_mut()
                     .find(|o| item_element(&kind, o).is_ok_and(|p| p == pe));
                 if let Some(target) = target {
-                    drop_applied_nulls(target, item, elem);
+                    drop_nulls_at(target, item, elem);
                 }
             }
         }

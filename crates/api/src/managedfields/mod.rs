@@ -20,27 +20,57 @@
 //! Client-side apply to server-side apply: as upstream, the `kubectl` manager may change
 //! fields whose live values still match the last-applied annotation, and keeps that
 //! annotation in step; [`upgrade_managed_fields`] is client-go's `csaupgrade`.
+//!
+//! Cost: writes usually touch a few of thousands of owned paths, so [`fast`] keeps
+//! managers' FieldsV1 as JSON ([`tree`]) and compares only what differs; the general
+//! algorithms in [`updater`] run when it cannot decide, and the differential tests check
+//! that both agree.
 
+mod fast;
+mod fieldmatch;
 mod lastapplied;
 mod managers;
 mod merge;
 pub mod path;
 mod schema;
 pub mod set;
+mod tree;
 mod updater;
 mod walk;
 
 #[cfg(test)]
+mod reference;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_diff;
+
+#[cfg(test)]
+thread_local! {
+    /// Set by the differential tests to run the plain algorithms, without shortcuts.
+    static REFERENCE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the shortcuts (skipping equal values, [`fast`]) are taken. They never change a
+/// result; tests turn them off to check exactly that.
+pub(crate) fn shortcuts() -> bool {
+    #[cfg(test)]
+    {
+        !REFERENCE.with(std::cell::Cell::get)
+    }
+    #[cfg(not(test))]
+    {
+        true
+    }
+}
 
 use serde_json::{Map, Value, json};
 
 pub use lastapplied::{LAST_APPLIED_ANNOTATION, upgrade_managed_fields};
 
 use managers::{Managed, ManagerKey};
-use path::{PathElement, path_string};
+use path::path_string;
 use schema::Ty;
-use set::Set;
 use updater::{ApplyFailure, Ctx};
 
 /// The manager upstream gives the fields of an object that had no managed fields when it
@@ -251,15 +281,6 @@ pub fn reset_fields(
     }
 }
 
-fn ignored_set(paths: &[&[&str]]) -> Set {
-    let mut set = Set::new();
-    for p in paths {
-        let path: Vec<PathElement> = p.iter().map(|n| PathElement::Field((*n).into())).collect();
-        set.insert(&path);
-    }
-    set
-}
-
 /// `obj` without `metadata.managedFields`, and the entries it had.
 fn split_managed(obj: &Value) -> (Value, Option<Value>) {
     let mut obj = obj.clone();
@@ -325,12 +346,12 @@ pub fn apply(
             "the applied configuration must be an object".into(),
         ));
     }
-    let (live_obj, live_entries) = match live {
-        Some(l) => split_managed(l),
-        None => (Value::Object(Map::new()), None),
-    };
-    let managed = managers::decode(live_entries.as_ref())
-        .map_err(|e| ApplyError::Internal(format!("failed to decode managed fields: {e}")))?;
+    let live_entries = live
+        .and_then(|l| l.get("metadata"))
+        .and_then(Value::as_object)
+        .and_then(|m| m.get("managedFields"));
+    let decode_error = |e| ApplyError::Internal(format!("failed to decode managed fields: {e}"));
+    let fields = managers::decode_fields(live_entries.cloned()).map_err(decode_error)?;
     let api_version = applied
         .get("apiVersion")
         .and_then(Value::as_str)
@@ -362,13 +383,18 @@ pub fn apply(
             format_errors(&errors)
         )));
     }
-    let ctx = Ctx {
-        ty,
-        ignored: ignored_set(opts.reset_fields),
-        api_version: opts.api_version.to_string(),
-        now: opts.now.to_string(),
-    };
+    let ctx = Ctx::new(definition, opts.reset_fields, opts.api_version, opts.now);
     let key = ManagerKey::new(opts.manager, true, opts.api_version, opts.subresource);
+    if shortcuts()
+        && let Some(done) = fast::apply(live, applied, fields, &ctx, &key, opts)
+    {
+        return done;
+    }
+    let (live_obj, live_entries) = match live {
+        Some(l) => split_managed(l),
+        None => (Value::Object(Map::new()), None),
+    };
+    let managed = managers::decode(live_entries.as_ref()).map_err(decode_error)?;
     let attempt = |force: bool| {
         let mut managed = managed.clone();
         if managed.is_empty() && live.is_some() {
@@ -472,41 +498,10 @@ fn format_errors(errors: &[(String, String)]) -> String {
 /// untracked until someone applies to it, as upstream. Never fails: unreadable managed
 /// fields are replaced by what can be read.
 pub fn record_update(old: Option<&Value>, new: &mut Value, definition: &str, opts: &UpdateOptions) {
-    if !new.is_object() {
+    if !shortcuts() {
+        #[cfg(test)]
+        reference::record_update(old, new, definition, opts);
         return;
     }
-    let (old_obj, old_entries) = match old {
-        Some(o) => split_managed(o),
-        None => (Value::Object(Map::new()), None),
-    };
-    let (new_obj, new_entries) = split_managed(new);
-    let from_old = || managers::decode(old_entries.as_ref()).unwrap_or_default();
-    let mut managed = if !opts.subresource.is_empty() {
-        from_old()
-    } else if managers::is_reset(new_entries.as_ref()) {
-        Managed::new()
-    } else {
-        match managers::decode(new_entries.as_ref()) {
-            Ok(m) if !m.is_empty() => m,
-            _ => from_old(),
-        }
-    };
-    *new = new_obj;
-    let has_uid = old_obj
-        .pointer("/metadata/uid")
-        .and_then(Value::as_str)
-        .is_some_and(|u| !u.is_empty());
-    if managed.is_empty() && has_uid {
-        return;
-    }
-    let ctx = Ctx {
-        ty: Ty::root(definition),
-        ignored: ignored_set(opts.reset_fields),
-        api_version: opts.api_version.to_string(),
-        now: opts.now.to_string(),
-    };
-    let key = ManagerKey::new(opts.manager, false, opts.api_version, opts.subresource);
-    updater::update(&old_obj, new, &mut managed, &key, &ctx);
-    managers::cap_update_managers(&mut managed);
-    set_managed(new, &managed);
+    fast::record_update(old, new, definition, opts);
 }

@@ -41,18 +41,40 @@ impl PathElement {
 
     /// The FieldsV1 key of this element.
     pub fn to_key(&self) -> String {
+        let mut out = String::new();
+        self.write_key(&mut out);
+        out
+    }
+
+    /// Appends the FieldsV1 key of this element to `out` (walks reuse one buffer to look
+    /// keys up without allocating).
+    pub fn write_key(&self, out: &mut String) {
+        use std::fmt::Write;
+        // Writing to a String cannot fail.
         match self {
-            PathElement::Field(name) => format!("f:{name}"),
+            PathElement::Field(name) => {
+                out.push_str("f:");
+                out.push_str(name);
+            }
             PathElement::Key(fields) => {
                 // Fields are kept sorted, so the object serializes in upstream's order.
-                let body: Vec<String> = fields
-                    .iter()
-                    .map(|(k, v)| format!("{}:{}", Value::String(k.clone()), v))
-                    .collect();
-                format!("k:{{{}}}", body.join(","))
+                out.push_str("k:{");
+                for (i, (k, v)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write_json_string(out, k);
+                    out.push(':');
+                    let _ = write!(out, "{v}");
+                }
+                out.push('}');
             }
-            PathElement::Value(v) => format!("v:{v}"),
-            PathElement::Index(i) => format!("i:{i}"),
+            PathElement::Value(v) => {
+                let _ = write!(out, "v:{v}");
+            }
+            PathElement::Index(i) => {
+                let _ = write!(out, "i:{i}");
+            }
         }
     }
 
@@ -137,6 +159,72 @@ impl fmt::Display for PathElement {
             PathElement::Value(v) => write!(f, "[={}]", value_string(v)),
             PathElement::Index(i) => write!(f, "[{i}]"),
         }
+    }
+}
+
+/// A path kept on the stack while a walk descends (each level borrows its element), turned
+/// into a [`Path`] only when an error names it: walks that never fail allocate nothing.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PathLink<'p> {
+    elem: LinkElem<'p>,
+    parent: Option<&'p PathLink<'p>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum LinkElem<'p> {
+    Field(&'p str),
+    Elem(&'p PathElement),
+    Index(usize),
+}
+
+impl<'p> PathLink<'p> {
+    pub fn field(parent: Option<&'p PathLink<'p>>, name: &'p str) -> PathLink<'p> {
+        PathLink {
+            elem: LinkElem::Field(name),
+            parent,
+        }
+    }
+
+    pub fn elem(parent: Option<&'p PathLink<'p>>, pe: &'p PathElement) -> PathLink<'p> {
+        PathLink {
+            elem: LinkElem::Elem(pe),
+            parent,
+        }
+    }
+
+    pub fn index(parent: Option<&'p PathLink<'p>>, i: usize) -> PathLink<'p> {
+        PathLink {
+            elem: LinkElem::Index(i),
+            parent,
+        }
+    }
+}
+
+/// The path a link ends (the empty path for none).
+pub(crate) fn link_path(link: Option<&PathLink>) -> Path {
+    let mut out = Vec::new();
+    let mut at = link;
+    while let Some(l) = at {
+        out.push(match l.elem {
+            LinkElem::Field(name) => PathElement::Field(name.to_string()),
+            LinkElem::Elem(pe) => pe.clone(),
+            LinkElem::Index(i) => PathElement::Index(i as u64),
+        });
+        at = l.parent;
+    }
+    out.reverse();
+    out
+}
+
+/// `s` as a JSON string, as serde_json writes it.
+fn write_json_string(out: &mut String, s: &str) {
+    if s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        use std::fmt::Write;
+        let _ = write!(out, "{}", Value::String(s.to_string()));
+    } else {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
     }
 }
 

@@ -10,6 +10,10 @@
 //! - everything without a schema (unknown fields, kinds without a definition) is
 //!   *deduced* from the value: objects granular, lists atomic.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
 use serde_json::{Map, Value};
 
 use super::path::PathElement;
@@ -42,6 +46,7 @@ pub(crate) enum ListKind {
 }
 
 /// A type with its references followed.
+#[derive(Clone)]
 enum Shape {
     Scalar,
     List {
@@ -133,10 +138,53 @@ fn declared_list_kind(node: &'static Value) -> Option<ListKind> {
     })
 }
 
+/// The shape of `ty`, computed once per schema node and thread: walks ask for it at every
+/// value they visit, and following references costs several map lookups.
 fn shape(ty: Ty) -> Shape {
+    thread_local! {
+        static SHAPES: RefCell<HashMap<usize, Shape, BuildHasherDefault<AddressHasher>>> =
+            RefCell::new(HashMap::default());
+    }
     let Ty::Node(node) = ty else {
         return Shape::Deduced;
     };
+    // The definitions are static, so a node's address identifies it for the process.
+    let id = std::ptr::from_ref(node) as usize;
+    SHAPES.with(|cache| {
+        if let Some(s) = cache.borrow().get(&id) {
+            return s.clone();
+        }
+        let s = compute_shape(node);
+        cache.borrow_mut().insert(id, s.clone());
+        s
+    })
+}
+
+/// Hashes the addresses the shape cache is keyed by (one multiply, not SipHash: the keys
+/// are not attacker-chosen).
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        // Addresses are aligned: drop the always-zero bits, and fold the well-mixed high
+        // bits of the product into the low ones the table indexes by.
+        let x = ((i as u64) >> 3).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = x ^ (x >> 29);
+    }
+}
+
+fn compute_shape(node: &'static Value) -> Shape {
     let target = referenced(node).unwrap_or(node);
     let atomic = ext(node, "x-kubernetes-map-type") == Some("atomic")
         || ext(target, "x-kubernetes-map-type") == Some("atomic");

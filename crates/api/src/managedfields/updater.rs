@@ -12,11 +12,11 @@
 use serde_json::Value;
 
 use super::managers::{Entry, Managed, ManagerKey};
-use super::merge::{drop_applied_nulls, merge, remove_items};
+use super::merge::{MergeOpts, drop_applied_nulls, merge_with, remove_items};
 use super::path::{Path, PathElement};
 use super::schema::Ty;
 use super::set::Set;
-use super::walk::{Comparison, compare, ensure_named_fields, field_set};
+use super::walk::{CompareOpts, Comparison, compare_with, ensure_named_fields, field_set};
 
 /// What the walks of one object need: its type and the fields never tracked.
 pub(crate) struct Ctx {
@@ -27,8 +27,29 @@ pub(crate) struct Ctx {
     pub now: String,
 }
 
+impl Ctx {
+    /// The context of a write to an object of OpenAPI `definition`.
+    pub fn new(definition: &str, reset_fields: &[&[&str]], api_version: &str, now: &str) -> Ctx {
+        Ctx {
+            ty: Ty::root(definition),
+            ignored: ignored_set(reset_fields),
+            api_version: api_version.to_string(),
+            now: now.to_string(),
+        }
+    }
+}
+
+fn ignored_set(paths: &[&[&str]]) -> Set {
+    let mut set = Set::new();
+    for p in paths {
+        let path: Vec<PathElement> = p.iter().map(|n| PathElement::Field((*n).into())).collect();
+        set.insert(&path);
+    }
+    set
+}
+
 /// Paths never owned by anyone (upstream's strip-meta step).
-fn stripped() -> Set {
+pub(crate) fn stripped() -> Set {
     let mut s = Set::new();
     let f = |n: &str| PathElement::Field(n.into());
     s.insert(&[f("apiVersion")]);
@@ -63,7 +84,11 @@ fn update_owners(
     force: bool,
     ctx: &Ctx,
 ) -> Result<Comparison, ConflictSets> {
-    let mut cmp = compare(live, new, ctx.ty);
+    let opts = CompareOpts {
+        skip_equal: super::shortcuts(),
+        old_metadata: None,
+    };
+    let mut cmp = compare_with(live, new, ctx.ty, opts);
     cmp.exclude(&ctx.ignored);
     let changed = cmp.modified.union(&cmp.added);
     let mut conflicts = ConflictSets::new();
@@ -135,7 +160,11 @@ pub(crate) fn apply(
     force: bool,
     ctx: &Ctx,
 ) -> Result<Applied, ApplyFailure> {
-    let merged = merge(live, config, ctx.ty).map_err(ApplyFailure::Merge)?;
+    let opts = MergeOpts {
+        skip_equal: super::shortcuts(),
+        live_metadata: None,
+    };
+    let merged = merge_with(live, config, ctx.ty, opts).map_err(ApplyFailure::Merge)?;
     let last = managed.get(key).map(|e| e.set.clone());
     let set = field_set(config, ctx.ty).recursive_difference(&ctx.ignored);
     let time = managed.get(key).and_then(|e| e.time.clone());

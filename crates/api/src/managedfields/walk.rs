@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use super::path::{Path, PathElement, path_string, values_equal};
+use super::path::{Path, PathElement, PathLink, link_path, path_string, values_equal};
 use super::schema::{ListKind, Node, Ty, field_type, item_element, list_elem, map_fields, node};
 use super::set::Set;
 
@@ -86,12 +86,31 @@ impl Comparison {
     }
 }
 
+/// How [`compare_with`] walks.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct CompareOpts<'a> {
+    /// Skip list items and non-map fields equal on both sides without looking inside:
+    /// equal values never differ, and most of an object is untouched by a write.
+    pub skip_equal: bool,
+    /// Use this as the old object's `metadata` (the old metadata without its managed
+    /// fields, so that the whole object need not be copied to drop them).
+    pub old_metadata: Option<&'a Value>,
+}
+
 /// Compares `old` to `new`: leaves that changed are modified; fields only in one of them
 /// are added or removed (containers as well as their contents).
 pub(crate) fn compare(old: &Value, new: &Value, ty: Ty) -> Comparison {
-    let mut out = Comparison::default();
-    compare_at(Some(old), Some(new), ty, &mut Vec::new(), &mut out);
-    out
+    compare_with(old, new, ty, CompareOpts::default())
+}
+
+/// [`compare`], with shortcuts ([`CompareOpts`]); the result is the same.
+pub(crate) fn compare_with(old: &Value, new: &Value, ty: Ty, opts: CompareOpts) -> Comparison {
+    let mut walk = Compare {
+        opts,
+        out: Comparison::default(),
+    };
+    walk.at(Some(old), Some(new), ty, &mut Vec::new());
+    walk.out
 }
 
 fn items(v: Option<&Value>) -> &[Value] {
@@ -101,56 +120,116 @@ fn items(v: Option<&Value>) -> &[Value] {
     }
 }
 
-fn compare_at(l: Option<&Value>, r: Option<&Value>, ty: Ty, path: &mut Path, out: &mut Comparison) {
-    let n = match (l, r) {
-        (None, None) => return,
-        (Some(v), None) | (None, Some(v)) => node(ty, v),
-        (Some(a), Some(b)) => {
-            let (na, nb) = (node(ty, a), node(ty, b));
-            if na.same_kind(&nb) { nb } else { Node::Leaf }
-        }
-    };
-    let empty_map = |v: Option<&Value>| v.and_then(Value::as_object).is_none_or(|m| m.is_empty());
-    let leaf = n.is_atomic()
-        || match &n {
-            Node::List { .. } => items(l).is_empty() && items(r).is_empty(),
-            Node::Map { .. } => empty_map(l) && empty_map(r),
-            Node::Leaf => true,
-        };
-    if leaf {
-        match (l, r) {
-            (None, _) => out.added.insert(path),
-            (_, None) => out.removed.insert(path),
-            (Some(a), Some(b)) if !values_equal(a, b) => out.modified.insert(path),
-            _ => {}
-        }
-        return;
-    }
-    match n {
-        Node::List { elem, kind } => compare_items(items(l), items(r), elem, &kind, path, out),
-        Node::Map { fields, elem, .. } => {
-            let lm = l.and_then(Value::as_object);
-            let rm = r.and_then(Value::as_object);
-            let keys: BTreeSet<&String> = lm.into_iter().chain(rm).flat_map(|m| m.keys()).collect();
-            for key in keys {
-                let (child_ty, _) = field_type(fields, elem, key);
-                path.push(PathElement::Field(key.clone()));
-                compare_at(
-                    lm.and_then(|m| m.get(key)),
-                    rm.and_then(|m| m.get(key)),
-                    child_ty,
-                    path,
-                    out,
-                );
-                path.pop();
+struct Compare<'a> {
+    opts: CompareOpts<'a>,
+    out: Comparison,
+}
+
+impl Compare<'_> {
+    fn at(&mut self, l: Option<&Value>, r: Option<&Value>, ty: Ty, path: &mut Path) {
+        let out = &mut self.out;
+        let n = match (l, r) {
+            (None, None) => return,
+            (Some(v), None) | (None, Some(v)) => node(ty, v),
+            (Some(a), Some(b)) => {
+                let (na, nb) = (node(ty, a), node(ty, b));
+                if na.same_kind(&nb) { nb } else { Node::Leaf }
             }
+        };
+        let empty_map =
+            |v: Option<&Value>| v.and_then(Value::as_object).is_none_or(|m| m.is_empty());
+        let leaf = n.is_atomic()
+            || match &n {
+                Node::List { .. } => items(l).is_empty() && items(r).is_empty(),
+                Node::Map { .. } => empty_map(l) && empty_map(r),
+                Node::Leaf => true,
+            };
+        if leaf {
+            match (l, r) {
+                (None, _) => out.added.insert(path),
+                (_, None) => out.removed.insert(path),
+                (Some(a), Some(b)) if !values_equal(a, b) => out.modified.insert(path),
+                _ => {}
+            }
+            return;
         }
-        Node::Leaf => {}
+        match n {
+            Node::List { elem, kind } => self.items(items(l), items(r), elem, &kind, path),
+            Node::Map { fields, elem, .. } => {
+                let lm = l.and_then(Value::as_object);
+                let rm = r.and_then(Value::as_object);
+                let keys: BTreeSet<&String> =
+                    lm.into_iter().chain(rm).flat_map(|m| m.keys()).collect();
+                let root = path.is_empty();
+                for key in keys {
+                    let mut lv = lm.and_then(|m| m.get(key));
+                    if root && key == "metadata" && self.opts.old_metadata.is_some() {
+                        lv = self.opts.old_metadata;
+                    }
+                    let rv = rm.and_then(|m| m.get(key));
+                    if self.opts.skip_equal
+                        && let (Some(a), Some(b)) = (lv, rv)
+                        && !a.is_object()
+                        && a == b
+                    {
+                        continue;
+                    }
+                    let (child_ty, _) = field_type(fields, elem, key);
+                    path.push(PathElement::Field(key.clone()));
+                    self.at(lv, rv, child_ty, path);
+                    path.pop();
+                }
+            }
+            Node::Leaf => {}
+        }
+        if l.is_none() {
+            self.out.added.insert(path);
+        } else if r.is_none() {
+            self.out.removed.insert(path);
+        }
     }
-    if l.is_none() {
-        out.added.insert(path);
-    } else if r.is_none() {
-        out.removed.insert(path);
+
+    fn items(&mut self, l: &[Value], r: &[Value], elem: Ty, kind: &ListKind, path: &mut Path) {
+        let (mut order, lgroups) = group(l, kind);
+        let (rorder, rgroups) = group(r, kind);
+        order.extend(rorder.into_iter().filter(|pe| !lgroups.contains_key(pe)));
+        for pe in order {
+            let ls = lgroups.get(&pe).map_or(&[][..], Vec::as_slice);
+            let rs = rgroups.get(&pe).map_or(&[][..], Vec::as_slice);
+            if self.opts.skip_equal && ls.len() == 1 && rs.len() == 1 && ls[0] == rs[0] {
+                continue;
+            }
+            path.push(pe);
+            let out = &mut self.out;
+            match (ls.len(), rs.len()) {
+                (0..=1, 0..=1) => {
+                    self.at(ls.first().copied(), rs.first().copied(), elem, path);
+                }
+                // Duplicates on both sides compare as a whole.
+                (_, _) if ls.len() >= 2 && rs.len() >= 2 => {
+                    let same =
+                        ls.len() == rs.len() && ls.iter().zip(rs).all(|(a, b)| values_equal(a, b));
+                    if !same {
+                        out.modified.insert(path);
+                    }
+                }
+                // Duplicates resolved: the item is new, the duplicate marker goes.
+                (_, _) if ls.len() >= 2 => {
+                    if let Some(first) = rs.first() {
+                        self.at(None, Some(first), elem, path);
+                    }
+                    self.out.removed.insert(path);
+                }
+                // New duplicates: the old item goes, the duplicate marker is new.
+                _ => {
+                    if let Some(first) = ls.first() {
+                        self.at(Some(first), None, elem, path);
+                    }
+                    self.out.added.insert(path);
+                }
+            }
+            path.pop();
+        }
     }
 }
 
@@ -175,59 +254,16 @@ fn group<'v>(
     (order, groups)
 }
 
-fn compare_items(
-    l: &[Value],
-    r: &[Value],
-    elem: Ty,
-    kind: &ListKind,
-    path: &mut Path,
-    out: &mut Comparison,
-) {
-    let (mut order, lgroups) = group(l, kind);
-    let (rorder, rgroups) = group(r, kind);
-    order.extend(rorder.into_iter().filter(|pe| !lgroups.contains_key(pe)));
-    for pe in order {
-        let ls = lgroups.get(&pe).map_or(&[][..], Vec::as_slice);
-        let rs = rgroups.get(&pe).map_or(&[][..], Vec::as_slice);
-        path.push(pe);
-        match (ls.len(), rs.len()) {
-            (0..=1, 0..=1) => compare_at(ls.first().copied(), rs.first().copied(), elem, path, out),
-            // Duplicates on both sides compare as a whole.
-            (_, _) if ls.len() >= 2 && rs.len() >= 2 => {
-                let same =
-                    ls.len() == rs.len() && ls.iter().zip(rs).all(|(a, b)| values_equal(a, b));
-                if !same {
-                    out.modified.insert(path);
-                }
-            }
-            // Duplicates resolved: the item is new, the duplicate marker goes.
-            (_, _) if ls.len() >= 2 => {
-                if let Some(first) = rs.first() {
-                    compare_at(None, Some(first), elem, path, out);
-                }
-                out.removed.insert(path);
-            }
-            // New duplicates: the old item goes, the duplicate marker is new.
-            _ => {
-                if let Some(first) = ls.first() {
-                    compare_at(Some(first), None, elem, path, out);
-                }
-                out.added.insert(path);
-            }
-        }
-        path.pop();
-    }
-}
-
 /// Errors in an applied configuration that upstream refuses before merging: list items
 /// that cannot be named and duplicate items. Each is `(path, message)`.
 pub(crate) fn validate(value: &Value, ty: Ty) -> Vec<(String, String)> {
     let mut errs = Vec::new();
-    validate_at(value, ty, &mut Vec::new(), &mut errs);
+    validate_at(value, ty, None, &mut errs);
     errs
 }
 
-fn validate_at(value: &Value, ty: Ty, path: &mut Path, errs: &mut Vec<(String, String)>) {
+fn validate_at(value: &Value, ty: Ty, path: Option<&PathLink>, errs: &mut Vec<(String, String)>) {
+    let here = || path_string(&link_path(path));
     match (node(ty, value), value) {
         (Node::List { elem, kind }, Value::Array(items)) => {
             let granular = kind != ListKind::Atomic;
@@ -236,36 +272,27 @@ fn validate_at(value: &Value, ty: Ty, path: &mut Path, errs: &mut Vec<(String, S
                 if granular {
                     match item_element(&kind, item) {
                         Err(e) => {
-                            errs.push((path_string(path), format!("element {i}: {e}")));
+                            errs.push((here(), format!("element {i}: {e}")));
                             continue;
                         }
                         Ok(pe) => {
                             if seen.contains(&pe) {
-                                errs.push((
-                                    path_string(path),
-                                    format!("duplicate entries for key {pe}"),
-                                ));
+                                errs.push((here(), format!("duplicate entries for key {pe}")));
                                 continue;
                             }
-                            path.push(pe.clone());
-                            validate_at(item, elem, path, errs);
-                            path.pop();
+                            validate_at(item, elem, Some(&PathLink::elem(path, &pe)), errs);
                             seen.insert(pe);
                         }
                     }
                 } else {
-                    path.push(PathElement::Index(i as u64));
-                    validate_at(item, elem, path, errs);
-                    path.pop();
+                    validate_at(item, elem, Some(&PathLink::index(path, i)), errs);
                 }
             }
         }
         (Node::Map { fields, elem, .. }, Value::Object(map)) => {
             for (key, child) in map {
                 let (child_ty, _) = field_type(fields, elem, key);
-                path.push(PathElement::Field(key.clone()));
-                validate_at(child, child_ty, path, errs);
-                path.pop();
+                validate_at(child, child_ty, Some(&PathLink::field(path, key)), errs);
             }
         }
         _ => {}

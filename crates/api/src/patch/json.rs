@@ -3,7 +3,7 @@
 //! be decoded is 400 BadRequest, a decoded patch that cannot be applied is 422 Invalid.
 
 use json_patch::{PatchErrorKind, PatchOperation};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::error::{PatchError, json_kind};
 
@@ -129,9 +129,32 @@ pub fn apply_merge_patch(target: &Value, body: &[u8]) -> Result<Value, PatchErro
             )));
         }
     }
-    let mut doc = target.clone();
-    json_patch::merge(&mut doc, &patch);
-    Ok(doc)
+    Ok(merged_copy(target, patch))
+}
+
+/// RFC 7396 applied to a copy of `target`, copying only what the patch keeps: values the
+/// patch replaces or deletes are never copied, and the patch's own values are moved in
+/// (a merge patch often carries whole lists, which would otherwise be copied twice).
+fn merged_copy(target: &Value, patch: Value) -> Value {
+    let Value::Object(patch) = patch else {
+        return patch;
+    };
+    let mut out: Map<String, Value> = match target {
+        Value::Object(t) => t
+            .iter()
+            .filter(|(k, _)| !patch.contains_key(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        _ => Map::new(),
+    };
+    for (key, value) in patch {
+        if value.is_null() {
+            continue;
+        }
+        let merged = merged_copy(target.get(&key).unwrap_or(&Value::Null), value);
+        out.insert(key, merged);
+    }
+    Value::Object(out)
 }
 
 #[cfg(test)]
@@ -309,6 +332,30 @@ mod tests {
         }
         let out = apply_merge_patch(&pod(), br#"{"spec":{"containers":[{"name":"z"}]}}"#).unwrap();
         assert_eq!(out["spec"]["containers"], json!([{"name": "z"}]));
+    }
+
+    #[test]
+    fn merge_patch_matches_the_reference_merge() {
+        let targets = [
+            pod(),
+            json!({"a": [1, {"b": null}], "c": {"d": {"e": 1}}, "f": "x"}),
+            json!([1, 2]),
+            json!("s"),
+            json!(null),
+        ];
+        let patches = [
+            json!({"a": {"x": null, "y": [null]}, "c": {"d": null, "g": {"h": null, "i": 2}}}),
+            json!({"metadata": {"labels": {"app": null, "n": {"m": {}}}}, "spec": null}),
+            json!({"f": {"g": 1}, "a": null, "z": null}),
+            json!({}),
+        ];
+        for t in &targets {
+            for p in &patches {
+                let mut want = t.clone();
+                json_patch::merge(&mut want, p);
+                assert_eq!(merged_copy(t, p.clone()), want, "{t} + {p}");
+            }
+        }
     }
 
     #[test]

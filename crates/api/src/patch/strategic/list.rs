@@ -4,6 +4,8 @@
 //! the server keep theirs, and the two are interleaved by the server's original positions
 //! (a server-only item goes before a patch item it preceded on the server).
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value};
 
 use super::super::error::{
@@ -71,7 +73,7 @@ impl Merger<'_> {
                 .map(|m| self.merge_map(Map::new(), m, path).map(Value::Object))
                 .collect::<Result<_, _>>()?;
         }
-        let server_order = original.clone();
+        let server_order = identities(&original, key);
 
         let mut merged = original;
         for m in &items {
@@ -111,11 +113,12 @@ impl Merger<'_> {
 /// items as there were deletions, then stale copies.
 pub(crate) fn aliased_server_order(current: &[Value], patch: &[Value], key: &str) -> Vec<Value> {
     let is = |p: &Value, d: &str| p.get(DIRECTIVE).and_then(Value::as_str) == Some(d);
+    // Only the items' keys matter to the ordering: copy those, not whole items.
+    let mut buf: Vec<Value> = current.iter().map(|o| identity_of(o, key)).collect();
     if patch.iter().any(|p| is(p, "replace")) {
-        return current.to_vec();
+        return buf;
     }
     let n = current.len();
-    let mut buf = current.to_vec();
     let mut len = n;
     for p in patch.iter().filter(|p| is(p, "delete")) {
         let Some(value) = p.get(key) else { continue };
@@ -143,7 +146,7 @@ pub(crate) fn aliased_server_order(current: &[Value], patch: &[Value], key: &str
             continue;
         }
         if len < n {
-            buf[len] = p.clone();
+            buf[len] = identity_of(p, key);
         } else {
             beyond.push(p);
         }
@@ -230,6 +233,72 @@ fn identity<'v>(item: &'v Value, key: Option<&str>) -> Option<&'v Value> {
     }
 }
 
+/// What the ordering steps need of a server list of objects: each item reduced to its
+/// merge key (`{key: value}`), which orders and matches exactly like the item, without
+/// copying whole items. Returns full copies if an item lacks the key, as those end in an
+/// error that prints them.
+pub(crate) fn identities(list: &[Value], key: &str) -> Vec<Value> {
+    if !list.iter().all(|o| o.get(key).is_some()) {
+        return list.to_vec();
+    }
+    list.iter().map(|o| identity_of(o, key)).collect()
+}
+
+/// `item` reduced to its merge key (see [`identities`]); items without it stay whole.
+pub(crate) fn identity_of(item: &Value, key: &str) -> Value {
+    match item.get(key) {
+        Some(v) => {
+            let mut m = Map::new();
+            m.insert(key.to_string(), v.clone());
+            Value::Object(m)
+        }
+        None => item.clone(),
+    }
+}
+
+/// Positions of items in an order list, as [`index_of`] finds them (the first item of
+/// the same identity): by hash when every identity in the list is a string (merge keys
+/// are names), else by scanning.
+struct Positions<'o> {
+    order: &'o [Value],
+    key: Option<&'o str>,
+    by_name: Option<HashMap<&'o str, usize>>,
+}
+
+impl<'o> Positions<'o> {
+    fn new(order: &'o [Value], key: Option<&'o str>) -> Positions<'o> {
+        let mut names = HashMap::with_capacity(order.len());
+        let mut all_strings = true;
+        for (i, o) in order.iter().enumerate() {
+            match identity(o, key) {
+                Some(Value::String(s)) => {
+                    names.entry(s.as_str()).or_insert(i);
+                }
+                _ => {
+                    all_strings = false;
+                    break;
+                }
+            }
+        }
+        Positions {
+            order,
+            key,
+            by_name: all_strings.then_some(names),
+        }
+    }
+
+    fn of(&self, item: &Value) -> Option<usize> {
+        match &self.by_name {
+            // Only a string identity equals a string.
+            Some(names) => match identity(item, self.key) {
+                Some(Value::String(s)) => names.get(s.as_str()).copied(),
+                _ => None,
+            },
+            None => index_of(self.order, item, self.key),
+        }
+    }
+}
+
 fn index_of(order: &[Value], item: &Value, key: Option<&str>) -> Option<usize> {
     let id = identity(item, key);
     order.iter().position(|o| match (identity(o, key), id) {
@@ -258,9 +327,10 @@ pub(crate) fn partition(
             }
         }
     }
+    let positions = Positions::new(by, key);
     Ok(items
         .into_iter()
-        .partition(|item| index_of(by, item, key).is_some()))
+        .partition(|item| positions.of(item).is_some()))
 }
 
 /// Sorts `patch` items by `patch_order` and server-only items by `server_order`, then
@@ -291,7 +361,8 @@ pub(crate) fn normalize_element_order(
 
 /// Stable sort by position in `order`; items not in it go last.
 fn sort_by_order(mut items: Vec<Value>, order: &[Value], key: Option<&str>) -> Vec<Value> {
-    items.sort_by_cached_key(|item| index_of(order, item, key).unwrap_or(usize::MAX));
+    let positions = Positions::new(order, key);
+    items.sort_by_cached_key(|item| positions.of(item).unwrap_or(usize::MAX));
     items
 }
 
@@ -303,6 +374,7 @@ fn merge_sorted(
     server_order: &[Value],
     key: Option<&str>,
 ) -> Vec<Value> {
+    let positions = Positions::new(server_order, key);
     let mut out = Vec::with_capacity(left.len() + right.len());
     let mut left = left.into_iter().peekable();
     let mut right = right.into_iter().peekable();
@@ -311,15 +383,10 @@ fn merge_sorted(
             (None, None) => break,
             (Some(_), None) => true,
             (None, Some(_)) => false,
-            (Some(l), Some(r)) => {
-                match (
-                    index_of(server_order, l, key),
-                    index_of(server_order, r, key),
-                ) {
-                    (Some(li), Some(ri)) => li < ri,
-                    _ => false,
-                }
-            }
+            (Some(l), Some(r)) => match (positions.of(l), positions.of(r)) {
+                (Some(li), Some(ri)) => li < ri,
+                _ => false,
+            },
         };
         let next = if take_left { left.next() } else { right.next() };
         out.extend(next);
@@ -385,4 +452,56 @@ pub(crate) fn validate_patch_with_order(
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod positions_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn positions_agree_with_scanning() {
+        let orders = [
+            json!([{"name": "a"}, {"name": "b"}, {"name": "a"}, {"name": "c"}]),
+            json!([{"name": "a"}, {"name": 1}, {"name": 1.0}]),
+            json!([{"name": "a"}, {"other": "b"}]),
+            json!([{"port": 80}, {"port": 80.0}, {"port": 81}]),
+            json!([]),
+        ];
+        let items = [
+            json!({"name": "a"}),
+            json!({"name": "c", "x": 1}),
+            json!({"name": 1}),
+            json!({"name": "z"}),
+            json!({"other": "b"}),
+            json!({"port": 80}),
+            json!({"port": 80.0}),
+            json!("a"),
+        ];
+        for order in &orders {
+            let order = order.as_array().unwrap();
+            for key in [Some("name"), Some("port"), None] {
+                let positions = Positions::new(order, key);
+                for item in &items {
+                    assert_eq!(
+                        positions.of(item),
+                        index_of(order, item, key),
+                        "{item} in {order:?} by {key:?}"
+                    );
+                }
+            }
+        }
+        let prims = [json!("a"), json!("b"), json!("a")];
+        let positions = Positions::new(&prims, None);
+        assert_eq!(positions.of(&json!("a")), Some(0));
+        assert_eq!(positions.of(&json!(1)), None);
+    }
+
+    #[test]
+    fn identities_keep_keyless_items_whole() {
+        let list = [json!({"name": "a", "image": "x"}), json!({"image": "y"})];
+        assert_eq!(identities(&list, "name"), list.to_vec());
+        let list = [json!({"name": "a", "image": "x"})];
+        assert_eq!(identities(&list, "name"), vec![json!({"name": "a"})]);
+    }
 }

@@ -271,9 +271,10 @@ impl Merger<'_> {
         let Value::Array(order) = order else {
             return Err(PatchError::BadRequest(BAD_SET_ELEMENT_ORDER.into()));
         };
-        let current = match original.get(field) {
+        let current = match original.get_mut(field) {
             None | Some(Value::Null) => None,
-            Some(Value::Array(items)) => Some(items.clone()),
+            // Taken, not copied: the ordered result replaces it (or the patch fails).
+            Some(Value::Array(items)) => Some(std::mem::take(items)),
             Some(other) => return Err(expected_list(other)),
         };
         let patched = match patch.get(field) {
@@ -303,6 +304,10 @@ impl Merger<'_> {
         let server_order = match (&current, patched) {
             (Some(cur), Some(p)) if strategy.merge && cur.iter().chain(p).all(Value::is_object) => {
                 key.map_or_else(|| cur.clone(), |k| list::aliased_server_order(cur, p, k))
+            }
+            // Nothing can fail on the items' other fields here: keys are enough.
+            (Some(cur), None) if cur.iter().all(Value::is_object) && key.is_some() => {
+                key.map_or_else(|| cur.clone(), |k| list::identities(cur, k))
             }
             (Some(cur), _) => cur.clone(),
             (None, _) => Vec::new(),

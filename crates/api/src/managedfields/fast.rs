@@ -1,0 +1,238 @@
+//! The cheap way through the two entry points, for what nearly every write is.
+//!
+//! - [`record_update`] of any write: managed fields are taken out of the new object rather
+//!   than copied, kept as FieldsV1 where canonical ([`Fields`]), only the fields that differ
+//!   are compared (equal list items and values are skipped), and owners lose or gain just
+//!   those paths.
+//! - [`apply`] by a manager that applies the same set of fields it owns (re-applying a
+//!   manifest, with or without changed values): nothing is pruned, its entry stays as it
+//!   is, and the rest is a merge, one comparison and the same small edits as an update.
+//!   Anything else (first apply, conflicts, a changed field set) returns `None` and takes
+//!   the general path in [`super::updater`].
+//!
+//! Both give exactly the objects the general algorithms give (the module's differential
+//! tests run both).
+
+use serde_json::{Map, Value};
+
+use super::fieldmatch::{field_tree, matches_field_set};
+use super::managers::{self, Entry, Managed, ManagerKey};
+use super::merge::{MergeOpts, drop_applied_nulls, merge_with};
+use super::tree::Fields;
+use super::updater::{Ctx, stripped};
+use super::walk::{CompareOpts, Comparison, compare_with};
+use super::{ApplyError, ApplyOptions, UpdateOptions, lastapplied};
+
+/// The object's `metadata` without `managedFields`, when it has them (so walks can read the
+/// object as if they were split off, without copying the object).
+pub(super) fn metadata_without_managed(obj: Option<&Value>) -> Option<Value> {
+    let meta = obj?.get("metadata")?.as_object()?;
+    if !meta.contains_key("managedFields") {
+        return None;
+    }
+    let rest: Map<String, Value> = meta
+        .iter()
+        .filter(|(k, _)| *k != "managedFields")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Some(Value::Object(rest))
+}
+
+/// Takes `metadata.managedFields` out of `obj`.
+fn take_managed(obj: &mut Value) -> Option<Value> {
+    obj.get_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .and_then(|m| m.remove("managedFields"))
+}
+
+/// Stores `managed` as the object's `metadata.managedFields` (removing it when empty).
+fn set_managed(obj: &mut Value, managed: Managed<Fields>) {
+    let Value::Object(root) = obj else { return };
+    match managers::encode_fields(managed) {
+        Some(entries) => {
+            let meta = root
+                .entry("metadata")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(meta) = meta {
+                meta.insert("managedFields".into(), entries);
+            }
+        }
+        None => {
+            if let Some(Value::Object(meta)) = root.get_mut("metadata") {
+                meta.remove("managedFields");
+            }
+        }
+    }
+}
+
+/// Compares `old` (read without its managed fields) to `new`, without the reset fields.
+fn changes(old: &Value, old_meta: Option<&Value>, new: &Value, ctx: &Ctx) -> Comparison {
+    let opts = CompareOpts {
+        skip_equal: true,
+        old_metadata: old_meta,
+    };
+    let mut cmp = compare_with(old, new, ctx.ty, opts);
+    cmp.exclude(&ctx.ignored);
+    cmp
+}
+
+/// [`super::record_update`].
+pub(super) fn record_update(
+    old: Option<&Value>,
+    new: &mut Value,
+    definition: &str,
+    opts: &UpdateOptions,
+) {
+    if !new.is_object() {
+        return;
+    }
+    let new_entries = take_managed(new);
+    let old_entries = || {
+        old.and_then(|o| o.get("metadata"))
+            .and_then(Value::as_object)
+            .and_then(|m| m.get("managedFields"))
+            .cloned()
+    };
+    let from_old = || managers::decode_fields(old_entries()).unwrap_or_default();
+    let mut managed = if !opts.subresource.is_empty() {
+        from_old()
+    } else if managers::is_reset(new_entries.as_ref()) {
+        Managed::new()
+    } else {
+        match managers::decode_fields(new_entries) {
+            Ok(m) if !m.is_empty() => m,
+            _ => from_old(),
+        }
+    };
+    let has_uid = old
+        .and_then(|o| o.pointer("/metadata/uid"))
+        .and_then(Value::as_str)
+        .is_some_and(|u| !u.is_empty());
+    if managed.is_empty() && has_uid {
+        return;
+    }
+    let ctx = Ctx::new(definition, opts.reset_fields, opts.api_version, opts.now);
+    let key = ManagerKey::new(opts.manager, false, opts.api_version, opts.subresource);
+    let empty = Value::Object(Map::new());
+    let old_meta = metadata_without_managed(old);
+    let cmp = changes(old.unwrap_or(&empty), old_meta.as_ref(), new, &ctx);
+    let changed = cmp.modified.union(&cmp.added);
+    let gone = changed.union(&cmp.removed);
+    for entry in managed.values_mut() {
+        entry.set.remove(&gone);
+    }
+    managed.retain(|_, e| !e.set.is_empty());
+    let set = changed
+        .recursive_difference(&ctx.ignored)
+        .difference(&stripped());
+    if !set.is_empty() {
+        let entry = managed.entry(key).or_insert_with(|| Entry {
+            set: Fields::default(),
+            api_version: ctx.api_version.clone(),
+            time: None,
+        });
+        entry.set.union_with(&set);
+        entry.api_version = ctx.api_version.clone();
+        entry.time = Some(ctx.now.clone());
+    }
+    managers::cap_update_fields(&mut managed);
+    set_managed(new, managed);
+}
+
+/// Whether `merged` equals `live` read without its managed fields.
+fn same_as_live(merged: &Value, live: &Value, live_meta: Option<&Value>) -> bool {
+    let Some(meta) = live_meta else {
+        return merged == live;
+    };
+    let (Value::Object(a), Value::Object(l)) = (merged, live) else {
+        return false;
+    };
+    a.len() == l.len()
+        && l.iter().all(|(k, v)| {
+            let v = if k == "metadata" { meta } else { v };
+            a.get(k) == Some(v)
+        })
+}
+
+/// The apply that creates the object: the configuration merged into nothing, and the
+/// applier owns its fields (built directly in their FieldsV1 form).
+fn create(applied: &Value, ctx: &Ctx, key: &ManagerKey, opts: &ApplyOptions) -> Option<Value> {
+    let nothing = Value::Object(Map::new());
+    let merge_opts = MergeOpts {
+        skip_equal: true,
+        live_metadata: None,
+    };
+    let mut merged = merge_with(&nothing, applied, ctx.ty, merge_opts).ok()?;
+    let owned = field_tree(applied, ctx.ty, &ctx.ignored, &stripped());
+    drop_applied_nulls(&mut merged, applied, ctx.ty);
+    let changed = merged != nothing;
+    let mut managed = Managed::new();
+    managed.insert(
+        key.clone(),
+        Entry {
+            set: Fields::Tree(owned),
+            api_version: ctx.api_version.clone(),
+            time: changed.then(|| ctx.now.clone()),
+        },
+    );
+    let mut result = if changed { merged } else { nothing };
+    set_managed(&mut result, managed);
+    if opts.manager == lastapplied::KUBECTL {
+        lastapplied::sync_annotation(&mut result, applied);
+    }
+    Some(result)
+}
+
+/// [`super::apply`] when the applier re-applies the field set it owns; `None` when the
+/// general path must decide. `applied` is validated, `managed` decoded from `live`.
+pub(super) fn apply(
+    live: Option<&Value>,
+    applied: &Value,
+    mut managed: Managed<Fields>,
+    ctx: &Ctx,
+    key: &ManagerKey,
+    opts: &ApplyOptions,
+) -> Option<Result<Value, ApplyError>> {
+    let Some(live) = live else {
+        return create(applied, ctx, key, opts).map(Ok);
+    };
+    let Fields::Tree(owned) = &managed.get(key)?.set else {
+        return None;
+    };
+    if !matches_field_set(applied, ctx.ty, owned, &ctx.ignored, &stripped()) {
+        return None;
+    }
+    let live_meta = metadata_without_managed(Some(live));
+    let merge_opts = MergeOpts {
+        skip_equal: true,
+        live_metadata: live_meta.as_ref(),
+    };
+    let mut merged = merge_with(live, applied, ctx.ty, merge_opts).ok()?;
+    let cmp = changes(live, live_meta.as_ref(), &merged, ctx);
+    let changed = cmp.modified.union(&cmp.added);
+    let others = |k: &ManagerKey| k != key;
+    let conflict = managed
+        .iter()
+        .any(|(k, e)| others(k) && !e.set.intersection(&changed).is_empty());
+    if conflict && !opts.force {
+        return None;
+    }
+    let gone = changed.union(&cmp.removed);
+    for (_, entry) in managed.iter_mut().filter(|(k, _)| others(k)) {
+        entry.set.remove(&gone);
+    }
+    managed.retain(|_, e| !e.set.is_empty());
+    drop_applied_nulls(&mut merged, applied, ctx.ty);
+    let unchanged = same_as_live(&merged, live, live_meta.as_ref());
+    if let Some(entry) = managed.get_mut(key) {
+        entry.api_version = ctx.api_version.clone();
+        if !unchanged {
+            entry.time = Some(ctx.now.clone());
+        }
+    }
+    set_managed(&mut merged, managed);
+    if opts.manager == lastapplied::KUBECTL {
+        lastapplied::sync_annotation(&mut merged, applied);
+    }
+    Some(Ok(merged))
+}
