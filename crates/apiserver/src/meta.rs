@@ -90,15 +90,25 @@ pub fn generate_name(base: &str) -> String {
     format!("{base}{suffix}")
 }
 
-/// The object without `metadata` and `status`: a change here bumps `metadata.generation`.
-pub fn spec_part(obj: &Value) -> Value {
-    let mut copy = obj.clone();
-    if let Some(map) = copy.as_object_mut() {
-        for k in ["metadata", "status", "apiVersion", "kind"] {
-            map.remove(k);
-        }
-    }
-    copy
+/// Whether two objects agree outside `metadata` and `status` (a change there bumps
+/// `metadata.generation`). Compared in place: objects can be hundreds of KB.
+pub fn spec_equal(a: &Value, b: &Value) -> bool {
+    equal_except(a, b, |k| {
+        matches!(k, "metadata" | "status" | "apiVersion" | "kind")
+    })
+}
+
+/// Whether two values are equal, ignoring top-level keys `skip` accepts (when both are
+/// objects).
+pub fn equal_except(a: &Value, b: &Value, skip: impl Fn(&str) -> bool) -> bool {
+    let (Value::Object(a), Value::Object(b)) = (a, b) else {
+        return a == b;
+    };
+    let kept = |m: &'_ Map<String, Value>| m.keys().filter(|k| !skip(k)).count();
+    kept(a) == kept(b)
+        && a.iter()
+            .filter(|(k, _)| !skip(k))
+            .all(|(k, v)| b.get(k) == Some(v))
 }
 
 #[cfg(test)]
@@ -126,9 +136,13 @@ mod tests {
     }
 
     #[test]
-    fn spec_part_ignores_metadata_and_status() {
+    fn spec_equal_ignores_metadata_and_status() {
         let a = json!({"metadata": {"labels": {"a": "b"}}, "spec": {"x": 1}, "status": {"y": 2}});
         let b = json!({"metadata": {}, "spec": {"x": 1}});
-        assert_eq!(spec_part(&a), spec_part(&b));
+        assert!(spec_equal(&a, &b));
+        let c = json!({"metadata": {}, "spec": {"x": 2}});
+        assert!(!spec_equal(&a, &c));
+        let d = json!({"metadata": {}, "spec": {"x": 1}, "extra": true});
+        assert!(!spec_equal(&a, &d) && !spec_equal(&d, &a));
     }
 }

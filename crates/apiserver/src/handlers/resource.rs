@@ -92,10 +92,13 @@ impl Call {
     /// [`Call::check_fields`] for the result of a JSON, merge or strategic merge patch:
     /// upstream refuses unknown fields there with a 422 on the field `patch`.
     pub fn check_patched_fields(&self, obj: &mut Value) -> ApiResult<Vec<String>> {
-        let before = obj.to_string();
+        // The error quotes the whole patched object: only Strict can fail, so only then is
+        // it worth serializing (objects can be hundreds of KB).
+        let before = (self.query.get("fieldValidation") == Some("Strict")).then(|| obj.to_string());
         let (strict, list) = self.unknown_fields(obj)?;
         if strict {
             let detail = format!("strict decoding error: {}", list.join(", "));
+            let before = before.unwrap_or_default();
             let cause = r8s_api::strategy::FieldError::invalid("patch", before.as_str(), &detail);
             return Err(ApiError::invalid("", "", "", &[cause]));
         }

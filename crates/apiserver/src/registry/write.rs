@@ -304,7 +304,7 @@ impl Registry {
         if subresource.is_none() {
             strategy.prepare_for_update(desired, current);
         }
-        if meta::spec_part(desired) != meta::spec_part(current) {
+        if !meta::spec_equal(desired, current) {
             let next = current
                 .get("metadata")
                 .and_then(|m| m.get("generation"))
@@ -402,20 +402,16 @@ fn pending_namespace_finalizers(info: &ResourceInfo, obj: &Value) -> bool {
             .is_some_and(|a| !a.is_empty())
 }
 
-/// No-op updates do not create a new revision (upstream skips the write too).
+/// No-op updates do not create a new revision (upstream skips the write too). Compared
+/// in place, without resourceVersion, apiVersion and kind.
 fn desired_unchanged(desired: &Value, current: &Value) -> bool {
-    let strip = |v: &Value| {
-        let mut c = v.clone();
-        if let Some(m) = c.get_mut("metadata").and_then(Value::as_object_mut) {
-            m.remove("resourceVersion");
-        }
-        if let Some(m) = c.as_object_mut() {
-            m.remove("apiVersion");
-            m.remove("kind");
-        }
-        c
-    };
-    strip(desired) == strip(current)
+    let top = |k: &str| matches!(k, "apiVersion" | "kind" | "metadata");
+    meta::equal_except(desired, current, top)
+        && meta::equal_except(
+            desired.get("metadata").unwrap_or(&Value::Null),
+            current.get("metadata").unwrap_or(&Value::Null),
+            |k| k == "resourceVersion",
+        )
 }
 
 /// The body's kind/apiVersion, when given, must be the URL's.
