@@ -94,15 +94,15 @@ async fn run(cache: Weak<PolicyCache>, registry: Registry, kind: Kind) {
                         return;
                     };
                     match (ev.kind, initial.as_mut()) {
-                        ("ADDED", Some(list)) => list.push(ev.object),
+                        ("ADDED", Some(list)) => list.push(ev.object.into_value()),
                         ("BOOKMARK", Some(list)) => {
                             let objs = std::mem::take(list);
                             cache.write(|p| p.replace(kind, &objs));
                             cache.synced.send_modify(|v| *v |= bit(kind));
                             initial = None;
                         }
-                        ("ADDED" | "MODIFIED", None) => cache.write(|p| p.upsert(kind, &ev.object)),
-                        ("DELETED", None) => cache.write(|p| p.remove(kind, &ev.object)),
+                        ("ADDED" | "MODIFIED", None) => cache.write(|p| p.upsert(kind, ev.value())),
+                        ("DELETED", None) => cache.write(|p| p.remove(kind, ev.value())),
                         ("ERROR", _) => {
                             tracing::debug!(kind = kind.plural(), "RBAC watch ended; restarting");
                             break;

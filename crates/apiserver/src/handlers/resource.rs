@@ -7,7 +7,9 @@ use super::response;
 use super::subresource;
 use super::validate;
 use crate::error::{ApiError, ApiResult};
-use crate::registry::{DeleteOptions, Deleted, ListParams, WatchParams, WriteOptions};
+use crate::registry::{
+    DeleteOptions, Deleted, Form, ListParams, WatchParams, WriteOptions, watch_line,
+};
 use crate::request::ResourcePath;
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
@@ -306,19 +308,18 @@ async fn watch(call: Call) -> ApiResult<Response> {
     let include = call.include;
     let mut first_table = true;
     let lines = events.map(move |ev| {
-        let object = match rep {
+        let line = match rep {
             Representation::Table if ev.kind != "ERROR" && ev.kind != "BOOKMARK" => {
                 let rv = ev
-                    .object
+                    .value()
                     .pointer("/metadata/resourceVersion")
                     .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
+                    .unwrap_or("");
                 let mut t = r8s_api::table::to_table(
                     info,
-                    &[ev.object],
+                    std::slice::from_ref(ev.value()),
                     include,
-                    &rv,
+                    rv,
                     None,
                     chrono::Utc::now(),
                 );
@@ -327,16 +328,17 @@ async fn watch(call: Call) -> ApiResult<Response> {
                     t["columnDefinitions"] = json!([]);
                 }
                 first_table = false;
-                t
+                watch_line(ev.kind, &serde_json::to_vec(&t).unwrap_or_default())
             }
+            // Objects are shared by every watcher of a change, and so are their encodings.
             Representation::Metadata if ev.kind != "ERROR" => {
-                response::partial_metadata(&ev.object)
+                let meta = ev.object.encoded(Form::Metadata, |obj| {
+                    serde_json::to_vec(&response::partial_metadata(obj)).unwrap_or_default()
+                });
+                watch_line(ev.kind, meta)
             }
-            _ => ev.object,
+            _ => watch_line(ev.kind, ev.object.json()),
         };
-        let mut line =
-            serde_json::to_vec(&json!({"type": ev.kind, "object": object})).unwrap_or_default();
-        line.push(b'\n');
         Ok::<_, std::io::Error>(Bytes::from(line))
     });
     let deadline = tokio::time::sleep(timeout);

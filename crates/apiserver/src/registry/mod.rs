@@ -8,12 +8,14 @@
 mod admission;
 mod alloc;
 mod delete;
+mod event_cache;
 mod list;
 mod watch;
 mod write;
 
 pub use alloc::Allocators;
 pub use delete::{DeleteOptions, Deleted};
+pub use event_cache::{Form, SharedObject, watch_line};
 pub use list::{ListPage, ListParams};
 pub use watch::{ApiEvent, WatchParams};
 pub use write::WriteOptions;
@@ -21,7 +23,9 @@ pub use write::WriteOptions;
 use crate::error::{ApiError, ApiResult};
 use r8s_api::catalog::ResourceInfo;
 use r8s_store::{DynStore, KeyValue};
+use serde::{Serialize, Serializer};
 use serde_json::Value;
+use std::sync::Arc;
 
 /// The generic registry over one store.
 #[derive(Clone)]
@@ -29,6 +33,8 @@ pub struct Registry {
     store: DynStore,
     alloc: Allocators,
     admission: admission::Admission,
+    /// Watch objects decoded once for all watchers of a change.
+    events: Arc<event_cache::EventCache>,
 }
 
 impl Registry {
@@ -38,6 +44,7 @@ impl Registry {
             store,
             alloc,
             admission: admission::Admission::default(),
+            events: Arc::default(),
         }
     }
 
@@ -98,20 +105,52 @@ pub fn collection_prefix(info: &ResourceInfo, namespace: Option<&str>) -> String
 
 /// Stored bytes → object with `resourceVersion` and the served apiVersion/kind.
 pub fn decode(info: &ResourceInfo, kv: &KeyValue) -> ApiResult<Value> {
+    decode_at(info, kv, kv.mod_revision)
+}
+
+/// [`decode`] with another `resourceVersion` (a delete's, for the last state).
+fn decode_at(info: &ResourceInfo, kv: &KeyValue, resource_version: i64) -> ApiResult<Value> {
     let mut obj: Value = serde_json::from_slice(&kv.value)
         .map_err(|e| ApiError::internal(format!("stored object {} is not JSON: {e}", kv.key)))?;
-    set_resource_version(&mut obj, kv.mod_revision);
+    set_resource_version(&mut obj, resource_version);
     set_type_meta(info, &mut obj);
     Ok(obj)
 }
 
 /// Object → stored bytes (without `resourceVersion`).
 fn encode(obj: &Value) -> ApiResult<Vec<u8>> {
-    let mut copy = obj.clone();
-    if let Some(m) = copy.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("resourceVersion");
+    serde_json::to_vec(&Stored(obj)).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// Serializes an object as it is stored: `metadata.resourceVersion` left out, everything
+/// else as serde_json writes it (so without copying the object to drop one field).
+struct Stored<'a>(&'a Value);
+
+impl Serialize for Stored<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let Value::Object(map) = self.0 else {
+            return self.0.serialize(s);
+        };
+        s.collect_map(map.iter().map(|(k, v)| match v {
+            Value::Object(m) if k == "metadata" => (k, Field::Metadata(m)),
+            _ => (k, Field::Plain(v)),
+        }))
     }
-    serde_json::to_vec(&copy).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// A top-level field; an object `metadata` is written without `resourceVersion`.
+enum Field<'a> {
+    Plain(&'a Value),
+    Metadata(&'a serde_json::Map<String, Value>),
+}
+
+impl Serialize for Field<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Field::Metadata(m) => s.collect_map(m.iter().filter(|(k, _)| *k != "resourceVersion")),
+            Field::Plain(v) => v.serialize(s),
+        }
+    }
 }
 
 /// Set `metadata.resourceVersion` to a store revision.
@@ -126,5 +165,41 @@ pub fn set_type_meta(info: &ResourceInfo, obj: &mut Value) {
     if let Some(map) = obj.as_object_mut() {
         map.insert("apiVersion".into(), Value::String(info.api_version()));
         map.insert("kind".into(), Value::String(info.kind.to_string()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// What `encode` did before: copy, drop the field, serialize.
+    fn encode_by_copy(obj: &Value) -> Vec<u8> {
+        let mut copy = obj.clone();
+        if let Some(m) = copy.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+        }
+        serde_json::to_vec(&copy).expect("json")
+    }
+
+    #[test]
+    fn encode_drops_only_the_resource_version() {
+        let objects = [
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "a", "resourceVersion": "5", "labels": {"x": "y"},
+                    "annotations": {"resourceVersion": "kept"}},
+                "data": {"resourceVersion": "kept", "q": "\"\n\u{e9}"}}),
+            json!({"metadata": {"resourceVersion": "5"}}),
+            json!({"metadata": {}, "spec": {"metadata": {"resourceVersion": "kept"}}}),
+            json!({"metadata": "odd", "n": [1, 2.5, null, true]}),
+            json!({}),
+            json!([1, 2]),
+        ];
+        for obj in objects {
+            assert_eq!(encode(&obj).expect("encode"), encode_by_copy(&obj), "{obj}");
+        }
+        let bytes =
+            encode(&json!({"metadata": {"name": "a", "resourceVersion": "5"}})).expect("encode");
+        assert_eq!(bytes, br#"{"metadata":{"name":"a"}}"#);
     }
 }

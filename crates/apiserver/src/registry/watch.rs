@@ -1,13 +1,18 @@
 //! Watch: synthetic ADDED events for the current state (when asked), then every change
 //! from the store in revision order, filtered by selectors with upstream's transitions
 //! (an object that stops matching is seen as DELETED, one that starts matching as ADDED).
+//!
+//! Store events are decoded once for all watchers of a version ([`EventCache`]); every
+//! watcher gets the same immutable [`SharedObject`] and its serialized form.
 
-use super::{ListParams, Registry, collection_prefix, decode, set_resource_version};
+use super::event_cache::{EventCache, SharedObject};
+use super::{ListParams, Registry, collection_prefix};
 use crate::error::{ApiError, ApiResult};
 use futures::stream::{BoxStream, StreamExt};
 use r8s_api::catalog::ResourceInfo;
 use r8s_store::{EventKind, WatchEvent};
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// One event as sent to clients.
@@ -15,7 +20,23 @@ use std::time::Duration;
 pub struct ApiEvent {
     /// `ADDED`, `MODIFIED`, `DELETED`, `BOOKMARK` or `ERROR`.
     pub kind: &'static str,
-    pub object: Value,
+    /// Possibly shared with other watchers of the same change: never mutated.
+    pub object: Arc<SharedObject>,
+}
+
+impl ApiEvent {
+    /// An event carrying an object of its own.
+    pub fn new(kind: &'static str, object: Value) -> ApiEvent {
+        ApiEvent {
+            kind,
+            object: SharedObject::new(object),
+        }
+    }
+
+    /// The event's object.
+    pub fn value(&self) -> &Value {
+        self.object.value()
+    }
 }
 
 /// Watch parameters beyond the list ones.
@@ -49,10 +70,7 @@ impl Registry {
             let evs: Vec<ApiEvent> = page
                 .items
                 .into_iter()
-                .map(|object| ApiEvent {
-                    kind: "ADDED",
-                    object,
-                })
+                .map(|object| ApiEvent::new("ADDED", object))
                 .collect();
             (evs, page.resource_version)
         } else {
@@ -69,18 +87,16 @@ impl Registry {
             Ok(s) => s,
             Err(e @ r8s_store::Error::Compacted { .. }) => {
                 let err = ApiError::gone(format!("too old resource version: {from} ({e})"));
-                let ev = ApiEvent {
-                    kind: "ERROR",
-                    object: err.status_body(),
-                };
+                let ev = ApiEvent::new("ERROR", err.status_body());
                 return Ok(futures::stream::iter(vec![ev]).boxed());
             }
             Err(e) => return Err(e.into()),
         };
         let filter = params;
+        let cache = self.events.clone();
         let changes = store_stream
             .map(move |item| match item {
-                Ok(ev) => translate(info, &filter, ev),
+                Ok(ev) => translate(&cache, info, &filter, ev),
                 Err(e) => {
                     let err: ApiError = match e {
                         r8s_store::Error::Compacted { .. } => {
@@ -88,10 +104,7 @@ impl Registry {
                         }
                         other => ApiError::gone(format!("watch ended: {other}")),
                     };
-                    Some(ApiEvent {
-                        kind: "ERROR",
-                        object: err.status_body(),
-                    })
+                    Some(ApiEvent::new("ERROR", err.status_body()))
                 }
             })
             .filter_map(futures::future::ready);
@@ -106,53 +119,42 @@ impl Registry {
 }
 
 /// A store event → what a client with these selectors sees (or nothing).
-fn translate(info: &'static ResourceInfo, filter: &ListParams, ev: WatchEvent) -> Option<ApiEvent> {
+fn translate(
+    cache: &EventCache,
+    info: &'static ResourceInfo,
+    filter: &ListParams,
+    ev: WatchEvent,
+) -> Option<ApiEvent> {
     let rev = ev.revision();
-    let decode_kv = |kv: &r8s_store::KeyValue| decode(info, kv).ok();
+    let event = |kind, object| Some(ApiEvent { kind, object });
     match ev.kind {
         EventKind::Put => {
-            let new = decode_kv(&ev.kv)?;
-            let new_match = filter.matches(info, &new);
+            let new = cache.decode(info, &ev.kv, ev.kv.mod_revision)?;
+            let new_match = filter.matches(info, new.value());
             // Without selectors every version matches, so the previous one need not be
-            // decoded (per watcher and event, this is most of a fan-out's cost).
+            // decoded at all.
             let unfiltered = filter.label_selector.is_none() && filter.field_selector.is_none();
             let old_match = match &ev.prev {
                 Some(_) if unfiltered => Some(true),
-                Some(prev) => decode_kv(prev).map(|old| filter.matches(info, &old)),
+                Some(prev) => cache
+                    .decode(info, prev, prev.mod_revision)
+                    .map(|old| filter.matches(info, old.value())),
                 None => None,
             };
-            match old_match {
-                None => new_match.then_some(ApiEvent {
-                    kind: "ADDED",
-                    object: new,
-                }),
-                Some(old_match) => match (old_match, new_match) {
-                    (true, true) => Some(ApiEvent {
-                        kind: "MODIFIED",
-                        object: new,
-                    }),
-                    (false, true) => Some(ApiEvent {
-                        kind: "ADDED",
-                        object: new,
-                    }),
-                    (true, false) => Some(ApiEvent {
-                        kind: "DELETED",
-                        object: new,
-                    }),
-                    (false, false) => None,
-                },
+            match (old_match, new_match) {
+                (None | Some(false), true) => event("ADDED", new),
+                (Some(true), true) => event("MODIFIED", new),
+                (Some(true), false) => event("DELETED", new),
+                (_, false) => None,
             }
         }
         EventKind::Delete => {
-            let mut old = ev.prev.as_ref().and_then(decode_kv)?;
-            if !filter.matches(info, &old) {
+            // The last state, as of the delete: its resourceVersion is the delete's.
+            let old = cache.decode(info, ev.prev.as_ref()?, rev)?;
+            if !filter.matches(info, old.value()) {
                 return None;
             }
-            set_resource_version(&mut old, rev);
-            Some(ApiEvent {
-                kind: "DELETED",
-                object: old,
-            })
+            event("DELETED", old)
         }
     }
 }
@@ -162,10 +164,10 @@ fn bookmark(info: &ResourceInfo, rev: i64, initial_end: bool) -> ApiEvent {
     if initial_end {
         metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
-    ApiEvent {
-        kind: "BOOKMARK",
-        object: json!({"kind": info.kind, "apiVersion": info.api_version(), "metadata": metadata}),
-    }
+    ApiEvent::new(
+        "BOOKMARK",
+        json!({"kind": info.kind, "apiVersion": info.api_version(), "metadata": metadata}),
+    )
 }
 
 /// Stop right after the first ERROR event.
@@ -197,7 +199,7 @@ fn with_bookmarks(
                 ev = events.next() => {
                     let ev = ev?;
                     if let Some(rv) = ev
-                        .object
+                        .value()
                         .pointer("/metadata/resourceVersion")
                         .and_then(Value::as_str)
                         .and_then(|s| s.parse::<i64>().ok())
@@ -212,3 +214,7 @@ fn with_bookmarks(
     )
     .boxed()
 }
+
+#[cfg(test)]
+#[path = "watch_tests.rs"]
+mod tests;
