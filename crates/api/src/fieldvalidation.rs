@@ -75,8 +75,8 @@ struct Found {
 
 /// Go's base64 decoding error for a `[]byte` field, or `None` when it decodes.
 fn base64_error(s: &str) -> Option<String> {
-    use base64::Engine as _;
     use base64::DecodeError;
+    use base64::Engine as _;
     let at = match base64::engine::general_purpose::STANDARD.decode(s) {
         Ok(_) => return None,
         Err(DecodeError::InvalidByte(at, _) | DecodeError::InvalidLastSymbol(at, _)) => at,

@@ -96,7 +96,10 @@ pub fn returns_deleted_object(group: &str, kind: &str) -> bool {
                 | "PersistentVolume"
                 | "PersistentVolumeClaim"
                 | "Namespace"
-        ) | ("storage.k8s.io", "StorageClass" | "CSIDriver" | "CSINode" | "VolumeAttachment")
+        ) | (
+            "storage.k8s.io",
+            "StorageClass" | "CSIDriver" | "CSINode" | "VolumeAttachment"
+        )
     )
 }
 

@@ -112,12 +112,13 @@ impl Call {
         let mode = FieldValidation::from_param(self.query.get("fieldValidation"))
             .map_err(ApiError::bad_request)?;
         let kind = self.info.kind;
-        let found = prune_and_check(self.info.group, self.info.version, kind, obj).map_err(|e| {
-            ApiError::bad_request(format!(
-                "{kind} in version \"{}\" cannot be handled as a {kind}: {e}",
-                self.info.version
-            ))
-        })?;
+        let found =
+            prune_and_check(self.info.group, self.info.version, kind, obj).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "{kind} in version \"{}\" cannot be handled as a {kind}: {e}",
+                    self.info.version
+                ))
+            })?;
         if found.is_empty() || mode == FieldValidation::Ignore {
             return Ok((false, Vec::new()));
         }

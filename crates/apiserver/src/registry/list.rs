@@ -144,10 +144,9 @@ impl Registry {
                 };
                 // Without selectors every key is an item, so the store's count of the keys
                 // after this page is upstream's remainingItemCount.
-                let unfiltered =
-                    params.label_selector.is_none() && params.field_selector.is_none();
-                let remaining = (unfiltered && token.is_some() && !stopped_early)
-                    .then_some(page.remaining);
+                let unfiltered = params.label_selector.is_none() && params.field_selector.is_none();
+                let remaining =
+                    (unfiltered && token.is_some() && !stopped_early).then_some(page.remaining);
                 return Ok(ListPage {
                     items,
                     resource_version: revision,

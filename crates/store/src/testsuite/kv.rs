@@ -339,7 +339,11 @@ pub async fn list_paging_consistent(s: DynStore) {
         );
         assert!(last.items.len() <= 3);
         // Counted at `rev`: the later delete and create do not change it.
-        let expected_remaining = if last.more { 10 - 3 * pages as i64 - 3 } else { 0 };
+        let expected_remaining = if last.more {
+            10 - 3 * pages as i64 - 3
+        } else {
+            0
+        };
         assert_eq!(last.remaining, expected_remaining, "page {}", pages + 1);
         got.extend(
             last.items
