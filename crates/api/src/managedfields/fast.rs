@@ -47,22 +47,7 @@ fn take_managed(obj: &mut Value) -> Option<Value> {
 
 /// Stores `managed` as the object's `metadata.managedFields` (removing it when empty).
 fn set_managed(obj: &mut Value, managed: Managed<Fields>) {
-    let Value::Object(root) = obj else { return };
-    match managers::encode_fields(managed) {
-        Some(entries) => {
-            let meta = root
-                .entry("metadata")
-                .or_insert_with(|| Value::Object(Map::new()));
-            if let Value::Object(meta) = meta {
-                meta.insert("managedFields".into(), entries);
-            }
-        }
-        None => {
-            if let Some(Value::Object(meta)) = root.get_mut("metadata") {
-                meta.remove("managedFields");
-            }
-        }
-    }
+    super::store_entries(obj, managers::encode_fields(managed));
 }
 
 /// Compares `old` (read without its managed fields) to `new`, without the reset fields.

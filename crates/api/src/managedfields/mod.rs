@@ -293,8 +293,13 @@ fn split_managed(obj: &Value) -> (Value, Option<Value>) {
 
 /// Stores `managed` as the object's `metadata.managedFields` (removing it when empty).
 fn set_managed(obj: &mut Value, managed: &Managed) {
+    store_entries(obj, managers::encode(managed));
+}
+
+/// Sets the object's `metadata.managedFields` to encoded `entries`, or removes it (`None`).
+fn store_entries(obj: &mut Value, entries: Option<Value>) {
     let Value::Object(root) = obj else { return };
-    match managers::encode(managed) {
+    match entries {
         Some(entries) => {
             let meta = root
                 .entry("metadata")
