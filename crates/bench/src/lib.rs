@@ -6,3 +6,7 @@ pub mod server;
 pub mod stats;
 
 pub use stats::{Measurement, Summary, run_concurrent};
+
+/// The benchmarks run the in-process server with the allocator the `r8s` binary ships with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

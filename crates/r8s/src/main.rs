@@ -7,6 +7,12 @@ mod leader;
 
 use clap::Parser;
 
+/// mimalloc instead of glibc's malloc: r8s's hot paths build and drop large JSON trees
+/// (managedFields are thousands of small maps); copying and freeing them is 2-5x faster
+/// (BENCHMARKS.md "Allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     init_tracing(cli.verbose);
