@@ -6,22 +6,32 @@
 //!   those paths.
 //! - [`apply`] by a manager that applies the same set of fields it owns (re-applying a
 //!   manifest, with or without changed values): nothing is pruned, its entry stays as it
-//!   is, and the rest is a merge, one comparison and the same small edits as an update.
-//!   Anything else (first apply, conflicts, a changed field set) returns `None` and takes
-//!   the general path in [`super::updater`].
+//!   is, and the rest is a merge, a comparison of just what the merge changed, and the
+//!   same small edits as an update. Anything else (conflicts, a changed field set, an
+//!   invalid configuration) returns `None` and takes the general path in
+//!   [`super::updater`]. The first apply (the create) copies the configuration and builds
+//!   the applier's FieldsV1 directly.
 //!
 //! Both give exactly the objects the general algorithms give (the module's differential
 //! tests run both).
 
 use serde_json::{Map, Value};
 
-use super::fieldmatch::{field_tree, matches_field_set};
+use super::fieldmatch::{Match, field_tree, match_field_set};
 use super::managers::{self, Entry, Managed, ManagerKey};
-use super::merge::{MergeOpts, drop_applied_nulls, merge_with};
+use super::merge::{Diff, MergeOpts, merge_tracked};
+use super::remove::{drop_applied_nulls, has_null};
 use super::tree::Fields;
 use super::updater::{Ctx, stripped};
 use super::walk::{CompareOpts, Comparison, compare_with};
 use super::{ApplyError, ApplyOptions, UpdateOptions, lastapplied};
+
+#[cfg(test)]
+thread_local! {
+    /// How many applies to an existing object this path finished (so tests can check that
+    /// their cases take it).
+    pub(super) static APPLIED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
 
 /// The object's `metadata` without `managedFields`, when it has them (so walks can read the
 /// object as if they were split off, without copying the object).
@@ -50,11 +60,19 @@ fn set_managed(obj: &mut Value, managed: Managed<Fields>) {
     super::store_entries(obj, managers::encode_fields(managed));
 }
 
-/// Compares `old` (read without its managed fields) to `new`, without the reset fields.
-fn changes(old: &Value, old_meta: Option<&Value>, new: &Value, ctx: &Ctx) -> Comparison {
+/// Compares `old` (read without its managed fields) to `new`, without the reset fields;
+/// `hint` tells where they may differ.
+fn changes(
+    old: &Value,
+    old_meta: Option<&Value>,
+    new: &Value,
+    hint: Option<&Diff>,
+    ctx: &Ctx,
+) -> Comparison {
     let opts = CompareOpts {
         skip_equal: true,
         old_metadata: old_meta,
+        hint,
     };
     let mut cmp = compare_with(old, new, ctx.ty, opts);
     cmp.exclude(&ctx.ignored);
@@ -100,7 +118,7 @@ pub(super) fn record_update(
     let key = ManagerKey::new(opts.manager, false, opts.api_version, opts.subresource);
     let empty = Value::Object(Map::new());
     let old_meta = metadata_without_managed(old);
-    let cmp = changes(old.unwrap_or(&empty), old_meta.as_ref(), new, &ctx);
+    let cmp = changes(old.unwrap_or(&empty), old_meta.as_ref(), new, None, &ctx);
     let changed = cmp.modified.union(&cmp.added);
     let gone = changed.union(&cmp.removed);
     for entry in managed.values_mut() {
@@ -140,17 +158,14 @@ fn same_as_live(merged: &Value, live: &Value, live_meta: Option<&Value>) -> bool
 }
 
 /// The apply that creates the object: the configuration merged into nothing, and the
-/// applier owns its fields (built directly in their FieldsV1 form).
+/// applier owns its fields (built directly in their FieldsV1 form). `None` when the
+/// configuration is not valid.
 fn create(applied: &Value, ctx: &Ctx, key: &ManagerKey, opts: &ApplyOptions) -> Option<Value> {
-    let nothing = Value::Object(Map::new());
-    let merge_opts = MergeOpts {
-        skip_equal: true,
-        live_metadata: None,
-    };
-    let mut merged = merge_with(&nothing, applied, ctx.ty, merge_opts).ok()?;
-    let owned = field_tree(applied, ctx.ty, &ctx.ignored, &stripped());
+    let owned = field_tree(applied, ctx.ty, &ctx.ignored, &stripped())?;
+    // Merging a valid configuration into nothing gives the configuration.
+    let mut merged = applied.clone();
     drop_applied_nulls(&mut merged, applied, ctx.ty);
-    let changed = merged != nothing;
+    let changed = merged.as_object().is_none_or(|m| !m.is_empty());
     let mut managed = Managed::new();
     managed.insert(
         key.clone(),
@@ -160,7 +175,11 @@ fn create(applied: &Value, ctx: &Ctx, key: &ManagerKey, opts: &ApplyOptions) -> 
             time: changed.then(|| ctx.now.clone()),
         },
     );
-    let mut result = if changed { merged } else { nothing };
+    let mut result = if changed {
+        merged
+    } else {
+        Value::Object(Map::new())
+    };
     set_managed(&mut result, managed);
     if opts.manager == lastapplied::KUBECTL {
         lastapplied::sync_annotation(&mut result, applied);
@@ -169,7 +188,8 @@ fn create(applied: &Value, ctx: &Ctx, key: &ManagerKey, opts: &ApplyOptions) -> 
 }
 
 /// [`super::apply`] when the applier re-applies the field set it owns; `None` when the
-/// general path must decide. `applied` is validated, `managed` decoded from `live`.
+/// general path must decide (also when `applied` is not valid: the general path reports
+/// it). `managed` is decoded from `live`.
 pub(super) fn apply(
     live: Option<&Value>,
     applied: &Value,
@@ -184,7 +204,7 @@ pub(super) fn apply(
     let Fields::Tree(owned) = &managed.get(key)?.set else {
         return None;
     };
-    if !matches_field_set(applied, ctx.ty, owned, &ctx.ignored, &stripped()) {
+    if match_field_set(applied, ctx.ty, owned, &ctx.ignored, &stripped()) != Match::Same {
         return None;
     }
     let live_meta = metadata_without_managed(Some(live));
@@ -192,8 +212,12 @@ pub(super) fn apply(
         skip_equal: true,
         live_metadata: live_meta.as_ref(),
     };
-    let mut merged = merge_with(live, applied, ctx.ty, merge_opts).ok()?;
-    let cmp = changes(live, live_meta.as_ref(), &merged, ctx);
+    let (mut merged, diff) = merge_tracked(live, applied, ctx.ty, merge_opts).ok()?;
+    let cmp = match &diff {
+        // Merged into the live object unchanged: nothing differs.
+        None => Comparison::default(),
+        Some(diff) => changes(live, live_meta.as_ref(), &merged, Some(diff), ctx),
+    };
     let changed = cmp.modified.union(&cmp.added);
     let others = |k: &ManagerKey| k != key;
     let conflict = managed
@@ -207,8 +231,16 @@ pub(super) fn apply(
         entry.set.remove(&gone);
     }
     managed.retain(|_, e| !e.set.is_empty());
-    drop_applied_nulls(&mut merged, applied, ctx.ty);
-    let unchanged = same_as_live(&merged, live, live_meta.as_ref());
+    let unchanged = if has_null(applied) {
+        drop_applied_nulls(&mut merged, applied, ctx.ty);
+        same_as_live(&merged, live, live_meta.as_ref())
+    } else {
+        match &diff {
+            None => true,
+            Some(diff) if diff.certain() => false,
+            Some(_) => same_as_live(&merged, live, live_meta.as_ref()),
+        }
+    };
     if let Some(entry) = managed.get_mut(key) {
         entry.api_version = ctx.api_version.clone();
         if !unchanged {
@@ -219,5 +251,7 @@ pub(super) fn apply(
     if opts.manager == lastapplied::KUBECTL {
         lastapplied::sync_annotation(&mut merged, applied);
     }
+    #[cfg(test)]
+    APPLIED.with(|n| n.set(n.get() + 1));
     Some(Ok(merged))
 }

@@ -1,15 +1,19 @@
-//! Merging an applied configuration into an object, and removing fields from one, both
-//! typed: granular maps merge key by key, associative lists item by item (keeping the live
-//! order and placing new items as the configuration orders them), and everything atomic
-//! is taken from the configuration whole.
+//! Merging an applied configuration into an object, typed: granular maps merge key by
+//! key, associative lists item by item (keeping the live order and placing new items as
+//! the configuration orders them), and everything atomic is taken from the configuration
+//! whole.
+//!
+//! Nothing equal to the live object is rebuilt: a merge that changes nothing below a
+//! node gives the live node back to be copied whole, and a tracked merge
+//! ([`merge_tracked`]) says where the result may differ, so that comparing it with the
+//! live object looks only there.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 
 use super::path::{PathElement, PathLink, link_path, path_string};
-use super::schema::{ListKind, Node, Ty, field_type, item_element, node};
-use super::set::Set;
+use super::schema::{ListKind, Node, Ty, field_type, item_element, node, same_item};
 
 /// How [`merge_with`] walks.
 #[derive(Debug, Clone, Copy, Default)]
@@ -20,6 +24,48 @@ pub(crate) struct MergeOpts<'a> {
     pub skip_equal: bool,
     /// Use this as the live object's `metadata` (without its managed fields).
     pub live_metadata: Option<&'a Value>,
+}
+
+/// What merging one node gave.
+enum Merged<'v> {
+    /// The live value itself (present or absent): nothing was built, and a caller that
+    /// needs the value copies it whole (cheaper than rebuilding it piece by piece).
+    Live,
+    /// A new value (`None`: absent), and where it may differ from the live one (when
+    /// tracking).
+    New(Option<Value>, Diff<'v>),
+}
+
+/// Where a merged value may differ from the live value it was merged into, so that
+/// comparing the two can skip what is known to be equal ([`merge_tracked`]).
+#[derive(Debug)]
+pub(crate) enum Diff<'v> {
+    /// Anywhere; `certain` when the two are known to differ.
+    Any { certain: bool },
+    /// Only in these fields of a map (sorted by name); every other field is equal on both
+    /// sides (present and equal, or absent from both).
+    Fields(Vec<(&'v str, Diff<'v>)>),
+    /// A list merged item by item in place: both lists have the same items by name in the
+    /// same order (none duplicated), and only the items at these indexes may differ.
+    Items(Vec<(usize, Diff<'v>)>),
+}
+
+impl Diff<'_> {
+    /// Whether the two values are known to differ.
+    pub fn certain(&self) -> bool {
+        match self {
+            Diff::Any { certain } => *certain,
+            Diff::Fields(fields) => fields.iter().any(|(_, d)| d.certain()),
+            Diff::Items(items) => items.iter().any(|(_, d)| d.certain()),
+        }
+    }
+}
+
+/// The walk's settings.
+struct Walk<'v> {
+    opts: MergeOpts<'v>,
+    /// Whether [`Diff`]s are recorded (and equal values detected where taken whole).
+    track: bool,
 }
 
 /// Merges `applied` into `live`. Errors name the list that could not be merged.
@@ -36,71 +82,22 @@ pub(crate) fn merge_with(
     ty: Ty,
     opts: MergeOpts,
 ) -> Result<Value, String> {
-    Ok(merge_at(Some(live), Some(applied), ty, None, &opts)?.unwrap_or(Value::Object(Map::new())))
+    let walk = Walk { opts, track: false };
+    let merged = walk.at(Some(live), Some(applied), ty, None)?;
+    Ok(walk.root(merged, live).0)
 }
 
-fn merge_at(
-    l: Option<&Value>,
-    r: Option<&Value>,
+/// [`merge_with`], also telling where the result may differ from `live` (read with
+/// `opts.live_metadata`): `None` when it is equal to it.
+pub(crate) fn merge_tracked<'v>(
+    live: &'v Value,
+    applied: &'v Value,
     ty: Ty,
-    path: Option<&PathLink>,
-    opts: &MergeOpts,
-) -> Result<Option<Value>, String> {
-    let n = match (l, r) {
-        (None, None) => return Ok(None),
-        (Some(v), None) | (None, Some(v)) => node(ty, v),
-        (Some(a), Some(b)) => {
-            let (na, nb) = (node(ty, a), node(ty, b));
-            if na.same_kind(&nb) { nb } else { Node::Leaf }
-        }
-    };
-    let keep_rhs = || Ok(r.or(l).cloned());
-    if n.is_atomic() {
-        return keep_rhs();
-    }
-    match n {
-        Node::List { elem, kind } => {
-            let li = as_items(l);
-            let ri = as_items(r);
-            if li.is_empty() && ri.is_empty() {
-                return keep_rhs();
-            }
-            merge_items(li, ri, elem, &kind, path, opts)
-        }
-        Node::Map { fields, elem, .. } => {
-            let lm = l.and_then(Value::as_object);
-            let rm = r.and_then(Value::as_object);
-            if lm.is_none_or(Map::is_empty) && rm.is_none_or(Map::is_empty) {
-                return keep_rhs();
-            }
-            let keys: BTreeSet<&String> = lm.into_iter().chain(rm).flat_map(|m| m.keys()).collect();
-            let mut out = Map::new();
-            let root = path.is_none();
-            for key in keys {
-                let mut lv = lm.and_then(|m| m.get(key));
-                if root && key == "metadata" && opts.live_metadata.is_some() {
-                    lv = opts.live_metadata;
-                }
-                let rv = rm.and_then(|m| m.get(key));
-                if opts.skip_equal
-                    && let (Some(a), Some(b)) = (lv, rv)
-                    && !a.is_object()
-                    && a == b
-                {
-                    out.insert(key.clone(), b.clone());
-                    continue;
-                }
-                let (child_ty, _) = field_type(fields, elem, key);
-                let here = PathLink::field(path, key);
-                let merged = merge_at(lv, rv, child_ty, Some(&here), opts)?;
-                if let Some(v) = merged {
-                    out.insert(key.clone(), v);
-                }
-            }
-            Ok((!out.is_empty()).then_some(Value::Object(out)))
-        }
-        Node::Leaf => keep_rhs(),
-    }
+    opts: MergeOpts<'v>,
+) -> Result<(Value, Option<Diff<'v>>), String> {
+    let walk = Walk { opts, track: true };
+    let merged = walk.at(Some(live), Some(applied), ty, None)?;
+    Ok(walk.root(merged, live))
 }
 
 fn as_items(v: Option<&Value>) -> &[Value] {
@@ -114,244 +111,367 @@ fn element_error(path: Option<&PathLink>, i: usize, e: String) -> String {
     format!("{}: element {i}: {e}", path_string(&link_path(path)))
 }
 
-/// Merges two associative lists as upstream does: live items keep their order, items the
-/// configuration names are merged where they are, and new configuration items are placed
-/// relative to the shared ones in configuration order.
-fn merge_items(
-    l: &[Value],
-    r: &[Value],
-    elem: Ty,
-    kind: &ListKind,
-    path: Option<&PathLink>,
-    opts: &MergeOpts,
-) -> Result<Option<Value>, String> {
-    let mut rhs: Vec<PathElement> = Vec::with_capacity(r.len());
-    let mut observed_rhs: BTreeMap<PathElement, &Value> = BTreeMap::new();
-    for (i, item) in r.iter().enumerate() {
-        let pe = item_element(kind, item).map_err(|e| element_error(path, i, e))?;
-        if observed_rhs.contains_key(&pe) {
-            return Err(format!(
-                "{}: duplicate entries for key {pe}",
-                path_string(&link_path(path))
-            ));
+/// The keys of two maps, each once, in order (without collecting them).
+fn union_keys<'v>(
+    a: Option<&'v Map<String, Value>>,
+    b: Option<&'v Map<String, Value>>,
+) -> impl Iterator<Item = &'v String> {
+    let mut a = a.into_iter().flat_map(Map::keys).peekable();
+    let mut b = b.into_iter().flat_map(Map::keys).peekable();
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) => match x.cmp(y) {
+            std::cmp::Ordering::Less => a.next(),
+            std::cmp::Ordering::Greater => b.next(),
+            std::cmp::Ordering::Equal => {
+                b.next();
+                a.next()
+            }
+        },
+        (Some(_), None) => a.next(),
+        (None, _) => b.next(),
+    })
+}
+
+impl<'v> Walk<'v> {
+    /// The merged object: the live object is copied whole when nothing changed.
+    fn root(&self, merged: Merged<'v>, live: &Value) -> (Value, Option<Diff<'v>>) {
+        match merged {
+            Merged::Live => {
+                let Value::Object(map) = live else {
+                    return (live.clone(), None);
+                };
+                let copy = map
+                    .iter()
+                    .map(|(k, v)| {
+                        let v = match self.opts.live_metadata {
+                            Some(meta) if k == "metadata" => meta,
+                            _ => v,
+                        };
+                        (k.clone(), v.clone())
+                    })
+                    .collect();
+                (Value::Object(copy), None)
+            }
+            Merged::New(v, diff) => (v.unwrap_or(Value::Object(Map::new())), Some(diff)),
         }
-        observed_rhs.insert(pe.clone(), item);
-        rhs.push(pe);
     }
-    // Live duplicates are tolerated: they are never merged with the configuration.
-    let mut lhs: Vec<(PathElement, &Value)> = Vec::with_capacity(l.len());
-    let mut observed_lhs: BTreeMap<PathElement, Option<&Value>> = BTreeMap::new();
-    for (i, item) in l.iter().enumerate() {
-        let pe = item_element(kind, item).map_err(|e| element_error(path, i, e))?;
-        observed_lhs
-            .entry(pe.clone())
-            .and_modify(|v| *v = None)
-            .or_insert(Some(item));
-        lhs.push((pe, item));
+
+    /// The configuration's value where it is taken whole, or the live one where it has
+    /// none. At the root nothing is claimed equal (the live root has managed fields).
+    fn keep_rhs(&self, l: Option<&Value>, r: Option<&Value>, root: bool) -> Merged<'v> {
+        match (l, r) {
+            (_, None) if !root => Merged::Live,
+            (Some(a), Some(b)) if self.track && !root && a == b => Merged::Live,
+            _ => {
+                let certain = self.track && !root;
+                Merged::New(r.or(l).cloned(), Diff::Any { certain })
+            }
+        }
     }
-    let mut shared = rhs.iter().filter(|pe| observed_lhs.contains_key(*pe));
-    let mut next_shared = shared.next();
-    let mut merged_rhs: BTreeSet<&PathElement> = BTreeSet::new();
-    let mut out = Vec::with_capacity(l.len().max(r.len()));
-    let (mut li, mut ri) = (0, 0);
-    let mut push = |pe: &PathElement,
-                    lc: Option<&Value>,
-                    rc: Option<&Value>,
-                    path: Option<&PathLink>|
-     -> Result<(), String> {
-        if opts.skip_equal
-            && let (Some(a), Some(b)) = (lc, rc)
-            && a == b
+
+    fn at(
+        &self,
+        l: Option<&'v Value>,
+        r: Option<&'v Value>,
+        ty: Ty,
+        path: Option<&PathLink>,
+    ) -> Result<Merged<'v>, String> {
+        let n = match (l, r) {
+            (None, None) => return Ok(Merged::Live),
+            (Some(v), None) | (None, Some(v)) => node(ty, v),
+            (Some(a), Some(b)) => {
+                let (na, nb) = (node(ty, a), node(ty, b));
+                if na.same_kind(&nb) { nb } else { Node::Leaf }
+            }
+        };
+        let root = path.is_none();
+        if n.is_atomic() {
+            return Ok(self.keep_rhs(l, r, root));
+        }
+        match n {
+            Node::List { elem, kind } => {
+                let li = as_items(l);
+                let ri = as_items(r);
+                if li.is_empty() && ri.is_empty() {
+                    return Ok(self.keep_rhs(l, r, root));
+                }
+                self.items(l, li, ri, elem, &kind, path)
+            }
+            Node::Map { fields, elem, .. } => {
+                let lm = l.and_then(Value::as_object);
+                let rm = r.and_then(Value::as_object);
+                if lm.is_none_or(Map::is_empty) && rm.is_none_or(Map::is_empty) {
+                    return Ok(self.keep_rhs(l, r, root));
+                }
+                self.map(lm, rm, fields, elem, path)
+            }
+            Node::Leaf => Ok(self.keep_rhs(l, r, root)),
+        }
+    }
+
+    /// Merges two maps key by key. Until a field differs nothing is built: a map all of
+    /// whose fields are the live ones is the live map.
+    fn map(
+        &self,
+        lm: Option<&'v Map<String, Value>>,
+        rm: Option<&'v Map<String, Value>>,
+        fields: Option<&'static Map<String, Value>>,
+        elem: Ty,
+        path: Option<&PathLink>,
+    ) -> Result<Merged<'v>, String> {
+        let root = path.is_none();
+        let live_at = |key: &str| match self.opts.live_metadata {
+            Some(meta) if root && key == "metadata" => Some(meta),
+            _ => lm.and_then(|m| m.get(key)),
+        };
+        let mut out: Option<Map<String, Value>> = None;
+        let mut diffs = Vec::new();
+        for key in union_keys(lm, rm) {
+            let lv = live_at(key);
+            let rv = rm.and_then(|m| m.get(key));
+            let merged = if self.opts.skip_equal
+                && let (Some(a), Some(b)) = (lv, rv)
+                && !a.is_object()
+                && a == b
+            {
+                Merged::Live
+            } else {
+                let (child_ty, _) = field_type(fields, elem, key);
+                let here = PathLink::field(path, key);
+                self.at(lv, rv, child_ty, Some(&here))?
+            };
+            match merged {
+                Merged::Live => {
+                    if let (Some(out), Some(v)) = (&mut out, lv) {
+                        out.insert(key.clone(), v.clone());
+                    }
+                }
+                Merged::New(v, diff) => {
+                    let out = out.get_or_insert_with(|| {
+                        // Every field before this one is the live one.
+                        lm.into_iter()
+                            .flat_map(Map::keys)
+                            .take_while(|k| *k < key)
+                            .filter_map(|k| Some((k.clone(), live_at(k)?.clone())))
+                            .collect()
+                    });
+                    if let Some(v) = v {
+                        out.insert(key.clone(), v);
+                    }
+                    if self.track {
+                        diffs.push((key.as_str(), diff));
+                    }
+                }
+            }
+        }
+        Ok(match out {
+            None => Merged::Live,
+            Some(out) => {
+                let v = (!out.is_empty()).then_some(Value::Object(out));
+                Merged::New(v, Diff::Fields(diffs))
+            }
+        })
+    }
+
+    /// Merges two associative lists as upstream does: live items keep their order, items
+    /// the configuration names are merged where they are, and new configuration items are
+    /// placed relative to the shared ones in configuration order.
+    fn items(
+        &self,
+        l: Option<&'v Value>,
+        li: &'v [Value],
+        ri: &'v [Value],
+        elem: Ty,
+        kind: &ListKind,
+        path: Option<&PathLink>,
+    ) -> Result<Merged<'v>, String> {
+        if self.track
+            && l.is_some_and(Value::is_array)
+            && li.len() == ri.len()
+            && li.iter().zip(ri).all(|(a, b)| same_item(kind, a, b))
         {
-            out.push(b.clone());
-            return Ok(());
+            return self.items_in_place(li, ri, elem, kind, path);
         }
-        let here = PathLink::elem(path, pe);
-        let merged = merge_at(lc, rc, elem, Some(&here), opts);
-        if let Some(v) = merged? {
-            out.push(v);
+        let mut rhs: Vec<PathElement> = Vec::with_capacity(ri.len());
+        let mut observed_rhs: BTreeMap<PathElement, &Value> = BTreeMap::new();
+        for (i, item) in ri.iter().enumerate() {
+            let pe = item_element(kind, item).map_err(|e| element_error(path, i, e))?;
+            if observed_rhs.contains_key(&pe) {
+                return Err(format!(
+                    "{}: duplicate entries for key {pe}",
+                    path_string(&link_path(path))
+                ));
+            }
+            observed_rhs.insert(pe.clone(), item);
+            rhs.push(pe);
         }
-        Ok(())
-    };
-    while li < lhs.len() || ri < rhs.len() {
-        let before = (li, ri);
-        if li < lhs.len() && ri < rhs.len() {
-            let pe = &lhs[li].0;
-            if *pe == rhs[ri] {
-                merged_rhs.insert(&rhs[ri]);
+        // Live duplicates are tolerated: they are never merged with the configuration.
+        let mut lhs: Vec<(PathElement, &Value)> = Vec::with_capacity(li.len());
+        let mut observed_lhs: BTreeMap<PathElement, Option<&'v Value>> = BTreeMap::new();
+        for (i, item) in li.iter().enumerate() {
+            let pe = item_element(kind, item).map_err(|e| element_error(path, i, e))?;
+            observed_lhs
+                .entry(pe.clone())
+                .and_modify(|v| *v = None)
+                .or_insert(Some(item));
+            lhs.push((pe, item));
+        }
+        let mut shared = rhs.iter().filter(|pe| observed_lhs.contains_key(*pe));
+        let mut next_shared = shared.next();
+        let mut merged_rhs: BTreeSet<&PathElement> = BTreeSet::new();
+        // Each output item, with the live item it was merged from.
+        let mut out: Vec<(Option<&'v Value>, Merged<'v>)> =
+            Vec::with_capacity(li.len().max(ri.len()));
+        let (mut l_at, mut r_at) = (0, 0);
+        let mut push = |pe: &PathElement,
+                        lc: Option<&'v Value>,
+                        rc: Option<&'v Value>,
+                        path: Option<&PathLink>|
+         -> Result<(), String> {
+            if self.opts.skip_equal
+                && let (Some(a), Some(b)) = (lc, rc)
+                && a == b
+            {
+                out.push((lc, Merged::Live));
+                return Ok(());
+            }
+            let here = PathLink::elem(path, pe);
+            out.push((lc, self.at(lc, rc, elem, Some(&here))?));
+            Ok(())
+        };
+        while l_at < lhs.len() || r_at < rhs.len() {
+            let before = (l_at, r_at);
+            if l_at < lhs.len() && r_at < rhs.len() {
+                let pe = &lhs[l_at].0;
+                if *pe == rhs[r_at] {
+                    merged_rhs.insert(&rhs[r_at]);
+                    let lc = observed_lhs.get(pe).copied().flatten();
+                    push(pe, lc, observed_rhs.get(pe).copied(), path)?;
+                    l_at += 1;
+                    r_at += 1;
+                    next_shared = shared.next();
+                    continue;
+                }
+                if observed_rhs.contains_key(pe) && next_shared.is_some_and(|s| s != pe) {
+                    // A shared item, but not the one due now: it is merged when its turn
+                    // comes.
+                    l_at += 1;
+                    continue;
+                }
+            }
+            if l_at < lhs.len() {
+                let (pe, item) = &lhs[l_at];
+                if !observed_rhs.contains_key(pe) {
+                    push(pe, Some(*item), None, path)?;
+                    l_at += 1;
+                    continue;
+                } else if merged_rhs.contains(pe) {
+                    l_at += 1;
+                }
+            }
+            if r_at < rhs.len() {
+                let pe = &rhs[r_at];
+                merged_rhs.insert(pe);
                 let lc = observed_lhs.get(pe).copied().flatten();
                 push(pe, lc, observed_rhs.get(pe).copied(), path)?;
-                li += 1;
-                ri += 1;
-                next_shared = shared.next();
-                continue;
+                r_at += 1;
+                if next_shared == Some(pe) {
+                    next_shared = shared.next();
+                }
             }
-            if observed_rhs.contains_key(pe) && next_shared.is_some_and(|s| s != pe) {
-                // A shared item, but not the one due now: it is merged when its turn comes.
-                li += 1;
-                continue;
-            }
-        }
-        if li < lhs.len() {
-            let (pe, item) = &lhs[li];
-            if !observed_rhs.contains_key(pe) {
-                push(pe, Some(item), None, path)?;
-                li += 1;
-                continue;
-            } else if merged_rhs.contains(pe) {
-                li += 1;
+            if before == (l_at, r_at) {
+                // Cannot happen for well-formed input; never loop forever on junk.
+                break;
             }
         }
-        if ri < rhs.len() {
-            let pe = &rhs[ri];
-            merged_rhs.insert(pe);
-            let lc = observed_lhs.get(pe).copied().flatten();
-            push(pe, lc, observed_rhs.get(pe).copied(), path)?;
-            ri += 1;
-            if next_shared == Some(pe) {
-                next_shared = shared.next();
-            }
-        }
-        if before == (li, ri) {
-            // Cannot happen for well-formed input; never loop forever on junk.
-            break;
-        }
+        Ok(self.list_result(l, li, out))
     }
-    Ok((!out.is_empty()).then_some(Value::Array(out)))
-}
 
-/// `value` without the fields in `set`. A map or list all of whose entries are removed
-/// goes too; one emptied only below its entries stays, empty.
-pub(crate) fn remove_items(value: &Value, set: &Set, ty: Ty) -> Value {
-    remove_at(value, set, ty).unwrap_or(Value::Object(Map::new()))
-}
-
-fn remove_at(value: &Value, set: &Set, ty: Ty) -> Option<Value> {
-    let n = node(ty, value);
-    if n.is_atomic() {
-        return Some(value.clone());
-    }
-    match (n, value) {
-        (Node::List { elem, kind }, Value::Array(items)) if !items.is_empty() => {
-            let mut out = Vec::with_capacity(items.len());
-            for item in items {
-                let Ok(pe) = item_element(&kind, item) else {
-                    out.push(item.clone());
-                    continue;
+    /// [`Walk::items`] when both lists name the same items in the same order (the usual
+    /// re-apply): each item is merged with the one at its index. Only when tracking, whose
+    /// configuration is validated (without duplicates, so neither list has any).
+    fn items_in_place(
+        &self,
+        li: &'v [Value],
+        ri: &'v [Value],
+        elem: Ty,
+        kind: &ListKind,
+        path: Option<&PathLink>,
+    ) -> Result<Merged<'v>, String> {
+        let mut out: Option<Vec<Value>> = None;
+        let mut diffs = Vec::new();
+        let mut in_place = true;
+        for (i, (a, b)) in li.iter().zip(ri).enumerate() {
+            let merged = if self.opts.skip_equal && a == b {
+                Merged::Live
+            } else {
+                let pe = item_element(kind, a).map_err(|e| element_error(path, i, e))?;
+                self.at(Some(a), Some(b), elem, Some(&PathLink::elem(path, &pe)))?
+            };
+            match merged {
+                Merged::Live => {
+                    if let Some(out) = &mut out {
+                        out.push(a.clone());
+                    }
+                }
+                Merged::New(v, diff) => {
+                    let out = out.get_or_insert_with(|| li[..i].to_vec());
+                    // Never absent (both items are there); if it were, nothing is in place.
+                    in_place &= v.is_some();
+                    out.extend(v);
+                    diffs.push((i, diff));
+                }
+            }
+        }
+        Ok(match out {
+            None => Merged::Live,
+            Some(items) => {
+                let diff = if in_place {
+                    Diff::Items(diffs)
+                } else {
+                    Diff::Any { certain: true }
                 };
-                if set.has_member(&pe) {
-                    continue;
-                }
-                match set.child(&pe) {
-                    Some(below) => out.extend(remove_at(item, below, elem)),
-                    None => out.push(item.clone()),
-                }
+                let v = (!items.is_empty()).then_some(Value::Array(items));
+                Merged::New(v, diff)
             }
-            (!out.is_empty()).then_some(Value::Array(out))
-        }
-        (Node::Map { fields, elem, .. }, Value::Object(map)) if !map.is_empty() => {
-            let mut out = Map::new();
-            let mut kept = false;
-            for (key, child) in map {
-                let pe = PathElement::Field(key.clone());
-                if set.has_member(&pe) {
-                    continue;
-                }
-                kept = true;
-                match set.child(&pe) {
-                    Some(below) => {
-                        let (child_ty, _) = field_type(fields, elem, key);
-                        if let Some(v) = remove_at(child, below, child_ty) {
-                            out.insert(key.clone(), v);
-                        }
-                    }
-                    None => {
-                        out.insert(key.clone(), child.clone());
-                    }
-                }
-            }
-            kept.then_some(Value::Object(out))
-        }
-        _ => Some(value.clone()),
+        })
     }
-}
 
-/// Drops from the merged object the nulls the configuration set: applying `field: null`
-/// owns the field and leaves it unset, as it does for upstream's typed objects.
-pub(crate) fn drop_applied_nulls(merged: &mut Value, applied: &Value, ty: Ty) {
-    // Only nulls of the configuration are dropped, and what is stripped of nulls is the
-    // configuration's own values: without any there is nothing to do.
-    if has_null(applied) {
-        drop_nulls_at(merged, applied, ty);
-    }
-}
-
-fn has_null(v: &Value) -> bool {
-    match v {
-        Value::Null => true,
-        Value::Array(items) => items.iter().any(has_null),
-        Value::Object(m) => m.values().any(has_null),
-        _ => false,
-    }
-}
-
-fn drop_nulls_at(merged: &mut Value, applied: &Value, ty: Ty) {
-    match (node(ty, applied), merged, applied) {
-        (
-            Node::Map {
-                fields,
-                elem,
-                atomic,
-            },
-            Value::Object(out),
-            Value::Object(cfg),
-        ) => {
-            for (key, value) in cfg {
-                if value.is_null() {
-                    if out.get(key).is_some_and(Value::is_null) {
-                        out.remove(key);
-                    }
-                } else if let Some(target) = out.get_mut(key) {
-                    if atomic {
-                        strip_nulls(target);
-                    } else {
-                        let (child_ty, _) = field_type(fields, elem, key);
-                        drop_nulls_at(target, value, child_ty);
-                    }
+    /// The merged list: the live list when every item is its live item in its place,
+    /// else the items built.
+    fn list_result(
+        &self,
+        l: Option<&Value>,
+        li: &[Value],
+        out: Vec<(Option<&Value>, Merged<'v>)>,
+    ) -> Merged<'v> {
+        let in_place = |i: usize, lc: Option<&Value>| {
+            lc.is_some_and(|c| li.get(i).is_some_and(|x| std::ptr::eq(c, x)))
+        };
+        let same = l.is_some_and(Value::is_array)
+            && out.len() == li.len()
+            && out
+                .iter()
+                .enumerate()
+                .all(|(i, (lc, m))| matches!(m, Merged::Live) && in_place(i, *lc));
+        if same {
+            return Merged::Live;
+        }
+        let mut certain = self.track && (out.len() != li.len() || !l.is_some_and(Value::is_array));
+        let mut items = Vec::with_capacity(out.len());
+        for (lc, m) in out {
+            match m {
+                Merged::Live => items.extend(lc.cloned()),
+                Merged::New(v, diff) => {
+                    // An item that differs from the live item in its place.
+                    certain |= self.track && diff.certain() && in_place(items.len(), lc);
+                    items.extend(v);
                 }
             }
         }
-        (Node::List { elem, kind }, Value::Array(out), Value::Array(cfg)) => {
-            if kind == ListKind::Atomic {
-                out.iter_mut().for_each(strip_nulls);
-                return;
-            }
-            for item in cfg {
-                let Ok(pe) = item_element(&kind, item) else {
-                    continue;
-                };
-                let target = out
-                    .iter_mut()
-                    .find(|o| item_element(&kind, o).is_ok_and(|p| p == pe));
-                if let Some(target) = target {
-                    drop_nulls_at(target, item, elem);
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Removes null entries of objects, recursively (inside values taken whole from the
-/// configuration).
-fn strip_nulls(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            m.retain(|_, v| !v.is_null());
-            m.values_mut().for_each(strip_nulls);
-        }
-        Value::Array(items) => items.iter_mut().for_each(strip_nulls),
-        _ => {}
+        let v = (!items.is_empty()).then_some(Value::Array(items));
+        certain |= self.track && v.is_none() && l.is_some();
+        Merged::New(v, Diff::Any { certain })
     }
 }
 
@@ -446,36 +566,84 @@ mod tests {
     }
 
     #[test]
-    fn removes_items() {
-        let v = json!({"metadata": {"labels": {"a": "1"}, "name": "x"},
-                       "spec": {"template": {"spec": {"containers": [{"name": "a", "image": "1"}, {"name": "b", "image": "1"}]}}}});
-        let mut set = Set::new();
-        set.insert(&[
-            PathElement::Field("metadata".into()),
-            PathElement::Field("labels".into()),
-            PathElement::Field("a".into()),
-        ]);
-        let item_b = PathElement::key(vec![("name".into(), json!("b"))]);
-        set.insert(&[
-            PathElement::Field("spec".into()),
-            PathElement::Field("template".into()),
-            PathElement::Field("spec".into()),
-            PathElement::Field("containers".into()),
-            item_b,
-        ]);
-        let out = remove_items(&v, &set, deploy());
-        assert_eq!(out["metadata"], json!({"name": "x"}));
-        assert_eq!(names(&out), ["a"]);
-    }
-
-    #[test]
-    fn applied_nulls_are_dropped() {
-        let mut merged = json!({"spec": {"replicas": null, "paused": true}, "metadata": {"labels": {"a": null, "b": "1"}}});
-        let applied = json!({"spec": {"replicas": null}, "metadata": {"labels": {"a": null}}});
-        drop_applied_nulls(&mut merged, &applied, deploy());
-        assert_eq!(
-            merged,
-            json!({"spec": {"paused": true}, "metadata": {"labels": {"b": "1"}}})
+    fn tracked_merges_say_where_they_differ() {
+        use super::super::walk::{CompareOpts, compare, compare_with};
+        let live = json!({"metadata": {"labels": {"a": "1"}}, "spec": {"replicas": 1,
+            "template": {"spec": {"containers": [
+                {"name": "a", "image": "1", "args": ["x"]},
+                {"name": "b", "image": "1", "ports": [{"containerPort": 80}]}]}}}});
+        let with = |f: fn(&mut Value)| {
+            let mut v = live.clone();
+            f(&mut v);
+            v
+        };
+        let configs = [
+            (live.clone(), None),
+            (
+                with(|v| v["spec"]["template"]["spec"]["containers"][1]["image"] = json!("2")),
+                Some(true),
+            ),
+            (with(|v| v["spec"]["replicas"] = json!(1.0)), Some(true)),
+            (with(|v| v["metadata"]["labels"] = json!({})), None),
+            // Reordered items: not merged in place.
+            (
+                with(|v| {
+                    let list = v["spec"]["template"]["spec"]["containers"]
+                        .as_array_mut()
+                        .unwrap();
+                    list.swap(0, 1);
+                }),
+                Some(false),
+            ),
+            (
+                with(|v| {
+                    v["spec"]["template"]["spec"]["containers"][0]["ports"] =
+                        json!([{"containerPort": 1}])
+                }),
+                Some(true),
+            ),
+        ];
+        let opts = MergeOpts {
+            skip_equal: true,
+            live_metadata: None,
+        };
+        for (cfg, differs) in &configs {
+            let (merged, diff) = merge_tracked(&live, cfg, deploy(), opts).unwrap();
+            assert_eq!(merged, merge(&live, cfg, deploy()).unwrap(), "{cfg}");
+            assert_eq!(diff.as_ref().map(Diff::certain), *differs, "{cfg}");
+            match differs {
+                None => assert_eq!(merged, live, "{cfg}"),
+                Some(true) => assert_ne!(merged, live, "{cfg}"),
+                // Not known: here the configuration's order wins.
+                Some(false) => {}
+            }
+            let full = compare(&live, &merged, deploy());
+            let hint = CompareOpts {
+                skip_equal: true,
+                old_metadata: None,
+                hint: diff.as_ref(),
+            };
+            let hinted = compare_with(&live, &merged, deploy(), hint);
+            assert_eq!(hinted.added, full.added, "{cfg}");
+            assert_eq!(hinted.modified, full.modified, "{cfg}");
+            assert_eq!(hinted.removed, full.removed, "{cfg}");
+        }
+        // A changed item is named by its index among items merged in place.
+        let (_, diff) = merge_tracked(&live, &configs[1].0, deploy(), opts).unwrap();
+        let Some(Diff::Fields(spec)) = diff else {
+            panic!("{diff:?}")
+        };
+        let Diff::Fields(template) = &spec[0].1 else {
+            panic!()
+        };
+        let Diff::Fields(pod) = &template[0].1 else {
+            panic!()
+        };
+        let Diff::Fields(pod_spec) = &pod[0].1 else {
+            panic!()
+        };
+        assert!(
+            matches!(&pod_spec[0].1, Diff::Items(items) if items.len() == 1 && items[0].0 == 1)
         );
     }
 }

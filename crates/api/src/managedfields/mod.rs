@@ -32,6 +32,7 @@ mod lastapplied;
 mod managers;
 mod merge;
 pub mod path;
+mod remove;
 mod schema;
 pub mod set;
 mod tree;
@@ -380,6 +381,15 @@ pub fn apply(
         ));
     }
     let ty = Ty::root(definition);
+    let ctx = Ctx::new(definition, opts.reset_fields, opts.api_version, opts.now);
+    let key = ManagerKey::new(opts.manager, true, opts.api_version, opts.subresource);
+    // The fast path validates the configuration as it walks it, and leaves it to the
+    // general path when it is not valid.
+    if shortcuts()
+        && let Some(done) = fast::apply(live, applied, fields, &ctx, &key, opts)
+    {
+        return done;
+    }
     let errors = walk::validate(applied, ty);
     if !errors.is_empty() {
         return Err(ApplyError::Internal(format!(
@@ -387,13 +397,6 @@ pub fn apply(
             describe_object(applied),
             format_errors(&errors)
         )));
-    }
-    let ctx = Ctx::new(definition, opts.reset_fields, opts.api_version, opts.now);
-    let key = ManagerKey::new(opts.manager, true, opts.api_version, opts.subresource);
-    if shortcuts()
-        && let Some(done) = fast::apply(live, applied, fields, &ctx, &key, opts)
-    {
-        return done;
     }
     let (live_obj, live_entries) = match live {
         Some(l) => split_managed(l),

@@ -217,7 +217,7 @@ pub(crate) fn link_path(link: Option<&PathLink>) -> Path {
 }
 
 /// `s` as a JSON string, as serde_json writes it.
-fn write_json_string(out: &mut String, s: &str) {
+pub(crate) fn write_json_string(out: &mut String, s: &str) {
     if s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
         use std::fmt::Write;
         let _ = write!(out, "{}", Value::String(s.to_string()));

@@ -13,10 +13,11 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use super::path::PathElement;
+use super::path::{PathElement, compare_values, write_json_string};
 use crate::openapi;
 
 const REF_PREFIX: &str = "#/components/schemas/";
@@ -42,7 +43,8 @@ impl Ty {
 pub(crate) enum ListKind {
     Atomic,
     Set,
-    Map(Vec<&'static str>),
+    /// Keyed by these fields (shared: nodes are made at every value a walk visits).
+    Map(Arc<[&'static str]>),
 }
 
 /// A type with its references followed.
@@ -122,8 +124,8 @@ fn declared_list_kind(node: &'static Value) -> Option<ListKind> {
             let keys = node
                 .get("x-kubernetes-list-map-keys")
                 .and_then(Value::as_array)
-                .map(|keys| keys.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
+                .map(|keys| keys.iter().filter_map(Value::as_str).collect::<Arc<[_]>>())
+                .unwrap_or_else(|| Arc::new([]));
             return Some(ListKind::Map(keys));
         }
         _ => {}
@@ -133,7 +135,7 @@ fn declared_list_kind(node: &'static Value) -> Option<ListKind> {
         return None;
     }
     Some(match ext(node, "x-kubernetes-patch-merge-key") {
-        Some(key) => ListKind::Map(vec![key]),
+        Some(key) => ListKind::Map(Arc::new([key])),
         None => ListKind::Set,
     })
 }
@@ -303,7 +305,7 @@ pub(crate) fn item_element(kind: &ListKind, item: &Value) -> Result<PathElement,
                 }
             };
             let mut fields = Vec::with_capacity(keys.len());
-            for key in keys {
+            for key in keys.iter() {
                 if let Some(v) = map.get(*key) {
                     fields.push((key.to_string(), v.clone()));
                 } else if let Some(v) = key_default(key) {
@@ -335,6 +337,112 @@ pub(crate) fn item_element(kind: &ListKind, item: &Value) -> Result<PathElement,
     }
 }
 
+/// Writes to `buf` (cleared first) the FieldsV1 key of an item, as
+/// `item_element(kind, item)?.write_key(buf)` would, without building the element. `None`
+/// where [`item_element`] fails; else whether the key is *exact*: it has no floats, so
+/// that items whose keys are spelled apart have different elements.
+pub(crate) fn write_item_key(kind: &ListKind, item: &Value, buf: &mut String) -> Option<bool> {
+    use std::fmt::Write;
+    buf.clear();
+    let exact = |v: &Value| !has_float(v);
+    match kind {
+        ListKind::Map(keys) if !keys.is_empty() => {
+            let Value::Object(map) = item else {
+                return None;
+            };
+            let mut sorted: [&str; 4] = [""; 4];
+            let Some(names) = sorted.get_mut(..keys.len()) else {
+                // More key fields than any published list has: build the element.
+                let pe = item_element(kind, item).ok()?;
+                pe.write_key(buf);
+                return Some(
+                    !matches!(&pe, PathElement::Key(f) if f.iter().any(|(_, v)| has_float(v))),
+                );
+            };
+            names.copy_from_slice(keys);
+            names.sort_unstable();
+            buf.push_str("k:{");
+            let (mut any, mut all_exact) = (false, true);
+            for name in names.iter() {
+                let default;
+                let value = match map.get(*name) {
+                    Some(v) => v,
+                    None => match key_default(name) {
+                        Some(v) => {
+                            default = v;
+                            &default
+                        }
+                        None => continue,
+                    },
+                };
+                if any {
+                    buf.push(',');
+                }
+                write_json_string(buf, name);
+                buf.push(':');
+                // Writing to a String cannot fail.
+                let _ = write!(buf, "{value}");
+                all_exact &= exact(value);
+                any = true;
+            }
+            buf.push('}');
+            any.then_some(all_exact)
+        }
+        _ => match item {
+            Value::Object(_) | Value::Array(_) | Value::Null => None,
+            scalar => {
+                let _ = write!(buf, "v:{scalar}");
+                Some(exact(scalar))
+            }
+        },
+    }
+}
+
+/// Whether two items have the same path element ([`item_element`]), without building
+/// either; `false` when either has none.
+pub(crate) fn same_item(kind: &ListKind, a: &Value, b: &Value) -> bool {
+    use std::cmp::Ordering::Equal;
+    match kind {
+        ListKind::Map(keys) if !keys.is_empty() => {
+            let (Value::Object(x), Value::Object(y)) = (a, b) else {
+                return false;
+            };
+            let mut named = false;
+            for key in keys.iter() {
+                match (x.get(*key), y.get(*key)) {
+                    (Some(p), Some(q)) if compare_values(p, q) != Equal => return false,
+                    (Some(_), Some(_)) => {}
+                    (None, None) => {
+                        if key_default(key).is_none() {
+                            continue;
+                        }
+                    }
+                    (Some(v), None) | (None, Some(v)) => match key_default(key) {
+                        Some(d) if compare_values(v, &d) == Equal => {}
+                        _ => return false,
+                    },
+                }
+                named = true;
+            }
+            named
+        }
+        _ => {
+            let scalar = |v: &Value| !matches!(v, Value::Object(_) | Value::Array(_) | Value::Null);
+            scalar(a) && scalar(b) && compare_values(a, b) == Equal
+        }
+    }
+}
+
+/// Whether a value is or holds a float (a number that is no integer).
+fn has_float(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => n.is_f64(),
+        Value::Array(items) => items.iter().any(has_float),
+        Value::Object(m) => m.values().any(has_float),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,7 +470,7 @@ mod tests {
         let (c, declared) = field_type(fields, elem, "containers");
         assert!(declared);
         match node(c, &json!([])) {
-            Node::List { kind, .. } => assert_eq!(kind, ListKind::Map(vec!["name"])),
+            Node::List { kind, .. } => assert_eq!(kind, ListKind::Map(Arc::new(["name"]))),
             other => panic!("{other:?}"),
         }
         let (t, _) = field_type(fields, elem, "tolerations");
@@ -404,14 +512,14 @@ mod tests {
 
     #[test]
     fn item_elements() {
-        let ports = ListKind::Map(vec!["containerPort", "protocol"]);
+        let ports = ListKind::Map(Arc::new(["containerPort", "protocol"]));
         assert_eq!(
             item_element(&ports, &json!({"containerPort": 80}))
                 .unwrap()
                 .to_key(),
             r#"k:{"containerPort":80,"protocol":"TCP"}"#
         );
-        let names = ListKind::Map(vec!["name"]);
+        let names = ListKind::Map(Arc::new(["name"]));
         let err = item_element(&names, &json!({"image": "x"})).unwrap_err();
         assert!(err.contains(r#"omits all key fields ["name"]"#), "{err}");
         assert!(item_element(&names, &json!("x")).is_err());

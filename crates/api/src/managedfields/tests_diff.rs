@@ -334,3 +334,102 @@ fn odd_managed_fields_agree() {
         }
     }
 }
+
+/// Re-applies of a configuration by the manager that owns its fields, as the fast path
+/// takes them: values changed, reordered, nulled or spelled as floats, lists grown and
+/// shrunk, live objects with duplicates, other owners. Every case agrees with the general
+/// path, and the fast path takes a good share of them.
+#[test]
+fn reapplies_agree() {
+    let mut rng = Rng(7);
+    let big = |rng: &mut Rng| {
+        let mut d = deployment(rng);
+        let containers: Vec<Value> = (0..9).map(|i| container(rng, i)).collect();
+        d["spec"]["template"]["spec"]["containers"] = Value::Array(containers);
+        d
+    };
+    let edits: [fn(&mut Value); 12] = [
+        |_| {},
+        |c| c["spec"]["template"]["spec"]["containers"][5]["image"] = json!("other"),
+        |c| {
+            c["spec"]["template"]["spec"]["containers"][0]["env"] =
+                json!([{"name": "A", "value": "z"}])
+        },
+        |c| c["spec"]["replicas"] = json!(2.0),
+        |c| c["spec"]["paused"] = json!(null),
+        |c| c["metadata"]["labels"]["app"] = json!(null),
+        |c| {
+            let list = c["spec"]["template"]["spec"]["containers"]
+                .as_array_mut()
+                .unwrap();
+            list.swap(1, 7);
+        },
+        |c| {
+            let list = c["spec"]["template"]["spec"]["containers"]
+                .as_array_mut()
+                .unwrap();
+            list.remove(3);
+        },
+        |c| {
+            let list = c["spec"]["template"]["spec"]["containers"]
+                .as_array_mut()
+                .unwrap();
+            list.push(json!({"name": "new", "image": "x"}));
+        },
+        |c| {
+            c["spec"]["template"]["spec"]["containers"][2]["ports"] =
+                json!([{"containerPort": 81.0}])
+        },
+        |c| {
+            c["spec"]["template"]["spec"]["containers"][4]["securityContext"] =
+                json!({"runAsUser": 1})
+        },
+        |c| c["status"] = json!({"replicas": 4}),
+    ];
+    let live_edits: [fn(&mut Value); 5] = [
+        |_| {},
+        |l| l["metadata"]["uid"] = json!("u"),
+        |l| l["spec"]["template"]["spec"]["containers"][6]["image"] = json!("drifted"),
+        |l| {
+            let list = l["spec"]["template"]["spec"]["containers"]
+                .as_array_mut()
+                .unwrap();
+            let dup = list[8].clone();
+            list.push(dup);
+        },
+        |l| l["status"] = json!({"conditions": [{"type": "A", "status": "True"}]}),
+    ];
+    let before = fast::APPLIED.with(std::cell::Cell::get);
+    let mut applied = 0;
+    for round in 0..6 {
+        let cfg = big(&mut rng);
+        let first = check_apply(None, &cfg, &apply_opts("ctl-a", false, TIMES[0])).unwrap();
+        for live_edit in &live_edits {
+            let mut live = first.clone();
+            live_edit(&mut live);
+            if round % 2 == 1 {
+                // Someone else owns a field too.
+                let mut new = live.clone();
+                new["spec"]["template"]["spec"]["containers"][1]["image"] = json!("theirs");
+                live = check_update(Some(&live), &new, &update_opts("ctl-b", "", TIMES[1]));
+            }
+            for edit in &edits {
+                let mut cfg = cfg.clone();
+                edit(&mut cfg);
+                for force in [false, true] {
+                    let opts = apply_opts("ctl-a", force, TIMES[2]);
+                    if check_apply(Some(&live), &cfg, &opts).is_ok() {
+                        applied += 1;
+                    }
+                }
+            }
+        }
+    }
+    let fast = fast::APPLIED.with(std::cell::Cell::get) - before;
+    assert!(applied > 300, "{applied}");
+    // The rest change the field set or conflict without force (the general path's cases).
+    assert!(
+        fast * 4 > applied,
+        "{fast} of {applied} applies took the fast path"
+    );
+}

@@ -12,8 +12,9 @@
 use serde_json::Value;
 
 use super::managers::{Entry, Managed, ManagerKey};
-use super::merge::{MergeOpts, drop_applied_nulls, merge_with, remove_items};
+use super::merge::{MergeOpts, merge_with};
 use super::path::{Path, PathElement};
+use super::remove::{drop_applied_nulls, remove_items};
 use super::schema::Ty;
 use super::set::Set;
 use super::walk::{CompareOpts, Comparison, compare_with, ensure_named_fields, field_set};
@@ -87,6 +88,7 @@ fn update_owners(
     let opts = CompareOpts {
         skip_equal: super::shortcuts(),
         old_metadata: None,
+        hint: None,
     };
     let mut cmp = compare_with(live, new, ctx.ty, opts);
     cmp.exclude(&ctx.ignored);

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
+use super::merge::Diff;
 use super::path::{Path, PathElement, PathLink, link_path, path_string, values_equal};
 use super::schema::{ListKind, Node, Ty, field_type, item_element, list_elem, map_fields, node};
 use super::set::Set;
@@ -95,6 +96,10 @@ pub(crate) struct CompareOpts<'a> {
     /// Use this as the old object's `metadata` (the old metadata without its managed
     /// fields, so that the whole object need not be copied to drop them).
     pub old_metadata: Option<&'a Value>,
+    /// Where the two may differ ([`super::merge::merge_tracked`]: `new` is `old` merged
+    /// with something);
+    /// fields known to be equal are skipped.
+    pub hint: Option<&'a Diff<'a>>,
 }
 
 /// Compares `old` to `new`: leaves that changed are modified; fields only in one of them
@@ -109,7 +114,7 @@ pub(crate) fn compare_with(old: &Value, new: &Value, ty: Ty, opts: CompareOpts) 
         opts,
         out: Comparison::default(),
     };
-    walk.at(Some(old), Some(new), ty, &mut Vec::new());
+    walk.at(Some(old), Some(new), ty, opts.hint, &mut Vec::new());
     walk.out
 }
 
@@ -126,7 +131,14 @@ struct Compare<'a> {
 }
 
 impl Compare<'_> {
-    fn at(&mut self, l: Option<&Value>, r: Option<&Value>, ty: Ty, path: &mut Path) {
+    fn at(
+        &mut self,
+        l: Option<&Value>,
+        r: Option<&Value>,
+        ty: Ty,
+        hint: Option<&Diff>,
+        path: &mut Path,
+    ) {
         let out = &mut self.out;
         let n = match (l, r) {
             (None, None) => return,
@@ -154,14 +166,31 @@ impl Compare<'_> {
             return;
         }
         match n {
-            Node::List { elem, kind } => self.items(items(l), items(r), elem, &kind, path),
+            Node::List { elem, kind } => {
+                let (li, ri) = (items(l), items(r));
+                match hint {
+                    Some(Diff::Items(diffs)) if li.len() == ri.len() => {
+                        self.items_in_place(li, ri, elem, &kind, diffs, path);
+                    }
+                    _ => self.items(li, ri, elem, &kind, path),
+                }
+            }
             Node::Map { fields, elem, .. } => {
                 let lm = l.and_then(Value::as_object);
                 let rm = r.and_then(Value::as_object);
-                let keys: BTreeSet<&String> =
-                    lm.into_iter().chain(rm).flat_map(|m| m.keys()).collect();
+                // Fields the hint does not name are equal and differ nowhere.
+                let keys: Vec<(&str, Option<&Diff>)> = match hint {
+                    Some(Diff::Fields(fields)) => {
+                        fields.iter().map(|(k, d)| (*k, Some(d))).collect()
+                    }
+                    _ => {
+                        let keys: BTreeSet<&String> =
+                            lm.into_iter().chain(rm).flat_map(|m| m.keys()).collect();
+                        keys.into_iter().map(|k| (k.as_str(), None)).collect()
+                    }
+                };
                 let root = path.is_empty();
-                for key in keys {
+                for (key, hint) in keys {
                     let mut lv = lm.and_then(|m| m.get(key));
                     if root && key == "metadata" && self.opts.old_metadata.is_some() {
                         lv = self.opts.old_metadata;
@@ -175,8 +204,8 @@ impl Compare<'_> {
                         continue;
                     }
                     let (child_ty, _) = field_type(fields, elem, key);
-                    path.push(PathElement::Field(key.clone()));
-                    self.at(lv, rv, child_ty, path);
+                    path.push(PathElement::Field(key.to_string()));
+                    self.at(lv, rv, child_ty, hint, path);
                     path.pop();
                 }
             }
@@ -186,6 +215,31 @@ impl Compare<'_> {
             self.out.added.insert(path);
         } else if r.is_none() {
             self.out.removed.insert(path);
+        }
+    }
+
+    /// Compares a list merged item by item in place ([`Diff::Items`]): only the items the
+    /// hint names may differ, each from the live item at its index.
+    fn items_in_place(
+        &mut self,
+        l: &[Value],
+        r: &[Value],
+        elem: Ty,
+        kind: &ListKind,
+        diffs: &[(usize, Diff)],
+        path: &mut Path,
+    ) {
+        for (i, hint) in diffs {
+            let (Some(a), Some(b)) = (l.get(*i), r.get(*i)) else {
+                continue;
+            };
+            // Items in place are named (and not duplicated).
+            let Ok(pe) = item_element(kind, a) else {
+                continue;
+            };
+            path.push(pe);
+            self.at(Some(a), Some(b), elem, Some(hint), path);
+            path.pop();
         }
     }
 
@@ -203,7 +257,7 @@ impl Compare<'_> {
             let out = &mut self.out;
             match (ls.len(), rs.len()) {
                 (0..=1, 0..=1) => {
-                    self.at(ls.first().copied(), rs.first().copied(), elem, path);
+                    self.at(ls.first().copied(), rs.first().copied(), elem, None, path);
                 }
                 // Duplicates on both sides compare as a whole.
                 (_, _) if ls.len() >= 2 && rs.len() >= 2 => {
@@ -216,14 +270,14 @@ impl Compare<'_> {
                 // Duplicates resolved: the item is new, the duplicate marker goes.
                 (_, _) if ls.len() >= 2 => {
                     if let Some(first) = rs.first() {
-                        self.at(None, Some(first), elem, path);
+                        self.at(None, Some(first), elem, None, path);
                     }
                     self.out.removed.insert(path);
                 }
                 // New duplicates: the old item goes, the duplicate marker is new.
                 _ => {
                     if let Some(first) = ls.first() {
-                        self.at(Some(first), None, elem, path);
+                        self.at(Some(first), None, elem, None, path);
                     }
                     self.out.added.insert(path);
                 }
