@@ -20,6 +20,12 @@ pub fn to_storage(info: &ResourceInfo, obj: &mut Value) {
     }
 }
 
+/// Whether objects served through `info` differ from their stored form (so callers that
+/// need both keep two copies only then).
+pub fn is_converted(info: &ResourceInfo) -> bool {
+    is_hpa_v1(info) || is_events_v1(info)
+}
+
 /// Convert a stored object into `info`'s (served) version.
 pub fn from_storage(info: &ResourceInfo, obj: &mut Value) {
     if is_hpa_v1(info) {

@@ -135,6 +135,7 @@ impl Registry {
                         .await
                     {
                         Ok(rev) => {
+                            self.forget_namespace(info, name, rev);
                             let mut out = next;
                             super::set_resource_version(&mut out, rev);
                             return Ok(Deleted::Pending(out));
@@ -152,6 +153,7 @@ impl Registry {
                     }
                     match self.store.delete(&key, Some(kv.mod_revision)).await {
                         Ok((_, rev)) => {
+                            self.forget_namespace(info, name, rev);
                             self.alloc.on_delete(info, &current).await;
                             let mut out = current;
                             super::set_resource_version(&mut out, rev);

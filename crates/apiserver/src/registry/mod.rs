@@ -10,6 +10,7 @@ mod alloc;
 mod delete;
 mod event_cache;
 mod list;
+mod namespaces;
 mod watch;
 mod write;
 
@@ -35,6 +36,8 @@ pub struct Registry {
     admission: admission::Admission,
     /// Watch objects decoded once for all watchers of a change.
     events: Arc<event_cache::EventCache>,
+    /// Namespaces that accept creates, from a watch.
+    namespaces: Arc<namespaces::NamespaceCache>,
 }
 
 impl Registry {
@@ -45,6 +48,7 @@ impl Registry {
             alloc,
             admission: admission::Admission::default(),
             events: Arc::default(),
+            namespaces: Arc::default(),
         }
     }
 

@@ -150,9 +150,15 @@ impl Registry {
         for _ in 0..UPDATE_RETRIES {
             let (served, kv) = self.get_kv(info, namespace, name).await?;
             let mut desired = mutate(&served)?;
-            // Strategies and comparisons work on the storage version.
-            let mut current = served.clone();
-            r8s_api::conversion::to_storage(info, &mut current);
+            // Strategies and comparisons work on the storage version (a second copy only
+            // for the few kinds served in another form: copying a large object costs ms).
+            let current = if r8s_api::conversion::is_converted(info) {
+                let mut stored = served.clone();
+                r8s_api::conversion::to_storage(info, &mut stored);
+                stored
+            } else {
+                served
+            };
             check_type_meta(info, &desired)?;
             r8s_api::conversion::to_storage(info, &mut desired);
             let pinned_rv = meta::meta_str(&desired, "resourceVersion").to_string();
@@ -183,7 +189,8 @@ impl Registry {
                 }
                 let key = object_key(info, namespace, name);
                 return match self.store.delete(&key, Some(kv.mod_revision)).await {
-                    Ok(_) => {
+                    Ok((_, rev)) => {
+                        self.forget_namespace(info, name, rev);
                         self.alloc.on_delete(info, &current).await;
                         Ok(desired)
                     }
@@ -368,9 +375,20 @@ impl Registry {
         Ok(Some(ns))
     }
 
+    /// A namespace this server marked for deletion or deleted stops accepting creates now,
+    /// not when the namespace watch catches up.
+    pub(super) fn forget_namespace(&self, info: &ResourceInfo, name: &str, rev: i64) {
+        if info.group.is_empty() && info.plural == "namespaces" {
+            self.namespaces.forget(name, rev);
+        }
+    }
+
     /// Creating into a missing namespace is 404; into a terminating one 403, as upstream.
     async fn check_namespace_accepts_creates(&self, ns: &str) -> ApiResult<()> {
-        let key = format!("/registry/core/namespaces/{ns}");
+        if self.namespaces.is_active(&self.store, ns) {
+            return Ok(());
+        }
+        let key = format!("{}{ns}", super::namespaces::PREFIX);
         let Some(kv) = self.store.get(&key, 0).await? else {
             return Err(ApiError::not_found("", "namespaces", ns));
         };
