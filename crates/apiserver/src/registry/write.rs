@@ -275,9 +275,11 @@ impl Registry {
         }
         // System-owned metadata never changes through an update; a uid that names another
         // incarnation of the object is refused (clients use it as a precondition).
-        let cur_meta = current.get("metadata").cloned().unwrap_or(json!({}));
+        // Borrowed, not copied: metadata carries managedFields (hundreds of KB on big objects).
+        let cur_meta = current.get("metadata");
+        let cur_field = |k: &str| cur_meta.and_then(|m| m.get(k));
         let body_uid = meta::meta_str(desired, "uid");
-        let cur_uid = cur_meta.get("uid").and_then(Value::as_str).unwrap_or("");
+        let cur_uid = cur_field("uid").and_then(Value::as_str).unwrap_or("");
         if !body_uid.is_empty() && body_uid != cur_uid {
             return Err(ApiError::invalid(
                 info.group,
@@ -300,7 +302,7 @@ impl Registry {
             "deletionGracePeriodSeconds",
             "generation",
         ] {
-            match cur_meta.get(k) {
+            match cur_field(k) {
                 Some(v) => m.insert(k.into(), v.clone()),
                 None => m.remove(k),
             };

@@ -134,14 +134,16 @@ fn validate_workload_template(spec: &Value, kind: &str, errs: &mut Errs) {
     }
 }
 
-pub(super) fn spec_of(obj: &Value, errs: &mut Errs) -> Value {
+/// The object's spec (borrowed: pod templates can be hundreds of KB), or an empty one.
+pub(super) fn spec_of<'a>(obj: &'a Value, errs: &mut Errs) -> &'a Value {
+    static EMPTY: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| json!({}));
     match get(obj, "spec") {
-        Some(s) if s.is_object() => s.clone(),
+        Some(s) if s.is_object() => s,
         Some(other) => {
             errs.push(FieldError::type_invalid("spec", other, "object"));
-            json!({})
+            &EMPTY
         }
-        None => json!({}),
+        None => &EMPTY,
     }
 }
 
