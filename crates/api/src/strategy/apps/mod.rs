@@ -187,14 +187,14 @@ impl Strategy for DeploymentStrategy {
     fn validate_create(&self, obj: &Value) -> Vec<FieldError> {
         let mut errs = Vec::new();
         let spec = spec_of(obj, &mut errs);
-        nonneg_i32(&spec, "replicas", &mut errs);
-        let min_ready = nonneg_i32(&spec, "minReadySeconds", &mut errs).unwrap_or(0);
-        validate_selector(&spec, "deployment", &mut errs);
-        validate_workload_template(&spec, "ReplicaSet", &mut errs);
-        validate_deployment_strategy(&spec, &mut errs);
-        nonneg_i32(&spec, "revisionHistoryLimit", &mut errs);
-        opt_bool(&spec, "paused", "spec", &mut errs);
-        if let Some(pds) = nonneg_i32(&spec, "progressDeadlineSeconds", &mut errs)
+        nonneg_i32(spec, "replicas", &mut errs);
+        let min_ready = nonneg_i32(spec, "minReadySeconds", &mut errs).unwrap_or(0);
+        validate_selector(spec, "deployment", &mut errs);
+        validate_workload_template(spec, "ReplicaSet", &mut errs);
+        validate_deployment_strategy(spec, &mut errs);
+        nonneg_i32(spec, "revisionHistoryLimit", &mut errs);
+        opt_bool(spec, "paused", "spec", &mut errs);
+        if let Some(pds) = nonneg_i32(spec, "progressDeadlineSeconds", &mut errs)
             && pds <= min_ready
         {
             errs.push(FieldError::invalid(
@@ -274,10 +274,10 @@ impl Strategy for ReplicaSetStrategy {
     fn validate_create(&self, obj: &Value) -> Vec<FieldError> {
         let mut errs = Vec::new();
         let spec = spec_of(obj, &mut errs);
-        nonneg_i32(&spec, "replicas", &mut errs);
-        nonneg_i32(&spec, "minReadySeconds", &mut errs);
-        validate_selector(&spec, "deployment", &mut errs);
-        validate_workload_template(&spec, "ReplicaSet", &mut errs);
+        nonneg_i32(spec, "replicas", &mut errs);
+        nonneg_i32(spec, "minReadySeconds", &mut errs);
+        validate_selector(spec, "deployment", &mut errs);
+        validate_workload_template(spec, "ReplicaSet", &mut errs);
         errs
     }
 
@@ -341,16 +341,16 @@ impl Strategy for ReplicationControllerStrategy {
     fn validate_create(&self, obj: &Value) -> Vec<FieldError> {
         let mut errs = Vec::new();
         let spec = spec_of(obj, &mut errs);
-        nonneg_i32(&spec, "replicas", &mut errs);
-        nonneg_i32(&spec, "minReadySeconds", &mut errs);
+        nonneg_i32(spec, "replicas", &mut errs);
+        nonneg_i32(spec, "minReadySeconds", &mut errs);
         let selector =
-            super::json::opt_str_map(&spec, "selector", "spec", &mut errs).unwrap_or_default();
+            super::json::opt_str_map(spec, "selector", "spec", &mut errs).unwrap_or_default();
         if selector.is_empty() {
             errs.push(FieldError::required("spec.selector", ""));
         } else {
             validate_label_pairs(&selector, "spec.selector", &mut errs);
         }
-        let labels = get(&spec, "template")
+        let labels = get(spec, "template")
             .and_then(|t| get(t, "metadata"))
             .and_then(|m| get(m, "labels"));
         if !selector.is_empty()
@@ -364,7 +364,7 @@ impl Strategy for ReplicationControllerStrategy {
                 "`selector` does not match template `labels`",
             ));
         }
-        validate_workload_template(&spec, "ReplicationController", &mut errs);
+        validate_workload_template(spec, "ReplicationController", &mut errs);
         errs
     }
 

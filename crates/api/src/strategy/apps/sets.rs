@@ -101,7 +101,7 @@ impl Strategy for StatefulSetStrategy {
 fn validate_statefulset_spec(obj: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let spec = spec_of(obj, &mut errs);
-    match opt_str(&spec, "podManagementPolicy", "spec", &mut errs).unwrap_or("") {
+    match opt_str(spec, "podManagementPolicy", "spec", &mut errs).unwrap_or("") {
         "" => errs.push(FieldError::required("spec.podManagementPolicy", "")),
         "OrderedReady" | "Parallel" => {}
         other => errs.push(FieldError::invalid(
@@ -110,7 +110,7 @@ fn validate_statefulset_spec(obj: &Value) -> Vec<FieldError> {
             "must be 'OrderedReady' or 'Parallel'",
         )),
     }
-    let us = opt_obj(&spec, "updateStrategy", "spec", &mut errs)
+    let us = opt_obj(spec, "updateStrategy", "spec", &mut errs)
         .cloned()
         .unwrap_or(json!({}));
     let usp = "spec.updateStrategy";
@@ -153,7 +153,7 @@ fn validate_statefulset_spec(obj: &Value) -> Vec<FieldError> {
         )),
     }
     if let Some(p) = opt_obj(
-        &spec,
+        spec,
         "persistentVolumeClaimRetentionPolicy",
         "spec",
         &mut errs,
@@ -170,19 +170,19 @@ fn validate_statefulset_spec(obj: &Value) -> Vec<FieldError> {
             }
         }
     }
-    nonneg_i32(&spec, "replicas", &mut errs);
-    nonneg_i32(&spec, "minReadySeconds", &mut errs);
-    nonneg_i32(&spec, "revisionHistoryLimit", &mut errs);
-    if let Some(o) = opt_obj(&spec, "ordinals", "spec", &mut errs)
+    nonneg_i32(spec, "replicas", &mut errs);
+    nonneg_i32(spec, "minReadySeconds", &mut errs);
+    nonneg_i32(spec, "revisionHistoryLimit", &mut errs);
+    if let Some(o) = opt_obj(spec, "ordinals", "spec", &mut errs)
         && let Some(start) = opt_i32(o, "start", "spec.ordinals", &mut errs)
     {
         errs.extend(validate_nonnegative("spec.ordinals.start", start));
     }
-    opt_str(&spec, "serviceName", "spec", &mut errs);
-    validate_selector(&spec, "statefulset", &mut errs);
+    opt_str(spec, "serviceName", "spec", &mut errs);
+    validate_selector(spec, "statefulset", &mut errs);
     // Upstream validates only the template's labels and annotations here (the pod spec is
     // checked when the controller creates pods), plus the controller's own rules.
-    match get(&spec, "template") {
+    match get(spec, "template") {
         Some(t) if t.is_object() => {
             if let Some(meta) = opt_obj(t, "metadata", "spec.template", &mut errs) {
                 if let Some(labels) =
@@ -209,7 +209,7 @@ fn validate_statefulset_spec(obj: &Value) -> Vec<FieldError> {
         None => errs.push(FieldError::required("spec.template", "")),
     }
     if let Some(vcts) =
-        crate::strategy::json::opt_arr(&spec, "volumeClaimTemplates", "spec", &mut errs)
+        crate::strategy::json::opt_arr(spec, "volumeClaimTemplates", "spec", &mut errs)
     {
         for (i, t) in vcts.iter().enumerate() {
             let p = crate::strategy::json::index("spec.volumeClaimTemplates", i);
@@ -263,8 +263,8 @@ impl Strategy for DaemonSetStrategy {
     fn validate_create(&self, obj: &Value) -> Vec<FieldError> {
         let mut errs = Vec::new();
         let spec = spec_of(obj, &mut errs);
-        validate_selector(&spec, "daemonset", &mut errs);
-        match get(&spec, "template") {
+        validate_selector(spec, "daemonset", &mut errs);
+        match get(spec, "template") {
             Some(t) => {
                 validate_pod_template(t, "spec.template", &mut errs);
                 require_template_restart_policy(t, "spec.template", &["Always"], &mut errs);
@@ -278,9 +278,9 @@ impl Strategy for DaemonSetStrategy {
             }
             None => errs.push(FieldError::required("spec.template", "")),
         }
-        nonneg_i32(&spec, "minReadySeconds", &mut errs);
-        nonneg_i32(&spec, "revisionHistoryLimit", &mut errs);
-        validate_daemonset_strategy(&spec, &mut errs);
+        nonneg_i32(spec, "minReadySeconds", &mut errs);
+        nonneg_i32(spec, "revisionHistoryLimit", &mut errs);
+        validate_daemonset_strategy(spec, &mut errs);
         errs
     }
 
