@@ -4,25 +4,19 @@
 //! strict validation.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::start;
+
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Event as CoreEvent;
 use k8s_openapi::api::events::v1::Event as NewEvent;
 use kube::api::{DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::{Api, Client};
-use r8s_apiserver::testing::TestServer;
 use serde_json::{Value, json};
 use std::time::Duration;
 
 const NS: &str = "default";
-
-async fn start() -> (TestServer, Client) {
-    let server = TestServer::start().await;
-    let kc = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
-    (server, Client::try_from(cfg).unwrap())
-}
 
 /// A raw request: (status code, body text).
 async fn send_text(

@@ -3,36 +3,12 @@
 //! watch could catch up) and once the server's namespace cache has caught up.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::{send, start};
 use kube::Client;
-use r8s_apiserver::testing::TestServer;
 use serde_json::{Value, json};
 use std::time::Duration;
-
-async fn start() -> (TestServer, Client) {
-    let server = TestServer::start().await;
-    let kc = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
-    (server, Client::try_from(cfg).unwrap())
-}
-
-async fn send(client: &Client, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let req = axum::http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("content-type", "application/json");
-    let body = body
-        .map(|b| serde_json::to_vec(&b).unwrap())
-        .unwrap_or_default();
-    let resp = client
-        .send(req.body(kube::client::Body::from(body)).unwrap())
-        .await
-        .unwrap();
-    let code = resp.status().as_u16();
-    let bytes = resp.into_body().collect_bytes().await.unwrap();
-    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-}
 
 async fn create_namespace(client: &Client, name: &str) {
     let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});

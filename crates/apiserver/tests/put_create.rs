@@ -4,56 +4,10 @@
 //! `create` permission is required on top of `update`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use kube::Client;
-use r8s_apiserver::testing::TestServer;
+mod common;
+
+use common::{send, send_as, start};
 use serde_json::{Value, json};
-
-async fn start() -> (TestServer, Client) {
-    let server = TestServer::start().await;
-    let kc = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
-    (server, Client::try_from(cfg).unwrap())
-}
-
-/// A raw request with extra headers: (status code, JSON body).
-async fn send_as(
-    client: &Client,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-    headers: &[(&str, &str)],
-) -> (u16, Value) {
-    let mut req = axum::http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header(
-            "content-type",
-            if method == "PATCH" {
-                "application/merge-patch+json"
-            } else {
-                "application/json"
-            },
-        );
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let body = body
-        .map(|b| serde_json::to_vec(&b).unwrap())
-        .unwrap_or_default();
-    let resp = client
-        .send(req.body(kube::client::Body::from(body)).unwrap())
-        .await
-        .unwrap();
-    let code = resp.status().as_u16();
-    let bytes = resp.into_body().collect_bytes().await.unwrap();
-    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-}
-
-async fn send(client: &Client, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    send_as(client, method, path, body, &[]).await
-}
 
 const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/default/leases";
 

@@ -3,6 +3,8 @@
 //! (403 as upstream), dry-run, generateName, server-side apply creates and existing mounts.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
@@ -19,11 +21,8 @@ async fn start() -> (TestServer, Client) {
         .state
         .registry
         .set_service_account_admission(true);
-    let kc = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
-    (server, Client::try_from(cfg).unwrap())
+    let client = common::client(&server).await;
+    (server, client)
 }
 
 async fn namespace(client: &Client, name: &str) {
