@@ -240,22 +240,31 @@ fn kind_name(v: &Value) -> &'static str {
     }
 }
 
+/// Builders for tests of this and neighbouring modules.
 #[cfg(test)]
-mod tests {
+pub(super) mod testing {
     use super::*;
-    use serde_json::json;
 
-    fn f(name: &str) -> PathElement {
+    /// The field element `name`.
+    pub(in crate::managedfields) fn f(name: &str) -> PathElement {
         PathElement::Field(name.into())
     }
 
-    fn set_of(paths: &[&[PathElement]]) -> Set {
+    /// The set of `paths`.
+    pub(in crate::managedfields) fn set_of(paths: &[&[PathElement]]) -> Set {
         let mut s = Set::new();
         for p in paths {
             s.insert(p);
         }
         s
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{f, set_of};
+    use super::*;
+    use serde_json::json;
 
     #[test]
     fn fields_v1_round_trip() {

@@ -308,20 +308,9 @@ fn string(b: &[u8], at: usize) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::set::testing::{f, set_of};
     use super::*;
     use serde_json::json;
-
-    fn f(name: &str) -> PathElement {
-        PathElement::Field(name.into())
-    }
-
-    fn set_of(paths: &[&[PathElement]]) -> Set {
-        let mut s = Set::new();
-        for p in paths {
-            s.insert(p);
-        }
-        s
-    }
 
     #[test]
     fn canonical_keys() {
