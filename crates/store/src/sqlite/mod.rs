@@ -8,6 +8,7 @@
 //! One process owns a store file at a time (the watch feed comes from its writer thread);
 //! other processes may read it, e.g. `snapshot save`.
 
+mod feed;
 mod log;
 mod ops;
 mod reader;
@@ -18,15 +19,15 @@ mod writer;
 use crate::{
     Error, KeyValue, LeaseId, ListOptions, ListResult, Result, Revision, Store, WatchStream,
 };
+use feed::Feed;
 use ops::{Op, Reply};
 use reader::ReadPool;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
-use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
-use writer::{Batch, Writer};
+use writer::Writer;
 
 /// Tuning for the SQLite backend.
 #[derive(Debug, Clone)]
@@ -74,7 +75,7 @@ struct Inner {
     path: Arc<PathBuf>,
     writer: Writer,
     reads: Arc<ReadPool>,
-    events: broadcast::Sender<Batch>,
+    events: Arc<Feed>,
     /// The revision of the last published batch.
     published: Arc<AtomicI64>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
@@ -115,7 +116,7 @@ impl SqliteStore {
         .await
         .map_err(|e| Error::Internal(format!("opening the datastore failed: {e}")))??;
 
-        let (events, _) = broadcast::channel(opts.watch_buffer.max(16));
+        let events = Arc::new(Feed::new(opts.watch_buffer.max(16)));
         let published = Arc::new(AtomicI64::new(current));
         let cfg = writer::Config {
             path: path.clone(),
@@ -280,7 +281,7 @@ impl Store for SqliteStore {
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
         // Subscribe first, then take "now": see the module docs of `watch`.
-        let rx = self.inner.events.subscribe();
+        let rx = self.inner.events.subscribe(prefix);
         let now = self.inner.published.load(Ordering::SeqCst);
         watch::watch(
             self.inner.reads.clone(),

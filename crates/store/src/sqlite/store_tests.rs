@@ -90,7 +90,7 @@ async fn disk_full_is_reported_and_nothing_is_half_written() {
         .expect("pages");
     conn.pragma_update(None, "max_page_count", pages + 40)
         .expect("limit");
-    let (events, _) = broadcast::channel(16);
+    let events = Arc::new(super::feed::Feed::new(16));
     let cfg = writer::Config {
         path: path.clone(),
         max_batch: 64,

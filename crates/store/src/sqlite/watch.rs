@@ -1,23 +1,22 @@
-//! Watch streams: history from the log, then live events from the writer's broadcast.
+//! Watch streams: history from the log, then live events from the writer's feed.
 //!
-//! The stream subscribes to the broadcast BEFORE reading history. A batch is committed
-//! before it is broadcast, so every event is either in the history read or arrives on the
-//! subscription (or both): reading history until it runs dry, then following the
-//! broadcast while skipping revisions already yielded, has no gap and no duplicate.
+//! The stream subscribes to the feed BEFORE reading history. A batch is committed before
+//! it is published, so every event is either in the history read or arrives on the
+//! subscription (or both): reading history until it runs dry, then following the feed
+//! while skipping revisions already yielded, has no gap and no duplicate.
 //!
-//! A receiver that falls behind the broadcast buffer does not lose events either: it goes
-//! back to reading the log from its last revision. Only when that history has been
-//! compacted away does the stream end, with `Error::Compacted`.
+//! A receiver that falls behind its feed queue does not lose events either: it goes back
+//! to reading the log from its last revision. Only when that history has been compacted
+//! away does the stream end, with `Error::Compacted`.
 
+use super::feed::{Next, Subscription};
 use super::log::{self};
 use super::reader::ReadPool;
-use super::writer::Batch;
 use crate::{Error, Result, Revision, WatchEvent, WatchStream};
 use futures::StreamExt;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::sync::broadcast::{self, error::RecvError};
 
 /// Rows read from the log per history query.
 const PAGE: i64 = 512;
@@ -26,10 +25,10 @@ struct State {
     prefix: Arc<str>,
     path: Arc<PathBuf>,
     reads: Arc<ReadPool>,
-    rx: broadcast::Receiver<Batch>,
+    rx: Subscription,
     /// The revision of the last event yielded (or the start point).
     last: Revision,
-    /// Reading the log rather than the broadcast.
+    /// Reading the log rather than the feed.
     catching_up: bool,
     buf: VecDeque<WatchEvent>,
     done: bool,
@@ -40,7 +39,7 @@ struct State {
 pub(crate) async fn watch(
     reads: Arc<ReadPool>,
     path: Arc<PathBuf>,
-    rx: broadcast::Receiver<Batch>,
+    rx: Subscription,
     now: Revision,
     prefix: &str,
     after: Revision,
@@ -101,7 +100,7 @@ impl State {
                 continue;
             }
             match self.rx.recv().await {
-                Ok(batch) => {
+                Next::Batch(batch) => {
                     let (last, prefix) = (self.last, &*self.prefix);
                     self.buf.extend(
                         batch
@@ -111,8 +110,8 @@ impl State {
                     );
                 }
                 // Missed batches are committed, so they are in the log.
-                Err(RecvError::Lagged(_)) => self.catching_up = true,
-                Err(RecvError::Closed) => {
+                Next::Lagged => self.catching_up = true,
+                Next::Closed => {
                     self.done = true;
                     return Some(Err(Error::Unavailable("the datastore was closed".into())));
                 }

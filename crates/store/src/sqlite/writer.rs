@@ -10,6 +10,7 @@
 //! Compaction runs here too, in small steps between batches, so it never holds the write
 //! lock for long and never makes a writer see "database is locked".
 
+use super::feed::Feed;
 use super::log;
 use super::ops::{self, Ctx, Op, Reply};
 use super::schema::{is_fatal, map_err, meta};
@@ -18,7 +19,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 /// The events of one committed batch, in revision order.
 pub(crate) type Batch = Arc<Vec<WatchEvent>>;
@@ -59,7 +60,7 @@ impl Writer {
     pub fn start(
         conn: Connection,
         cfg: Config,
-        events: broadcast::Sender<Batch>,
+        events: Arc<Feed>,
         published: Arc<AtomicI64>,
     ) -> Result<Writer> {
         let cursor = log::meta_int(&conn, &cfg.path, meta::COMPACT_CURSOR)?;
@@ -130,7 +131,7 @@ struct Thread {
     conn: Connection,
     cfg: Config,
     rx: mpsc::Receiver<Msg>,
-    events: broadcast::Sender<Batch>,
+    events: Arc<Feed>,
     published: Arc<AtomicI64>,
     job: Option<Job>,
 }
@@ -234,7 +235,7 @@ impl Thread {
             // Published before any caller hears back, so a watch started after a write
             // returned never misses it (see `watch`).
             self.published.store(rev, Ordering::SeqCst);
-            let _ = self.events.send(Arc::new(events));
+            self.events.publish(&Arc::new(events));
         }
         Ok(results)
     }

@@ -62,6 +62,10 @@ struct Args {
     /// Where data goes (default: the temp directory).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Watches of other resources held open during the create and get workloads, as a
+    /// server's controllers hold them (0: none).
+    #[arg(long, default_value_t = 0)]
+    idle_watchers: usize,
 }
 
 /// One result line.
@@ -184,6 +188,7 @@ async fn main() -> Result<()> {
             .await?;
     }
 
+    let idle = workloads::idle_watches(&client, args.idle_watchers).await?;
     for &c in args
         .clients
         .iter()
@@ -209,6 +214,7 @@ async fn main() -> Result<()> {
             report.push("api", "get", c, &m);
         }
     }
+    idle.iter().for_each(tokio::task::JoinHandle::abort);
     if want("list") {
         list(&args, &client, &raw, &payload, &mut report).await?;
     }

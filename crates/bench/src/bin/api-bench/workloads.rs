@@ -374,3 +374,46 @@ pub async fn raw_watch(
     tasks.iter().for_each(tokio::task::JoinHandle::abort);
     result
 }
+
+/// Resources an informer-heavy client (the controller manager) watches cluster-wide;
+/// none of them is written by the create and get workloads.
+const INFORMER_RESOURCES: [&str; 8] = [
+    "/api/v1/secrets",
+    "/api/v1/services",
+    "/api/v1/endpoints",
+    "/api/v1/nodes",
+    "/api/v1/persistentvolumeclaims",
+    "/apis/apps/v1/deployments",
+    "/apis/apps/v1/replicasets",
+    "/apis/batch/v1/jobs",
+];
+
+/// `n` watches spread over [`INFORMER_RESOURCES`] (100 per HTTP/2 connection), left open
+/// (their bodies drained) until the returned tasks are aborted: the watch load a real
+/// server carries from its controllers while it serves other writes.
+pub async fn idle_watches(client: &Client, n: usize) -> Result<Vec<tokio::task::JoinHandle<()>>> {
+    let mut tasks = Vec::with_capacity(n);
+    let mut h2 = None;
+    for i in 0..n {
+        if i % 100 == 0 {
+            h2 = Some(client.http2().await?);
+        }
+        let Some(sender) = h2.as_mut() else {
+            bail!("no connection")
+        };
+        sender.ready().await?;
+        let path = format!(
+            "{}?watch=true&allowWatchBookmarks=true",
+            INFORMER_RESOURCES[i % INFORMER_RESOURCES.len()]
+        );
+        let resp = sender.send_request(request("GET", &path, None)?).await?;
+        if resp.status() != 200 {
+            bail!("watch {path}: {}", resp.status());
+        }
+        let mut body = resp.into_body();
+        tasks.push(tokio::spawn(async move {
+            while let Some(Ok(_)) = body.frame().await {}
+        }));
+    }
+    Ok(tasks)
+}
