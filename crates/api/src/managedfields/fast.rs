@@ -3,7 +3,8 @@
 //! - [`record_update`] of any write: managed fields are taken out of the new object rather
 //!   than copied, kept as FieldsV1 where canonical ([`Fields`]), only the fields that differ
 //!   are compared (equal list items and values are skipped), and owners lose or gain just
-//!   those paths.
+//!   those paths. A create (no old object, no managed fields sent) builds the writer's
+//!   FieldsV1 straight from the object, without comparing it to nothing.
 //! - [`apply`] by a manager that applies the same set of fields it owns (re-applying a
 //!   manifest, with or without changed values): nothing is pruned, its entry stays as it
 //!   is, and the rest is a merge, a comparison of just what the merge changed, and the
@@ -17,7 +18,7 @@
 
 use serde_json::{Map, Value};
 
-use super::fieldmatch::{Match, field_tree, match_field_set};
+use super::fieldmatch::{Match, added_tree, field_tree, match_field_set};
 use super::managers::{self, Entry, Managed, ManagerKey};
 use super::merge::{Diff, MergeOpts, merge_tracked};
 use super::remove::{drop_applied_nulls, has_null};
@@ -116,6 +117,24 @@ pub(super) fn record_update(
     }
     let ctx = Ctx::new(definition, opts.reset_fields, opts.api_version, opts.now);
     let key = ManagerKey::new(opts.manager, false, opts.api_version, opts.subresource);
+    if old.is_none() && managed.is_empty() {
+        // A create: every field is new and the writer owns them all, built directly in
+        // FieldsV1 form (an object that is not valid takes the general way).
+        if let Some(owned) = added_tree(new, ctx.ty, &ctx.ignored, stripped()) {
+            if !owned.is_empty() {
+                managed.insert(
+                    key,
+                    Entry {
+                        set: Fields::Tree(owned),
+                        api_version: ctx.api_version.clone(),
+                        time: Some(ctx.now.clone()),
+                    },
+                );
+            }
+            set_managed(new, managed);
+            return;
+        }
+    }
     let empty = Value::Object(Map::new());
     let old_meta = metadata_without_managed(old);
     let cmp = changes(old.unwrap_or(&empty), old_meta.as_ref(), new, None, &ctx);
@@ -127,7 +146,7 @@ pub(super) fn record_update(
     managed.retain(|_, e| !e.set.is_empty());
     let set = changed
         .recursive_difference(&ctx.ignored)
-        .difference(&stripped());
+        .difference(stripped());
     if !set.is_empty() {
         let entry = managed.entry(key).or_insert_with(|| Entry {
             set: Fields::default(),
@@ -161,7 +180,7 @@ fn same_as_live(merged: &Value, live: &Value, live_meta: Option<&Value>) -> bool
 /// applier owns its fields (built directly in their FieldsV1 form). `None` when the
 /// configuration is not valid.
 fn create(applied: &Value, ctx: &Ctx, key: &ManagerKey, opts: &ApplyOptions) -> Option<Value> {
-    let owned = field_tree(applied, ctx.ty, &ctx.ignored, &stripped())?;
+    let owned = field_tree(applied, ctx.ty, &ctx.ignored, stripped())?;
     // Merging a valid configuration into nothing gives the configuration.
     let mut merged = applied.clone();
     drop_applied_nulls(&mut merged, applied, ctx.ty);
@@ -204,7 +223,7 @@ pub(super) fn apply(
     let Fields::Tree(owned) = &managed.get(key)?.set else {
         return None;
     };
-    if match_field_set(applied, ctx.ty, owned, &ctx.ignored, &stripped()) != Match::Same {
+    if match_field_set(applied, ctx.ty, owned, &ctx.ignored, stripped()) != Match::Same {
         return None;
     }
     let live_meta = metadata_without_managed(Some(live));

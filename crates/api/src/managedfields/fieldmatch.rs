@@ -414,13 +414,34 @@ pub(crate) fn field_tree(
     ignored: &Set,
     stripped: &Set,
 ) -> Option<Map<String, Value>> {
-    let mut b = Builder { buf: String::new() };
+    let mut b = Builder {
+        buf: String::new(),
+        every_path: false,
+    };
+    b.node(ty, node(ty, value), value, Some(ignored), Some(stripped))
+        .ok()
+}
+
+/// Like [`field_tree`], but with every path of `value` a member, as comparing `value` to
+/// an empty object reports them all added (an update that creates the object).
+pub(crate) fn added_tree(
+    value: &Value,
+    ty: Ty,
+    ignored: &Set,
+    stripped: &Set,
+) -> Option<Map<String, Value>> {
+    let mut b = Builder {
+        buf: String::new(),
+        every_path: true,
+    };
     b.node(ty, node(ty, value), value, Some(ignored), Some(stripped))
         .ok()
 }
 
 struct Builder {
     buf: String,
+    /// Every path is a member (also structs, which a field set only passes through).
+    every_path: bool,
 }
 
 impl Builder {
@@ -472,7 +493,7 @@ impl Builder {
                     let c = Child {
                         e: Elem::Field(key),
                         t,
-                        member,
+                        member: member || self.every_path,
                     };
                     self.child(c, &mut out, ignored, stripped)?;
                 }

@@ -282,6 +282,51 @@ fn histories_agree() {
     }
 }
 
+/// Creates through a POST or a create-on-PUT: no old object; with no managed fields, an
+/// empty list, or someone else's entries in the body; with status set (a reset field for
+/// the main resource) and lists with duplicate keys (not valid: the general way).
+#[test]
+fn creates_agree() {
+    let mut rng = Rng(7);
+    for round in 0..200 {
+        let mut new = deployment(&mut rng);
+        for _ in 0..rng.below(3) {
+            mutate(&mut rng, &mut new);
+        }
+        if rng.chance(30) {
+            new["status"] = json!({"replicas": rng.below(4)});
+        }
+        if rng.chance(10) {
+            let containers = &mut new["spec"]["template"]["spec"]["containers"];
+            if let Some(first) = containers.get(0).cloned() {
+                if let Some(list) = containers.as_array_mut() {
+                    list.push(first);
+                }
+            }
+        }
+        match rng.below(4) {
+            0 => new["metadata"]["managedFields"] = json!([]),
+            1 => {
+                new["metadata"]["managedFields"] = json!([{
+                    "manager": "other", "operation": "Update", "apiVersion": "apps/v1",
+                    "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}}},
+                }])
+            }
+            _ => {}
+        }
+        let subresource = if round % 7 == 0 { "status" } else { "" };
+        let manager = ["kubectl-create", "ctl-a"][rng.below(2)];
+        let out = check_update(None, &new, &update_opts(manager, subresource, TIMES[0]));
+        if subresource.is_empty() {
+            let managers = out["metadata"]["managedFields"].as_array().map(Vec::len);
+            assert!(
+                managers.is_some_and(|n| n >= 1),
+                "round {round}: a create records its manager: {out}"
+            );
+        }
+    }
+}
+
 #[test]
 fn odd_managed_fields_agree() {
     let mut rng = Rng(42);

@@ -49,8 +49,14 @@ fn ignored_set(paths: &[&[&str]]) -> Set {
     set
 }
 
-/// Paths never owned by anyone (upstream's strip-meta step).
-pub(crate) fn stripped() -> Set {
+/// Paths never owned by anyone (upstream's strip-meta step); built once, it is read by
+/// every write.
+pub(crate) fn stripped() -> &'static Set {
+    static STRIPPED: std::sync::LazyLock<Set> = std::sync::LazyLock::new(build_stripped);
+    &STRIPPED
+}
+
+fn build_stripped() -> Set {
     let mut s = Set::new();
     let f = |n: &str| PathElement::Field(n.into());
     s.insert(&[f("apiVersion")]);
@@ -133,7 +139,7 @@ pub(crate) fn update(
         .modified
         .union(&cmp.added)
         .recursive_difference(&ctx.ignored)
-        .difference(&stripped());
+        .difference(stripped());
     if set.is_empty() {
         return;
     }
@@ -185,7 +191,7 @@ pub(crate) fn apply(
     update_owners(live, &merged, managed, Some(key), force, ctx)
         .map_err(ApplyFailure::Conflicts)?;
     if let Some(entry) = managed.get_mut(key) {
-        entry.set = entry.set.difference(&stripped());
+        entry.set = entry.set.difference(stripped());
     }
     drop_applied_nulls(&mut merged, config, ctx.ty);
     if merged == *live {
