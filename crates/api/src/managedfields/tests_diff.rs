@@ -298,10 +298,10 @@ fn creates_agree() {
         }
         if rng.chance(10) {
             let containers = &mut new["spec"]["template"]["spec"]["containers"];
-            if let Some(first) = containers.get(0).cloned() {
-                if let Some(list) = containers.as_array_mut() {
-                    list.push(first);
-                }
+            if let Some(first) = containers.get(0).cloned()
+                && let Some(list) = containers.as_array_mut()
+            {
+                list.push(first);
             }
         }
         match rng.below(4) {
