@@ -74,7 +74,8 @@ pub fn is_deleting(obj: &Value) -> bool {
 
 /// Now as an RFC 3339 timestamp with second precision, as metav1.Time serializes.
 pub fn now_rfc3339() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    // The fixed-format writer: `format` parses its pattern on every call.
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// Upstream's name generator: base (cut to 58 characters) + 5 random characters from an

@@ -4,7 +4,7 @@
 //! the way the upstream API server publishes OpenAPI v3, and shared; each group-version
 //! document takes the closure of its kinds' references.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::OnceLock;
 
 use schemars::generate::SchemaSettings;
@@ -31,7 +31,9 @@ const QUANTITY: &str = "io.k8s.apimachinery.pkg.api.resource.Quantity";
 /// Every definition, plus which definition describes which group/version/kind.
 struct Definitions {
     schemas: Map<String, Value>,
-    names: BTreeMap<(String, String, String), String>,
+    /// Definition names by group, version, kind (looked up on every write; nested so a
+    /// lookup builds no key).
+    by_gvk: HashMap<String, HashMap<String, HashMap<String, String>>>,
     meta_roots: Vec<String>,
 }
 
@@ -50,8 +52,10 @@ pub fn all_definitions() -> &'static Map<String, Value> {
 /// (`io.k8s.api.apps.v1.Deployment`, `io.k8s.api.apps.v1.DeploymentList`).
 pub fn definition_name(group: &str, version: &str, kind: &str) -> Option<&'static str> {
     definitions()
-        .names
-        .get(&(group.to_string(), version.to_string(), kind.to_string()))
+        .by_gvk
+        .get(group)?
+        .get(version)?
+        .get(kind)
         .map(String::as_str)
 }
 
@@ -150,9 +154,18 @@ fn build() -> Definitions {
             );
         }
     }
+    let mut by_gvk: HashMap<String, HashMap<String, HashMap<String, String>>> = HashMap::new();
+    for ((g, v, k), name) in &names {
+        by_gvk
+            .entry(g.clone())
+            .or_default()
+            .entry(v.clone())
+            .or_default()
+            .insert(k.clone(), name.clone());
+    }
     Definitions {
         schemas,
-        names,
+        by_gvk,
         meta_roots,
     }
 }
