@@ -254,6 +254,20 @@ pub fn default_manager(user_agent: &str) -> String {
     }
 }
 
+/// Whether the kind has a status subresource (asked on every write; the catalog is scanned
+/// once).
+fn has_status(group: &str, kind: &str) -> bool {
+    static WITH_STATUS: std::sync::LazyLock<std::collections::HashSet<(&str, &str)>> =
+        std::sync::LazyLock::new(|| {
+            crate::catalog::all()
+                .iter()
+                .filter(|r| r.subresource("status").is_some())
+                .map(|r| (r.group, r.kind))
+                .collect()
+        });
+    WITH_STATUS.contains(&(group, kind))
+}
+
 /// The fields an endpoint's strategy resets, which no manager owns there: `status` on a
 /// resource with a status subresource, `spec` (and a few metadata fields for some kinds)
 /// on the status subresource.
@@ -264,10 +278,11 @@ pub fn reset_fields(
 ) -> &'static [&'static [&'static str]] {
     match subresource {
         "" => {
-            let has_status = crate::catalog::all()
-                .iter()
-                .any(|r| r.group == group && r.kind == kind && r.subresource("status").is_some());
-            if has_status { &[&["status"]] } else { &[] }
+            if has_status(group, kind) {
+                &[&["status"]]
+            } else {
+                &[]
+            }
         }
         "status" => match (group, kind) {
             ("apps", "Deployment") => &[&["spec"], &["metadata", "labels"]],
