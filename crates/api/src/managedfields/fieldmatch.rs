@@ -170,6 +170,54 @@ struct Child<'v> {
     member: bool,
 }
 
+/// Hands every item of a list to `visit` (items are members) and fails on duplicates: the
+/// item walk of both the matcher and the builder where something is ignored or stripped.
+fn each_item<'v>(
+    elem: Ty,
+    kind: &ListKind,
+    items: &'v [Value],
+    mut visit: impl FnMut(Child<'v>) -> Result<Elem<'v>, Match>,
+) -> Result<(), Match> {
+    let mut seen = Vec::with_capacity(items.len());
+    for item in items {
+        let Ok(pe) = item_element(kind, item) else {
+            return Err(Match::Invalid);
+        };
+        let t = Typed {
+            ty: elem,
+            n: node(elem, item),
+            value: item,
+        };
+        let c = Child {
+            e: Elem::Item(pe),
+            t,
+            member: true,
+        };
+        if let Elem::Item(pe) = visit(c)? {
+            seen.push(pe);
+        }
+    }
+    no_duplicates(seen)
+}
+
+/// Hands every field of a map to `visit`.
+fn each_field<'v>(
+    fields: Option<&'static Map<String, Value>>,
+    elem: Ty,
+    map: &'v Map<String, Value>,
+    mut visit: impl FnMut(Child<'v>) -> Result<Elem<'v>, Match>,
+) -> Result<(), Match> {
+    for (key, child) in map {
+        let (t, member) = field_child(fields, elem, key, child);
+        visit(Child {
+            e: Elem::Field(key),
+            t,
+            member,
+        })?;
+    }
+    Ok(())
+}
+
 impl Matcher {
     /// Whether the paths below `value` (relative to it; `n` is its [`node`]) encode to
     /// `tree`'s elements, and `value` is valid.
@@ -197,26 +245,9 @@ impl Matcher {
                 found = items.len();
             }
             (Node::List { elem, kind }, Value::Array(items)) => {
-                let mut seen = Vec::with_capacity(items.len());
-                for item in items {
-                    let Ok(pe) = item_element(&kind, item) else {
-                        return Err(Match::Invalid);
-                    };
-                    let t = Typed {
-                        ty: elem,
-                        n: node(elem, item),
-                        value: item,
-                    };
-                    let c = Child {
-                        e: Elem::Item(pe),
-                        t,
-                        member: true,
-                    };
-                    if let Elem::Item(pe) = self.child(c, tree, ignored, stripped, &mut found)? {
-                        seen.push(pe);
-                    }
-                }
-                no_duplicates(seen)?;
+                each_item(elem, &kind, items, |c| {
+                    self.child(c, tree, ignored, stripped, &mut found)
+                })?;
             }
             (Node::Map { fields, elem, .. }, Value::Object(map))
                 if ignored.is_none() && stripped.is_none() =>
@@ -225,15 +256,9 @@ impl Matcher {
                 return Ok(());
             }
             (Node::Map { fields, elem, .. }, Value::Object(map)) => {
-                for (key, child) in map {
-                    let (t, member) = field_child(fields, elem, key, child);
-                    let c = Child {
-                        e: Elem::Field(key),
-                        t,
-                        member,
-                    };
-                    self.child(c, tree, ignored, stripped, &mut found)?;
-                }
+                each_field(fields, elem, map, |c| {
+                    self.child(c, tree, ignored, stripped, &mut found)
+                })?;
             }
             _ => {}
         }
@@ -466,37 +491,16 @@ impl Builder {
                 self.items(elem, &kind, items, &mut out)?;
             }
             (Node::List { elem, kind }, Value::Array(items)) => {
-                let mut seen = Vec::with_capacity(items.len());
-                for item in items {
-                    let Ok(pe) = item_element(&kind, item) else {
-                        return Err(Match::Invalid);
-                    };
-                    let t = Typed {
-                        ty: elem,
-                        n: node(elem, item),
-                        value: item,
-                    };
-                    let c = Child {
-                        e: Elem::Item(pe),
-                        t,
-                        member: true,
-                    };
-                    if let Elem::Item(pe) = self.child(c, &mut out, ignored, stripped)? {
-                        seen.push(pe);
-                    }
-                }
-                no_duplicates(seen)?;
+                each_item(elem, &kind, items, |c| {
+                    self.child(c, &mut out, ignored, stripped)
+                })?;
             }
             (Node::Map { fields, elem, .. }, Value::Object(map)) => {
-                for (key, child) in map {
-                    let (t, member) = field_child(fields, elem, key, child);
-                    let c = Child {
-                        e: Elem::Field(key),
-                        t,
-                        member: member || self.every_path,
-                    };
-                    self.child(c, &mut out, ignored, stripped)?;
-                }
+                let every_path = self.every_path;
+                each_field(fields, elem, map, |mut c| {
+                    c.member |= every_path;
+                    self.child(c, &mut out, ignored, stripped)
+                })?;
             }
             _ => {}
         }
