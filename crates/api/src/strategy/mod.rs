@@ -42,7 +42,7 @@ pub trait Strategy: Send + Sync {
     fn default(&self, _obj: &mut Value) {}
 
     /// Create: e.g. clear status for kinds with a status subresource; generation = 1 is
-    /// set by the registry.
+    /// set by the registry for the kinds that have one ([`generation`]).
     fn prepare_for_create(&self, _obj: &mut Value) {}
 
     /// Update of the main resource: e.g. keep the old status.
@@ -101,6 +101,36 @@ pub fn returns_deleted_object(group: &str, kind: &str) -> bool {
             "StorageClass" | "CSIDriver" | "CSINode" | "VolumeAttachment"
         )
     )
+}
+
+/// What moves a kind's `metadata.generation`. Upstream's strategies give one only to the
+/// kinds whose controllers report an `observedGeneration` (set to 1 on create, raised by
+/// one on a change); every other kind keeps whatever generation it was created with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Generation {
+    /// Not counted (ConfigMaps, Services, Pods, …).
+    Untracked,
+    /// Raised when anything but metadata and status changes (the spec; an EndpointSlice's
+    /// endpoints and ports; a PodTemplate's template). Upstream also counts a Deployment's
+    /// annotation changes; here they do not count, because the deployment controller
+    /// writes its revision annotation through the main resource (this API server's
+    /// status endpoint writes status only), which would count every rollout twice.
+    Spec,
+    /// Also raised by label changes (EndpointSlices: the proxy selects them by label).
+    SpecOrLabels,
+}
+
+/// How `group`/`kind` counts its generation (see [`Generation`]).
+pub fn generation(group: &str, kind: &str) -> Generation {
+    match (group, kind) {
+        ("discovery.k8s.io", "EndpointSlice") => Generation::SpecOrLabels,
+        ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet")
+        | ("", "ReplicationController" | "PodTemplate")
+        | ("batch", "Job" | "CronJob")
+        | ("networking.k8s.io", "Ingress" | "IngressClass" | "NetworkPolicy")
+        | ("policy", "PodDisruptionBudget") => Generation::Spec,
+        _ => Generation::Untracked,
+    }
 }
 
 /// A kind without special behaviour: metadata validation only.

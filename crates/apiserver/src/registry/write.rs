@@ -5,7 +5,7 @@ use super::{Registry, encode, object_key};
 use crate::error::{ApiError, ApiResult};
 use crate::meta;
 use r8s_api::catalog::ResourceInfo;
-use r8s_api::strategy::{self, FieldError};
+use r8s_api::strategy::{self, FieldError, Generation};
 use serde_json::{Value, json};
 
 /// Options shared by writes.
@@ -47,7 +47,9 @@ impl Registry {
             }
             m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
             m.insert("creationTimestamp".into(), json!(meta::now_rfc3339()));
-            m.insert("generation".into(), json!(1));
+            if strategy::generation(info.group, info.kind) != Generation::Untracked {
+                m.insert("generation".into(), json!(1));
+            }
             for k in [
                 "resourceVersion",
                 "deletionTimestamp",
@@ -313,7 +315,7 @@ impl Registry {
         if subresource.is_none() {
             strategy.prepare_for_update(desired, current);
         }
-        if !meta::spec_equal(desired, current) {
+        if generation_moves(info, desired, current) {
             let next = current
                 .get("metadata")
                 .and_then(|m| m.get("generation"))
@@ -480,4 +482,20 @@ fn dedup(errors: Vec<FieldError>) -> Vec<FieldError> {
         }
     }
     out
+}
+
+/// Whether an update raises the object's generation (see [`Generation`]).
+fn generation_moves(info: &ResourceInfo, new: &Value, old: &Value) -> bool {
+    // Missing and empty maps compare equal, as upstream's semantic equality has it.
+    fn map<'a>(obj: &'a Value, k: &str) -> Option<&'a Value> {
+        obj.get("metadata")
+            .and_then(|m| m.get(k))
+            .filter(|v| v.as_object().is_none_or(|m| !m.is_empty()))
+    }
+    let differs = |k: &str| map(new, k) != map(old, k);
+    match strategy::generation(info.group, info.kind) {
+        Generation::Untracked => false,
+        Generation::Spec => !meta::spec_equal(new, old),
+        Generation::SpecOrLabels => !meta::spec_equal(new, old) || differs("labels"),
+    }
 }
