@@ -1,7 +1,9 @@
-//! Built-in mutating admission for creates, run before defaulting and validation as
-//! upstream's admission chain does. Today one plugin: `ServiceAccount` (pods get a
-//! ServiceAccount, its image pull secrets and an automounted API token volume).
+//! Built-in admission for creates, as upstream's admission chain runs it: `ServiceAccount`
+//! (pods get a ServiceAccount, its image pull secrets and an automounted API token volume)
+//! before defaulting, and `LimitRanger` (the namespace's LimitRanges default and bound
+//! container resources, [`limit_ranger`]) on the defaulted pod, before validation.
 
+mod limit_ranger;
 mod service_account;
 #[cfg(test)]
 mod tests;
@@ -70,6 +72,43 @@ impl Registry {
             self.admit_pod_service_account(ns, obj).await?;
         }
         Ok(())
+    }
+
+    /// Upstream's `LimitRanger` for a pod create into `ns`: defaults from the namespace's
+    /// LimitRanges, then their bounds (403 naming every violation).
+    pub(super) async fn admit_limit_ranges(
+        &self,
+        info: &'static ResourceInfo,
+        ns: Option<&str>,
+        obj: &mut Value,
+    ) -> ApiResult<()> {
+        let (true, Some(ns)) = (info.group.is_empty() && info.plural == "pods", ns) else {
+            return Ok(());
+        };
+        let lr_info = catalog::find("", "v1", "limitranges")
+            .ok_or_else(|| ApiError::internal("limitranges missing from the catalog"))?;
+        let page = self
+            .list(lr_info, Some(ns), &super::ListParams::default())
+            .await?;
+        if page.items.is_empty() {
+            return Ok(());
+        }
+        if let Some(note) = limit_ranger::apply_defaults(obj, &page.items) {
+            let m = meta::metadata_mut(obj);
+            let annotations = m.entry("annotations").or_insert_with(|| json!({}));
+            if let Some(a) = annotations.as_object_mut() {
+                a.insert(limit_ranger::ANNOTATION.into(), json!(note));
+            }
+        }
+        let errors = limit_ranger::violations(obj, &page.items);
+        match errors.as_slice() {
+            [] => Ok(()),
+            [one] => Err(forbidden(&forbidden_name(obj), one)),
+            many => Err(forbidden(
+                &forbidden_name(obj),
+                format!("[{}]", many.join(", ")),
+            )),
+        }
     }
 
     /// Upstream's `ServiceAccount` plugin (Admit then Validate) for a pod create.

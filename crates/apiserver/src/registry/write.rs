@@ -61,6 +61,9 @@ impl Registry {
         }
         let strategy = strategy::for_kind(info.group, info.kind);
         strategy.default(&mut obj);
+        // Upstream decodes with defaults, then runs the rest of admission.
+        self.admit_limit_ranges(info, namespace.as_deref(), &mut obj)
+            .await?;
         strategy.prepare_for_create(&mut obj);
         let name = meta::name(&obj).to_string();
         let mut errors = validate_meta(info, &obj);
