@@ -310,6 +310,20 @@ async fn adopts_a_matching_orphan_replicaset() {
         .create(&PostParams::default(), &orphan)
         .await
         .expect("create orphan rs");
+    // The Deployment must come after the orphan reached the shared ReplicaSet cache (as
+    // when a user creates them in two steps): once the ReplicaSet controller has counted
+    // the orphan's pods, it has. Without this, a loaded machine may deliver the
+    // Deployment's event first, and a controller that knows no matching ReplicaSet
+    // rightly creates its own.
+    let rs_api = env.replicasets();
+    wait_for("the orphan's pods counted", 30, || {
+        let rs_api = rs_api.clone();
+        async move {
+            let rs = rs_api.get("web-manual").await.ok()?;
+            (rs.status?.replicas == 2).then_some(())
+        }
+    })
+    .await;
     let created = env.create(&d).await;
     env.wait_complete("web", 2).await;
     let rss = env.owned_rss("web").await;
