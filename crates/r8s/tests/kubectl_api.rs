@@ -222,6 +222,39 @@ fn discovery_api_resources_explain_and_openapi() {
     assert!(v.contains("v1.33"), "{v}");
     let all = s.ok(&["get", "all"]);
     assert!(all.contains("service/kubernetes"), "{all}");
+
+    // `kubectl get cs` (deprecated upstream, still served): the store at once; the
+    // scheduler and controller manager once they hold their leader Leases.
+    assert!(
+        res.contains("componentstatuses") && res.contains(" cs "),
+        "{res}"
+    );
+    let out = s.kubectl(&["get", "cs", "etcd-0"]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(stdout.contains("etcd-0   Healthy   ok"), "{stdout}");
+    assert!(
+        stderr.contains("v1 ComponentStatus is deprecated in v1.19+"),
+        "{stderr}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let cs = s.ok(&["get", "componentstatuses"]);
+        let healthy = cs.lines().filter(|l| l.contains("Healthy   ok")).count();
+        if healthy == 3 {
+            assert!(cs.starts_with("NAME"), "{cs}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{cs}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let err = s.fails(&["get", "cs", "nope"]);
+    assert!(
+        err.contains("NotFound") || err.contains("not found"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -164,6 +164,22 @@ pub(super) static RESOURCES: &[ResourceInfo] = &[
         NONE,
         &[],
     ),
+    // Deprecated upstream since 1.19 but still served (`kubectl get cs`): computed per
+    // request, never stored.
+    ResourceInfo {
+        verbs: &["get", "list"],
+        ..res(
+            "",
+            "v1",
+            "ComponentStatus",
+            "componentstatuses",
+            "componentstatus",
+            false,
+            &["cs"],
+            NONE,
+            &[],
+        )
+    },
     res(
         "",
         "v1",

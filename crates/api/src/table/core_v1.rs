@@ -26,12 +26,38 @@ pub(super) fn printer(group: &str, plural: &str) -> Option<Printer> {
         ("", "persistentvolumes") => (volumes::PV, volumes::persistent_volume),
         ("", "persistentvolumeclaims") => (volumes::PVC, volumes::persistent_volume_claim),
         ("", "resourcequotas") => (volumes::QUOTA, volumes::resource_quota),
+        ("", "componentstatuses") => (COMPONENT_STATUS, component_status),
         _ => return None,
     };
     Some(Printer { columns, cells })
 }
 
 const NAMESPACE: &[Column] = &[NAME, col("Status", "The phase of the namespace."), AGE];
+
+const COMPONENT_STATUS: &[Column] = &[
+    NAME,
+    col("Status", "Status of the component conditions"),
+    col("Message", "Message of the component conditions"),
+    col("Error", "Error of the component conditions"),
+];
+
+/// Status, message and error of the `Healthy` condition (`Unknown` without one).
+fn component_status(cs: &Value, _now: DateTime<Utc>) -> Vec<Value> {
+    let healthy = arr_at(cs, &["conditions"])
+        .iter()
+        .find(|c| str_at(c, &["type"]) == "Healthy");
+    let (status, message, error) = match healthy {
+        Some(c) if str_at(c, &["status"]) == "True" => ("Healthy", c, c),
+        Some(c) => ("Unhealthy", c, c),
+        None => ("Unknown", &Value::Null, &Value::Null),
+    };
+    vec![
+        name(cs).into(),
+        status.into(),
+        str_at(message, &["message"]).into(),
+        str_at(error, &["error"]).into(),
+    ]
+}
 
 fn namespace(ns: &Value, now: DateTime<Utc>) -> Vec<Value> {
     vec![

@@ -2,6 +2,7 @@
 //! miniature): authentication → non-resource paths → resource verbs over the registry.
 
 pub(crate) mod codec;
+mod componentstatus;
 mod fieldmanager;
 mod nonresource;
 mod query;

@@ -210,6 +210,12 @@ pub async fn handle(
         }
         return subresource::handle(call, &method, &sub).await;
     }
+    if info.group.is_empty() && info.plural == "componentstatuses" && !is_watch {
+        return match call.target.name.clone() {
+            Some(name) => super::componentstatus::get(call, &name).await,
+            None => super::componentstatus::list(call).await,
+        };
+    }
     match (method, call.target.name.is_some()) {
         (Method::GET, false) if is_watch => watch(call).await,
         (Method::GET, true) if is_watch => watch(call).await,
