@@ -211,6 +211,8 @@ pub async fn handle(
         return subresource::handle(call, &method, &sub).await;
     }
     if info.group.is_empty() && info.plural == "componentstatuses" && !is_watch {
+        // Junk list options are refused as for every other list.
+        list_params(&call)?;
         return match call.target.name.clone() {
             Some(name) => super::componentstatus::get(call, &name).await,
             None => super::componentstatus::list(call).await,
