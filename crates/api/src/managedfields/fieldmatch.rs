@@ -439,12 +439,7 @@ pub(crate) fn field_tree(
     ignored: &Set,
     stripped: &Set,
 ) -> Option<Map<String, Value>> {
-    let mut b = Builder {
-        buf: String::new(),
-        every_path: false,
-    };
-    b.node(ty, node(ty, value), value, Some(ignored), Some(stripped))
-        .ok()
+    build_tree(value, ty, ignored, stripped, false)
 }
 
 /// Like [`field_tree`], but with every path of `value` a member, as comparing `value` to
@@ -455,9 +450,19 @@ pub(crate) fn added_tree(
     ignored: &Set,
     stripped: &Set,
 ) -> Option<Map<String, Value>> {
+    build_tree(value, ty, ignored, stripped, true)
+}
+
+fn build_tree(
+    value: &Value,
+    ty: Ty,
+    ignored: &Set,
+    stripped: &Set,
+    every_path: bool,
+) -> Option<Map<String, Value>> {
     let mut b = Builder {
         buf: String::new(),
-        every_path: true,
+        every_path,
     };
     b.node(ty, node(ty, value), value, Some(ignored), Some(stripped))
         .ok()
