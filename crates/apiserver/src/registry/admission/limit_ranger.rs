@@ -281,55 +281,40 @@ fn container_usage(c: &Value) -> Usage {
 /// The pod's total: the sum over its containers, or the largest init container where that
 /// is more (init containers run one at a time, before the others).
 fn pod_usage(pod: &Value) -> Usage {
-    let list = |f: &str| {
-        pod.pointer(&format!("/spec/{f}"))
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
-    };
-    let mut total = Usage::default();
-    for field in ["requests", "limits"] {
-        let mut sums: Map<String, Value> = Map::new();
-        let mut sum_milli: std::collections::BTreeMap<String, i128> = Default::default();
-        let mut binary: std::collections::BTreeSet<String> = Default::default();
-        for c in list("containers") {
-            let u = container_usage(&c);
-            let m = if field == "requests" {
-                &u.requests
-            } else {
-                &u.limits
-            };
-            for (k, q) in m {
-                *sum_milli.entry(k.clone()).or_default() += milli(q).unwrap_or(0);
-                if q.as_str().is_some_and(|s| s.ends_with('i')) {
-                    binary.insert(k.clone());
-                }
-            }
-        }
-        for c in list("initContainers") {
-            let u = container_usage(&c);
-            let m = if field == "requests" {
-                &u.requests
-            } else {
-                &u.limits
-            };
-            for (k, q) in m {
-                let v = milli(q).unwrap_or(0);
-                let e = sum_milli.entry(k.clone()).or_default();
-                *e = (*e).max(v);
-            }
-        }
-        for (k, v) in sum_milli {
-            let shown = canonical(v, binary.contains(&k));
-            sums.insert(k, Value::String(shown));
-        }
-        if field == "requests" {
-            total.requests = sums;
-        } else {
-            total.limits = sums;
-        }
+    Usage {
+        requests: pod_total(pod, "requests"),
+        limits: pod_total(pod, "limits"),
     }
-    total
+}
+
+/// [`pod_usage`] of one of `requests` and `limits`, printed in binary units where any
+/// container gave the resource in them.
+fn pod_total(pod: &Value, field: &str) -> Map<String, Value> {
+    let quantities = |list: &str| {
+        pod.pointer(&format!("/spec/{list}"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.pointer(&format!("/resources/{field}"))?.as_object())
+            .flatten()
+    };
+    // Per resource: milli-units, and whether it was written with a binary suffix.
+    let mut totals: std::collections::BTreeMap<&str, (i128, bool)> = Default::default();
+    let binary = |q: &Value| q.as_str().is_some_and(|s| s.ends_with('i'));
+    for (k, q) in quantities("containers") {
+        let t = totals.entry(k).or_default();
+        t.0 += milli(q).unwrap_or(0);
+        t.1 |= binary(q);
+    }
+    for (k, q) in quantities("initContainers") {
+        let t = totals.entry(k).or_default();
+        t.0 = t.0.max(milli(q).unwrap_or(0));
+        t.1 |= binary(q);
+    }
+    totals
+        .into_iter()
+        .map(|(k, (m, bin))| (k.to_string(), Value::String(canonical(m, bin))))
+        .collect()
 }
 
 /// Every min/max/ratio violation of `pod` (after defaulting), in upstream's wording.
