@@ -51,6 +51,16 @@ spec:
     )
 }
 
+/// `kubectl apply -n ns -f -` of `yaml`, which must succeed.
+fn apply(s: &Server, ns: &str, yaml: &str) {
+    s.ok_stdin(&["apply", "-n", ns, "-f", "-"], yaml);
+}
+
+/// `kubectl apply -n ns -f -` of `yaml`, whatever the outcome.
+fn try_apply(s: &Server, ns: &str, yaml: &str) -> std::process::Output {
+    s.kubectl_stdin(&["apply", "-n", ns, "-f", "-"], Some(yaml))
+}
+
 fn resources(s: &Server, ns: &str, pod: &str) -> String {
     s.ok(&[
         "get",
@@ -67,13 +77,10 @@ fn resources(s: &Server, ns: &str, pod: &str) -> String {
 fn limit_ranges_default_and_bound_container_memory() {
     let s = Server::start();
     s.ok(&["create", "namespace", "default-mem-example"]);
-    s.ok_stdin(&["apply", "-n", "default-mem-example", "-f", "-"], DEFAULTS);
+    apply(&s, "default-mem-example", DEFAULTS);
 
     // No resources: both defaults.
-    s.ok_stdin(
-        &["apply", "-n", "default-mem-example", "-f", "-"],
-        &pod("default-mem-demo", "{}"),
-    );
+    apply(&s, "default-mem-example", &pod("default-mem-demo", "{}"));
     let r = resources(&s, "default-mem-example", "default-mem-demo");
     assert_eq!(
         r, r#"{"limits":{"memory":"512Mi"},"requests":{"memory":"256Mi"}}"#,
@@ -94,8 +101,9 @@ fn limit_ranges_default_and_bound_container_memory() {
     );
 
     // A limit but no request: the request is the limit (pod defaulting runs first).
-    s.ok_stdin(
-        &["apply", "-n", "default-mem-example", "-f", "-"],
+    apply(
+        &s,
+        "default-mem-example",
         &pod("default-mem-demo-2", "{limits: {memory: 1Gi}}"),
     );
     let r = resources(&s, "default-mem-example", "default-mem-demo-2");
@@ -106,23 +114,22 @@ fn limit_ranges_default_and_bound_container_memory() {
 
     // Min and max.
     s.ok(&["create", "namespace", "constraints-mem-example"]);
-    s.ok_stdin(
-        &["apply", "-n", "constraints-mem-example", "-f", "-"],
-        CONSTRAINTS,
-    );
-    s.ok_stdin(
-        &["apply", "-n", "constraints-mem-example", "-f", "-"],
+    apply(&s, "constraints-mem-example", CONSTRAINTS);
+    apply(
+        &s,
+        "constraints-mem-example",
         &pod(
             "constraints-mem-demo",
             "{limits: {memory: 800Mi}, requests: {memory: 600Mi}}",
         ),
     );
-    let out = s.kubectl_stdin(
-        &["apply", "-n", "constraints-mem-example", "-f", "-"],
-        Some(&pod(
+    let out = try_apply(
+        &s,
+        "constraints-mem-example",
+        &pod(
             "constraints-mem-demo-2",
             "{limits: {memory: 1.5Gi}, requests: {memory: 800Mi}}",
-        )),
+        ),
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
@@ -132,12 +139,13 @@ fn limit_ranges_default_and_bound_container_memory() {
         ),
         "{err}"
     );
-    let out = s.kubectl_stdin(
-        &["apply", "-n", "constraints-mem-example", "-f", "-"],
-        Some(&pod(
+    let out = try_apply(
+        &s,
+        "constraints-mem-example",
+        &pod(
             "constraints-mem-demo-3",
             "{limits: {memory: 800Mi}, requests: {memory: 100Mi}}",
-        )),
+        ),
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
