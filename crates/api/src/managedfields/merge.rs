@@ -492,16 +492,7 @@ mod tests {
         json!({"spec": {"template": {"spec": {"containers": items}}}})
     }
 
-    fn names(v: &Value) -> Vec<String> {
-        v["spec"]["template"]["spec"]["containers"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|c| c["name"].as_str().unwrap_or_default().to_string())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
+    use super::super::set::testing::container_names as names;
 
     #[test]
     fn merges_maps_lists_and_atomics() {

@@ -153,16 +153,7 @@ mod tests {
         Ty::root("io.k8s.api.apps.v1.Deployment")
     }
 
-    fn names(v: &Value) -> Vec<String> {
-        v["spec"]["template"]["spec"]["containers"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|c| c["name"].as_str().unwrap_or_default().to_string())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
+    use super::super::set::testing::container_names as names;
 
     #[test]
     fn removes_items() {

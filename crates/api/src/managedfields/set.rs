@@ -240,10 +240,22 @@ fn kind_name(v: &Value) -> &'static str {
     }
 }
 
-/// Builders for tests of this and neighbouring modules.
+/// Builders and readers for tests of this and neighbouring modules.
 #[cfg(test)]
 pub(super) mod testing {
     use super::*;
+
+    /// The container names of a Deployment's pod template, in order.
+    pub(in crate::managedfields) fn container_names(v: &serde_json::Value) -> Vec<String> {
+        v["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|c| c["name"].as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 
     /// The field element `name`.
     pub(in crate::managedfields) fn f(name: &str) -> PathElement {
