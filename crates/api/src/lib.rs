@@ -18,6 +18,7 @@ pub mod managedfields;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
+pub mod quota;
 pub mod selector;
 pub mod strategy;
 pub mod table;

@@ -164,6 +164,46 @@ pub fn format_milli(milli: i128) -> String {
     }
 }
 
+/// `milli` milli-units in upstream's canonical form: `500m`, `2`, `2k`, or with binary
+/// suffixes (`1536Mi`) when `binary` (the quantity was written with one).
+pub fn format_canonical(milli: i128, binary: bool) -> String {
+    if milli % 1000 != 0 {
+        return format!("{milli}m");
+    }
+    let whole = milli / 1000;
+    let units: &[(&str, i128)] = if binary {
+        &[
+            ("Ei", 1 << 60),
+            ("Pi", 1 << 50),
+            ("Ti", 1 << 40),
+            ("Gi", 1 << 30),
+            ("Mi", 1 << 20),
+            ("Ki", 1 << 10),
+        ]
+    } else {
+        &[
+            ("E", 1_000_000_000_000_000_000),
+            ("P", 1_000_000_000_000_000),
+            ("T", 1_000_000_000_000),
+            ("G", 1_000_000_000),
+            ("M", 1_000_000),
+            ("k", 1_000),
+        ]
+    };
+    for (suffix, size) in units {
+        if whole != 0 && whole % size == 0 {
+            return format!("{}{suffix}", whole / size);
+        }
+    }
+    whole.to_string()
+}
+
+/// Whether a quantity string uses a binary suffix (`Ki` … `Ei`), which its canonical
+/// form keeps.
+pub fn is_binary(s: &str) -> bool {
+    s.ends_with('i')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,6 +234,16 @@ mod tests {
         for (s, want) in cases {
             assert_eq!(parse_quantity(s), Ok(*want), "{s}");
         }
+    }
+
+    #[test]
+    fn canonical_forms() {
+        assert_eq!(format_canonical(500, false), "500m");
+        assert_eq!(format_canonical(2000, false), "2");
+        assert_eq!(format_canonical(2_000_000, false), "2k");
+        assert_eq!(format_canonical(1_610_612_736_000, true), "1536Mi");
+        assert_eq!(format_canonical(1_500_000, true), "1500");
+        assert_eq!(format_canonical(0, true), "0");
     }
 
     #[test]

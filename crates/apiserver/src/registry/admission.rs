@@ -85,22 +85,18 @@ impl Registry {
         let (true, Some(ns)) = (info.group.is_empty() && info.plural == "pods", ns) else {
             return Ok(());
         };
-        let lr_info = catalog::find("", "v1", "limitranges")
-            .ok_or_else(|| ApiError::internal("limitranges missing from the catalog"))?;
-        let page = self
-            .list(lr_info, Some(ns), &super::ListParams::default())
-            .await?;
-        if page.items.is_empty() {
+        let limit_ranges = self.namespace_objects(&self.limit_ranges, ns).await?;
+        if limit_ranges.is_empty() {
             return Ok(());
         }
-        if let Some(note) = limit_ranger::apply_defaults(obj, &page.items) {
+        if let Some(note) = limit_ranger::apply_defaults(obj, &limit_ranges) {
             let m = meta::metadata_mut(obj);
             let annotations = m.entry("annotations").or_insert_with(|| json!({}));
             if let Some(a) = annotations.as_object_mut() {
                 a.insert(limit_ranger::ANNOTATION.into(), json!(note));
             }
         }
-        let errors = limit_ranger::violations(obj, &page.items);
+        let errors = limit_ranger::violations(obj, &limit_ranges);
         match errors.as_slice() {
             [] => Ok(()),
             [one] => Err(forbidden(&forbidden_name(obj), one)),
@@ -109,6 +105,22 @@ impl Registry {
                 format!("[{}]", many.join(", ")),
             )),
         }
+    }
+
+    /// The objects of a cached kind in `ns`: from the cache when it is current, else
+    /// listed from the store.
+    async fn namespace_objects(
+        &self,
+        cache: &Arc<super::watched::KindCache>,
+        ns: &str,
+    ) -> ApiResult<Vec<Value>> {
+        if let Some(objects) = cache.in_namespace(&self.store, ns) {
+            return Ok(objects);
+        }
+        let page = self
+            .list(cache.info(), Some(ns), &super::ListParams::default())
+            .await?;
+        Ok(page.items)
     }
 
     /// Upstream's `ServiceAccount` plugin (Admit then Validate) for a pod create.

@@ -135,6 +135,7 @@ impl Registry {
                         .await
                     {
                         Ok(rev) => {
+                            self.wrote(info, rev);
                             self.forget_namespace(info, name, rev);
                             let mut out = next;
                             super::set_resource_version(&mut out, rev);
@@ -153,6 +154,7 @@ impl Registry {
                     }
                     match self.store.delete(&key, Some(kv.mod_revision)).await {
                         Ok((_, rev)) => {
+                            self.wrote(info, rev);
                             self.forget_namespace(info, name, rev);
                             self.alloc.on_delete(info, &current).await;
                             let mut out = current;

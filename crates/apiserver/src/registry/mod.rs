@@ -12,6 +12,7 @@ mod event_cache;
 mod list;
 mod namespaces;
 mod watch;
+mod watched;
 mod write;
 
 pub use alloc::Allocators;
@@ -38,6 +39,9 @@ pub struct Registry {
     events: Arc<event_cache::EventCache>,
     /// Namespaces that accept creates, from a watch.
     namespaces: Arc<namespaces::NamespaceCache>,
+    /// LimitRanges and ResourceQuotas for admission, from watches.
+    limit_ranges: Arc<watched::KindCache>,
+    quotas: Arc<watched::KindCache>,
 }
 
 impl Registry {
@@ -49,6 +53,18 @@ impl Registry {
             admission: admission::Admission::default(),
             events: Arc::default(),
             namespaces: Arc::default(),
+            limit_ranges: Arc::new(watched::KindCache::new(builtin("limitranges"))),
+            quotas: Arc::new(watched::KindCache::new(builtin("resourcequotas"))),
+        }
+    }
+
+    /// Bookkeeping after this server committed a write of `info` at `rev`: the admission
+    /// caches must see it before they answer again.
+    fn wrote(&self, info: &ResourceInfo, rev: i64) {
+        for cache in [&self.limit_ranges, &self.quotas] {
+            if cache.caches(info) {
+                cache.wrote(rev);
+            }
         }
     }
 
@@ -97,6 +113,12 @@ pub fn object_key(info: &ResourceInfo, namespace: Option<&str>, name: &str) -> S
         Some(ns) => format!("{}{ns}/{name}", info.key_prefix()),
         None => format!("{}{name}", info.key_prefix()),
     }
+}
+
+/// A core/v1 kind the registry itself needs; the catalog always lists these.
+#[allow(clippy::expect_used)]
+fn builtin(plural: &str) -> &'static ResourceInfo {
+    r8s_api::catalog::find("", "v1", plural).expect("core/v1 kinds are in the catalog")
 }
 
 /// Storage key prefix of a collection (all namespaces when `namespace` is `None`).

@@ -80,6 +80,7 @@ impl Registry {
         let bytes = encode(&obj)?;
         match self.store.create(&key, bytes, None).await {
             Ok(rev) => {
+                self.wrote(info, rev);
                 super::set_resource_version(&mut obj, rev);
                 super::set_type_meta(info, &mut obj);
                 Ok(obj)
@@ -195,6 +196,7 @@ impl Registry {
                 let key = object_key(info, namespace, name);
                 return match self.store.delete(&key, Some(kv.mod_revision)).await {
                     Ok((_, rev)) => {
+                        self.wrote(info, rev);
                         self.forget_namespace(info, name, rev);
                         self.alloc.on_delete(info, &current).await;
                         Ok(desired)
@@ -222,6 +224,7 @@ impl Registry {
                 .await
             {
                 Ok(rev) => {
+                    self.wrote(info, rev);
                     super::set_resource_version(&mut desired, rev);
                     super::set_type_meta(info, &mut desired);
                     return Ok(desired);

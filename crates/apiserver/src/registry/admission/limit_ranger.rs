@@ -6,7 +6,7 @@
 //! Pod updates are not checked, as upstream: containers' resources cannot change after
 //! creation, and a pod admitted under an older LimitRange must stay valid.
 
-use r8s_api::strategy::quantity::parse_quantity;
+use r8s_api::quota::Amount;
 use serde_json::{Map, Value, json};
 
 /// The annotation recording which defaults were set.
@@ -153,57 +153,17 @@ struct Usage {
 }
 
 fn milli(v: &Value) -> Option<i128> {
-    match v {
-        Value::String(s) => parse_quantity(s).ok(),
-        Value::Number(n) => n.as_f64().map(|f| (f * 1000.0).ceil() as i128),
-        _ => None,
-    }
+    Amount::from_value(v).map(|a| a.milli)
 }
 
 /// A quantity as upstream prints it in messages (its canonical form: `1.5Gi` is `1536Mi`,
 /// `0.5` is `500m`, `2000` is `2k`).
 fn text(v: &Value) -> String {
-    let raw = match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    match milli(v) {
-        Some(m) => canonical(m, raw.ends_with('i')),
-        None => raw,
+    match (Amount::from_value(v), v) {
+        (Some(a), _) => a.text(),
+        (None, Value::String(s)) => s.clone(),
+        (None, other) => other.to_string(),
     }
-}
-
-/// `m` milli-units in canonical form, with binary suffixes if `binary`.
-fn canonical(m: i128, binary: bool) -> String {
-    if m % 1000 != 0 {
-        return format!("{m}m");
-    }
-    let whole = m / 1000;
-    let units: &[(&str, i128)] = if binary {
-        &[
-            ("Ei", 1 << 60),
-            ("Pi", 1 << 50),
-            ("Ti", 1 << 40),
-            ("Gi", 1 << 30),
-            ("Mi", 1 << 20),
-            ("Ki", 1 << 10),
-        ]
-    } else {
-        &[
-            ("E", 1_000_000_000_000_000_000),
-            ("P", 1_000_000_000_000_000),
-            ("T", 1_000_000_000_000),
-            ("G", 1_000_000_000),
-            ("M", 1_000_000),
-            ("k", 1_000),
-        ]
-    };
-    for (suffix, size) in units {
-        if whole != 0 && whole % size == 0 {
-            return format!("{}{suffix}", whole / size);
-        }
-    }
-    whole.to_string()
 }
 
 /// Checks `usage` against one item's min, max and ratio; messages as upstream's.
@@ -290,30 +250,9 @@ fn pod_usage(pod: &Value) -> Usage {
 /// [`pod_usage`] of one of `requests` and `limits`, printed in binary units where any
 /// container gave the resource in them.
 fn pod_total(pod: &Value, field: &str) -> Map<String, Value> {
-    let quantities = |list: &str| {
-        pod.pointer(&format!("/spec/{list}"))
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c.pointer(&format!("/resources/{field}"))?.as_object())
-            .flatten()
-    };
-    // Per resource: milli-units, and whether it was written with a binary suffix.
-    let mut totals: std::collections::BTreeMap<&str, (i128, bool)> = Default::default();
-    let binary = |q: &Value| q.as_str().is_some_and(|s| s.ends_with('i'));
-    for (k, q) in quantities("containers") {
-        let t = totals.entry(k).or_default();
-        t.0 += milli(q).unwrap_or(0);
-        t.1 |= binary(q);
-    }
-    for (k, q) in quantities("initContainers") {
-        let t = totals.entry(k).or_default();
-        t.0 = t.0.max(milli(q).unwrap_or(0));
-        t.1 |= binary(q);
-    }
-    totals
+    r8s_api::quota::pod_totals(pod, field)
         .into_iter()
-        .map(|(k, (m, bin))| (k.to_string(), Value::String(canonical(m, bin))))
+        .map(|(k, a)| (k, Value::String(a.text())))
         .collect()
 }
 
