@@ -1,9 +1,12 @@
 //! Built-in admission for creates, as upstream's admission chain runs it: `ServiceAccount`
 //! (pods get a ServiceAccount, its image pull secrets and an automounted API token volume)
 //! before defaulting, and `LimitRanger` (the namespace's LimitRanges default and bound
-//! container resources, [`limit_ranger`]) on the defaulted pod, before validation.
+//! container resources, [`limit_ranger`]) on the defaulted pod, before validation; then,
+//! on the validated object, `ResourceQuota` (every matching quota of the namespace is
+//! charged for it or refuses it, [`resource_quota`]).
 
 mod limit_ranger;
+mod resource_quota;
 mod service_account;
 #[cfg(test)]
 mod tests;
@@ -11,7 +14,9 @@ mod tests;
 use super::Registry;
 use crate::error::{ApiError, ApiResult};
 use crate::meta;
+use axum::http::StatusCode;
 use r8s_api::catalog::{self, ResourceInfo};
+use r8s_api::quota;
 use serde_json::{Value, json};
 use service_account as sa;
 use std::sync::Arc;
@@ -105,6 +110,89 @@ impl Registry {
                 format!("[{}]", many.join(", ")),
             )),
         }
+    }
+
+    /// Upstream's `ResourceQuota` plugin for a create of `obj` into `ns`: each quota
+    /// that limits a resource the object uses must have room for it (403 otherwise) and
+    /// is charged before the object is stored. Pods must also state the cpu/memory
+    /// requests and limits a quota limits.
+    pub(super) async fn admit_quota(
+        &self,
+        info: &'static ResourceInfo,
+        ns: Option<&str>,
+        obj: &Value,
+        dry_run: bool,
+    ) -> ApiResult<()> {
+        let Some(ns) = ns else { return Ok(()) };
+        let quotas = self.namespace_objects(&self.quotas, ns).await?;
+        let matching: Vec<&Value> = quotas
+            .iter()
+            .filter(|q| quota::matches(q, info.group, info.plural, obj))
+            .collect();
+        if matching.is_empty() {
+            return Ok(());
+        }
+        let refuse =
+            |reason: String| forbidden_in(info.group, info.plural, &forbidden_name(obj), reason);
+        if info.group.is_empty() && info.plural == "pods" {
+            for q in &matching {
+                quota::pod_constraints(&quota::hard(q), obj)
+                    .map_err(|e| refuse(format!("failed quota: {}: {e}", meta::name(q))))?;
+            }
+        }
+        let delta = quota::usage(info.group, info.plural, obj);
+        let rq_info = self.quotas.info();
+        for q in matching {
+            let name = meta::name(q).to_string();
+            // Usage the controller has not recorded yet is counted now, once.
+            let live = if resource_quota::unrecorded(q, &delta) {
+                Some(self.count_usage(ns, q).await?)
+            } else {
+                None
+            };
+            let opts = super::WriteOptions { dry_run };
+            self.update_with(rq_info, Some(ns), &name, Some("status"), &opts, |current| {
+                let mut used = live.clone().unwrap_or_default();
+                used.extend(resource_quota::recorded(current));
+                let mut next = current.clone();
+                match resource_quota::charge(current, &delta, &used) {
+                    Ok(Some(status)) => next["status"] = status,
+                    Ok(None) => {}
+                    Err(reason) => return Err(refuse(reason)),
+                }
+                Ok(next)
+            })
+            .await
+            .map(drop)
+            .or_else(|e| match e.code {
+                // Deleted meanwhile: it limits nothing any more.
+                StatusCode::NOT_FOUND => Ok(()),
+                _ => Err(e),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// A quota's usage counted from the objects stored in `ns`.
+    async fn count_usage(&self, ns: &str, q: &Value) -> ApiResult<quota::ResourceList> {
+        let hard = quota::hard(q);
+        let mut objects = Vec::new();
+        for (group, plural) in quota::counted_kinds(hard.keys()) {
+            let Some(info) = catalog::all()
+                .iter()
+                .find(|r| r.group == group && r.plural == plural)
+            else {
+                continue;
+            };
+            let page = self
+                .list(info, Some(ns), &super::ListParams::default())
+                .await?;
+            objects.extend(page.items.into_iter().map(|o| (info, o)));
+        }
+        Ok(quota::recount(
+            q,
+            objects.iter().map(|(i, o)| (i.group, i.plural, o)),
+        ))
     }
 
     /// The objects of a cached kind in `ns`: from the cache when it is current, else
@@ -228,7 +316,21 @@ fn forbidden_name(pod: &Value) -> String {
 
 /// 403 `pods "x" is forbidden: <reason>` with upstream's details.
 fn forbidden(name: &str, reason: impl std::fmt::Display) -> ApiError {
-    let mut e = ApiError::forbidden(format!("pods \"{name}\" is forbidden: {reason}"));
-    e.details = Some(json!({"name": name, "kind": "pods"}));
+    forbidden_in("", "pods", name, reason)
+}
+
+/// 403 `<resource>[.<group>] "x" is forbidden: <reason>` for any kind.
+fn forbidden_in(group: &str, plural: &str, name: &str, reason: impl std::fmt::Display) -> ApiError {
+    let resource = if group.is_empty() {
+        plural.to_string()
+    } else {
+        format!("{plural}.{group}")
+    };
+    let mut e = ApiError::forbidden(format!("{resource} \"{name}\" is forbidden: {reason}"));
+    let mut details = json!({"name": name, "kind": plural});
+    if !group.is_empty() {
+        details["group"] = json!(group);
+    }
+    e.details = Some(details);
     e
 }

@@ -72,6 +72,8 @@ impl Registry {
         if !errors.is_empty() {
             return Err(ApiError::invalid(info.group, info.kind, &name, &errors));
         }
+        self.admit_quota(info, namespace.as_deref(), &obj, opts.dry_run)
+            .await?;
         let allocated = self.alloc.on_create(info, &mut obj, opts.dry_run).await?;
         if opts.dry_run {
             return Ok(obj);

@@ -1,0 +1,131 @@
+//! The `ResourceQuota` admission plugin, with no quota controller running: a create is
+//! charged to every quota that limits what it uses (usage the controller has not
+//! recorded is counted from the store) or refused with upstream's 403 messages.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{send, start};
+use serde_json::{Value, json};
+
+const QUOTAS: &str = "/api/v1/namespaces/default/resourcequotas";
+const PODS: &str = "/api/v1/namespaces/default/pods";
+const CONFIGMAPS: &str = "/api/v1/namespaces/default/configmaps";
+
+fn pod(name: &str, resources: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+           "spec": {"containers": [{"name": "app", "image": "busybox:1.36", "resources": resources}]}})
+}
+
+fn quota(name: &str, hard: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": name},
+           "spec": {"hard": hard}})
+}
+
+async fn used(client: &kube::Client, name: &str) -> Value {
+    let (code, q) = send(client, "GET", &format!("{QUOTAS}/{name}"), None).await;
+    assert_eq!(code, 200, "{q}");
+    q["status"]["used"].clone()
+}
+
+#[tokio::test]
+async fn pods_are_charged_and_refused_past_the_quota() {
+    let (_s, client) = start().await;
+    let q = quota(
+        "compute",
+        json!({"pods": "2", "requests.memory": "1Gi", "limits.memory": "2Gi"}),
+    );
+    let (code, body) = send(&client, "POST", QUOTAS, Some(q)).await;
+    assert_eq!(code, 201, "{body}");
+
+    // cpu/memory limited by the quota must be stated by every container.
+    let (code, body) = send(&client, "POST", PODS, Some(pod("bare", json!({})))).await;
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(
+        body["message"],
+        "pods \"bare\" is forbidden: failed quota: compute: must specify limits.memory for: app; requests.memory for: app"
+    );
+    assert_eq!(body["reason"], "Forbidden");
+
+    let sized = json!({"requests": {"memory": "600Mi"}, "limits": {"memory": "600Mi"}});
+    let (code, body) = send(&client, "POST", PODS, Some(pod("one", sized.clone()))).await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(
+        used(&client, "compute").await,
+        json!({"limits.memory": "600Mi", "pods": "1", "requests.memory": "600Mi"})
+    );
+
+    // A dry run is checked but not charged.
+    let (code, body) = send(
+        &client,
+        "POST",
+        &format!("{PODS}?dryRun=All"),
+        Some(pod(
+            "dry",
+            json!({"requests": {"memory": "1Mi"}, "limits": {"memory": "1Mi"}}),
+        )),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(used(&client, "compute").await["pods"], "1");
+
+    let (code, body) = send(&client, "POST", PODS, Some(pod("two", sized))).await;
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(
+        body["message"],
+        "pods \"two\" is forbidden: exceeded quota: compute, requested: requests.memory=600Mi, used: requests.memory=600Mi, limited: requests.memory=1Gi"
+    );
+    assert_eq!(body["details"], json!({"name": "two", "kind": "pods"}));
+    let (code, _) = send(&client, "GET", &format!("{PODS}/two"), None).await;
+    assert_eq!(code, 404, "a refused pod is not stored");
+}
+
+#[tokio::test]
+async fn object_counts_limit_any_kind() {
+    let (_s, client) = start().await;
+    for i in 0..2 {
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("pre-{i}")}});
+        assert_eq!(send(&client, "POST", CONFIGMAPS, Some(cm)).await.0, 201);
+    }
+    let q = quota(
+        "objects",
+        json!({"count/configmaps": "3", "count/deployments.apps": "0"}),
+    );
+    assert_eq!(send(&client, "POST", QUOTAS, Some(q)).await.0, 201);
+
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "third"}});
+    let (code, body) = send(&client, "POST", CONFIGMAPS, Some(cm)).await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(
+        used(&client, "objects").await["count/configmaps"],
+        "3",
+        "counted from the store, then charged"
+    );
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "fourth"}});
+    let (code, body) = send(&client, "POST", CONFIGMAPS, Some(cm)).await;
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(
+        body["message"],
+        "configmaps \"fourth\" is forbidden: exceeded quota: objects, requested: count/configmaps=1, used: count/configmaps=3, limited: count/configmaps=3"
+    );
+
+    let deploy = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}},
+        "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}}}});
+    let (code, body) = send(
+        &client,
+        "POST",
+        "/apis/apps/v1/namespaces/default/deployments",
+        Some(deploy),
+    )
+    .await;
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("deployments.apps \"web\" is forbidden: exceeded quota: objects"),
+        "{body}"
+    );
+    assert_eq!(body["details"]["group"], "apps");
+}
