@@ -129,3 +129,37 @@ async fn object_counts_limit_any_kind() {
     );
     assert_eq!(body["details"]["group"], "apps");
 }
+
+#[tokio::test]
+async fn concurrent_creates_never_overrun_the_quota() {
+    let (_s, client) = start().await;
+    let q = quota("five", json!({"pods": "5"}));
+    assert_eq!(send(&client, "POST", QUOTAS, Some(q)).await.0, 201);
+    let creates = (0..12).map(|i| {
+        let client = client.clone();
+        async move {
+            send(
+                &client,
+                "POST",
+                PODS,
+                Some(pod(&format!("p{i}"), json!({}))),
+            )
+            .await
+        }
+    });
+    let results = futures::future::join_all(creates).await;
+    let created = results.iter().filter(|(code, _)| *code == 201).count();
+    for (code, body) in &results {
+        assert!(*code == 201 || *code == 403, "{code} {body}");
+        if *code == 403 {
+            assert!(
+                body["message"].as_str().unwrap().contains(
+                    "exceeded quota: five, requested: pods=1, used: pods=5, limited: pods=5"
+                ),
+                "{body}"
+            );
+        }
+    }
+    assert_eq!(created, 5);
+    assert_eq!(used(&client, "five").await, json!({"pods": "5"}));
+}

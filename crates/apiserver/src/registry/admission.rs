@@ -155,6 +155,9 @@ impl Registry {
                 let mut used = live.clone().unwrap_or_default();
                 used.extend(resource_quota::recorded(current));
                 let mut next = current.clone();
+                // Unpinned, so a concurrent charge makes update_with retry on the fresh
+                // quota instead of failing.
+                meta::metadata_mut(&mut next).remove("resourceVersion");
                 match resource_quota::charge(current, &delta, &used) {
                     Ok(Some(status)) => next["status"] = status,
                     Ok(None) => {}
