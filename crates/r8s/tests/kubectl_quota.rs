@@ -230,4 +230,27 @@ fn pod_quota_stops_a_deployment() {
         "jsonpath={.status.used.pods}",
     ]);
     assert_eq!(used, "2");
+
+    // `kubectl create quota` (a protobuf body) and an object-count limit on Services.
+    s.ok(&[
+        "create",
+        "quota",
+        "objects",
+        "-n",
+        ns,
+        "--hard=services=0,count/secrets=9",
+    ]);
+    let err = s.fails(&[
+        "create",
+        "service",
+        "clusterip",
+        "web",
+        "-n",
+        ns,
+        "--tcp=80",
+    ]);
+    assert!(
+        err.contains(r#"services "web" is forbidden: exceeded quota: objects, requested: services=1, used: services=0, limited: services=0"#),
+        "{err}"
+    );
 }
