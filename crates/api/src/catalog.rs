@@ -82,6 +82,7 @@ impl ResourceInfo {
     }
 }
 
+pub mod custom;
 mod data;
 
 /// An API group as `/apis` lists it.
@@ -95,35 +96,60 @@ pub struct GroupInfo {
     pub preferred: &'static str,
 }
 
-/// Every served resource at every served version.
+/// Every built-in resource at every served version (custom resources: [`custom::all`]).
 pub fn all() -> &'static [ResourceInfo] {
     data::RESOURCES
 }
 
 /// The resource served at `group`/`version` under the URL segment `plural`.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
+    let matches = |r: &ResourceInfo| r.group == group && r.version == version && r.plural == plural;
     all()
         .iter()
-        .find(|r| r.group == group && r.version == version && r.plural == plural)
+        .find(|r| matches(r))
+        .or_else(|| custom::all().into_iter().find(|r| matches(r)))
 }
 
 /// The resource whose objects are `kind` at `group`/`version`.
 pub fn find_kind(group: &str, version: &str, kind: &str) -> Option<&'static ResourceInfo> {
+    let matches = |r: &ResourceInfo| r.group == group && r.version == version && r.kind == kind;
     all()
         .iter()
-        .find(|r| r.group == group && r.version == version && r.kind == kind)
+        .find(|r| matches(r))
+        .or_else(|| custom::all().into_iter().find(|r| matches(r)))
 }
 
-/// The named API groups (the core group is not one), in upstream's `/apis` order.
+/// The named API groups (the core group is not one), in upstream's `/apis` order: the
+/// built-in groups, then those of custom resources by name, versions by priority.
 pub fn groups() -> Vec<GroupInfo> {
-    data::GROUPS
+    let mut groups: Vec<GroupInfo> = data::GROUPS
         .iter()
         .map(|(name, versions)| GroupInfo {
             name,
             versions: versions.to_vec(),
             preferred: versions.first().copied().unwrap_or("v1"),
         })
-        .collect()
+        .collect();
+    let mut custom: std::collections::BTreeMap<&'static str, Vec<&'static str>> =
+        Default::default();
+    for r in custom::all() {
+        let versions = custom.entry(r.group).or_default();
+        if !versions.contains(&r.version) {
+            versions.push(r.version);
+        }
+    }
+    for (name, mut versions) in custom {
+        if groups.iter().any(|g| g.name == name) {
+            continue;
+        }
+        versions.sort_by(|a, b| custom::version_priority(a, b));
+        groups.push(GroupInfo {
+            name,
+            preferred: versions.first().copied().unwrap_or("v1"),
+            versions,
+        });
+    }
+    groups
 }
 
 /// The named group `name`, if served.
@@ -131,14 +157,13 @@ pub fn group(name: &str) -> Option<GroupInfo> {
     groups().into_iter().find(|g| g.name == name)
 }
 
-/// Resources served at `group`/`version`, in catalog order.
-pub fn resources_in<'a>(
-    group: &'a str,
-    version: &'a str,
-) -> impl Iterator<Item = &'static ResourceInfo> + 'a {
+/// Resources served at `group`/`version`, in catalog order (custom resources last).
+pub fn resources_in(group: &str, version: &str) -> Vec<&'static ResourceInfo> {
     all()
         .iter()
-        .filter(move |r| r.group == group && r.version == version)
+        .chain(custom::all())
+        .filter(|r| r.group == group && r.version == version)
+        .collect()
 }
 
 #[cfg(test)]
@@ -175,7 +200,7 @@ mod tests {
             assert!(listed.contains(&(r.group, r.version)), "{r:?}");
         }
         for (g, v) in &listed {
-            assert!(resources_in(g, v).next().is_some(), "{g}/{v} is empty");
+            assert!(!resources_in(g, v).is_empty(), "{g}/{v} is empty");
         }
     }
 

@@ -182,7 +182,7 @@ fn subresource_entry(info: &ResourceInfo, sub: &Subresource, name: String) -> Va
 }
 
 fn version_discovery(group: &str, version: &str) -> Value {
-    let mut infos: Vec<&ResourceInfo> = catalog::resources_in(group, version).collect();
+    let mut infos: Vec<&ResourceInfo> = catalog::resources_in(group, version);
     infos.sort_by_key(|r| r.plural);
     let resources: Vec<Value> = infos.into_iter().map(resource_discovery).collect();
     json!({"version": version, "resources": resources, "freshness": "Current"})

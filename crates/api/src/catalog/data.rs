@@ -574,6 +574,22 @@ pub(super) static RESOURCES: &[ResourceInfo] = &[
         NONE,
         &[],
     ),
+    // apiextensions.k8s.io/v1
+    res(
+        "apiextensions.k8s.io",
+        "v1",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        "customresourcedefinition",
+        false,
+        &["crd", "crds"],
+        &["api-extensions"],
+        &[status(
+            "CustomResourceDefinition",
+            "apiextensions.k8s.io",
+            "v1",
+        )],
+    ),
     // scheduling.k8s.io/v1
     res(
         "scheduling.k8s.io",
@@ -625,6 +641,7 @@ pub(super) static GROUPS: &[(&str, &[&str])] = &[
     ("policy", &["v1"]),
     ("rbac.authorization.k8s.io", &["v1"]),
     ("storage.k8s.io", &["v1"]),
+    ("apiextensions.k8s.io", &["v1"]),
     ("scheduling.k8s.io", &["v1"]),
     ("coordination.k8s.io", &["v1"]),
     ("discovery.k8s.io", &["v1"]),

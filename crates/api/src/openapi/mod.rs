@@ -96,7 +96,7 @@ fn hex_sha256(bytes: &[u8]) -> String {
 
 /// The OpenAPI 3.0 document of one group-version, as a JSON value.
 fn build_document(group: &str, version: &str) -> Value {
-    let resources: Vec<_> = crate::catalog::resources_in(group, version).collect();
+    let resources: Vec<_> = crate::catalog::resources_in(group, version);
     let paths = paths::paths(group, version, &resources);
     let components = schemas::document_schemas(group, version, &resources);
     let title = "Kubernetes";

@@ -236,7 +236,15 @@ fn assert_no_ref_siblings(v: &Value, key: &str) {
             if obj.contains_key("$ref") {
                 assert_eq!(obj.len(), 1, "{key}: $ref with siblings: {v}");
             }
-            obj.values().for_each(|v| assert_no_ref_siblings(v, key));
+            for (field, v) in obj {
+                match (field.as_str(), v) {
+                    // A property may be called `$ref` (JSONSchemaProps has one).
+                    ("properties", Value::Object(props)) => {
+                        props.values().for_each(|p| assert_no_ref_siblings(p, key))
+                    }
+                    _ => assert_no_ref_siblings(v, key),
+                }
+            }
         }
         Value::Array(items) => items.iter().for_each(|v| assert_no_ref_siblings(v, key)),
         _ => {}

@@ -4,6 +4,7 @@
 //! Objects are handled as `serde_json::Value` in their stored (JSON) form; strategies may
 //! deserialize into k8s-openapi types where typing helps.
 
+pub mod apiextensions;
 pub mod apps;
 pub mod batch;
 pub(crate) mod compare;
@@ -128,7 +129,10 @@ pub fn generation(group: &str, kind: &str) -> Generation {
         | ("", "ReplicationController" | "PodTemplate")
         | ("batch", "Job" | "CronJob")
         | ("networking.k8s.io", "Ingress" | "IngressClass" | "NetworkPolicy")
-        | ("policy", "PodDisruptionBudget") => Generation::Spec,
+        | ("policy", "PodDisruptionBudget")
+        | ("apiextensions.k8s.io", "CustomResourceDefinition") => Generation::Spec,
+        // Custom resources count every change but metadata (and status, if a subresource).
+        (group, kind) if crate::catalog::custom::defines(group, kind) => Generation::Spec,
         _ => Generation::Untracked,
     }
 }
@@ -172,6 +176,9 @@ pub fn for_kind(group: &str, kind: &str) -> &'static dyn Strategy {
         ("policy", "PodDisruptionBudget") => &misc::PodDisruptionBudgetStrategy,
         ("scheduling.k8s.io", "PriorityClass") => &misc::PriorityClassStrategy,
         ("storage.k8s.io", "StorageClass") => &storage::StorageClassStrategy,
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            &apiextensions::CustomResourceDefinitionStrategy
+        }
         (
             "rbac.authorization.k8s.io",
             "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding",

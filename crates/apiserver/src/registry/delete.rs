@@ -1,6 +1,6 @@
 //! Delete: graceful pod deletion, finalizers, propagation policy, preconditions.
 
-use super::{Registry, encode, object_key};
+use super::{Registry, Written, encode, object_key};
 use crate::error::{ApiError, ApiResult};
 use crate::meta;
 use r8s_api::catalog::ResourceInfo;
@@ -135,7 +135,7 @@ impl Registry {
                         .await
                     {
                         Ok(rev) => {
-                            self.wrote(info, rev);
+                            self.wrote(info, rev, Written::Stored(&next)).await;
                             self.forget_namespace(info, name, rev);
                             let mut out = next;
                             super::set_resource_version(&mut out, rev);
@@ -154,7 +154,7 @@ impl Registry {
                     }
                     match self.store.delete(&key, Some(kv.mod_revision)).await {
                         Ok((_, rev)) => {
-                            self.wrote(info, rev);
+                            self.wrote(info, rev, Written::Deleted(&current)).await;
                             self.forget_namespace(info, name, rev);
                             self.alloc.on_delete(info, &current).await;
                             let mut out = current;

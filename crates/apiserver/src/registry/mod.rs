@@ -7,6 +7,7 @@
 
 mod admission;
 mod alloc;
+mod custom;
 mod delete;
 mod event_cache;
 mod list;
@@ -16,6 +17,7 @@ mod watched;
 mod write;
 
 pub use alloc::Allocators;
+pub use custom::serve_stored as serve_stored_definitions;
 pub use delete::{DeleteOptions, Deleted};
 pub use event_cache::{Form, SharedObject, watch_line};
 pub use list::{ListPage, ListParams};
@@ -59,11 +61,18 @@ impl Registry {
     }
 
     /// Bookkeeping after this server committed a write of `info` at `rev`: the admission
-    /// caches must see it before they answer again.
-    fn wrote(&self, info: &ResourceInfo, rev: i64) {
+    /// caches must see it before they answer again, and a CustomResourceDefinition
+    /// starts or stops serving its resource.
+    async fn wrote(&self, info: &ResourceInfo, rev: i64, written: Written<'_>) {
         for cache in [&self.limit_ranges, &self.quotas] {
             if cache.caches(info) {
                 cache.wrote(rev);
+            }
+        }
+        if custom::is_definition(info) {
+            match written {
+                Written::Stored(crd) => custom::serve(crd),
+                Written::Deleted(crd) => custom::retire(&self.store, crd).await,
             }
         }
     }
@@ -113,6 +122,14 @@ pub fn object_key(info: &ResourceInfo, namespace: Option<&str>, name: &str) -> S
         Some(ns) => format!("{}{ns}/{name}", info.key_prefix()),
         None => format!("{}{name}", info.key_prefix()),
     }
+}
+
+/// What a committed write left in the store.
+enum Written<'a> {
+    /// The object as stored.
+    Stored(&'a Value),
+    /// The object just removed.
+    Deleted(&'a Value),
 }
 
 /// A core/v1 kind the registry itself needs; the catalog always lists these.

@@ -1,7 +1,7 @@
 //! Create and update (PUT, patch, status/scale subresources) — upstream's BeforeCreate /
 //! GuaranteedUpdate flow.
 
-use super::{Registry, encode, object_key};
+use super::{Registry, Written, encode, object_key};
 use crate::error::{ApiError, ApiResult};
 use crate::meta;
 use r8s_api::catalog::ResourceInfo;
@@ -82,7 +82,7 @@ impl Registry {
         let bytes = encode(&obj)?;
         match self.store.create(&key, bytes, None).await {
             Ok(rev) => {
-                self.wrote(info, rev);
+                self.wrote(info, rev, Written::Stored(&obj)).await;
                 super::set_resource_version(&mut obj, rev);
                 super::set_type_meta(info, &mut obj);
                 Ok(obj)
@@ -198,7 +198,7 @@ impl Registry {
                 let key = object_key(info, namespace, name);
                 return match self.store.delete(&key, Some(kv.mod_revision)).await {
                     Ok((_, rev)) => {
-                        self.wrote(info, rev);
+                        self.wrote(info, rev, Written::Deleted(&current)).await;
                         self.forget_namespace(info, name, rev);
                         self.alloc.on_delete(info, &current).await;
                         Ok(desired)
@@ -226,7 +226,7 @@ impl Registry {
                 .await
             {
                 Ok(rev) => {
-                    self.wrote(info, rev);
+                    self.wrote(info, rev, Written::Stored(&desired)).await;
                     super::set_resource_version(&mut desired, rev);
                     super::set_type_meta(info, &mut desired);
                     return Ok(desired);

@@ -1,0 +1,270 @@
+//! Resources defined at run time by CustomResourceDefinitions. The API server registers a
+//! CRD's served versions here when the CRD is stored (and for every stored CRD at start),
+//! and removes them when it is deleted; lookups in [`super`] see them next to the
+//! built-in kinds.
+//!
+//! Entries must be `&'static` like the built-in table, so each distinct definition is
+//! leaked once; re-registering an unchanged definition reuses it, so only real changes to
+//! a CRD cost memory (a few hundred bytes each).
+
+use super::{ResourceInfo, Subresource};
+use serde_json::Value;
+use std::sync::RwLock;
+
+/// Every registered custom resource version.
+static CUSTOM: RwLock<Vec<&'static ResourceInfo>> = RwLock::new(Vec::new());
+
+/// The verbs of every custom resource.
+const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+fn leak(s: &str) -> &'static str {
+    Box::leak(s.to_string().into_boxed_str())
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect()
+}
+
+/// What a CRD's spec declares for one served version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Version {
+    name: String,
+    status: bool,
+}
+
+/// The resource a CRD spec defines, as plain data (compared before leaking).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Definition {
+    group: String,
+    kind: String,
+    plural: String,
+    singular: String,
+    namespaced: bool,
+    short_names: Vec<String>,
+    categories: Vec<String>,
+    storage_version: String,
+    versions: Vec<Version>,
+}
+
+impl Definition {
+    fn from_crd(crd: &Value) -> Option<Definition> {
+        let spec = crd.get("spec")?;
+        let names = spec.get("names")?;
+        let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        let kind = text(names, "kind")?;
+        let plural = text(names, "plural")?;
+        let versions: Vec<&Value> = spec.get("versions")?.as_array()?.iter().collect();
+        let storage_version = versions
+            .iter()
+            .find(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
+            .and_then(|v| text(v, "name"))?;
+        Some(Definition {
+            group: text(spec, "group")?,
+            singular: text(names, "singular").unwrap_or_else(|| kind.to_lowercase()),
+            kind,
+            plural,
+            namespaced: spec.get("scope").and_then(Value::as_str) != Some("Cluster"),
+            short_names: strings(names.get("shortNames")),
+            categories: strings(names.get("categories")),
+            storage_version,
+            versions: versions
+                .iter()
+                .filter(|v| v.get("served").and_then(Value::as_bool) == Some(true))
+                .filter_map(|v| {
+                    Some(Version {
+                        name: text(v, "name")?,
+                        status: v.pointer("/subresources/status").is_some(),
+                    })
+                })
+                .collect(),
+        })
+    }
+
+    fn infos(&self) -> Vec<ResourceInfo> {
+        let group = leak(&self.group);
+        let kind = leak(&self.kind);
+        let plural = leak(&self.plural);
+        let singular = leak(&self.singular);
+        let list = |v: &[String]| -> &'static [&'static str] {
+            Box::leak(
+                v.iter()
+                    .map(|s| leak(s))
+                    .collect::<Vec<_>>()
+                    .into_boxed_slice(),
+            )
+        };
+        let short_names = list(&self.short_names);
+        let categories = list(&self.categories);
+        let storage_version = leak(&self.storage_version);
+        self.versions
+            .iter()
+            .map(|v| {
+                let version = leak(&v.name);
+                let subresources: &'static [Subresource] = if v.status {
+                    Box::leak(Box::new([Subresource {
+                        name: "status",
+                        kind,
+                        group,
+                        version,
+                        verbs: &["get", "patch", "update"],
+                    }]))
+                } else {
+                    &[]
+                };
+                ResourceInfo {
+                    group,
+                    version,
+                    kind,
+                    plural,
+                    singular,
+                    namespaced: self.namespaced,
+                    short_names,
+                    categories,
+                    verbs: VERBS,
+                    subresources,
+                    storage_group: group,
+                    storage_version,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Serve what the stored CRD `crd` defines (replacing what it defined before). A CRD
+/// whose spec is incomplete defines nothing.
+pub fn register(crd: &Value) {
+    let Some(def) = Definition::from_crd(crd) else {
+        return;
+    };
+    let Ok(mut custom) = CUSTOM.write() else {
+        return;
+    };
+    let current: Vec<ResourceInfo> = custom
+        .iter()
+        .filter(|r| r.group == def.group && r.plural == def.plural)
+        .map(|r| **r)
+        .collect();
+    let wanted = def.infos();
+    if current == wanted {
+        return;
+    }
+    custom.retain(|r| !(r.group == def.group && r.plural == def.plural));
+    custom.extend(wanted.into_iter().map(|r| &*Box::leak(Box::new(r))));
+}
+
+/// Stop serving `plural.group`.
+pub fn unregister(group: &str, plural: &str) {
+    if let Ok(mut custom) = CUSTOM.write() {
+        custom.retain(|r| !(r.group == group && r.plural == plural));
+    }
+}
+
+/// Every registered custom resource version.
+pub fn all() -> Vec<&'static ResourceInfo> {
+    CUSTOM.read().map(|c| c.clone()).unwrap_or_default()
+}
+
+/// Whether a custom resource of `group` has objects of `kind`.
+pub fn defines(group: &str, kind: &str) -> bool {
+    CUSTOM
+        .read()
+        .is_ok_and(|c| c.iter().any(|r| r.group == group && r.kind == kind))
+}
+
+/// Kubernetes' version order: GA before beta before alpha, higher numbers first, then
+/// other names alphabetically (upstream's `CompareKubeAwareVersionStrings`).
+pub fn version_priority(a: &str, b: &str) -> std::cmp::Ordering {
+    fn parse(v: &str) -> Option<(u32, u32, u32)> {
+        let rest = v.strip_prefix('v')?;
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let major: u32 = digits.parse().ok()?;
+        let tail = &rest[digits.len()..];
+        if tail.is_empty() {
+            return Some((2, major, 0));
+        }
+        let (stage, n) = if let Some(n) = tail.strip_prefix("beta") {
+            (1, n)
+        } else if let Some(n) = tail.strip_prefix("alpha") {
+            (0, n)
+        } else {
+            return None;
+        };
+        Some((stage, major, n.parse().ok()?))
+    }
+    match (parse(a), parse(b)) {
+        (Some(x), Some(y)) => y.cmp(&x),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.cmp(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn crd(group: &str, versions: Value) -> Value {
+        json!({"spec": {
+            "group": group, "scope": "Namespaced",
+            "names": {"kind": "Widget", "plural": "widgets", "singular": "widget", "shortNames": ["wd"]},
+            "versions": versions
+        }})
+    }
+
+    #[test]
+    fn registers_served_versions_and_reuses_unchanged_ones() {
+        let group = "widgets.catalog-test.example.com";
+        let def = crd(
+            group,
+            json!([
+                {"name": "v1", "served": true, "storage": true, "subresources": {"status": {}}},
+                {"name": "v1beta1", "served": true, "storage": false},
+                {"name": "v1alpha1", "served": false, "storage": false}
+            ]),
+        );
+        register(&def);
+        let first: Vec<_> = all().into_iter().filter(|r| r.group == group).collect();
+        assert_eq!(first.len(), 2);
+        let v1 = first.iter().find(|r| r.version == "v1").unwrap();
+        assert_eq!(v1.subresource("status").map(|s| s.kind), Some("Widget"));
+        assert!(v1.namespaced);
+        assert_eq!(v1.short_names, ["wd"]);
+        let beta = first.iter().find(|r| r.version == "v1beta1").unwrap();
+        assert_eq!(beta.storage_version, "v1");
+        assert_eq!(beta.key_prefix(), format!("/registry/{group}/widgets/"));
+        register(&def);
+        let again: Vec<_> = all().into_iter().filter(|r| r.group == group).collect();
+        assert!(first.iter().zip(&again).all(|(a, b)| std::ptr::eq(*a, *b)));
+        unregister(group, "widgets");
+        assert!(all().iter().all(|r| r.group != group));
+    }
+
+    #[test]
+    fn kube_aware_version_order() {
+        let mut v = vec![
+            "v1alpha1", "foo", "v2", "v1beta2", "v1", "v1beta1", "v10", "bar",
+        ];
+        v.sort_by(|a, b| version_priority(a, b));
+        assert_eq!(
+            v,
+            [
+                "v10", "v2", "v1", "v1beta2", "v1beta1", "v1alpha1", "bar", "foo"
+            ]
+        );
+    }
+}

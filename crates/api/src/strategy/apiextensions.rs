@@ -1,0 +1,312 @@
+//! CustomResourceDefinition (apiextensions.k8s.io/v1): upstream's defaults, the
+//! validation users meet most (name = `<plural>.<group>`, scope, exactly one storage
+//! version, a schema per version), and the status upstream's controllers would write at
+//! once here: the names are accepted, the CRD is Established, the storage version is
+//! recorded in `storedVersions`.
+
+use super::validation::{is_dns1035_label, is_dns1123_subdomain};
+use super::{FieldError, Strategy};
+use serde_json::{Map, Value, json};
+
+pub struct CustomResourceDefinitionStrategy;
+
+fn text<'a>(v: &'a Value, pointer: &str) -> &'a str {
+    v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+}
+
+fn versions(crd: &Value) -> &[Value] {
+    crd.pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
+impl Strategy for CustomResourceDefinitionStrategy {
+    fn default(&self, obj: &mut Value) {
+        let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+            return;
+        };
+        spec.entry("conversion")
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .map(|c| c.entry("strategy").or_insert_with(|| json!("None")));
+        if let Some(names) = spec.get_mut("names").and_then(Value::as_object_mut) {
+            let kind = names
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            if !kind.is_empty() {
+                names
+                    .entry("singular")
+                    .or_insert_with(|| json!(kind.to_lowercase()));
+                names
+                    .entry("listKind")
+                    .or_insert_with(|| json!(format!("{kind}List")));
+            }
+        }
+    }
+
+    fn prepare_for_create(&self, obj: &mut Value) {
+        let status = accepted_status(obj, &[]);
+        if let Some(map) = obj.as_object_mut() {
+            map.insert("status".into(), status);
+        }
+    }
+
+    fn prepare_for_update(&self, new: &mut Value, old: &Value) {
+        let stored: Vec<&str> = old
+            .pointer("/status/storedVersions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let status = accepted_status(new, &stored);
+        if let Some(map) = new.as_object_mut() {
+            map.insert("status".into(), status);
+        }
+    }
+
+    fn validate_create(&self, obj: &Value) -> Vec<FieldError> {
+        let mut errs = Vec::new();
+        let group = text(obj, "/spec/group");
+        if group.is_empty() {
+            errs.push(FieldError::required("spec.group", ""));
+        } else if !group.contains('.') {
+            errs.push(FieldError::invalid(
+                "spec.group",
+                group,
+                "should be a domain with at least one dot",
+            ));
+        } else if let Some(e) = is_dns1123_subdomain(group).first() {
+            errs.push(FieldError::invalid("spec.group", group, e));
+        }
+        let plural = text(obj, "/spec/names/plural");
+        let name = text(obj, "/metadata/name");
+        if !plural.is_empty() && !group.is_empty() && name != format!("{plural}.{group}") {
+            errs.push(FieldError::invalid(
+                "metadata.name",
+                name,
+                "must be spec.names.plural+\".\"+spec.group",
+            ));
+        }
+        for (field, value) in [
+            ("plural", plural),
+            ("singular", text(obj, "/spec/names/singular")),
+        ] {
+            if value.is_empty() {
+                if field == "plural" {
+                    errs.push(FieldError::required("spec.names.plural", ""));
+                }
+            } else if let Some(e) = is_dns1035_label(value).first() {
+                errs.push(FieldError::invalid(format!("spec.names.{field}"), value, e));
+            }
+        }
+        if text(obj, "/spec/names/kind").is_empty() {
+            errs.push(FieldError::required("spec.names.kind", ""));
+        }
+        let scope = text(obj, "/spec/scope");
+        if scope.is_empty() {
+            errs.push(FieldError::required("spec.scope", ""));
+        } else if !matches!(scope, "Cluster" | "Namespaced") {
+            errs.push(FieldError::not_supported(
+                "spec.scope",
+                scope,
+                &["Cluster", "Namespaced"],
+            ));
+        }
+        let versions = versions(obj);
+        if versions.is_empty() {
+            errs.push(FieldError::invalid(
+                "spec.versions",
+                &Value::Array(Vec::new()),
+                "must have exactly one version marked as storage version",
+            ));
+        }
+        let storage = versions
+            .iter()
+            .filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
+            .count();
+        if !versions.is_empty() && storage != 1 {
+            errs.push(FieldError::invalid(
+                "spec.versions",
+                &Value::Array(versions.to_vec()),
+                "must have exactly one version marked as storage version",
+            ));
+        }
+        if !versions.is_empty()
+            && !versions
+                .iter()
+                .any(|v| v.get("served").and_then(Value::as_bool) == Some(true))
+        {
+            errs.push(FieldError::invalid(
+                "spec.versions",
+                &Value::Array(versions.to_vec()),
+                "must have at least one version marked as served",
+            ));
+        }
+        let mut seen = Vec::new();
+        for (i, v) in versions.iter().enumerate() {
+            let name = text(v, "/name");
+            let field = format!("spec.versions[{i}]");
+            if name.is_empty() {
+                errs.push(FieldError::required(format!("{field}.name"), ""));
+            } else if let Some(e) = is_dns1035_label(name).first() {
+                errs.push(FieldError::invalid(format!("{field}.name"), name, e));
+            } else if seen.contains(&name) {
+                errs.push(FieldError::duplicate(format!("{field}.name"), name));
+            }
+            seen.push(name);
+            if v.pointer("/schema/openAPIV3Schema").is_none() {
+                errs.push(FieldError::required(
+                    format!("{field}.schema.openAPIV3Schema"),
+                    "schemas are required",
+                ));
+            }
+        }
+        errs
+    }
+
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
+        let mut errs = self.validate_create(new);
+        let (scope, old_scope) = (text(new, "/spec/scope"), text(old, "/spec/scope"));
+        if scope != old_scope && !old_scope.is_empty() {
+            errs.push(FieldError::invalid(
+                "spec.scope",
+                scope,
+                super::validation::FIELD_IMMUTABLE,
+            ));
+        }
+        errs
+    }
+}
+
+/// The status upstream's naming and establishing controllers settle on for a CRD without
+/// name conflicts; `stored` are the versions stored before (kept, as upstream keeps them
+/// until a migration removes them).
+fn accepted_status(crd: &Value, stored: &[&str]) -> Value {
+    let names = crd
+        .pointer("/spec/names")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let mut stored: Vec<String> = stored.iter().map(|s| s.to_string()).collect();
+    if let Some(storage) = versions(crd)
+        .iter()
+        .find(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
+        .map(|v| text(v, "/name").to_string())
+        && !stored.contains(&storage)
+    {
+        stored.push(storage);
+    }
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let previous = |kind: &str| {
+        crd.pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|c| c.get("type").and_then(Value::as_str) == Some(kind))
+            .and_then(|c| c.get("lastTransitionTime").cloned())
+            .unwrap_or_else(|| json!(now))
+    };
+    let condition = |kind: &str, reason: &str, message: &str| {
+        let mut c = Map::new();
+        c.insert("type".into(), json!(kind));
+        c.insert("status".into(), json!("True"));
+        c.insert("lastTransitionTime".into(), previous(kind));
+        c.insert("reason".into(), json!(reason));
+        c.insert("message".into(), json!(message));
+        Value::Object(c)
+    };
+    json!({
+        "acceptedNames": names,
+        "conditions": [
+            condition("NamesAccepted", "NoConflicts", "no conflicts found"),
+            condition("Established", "InitialNamesAccepted", "the initial names have been accepted"),
+        ],
+        "storedVersions": stored,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crd() -> Value {
+        json!({
+            "metadata": {"name": "crontabs.stable.example.com"},
+            "spec": {
+                "group": "stable.example.com",
+                "scope": "Namespaced",
+                "names": {"plural": "crontabs", "kind": "CronTab", "shortNames": ["ct"]},
+                "versions": [{"name": "v1", "served": true, "storage": true,
+                              "schema": {"openAPIV3Schema": {"type": "object"}}}]
+            }
+        })
+    }
+
+    #[test]
+    fn defaults_and_status_on_create() {
+        let s = CustomResourceDefinitionStrategy;
+        let mut obj = crd();
+        s.default(&mut obj);
+        s.prepare_for_create(&mut obj);
+        assert_eq!(obj["spec"]["names"]["singular"], "crontab");
+        assert_eq!(obj["spec"]["names"]["listKind"], "CronTabList");
+        assert_eq!(obj["spec"]["conversion"]["strategy"], "None");
+        assert_eq!(obj["status"]["acceptedNames"]["kind"], "CronTab");
+        assert_eq!(obj["status"]["storedVersions"], json!(["v1"]));
+        let types: Vec<&str> = obj["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(types, ["NamesAccepted", "Established"]);
+        assert!(
+            s.validate_create(&obj).is_empty(),
+            "{:?}",
+            s.validate_create(&obj)
+        );
+    }
+
+    #[test]
+    fn refuses_what_upstream_refuses() {
+        let s = CustomResourceDefinitionStrategy;
+        let mut bad = crd();
+        bad["metadata"]["name"] = json!("wrong");
+        bad["spec"]["scope"] = json!("Global");
+        bad["spec"]["versions"][0]["storage"] = json!(false);
+        bad["spec"]["versions"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("schema");
+        let fields: Vec<String> = s
+            .validate_create(&bad)
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "metadata.name",
+                "spec.scope",
+                "spec.versions",
+                "spec.versions[0].schema.openAPIV3Schema"
+            ]
+        );
+    }
+
+    #[test]
+    fn stored_versions_accumulate() {
+        let s = CustomResourceDefinitionStrategy;
+        let mut old = crd();
+        s.prepare_for_create(&mut old);
+        let mut new = crd();
+        new["spec"]["versions"] = json!([
+            {"name": "v1", "served": true, "storage": false, "schema": {"openAPIV3Schema": {}}},
+            {"name": "v2", "served": true, "storage": true, "schema": {"openAPIV3Schema": {}}}
+        ]);
+        s.prepare_for_update(&mut new, &old);
+        assert_eq!(new["status"]["storedVersions"], json!(["v1", "v2"]));
+    }
+}
