@@ -9,7 +9,8 @@
 
 use super::{ResourceInfo, Subresource};
 use serde_json::Value;
-use std::sync::RwLock;
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 
 /// Every registered custom resource version.
 static CUSTOM: RwLock<Vec<&'static ResourceInfo>> = RwLock::new(Vec::new());
@@ -39,11 +40,73 @@ fn strings(v: Option<&Value>) -> Vec<String> {
         .collect()
 }
 
+/// Table columns per custom resource version, keyed by (group, version, plural).
+static COLUMNS: RwLock<BTreeMap<(String, String, String), Arc<Vec<PrinterColumn>>>> =
+    RwLock::new(BTreeMap::new());
+
+/// One `additionalPrinterColumns` entry of a CRD version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrinterColumn {
+    pub name: String,
+    /// `string`, `integer`, `number`, `boolean` or `date`.
+    pub kind: String,
+    pub format: String,
+    pub description: String,
+    pub priority: i64,
+    pub json_path: String,
+}
+
+impl PrinterColumn {
+    fn from_value(v: &Value) -> Option<PrinterColumn> {
+        let text = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let json_path = text("jsonPath");
+        let description = match text("description") {
+            d if d.is_empty() => {
+                format!("Custom resource definition column (in JSONPath format): {json_path}")
+            }
+            d => d,
+        };
+        Some(PrinterColumn {
+            name: v.get("name")?.as_str()?.to_string(),
+            kind: text("type"),
+            format: text("format"),
+            description,
+            priority: v.get("priority").and_then(Value::as_i64).unwrap_or(0),
+            json_path,
+        })
+    }
+
+    /// Upstream's column for custom resources that declare none.
+    fn age() -> PrinterColumn {
+        PrinterColumn {
+            name: "Age".into(),
+            kind: "date".into(),
+            format: String::new(),
+            description: "Custom resource definition column (in JSONPath format): .metadata.creationTimestamp".into(),
+            priority: 0,
+            json_path: ".metadata.creationTimestamp".into(),
+        }
+    }
+}
+
+/// The table columns of a custom resource version (after NAME), if it is one.
+pub fn printer_columns(
+    group: &str,
+    version: &str,
+    plural: &str,
+) -> Option<Arc<Vec<PrinterColumn>>> {
+    let columns = COLUMNS.read().ok()?;
+    columns
+        .get(&(group.to_string(), version.to_string(), plural.to_string()))
+        .cloned()
+}
+
 /// What a CRD's spec declares for one served version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Version {
     name: String,
     status: bool,
+    columns: Vec<PrinterColumn>,
 }
 
 /// The resource a CRD spec defines, as plain data (compared before leaking).
@@ -85,9 +148,20 @@ impl Definition {
                 .iter()
                 .filter(|v| v.get("served").and_then(Value::as_bool) == Some(true))
                 .filter_map(|v| {
+                    let mut columns: Vec<PrinterColumn> = v
+                        .get("additionalPrinterColumns")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(PrinterColumn::from_value)
+                        .collect();
+                    if columns.is_empty() {
+                        columns.push(PrinterColumn::age());
+                    }
                     Some(Version {
                         name: text(v, "name")?,
                         status: v.pointer("/subresources/status").is_some(),
+                        columns,
                     })
                 })
                 .collect(),
@@ -158,6 +232,15 @@ pub fn register(crd: &Value) {
         .filter(|r| r.group == def.group && r.plural == def.plural)
         .map(|r| **r)
         .collect();
+    if let Ok(mut columns) = COLUMNS.write() {
+        columns.retain(|(g, _, p), _| !(*g == def.group && *p == def.plural));
+        for v in &def.versions {
+            columns.insert(
+                (def.group.clone(), v.name.clone(), def.plural.clone()),
+                Arc::new(v.columns.clone()),
+            );
+        }
+    }
     let wanted = def.infos();
     if current == wanted {
         return;
@@ -170,6 +253,9 @@ pub fn register(crd: &Value) {
 pub fn unregister(group: &str, plural: &str) {
     if let Ok(mut custom) = CUSTOM.write() {
         custom.retain(|r| !(r.group == group && r.plural == plural));
+    }
+    if let Ok(mut columns) = COLUMNS.write() {
+        columns.retain(|(g, _, p), _| !(g == group && p == plural));
     }
 }
 

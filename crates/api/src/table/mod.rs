@@ -8,9 +8,11 @@
 //! default table: NAME and CREATED AT.
 
 mod core_v1;
+mod custom;
 mod duration;
 mod events;
 mod fields;
+mod jsonpath;
 mod other;
 mod pod;
 mod volumes;
@@ -198,13 +200,22 @@ pub fn to_table(
     continue_token: Option<&str>,
     now: DateTime<Utc>,
 ) -> Value {
+    let custom_columns =
+        crate::catalog::custom::printer_columns(info.group, info.version, info.plural);
     let printer = printer_for(info);
-    let columns: Vec<Value> = printer.columns.iter().map(column_json).collect();
+    let columns: Vec<Value> = match &custom_columns {
+        Some(custom_columns) => custom::columns(custom_columns),
+        None => printer.columns.iter().map(column_json).collect(),
+    };
     let rows: Vec<Value> = objects
         .iter()
         .map(|obj| {
             let mut row = Map::new();
-            row.insert("cells".into(), (printer.cells)(obj, now).into());
+            let cells = match &custom_columns {
+                Some(custom_columns) => custom::cells(custom_columns, obj, now),
+                None => (printer.cells)(obj, now),
+            };
+            row.insert("cells".into(), cells.into());
             if let Some(conditions) = row_conditions(info, obj) {
                 row.insert("conditions".into(), conditions);
             }
