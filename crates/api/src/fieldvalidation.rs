@@ -38,11 +38,19 @@ pub fn prune_unknown_fields(
     obj: &mut Value,
 ) -> Vec<String> {
     let mut found = Found::default();
+    walk_kind(group, version, kind, obj, &mut found);
+    found.unknown
+}
+
+/// Walks `obj` against the schema of its kind: a built-in definition, or the schema of a
+/// custom resource's CRD.
+fn walk_kind(group: &str, version: &str, kind: &str, obj: &mut Value, found: &mut Found) {
     if let Some(def) = openapi::definition_name(group, version, kind) {
         let schema = Value::String(def.to_string());
-        walk(&schema, obj, "", &mut found, 0);
+        walk(&schema, obj, "", found, 0);
+    } else if let Some(served) = crate::catalog::custom::served_kind(group, version, kind) {
+        walk(&served.schema, obj, "", found, 0);
     }
-    found.unknown
 }
 
 /// [`prune_unknown_fields`], also refusing what upstream's typed decoding cannot read:
@@ -56,10 +64,7 @@ pub fn prune_and_check(
     obj: &mut Value,
 ) -> Result<Vec<String>, String> {
     let mut found = Found::default();
-    if let Some(def) = openapi::definition_name(group, version, kind) {
-        let schema = Value::String(def.to_string());
-        walk(&schema, obj, "", &mut found, 0);
-    }
+    walk_kind(group, version, kind, obj, &mut found);
     match found.undecodable {
         Some(e) => Err(e),
         None => Ok(found.unknown),

@@ -40,9 +40,21 @@ fn strings(v: Option<&Value>) -> Vec<String> {
         .collect()
 }
 
-/// Table columns per custom resource version, keyed by (group, version, plural).
-static COLUMNS: RwLock<BTreeMap<(String, String, String), Arc<Vec<PrinterColumn>>>> =
+/// What each served custom resource version prints and accepts, keyed by (group,
+/// version, plural).
+static SERVED: RwLock<BTreeMap<(String, String, String), Arc<Served>>> =
     RwLock::new(BTreeMap::new());
+
+/// One served version's table columns and object schema.
+#[derive(Debug)]
+pub struct Served {
+    pub kind: String,
+    /// After NAME.
+    pub columns: Vec<PrinterColumn>,
+    /// The whole object's schema: the CRD's `openAPIV3Schema` with `apiVersion`, `kind`
+    /// and `metadata` (a reference to ObjectMeta) added, as upstream completes it.
+    pub schema: Value,
+}
 
 /// One `additionalPrinterColumns` entry of a CRD version.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,28 +101,57 @@ impl PrinterColumn {
     }
 }
 
-/// The table columns of a custom resource version (after NAME), if it is one.
-pub fn printer_columns(
-    group: &str,
-    version: &str,
-    plural: &str,
-) -> Option<Arc<Vec<PrinterColumn>>> {
-    let columns = COLUMNS.read().ok()?;
-    columns
+/// The table columns and schema of a custom resource version, if it is one.
+pub fn served(group: &str, version: &str, plural: &str) -> Option<Arc<Served>> {
+    let served = SERVED.read().ok()?;
+    served
         .get(&(group.to_string(), version.to_string(), plural.to_string()))
         .cloned()
 }
 
+/// [`served`] by kind.
+pub fn served_kind(group: &str, version: &str, kind: &str) -> Option<Arc<Served>> {
+    let served = SERVED.read().ok()?;
+    served
+        .iter()
+        .find(|((g, v, _), s)| g == group && v == version && s.kind == kind)
+        .map(|(_, s)| s.clone())
+}
+
+/// The object schema of a CRD version, completed with the fields every object has.
+fn object_schema(version: &Value) -> Value {
+    let mut schema = version
+        .pointer("/schema/openAPIV3Schema")
+        .cloned()
+        .unwrap_or_else(|| serde_json::json!({"type": "object"}));
+    if let Some(obj) = schema.as_object_mut() {
+        let props = obj
+            .entry("properties")
+            .or_insert_with(|| serde_json::json!({}));
+        if let Some(props) = props.as_object_mut() {
+            let text = serde_json::json!({"type": "string"});
+            props.entry("apiVersion").or_insert_with(|| text.clone());
+            props.entry("kind").or_insert(text);
+            props.insert(
+                "metadata".into(),
+                serde_json::json!({"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}),
+            );
+        }
+    }
+    schema
+}
+
 /// What a CRD's spec declares for one served version.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 struct Version {
     name: String,
     status: bool,
     columns: Vec<PrinterColumn>,
+    schema: Value,
 }
 
 /// The resource a CRD spec defines, as plain data (compared before leaking).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 struct Definition {
     group: String,
     kind: String,
@@ -162,6 +203,7 @@ impl Definition {
                         name: text(v, "name")?,
                         status: v.pointer("/subresources/status").is_some(),
                         columns,
+                        schema: object_schema(v),
                     })
                 })
                 .collect(),
@@ -232,15 +274,20 @@ pub fn register(crd: &Value) {
         .filter(|r| r.group == def.group && r.plural == def.plural)
         .map(|r| **r)
         .collect();
-    if let Ok(mut columns) = COLUMNS.write() {
-        columns.retain(|(g, _, p), _| !(*g == def.group && *p == def.plural));
+    if let Ok(mut served) = SERVED.write() {
+        served.retain(|(g, _, p), _| !(*g == def.group && *p == def.plural));
         for v in &def.versions {
-            columns.insert(
+            served.insert(
                 (def.group.clone(), v.name.clone(), def.plural.clone()),
-                Arc::new(v.columns.clone()),
+                Arc::new(Served {
+                    kind: def.kind.clone(),
+                    columns: v.columns.clone(),
+                    schema: v.schema.clone(),
+                }),
             );
         }
     }
+    GENERATION.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let wanted = def.infos();
     if current == wanted {
         return;
@@ -254,9 +301,19 @@ pub fn unregister(group: &str, plural: &str) {
     if let Ok(mut custom) = CUSTOM.write() {
         custom.retain(|r| !(r.group == group && r.plural == plural));
     }
-    if let Ok(mut columns) = COLUMNS.write() {
-        columns.retain(|(g, _, p), _| !(g == group && p == plural));
+    if let Ok(mut served) = SERVED.write() {
+        served.retain(|(g, _, p), _| !(g == group && p == plural));
     }
+    GENERATION.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Raised by every registration change (documents built from the definitions use it
+/// to know when to rebuild).
+static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The current [`GENERATION`].
+pub fn generation() -> u64 {
+    GENERATION.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 /// Every registered custom resource version.

@@ -25,7 +25,7 @@ mod types;
 mod v2;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -65,6 +65,61 @@ fn documents() -> &'static BTreeMap<String, Document> {
         }
         out
     })
+}
+
+/// The documents of custom resource group-versions, rebuilt when a CRD changes.
+fn custom_documents() -> Arc<BTreeMap<String, Document>> {
+    type Cache = Mutex<Option<(u64, Arc<BTreeMap<String, Document>>)>>;
+    static CACHE: Cache = Mutex::new(None);
+    let generation = crate::catalog::custom::generation();
+    let Ok(mut cache) = CACHE.lock() else {
+        return Arc::default();
+    };
+    if let Some((built, docs)) = cache.as_ref()
+        && *built == generation
+    {
+        return docs.clone();
+    }
+    let mut gvs = Vec::new();
+    for r in crate::catalog::custom::all() {
+        if !gvs.contains(&(r.group, r.version)) {
+            gvs.push((r.group, r.version));
+        }
+    }
+    let mut docs = BTreeMap::new();
+    for (group, version) in gvs {
+        let resources = crate::catalog::resources_in(group, version);
+        let value = json!({
+            "openapi": "3.0.0",
+            "info": { "title": "Kubernetes CRD Swagger", "version": "v0.1.0" },
+            "paths": paths::paths(group, version, &resources),
+            "components": { "schemas": schemas::custom_document_schemas(&resources) },
+        });
+        let Ok(bytes) = serde_json::to_vec(&value) else {
+            continue;
+        };
+        let hash = hex_sha256(&bytes);
+        docs.insert(
+            path_key(group, version),
+            Document {
+                bytes: Arc::new(bytes),
+                hash,
+            },
+        );
+    }
+    let docs = Arc::new(docs);
+    *cache = Some((generation, docs.clone()));
+    docs
+}
+
+/// The document stored under `key`, built-in or custom.
+fn document(key: &str) -> Option<(Arc<Vec<u8>>, String)> {
+    if let Some(d) = documents().get(key) {
+        return Some((d.bytes.clone(), d.hash.clone()));
+    }
+    custom_documents()
+        .get(key)
+        .map(|d| (d.bytes.clone(), d.hash.clone()))
 }
 
 /// Every group-version the catalog serves, in catalog order, without repeats.
@@ -114,7 +169,8 @@ fn build_document(group: &str, version: &str) -> Value {
 /// does.
 pub fn v3_index() -> Value {
     let mut paths = Map::new();
-    for (key, doc) in documents() {
+    let custom = custom_documents();
+    for (key, doc) in documents().iter().chain(custom.iter()) {
         paths.insert(
             key.clone(),
             json!({ "serverRelativeURL": format!("/openapi/v3/{key}?hash={}", doc.hash) }),
@@ -125,24 +181,17 @@ pub fn v3_index() -> Value {
 
 /// The serialized OpenAPI 3.0 JSON document for `group`/`version` ("" for core), if served.
 pub fn v3_document(group: &str, version: &str) -> Option<Arc<Vec<u8>>> {
-    documents()
-        .get(&path_key(group, version))
-        .map(|d| d.bytes.clone())
+    document(&path_key(group, version)).map(|(bytes, _)| bytes)
 }
 
 /// The hash in the document's `serverRelativeURL` (upper-case hex SHA-256 of its bytes).
 pub fn v3_hash(group: &str, version: &str) -> Option<String> {
-    documents()
-        .get(&path_key(group, version))
-        .map(|d| d.hash.clone())
+    document(&path_key(group, version)).map(|(_, hash)| hash)
 }
 
 /// The document behind an `/openapi/v3/…` path suffix (`apis/apps/v1`, `api/v1`).
 pub fn v3_document_at(path: &str) -> Option<(Arc<Vec<u8>>, String)> {
-    let path = path.trim_matches('/');
-    documents()
-        .get(path)
-        .map(|d| (d.bytes.clone(), d.hash.clone()))
+    document(path.trim_matches('/'))
 }
 
 #[cfg(test)]

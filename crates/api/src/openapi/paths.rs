@@ -7,9 +7,7 @@
 use serde_json::{Map, Value, json};
 
 use super::params::{DELETING, LISTING, LOG, PATCHING, PRETTY, Param, WRITE, path_param, query};
-use super::schemas::{
-    API_RESOURCE_LIST, DELETE_OPTIONS, PATCH, REF_PREFIX, STATUS, definition_name,
-};
+use super::schemas::{API_RESOURCE_LIST, DELETE_OPTIONS, PATCH, REF_PREFIX, STATUS, schema_name};
 use crate::catalog::{ResourceInfo, Subresource};
 
 /// Content types every object response is offered in.
@@ -157,11 +155,11 @@ fn resource_paths(
     tag: &str,
     r: &ResourceInfo,
 ) {
-    let Some(object) = definition_name(r.group, r.version, r.kind) else {
+    let Some(object) = schema_name(r.group, r.version, r.kind) else {
         return;
     };
-    let object = reference(object);
-    let list = definition_name(r.group, r.version, &r.list_kind()).map(reference);
+    let object = reference(&object);
+    let list = schema_name(r.group, r.version, &r.list_kind()).map(|l| reference(&l));
     let gvk = json!({ "group": r.group, "kind": r.kind, "version": r.version });
     let ns = if r.namespaced { "Namespaced" } else { "" };
     let kind = r.kind;
@@ -391,7 +389,7 @@ fn subresource(gv: &str, tag: &str, ns: &str, kind: &str, s: &Subresource) -> Ma
         item.insert("get".into(), operation(tag, op));
         return item;
     }
-    let Some(body) = definition_name(s.group, s.version, s.kind).map(reference) else {
+    let Some(body) = schema_name(s.group, s.version, s.kind).map(|b| reference(&b)) else {
         return item;
     };
     let base = |id: String, description: String, action: &'static str| Op {

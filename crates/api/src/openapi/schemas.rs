@@ -11,7 +11,7 @@ use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 
 use super::{extensions, types};
-use crate::catalog::{self, ResourceInfo};
+use crate::catalog::{self, ResourceInfo, custom};
 
 /// The Kubernetes release whose API the documents describe.
 pub(super) const KUBERNETES_VERSION: &str = "v1.33.0";
@@ -57,6 +57,56 @@ pub fn definition_name(group: &str, version: &str, kind: &str) -> Option<&'stati
         .get(version)?
         .get(kind)
         .map(String::as_str)
+}
+
+/// The definition name documents use for `group`/`version`/`kind`: a built-in
+/// definition, or the CRD-style name of a custom resource (or of its list).
+pub(super) fn schema_name(group: &str, version: &str, kind: &str) -> Option<String> {
+    if let Some(name) = definition_name(group, version, kind) {
+        return Some(name.to_string());
+    }
+    if custom::served_kind(group, version, kind).is_some() {
+        return Some(fallback_name(group, version, kind));
+    }
+    let item = kind.strip_suffix("List")?;
+    custom::served_kind(group, version, item)
+        .map(|_| format!("{}List", fallback_name(group, version, item)))
+}
+
+/// The definitions of a custom resource group-version document: each kind's schema from
+/// its CRD and its list, plus the meta types and what they reference.
+pub(super) fn custom_document_schemas(resources: &[&ResourceInfo]) -> Map<String, Value> {
+    let defs = definitions();
+    let mut own = Map::new();
+    for r in resources {
+        let Some(served) = custom::served_kind(r.group, r.version, r.kind) else {
+            continue;
+        };
+        let name = fallback_name(r.group, r.version, r.kind);
+        let mut schema = served.schema.clone();
+        if let Value::Object(obj) = &mut schema {
+            obj.insert(
+                "x-kubernetes-group-version-kind".into(),
+                json!([gvk(r.group, r.version, r.kind)]),
+            );
+        }
+        let mut list = list_schema(r, &name, Some(&schema));
+        if let Value::Object(obj) = &mut list {
+            obj.insert(
+                "x-kubernetes-group-version-kind".into(),
+                json!([gvk(r.group, r.version, &r.list_kind())]),
+            );
+        }
+        own.insert(format!("{name}List"), list);
+        own.insert(name, schema);
+    }
+    let mut roots = defs.meta_roots.clone();
+    for schema in own.values() {
+        collect_refs(schema, &mut roots);
+    }
+    let mut out = closure(&defs.schemas, roots);
+    out.extend(own);
+    out
 }
 
 fn gvk(group: &str, version: &str, kind: &str) -> Value {

@@ -9,6 +9,7 @@ pub mod apps;
 pub mod batch;
 pub(crate) mod compare;
 pub mod core;
+pub mod custom_resource;
 pub mod errors;
 pub mod event;
 pub(crate) mod json;
@@ -183,6 +184,9 @@ pub fn for_kind(group: &str, kind: &str) -> &'static dyn Strategy {
             "rbac.authorization.k8s.io",
             "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding",
         ) => &RBAC,
+        (group, kind) if crate::catalog::custom::defines(group, kind) => {
+            &custom_resource::CustomResourceStrategy
+        }
         _ => &NEUTRAL,
     }
 }

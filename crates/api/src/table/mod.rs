@@ -200,8 +200,8 @@ pub fn to_table(
     continue_token: Option<&str>,
     now: DateTime<Utc>,
 ) -> Value {
-    let custom_columns =
-        crate::catalog::custom::printer_columns(info.group, info.version, info.plural);
+    let served = crate::catalog::custom::served(info.group, info.version, info.plural);
+    let custom_columns = served.as_ref().map(|s| &s.columns);
     let printer = printer_for(info);
     let columns: Vec<Value> = match &custom_columns {
         Some(custom_columns) => custom::columns(custom_columns),
