@@ -15,6 +15,7 @@ pub mod namespace;
 pub mod nodelifecycle;
 pub mod podgc;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod rootcacert;
 pub mod serviceaccount;
 pub mod statefulset;
@@ -51,6 +52,7 @@ pub async fn run_all_with(ctx: Context, cfg: ManagerConfig) -> anyhow::Result<()
     set.spawn(cronjob::run(ctx.clone()));
     set.spawn(statefulset::run(ctx.clone()));
     set.spawn(daemonset::run(ctx.clone()));
+    set.spawn(resourcequota::run(ctx.clone()));
     if let Some(ca) = cfg.root_ca_pem.clone() {
         set.spawn(rootcacert::run(ctx.clone(), ca));
     }
