@@ -5,9 +5,11 @@
 //! drift (failed creates, direct status edits) is corrected.
 //!
 //! The work queue is keyed by namespace. A namespace is synced when one of its quotas
-//! changes, when a pod, service or claim in it changes in a way a quota can see (usage or
-//! pod scope fields; only in namespaces that have quotas), and every resync period (for
-//! the `count/<resource>` kinds, which are not watched). A sync lists each kind its
+//! appears or its limits change, when a pod, service or claim in it is deleted or
+//! updated in a way a quota can see (usage or pod scope fields; only in namespaces that
+//! have quotas), and every resync period (for the `count/<resource>` kinds, which are
+//! not watched). Creates are not synced on: admission charged them already, and a recount
+//! racing a create would undo its charge. A sync lists each kind its
 //! quotas count once through the API server and recounts every quota with
 //! [`r8s_api::quota`], the rules admission charges with; a changed status is written with
 //! the quota's resourceVersion, so a conflict just retries against fresh state.
@@ -62,12 +64,22 @@ pub async fn run_with(ctx: Context, cfg: Config) -> anyhow::Result<()> {
     let claims = ctx.informers.get::<PersistentVolumeClaim>();
     // The handlers stay registered while this future lives.
     let q = queue.clone();
+    // A quota is recounted when it appears or its limits change; not when only its usage
+    // moved: the admission plugin charged a create then, and a recount from a list taken
+    // before that create is stored would undo the charge (as upstream, the periodic
+    // resync repairs edited usage).
     let _quota_events = quotas.add_handler(move |ev| {
-        let quota = match &ev {
-            InformerEvent::Apply { new, .. } => new,
-            InformerEvent::Delete(old) => old,
+        let InformerEvent::Apply { new, old } = &ev else {
+            return;
         };
-        if let Some(ns) = &quota.metadata.namespace {
+        let limits_changed = old.as_ref().is_none_or(|old| {
+            old.spec.as_ref().map(|s| &s.hard) != new.spec.as_ref().map(|s| &s.hard)
+        });
+        let unsynced = new.status.as_ref().and_then(|s| s.hard.as_ref())
+            != new.spec.as_ref().and_then(|s| s.hard.as_ref());
+        if (limits_changed || unsynced)
+            && let Some(ns) = &new.metadata.namespace
+        {
             q.add(ns.clone());
         }
     });
@@ -124,8 +136,14 @@ where
 {
     let (queue, quotas) = (queue.clone(), quotas.clone());
     informer.add_handler(move |ev| {
+        // Creates were charged by the admission plugin; updates that change what a quota
+        // counts (a pod finishing, a claim resized) and deletes give usage back.
         let (obj, old) = match &ev {
-            InformerEvent::Apply { old, new } => (new, old.as_ref()),
+            InformerEvent::Apply {
+                new,
+                old: Some(old),
+            } => (new, Some(old)),
+            InformerEvent::Apply { old: None, .. } => return,
             InformerEvent::Delete(o) => (o, None),
         };
         let Some(ns) = obj.meta().namespace.as_deref() else {

@@ -149,7 +149,11 @@ async fn status_follows_spec_and_edits_are_undone() {
     let (_server, client) = start().await;
     let ns = "quota-edits";
     namespace(&client, ns).await;
-    let _controller = run(&client, resourcequota::run);
+    // Edited usage is repaired by the periodic recount (as upstream), made short here.
+    let cfg = resourcequota::Config {
+        resync_period: Duration::from_secs(1),
+    };
+    let _controller = run(&client, move |ctx| resourcequota::run_with(ctx, cfg));
     let hard = json!({"services": "3", "services.nodeports": "2"});
     let api = create_quota(&client, ns, "svc", &hard).await;
     let none = json!({"services": "0", "services.nodeports": "0"});
