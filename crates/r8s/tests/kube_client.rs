@@ -159,3 +159,103 @@ async fn watcher_sees_changes() {
     writer.await.unwrap();
     drop(stream);
 }
+
+/// A custom resource as kube-rs users define one.
+#[derive(
+    kube::CustomResource, serde::Deserialize, serde::Serialize, Clone, Debug, schemars::JsonSchema,
+)]
+#[kube(
+    group = "r8s.example.com",
+    version = "v1",
+    kind = "Widget",
+    namespaced,
+    status = "WidgetStatus",
+    shortname = "wd",
+    printcolumn = r#"{"name":"Size","type":"integer","jsonPath":".spec.size"}"#
+)]
+pub struct WidgetSpec {
+    size: i32,
+    label: String,
+}
+
+#[derive(serde::Deserialize, serde::Serialize, Clone, Debug, Default, schemars::JsonSchema)]
+pub struct WidgetStatus {
+    ready: bool,
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn derived_custom_resources() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::CustomResourceExt;
+    use kube::runtime::{conditions, wait::await_condition};
+
+    let s = Server::start();
+    let c = client(&s).await;
+    let crds: Api<CustomResourceDefinition> = Api::all(c.clone());
+    crds.create(&PostParams::default(), &Widget::crd())
+        .await
+        .unwrap();
+    let established = await_condition(
+        crds.clone(),
+        "widgets.r8s.example.com",
+        conditions::is_crd_established(),
+    );
+    tokio::time::timeout(std::time::Duration::from_secs(10), established)
+        .await
+        .expect("established in time")
+        .unwrap();
+
+    let widgets: Api<Widget> = Api::namespaced(c.clone(), "default");
+    let mut events =
+        std::pin::pin!(watcher(widgets.clone(), watcher::Config::default()).applied_objects());
+    let w = Widget::new(
+        "w1",
+        WidgetSpec {
+            size: 3,
+            label: "blue".into(),
+        },
+    );
+    let created = widgets.create(&PostParams::default(), &w).await.unwrap();
+    assert_eq!(created.spec.size, 3);
+    assert_eq!(created.metadata.generation, Some(1));
+    let seen = tokio::time::timeout(std::time::Duration::from_secs(10), events.try_next())
+        .await
+        .expect("a watch event")
+        .unwrap()
+        .expect("an object");
+    assert_eq!(seen.metadata.name.as_deref(), Some("w1"));
+
+    let status = serde_json::json!({"status": {"ready": true}});
+    let patched = widgets
+        .patch_status("w1", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+    assert!(patched.status.map(|s| s.ready).unwrap_or(false));
+    assert_eq!(
+        widgets
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+
+    // Discovery finds the group as kube-rs' dynamic clients do.
+    let discovery = Discovery::new(c.clone()).run().await.unwrap();
+    let (resource, _caps) = discovery
+        .groups()
+        .find(|g| g.name() == "r8s.example.com")
+        .expect("the CRD's group")
+        .recommended_kind("Widget")
+        .expect("Widget");
+    assert_eq!(resource.plural, "widgets");
+    let dynamic: Api<DynamicObject> = Api::namespaced_with(c.clone(), "default", &resource);
+    let got = dynamic.get("w1").await.unwrap();
+    assert_eq!(got.data["spec"]["label"], "blue");
+
+    crds.delete("widgets.r8s.example.com", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(widgets.list(&ListParams::default()).await.is_err());
+}

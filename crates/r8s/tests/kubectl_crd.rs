@@ -1,0 +1,261 @@
+//! e2e: CustomResourceDefinitions with the real kubectl, as upstream's "Extend the
+//! Kubernetes API with CustomResourceDefinitions" task uses them: the CRD is established,
+//! its resource is discovered (short name, `api-resources`, `explain`), objects print
+//! the CRD's columns, unknown fields and schema violations are refused with upstream's
+//! messages, status is a subresource, everything survives a restart, and deleting the
+//! CRD removes its objects.
+
+mod common;
+use common::Server;
+
+const CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: crontabs.stable.example.com
+spec:
+  group: stable.example.com
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      subresources:
+        status: {}
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec:
+              type: object
+              properties:
+                cronSpec:
+                  type: string
+                  pattern: '^(\d+|\*)(/\d+)?(\s+(\d+|\*)(/\d+)?){4}$'
+                image:
+                  type: string
+                replicas:
+                  type: integer
+                  minimum: 1
+                  maximum: 10
+            status:
+              type: object
+              properties:
+                replicas:
+                  type: integer
+      additionalPrinterColumns:
+      - name: Spec
+        type: string
+        description: The cron spec defining the interval a CronJob is run
+        jsonPath: .spec.cronSpec
+      - name: Replicas
+        type: integer
+        jsonPath: .spec.replicas
+      - name: Age
+        type: date
+        jsonPath: .metadata.creationTimestamp
+  scope: Namespaced
+  names:
+    plural: crontabs
+    singular: crontab
+    kind: CronTab
+    shortNames:
+    - ct
+"#;
+
+fn crontab(name: &str, spec: &str) -> String {
+    format!(
+        "
+apiVersion: stable.example.com/v1
+kind: CronTab
+metadata:
+  name: {name}
+spec: {spec}
+"
+    )
+}
+
+#[test]
+fn custom_resources_like_upstream() {
+    let s = Server::start();
+    s.ok_stdin(&["apply", "-f", "-"], CRD);
+    s.ok(&[
+        "wait",
+        "--for=condition=established",
+        "--timeout=20s",
+        "crd/crontabs.stable.example.com",
+    ]);
+    let crds = s.ok(&["get", "crd"]);
+    assert!(crds.contains("crontabs.stable.example.com"), "{crds}");
+    let resources = s.ok(&["api-resources", "--api-group=stable.example.com"]);
+    assert!(
+        resources.lines().any(|l| l.split_whitespace().eq([
+            "crontabs",
+            "ct",
+            "stable.example.com/v1",
+            "true",
+            "CronTab"
+        ])),
+        "{resources}"
+    );
+
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &crontab(
+            "my-new-cron-object",
+            "{cronSpec: '* * * * */5', image: my-awesome-cron-image, replicas: 2}",
+        ),
+    );
+    let table = s.ok(&["get", "crontab"]);
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(header, ["NAME", "SPEC", "REPLICAS", "AGE"], "{table}");
+    assert!(
+        table.contains("my-new-cron-object   * * * * */5   2"),
+        "{table}"
+    );
+    assert_eq!(
+        s.ok(&["get", "ct", "-o", "name"]).trim(),
+        "crontab.stable.example.com/my-new-cron-object"
+    );
+    let generation = s.ok(&[
+        "get",
+        "ct",
+        "my-new-cron-object",
+        "-o",
+        "jsonpath={.metadata.generation}",
+    ]);
+    assert_eq!(generation, "1");
+
+    // Unknown fields: kubectl asks for strict validation.
+    let out = s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        Some(&crontab("bogus", "{image: i, extra: 1}")),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(r#"strict decoding error: unknown field "spec.extra""#),
+        "{err}"
+    );
+    // Schema violations are 422s naming the field.
+    let out = s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        Some(&crontab("big", "{image: i, replicas: 11}")),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#"The CronTab "big" is invalid: spec.replicas: Invalid value: 11: spec.replicas in body should be less than or equal to 10"#),
+        "{err}"
+    );
+    let out = s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        Some(&crontab("typo", "{image: i, replicas: two}")),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#"spec.replicas: Invalid value: "string": spec.replicas in body must be of type integer: "string""#),
+        "{err}"
+    );
+
+    let explained = s.ok(&["explain", "crontab.spec"]);
+    assert!(
+        explained.contains("cronSpec") && explained.contains("replicas"),
+        "{explained}"
+    );
+
+    // The main resource does not write status; the status subresource does, without
+    // moving the generation.
+    s.ok(&[
+        "patch",
+        "ct",
+        "my-new-cron-object",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"replicas":5}}"#,
+    ]);
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "ct",
+            "my-new-cron-object",
+            "-o",
+            "jsonpath={.status.replicas}"
+        ]),
+        ""
+    );
+    s.ok(&[
+        "patch",
+        "ct",
+        "my-new-cron-object",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"replicas":2}}"#,
+    ]);
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "ct",
+            "my-new-cron-object",
+            "-o",
+            "jsonpath={.status.replicas}"
+        ]),
+        "2"
+    );
+    s.ok(&[
+        "patch",
+        "ct",
+        "my-new-cron-object",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"replicas":3}}"#,
+    ]);
+    let generation = s.ok(&[
+        "get",
+        "ct",
+        "my-new-cron-object",
+        "-o",
+        "jsonpath={.metadata.generation}",
+    ]);
+    assert_eq!(generation, "2");
+
+    // A restart serves the CRD again, objects included.
+    let s = s.crash_and_restart(&[]);
+    let replicas = s.ok(&[
+        "get",
+        "ct",
+        "my-new-cron-object",
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ]);
+    assert_eq!(replicas, "3");
+
+    // Deleting the CRD deletes its objects; recreating it starts empty.
+    s.ok(&["delete", "crd", "crontabs.stable.example.com"]);
+    let gone = s.fails(&[
+        "get",
+        "--raw",
+        "/apis/stable.example.com/v1/namespaces/default/crontabs",
+    ]);
+    assert!(
+        gone.contains("NotFound") || gone.contains("not found"),
+        "{gone}"
+    );
+    s.ok_stdin(&["apply", "-f", "-"], CRD);
+    s.ok(&[
+        "wait",
+        "--for=condition=established",
+        "--timeout=20s",
+        "crd/crontabs.stable.example.com",
+    ]);
+    let listed = s.ok(&[
+        "get",
+        "--raw",
+        "/apis/stable.example.com/v1/namespaces/default/crontabs",
+    ]);
+    assert!(listed.contains(r#""items":[]"#), "{listed}");
+}
