@@ -120,3 +120,11 @@ fn dynamic_client_apply_and_yaml() {
     let s = Server::start();
     run_script(&s, "dynamic_yaml.py");
 }
+
+/// ApiextensionsV1Api (CRDs) and CustomObjectsApi: CRUD, selectors, status subresource,
+/// schema validation, watch, CRD deletion.
+#[test]
+fn custom_objects_api() {
+    let s = Server::start();
+    run_script(&s, "custom_objects.py");
+}

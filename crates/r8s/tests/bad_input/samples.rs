@@ -30,6 +30,10 @@ pub fn collection(info: &ResourceInfo) -> String {
 /// different names: HPA v1 and v2 differ in version; core and events.k8s.io Events (one
 /// store of core/v1 objects) in group.
 pub fn sample_name(info: &ResourceInfo) -> String {
+    if info.kind == "CustomResourceDefinition" {
+        // A CRD's name is its resource's `<plural>.<group>`.
+        return format!("samples.{}", SAMPLE_CRD_GROUP);
+    }
     if info.storage_group == info.group {
         format!("sample-{}", info.version)
     } else {
@@ -42,6 +46,15 @@ pub fn sample_name(info: &ResourceInfo) -> String {
 /// character name is fine): RBAC, and core/v1 Events (legacy validation only).
 pub fn path_segment_names(info: &ResourceInfo) -> bool {
     info.group == "rbac.authorization.k8s.io" || (info.group.is_empty() && info.kind == "Event")
+}
+
+/// The group of the sample CustomResourceDefinition's resource.
+const SAMPLE_CRD_GROUP: &str = "bad-input.example.com";
+
+/// The plural a sample CRD called `name` defines.
+fn crd_plural(name: &str) -> &str {
+    name.strip_suffix(&format!(".{SAMPLE_CRD_GROUP}"))
+        .unwrap_or(name)
 }
 
 /// A minimal valid object of `info`'s kind called `name`.
@@ -120,7 +133,18 @@ pub fn sample(info: &ResourceInfo, name: &str) -> Value {
         ("scheduling.k8s.io", "PriorityClass") => json!({"value": 1000}),
         ("coordination.k8s.io", "Lease") => json!({"spec": {}}),
         ("discovery.k8s.io", "EndpointSlice") => json!({"addressType": "IPv4", "endpoints": []}),
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => json!({"spec": {
+            "group": SAMPLE_CRD_GROUP, "scope": "Namespaced",
+            "names": {"plural": crd_plural(name), "kind": "Sample"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                          "schema": {"openAPIV3Schema": {"type": "object"}}}]
+        }}),
         _ => json!({}),
+    };
+    // A CRD's name must be `<plural>.<group>`: `never` defines `never.<sample group>`.
+    let name = match info.kind {
+        "CustomResourceDefinition" => format!("{}.{SAMPLE_CRD_GROUP}", crd_plural(name)),
+        _ => name.to_string(),
     };
     let mut obj = json!({
         "apiVersion": info.api_version(),

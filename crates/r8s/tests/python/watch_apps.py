@@ -235,9 +235,16 @@ bad.spec.template.metadata.labels = {"app": "other"}
 body = expect_status(apps.create_namespaced_deployment, 422, "Invalid", NS, bad)
 check(any(c.get("field") == "spec.template.metadata.labels" for c in
           body["details"].get("causes") or []), "selector/template mismatch causes", body)
-cur = apps.read_namespaced_deployment("web", NS)
-cur.spec.min_ready_seconds = 1
-apps.replace_namespaced_deployment("web", NS, cur)
+# Read-modify-replace, retried as clients do: the controllers may write the Deployment's
+# status between the read and the replace.
+for attempt in range(10):
+    cur = apps.read_namespaced_deployment("web", NS)
+    cur.spec.min_ready_seconds = 1
+    try:
+        apps.replace_namespaced_deployment("web", NS, cur)
+        break
+    except client.exceptions.ConflictException:
+        time.sleep(0.2)
 cur.spec.min_ready_seconds = 2
 expect_status(apps.replace_namespaced_deployment, 409, "Conflict", "web", NS, cur)
 body = expect_status(apps.read_namespaced_deployment, 404, "NotFound", "nope", NS)
