@@ -21,6 +21,10 @@ spec:
       storage: true
       subresources:
         status: {}
+        scale:
+          specReplicasPath: .spec.replicas
+          statusReplicasPath: .status.replicas
+          labelSelectorPath: .status.labelSelector
       schema:
         openAPIV3Schema:
           type: object
@@ -33,6 +37,9 @@ spec:
                   pattern: '^(\d+|\*)(/\d+)?(\s+(\d+|\*)(/\d+)?){4}$'
                 image:
                   type: string
+                concurrencyPolicy:
+                  type: string
+                  default: Allow
                 replicas:
                   type: integer
                   minimum: 1
@@ -42,6 +49,8 @@ spec:
               properties:
                 replicas:
                   type: integer
+                labelSelector:
+                  type: string
       additionalPrinterColumns:
       - name: Spec
         type: string
@@ -129,6 +138,14 @@ fn custom_resources_like_upstream() {
         "jsonpath={.metadata.generation}",
     ]);
     assert_eq!(generation, "1");
+    let defaulted = s.ok(&[
+        "get",
+        "ct",
+        "my-new-cron-object",
+        "-o",
+        "jsonpath={.spec.concurrencyPolicy}",
+    ]);
+    assert_eq!(defaulted, "Allow", "the schema's default");
 
     // Unknown fields: kubectl asks for strict validation.
     let out = s.kubectl_stdin(
@@ -222,6 +239,38 @@ fn custom_resources_like_upstream() {
         "jsonpath={.metadata.generation}",
     ]);
     assert_eq!(generation, "2");
+
+    // The scale subresource reads and writes the CRD's paths; the result is validated.
+    s.ok(&["scale", "ct", "my-new-cron-object", "--replicas=4"]);
+    let replicas = s.ok(&[
+        "get",
+        "ct",
+        "my-new-cron-object",
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ]);
+    assert_eq!(replicas, "4");
+    s.ok(&[
+        "patch",
+        "ct",
+        "my-new-cron-object",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"labelSelector":"app=cron"}}"#,
+    ]);
+    let scale = s.ok(&[
+        "get",
+        "--raw",
+        "/apis/stable.example.com/v1/namespaces/default/crontabs/my-new-cron-object/scale",
+    ]);
+    assert!(
+        scale.contains(r#""spec":{"replicas":4}"#) && scale.contains(r#""selector":"app=cron""#),
+        "{scale}"
+    );
+    let err = s.fails(&["scale", "ct", "my-new-cron-object", "--replicas=11"]);
+    assert!(err.contains("should be less than or equal to 10"), "{err}");
+    s.ok(&["scale", "ct", "my-new-cron-object", "--replicas=3"]);
 
     // A restart serves the CRD again, objects included.
     let s = s.crash_and_restart(&[]);

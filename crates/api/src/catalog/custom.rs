@@ -4,8 +4,9 @@
 //! built-in kinds.
 //!
 //! Entries must be `&'static` like the built-in table, so each distinct definition is
-//! leaked once; re-registering an unchanged definition reuses it, so only real changes to
-//! a CRD cost memory (a few hundred bytes each).
+//! leaked once; re-registering an unchanged definition (every CRD status write does)
+//! reuses it, so only changes to a CRD's names, scope or versions cost memory (a few
+//! hundred bytes each).
 
 use super::{ResourceInfo, Subresource};
 use serde_json::Value;
@@ -14,6 +15,9 @@ use std::sync::{Arc, RwLock};
 
 /// Every registered custom resource version.
 static CUSTOM: RwLock<Vec<&'static ResourceInfo>> = RwLock::new(Vec::new());
+
+/// The definition each (group, plural) was last registered with.
+static DEFINED: RwLock<BTreeMap<(String, String), Definition>> = RwLock::new(BTreeMap::new());
 
 /// The verbs of every custom resource.
 const VERBS: &[&str] = &[
@@ -45,12 +49,35 @@ fn strings(v: Option<&Value>) -> Vec<String> {
 static SERVED: RwLock<BTreeMap<(String, String, String), Arc<Served>>> =
     RwLock::new(BTreeMap::new());
 
+/// Where a custom resource keeps what its `scale` subresource shows (JSON paths such as
+/// `.spec.replicas`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScalePaths {
+    pub spec_replicas: String,
+    pub status_replicas: String,
+    /// A string-valued label selector (for autoscalers), if declared.
+    pub label_selector: Option<String>,
+}
+
+impl ScalePaths {
+    fn from_value(v: &Value) -> Option<ScalePaths> {
+        let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        Some(ScalePaths {
+            spec_replicas: text("specReplicasPath")?,
+            status_replicas: text("statusReplicasPath")?,
+            label_selector: text("labelSelectorPath"),
+        })
+    }
+}
+
 /// One served version's table columns and object schema.
 #[derive(Debug)]
 pub struct Served {
     pub kind: String,
     /// After NAME.
     pub columns: Vec<PrinterColumn>,
+    /// The `scale` subresource, if the version has one.
+    pub scale: Option<ScalePaths>,
     /// The whole object's schema: the CRD's `openAPIV3Schema` with `apiVersion`, `kind`
     /// and `metadata` (a reference to ObjectMeta) added, as upstream completes it.
     pub schema: Value,
@@ -146,6 +173,7 @@ fn object_schema(version: &Value) -> Value {
 struct Version {
     name: String,
     status: bool,
+    scale: Option<ScalePaths>,
     columns: Vec<PrinterColumn>,
     schema: Value,
 }
@@ -202,12 +230,36 @@ impl Definition {
                     Some(Version {
                         name: text(v, "name")?,
                         status: v.pointer("/subresources/status").is_some(),
+                        scale: v
+                            .pointer("/subresources/scale")
+                            .and_then(ScalePaths::from_value),
                         columns,
                         schema: object_schema(v),
                     })
                 })
                 .collect(),
         })
+    }
+
+    /// Whether both define the same catalog entries (columns and schemas aside).
+    fn infos_equal(&self, other: &Definition) -> bool {
+        let entries = |d: &Definition| {
+            (
+                d.group.clone(),
+                d.kind.clone(),
+                d.plural.clone(),
+                d.singular.clone(),
+                d.namespaced,
+                d.short_names.clone(),
+                d.categories.clone(),
+                d.storage_version.clone(),
+                d.versions
+                    .iter()
+                    .map(|v| (v.name.clone(), v.status, v.scale.is_some()))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        entries(self) == entries(other)
     }
 
     fn infos(&self) -> Vec<ResourceInfo> {
@@ -230,17 +282,27 @@ impl Definition {
             .iter()
             .map(|v| {
                 let version = leak(&v.name);
-                let subresources: &'static [Subresource] = if v.status {
-                    Box::leak(Box::new([Subresource {
+                let mut subresources = Vec::new();
+                if v.status {
+                    subresources.push(Subresource {
                         name: "status",
                         kind,
                         group,
                         version,
                         verbs: &["get", "patch", "update"],
-                    }]))
-                } else {
-                    &[]
-                };
+                    });
+                }
+                if v.scale.is_some() {
+                    subresources.push(Subresource {
+                        name: "scale",
+                        kind: "Scale",
+                        group: "autoscaling",
+                        version: "v1",
+                        verbs: &["get", "patch", "update"],
+                    });
+                }
+                let subresources: &'static [Subresource] =
+                    Box::leak(subresources.into_boxed_slice());
                 ResourceInfo {
                     group,
                     version,
@@ -266,14 +328,14 @@ pub fn register(crd: &Value) {
     let Some(def) = Definition::from_crd(crd) else {
         return;
     };
-    let Ok(mut custom) = CUSTOM.write() else {
+    let key = (def.group.clone(), def.plural.clone());
+    let Ok(mut defined) = DEFINED.write() else {
         return;
     };
-    let current: Vec<ResourceInfo> = custom
-        .iter()
-        .filter(|r| r.group == def.group && r.plural == def.plural)
-        .map(|r| **r)
-        .collect();
+    // CRD status writes re-register the same definition: nothing to do (and nothing leaked).
+    if defined.get(&key) == Some(&def) {
+        return;
+    }
     if let Ok(mut served) = SERVED.write() {
         served.retain(|(g, _, p), _| !(*g == def.group && *p == def.plural));
         for v in &def.versions {
@@ -282,22 +344,36 @@ pub fn register(crd: &Value) {
                 Arc::new(Served {
                     kind: def.kind.clone(),
                     columns: v.columns.clone(),
+                    scale: v.scale.clone(),
                     schema: v.schema.clone(),
                 }),
             );
         }
     }
-    GENERATION.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let wanted = def.infos();
-    if current == wanted {
-        return;
+    if let Ok(mut custom) = CUSTOM.write() {
+        let unchanged = {
+            let current: Vec<&ResourceInfo> = custom
+                .iter()
+                .copied()
+                .filter(|r| r.group == def.group && r.plural == def.plural)
+                .collect();
+            let previous = defined.get(&key);
+            previous.is_some_and(|p| p.infos_equal(&def)) && !current.is_empty()
+        };
+        if !unchanged {
+            custom.retain(|r| !(r.group == def.group && r.plural == def.plural));
+            custom.extend(def.infos().into_iter().map(|r| &*Box::leak(Box::new(r))));
+        }
     }
-    custom.retain(|r| !(r.group == def.group && r.plural == def.plural));
-    custom.extend(wanted.into_iter().map(|r| &*Box::leak(Box::new(r))));
+    defined.insert(key, def);
+    GENERATION.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
 }
 
 /// Stop serving `plural.group`.
 pub fn unregister(group: &str, plural: &str) {
+    if let Ok(mut defined) = DEFINED.write() {
+        defined.remove(&(group.to_string(), plural.to_string()));
+    }
     if let Ok(mut custom) = CUSTOM.write() {
         custom.retain(|r| !(r.group == group && r.plural == plural));
     }

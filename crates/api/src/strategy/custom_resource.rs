@@ -1,5 +1,5 @@
-//! Objects of custom resources: validated against their CRD version's OpenAPI v3
-//! schema, with upstream's messages for the checks users meet (`type`, `required`,
+//! Objects of custom resources: defaulted from (`default`) and validated against their CRD
+//! version's OpenAPI v3 schema, with upstream's messages for the checks users meet (`type`, `required`,
 //! `enum`, bounds, lengths, `pattern`, item counts). Unknown fields were pruned before
 //! (see `fieldvalidation`); CEL rules (`x-kubernetes-validations`) are not evaluated.
 
@@ -10,17 +10,67 @@ use serde_json::Value;
 
 pub struct CustomResourceStrategy;
 
+/// The served version `obj` (by its apiVersion and kind) belongs to.
+fn served_for(obj: &Value) -> Option<std::sync::Arc<custom::Served>> {
+    let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
+    custom::served_kind(group, version, kind)
+}
+
 impl Strategy for CustomResourceStrategy {
+    /// The schema's `default`s fill missing fields, as upstream's structural defaulting.
+    fn default(&self, obj: &mut Value) {
+        if let Some(served) = served_for(obj) {
+            apply_defaults(&served.schema, obj, 0);
+        }
+    }
+
     fn validate_create(&self, obj: &Value) -> Vec<FieldError> {
-        let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
-        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-        let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
-        let Some(served) = custom::served_kind(group, version, kind) else {
+        let Some(served) = served_for(obj) else {
             return Vec::new();
         };
         let mut errors = Vec::new();
         check(&served.schema, obj, "", &mut errors, 0);
         errors
+    }
+}
+
+/// Sets every missing property that has a `default` in `schema`, at every depth of `v`.
+fn apply_defaults(schema: &Value, v: &mut Value, depth: usize) {
+    if depth > MAX_DEPTH {
+        return;
+    }
+    match v {
+        Value::Object(map) => {
+            if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+                for (k, prop) in props {
+                    if let Some(default) = prop.get("default")
+                        && map.get(k).is_none_or(Value::is_null)
+                        && !(map.get(k).is_some_and(Value::is_null)
+                            && prop.get("nullable").and_then(Value::as_bool) == Some(true))
+                    {
+                        map.insert(k.clone(), default.clone());
+                    }
+                    if let Some(child) = map.get_mut(k) {
+                        apply_defaults(prop, child, depth + 1);
+                    }
+                }
+            } else if let Some(extra) = schema.get("additionalProperties").filter(|a| a.is_object())
+            {
+                for child in map.values_mut() {
+                    apply_defaults(extra, child, depth + 1);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = schema.get("items") {
+                for item in items {
+                    apply_defaults(item_schema, item, depth + 1);
+                }
+            }
+        }
+        _ => {}
     }
 }
 
@@ -288,6 +338,30 @@ mod tests {
         out.into_iter()
             .map(|e| format!("{}: {}", e.field, e.message))
             .collect()
+    }
+
+    #[test]
+    fn defaults_fill_missing_fields_at_every_depth() {
+        let schema = json!({"type": "object", "properties": {"spec": {
+            "type": "object",
+            "properties": {
+                "replicas": {"type": "integer", "default": 1},
+                "mode": {"type": "string", "default": "fast", "nullable": true},
+                "ports": {"type": "array", "items": {"type": "object", "properties": {
+                    "protocol": {"type": "string", "default": "TCP"}
+                }}}
+            }
+        }}});
+        let mut obj = json!({"spec": {"mode": null, "ports": [{"port": 80}, {"protocol": "UDP"}]}});
+        apply_defaults(&schema, &mut obj, 0);
+        assert_eq!(
+            obj,
+            json!({"spec": {"replicas": 1, "mode": null,
+                "ports": [{"port": 80, "protocol": "TCP"}, {"protocol": "UDP"}]}})
+        );
+        let mut empty = json!({});
+        apply_defaults(&schema, &mut empty, 0);
+        assert_eq!(empty, json!({}), "no spec, nothing to default inside it");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use crate::meta;
 use crate::registry::{DeleteOptions, WriteOptions};
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
+use r8s_api::catalog::ResourceInfo;
 use serde_json::{Value, json};
 
 /// Route a subresource request.
@@ -69,13 +70,79 @@ fn proxy_request(call: Call, method: &Method) -> ApiResult<crate::proxy::ProxyRe
     })
 }
 
+/// Where a kind keeps what its Scale shows: the workloads' fixed fields, or a custom
+/// resource's `subresources.scale` paths.
+struct ScaleFields {
+    spec_replicas: String,
+    status_replicas: String,
+    /// A custom resource's string selector; `None`: the workload's `spec.selector` object.
+    label_selector: Option<String>,
+}
+
+impl ScaleFields {
+    fn of(info: &ResourceInfo) -> ScaleFields {
+        match r8s_api::catalog::custom::served(info.group, info.version, info.plural)
+            .and_then(|s| s.scale.clone())
+        {
+            Some(paths) => ScaleFields {
+                spec_replicas: json_pointer(&paths.spec_replicas),
+                status_replicas: json_pointer(&paths.status_replicas),
+                label_selector: paths.label_selector.as_deref().map(json_pointer),
+            },
+            None => ScaleFields {
+                spec_replicas: "/spec/replicas".into(),
+                status_replicas: "/status/replicas".into(),
+                label_selector: None,
+            },
+        }
+    }
+}
+
+/// `.spec.replicas` → `/spec/replicas`.
+fn json_pointer(path: &str) -> String {
+    path.trim_start_matches('.')
+        .split('.')
+        .map(|seg| format!("/{}", seg.replace('~', "~0").replace('/', "~1")))
+        .collect()
+}
+
+/// Sets the value at a JSON pointer, creating the objects on the way.
+fn set_at(obj: &mut Value, pointer: &str, value: Value) {
+    let mut at = obj;
+    let segments: Vec<String> = pointer
+        .split('/')
+        .skip(1)
+        .map(|s| s.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    for (i, seg) in segments.iter().enumerate() {
+        if !at.is_object() {
+            *at = json!({});
+        }
+        let Some(map) = at.as_object_mut() else {
+            return;
+        };
+        if i + 1 == segments.len() {
+            map.insert(seg.clone(), value);
+            return;
+        }
+        at = map.entry(seg.clone()).or_insert_with(|| json!({}));
+    }
+}
+
 /// The autoscaling/v1 Scale view of a workload.
-fn to_scale(obj: &Value) -> Value {
+fn to_scale(obj: &Value, fields: &ScaleFields) -> Value {
     let m = obj.get("metadata").cloned().unwrap_or(json!({}));
-    let selector = obj
-        .pointer("/spec/selector")
-        .map(selector_string)
-        .unwrap_or_default();
+    let selector = match &fields.label_selector {
+        Some(path) => obj
+            .pointer(path)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        None => obj
+            .pointer("/spec/selector")
+            .map(selector_string)
+            .unwrap_or_default(),
+    };
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -86,9 +153,9 @@ fn to_scale(obj: &Value) -> Value {
             "resourceVersion": m.get("resourceVersion"),
             "creationTimestamp": m.get("creationTimestamp"),
         },
-        "spec": {"replicas": obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0)},
+        "spec": {"replicas": obj.pointer(&fields.spec_replicas).and_then(Value::as_i64).unwrap_or(0)},
         "status": {
-            "replicas": obj.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0),
+            "replicas": obj.pointer(&fields.status_replicas).and_then(Value::as_i64).unwrap_or(0),
             "selector": selector,
         },
     })
@@ -127,8 +194,10 @@ async fn scale(call: Call, method: Method) -> ApiResult<Response> {
     let ns = call.namespace().map(str::to_string);
     let registry = call.state.registry.clone();
     let info = call.info;
-    let scale_response =
-        |obj: &Value| super::nonresource::json_response(StatusCode::OK, &to_scale(obj));
+    let scale_fields = ScaleFields::of(info);
+    let scale_response = |obj: &Value| {
+        super::nonresource::json_response(StatusCode::OK, &to_scale(obj, &scale_fields))
+    };
     match method {
         Method::GET => {
             let obj = registry.get(info, ns.as_deref(), &name).await?;
@@ -147,7 +216,7 @@ async fn scale(call: Call, method: Method) -> ApiResult<Response> {
             let fields = super::fieldmanager::FieldManager::new(&call);
             let updated = registry
                 .update_with(info, ns.as_deref(), &name, None, &opts, |current| {
-                    let current_scale = to_scale(current);
+                    let current_scale = to_scale(current, &scale_fields);
                     let desired = if is_patch {
                         let kind = r8s_api::patch::PatchType::from_content_type(&ct)
                             .ok_or_else(|| ApiError::unsupported_media_type(&ct))?;
@@ -176,7 +245,7 @@ async fn scale(call: Call, method: Method) -> ApiResult<Response> {
                         ));
                     }
                     let mut next = current.clone();
-                    next["spec"]["replicas"] = json!(replicas);
+                    set_at(&mut next, &scale_fields.spec_replicas, json!(replicas));
                     fields.record(Some(current), &mut next, "scale");
                     // A stale resourceVersion in a PUT body is a conflict, as for objects.
                     let rv = meta::meta_str(&desired, "resourceVersion");
