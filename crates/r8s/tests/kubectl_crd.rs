@@ -83,6 +83,41 @@ spec: {spec}
     )
 }
 
+/// A field of the CronTab `my-new-cron-object`, by JSONPath.
+fn field(s: &Server, path: &str) -> String {
+    s.ok(&[
+        "get",
+        "ct",
+        "my-new-cron-object",
+        "-o",
+        &format!("jsonpath={{{path}}}"),
+    ])
+}
+
+/// `kubectl patch` of `my-new-cron-object` with a merge patch (`status`: through the
+/// status subresource).
+fn merge_patch(s: &Server, patch: &str, status: bool) {
+    let mut args = vec![
+        "patch",
+        "ct",
+        "my-new-cron-object",
+        "--type=merge",
+        "-p",
+        patch,
+    ];
+    if status {
+        args.push("--subresource=status");
+    }
+    s.ok(&args);
+}
+
+/// `kubectl apply` of `yaml`, which must fail; its stderr.
+fn refused(s: &Server, yaml: &str) -> String {
+    let out = s.kubectl_stdin(&["apply", "-f", "-"], Some(yaml));
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn custom_resources_like_upstream() {
     let s = Server::start();
@@ -130,49 +165,24 @@ fn custom_resources_like_upstream() {
         s.ok(&["get", "ct", "-o", "name"]).trim(),
         "crontab.stable.example.com/my-new-cron-object"
     );
-    let generation = s.ok(&[
-        "get",
-        "ct",
-        "my-new-cron-object",
-        "-o",
-        "jsonpath={.metadata.generation}",
-    ]);
+    let generation = field(&s, ".metadata.generation");
     assert_eq!(generation, "1");
-    let defaulted = s.ok(&[
-        "get",
-        "ct",
-        "my-new-cron-object",
-        "-o",
-        "jsonpath={.spec.concurrencyPolicy}",
-    ]);
+    let defaulted = field(&s, ".spec.concurrencyPolicy");
     assert_eq!(defaulted, "Allow", "the schema's default");
 
     // Unknown fields: kubectl asks for strict validation.
-    let out = s.kubectl_stdin(
-        &["apply", "-f", "-"],
-        Some(&crontab("bogus", "{image: i, extra: 1}")),
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = refused(&s, &crontab("bogus", "{image: i, extra: 1}"));
     assert!(
         err.contains(r#"strict decoding error: unknown field "spec.extra""#),
         "{err}"
     );
     // Schema violations are 422s naming the field.
-    let out = s.kubectl_stdin(
-        &["apply", "-f", "-"],
-        Some(&crontab("big", "{image: i, replicas: 11}")),
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(&s, &crontab("big", "{image: i, replicas: 11}"));
     assert!(
         err.contains(r#"The CronTab "big" is invalid: spec.replicas: Invalid value: 11: spec.replicas in body should be less than or equal to 10"#),
         "{err}"
     );
-    let out = s.kubectl_stdin(
-        &["apply", "-f", "-"],
-        Some(&crontab("typo", "{image: i, replicas: two}")),
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(&s, &crontab("typo", "{image: i, replicas: two}"));
     assert!(
         err.contains(r#"spec.replicas: Invalid value: "string": spec.replicas in body must be of type integer: "string""#),
         "{err}"
@@ -186,79 +196,19 @@ fn custom_resources_like_upstream() {
 
     // The main resource does not write status; the status subresource does, without
     // moving the generation.
-    s.ok(&[
-        "patch",
-        "ct",
-        "my-new-cron-object",
-        "--type=merge",
-        "-p",
-        r#"{"status":{"replicas":5}}"#,
-    ]);
-    assert_eq!(
-        s.ok(&[
-            "get",
-            "ct",
-            "my-new-cron-object",
-            "-o",
-            "jsonpath={.status.replicas}"
-        ]),
-        ""
-    );
-    s.ok(&[
-        "patch",
-        "ct",
-        "my-new-cron-object",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        r#"{"status":{"replicas":2}}"#,
-    ]);
-    assert_eq!(
-        s.ok(&[
-            "get",
-            "ct",
-            "my-new-cron-object",
-            "-o",
-            "jsonpath={.status.replicas}"
-        ]),
-        "2"
-    );
-    s.ok(&[
-        "patch",
-        "ct",
-        "my-new-cron-object",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"replicas":3}}"#,
-    ]);
-    let generation = s.ok(&[
-        "get",
-        "ct",
-        "my-new-cron-object",
-        "-o",
-        "jsonpath={.metadata.generation}",
-    ]);
+    merge_patch(&s, r#"{"status":{"replicas":5}}"#, false);
+    assert_eq!(field(&s, ".status.replicas"), "");
+    merge_patch(&s, r#"{"status":{"replicas":2}}"#, true);
+    assert_eq!(field(&s, ".status.replicas"), "2");
+    merge_patch(&s, r#"{"spec":{"replicas":3}}"#, false);
+    let generation = field(&s, ".metadata.generation");
     assert_eq!(generation, "2");
 
     // The scale subresource reads and writes the CRD's paths; the result is validated.
     s.ok(&["scale", "ct", "my-new-cron-object", "--replicas=4"]);
-    let replicas = s.ok(&[
-        "get",
-        "ct",
-        "my-new-cron-object",
-        "-o",
-        "jsonpath={.spec.replicas}",
-    ]);
+    let replicas = field(&s, ".spec.replicas");
     assert_eq!(replicas, "4");
-    s.ok(&[
-        "patch",
-        "ct",
-        "my-new-cron-object",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        r#"{"status":{"labelSelector":"app=cron"}}"#,
-    ]);
+    merge_patch(&s, r#"{"status":{"labelSelector":"app=cron"}}"#, true);
     let scale = s.ok(&[
         "get",
         "--raw",
@@ -274,13 +224,7 @@ fn custom_resources_like_upstream() {
 
     // A restart serves the CRD again, objects included.
     let s = s.crash_and_restart(&[]);
-    let replicas = s.ok(&[
-        "get",
-        "ct",
-        "my-new-cron-object",
-        "-o",
-        "jsonpath={.spec.replicas}",
-    ]);
+    let replicas = field(&s, ".spec.replicas");
     assert_eq!(replicas, "3");
 
     // Deleting the CRD deletes its objects; recreating it starts empty.

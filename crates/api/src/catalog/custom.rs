@@ -19,18 +19,6 @@ static CUSTOM: RwLock<Vec<&'static ResourceInfo>> = RwLock::new(Vec::new());
 /// The definition each (group, plural) was last registered with.
 static DEFINED: RwLock<BTreeMap<(String, String), Definition>> = RwLock::new(BTreeMap::new());
 
-/// The verbs of every custom resource.
-const VERBS: &[&str] = &[
-    "create",
-    "delete",
-    "deletecollection",
-    "get",
-    "list",
-    "patch",
-    "update",
-    "watch",
-];
-
 fn leak(s: &str) -> &'static str {
     Box::leak(s.to_string().into_boxed_str())
 }
@@ -289,7 +277,7 @@ impl Definition {
                         kind,
                         group,
                         version,
-                        verbs: &["get", "patch", "update"],
+                        verbs: super::data::GET_PATCH_UPDATE,
                     });
                 }
                 if v.scale.is_some() {
@@ -298,7 +286,7 @@ impl Definition {
                         kind: "Scale",
                         group: "autoscaling",
                         version: "v1",
-                        verbs: &["get", "patch", "update"],
+                        verbs: super::data::GET_PATCH_UPDATE,
                     });
                 }
                 let subresources: &'static [Subresource] =
@@ -312,7 +300,7 @@ impl Definition {
                     namespaced: self.namespaced,
                     short_names,
                     categories,
-                    verbs: VERBS,
+                    verbs: super::data::RW,
                     subresources,
                     storage_group: group,
                     storage_version,

@@ -5,8 +5,8 @@
 
 use super::{ResourceInfo, Subresource};
 
-/// Verbs of an ordinary stored resource.
-const RW: &[&str] = &[
+/// Verbs of an ordinary stored resource (custom resources' too).
+pub(super) const RW: &[&str] = &[
     "create",
     "delete",
     "deletecollection",
@@ -21,7 +21,7 @@ const RW_NO_COLLECTION: &[&str] = &[
     "create", "delete", "get", "list", "patch", "update", "watch",
 ];
 /// `status`, `scale`, `ephemeralcontainers`, `resize`.
-const GET_PATCH_UPDATE: &[&str] = &["get", "patch", "update"];
+pub(super) const GET_PATCH_UPDATE: &[&str] = &["get", "patch", "update"];
 /// `binding`, `eviction`, `token`.
 const CREATE: &[&str] = &["create"];
 /// `exec`, `attach`, `portforward` (connect with GET and POST).

@@ -2,7 +2,7 @@
 //! (or AGE when it declares none), each cell read with its JSONPath and typed as
 //! upstream's CRD table convertor types it.
 
-use super::{NAME, column_json, human_duration, jsonpath};
+use super::{NAME, column_definition, column_json, human_duration, jsonpath};
 use crate::catalog::custom::PrinterColumn;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -10,15 +10,11 @@ use serde_json::{Value, json};
 /// Column definitions: NAME and the CRD's columns.
 pub(super) fn columns(custom: &[PrinterColumn]) -> Vec<Value> {
     std::iter::once(column_json(&NAME))
-        .chain(custom.iter().map(|c| {
-            json!({
-                "name": c.name,
-                "type": c.kind,
-                "format": c.format,
-                "description": c.description,
-                "priority": c.priority,
-            })
-        }))
+        .chain(
+            custom.iter().map(|c| {
+                column_definition(&c.name, &c.kind, &c.format, &c.description, c.priority)
+            }),
+        )
         .collect()
 }
 

@@ -168,12 +168,29 @@ fn row_conditions(info: &ResourceInfo, obj: &Value) -> Option<Value> {
 }
 
 fn column_json(c: &Column) -> Value {
+    column_definition(
+        c.name,
+        c.kind,
+        c.format,
+        c.description,
+        i64::from(c.priority),
+    )
+}
+
+/// One `columnDefinitions` entry.
+fn column_definition(
+    name: &str,
+    kind: &str,
+    format: &str,
+    description: &str,
+    priority: i64,
+) -> Value {
     json!({
-        "name": c.name,
-        "type": c.kind,
-        "format": c.format,
-        "description": c.description,
-        "priority": c.priority,
+        "name": name,
+        "type": kind,
+        "format": format,
+        "description": description,
+        "priority": priority,
     })
 }
 

@@ -7,19 +7,15 @@
 //! (HA) marks may accept creates for the moment its watch event takes to arrive, as with
 //! upstream's informer.
 
-use futures::StreamExt;
-use r8s_store::{DynStore, EventKind, KeyValue, ListOptions, Revision};
+use super::watched::{Followed, start_following};
+use r8s_store::{DynStore, KeyValue, Revision};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::oneshot;
 
 /// Where namespaces are stored.
 pub(super) const PREFIX: &str = "/registry/core/namespaces/";
-
-/// How long to wait before listing again after the watch failed.
-const RESYNC_DELAY: Duration = Duration::from_millis(500);
 
 /// Active namespaces, filled by a background watch started on first use.
 #[derive(Default)]
@@ -36,24 +32,12 @@ impl NamespaceCache {
     /// Whether `ns` is known to exist and not be terminating. `false` means "ask the
     /// store", not "missing".
     pub(super) fn is_active(self: &Arc<Self>, store: &DynStore, ns: &str) -> bool {
-        self.start(store);
+        start_following(self, store, &self.stop);
         self.active
             .read()
             .ok()
             .and_then(|a| a.as_ref().map(|set| set.contains(ns)))
             .unwrap_or(false)
-    }
-
-    fn start(self: &Arc<Self>, store: &DynStore) {
-        let Ok(mut stop) = self.stop.lock() else {
-            return;
-        };
-        if stop.is_some() {
-            return;
-        }
-        let (tx, rx) = oneshot::channel();
-        *stop = Some(tx);
-        tokio::spawn(run(store.clone(), Arc::downgrade(self), rx));
     }
 
     /// `ns` was marked for deletion or deleted at `rev` by this server: treat it as
@@ -108,59 +92,33 @@ fn name_of(kv: &KeyValue) -> &str {
     kv.key.strip_prefix(PREFIX).unwrap_or(&kv.key)
 }
 
-/// Lists, then follows the watch; lists again whenever the watch ends or fails, until the
-/// cache is dropped.
-async fn run(store: DynStore, cache: Weak<NamespaceCache>, mut stop: oneshot::Receiver<()>) {
-    loop {
-        let synced = tokio::select! {
-            _ = &mut stop => return,
-            synced = sync_once(&store, &cache) => synced,
-        };
-        if !synced {
-            return;
-        }
-        if let Some(cache) = cache.upgrade() {
-            cache.replace(None);
-        }
-        tokio::select! {
-            _ = &mut stop => return,
-            _ = tokio::time::sleep(RESYNC_DELAY) => {}
-        }
+impl Followed for NamespaceCache {
+    fn prefix(&self) -> String {
+        PREFIX.to_string()
     }
-}
 
-/// One list + watch; returns when the watch stops (`false` once the cache is gone).
-async fn sync_once(store: &DynStore, cache: &Weak<NamespaceCache>) -> bool {
-    let Ok(list) = store.list(PREFIX, ListOptions::default()).await else {
-        return true;
-    };
-    let Ok(mut events) = store.watch(PREFIX, list.revision).await else {
-        return true;
-    };
-    let set = list
-        .items
-        .iter()
-        .filter(|kv| is_active_value(&kv.value))
-        .map(|kv| name_of(kv).to_string())
-        .collect();
-    match cache.upgrade() {
-        Some(cache) => cache.replace(Some(set)),
-        None => return false,
+    fn reset(&self, listed: Option<(&[KeyValue], Revision)>) {
+        let set = listed.map(|(items, _)| {
+            items
+                .iter()
+                .filter(|kv| is_active_value(&kv.value))
+                .map(|kv| name_of(kv).to_string())
+                .collect()
+        });
+        self.replace(set);
     }
-    while let Some(Ok(event)) = events.next().await {
-        let Some(cache) = cache.upgrade() else {
-            return false;
-        };
-        let value = (event.kind == EventKind::Put).then_some(event.kv.value.as_slice());
-        cache.apply(name_of(&event.kv), event.revision(), value);
+
+    fn change(&self, kv: &KeyValue, rev: Revision, deleted: bool) {
+        let value = (!deleted).then_some(kv.value.as_slice());
+        self.apply(name_of(kv), rev, value);
     }
-    true
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::time::Duration;
 
     async fn store() -> (DynStore, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();

@@ -11,7 +11,7 @@
 use super::decode;
 use futures::StreamExt;
 use r8s_api::catalog::ResourceInfo;
-use r8s_store::{DynStore, EventKind, ListOptions, Revision};
+use r8s_store::{DynStore, EventKind, KeyValue, ListOptions, Revision};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -67,7 +67,7 @@ impl KindCache {
     /// The objects in namespace `ns`, or `None` when the cache cannot answer yet (not
     /// listed, or behind this server's last write): then read the store.
     pub(super) fn in_namespace(self: &Arc<Self>, store: &DynStore, ns: &str) -> Option<Vec<Value>> {
-        self.start(store);
+        start_following(self, store, &self.stop);
         let written = self.written.load(Ordering::SeqCst);
         let state = self.state.read().ok()?;
         let state = state.as_ref().filter(|s| s.seen >= written)?;
@@ -80,18 +80,6 @@ impl KindCache {
                 .map(|(_, v)| v.clone())
                 .collect(),
         )
-    }
-
-    fn start(self: &Arc<Self>, store: &DynStore) {
-        let Ok(mut stop) = self.stop.lock() else {
-            return;
-        };
-        if stop.is_some() {
-            return;
-        }
-        let (tx, rx) = oneshot::channel();
-        *stop = Some(tx);
-        tokio::spawn(run(store.clone(), Arc::downgrade(self), rx));
     }
 
     fn replace(&self, state: Option<State>) {
@@ -114,9 +102,38 @@ impl KindCache {
     }
 }
 
+/// A cache kept from one store watch by [`start_following`].
+pub(super) trait Followed: Send + Sync + 'static {
+    /// The key prefix followed.
+    fn prefix(&self) -> String;
+    /// Everything under the prefix at `rev`; `None` while re-listing (the cache must not
+    /// answer then).
+    fn reset(&self, listed: Option<(&[KeyValue], Revision)>);
+    /// One change at `rev`: `kv` holds the new value unless `deleted`.
+    fn change(&self, kv: &KeyValue, rev: Revision, deleted: bool);
+}
+
+/// Starts the watch task feeding `cache`, once: `stop` holds the sender whose drop (with
+/// the cache) ends the task.
+pub(super) fn start_following<C: Followed>(
+    cache: &Arc<C>,
+    store: &DynStore,
+    stop: &Mutex<Option<oneshot::Sender<()>>>,
+) {
+    let Ok(mut stop) = stop.lock() else {
+        return;
+    };
+    if stop.is_some() {
+        return;
+    }
+    let (tx, rx) = oneshot::channel();
+    *stop = Some(tx);
+    tokio::spawn(follow(store.clone(), Arc::downgrade(cache), rx));
+}
+
 /// Lists, then follows the watch; lists again whenever the watch ends or fails, until the
 /// cache is dropped.
-async fn run(store: DynStore, cache: Weak<KindCache>, mut stop: oneshot::Receiver<()>) {
+async fn follow<C: Followed>(store: DynStore, cache: Weak<C>, mut stop: oneshot::Receiver<()>) {
     loop {
         let synced = tokio::select! {
             _ = &mut stop => return,
@@ -126,7 +143,7 @@ async fn run(store: DynStore, cache: Weak<KindCache>, mut stop: oneshot::Receive
             return;
         }
         if let Some(cache) = cache.upgrade() {
-            cache.replace(None);
+            cache.reset(None);
         }
         tokio::select! {
             _ = &mut stop => return,
@@ -136,40 +153,53 @@ async fn run(store: DynStore, cache: Weak<KindCache>, mut stop: oneshot::Receive
 }
 
 /// One list + watch; returns when the watch stops (`false` once the cache is gone).
-async fn sync_once(store: &DynStore, cache: &Weak<KindCache>) -> bool {
-    let Some(info) = cache.upgrade().map(|c| c.info) else {
+async fn sync_once<C: Followed>(store: &DynStore, cache: &Weak<C>) -> bool {
+    let Some(prefix) = cache.upgrade().map(|c| c.prefix()) else {
         return false;
     };
-    let prefix = info.key_prefix();
     let Ok(list) = store.list(&prefix, ListOptions::default()).await else {
         return true;
     };
     let Ok(mut events) = store.watch(&prefix, list.revision).await else {
         return true;
     };
-    let objects = list
-        .items
-        .iter()
-        .filter_map(|kv| Some((kv.key.clone(), decode(info, kv).ok()?)))
-        .collect();
     match cache.upgrade() {
-        Some(cache) => cache.replace(Some(State {
-            seen: list.revision,
-            objects,
-        })),
+        Some(cache) => cache.reset(Some((&list.items, list.revision))),
         None => return false,
     }
     while let Some(Ok(event)) = events.next().await {
         let Some(cache) = cache.upgrade() else {
             return false;
         };
-        let obj = match event.kind {
-            EventKind::Put => decode(info, &event.kv).ok(),
-            _ => None,
-        };
-        cache.apply(&event.kv.key, event.revision(), obj);
+        cache.change(&event.kv, event.revision(), event.kind != EventKind::Put);
     }
     true
+}
+
+impl Followed for KindCache {
+    fn prefix(&self) -> String {
+        self.info.key_prefix()
+    }
+
+    fn reset(&self, listed: Option<(&[KeyValue], Revision)>) {
+        let state = listed.map(|(items, seen)| State {
+            seen,
+            objects: items
+                .iter()
+                .filter_map(|kv| Some((kv.key.clone(), decode(self.info, kv).ok()?)))
+                .collect(),
+        });
+        self.replace(state);
+    }
+
+    fn change(&self, kv: &KeyValue, rev: Revision, deleted: bool) {
+        let obj = if deleted {
+            None
+        } else {
+            decode(self.info, kv).ok()
+        };
+        self.apply(&kv.key, rev, obj);
+    }
 }
 
 #[cfg(test)]
