@@ -147,3 +147,44 @@ mod tests {
         assert!(!spec_equal(&a, &d) && !spec_equal(&d, &a));
     }
 }
+
+/// Upstream stores objects through typed structs whose metadata collections are
+/// `omitempty`: `labels: {}`, `annotations: {}`, `finalizers: []`, `ownerReferences: []`
+/// (or `null`) written by a client are not kept. Dropping them here keeps reads, diffs
+/// and managed fields the same as upstream's.
+pub fn drop_empty_collections(obj: &mut Value) {
+    let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    m.retain(|k, v| {
+        let collection = matches!(
+            k.as_str(),
+            "labels" | "annotations" | "finalizers" | "ownerReferences"
+        );
+        let empty = match v {
+            Value::Null => true,
+            Value::Object(o) => o.is_empty(),
+            Value::Array(a) => a.is_empty(),
+            _ => false,
+        };
+        !(collection && empty)
+    });
+}
+
+#[cfg(test)]
+mod empty_collection_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn empty_metadata_collections_are_dropped() {
+        let mut obj = json!({"metadata": {"name": "x", "labels": {}, "annotations": null,
+            "finalizers": [], "ownerReferences": [], "uid": ""}});
+        drop_empty_collections(&mut obj);
+        assert_eq!(obj, json!({"metadata": {"name": "x", "uid": ""}}));
+        let mut kept = json!({"metadata": {"labels": {"a": "b"}, "finalizers": ["f"]}});
+        drop_empty_collections(&mut kept);
+        assert_eq!(kept["metadata"]["labels"]["a"], "b");
+        assert_eq!(kept["metadata"]["finalizers"][0], "f");
+    }
+}

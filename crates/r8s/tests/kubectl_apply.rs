@@ -57,6 +57,15 @@ fn client_side_apply_session() {
     assert_eq!(apply(&s, &v2, &[]), "deployment.apps/web configured");
     assert_eq!(jsonpath(&s, "{.spec.replicas}"), "5");
 
+    // A manifest against an object made by `kubectl create` (no last-applied annotation):
+    // the patch's empty `annotations: {}` is not kept, so only the data differs.
+    s.ok(&["create", "configmap", "plain", "--from-literal=a=1"]);
+    let manifest = "{apiVersion: v1, kind: ConfigMap, metadata: {name: plain}, data: {a: '2'}}";
+    let out = s.kubectl_stdin(&["diff", "-f", "-"], Some(manifest));
+    let diff = String::from_utf8_lossy(&out.stdout);
+    assert!(diff.contains("+  a: \"2\""), "{diff}");
+    assert!(!diff.contains("annotations"), "{diff}");
+
     // Image change, env edited, a container added, a label removed.
     let v3 = v2
         .replace("image: nginx:1.14.2", "image: nginx:1.16")

@@ -59,6 +59,7 @@ impl Registry {
                 m.remove(k);
             }
         }
+        meta::drop_empty_collections(&mut obj);
         let strategy = strategy::for_kind(info.group, info.kind);
         strategy.default(&mut obj);
         // Upstream decodes with defaults, then runs the rest of admission.
@@ -318,6 +319,7 @@ impl Registry {
             };
         }
         m.remove("resourceVersion");
+        meta::drop_empty_collections(desired);
         let strategy = strategy::for_kind(info.group, info.kind);
         strategy.default(desired);
         if subresource.is_none() {
