@@ -49,6 +49,7 @@ fn walk_kind(group: &str, version: &str, kind: &str, obj: &mut Value, found: &mu
         let schema = Value::String(def.to_string());
         walk(&schema, obj, "", found, 0);
     } else if let Some(served) = crate::catalog::custom::served_kind(group, version, kind) {
+        found.structural = true;
         walk(&served.schema, obj, "", found, 0);
     }
 }
@@ -76,6 +77,10 @@ pub fn prune_and_check(
 struct Found {
     unknown: Vec<String>,
     undecodable: Option<String>,
+    /// Walking a CRD's structural schema, where an object declaring no properties holds
+    /// nothing (upstream prunes what it is given). Not in the built-in definitions
+    /// referenced from it, whose free-form objects (e.g. `fieldsV1`) have no properties.
+    structural: bool,
 }
 
 /// Go's base64 decoding error for a `[]byte` field, or `None` when it decodes.
@@ -128,19 +133,21 @@ fn walk(schema: &Value, v: &mut Value, path: &str, found: &mut Found, depth: usi
     if depth > MAX_DEPTH {
         return;
     }
-    let resolved: &Value = match schema {
-        Value::String(_) => match resolve(schema) {
-            Some(s) => s,
-            None => return,
-        },
-        s if ref_name(s).is_some() && s.get("properties").is_none() => match resolve(s) {
-            Some(r) => r,
-            None => return,
-        },
-        s => s,
+    let referenced = match schema {
+        Value::String(_) => true,
+        s => ref_name(s).is_some() && s.get("properties").is_none(),
     };
+    if !referenced {
+        walk_resolved(schema, v, path, found, depth);
+        return;
+    }
     // A schema reached through `resolve` is 'static; an inline one borrows `schema`.
+    let Some(resolved) = resolve(schema) else {
+        return;
+    };
+    let structural = std::mem::replace(&mut found.structural, false);
     walk_resolved(resolved, v, path, found, depth);
+    found.structural = structural;
 }
 
 fn walk_resolved(schema: &Value, v: &mut Value, path: &str, found: &mut Found, depth: usize) {
@@ -160,6 +167,11 @@ fn walk_resolved(schema: &Value, v: &mut Value, path: &str, found: &mut Found, d
                 for (k, child) in map.iter_mut() {
                     walk(extra, child, &join(path, k), found, depth + 1);
                 }
+            } else if found.structural
+                && schema.get("type").and_then(Value::as_str) == Some("object")
+            {
+                found.unknown.extend(map.keys().map(|k| join(path, k)));
+                map.clear();
             }
         }
         Value::Array(items) => {
@@ -242,6 +254,46 @@ mod tests {
         assert!(d["spec"].get("nope").is_none());
         assert_eq!(d["metadata"]["labels"]["any"], "thing");
         assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+    }
+
+    #[test]
+    fn custom_resources_prune_by_their_structural_schema() {
+        crate::catalog::custom::register(&json!({"spec": {
+            "group": "prune.fieldvalidation-test.example.com", "scope": "Namespaced",
+            "names": {"plural": "things", "kind": "Thing"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
+                "type": "object",
+                "properties": {"spec": {"type": "object", "properties": {
+                    "size": {"type": "integer"},
+                    "empty": {"type": "object"},
+                    "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+                }}}
+            }}}]
+        }}));
+        let mut obj = json!({
+            "apiVersion": "prune.fieldvalidation-test.example.com/v1", "kind": "Thing",
+            "metadata": {"name": "t", "bogus": 1, "managedFields": [{"fieldsV1": {"f:spec": {}}}]},
+            "spec": {"size": 1, "extra": true, "empty": {"x": 1}, "free": {"y": {"z": 2}}},
+            "status": {"anything": 1}
+        });
+        let found = prune_unknown_fields(
+            "prune.fieldvalidation-test.example.com",
+            "v1",
+            "Thing",
+            &mut obj,
+        );
+        assert_eq!(
+            found,
+            ["metadata.bogus", "spec.empty.x", "spec.extra", "status"]
+        );
+        assert_eq!(
+            obj["spec"],
+            json!({"size": 1, "empty": {}, "free": {"y": {"z": 2}}})
+        );
+        assert_eq!(
+            obj["metadata"]["managedFields"][0]["fieldsV1"],
+            json!({"f:spec": {}})
+        );
     }
 
     #[test]
