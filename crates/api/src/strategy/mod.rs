@@ -131,7 +131,11 @@ pub fn generation(group: &str, kind: &str) -> Generation {
         | ("batch", "Job" | "CronJob")
         | ("networking.k8s.io", "Ingress" | "IngressClass" | "NetworkPolicy")
         | ("policy", "PodDisruptionBudget")
-        | ("apiextensions.k8s.io", "CustomResourceDefinition") => Generation::Spec,
+        | ("apiextensions.k8s.io", "CustomResourceDefinition")
+        | (
+            "admissionregistration.k8s.io",
+            "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration",
+        ) => Generation::Spec,
         // Custom resources count every change but metadata (and status, if a subresource).
         (group, kind) if crate::catalog::custom::defines(group, kind) => Generation::Spec,
         _ => Generation::Untracked,

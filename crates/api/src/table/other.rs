@@ -22,6 +22,14 @@ pub(super) fn printer(group: &str, plural: &str) -> Option<Printer> {
         ("scheduling.k8s.io", "priorityclasses") => (PRIORITY_CLASS, priority_class),
         ("discovery.k8s.io", "endpointslices") => (ENDPOINT_SLICE, endpoint_slice),
         ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => (BINDING, binding),
+        (
+            "admissionregistration.k8s.io",
+            "mutatingwebhookconfigurations" | "validatingwebhookconfigurations",
+        ) => (WEBHOOKS, webhooks),
+        ("node.k8s.io", "runtimeclasses") => (RUNTIME_CLASS, runtime_class),
+        ("storage.k8s.io", "csidrivers") => (CSI_DRIVER, csi_driver),
+        ("storage.k8s.io", "csinodes") => (CSI_NODE, csi_node),
+        ("storage.k8s.io", "volumeattachments") => (VOLUME_ATTACHMENT, volume_attachment),
         _ => return None,
     };
     Some(Printer { columns, cells })
@@ -220,6 +228,130 @@ fn priority_class(pc: &Value, now: DateTime<Utc>) -> Vec<Value> {
         bool_at(pc, &["globalDefault"]).unwrap_or(false).into(),
         since(created(pc), now).into(),
         str_at(pc, &["preemptionPolicy"]).into(),
+    ]
+}
+
+const WEBHOOKS: &[Column] = &[
+    NAME,
+    typed(
+        "Webhooks",
+        "integer",
+        "Number of webhooks in the configuration.",
+    ),
+    AGE,
+];
+
+fn webhooks(cfg: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    vec![
+        name(cfg).into(),
+        arr_at(cfg, &["webhooks"]).len().into(),
+        since(created(cfg), now).into(),
+    ]
+}
+
+const RUNTIME_CLASS: &[Column] = &[
+    NAME,
+    col("Handler", "The CRI handler running pods of this class."),
+    AGE,
+];
+
+fn runtime_class(rc: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    vec![
+        name(rc).into(),
+        str_at(rc, &["handler"]).into(),
+        since(created(rc), now).into(),
+    ]
+}
+
+const CSI_DRIVER: &[Column] = &[
+    NAME,
+    typed(
+        "AttachRequired",
+        "boolean",
+        "Whether volumes need attaching.",
+    ),
+    typed(
+        "PodInfoOnMount",
+        "boolean",
+        "Whether mounts get pod information.",
+    ),
+    typed("StorageCapacity", "boolean", "Whether capacity is tracked."),
+    col(
+        "TokenRequests",
+        "Audiences of service account tokens passed to the driver.",
+    ),
+    typed(
+        "RequiresRepublish",
+        "boolean",
+        "Whether volumes are republished periodically.",
+    ),
+    col("Modes", "Volume lifecycle modes supported."),
+    AGE,
+];
+
+/// Unset booleans print as their API defaults (only `attachRequired` defaults to true).
+fn csi_driver(d: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let flag = |field: &str, default: bool| bool_at(d, &["spec", field]).unwrap_or(default);
+    let tokens = match at(d, &["spec", "tokenRequests"]).and_then(Value::as_array) {
+        Some(list) => list
+            .iter()
+            .map(|t| str_at(t, &["audience"]))
+            .collect::<Vec<_>>()
+            .join(","),
+        None => "<unset>".into(),
+    };
+    let modes: Vec<&str> = arr_at(d, &["spec", "volumeLifecycleModes"])
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let modes = if modes.is_empty() {
+        "Persistent".to_string()
+    } else {
+        modes.join(",")
+    };
+    vec![
+        name(d).into(),
+        flag("attachRequired", true).into(),
+        flag("podInfoOnMount", false).into(),
+        flag("storageCapacity", false).into(),
+        tokens.into(),
+        flag("requiresRepublish", false).into(),
+        modes.into(),
+        since(created(d), now).into(),
+    ]
+}
+
+const CSI_NODE: &[Column] = &[
+    NAME,
+    typed("Drivers", "integer", "Number of CSI drivers on the node."),
+    AGE,
+];
+
+fn csi_node(n: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    vec![
+        name(n).into(),
+        arr_at(n, &["spec", "drivers"]).len().into(),
+        since(created(n), now).into(),
+    ]
+}
+
+const VOLUME_ATTACHMENT: &[Column] = &[
+    NAME,
+    col("Attacher", "The CSI driver attaching the volume."),
+    col("PV", "The persistent volume attached."),
+    col("Node", "The node it is attached to."),
+    typed("Attached", "boolean", "Whether the volume is attached."),
+    AGE,
+];
+
+fn volume_attachment(va: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    vec![
+        name(va).into(),
+        str_at(va, &["spec", "attacher"]).into(),
+        str_at(va, &["spec", "source", "persistentVolumeName"]).into(),
+        str_at(va, &["spec", "nodeName"]).into(),
+        bool_at(va, &["status", "attached"]).unwrap_or(false).into(),
+        since(created(va), now).into(),
     ]
 }
 
