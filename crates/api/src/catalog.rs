@@ -110,6 +110,24 @@ pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resourc
         .or_else(|| custom::all().into_iter().find(|r| matches(r)))
 }
 
+/// The resource `plural` of `group` at some served version: the first built-in entry,
+/// else a custom resource at its storage version (for callers that count objects and
+/// need no particular version).
+pub fn find_resource(group: &str, plural: &str) -> Option<&'static ResourceInfo> {
+    all()
+        .iter()
+        .find(|r| r.group == group && r.plural == plural)
+        .or_else(|| {
+            let custom = custom::all();
+            let same = |r: &&&ResourceInfo| r.group == group && r.plural == plural;
+            let storage = custom
+                .iter()
+                .filter(same)
+                .find(|r| r.version == r.storage_version);
+            storage.or_else(|| custom.iter().find(same)).copied()
+        })
+}
+
 /// The resource whose objects are `kind` at `group`/`version`.
 pub fn find_kind(group: &str, version: &str, kind: &str) -> Option<&'static ResourceInfo> {
     let matches = |r: &ResourceInfo| r.group == group && r.version == version && r.kind == kind;

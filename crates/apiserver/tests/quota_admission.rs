@@ -163,3 +163,49 @@ async fn concurrent_creates_never_overrun_the_quota() {
     assert_eq!(created, 5);
     assert_eq!(used(&client, "five").await, json!({"pods": "5"}));
 }
+
+#[tokio::test]
+async fn custom_resources_are_counted() {
+    let (_s, client) = start().await;
+    let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.quota-test.example.com"},
+        "spec": {"group": "quota-test.example.com", "scope": "Namespaced",
+            "names": {"plural": "widgets", "kind": "Widget"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}});
+    let (code, body) = send(
+        &client,
+        "POST",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+        Some(crd),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    let widgets = "/apis/quota-test.example.com/v1/namespaces/default/widgets";
+    let widget = |name: &str| json!({"apiVersion": "quota-test.example.com/v1", "kind": "Widget", "metadata": {"name": name}});
+    assert_eq!(
+        send(&client, "POST", widgets, Some(widget("before")))
+            .await
+            .0,
+        201
+    );
+    let q = quota(
+        "widgets",
+        json!({"count/widgets.quota-test.example.com": "2"}),
+    );
+    assert_eq!(send(&client, "POST", QUOTAS, Some(q)).await.0, 201);
+    assert_eq!(
+        send(&client, "POST", widgets, Some(widget("second")))
+            .await
+            .0,
+        201
+    );
+    let (code, body) = send(&client, "POST", widgets, Some(widget("third"))).await;
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains(
+            "widgets.quota-test.example.com \"third\" is forbidden: exceeded quota: widgets, requested: count/widgets.quota-test.example.com=1, used: count/widgets.quota-test.example.com=2"
+        ),
+        "{body}"
+    );
+}

@@ -300,9 +300,7 @@ async fn list_kind(
 /// How to list `group`/`plural`: the first catalog entry serving it. `None` when r8s does
 /// not serve it or it is cluster-scoped (no namespace holds any).
 fn api_resource(group: &str, plural: &str) -> Option<ApiResource> {
-    let r = catalog::all()
-        .iter()
-        .find(|r| r.group == group && r.plural == plural && r.namespaced)?;
+    let r = catalog::find_resource(group, plural).filter(|r| r.namespaced)?;
     Some(ApiResource {
         group: r.group.to_string(),
         version: r.version.to_string(),

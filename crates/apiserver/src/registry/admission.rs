@@ -181,9 +181,7 @@ impl Registry {
         let hard = quota::hard(q);
         let mut objects = Vec::new();
         for (group, plural) in quota::counted_kinds(hard.keys()) {
-            let Some(info) = catalog::all()
-                .iter()
-                .find(|r| r.group == group && r.plural == plural)
+            let Some(info) = catalog::find_resource(&group, &plural).filter(|r| r.namespaced)
             else {
                 continue;
             };
