@@ -14,7 +14,7 @@ pub const SYSTEM_NAMESPACES: [&str; 4] =
 /// cluster reach the API server at; it goes into the `kubernetes` Endpoints.
 pub async fn run(registry: &Registry, endpoint: std::net::SocketAddr) -> ApiResult<()> {
     // Custom resources are served before the server reports ready.
-    crate::registry::serve_stored_definitions(registry.store()).await?;
+    registry.serve_custom_resources().await?;
     crate::bootstrap_rbac::run(registry).await?;
     let ns_info = catalog::find("", "v1", "namespaces")
         .ok_or_else(|| ApiError::internal("namespaces not in catalog"))?;

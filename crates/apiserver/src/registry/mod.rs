@@ -17,7 +17,6 @@ mod watched;
 mod write;
 
 pub use alloc::Allocators;
-pub use custom::serve_stored as serve_stored_definitions;
 pub use delete::{DeleteOptions, Deleted};
 pub use event_cache::{Form, SharedObject, watch_line};
 pub use list::{ListPage, ListParams};
@@ -44,6 +43,8 @@ pub struct Registry {
     /// LimitRanges and ResourceQuotas for admission, from watches.
     limit_ranges: Arc<watched::KindCache>,
     quotas: Arc<watched::KindCache>,
+    /// Stored CRDs, followed so every API server on the store serves them.
+    definitions: Arc<custom::Definitions>,
 }
 
 impl Registry {
@@ -57,7 +58,14 @@ impl Registry {
             namespaces: Arc::default(),
             limit_ranges: Arc::new(watched::KindCache::new(builtin("limitranges"))),
             quotas: Arc::new(watched::KindCache::new(builtin("resourcequotas"))),
+            definitions: Arc::default(),
         }
+    }
+
+    /// Serve the custom resources of every stored CRD, and follow CRDs from then on.
+    pub async fn serve_custom_resources(&self) -> ApiResult<()> {
+        custom::serve_stored(&self.store, &self.definitions).await?;
+        Ok(())
     }
 
     /// Bookkeeping after this server committed a write of `info` at `rev`: the admission
@@ -71,8 +79,8 @@ impl Registry {
         }
         if custom::is_definition(info) {
             match written {
-                Written::Stored(crd) => custom::serve(crd),
-                Written::Deleted(crd) => custom::retire(&self.store, crd).await,
+                Written::Stored(crd) => self.definitions.stored(crd, rev),
+                Written::Deleted(crd) => self.definitions.retire(&self.store, crd, rev).await,
             }
         }
     }
