@@ -161,6 +161,20 @@ impl PodRuntime {
             .find(|c| c.name == name && c.sandbox_id == sandbox_id)
     }
 
+    /// Whether a container was SIGKILLed (exit 137) in the last three seconds and the runtime
+    /// has not named the reason yet. containerd names an OOM kill from the cgroup's OOM
+    /// event, which on a busy machine can arrive just after the exit; until then the
+    /// container would be reported as `Error`, and a finished pod's status is final.
+    pub fn awaiting_oom_reason(&self, now_nanos: i64) -> bool {
+        const RECENT_NANOS: i64 = 3_000_000_000;
+        self.containers.iter().any(|c| {
+            c.exited()
+                && c.exit_code == 137
+                && c.reason.is_empty()
+                && now_nanos.saturating_sub(c.finished_at) < RECENT_NANOS
+        })
+    }
+
     /// Running containers.
     pub fn running(&self) -> impl Iterator<Item = &ContainerInfo> {
         self.containers.iter().filter(|c| c.running())
@@ -222,5 +236,30 @@ mod tests {
         assert!(rt.previous("b").is_none());
         let g: Vec<_> = rt.garbage().into_iter().map(|c| c.id.as_str()).collect();
         assert_eq!(g, ["a1"]);
+    }
+
+    #[test]
+    fn a_fresh_sigkill_without_reason_awaits_the_oom_event() {
+        let second = 1_000_000_000;
+        let killed = |reason: &str, finished_at: i64| {
+            let mut c = ctr("k", "k", 1, api::ContainerState::ContainerExited);
+            c.exit_code = 137;
+            c.reason = reason.into();
+            c.finished_at = finished_at;
+            PodRuntime {
+                sandboxes: vec![],
+                containers: vec![c],
+            }
+        };
+        let now = 100 * second;
+        assert!(killed("", now - second / 2).awaiting_oom_reason(now));
+        assert!(!killed("OOMKilled", now - second / 2).awaiting_oom_reason(now));
+        assert!(
+            !killed("", now - 3 * second).awaiting_oom_reason(now),
+            "long ago: final"
+        );
+        let mut failed = killed("", now);
+        failed.containers[0].exit_code = 1;
+        assert!(!failed.awaiting_oom_reason(now));
     }
 }

@@ -22,6 +22,11 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
 
+/// How often, and how long apart, a SIGKILLed container's status is re-read for its
+/// OOM reason ([`PodRuntime::awaiting_oom_reason`]).
+const OOM_REASON_POLLS: usize = 10;
+const OOM_REASON_POLL: Duration = Duration::from_millis(200);
+
 /// Periodic resync (refreshes configMap/secret volumes, retries).
 const RESYNC: Duration = Duration::from_secs(60);
 /// Volumes with API-backed content are refreshed at most this often.
@@ -217,6 +222,16 @@ impl Worker {
             .sync_containers(pod, &rt, &sandbox_id, &sandbox_cfg, &pod_ip)
             .await?;
         if acted {
+            rt = PodRuntime::load(&self.ctx.cri, &self.uid).await?;
+        }
+        // A kill's OOM reason may trail the exit by a moment: wait for it (2 s at most)
+        // rather than report `Error` for good.
+        for _ in 0..OOM_REASON_POLLS {
+            let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+            if !rt.awaiting_oom_reason(now) {
+                break;
+            }
+            tokio::time::sleep(OOM_REASON_POLL).await;
             rt = PodRuntime::load(&self.ctx.cri, &self.uid).await?;
         }
         for g in rt.garbage() {
