@@ -329,6 +329,30 @@ fn claim_usage(pvc: &Value, out: &mut ResourceList) {
     }
 }
 
+/// Whether updates of `group`/`plural` are charged, as upstream's evaluators charge
+/// them: Services (type and ports) and PersistentVolumeClaims (resizes).
+pub fn charges_updates(group: &str, plural: &str) -> bool {
+    group.is_empty() && matches!(plural, "services" | "persistentvolumeclaims")
+}
+
+/// What `new` uses beyond `old`, per resource (only the resources that grew).
+pub fn growth(new: &ResourceList, old: &ResourceList) -> ResourceList {
+    new.iter()
+        .filter_map(|(k, a)| {
+            let before = old.get(k).map_or(0, |o| o.milli);
+            (a.milli > before).then(|| {
+                (
+                    k.clone(),
+                    Amount {
+                        milli: a.milli - before,
+                        binary: a.binary,
+                    },
+                )
+            })
+        })
+        .collect()
+}
+
 /// The resources a quota limits (`spec.hard`).
 pub fn hard(quota: &Value) -> ResourceList {
     parse_list(quota.pointer("/spec/hard"))

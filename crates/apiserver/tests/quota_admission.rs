@@ -209,3 +209,57 @@ async fn custom_resources_are_counted() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn service_updates_are_charged_for_what_grows() {
+    let (_s, client) = start().await;
+    let q = quota("ports", json!({"services.nodeports": "1"}));
+    assert_eq!(send(&client, "POST", QUOTAS, Some(q)).await.0, 201);
+    let services = "/api/v1/namespaces/default/services";
+    let svc = |name: &str| {
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+        "spec": {"selector": {"app": name}, "ports": [{"port": 80}]}})
+    };
+    for name in ["a", "b"] {
+        assert_eq!(
+            send(&client, "POST", services, Some(svc(name))).await.0,
+            201
+        );
+    }
+    let to_node_port = json!({"spec": {"type": "NodePort"}});
+    let (code, body) = send(
+        &client,
+        "PATCH",
+        &format!("{services}/a"),
+        Some(to_node_port.clone()),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(used(&client, "ports").await["services.nodeports"], "1");
+    let (code, body) = send(
+        &client,
+        "PATCH",
+        &format!("{services}/b"),
+        Some(to_node_port),
+    )
+    .await;
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(
+        body["message"],
+        "services \"b\" is forbidden: exceeded quota: ports, requested: services.nodeports=1, used: services.nodeports=1, limited: services.nodeports=1"
+    );
+    let (_, b) = send(&client, "GET", &format!("{services}/b"), None).await;
+    assert_eq!(
+        b["spec"]["type"], "ClusterIP",
+        "the refused update left it as it was"
+    );
+    // Unrelated updates of a charged service are not charged again.
+    let (code, body) = send(
+        &client,
+        "PATCH",
+        &format!("{services}/a"),
+        Some(json!({"metadata": {"labels": {"x": "y"}}})),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+}

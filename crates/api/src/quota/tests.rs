@@ -170,3 +170,23 @@ fn recount_masks_to_hard_and_zero_fills() {
     assert_eq!(pretty(&mask(&used, ["pods".to_string()].iter())), "pods=2");
     assert_eq!(to_json(&used)["requests.memory"], json!("512Mi"));
 }
+
+#[test]
+fn growth_keeps_what_increased() {
+    let before = usage(
+        "",
+        "services",
+        &json!({"spec": {"type": "ClusterIP", "ports": [{"port": 80}]}}),
+    );
+    let after = usage(
+        "",
+        "services",
+        &json!({"spec": {"type": "NodePort", "ports": [{"port": 80}]}}),
+    );
+    assert_eq!(
+        texts(&growth(&after, &before)),
+        [("services.nodeports".to_string(), "1".to_string())]
+    );
+    assert!(growth(&before, &after).is_empty());
+    assert!(charges_updates("", "services") && !charges_updates("", "pods"));
+}

@@ -116,14 +116,29 @@ impl Registry {
     /// that limits a resource the object uses must have room for it (403 otherwise) and
     /// is charged before the object is stored. Pods must also state the cpu/memory
     /// requests and limits a quota limits.
+    ///
+    /// An update (`old` is the stored object) is charged only where upstream's evaluators
+    /// charge one — a Service's type or ports, a claim's size — and only for what grew.
     pub(super) async fn admit_quota(
         &self,
         info: &'static ResourceInfo,
         ns: Option<&str>,
         obj: &Value,
+        old: Option<&Value>,
         dry_run: bool,
     ) -> ApiResult<()> {
         let Some(ns) = ns else { return Ok(()) };
+        let usage = quota::usage(info.group, info.plural, obj);
+        let delta = match old {
+            None => usage,
+            Some(old) if quota::charges_updates(info.group, info.plural) => {
+                quota::growth(&usage, &quota::usage(info.group, info.plural, old))
+            }
+            Some(_) => return Ok(()),
+        };
+        if delta.is_empty() {
+            return Ok(());
+        }
         let quotas = self.namespace_objects(&self.quotas, ns).await?;
         let matching: Vec<&Value> = quotas
             .iter()
@@ -134,13 +149,12 @@ impl Registry {
         }
         let refuse =
             |reason: String| forbidden_in(info.group, info.plural, &forbidden_name(obj), reason);
-        if info.group.is_empty() && info.plural == "pods" {
+        if old.is_none() && info.group.is_empty() && info.plural == "pods" {
             for q in &matching {
                 quota::pod_constraints(&quota::hard(q), obj)
                     .map_err(|e| refuse(format!("failed quota: {}: {e}", meta::name(q))))?;
             }
         }
-        let delta = quota::usage(info.group, info.plural, obj);
         let rq_info = self.quotas.info();
         for q in matching {
             let name = meta::name(q).to_string();

@@ -73,7 +73,7 @@ impl Registry {
         if !errors.is_empty() {
             return Err(ApiError::invalid(info.group, info.kind, &name, &errors));
         }
-        self.admit_quota(info, namespace.as_deref(), &obj, opts.dry_run)
+        self.admit_quota(info, namespace.as_deref(), &obj, None, opts.dry_run)
             .await?;
         let allocated = self.alloc.on_create(info, &mut obj, opts.dry_run).await?;
         if opts.dry_run {
@@ -215,6 +215,21 @@ impl Registry {
                 .alloc
                 .on_update(info, &mut desired, &current, opts.dry_run)
                 .await?;
+            if !desired_unchanged(&desired, &current) {
+                // Boxed: charging a quota updates the quota through this function.
+                let charged = Box::pin(self.admit_quota(
+                    info,
+                    namespace,
+                    &desired,
+                    Some(&current),
+                    opts.dry_run,
+                ))
+                .await;
+                if let Err(e) = charged {
+                    self.alloc.release_all(allocated).await;
+                    return Err(e);
+                }
+            }
             if opts.dry_run || desired_unchanged(&desired, &current) {
                 let mut out = desired;
                 super::set_resource_version(&mut out, kv.mod_revision);
