@@ -128,23 +128,24 @@ impl Registry {
         dry_run: bool,
     ) -> ApiResult<()> {
         let Some(ns) = ns else { return Ok(()) };
-        let usage = quota::usage(info.group, info.plural, obj);
-        let delta = match old {
-            None => usage,
-            Some(old) if quota::charges_updates(info.group, info.plural) => {
-                quota::growth(&usage, &quota::usage(info.group, info.plural, old))
-            }
-            Some(_) => return Ok(()),
-        };
-        if delta.is_empty() {
+        if old.is_some() && !quota::charges_updates(info.group, info.plural) {
             return Ok(());
         }
+        // Most namespaces have no quota: find that out before computing any usage.
         let quotas = self.namespace_objects(&self.quotas, ns).await?;
         let matching: Vec<&Value> = quotas
             .iter()
             .filter(|q| quota::matches(q, info.group, info.plural, obj))
             .collect();
         if matching.is_empty() {
+            return Ok(());
+        }
+        let usage = quota::usage(info.group, info.plural, obj);
+        let delta = match old {
+            None => usage,
+            Some(old) => quota::growth(&usage, &quota::usage(info.group, info.plural, old)),
+        };
+        if delta.is_empty() {
             return Ok(());
         }
         let refuse =

@@ -215,7 +215,10 @@ impl Registry {
                 .alloc
                 .on_update(info, &mut desired, &current, opts.dry_run)
                 .await?;
-            if !desired_unchanged(&desired, &current) {
+            let unchanged = desired_unchanged(&desired, &current);
+            // Only Service and claim updates are charged; every other update (leases, pod
+            // status) skips admission without allocating.
+            if !unchanged && r8s_api::quota::charges_updates(info.group, info.plural) {
                 // Boxed: charging a quota updates the quota through this function.
                 let charged = Box::pin(self.admit_quota(
                     info,
@@ -230,7 +233,7 @@ impl Registry {
                     return Err(e);
                 }
             }
-            if opts.dry_run || desired_unchanged(&desired, &current) {
+            if opts.dry_run || unchanged {
                 let mut out = desired;
                 super::set_resource_version(&mut out, kv.mod_revision);
                 return Ok(out);
