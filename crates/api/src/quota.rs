@@ -15,6 +15,7 @@
 //! Scopes (`spec.scopes`, `spec.scopeSelector`) apply to pods only: a scoped quota
 //! counts nothing else, as upstream.
 
+use crate::strategy::json::str_list;
 use crate::strategy::quantity::{format_canonical, is_binary, parse_quantity};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -370,13 +371,7 @@ pub fn matches(quota: &Value, group: &str, plural: &str, obj: &Value) -> bool {
 
 /// Every scope of the quota (`spec.scopes` and `spec.scopeSelector`) holds for `obj`.
 fn in_scopes(quota: &Value, group: &str, plural: &str, obj: &Value) -> bool {
-    let scopes: Vec<&str> = quota
-        .pointer("/spec/scopes")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
+    let scopes = str_list(quota.pointer("/spec/scopes"));
     let selectors: Vec<&Value> = quota
         .pointer("/spec/scopeSelector/matchExpressions")
         .and_then(Value::as_array)
@@ -394,13 +389,7 @@ fn in_scopes(quota: &Value, group: &str, plural: &str, obj: &Value) -> bool {
         && selectors.iter().all(|sel| {
             let scope = sel.get("scopeName").and_then(Value::as_str).unwrap_or("");
             let op = sel.get("operator").and_then(Value::as_str);
-            let values: Vec<&str> = sel
-                .get("values")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
+            let values = str_list(sel.get("values"));
             pod_in_scope(obj, scope, op, &values)
         })
 }

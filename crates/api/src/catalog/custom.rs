@@ -4,38 +4,38 @@
 //! built-in kinds.
 //!
 //! Entries must be `&'static` like the built-in table, so each distinct definition is
-//! leaked once; re-registering an unchanged definition (every CRD status write does)
-//! reuses it, so only changes to a CRD's names, scope or versions cost memory (a few
-//! hundred bytes each).
+//! leaked once; re-registering a definition whose names, scope and versions did not
+//! change (every CRD status write does) reuses its entries, so only such changes cost
+//! memory (a few hundred bytes each).
 
-use super::{ResourceInfo, Subresource};
+use super::ResourceInfo;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-/// Every registered custom resource version.
-static CUSTOM: RwLock<Vec<&'static ResourceInfo>> = RwLock::new(Vec::new());
+/// Every registered CRD by (group, plural): one lock, so a lookup never sees a
+/// half-applied registration.
+static REGISTERED: RwLock<BTreeMap<(String, String), Registered>> = RwLock::new(BTreeMap::new());
 
-/// The definition each (group, plural) was last registered with.
-static DEFINED: RwLock<BTreeMap<(String, String), Definition>> = RwLock::new(BTreeMap::new());
+/// What one CRD registered.
+struct Registered {
+    definition: Definition,
+    /// One catalog entry per served version (leaked: lookups hand out `&'static`).
+    infos: Vec<&'static ResourceInfo>,
+    /// Table columns, scale paths and schema, by version.
+    served: BTreeMap<String, Arc<Served>>,
+}
 
 fn leak(s: &str) -> &'static str {
     Box::leak(s.to_string().into_boxed_str())
 }
 
 fn strings(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_array)
+    crate::strategy::json::str_list(v)
         .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
         .map(str::to_string)
         .collect()
 }
-
-/// What each served custom resource version prints and accepts, keyed by (group,
-/// version, plural).
-static SERVED: RwLock<BTreeMap<(String, String, String), Arc<Served>>> =
-    RwLock::new(BTreeMap::new());
 
 /// Where a custom resource keeps what its `scale` subresource shows (JSON paths such as
 /// `.spec.replicas`).
@@ -118,19 +118,23 @@ impl PrinterColumn {
 
 /// The table columns and schema of a custom resource version, if it is one.
 pub fn served(group: &str, version: &str, plural: &str) -> Option<Arc<Served>> {
-    let served = SERVED.read().ok()?;
-    served
-        .get(&(group.to_string(), version.to_string(), plural.to_string()))
+    let registered = REGISTERED.read().ok()?;
+    registered
+        .get(&(group.to_string(), plural.to_string()))?
+        .served
+        .get(version)
         .cloned()
 }
 
 /// [`served`] by kind.
 pub fn served_kind(group: &str, version: &str, kind: &str) -> Option<Arc<Served>> {
-    let served = SERVED.read().ok()?;
-    served
-        .iter()
-        .find(|((g, v, _), s)| g == group && v == version && s.kind == kind)
-        .map(|(_, s)| s.clone())
+    let registered = REGISTERED.read().ok()?;
+    registered
+        .values()
+        .find(|r| r.definition.group == group && r.definition.kind == kind)?
+        .served
+        .get(version)
+        .cloned()
 }
 
 /// The object schema of a CRD version, completed with the fields every object has.
@@ -250,7 +254,8 @@ impl Definition {
         entries(self) == entries(other)
     }
 
-    fn infos(&self) -> Vec<ResourceInfo> {
+    /// The catalog entries, leaked.
+    fn infos(&self) -> Vec<&'static ResourceInfo> {
         let group = leak(&self.group);
         let kind = leak(&self.kind);
         let plural = leak(&self.plural);
@@ -272,39 +277,41 @@ impl Definition {
                 let version = leak(&v.name);
                 let mut subresources = Vec::new();
                 if v.status {
-                    subresources.push(Subresource {
-                        name: "status",
-                        kind,
-                        group,
-                        version,
-                        verbs: super::data::GET_PATCH_UPDATE,
-                    });
+                    subresources.push(super::data::status(kind, group, version));
                 }
                 if v.scale.is_some() {
-                    subresources.push(Subresource {
-                        name: "scale",
-                        kind: "Scale",
-                        group: "autoscaling",
-                        version: "v1",
-                        verbs: super::data::GET_PATCH_UPDATE,
-                    });
+                    subresources.push(super::data::SCALE);
                 }
-                let subresources: &'static [Subresource] =
-                    Box::leak(subresources.into_boxed_slice());
-                ResourceInfo {
-                    group,
-                    version,
-                    kind,
-                    plural,
-                    singular,
-                    namespaced: self.namespaced,
-                    short_names,
-                    categories,
-                    verbs: super::data::RW,
-                    subresources,
-                    storage_group: group,
+                let info = ResourceInfo {
                     storage_version,
-                }
+                    ..super::data::res(
+                        group,
+                        version,
+                        kind,
+                        plural,
+                        singular,
+                        self.namespaced,
+                        short_names,
+                        categories,
+                        Box::leak(subresources.into_boxed_slice()),
+                    )
+                };
+                &*Box::leak(Box::new(info))
+            })
+            .collect()
+    }
+
+    fn served(&self) -> BTreeMap<String, Arc<Served>> {
+        self.versions
+            .iter()
+            .map(|v| {
+                let served = Served {
+                    kind: self.kind.clone(),
+                    columns: v.columns.clone(),
+                    scale: v.scale.clone(),
+                    schema: v.schema.clone(),
+                };
+                (v.name.clone(), Arc::new(served))
             })
             .collect()
     }
@@ -313,60 +320,39 @@ impl Definition {
 /// Serve what the stored CRD `crd` defines (replacing what it defined before). A CRD
 /// whose spec is incomplete defines nothing.
 pub fn register(crd: &Value) {
-    let Some(def) = Definition::from_crd(crd) else {
+    let Some(definition) = Definition::from_crd(crd) else {
         return;
     };
-    let key = (def.group.clone(), def.plural.clone());
-    let Ok(mut defined) = DEFINED.write() else {
+    let key = (definition.group.clone(), definition.plural.clone());
+    let Ok(mut registered) = REGISTERED.write() else {
         return;
     };
-    // CRD status writes re-register the same definition: nothing to do (and nothing leaked).
-    if defined.get(&key) == Some(&def) {
+    let previous = registered.get(&key);
+    // CRD status writes re-register the same definition: nothing to do.
+    if previous.is_some_and(|p| p.definition == definition) {
         return;
     }
-    if let Ok(mut served) = SERVED.write() {
-        served.retain(|(g, _, p), _| !(*g == def.group && *p == def.plural));
-        for v in &def.versions {
-            served.insert(
-                (def.group.clone(), v.name.clone(), def.plural.clone()),
-                Arc::new(Served {
-                    kind: def.kind.clone(),
-                    columns: v.columns.clone(),
-                    scale: v.scale.clone(),
-                    schema: v.schema.clone(),
-                }),
-            );
-        }
-    }
-    if let Ok(mut custom) = CUSTOM.write() {
-        let unchanged = {
-            let current: Vec<&ResourceInfo> = custom
-                .iter()
-                .copied()
-                .filter(|r| r.group == def.group && r.plural == def.plural)
-                .collect();
-            let previous = defined.get(&key);
-            previous.is_some_and(|p| p.infos_equal(&def)) && !current.is_empty()
-        };
-        if !unchanged {
-            custom.retain(|r| !(r.group == def.group && r.plural == def.plural));
-            custom.extend(def.infos().into_iter().map(|r| &*Box::leak(Box::new(r))));
-        }
-    }
-    defined.insert(key, def);
+    // Only changed names, scope or versions cost newly leaked entries.
+    let infos = match previous {
+        Some(p) if p.definition.infos_equal(&definition) => p.infos.clone(),
+        _ => definition.infos(),
+    };
+    let served = definition.served();
+    registered.insert(
+        key,
+        Registered {
+            definition,
+            infos,
+            served,
+        },
+    );
     GENERATION.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
 }
 
 /// Stop serving `plural.group`.
 pub fn unregister(group: &str, plural: &str) {
-    if let Ok(mut defined) = DEFINED.write() {
-        defined.remove(&(group.to_string(), plural.to_string()));
-    }
-    if let Ok(mut custom) = CUSTOM.write() {
-        custom.retain(|r| !(r.group == group && r.plural == plural));
-    }
-    if let Ok(mut served) = SERVED.write() {
-        served.retain(|(g, _, p), _| !(g == group && p == plural));
+    if let Ok(mut registered) = REGISTERED.write() {
+        registered.remove(&(group.to_string(), plural.to_string()));
     }
     GENERATION.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
 }
@@ -382,14 +368,18 @@ pub fn generation() -> u64 {
 
 /// Every registered custom resource version.
 pub fn all() -> Vec<&'static ResourceInfo> {
-    CUSTOM.read().map(|c| c.clone()).unwrap_or_default()
+    REGISTERED
+        .read()
+        .map(|r| r.values().flat_map(|r| r.infos.iter().copied()).collect())
+        .unwrap_or_default()
 }
 
 /// Whether a custom resource of `group` has objects of `kind`.
 pub fn defines(group: &str, kind: &str) -> bool {
-    CUSTOM
-        .read()
-        .is_ok_and(|c| c.iter().any(|r| r.group == group && r.kind == kind))
+    REGISTERED.read().is_ok_and(|r| {
+        r.values()
+            .any(|r| r.definition.group == group && r.definition.kind == kind)
+    })
 }
 
 /// Kubernetes' version order: GA before beta before alpha, higher numbers first, then

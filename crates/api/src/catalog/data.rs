@@ -5,8 +5,8 @@
 
 use super::{ResourceInfo, Subresource};
 
-/// Verbs of an ordinary stored resource (custom resources' too).
-pub(super) const RW: &[&str] = &[
+/// Verbs of an ordinary stored resource.
+const RW: &[&str] = &[
     "create",
     "delete",
     "deletecollection",
@@ -21,7 +21,7 @@ const RW_NO_COLLECTION: &[&str] = &[
     "create", "delete", "get", "list", "patch", "update", "watch",
 ];
 /// `status`, `scale`, `ephemeralcontainers`, `resize`.
-pub(super) const GET_PATCH_UPDATE: &[&str] = &["get", "patch", "update"];
+const GET_PATCH_UPDATE: &[&str] = &["get", "patch", "update"];
 /// `binding`, `eviction`, `token`.
 const CREATE: &[&str] = &["create"];
 /// `exec`, `attach`, `portforward` (connect with GET and POST).
@@ -51,16 +51,20 @@ const fn sub(
 }
 
 /// The `status` subresource, whose body is the parent kind itself.
-const fn status(kind: &'static str, group: &'static str, version: &'static str) -> Subresource {
+pub(super) const fn status(
+    kind: &'static str,
+    group: &'static str,
+    version: &'static str,
+) -> Subresource {
     sub("status", kind, group, version, GET_PATCH_UPDATE)
 }
 
 /// The `scale` subresource: always autoscaling/v1 Scale, whatever the parent's group.
-const SCALE: Subresource = sub("scale", "Scale", "autoscaling", "v1", GET_PATCH_UPDATE);
+pub(super) const SCALE: Subresource = sub("scale", "Scale", "autoscaling", "v1", GET_PATCH_UPDATE);
 
 /// A resource served with the ordinary verbs and stored at its own version.
 #[allow(clippy::too_many_arguments)]
-const fn res(
+pub(super) const fn res(
     group: &'static str,
     version: &'static str,
     kind: &'static str,

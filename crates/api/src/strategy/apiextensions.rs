@@ -54,13 +54,7 @@ impl Strategy for CustomResourceDefinitionStrategy {
     }
 
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {
-        let stored: Vec<&str> = old
-            .pointer("/status/storedVersions")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
+        let stored = super::json::str_list(old.pointer("/status/storedVersions"));
         let status = accepted_status(new, &stored);
         if let Some(map) = new.as_object_mut() {
             map.insert("status".into(), status);

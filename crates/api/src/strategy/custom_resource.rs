@@ -174,13 +174,7 @@ fn check(schema: &Value, v: &Value, path: &str, errors: &mut Vec<FieldError>, de
             }
         }
         Value::Object(map) => {
-            for required in schema
-                .get("required")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-            {
+            for required in super::json::str_list(schema.get("required")) {
                 if !map.contains_key(required) {
                     errors.push(FieldError::required(join(path, required), ""));
                 }

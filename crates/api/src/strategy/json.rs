@@ -347,6 +347,15 @@ pub(crate) fn with_obj(m: &mut Obj, key: &str, f: impl FnOnce(&mut Obj)) {
     }
 }
 
+/// The strings of a JSON array (non-strings skipped); empty when absent or not an array.
+pub(crate) fn str_list(v: Option<&Value>) -> Vec<&str> {
+    v.and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
