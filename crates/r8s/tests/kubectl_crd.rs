@@ -121,6 +121,18 @@ fn refused(s: &Server, yaml: &str) -> String {
 #[test]
 fn custom_resources_like_upstream() {
     let s = Server::start();
+    // A scale path outside .spec is refused (it would write a stray top-level field).
+    let err = refused(
+        &s,
+        &CRD.replace(
+            "specReplicasPath: .spec.replicas",
+            "specReplicasPath: .replicas",
+        ),
+    );
+    assert!(
+        err.contains("subresources.scale.specReplicasPath: Invalid value: \".replicas\": should be a json path under .spec"),
+        "{err}"
+    );
     s.ok_stdin(&["apply", "-f", "-"], CRD);
     s.ok(&[
         "wait",

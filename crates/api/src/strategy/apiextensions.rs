@@ -151,12 +151,20 @@ impl Strategy for CustomResourceDefinitionStrategy {
                 errs.push(FieldError::duplicate(format!("{field}.name"), name));
             }
             seen.push(name);
-            if v.pointer("/schema/openAPIV3Schema").is_none() {
-                errs.push(FieldError::required(
+            match v.pointer("/schema/openAPIV3Schema") {
+                None => errs.push(FieldError::required(
                     format!("{field}.schema.openAPIV3Schema"),
                     "schemas are required",
-                ));
+                )),
+                Some(schema) => check_patterns(
+                    schema,
+                    &format!("{field}.schema.openAPIV3Schema"),
+                    &mut errs,
+                    0,
+                ),
             }
+            validate_scale(v, &field, &mut errs);
+            validate_columns(v, &field, &mut errs);
         }
         errs
     }
@@ -172,6 +180,110 @@ impl Strategy for CustomResourceDefinitionStrategy {
             ));
         }
         errs
+    }
+}
+
+/// The `scale` subresource's paths must point into the object where the scale handler
+/// reads and writes them (a bad path would write a stray top-level field).
+fn validate_scale(version: &Value, field: &str, errs: &mut Vec<FieldError>) {
+    let Some(scale) = version.pointer("/subresources/scale") else {
+        return;
+    };
+    let field = format!("{field}.subresources.scale");
+    let checks: [(&str, &[&str], &str, bool); 3] = [
+        (
+            "specReplicasPath",
+            &[".spec."],
+            "should be a json path under .spec",
+            true,
+        ),
+        (
+            "statusReplicasPath",
+            &[".status."],
+            "should be a json path under .status",
+            true,
+        ),
+        (
+            "labelSelectorPath",
+            &[".spec.", ".status."],
+            "should be a json path under either .spec or .status",
+            false,
+        ),
+    ];
+    for (key, prefixes, message, required) in checks {
+        match scale.get(key).and_then(Value::as_str) {
+            None if required => errs.push(FieldError::required(format!("{field}.{key}"), "")),
+            None => {}
+            Some(path) => {
+                let under = prefixes
+                    .iter()
+                    .any(|p| path.strip_prefix(p).is_some_and(|rest| !rest.is_empty()));
+                let plain = path
+                    .split('.')
+                    .skip(1)
+                    .all(|seg| !seg.is_empty() && !seg.contains(['[', ']']));
+                if !(under && plain) {
+                    errs.push(FieldError::invalid(format!("{field}.{key}"), path, message));
+                }
+            }
+        }
+    }
+}
+
+/// Printer columns: a name, one of the column types, and a JSONPath.
+fn validate_columns(version: &Value, field: &str, errs: &mut Vec<FieldError>) {
+    const TYPES: [&str; 5] = ["boolean", "date", "integer", "number", "string"];
+    let columns = version
+        .get("additionalPrinterColumns")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    for (i, c) in columns.iter().enumerate() {
+        let at = format!("{field}.additionalPrinterColumns[{i}]");
+        if text(c, "/name").is_empty() {
+            errs.push(FieldError::required(format!("{at}.name"), ""));
+        }
+        match text(c, "/type") {
+            "" => errs.push(FieldError::required(format!("{at}.type"), "")),
+            t if !TYPES.contains(&t) => {
+                errs.push(FieldError::not_supported(format!("{at}.type"), t, &TYPES))
+            }
+            _ => {}
+        }
+        if text(c, "/jsonPath").is_empty() {
+            errs.push(FieldError::required(format!("{at}.jsonPath"), ""));
+        }
+    }
+}
+
+/// Every `pattern` in the schema must compile: objects are validated against them.
+fn check_patterns(schema: &Value, field: &str, errs: &mut Vec<FieldError>, depth: usize) {
+    const MAX_DEPTH: usize = 64;
+    if depth > MAX_DEPTH {
+        return;
+    }
+    if let Some(pattern) = schema.get("pattern").and_then(Value::as_str)
+        && let Err(e) = regex::Regex::new(pattern)
+    {
+        errs.push(FieldError::invalid(
+            format!("{field}.pattern"),
+            pattern,
+            &format!("must be a valid regular expression, but isn't: {e}"),
+        ));
+    }
+    if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+        for (name, prop) in props {
+            check_patterns(
+                prop,
+                &format!("{field}.properties[{name}]"),
+                errs,
+                depth + 1,
+            );
+        }
+    }
+    for key in ["items", "additionalProperties"] {
+        if let Some(sub) = schema.get(key).filter(|s| s.is_object()) {
+            check_patterns(sub, &format!("{field}.{key}"), errs, depth + 1);
+        }
     }
 }
 
@@ -288,6 +400,42 @@ mod tests {
                 "spec.versions[0].schema.openAPIV3Schema"
             ]
         );
+    }
+
+    #[test]
+    fn scale_paths_columns_and_patterns_are_checked() {
+        let s = CustomResourceDefinitionStrategy;
+        let mut bad = crd();
+        bad["spec"]["versions"][0]["subresources"] = json!({"scale": {
+            "specReplicasPath": ".", "statusReplicasPath": ".status.replicas",
+            "labelSelectorPath": ".metadata.labels"
+        }});
+        bad["spec"]["versions"][0]["additionalPrinterColumns"] =
+            json!([{"name": "X", "type": "text", "jsonPath": ".spec.x"}, {"type": "date"}]);
+        bad["spec"]["versions"][0]["schema"]["openAPIV3Schema"] = json!({"type": "object",
+            "properties": {"spec": {"type": "object", "properties": {"id": {"type": "string", "pattern": "("}}}}});
+        let fields: Vec<String> = s
+            .validate_create(&bad)
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[id].pattern",
+                "spec.versions[0].subresources.scale.specReplicasPath",
+                "spec.versions[0].subresources.scale.labelSelectorPath",
+                "spec.versions[0].additionalPrinterColumns[0].type",
+                "spec.versions[0].additionalPrinterColumns[1].name",
+                "spec.versions[0].additionalPrinterColumns[1].jsonPath",
+            ]
+        );
+        let mut good = crd();
+        good["spec"]["versions"][0]["subresources"] = json!({"scale": {
+            "specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas",
+            "labelSelectorPath": ".status.selector"
+        }});
+        assert!(s.validate_create(&good).is_empty());
     }
 
     #[test]
