@@ -276,7 +276,7 @@ fn check_string(schema: &Value, s: &str, v: &Value, path: &str, errors: &mut Vec
         ));
     }
     if let Some(pattern) = schema.get("pattern").and_then(Value::as_str)
-        && let Ok(re) = regex::Regex::new(pattern)
+        && let Some(re) = compiled(pattern)
         && !re.is_match(s)
     {
         errors.push(FieldError::invalid(
@@ -285,6 +285,26 @@ fn check_string(schema: &Value, s: &str, v: &Value, path: &str, errors: &mut Vec
             &format!("{path} in body should match '{pattern}'"),
         ));
     }
+}
+
+/// Schema patterns, compiled once (CRD validation already refused the ones that do not
+/// compile). Bounded: cleared when it outgrows any sensible number of CRD patterns.
+fn compiled(pattern: &str) -> Option<std::sync::Arc<regex::Regex>> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, LazyLock, Mutex};
+    const MAX_PATTERNS: usize = 4096;
+    static CACHE: LazyLock<Mutex<HashMap<String, Arc<regex::Regex>>>> =
+        LazyLock::new(Mutex::default);
+    let mut cache = CACHE.lock().ok()?;
+    if let Some(re) = cache.get(pattern) {
+        return Some(re.clone());
+    }
+    let re = Arc::new(regex::Regex::new(pattern).ok()?);
+    if cache.len() >= MAX_PATTERNS {
+        cache.clear();
+    }
+    cache.insert(pattern.to_string(), re.clone());
+    Some(re)
 }
 
 /// `minItems`/`maxItems` or `minProperties`/`maxProperties`.
