@@ -35,20 +35,7 @@ spec:
 ";
 
 fn pod(name: &str, resources: &str) -> String {
-    format!(
-        "
-apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-spec:
-  containers:
-  - name: app
-    image: busybox:1.36
-    command: [sleep, '3600']
-    resources: {resources}
-"
-    )
+    common::pod_manifest(name, resources)
 }
 
 /// `kubectl apply -n ns -f -` of `yaml`, which must succeed.

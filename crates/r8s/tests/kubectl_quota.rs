@@ -6,7 +6,7 @@
 
 mod common;
 use common::Server;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const MEM_CPU_QUOTA: &str = "
 apiVersion: v1
@@ -53,38 +53,12 @@ spec:
 ";
 
 fn pod(name: &str, limits: &str, requests: &str) -> String {
-    format!(
-        "
-apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-spec:
-  containers:
-  - name: app
-    image: busybox:1.36
-    command: [sleep, '3600']
-    resources:
-      limits: {limits}
-      requests: {requests}
-"
-    )
+    common::pod_manifest(name, &format!("{{limits: {limits}, requests: {requests}}}"))
 }
 
 /// Polls `kubectl args` until its output satisfies `want` (30 s at most).
 fn eventually(s: &Server, args: &[&str], want: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let out = s.ok(args);
-        if want(&out) {
-            return out;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "kubectl {args:?} never matched: {out}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    s.ok_until(args, Duration::from_secs(30), want)
 }
 
 #[test]

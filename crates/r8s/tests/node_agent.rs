@@ -278,22 +278,11 @@ spec:
 
 /// Polls a jsonpath of `what` until it satisfies `ok` (bounded).
 fn wait_jsonpath(s: &Server, what: &[&str], expr: &str, ok: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let mut args = vec!["get"];
-        args.extend_from_slice(what);
-        let out_expr = format!("jsonpath={expr}");
-        args.extend_from_slice(&["-o", &out_expr]);
-        let v = s.ok(&args);
-        if ok(&v) {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what:?} {expr}: last value {v:?}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    let out_expr = format!("jsonpath={expr}");
+    let mut args = vec!["get"];
+    args.extend_from_slice(what);
+    args.extend_from_slice(&["-o", &out_expr]);
+    s.ok_until(&args, Duration::from_secs(120), ok)
 }
 
 /// The pod behaviours, driven by kubectl: containers of a pod share an emptyDir and

@@ -160,6 +160,28 @@ impl Server {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Run kubectl (which must succeed) until its stdout satisfies `want`, for up to
+    /// `timeout`; that stdout.
+    pub fn ok_until(
+        &self,
+        args: &[&str],
+        timeout: Duration,
+        want: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let out = self.ok(args);
+            if want(&out) {
+                return out;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kubectl {args:?} never matched; last output: {out:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Run kubectl, assert failure, return stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);
@@ -268,4 +290,23 @@ impl Server {
 pub fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// A pod running one `busybox:1.36` container `app` (sleeping) with the given
+/// `resources` (a YAML flow mapping such as `{limits: {memory: 1Gi}}`).
+pub fn pod_manifest(name: &str, resources: &str) -> String {
+    format!(
+        "
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  containers:
+  - name: app
+    image: busybox:1.36
+    command: [sleep, '3600']
+    resources: {resources}
+"
+    )
 }
