@@ -111,6 +111,17 @@ fn merge_patch(s: &Server, patch: &str, status: bool) {
     s.ok(&args);
 }
 
+/// Applies the CronTab CRD and waits until it is Established.
+fn establish(s: &Server) {
+    s.ok_stdin(&["apply", "-f", "-"], CRD);
+    s.ok(&[
+        "wait",
+        "--for=condition=established",
+        "--timeout=20s",
+        "crd/crontabs.stable.example.com",
+    ]);
+}
+
 /// `kubectl apply` of `yaml`, which must fail; its stderr.
 fn refused(s: &Server, yaml: &str) -> String {
     let out = s.kubectl_stdin(&["apply", "-f", "-"], Some(yaml));
@@ -133,13 +144,7 @@ fn custom_resources_like_upstream() {
         err.contains("subresources.scale.specReplicasPath: Invalid value: \".replicas\": should be a json path under .spec"),
         "{err}"
     );
-    s.ok_stdin(&["apply", "-f", "-"], CRD);
-    s.ok(&[
-        "wait",
-        "--for=condition=established",
-        "--timeout=20s",
-        "crd/crontabs.stable.example.com",
-    ]);
+    establish(&s);
     let crds = s.ok(&["get", "crd"]);
     assert!(crds.contains("crontabs.stable.example.com"), "{crds}");
     let resources = s.ok(&["api-resources", "--api-group=stable.example.com"]);
@@ -250,13 +255,7 @@ fn custom_resources_like_upstream() {
         gone.contains("NotFound") || gone.contains("not found"),
         "{gone}"
     );
-    s.ok_stdin(&["apply", "-f", "-"], CRD);
-    s.ok(&[
-        "wait",
-        "--for=condition=established",
-        "--timeout=20s",
-        "crd/crontabs.stable.example.com",
-    ]);
+    establish(&s);
     let listed = s.ok(&[
         "get",
         "--raw",

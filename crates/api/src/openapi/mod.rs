@@ -27,6 +27,7 @@ mod v2;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::catalog::ResourceInfo;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
@@ -47,24 +48,27 @@ struct Document {
 fn documents() -> &'static BTreeMap<String, Document> {
     static DOCS: OnceLock<BTreeMap<String, Document>> = OnceLock::new();
     DOCS.get_or_init(|| {
-        let mut out = BTreeMap::new();
-        for (group, version) in group_versions() {
-            let value = build_document(group, version);
-            // Serializing a `Value` only fails for non-string map keys, which it cannot hold.
-            let Ok(bytes) = serde_json::to_vec(&value) else {
-                continue;
-            };
-            let hash = hex_sha256(&bytes);
-            out.insert(
-                path_key(group, version),
-                Document {
-                    bytes: Arc::new(bytes),
-                    hash,
-                },
-            );
-        }
-        out
+        group_versions(crate::catalog::all())
+            .into_iter()
+            .filter_map(|(group, version)| {
+                let doc = Document::of(&build_document(group, version))?;
+                Some((path_key(group, version), doc))
+            })
+            .collect()
     })
+}
+
+impl Document {
+    /// A built document, serialized and hashed.
+    fn of(value: &Value) -> Option<Document> {
+        // Serializing a `Value` only fails for non-string map keys, which it cannot hold.
+        let bytes = serde_json::to_vec(value).ok()?;
+        let hash = hex_sha256(&bytes);
+        Some(Document {
+            bytes: Arc::new(bytes),
+            hash,
+        })
+    }
 }
 
 /// The documents of custom resource group-versions, rebuilt when a CRD changes.
@@ -80,33 +84,19 @@ fn custom_documents() -> Arc<BTreeMap<String, Document>> {
     {
         return docs.clone();
     }
-    let mut gvs = Vec::new();
-    for r in crate::catalog::custom::all() {
-        if !gvs.contains(&(r.group, r.version)) {
-            gvs.push((r.group, r.version));
-        }
-    }
-    let mut docs = BTreeMap::new();
-    for (group, version) in gvs {
-        let resources = crate::catalog::resources_in(group, version);
-        let value = json!({
-            "openapi": "3.0.0",
-            "info": { "title": "Kubernetes CRD Swagger", "version": "v0.1.0" },
-            "paths": paths::paths(group, version, &resources),
-            "components": { "schemas": schemas::custom_document_schemas(&resources) },
-        });
-        let Ok(bytes) = serde_json::to_vec(&value) else {
-            continue;
-        };
-        let hash = hex_sha256(&bytes);
-        docs.insert(
-            path_key(group, version),
-            Document {
-                bytes: Arc::new(bytes),
-                hash,
-            },
-        );
-    }
+    let docs: BTreeMap<String, Document> = group_versions(crate::catalog::custom::all())
+        .into_iter()
+        .filter_map(|(group, version)| {
+            let resources = crate::catalog::resources_in(group, version);
+            let value = json!({
+                "openapi": "3.0.0",
+                "info": { "title": "Kubernetes CRD Swagger", "version": "v0.1.0" },
+                "paths": paths::paths(group, version, &resources),
+                "components": { "schemas": schemas::custom_document_schemas(&resources) },
+            });
+            Some((path_key(group, version), Document::of(&value)?))
+        })
+        .collect();
     let docs = Arc::new(docs);
     *cache = Some((generation, docs.clone()));
     docs
@@ -122,10 +112,12 @@ fn document(key: &str) -> Option<(Arc<Vec<u8>>, String)> {
         .map(|d| (d.bytes.clone(), d.hash.clone()))
 }
 
-/// Every group-version the catalog serves, in catalog order, without repeats.
-fn group_versions() -> Vec<(&'static str, &'static str)> {
+/// The group-versions of `resources`, in their order, without repeats.
+fn group_versions<'a>(
+    resources: impl IntoIterator<Item = &'a ResourceInfo>,
+) -> Vec<(&'static str, &'static str)> {
     let mut seen = Vec::new();
-    for r in crate::catalog::all() {
+    for r in resources {
         if !seen.contains(&(r.group, r.version)) {
             seen.push((r.group, r.version));
         }

@@ -375,9 +375,17 @@ mod tests {
         );
     }
 
+    /// The fields the CRD strategy refuses in `obj`.
+    fn refused_fields(obj: &Value) -> Vec<String> {
+        CustomResourceDefinitionStrategy
+            .validate_create(obj)
+            .into_iter()
+            .map(|e| e.field)
+            .collect()
+    }
+
     #[test]
     fn refuses_what_upstream_refuses() {
-        let s = CustomResourceDefinitionStrategy;
         let mut bad = crd();
         bad["metadata"]["name"] = json!("wrong");
         bad["spec"]["scope"] = json!("Global");
@@ -386,13 +394,8 @@ mod tests {
             .as_object_mut()
             .unwrap()
             .remove("schema");
-        let fields: Vec<String> = s
-            .validate_create(&bad)
-            .into_iter()
-            .map(|e| e.field)
-            .collect();
         assert_eq!(
-            fields,
+            refused_fields(&bad),
             [
                 "metadata.name",
                 "spec.scope",
@@ -414,13 +417,8 @@ mod tests {
             json!([{"name": "X", "type": "text", "jsonPath": ".spec.x"}, {"type": "date"}]);
         bad["spec"]["versions"][0]["schema"]["openAPIV3Schema"] = json!({"type": "object",
             "properties": {"spec": {"type": "object", "properties": {"id": {"type": "string", "pattern": "("}}}}});
-        let fields: Vec<String> = s
-            .validate_create(&bad)
-            .into_iter()
-            .map(|e| e.field)
-            .collect();
         assert_eq!(
-            fields,
+            refused_fields(&bad),
             [
                 "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[id].pattern",
                 "spec.versions[0].subresources.scale.specReplicasPath",
