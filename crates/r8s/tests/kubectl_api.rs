@@ -334,3 +334,72 @@ fn get_watch_streams_changes_and_json_output() {
     let v: serde_json::Value = serde_json::from_str(&json).expect("json");
     assert_eq!(v["metadata"]["labels"]["x"], "y");
 }
+
+/// Kinds charts ship beside their workloads: webhook configurations (stored; r8s calls no
+/// webhooks), RuntimeClasses and CSIDrivers, with upstream's `kubectl get` columns.
+#[test]
+fn chart_side_kinds_are_stored_and_listed() {
+    let s = Server::start();
+    let manifests = r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {name: demo}
+webhooks:
+- name: demo.example.com
+  clientConfig: {service: {name: svc, namespace: default, path: /validate}}
+  rules: [{operations: [CREATE], apiGroups: [""], apiVersions: [v1], resources: [pods]}]
+  sideEffects: None
+  admissionReviewVersions: [v1]
+---
+apiVersion: node.k8s.io/v1
+kind: RuntimeClass
+metadata: {name: crun}
+handler: crun
+---
+apiVersion: storage.k8s.io/v1
+kind: CSIDriver
+metadata: {name: hostpath.csi.k8s.io}
+spec: {podInfoOnMount: true}
+"#;
+    s.ok_stdin(&["apply", "-f", "-"], manifests);
+    let header_and_row = |kind: &str| -> Vec<Vec<String>> {
+        s.ok(&["get", kind])
+            .lines()
+            .map(|l| l.split_whitespace().map(str::to_string).collect())
+            .collect()
+    };
+    let hooks = header_and_row("validatingwebhookconfigurations");
+    assert_eq!(hooks[0], ["NAME", "WEBHOOKS", "AGE"]);
+    assert_eq!(hooks[1][..2], ["demo", "1"]);
+    let classes = header_and_row("runtimeclass");
+    assert_eq!(classes[0], ["NAME", "HANDLER", "AGE"]);
+    assert_eq!(classes[1][..2], ["crun", "crun"]);
+    let drivers = header_and_row("csidriver");
+    assert_eq!(
+        drivers[0],
+        [
+            "NAME",
+            "ATTACHREQUIRED",
+            "PODINFOONMOUNT",
+            "STORAGECAPACITY",
+            "TOKENREQUESTS",
+            "REQUIRESREPUBLISH",
+            "MODES",
+            "AGE"
+        ]
+    );
+    assert_eq!(
+        drivers[1][..7],
+        [
+            "hostpath.csi.k8s.io",
+            "true",
+            "true",
+            "false",
+            "<unset>",
+            "false",
+            "Persistent"
+        ]
+    );
+    // Stored only: a pod create is not sent to the webhook.
+    s.ok(&["run", "unhooked", "--image=busybox:1.36"]);
+}

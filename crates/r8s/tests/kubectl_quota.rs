@@ -228,3 +228,69 @@ fn pod_quota_stops_a_deployment() {
         "{err}"
     );
 }
+
+/// "Configure Quotas for API Objects": claims and node ports, and a Service update that
+/// turns it into a NodePort one is charged like a create.
+#[test]
+fn object_quota_claims_and_node_ports() {
+    let s = Server::start();
+    let ns = "quota-object-example";
+    s.ok(&["create", "namespace", ns]);
+    s.ok(&[
+        "create",
+        "quota",
+        "object-quota-demo",
+        "-n",
+        ns,
+        "--hard=persistentvolumeclaims=1,services.loadbalancers=2,services.nodeports=0",
+    ]);
+    let claim = |name: &str| {
+        format!(
+            "{{apiVersion: v1, kind: PersistentVolumeClaim, metadata: {{name: {name}}},
+              spec: {{storageClassName: manual, accessModes: [ReadWriteOnce],
+                      resources: {{requests: {{storage: 3Gi}}}}}}}}"
+        )
+    };
+    s.ok_stdin(&["apply", "-n", ns, "-f", "-"], &claim("pvc-quota-demo"));
+    let out = s.kubectl_stdin(
+        &["apply", "-n", ns, "-f", "-"],
+        Some(&claim("pvc-quota-demo-2")),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#"persistentvolumeclaims "pvc-quota-demo-2" is forbidden: exceeded quota: object-quota-demo, requested: persistentvolumeclaims=1, used: persistentvolumeclaims=1, limited: persistentvolumeclaims=1"#),
+        "{err}"
+    );
+    s.ok(&[
+        "create",
+        "service",
+        "clusterip",
+        "web",
+        "-n",
+        ns,
+        "--tcp=80",
+    ]);
+    let err = s.fails(&[
+        "patch",
+        "service",
+        "web",
+        "-n",
+        ns,
+        "-p",
+        r#"{"spec":{"type":"NodePort"}}"#,
+    ]);
+    assert!(
+        err.contains(r#"services "web" is forbidden: exceeded quota: object-quota-demo, requested: services.nodeports=1, used: services.nodeports=0, limited: services.nodeports=0"#),
+        "{err}"
+    );
+    let kind = s.ok(&[
+        "get",
+        "service",
+        "web",
+        "-n",
+        ns,
+        "-o",
+        "jsonpath={.spec.type}",
+    ]);
+    assert_eq!(kind, "ClusterIP");
+}
