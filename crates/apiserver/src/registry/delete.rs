@@ -209,20 +209,17 @@ impl Registry {
         if !finalizers.is_empty() {
             m.insert("finalizers".into(), json!(finalizers));
         }
-        if grace > 0 {
-            // A shorter grace period may replace a longer one, never the reverse.
-            let current_grace = m.get("deletionGracePeriodSeconds").and_then(Value::as_i64);
-            if !already || current_grace.is_none_or(|g| grace < g) {
-                let at = chrono::Utc::now() + chrono::Duration::seconds(grace);
-                m.insert(
-                    "deletionTimestamp".into(),
-                    json!(at.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
-                );
-                m.insert("deletionGracePeriodSeconds".into(), json!(grace));
-            }
-        } else if !already {
-            m.insert("deletionTimestamp".into(), json!(meta::now_rfc3339()));
-            m.insert("deletionGracePeriodSeconds".into(), json!(0));
+        // A shorter grace period may replace a longer one, never the reverse. Shortening
+        // to 0 matters for a terminating pod held by a finalizer (a Job's tracking one):
+        // the kubelet's final delete sets 0, and dropping the finalizer then removes it.
+        let current_grace = m.get("deletionGracePeriodSeconds").and_then(Value::as_i64);
+        if !already || current_grace.is_none_or(|g| grace < g) {
+            let at = chrono::Utc::now() + chrono::Duration::seconds(grace);
+            m.insert(
+                "deletionTimestamp".into(),
+                json!(at.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+            );
+            m.insert("deletionGracePeriodSeconds".into(), json!(grace));
         }
         if is_namespace && let Some(map) = next.as_object_mut() {
             let status = map.entry("status").or_insert_with(|| json!({}));
