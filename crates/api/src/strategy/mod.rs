@@ -60,6 +60,18 @@ pub trait Strategy: Send + Sync {
         self.validate_create(new)
     }
 
+    /// Validate a write through a subresource other than status (e.g. a pod's
+    /// `ephemeralcontainers`); `new` is the old object with only what that subresource may
+    /// change replaced. Internal subresources (binding, finalize, scale) need nothing here.
+    fn validate_subresource_update(
+        &self,
+        _subresource: &str,
+        _new: &Value,
+        _old: &Value,
+    ) -> Vec<FieldError> {
+        Vec::new()
+    }
+
     /// Extra field-selector fields of this kind besides `metadata.name` and
     /// `metadata.namespace` (e.g. pods: `spec.nodeName`, `status.phase`). Unlike the other
     /// hooks, `obj` is the object as served at the request's version (selectors use that

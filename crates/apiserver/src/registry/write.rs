@@ -290,6 +290,20 @@ impl Registry {
                     };
                 }
             }
+            // Only the list of ephemeral containers changes (upstream's
+            // podEphemeralContainersStrategy); validation refuses edits of existing ones.
+            Some("ephemeralcontainers") => {
+                let added = desired.pointer("/spec/ephemeralContainers").cloned();
+                *desired = current.clone();
+                if let Some(spec) = desired.get_mut("spec").and_then(Value::as_object_mut) {
+                    match added {
+                        Some(list) if !list.is_null() => {
+                            spec.insert("ephemeralContainers".into(), list)
+                        }
+                        _ => spec.remove("ephemeralContainers"),
+                    };
+                }
+            }
             // Internal subresources (binding, finalize) write exactly what they computed.
             Some(_) => {}
             None if has_status => {
@@ -362,8 +376,9 @@ impl Registry {
             desired, current,
         ));
         meta::metadata_mut(desired).remove("resourceVersion");
-        if matches!(subresource, None | Some("status")) {
-            errors.extend(strategy.validate_update(desired, current));
+        match subresource {
+            None | Some("status") => errors.extend(strategy.validate_update(desired, current)),
+            Some(sub) => errors.extend(strategy.validate_subresource_update(sub, desired, current)),
         }
         let errors = dedup(errors);
         if !errors.is_empty() {

@@ -145,6 +145,75 @@ pub(super) fn validate_container(
     }
 }
 
+/// Fields an ephemeral container may not set (upstream allows only what a debugging
+/// process needs: no ports, resources, probes or lifecycle hooks).
+const EPHEMERAL_FORBIDDEN: &[&str] = &[
+    "ports",
+    "resources",
+    "resizePolicy",
+    "lifecycle",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "restartPolicy",
+];
+
+/// Validates ephemeral container `c` at `p`: the common container rules, the fields it may
+/// not set, and `targetContainerName` naming one of `targets` (the pod's containers).
+pub(super) fn validate_ephemeral_container(
+    c: &Value,
+    p: &str,
+    volumes: &HashSet<String>,
+    names: &mut HashSet<String>,
+    targets: &HashSet<String>,
+    errs: &mut Errs,
+) {
+    let Some(fields) = c.as_object() else {
+        errs.push(FieldError::type_invalid(p, c, "object"));
+        return;
+    };
+    let mut allowed = fields.clone();
+    for f in EPHEMERAL_FORBIDDEN {
+        // Go clients send zero values (`resources: {}`), which count as unset.
+        let set = |v: &Value| match v {
+            Value::Null => false,
+            Value::Object(m) => !m.is_empty(),
+            Value::Array(a) => !a.is_empty(),
+            _ => true,
+        };
+        if allowed.remove(*f).is_some_and(|v| set(&v)) {
+            errs.push(FieldError::forbidden(
+                child(p, f),
+                "cannot be set for an Ephemeral Container",
+            ));
+        }
+    }
+    let target = allowed.remove("targetContainerName");
+    validate_container(
+        &Value::Object(allowed),
+        p,
+        volumes,
+        names,
+        false,
+        false,
+        errs,
+    );
+    match target {
+        Some(Value::String(t)) if !t.is_empty() && !targets.contains(&t) => {
+            errs.push(FieldError::not_found(
+                child(p, "targetContainerName"),
+                t.as_str(),
+            ));
+        }
+        Some(Value::String(_)) | Some(Value::Null) | None => {}
+        Some(other) => errs.push(FieldError::type_invalid(
+            child(p, "targetContainerName"),
+            &other,
+            "string",
+        )),
+    }
+}
+
 fn validate_container_ports(ports: &[Value], path: &str, host_network: bool, errs: &mut Errs) {
     let mut names = HashSet::new();
     for (i, port) in ports.iter().enumerate() {

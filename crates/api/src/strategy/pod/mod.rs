@@ -146,6 +146,17 @@ impl Strategy for PodStrategy {
         errs
     }
 
+    fn validate_subresource_update(&self, sub: &str, new: &Value, old: &Value) -> Vec<FieldError> {
+        let mut errs = Vec::new();
+        if sub == "ephemeralcontainers" {
+            if let Some(spec) = get(new, "spec") {
+                validate_pod_spec(spec, "spec", &mut errs);
+            }
+            update::validate_ephemeral_containers_update(new, old, &mut errs);
+        }
+        errs
+    }
+
     fn field_selector_fields(&self, obj: &Value) -> Vec<(&'static str, String)> {
         let spec = get(obj, "spec").unwrap_or(&Value::Null);
         let host_network = get_bool(spec, "hostNetwork").unwrap_or(false);

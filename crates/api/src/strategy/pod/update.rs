@@ -131,3 +131,33 @@ fn copy_member(target: &mut serde_json::Map<String, Value>, from: &Value, key: &
         }
     }
 }
+
+/// Upstream's `ValidatePodEphemeralContainersUpdate`: ephemeral containers are only ever
+/// added; one already in the pod may be neither changed nor removed.
+pub(crate) fn validate_ephemeral_containers_update(new: &Value, old: &Value, errs: &mut Errs) {
+    let empty = Value::Object(Default::default());
+    let new_list = get_arr(get(new, "spec").unwrap_or(&empty), "ephemeralContainers");
+    let old_list = get_arr(get(old, "spec").unwrap_or(&empty), "ephemeralContainers");
+    let name = |c: &Value| {
+        get(c, "name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    for o in old_list {
+        let n = name(o);
+        match new_list.iter().position(|c| name(c) == n) {
+            None => errs.push(FieldError::forbidden(
+                "spec.ephemeralContainers",
+                &format!("existing ephemeral containers \"{n}\" may not be removed\n"),
+            )),
+            Some(i) if !semantic_eq(Some(&normalize(o)), Some(&normalize(&new_list[i]))) => {
+                errs.push(FieldError::forbidden(
+                    &format!("spec.ephemeralContainers[{i}]"),
+                    &format!("existing ephemeral containers \"{n}\" may not be changed\n"),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+}

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
-use super::container::validate_container;
+use super::container::{validate_container, validate_ephemeral_container};
 use super::defaults::VOLUME_SOURCES;
 use crate::strategy::FieldError;
 use crate::strategy::errors::Raw;
@@ -99,6 +99,20 @@ pub(crate) fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Errs) {
                 &mut names,
                 true,
                 host_network,
+                errs,
+            );
+        }
+    }
+    let targets = names.clone();
+    let epath = child(path, "ephemeralContainers");
+    if let Some(list) = opt_arr(spec, "ephemeralContainers", path, errs) {
+        for (i, c) in list.iter().enumerate() {
+            validate_ephemeral_container(
+                c,
+                &index(&epath, i),
+                &volumes,
+                &mut names,
+                &targets,
                 errs,
             );
         }
