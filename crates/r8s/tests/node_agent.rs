@@ -285,6 +285,103 @@ fn wait_jsonpath(s: &Server, what: &[&str], expr: &str, ok: impl Fn(&str) -> boo
     s.ok_until(&args, Duration::from_secs(120), ok)
 }
 
+/// `kubectl debug`: an ephemeral container joins a running pod, sees the target
+/// container's processes, and takes stdin through attach; a pod copy gets a debug
+/// container too.
+fn debugging_with_ephemeral_containers(s: &Server) {
+    s.ok(&[
+        "debug",
+        "nginx-pod",
+        "--image=busybox:1.36",
+        "--target=nginx-container",
+        "--container=dbg",
+        "--",
+        "sh",
+        "-c",
+        "ps; sleep 3600",
+    ]);
+    wait_jsonpath(
+        s,
+        &["pod", "nginx-pod"],
+        r#"{.status.ephemeralContainerStatuses[?(@.name=="dbg")].state.running.startedAt}"#,
+        |v| !v.is_empty(),
+    );
+    // The target's process namespace: the web server is visible from the debugger.
+    let ps = s.ok_until(
+        &["logs", "nginx-pod", "-c", "dbg"],
+        Duration::from_secs(30),
+        |out| out.contains("httpd"),
+    );
+    assert!(ps.contains("sleep 3600"), "{ps}");
+    assert_eq!(
+        s.ok(&[
+            "exec",
+            "nginx-pod",
+            "-c",
+            "dbg",
+            "--",
+            "echo",
+            "in-debugger"
+        ])
+        .trim(),
+        "in-debugger"
+    );
+    // Interactive: stdin reaches the debug shell through attach and its output comes
+    // back. Stdin stays open until the output arrived: the container has no stdinOnce, so
+    // containerd ends the attach session as soon as the client's stdin closes.
+    let mut child = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&s.kubeconfig)
+        .args([
+            "debug",
+            "-i",
+            "nginx-pod",
+            "--image=busybox:1.36",
+            "--container=dbg-i",
+            "--",
+            "sh",
+        ])
+        .env_remove("KUBECONFIG")
+        .env("HOME", s.data_dir())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn kubectl debug");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin
+        .write_all(b"echo hello-from-$(hostname)\n")
+        .expect("write to kubectl debug");
+    let line = read_until(&mut child, Duration::from_secs(90), |l| {
+        l.contains("hello-from-")
+    });
+    assert_eq!(line.trim(), "hello-from-nginx-pod");
+    stdin.write_all(b"exit\n").expect("write exit");
+    drop(stdin);
+    assert!(child.wait().expect("kubectl debug").success());
+    let done = wait_jsonpath(
+        s,
+        &["pod", "nginx-pod"],
+        r#"{.status.ephemeralContainerStatuses[?(@.name=="dbg-i")].state.terminated.reason}"#,
+        |v| !v.is_empty(),
+    );
+    assert_eq!(done, "Completed");
+    // Ephemeral containers are never restarted and never make the pod unready.
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "pod",
+            "nginx-pod",
+            "-o",
+            r#"jsonpath={.status.ephemeralContainerStatuses[?(@.name=="dbg-i")].restartCount}/{.status.conditions[?(@.type=="Ready")].status}"#,
+        ]),
+        "0/True"
+    );
+    let described = s.ok(&["describe", "pod", "nginx-pod"]);
+    assert!(described.contains("Ephemeral Containers:"), "{described}");
+    assert!(described.contains("dbg-i:"), "{described}");
+}
+
 /// The issue's pod behaviours, driven by kubectl: containers of a pod share an emptyDir and
 /// localhost, liveness restarts, readiness gates Ready, a memory limit OOM-kills, configMap
 /// and secret reach env and files.
@@ -416,6 +513,7 @@ fn seed_nginx_pod_and_a_deployment_run_on_containerd() {
     let page = http_get(&ip, 80);
     assert!(page.contains("200 OK") && page.contains("nginx"), "{page}");
     streaming_through_the_api_server(&s);
+    debugging_with_ephemeral_containers(&s);
     pod_behaviours_with_kubectl(&s);
 
     s.ok(&[

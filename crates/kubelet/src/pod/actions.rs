@@ -47,7 +47,7 @@ impl Worker {
 
     /// Upstream's `Failed` event for a container that could not be created or started.
     fn failed_event(&self, pod: &Pod, c: &Container, kind: Kind, message: &str) {
-        let obj = container_ref(pod, c, kind == Kind::Init);
+        let obj = container_ref(pod, c, kind);
         self.services
             .events
             .event(&obj, WARNING, reason::FAILED, &format!("Error: {message}"));
@@ -65,6 +65,7 @@ impl Worker {
         sandbox_id: &str,
         sandbox_cfg: &crate::cri::api::PodSandboxConfig,
         pod_ip: &str,
+        pid_target: Option<&str>,
     ) -> Result<bool> {
         let t0 = Instant::now();
         let ns = pod
@@ -131,6 +132,7 @@ impl Worker {
                 volumes: &volumes,
                 dirs: &self.dirs,
                 node_memory: i64::try_from(self.ctx.node_memory).unwrap_or(i64::MAX),
+                pid_target,
             })
         }
         .await;
@@ -163,7 +165,7 @@ impl Worker {
                 return Ok(false);
             }
         };
-        let obj = container_ref(pod, c, kind == Kind::Init);
+        let obj = container_ref(pod, c, kind);
         let events = self.services.events.clone();
         events.event(
             &obj,
@@ -268,11 +270,18 @@ impl Worker {
             }
         };
         let spec = pod.spec.as_ref();
+        let ephemeral: Vec<Container> = spec
+            .and_then(|s| s.ephemeral_containers.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(super::container::ephemeral_as_container)
+            .collect();
         let find = |name: &str| {
             spec.and_then(|s| {
                 s.containers
                     .iter()
                     .chain(s.init_containers.iter().flatten())
+                    .chain(ephemeral.iter())
                     .find(|c| c.name == name)
             })
         };
@@ -355,11 +364,12 @@ async fn stop_one(
     why: Option<&str>,
 ) -> std::result::Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(grace.max(0) as u64);
-    let init = c
-        .annotations
-        .get(super::runtime::ANNOTATION_KIND)
-        .is_some_and(|k| k == Kind::Init.as_str());
-    let obj = spec.map(|s| container_ref(pod, s, init));
+    let kind = Kind::from_annotation(
+        c.annotations
+            .get(super::runtime::ANNOTATION_KIND)
+            .map(String::as_str),
+    );
+    let obj = spec.map(|s| container_ref(pod, s, kind));
     if let Some(obj) = &obj {
         let default = format!("Stopping container {}", c.name);
         events.event(obj, NORMAL, reason::KILLING, why.unwrap_or(&default));

@@ -18,11 +18,12 @@ use std::path::PathBuf;
 pub const ANNOTATION_TERMINATION_FILE: &str = "io.r8s.container.terminationMessageFile";
 pub const ANNOTATION_RESTART_COUNT: &str = "io.kubernetes.container.restartCount";
 
-/// Whether a container is an init or an app container.
+/// Whether a container is an init, an app or an ephemeral (debug) container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Init,
     App,
+    Ephemeral,
 }
 
 impl Kind {
@@ -30,8 +31,37 @@ impl Kind {
         match self {
             Kind::Init => "init",
             Kind::App => "app",
+            Kind::Ephemeral => "ephemeral",
         }
     }
+
+    /// From the kind annotation of a runtime container (unknown: app).
+    pub fn from_annotation(s: Option<&str>) -> Kind {
+        match s {
+            Some("init") => Kind::Init,
+            Some("ephemeral") => Kind::Ephemeral,
+            _ => Kind::App,
+        }
+    }
+
+    /// The pod spec list holding containers of this kind (event field paths).
+    pub fn spec_field(self) -> &'static str {
+        match self {
+            Kind::Init => "spec.initContainers",
+            Kind::App => "spec.containers",
+            Kind::Ephemeral => "spec.ephemeralContainers",
+        }
+    }
+}
+
+/// An ephemeral container as the [`Container`] the rest of the kubelet handles (the same
+/// fields minus `targetContainerName`).
+pub fn ephemeral_as_container(
+    e: &k8s_openapi::api::core::v1::EphemeralContainer,
+) -> Option<Container> {
+    serde_json::to_value(e)
+        .and_then(serde_json::from_value)
+        .ok()
 }
 
 /// Everything needed to build the request.
@@ -50,6 +80,9 @@ pub struct Plan<'a> {
     pub dirs: &'a PodDirs,
     /// Node memory capacity in bytes (for the Burstable OOM score).
     pub node_memory: i64,
+    /// For an ephemeral container with a target: the target's runtime ID, whose process
+    /// namespace it joins.
+    pub pid_target: Option<&'a str>,
 }
 
 const MIN_SHARES: i64 = 2;
@@ -171,7 +204,14 @@ fn security(plan: &Plan) -> Result<api::LinuxContainerSecurityContext, RefError>
             add_ambient_capabilities: Vec::new(),
         }),
         privileged: sc.and_then(|s| s.privileged).unwrap_or(false),
-        namespace_options: Some(namespace_options(pod.spec.as_ref())),
+        namespace_options: Some(match plan.pid_target {
+            Some(target) => api::NamespaceOption {
+                pid: api::NamespaceMode::Target as i32,
+                target_id: target.to_string(),
+                ..namespace_options(pod.spec.as_ref())
+            },
+            None => namespace_options(pod.spec.as_ref()),
+        }),
         run_as_user: run_as_user.map(|value| api::Int64Value { value }),
         run_as_group: run_as_group.map(|value| api::Int64Value { value }),
         readonly_rootfs: sc
@@ -394,6 +434,7 @@ mod tests {
             volumes: &vols,
             dirs: &dirs,
             node_memory: 1 << 30,
+            pid_target: None,
         };
         let cfg = container_config(&plan).unwrap();
         assert_eq!(cfg.args, ["echo hello $(HOME)"]);

@@ -3,6 +3,7 @@
 //! and a repeat of a recent event (same object, field path, type, reason and message)
 //! bumps that Event's `count` and `lastTimestamp` instead of creating another one.
 
+use super::container::Kind;
 use k8s_openapi::api::core::v1::{Container, Event, EventSource, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::Api;
@@ -56,14 +57,9 @@ pub fn pod_ref(pod: &Pod) -> ObjectReference {
 
 /// The reference upstream's kubelet uses for a container's events: the pod, with the
 /// container as field path.
-pub fn container_ref(pod: &Pod, c: &Container, init: bool) -> ObjectReference {
-    let field = if init {
-        "spec.initContainers"
-    } else {
-        "spec.containers"
-    };
+pub fn container_ref(pod: &Pod, c: &Container, kind: Kind) -> ObjectReference {
     ObjectReference {
-        field_path: Some(format!("{field}{{{}}}", c.name)),
+        field_path: Some(format!("{}{{{}}}", kind.spec_field(), c.name)),
         ..pod_ref(pod)
     }
 }
@@ -226,7 +222,7 @@ mod tests {
         }))
         .unwrap();
         let c = pod.spec.as_ref().unwrap().containers[0].clone();
-        let r = container_ref(&pod, &c, false);
+        let r = container_ref(&pod, &c, Kind::App);
         assert_eq!(r.field_path.as_deref(), Some("spec.containers{c}"));
         assert_eq!(r.kind.as_deref(), Some("Pod"));
         assert_eq!(r.uid.as_deref(), Some("u1"));
@@ -234,8 +230,14 @@ mod tests {
         assert_eq!(pod_ref(&pod).resource_version.as_deref(), Some("7"));
         assert_eq!(pod_desc(&pod), "p_ns(u1)");
         assert_eq!(
-            container_ref(&pod, &c, true).field_path.as_deref(),
+            container_ref(&pod, &c, Kind::Init).field_path.as_deref(),
             Some("spec.initContainers{c}")
+        );
+        assert_eq!(
+            container_ref(&pod, &c, Kind::Ephemeral)
+                .field_path
+                .as_deref(),
+            Some("spec.ephemeralContainers{c}")
         );
     }
 

@@ -58,7 +58,7 @@ impl Worker {
         let requested = c.image.clone().unwrap_or_default();
         let image = with_default_tag(&requested);
         let policy = pull_policy(c);
-        let obj = container_ref(pod, c, kind == Kind::Init);
+        let obj = container_ref(pod, c, kind);
         let events = self.services.events.clone();
         if policy != "Always" {
             if let Some(img) = self.ctx.cri.image_status(&image).await? {

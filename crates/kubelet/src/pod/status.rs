@@ -452,6 +452,17 @@ pub fn compute(input: &Input) -> Value {
     if !init.is_empty() {
         status["initContainerStatuses"] = json!(init);
     }
+    // Ephemeral containers never count towards phase or readiness.
+    let ephemeral: Vec<Value> = spec
+        .and_then(|s| s.ephemeral_containers.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(super::container::ephemeral_as_container)
+        .map(|c| container_status(input, &c, Kind::Ephemeral, false))
+        .collect();
+    if !ephemeral.is_empty() {
+        status["ephemeralContainerStatuses"] = json!(ephemeral);
+    }
     if !input.pod_ip.is_empty() {
         status["podIP"] = json!(input.pod_ip);
         status["podIPs"] = json!([{"ip": input.pod_ip}]);

@@ -301,6 +301,9 @@ impl Worker {
                 }
             }
         }
+        acted |= self
+            .sync_ephemeral(pod, rt, sandbox_id, sandbox_cfg, pod_ip)
+            .await?;
         for ic in spec.init_containers.iter().flatten() {
             let sidecar = ic.restart_policy.as_deref() == Some("Always");
             let cur = rt.in_sandbox(sandbox_id, &ic.name);
@@ -334,6 +337,7 @@ impl Worker {
                             sandbox_id,
                             sandbox_cfg,
                             pod_ip,
+                            None,
                         )
                         .await?;
                     return Ok(acted);
@@ -349,6 +353,7 @@ impl Worker {
                             sandbox_id,
                             sandbox_cfg,
                             pod_ip,
+                            None,
                         )
                         .await?;
                     if !sidecar {
@@ -367,7 +372,16 @@ impl Worker {
                     }
                     let attempt = latest.map(|l| l.attempt + 1).unwrap_or(0);
                     acted |= self
-                        .start(pod, c, Kind::App, attempt, sandbox_id, sandbox_cfg, pod_ip)
+                        .start(
+                            pod,
+                            c,
+                            Kind::App,
+                            attempt,
+                            sandbox_id,
+                            sandbox_cfg,
+                            pod_ip,
+                            None,
+                        )
                         .await?;
                 }
                 Some(x) if x.running() => {
@@ -422,10 +436,63 @@ impl Worker {
                             sandbox_id,
                             sandbox_cfg,
                             pod_ip,
+                            None,
                         )
                         .await?;
                 }
             }
+        }
+        Ok(acted)
+    }
+
+    /// Starts ephemeral (debug) containers added since the last sync, even while init
+    /// containers run, as upstream. Each runs once: never restarted, not even in a new
+    /// sandbox. One with a target waits until that container runs, then joins its
+    /// process namespace.
+    async fn sync_ephemeral(
+        &mut self,
+        pod: &Pod,
+        rt: &PodRuntime,
+        sandbox_id: &str,
+        sandbox_cfg: &crate::cri::api::PodSandboxConfig,
+        pod_ip: &str,
+    ) -> Result<bool> {
+        let mut acted = false;
+        let list = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.ephemeral_containers.as_deref())
+            .unwrap_or_default();
+        for ec in list {
+            if rt.latest(&ec.name).is_some() {
+                continue;
+            }
+            let Some(c) = super::container::ephemeral_as_container(ec) else {
+                continue;
+            };
+            let target = match ec
+                .target_container_name
+                .as_deref()
+                .filter(|t| !t.is_empty())
+            {
+                Some(t) => match rt.in_sandbox(sandbox_id, t).filter(|x| x.running()) {
+                    Some(x) => Some(x.id.clone()),
+                    None => continue,
+                },
+                None => None,
+            };
+            acted |= self
+                .start(
+                    pod,
+                    &c,
+                    Kind::Ephemeral,
+                    0,
+                    sandbox_id,
+                    sandbox_cfg,
+                    pod_ip,
+                    target.as_deref(),
+                )
+                .await?;
         }
         Ok(acted)
     }
@@ -448,7 +515,7 @@ impl Worker {
             let delay = self.crash_backoff.delay(&c.name).unwrap_or_default();
             let desc = events::pod_desc(pod);
             self.services.events.event(
-                &events::container_ref(pod, c, kind == Kind::Init),
+                &events::container_ref(pod, c, kind),
                 WARNING,
                 reason::BACK_OFF,
                 &format!(
@@ -467,8 +534,17 @@ impl Worker {
             return Ok(false);
         }
         self.crash_backoff.next(&c.name, now);
-        self.start(pod, c, kind, x.attempt + 1, sandbox_id, sandbox_cfg, pod_ip)
-            .await
+        self.start(
+            pod,
+            c,
+            kind,
+            x.attempt + 1,
+            sandbox_id,
+            sandbox_cfg,
+            pod_ip,
+            None,
+        )
+        .await
     }
 
     /// Starts the probes of running container `c` (spec `spec`; `init` for a sidecar).
@@ -489,7 +565,7 @@ impl Worker {
         let started = SystemTime::UNIX_EPOCH + Duration::from_nanos(c.started_at.max(0) as u64);
         let (recorder, obj) = (
             self.services.events.clone(),
-            events::container_ref(pod, spec, init),
+            events::container_ref(pod, spec, if init { Kind::Init } else { Kind::App }),
         );
         let on_failure: super::probe::OnFailure =
             Arc::new(move |msg: &str| recorder.event(&obj, WARNING, reason::UNHEALTHY, msg));

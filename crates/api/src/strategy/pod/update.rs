@@ -153,7 +153,7 @@ pub(crate) fn validate_ephemeral_containers_update(new: &Value, old: &Value, err
             )),
             Some(i) if !semantic_eq(Some(&normalize(o)), Some(&normalize(&new_list[i]))) => {
                 errs.push(FieldError::forbidden(
-                    &format!("spec.ephemeralContainers[{i}]"),
+                    format!("spec.ephemeralContainers[{i}]"),
                     &format!("existing ephemeral containers \"{n}\" may not be changed\n"),
                 ));
             }
