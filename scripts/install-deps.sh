@@ -2,7 +2,7 @@
 # Install the Debian packages r8s and its tests need. Idempotent.
 set -euo pipefail
 PKGS=(etcd-server etcd-client containerd runc containernetworking-plugins protobuf-compiler
-      busybox-static nftables iptables conntrack iproute2 sqlite3 ca-certificates
+      busybox-static nftables iptables conntrack iproute2 sqlite3 ca-certificates openssl
       docker-registry skopeo apache2-utils python3 python3-venv)
 missing=()
 for p in "${PKGS[@]}"; do

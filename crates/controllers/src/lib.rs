@@ -4,6 +4,7 @@
 
 pub mod context;
 pub mod cronjob;
+pub mod csrsigning;
 pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
@@ -32,6 +33,9 @@ pub struct ManagerConfig {
     /// The cluster CA published as `kube-root-ca.crt` in every namespace (upstream
     /// `--root-ca-file`); the publisher runs only when set.
     pub root_ca_pem: Option<String>,
+    /// The CA that signs approved CertificateSigningRequests; the signer runs only when
+    /// set.
+    pub signing_ca: Option<csrsigning::SigningCa>,
 }
 
 /// Run every controller with default settings.
@@ -55,6 +59,9 @@ pub async fn run_all_with(ctx: Context, cfg: ManagerConfig) -> anyhow::Result<()
     set.spawn(resourcequota::run(ctx.clone()));
     if let Some(ca) = cfg.root_ca_pem.clone() {
         set.spawn(rootcacert::run(ctx.clone(), ca));
+    }
+    if let Some(ca) = cfg.signing_ca.clone() {
+        set.spawn(csrsigning::run(ctx.clone(), ca));
     }
     set.spawn(nodelifecycle::run_with(ctx.clone(), cfg.node_lifecycle));
     set.spawn(podgc::run(ctx.clone()));

@@ -674,6 +674,27 @@ pub(super) static RESOURCES: &[ResourceInfo] = &[
         NONE,
         &[],
     ),
+    // certificates.k8s.io/v1
+    res(
+        "certificates.k8s.io",
+        "v1",
+        "CertificateSigningRequest",
+        "certificatesigningrequests",
+        "certificatesigningrequest",
+        false,
+        &["csr"],
+        NONE,
+        &[
+            sub(
+                "approval",
+                "CertificateSigningRequest",
+                "certificates.k8s.io",
+                "v1",
+                GET_PATCH_UPDATE,
+            ),
+            status("CertificateSigningRequest", "certificates.k8s.io", "v1"),
+        ],
+    ),
     // node.k8s.io/v1
     res(
         "node.k8s.io",
@@ -709,6 +730,7 @@ pub(super) static GROUPS: &[(&str, &[&str])] = &[
     ("authorization.k8s.io", &["v1"]),
     ("autoscaling", &["v2", "v1"]),
     ("batch", &["v1"]),
+    ("certificates.k8s.io", &["v1"]),
     ("networking.k8s.io", &["v1"]),
     ("policy", &["v1"]),
     ("rbac.authorization.k8s.io", &["v1"]),

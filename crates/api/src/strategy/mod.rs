@@ -7,6 +7,7 @@
 pub mod apiextensions;
 pub mod apps;
 pub mod batch;
+pub mod certificates;
 pub(crate) mod compare;
 pub mod core;
 pub mod custom_resource;
@@ -193,6 +194,9 @@ pub fn for_kind(group: &str, kind: &str) -> &'static dyn Strategy {
         ("policy", "PodDisruptionBudget") => &misc::PodDisruptionBudgetStrategy,
         ("scheduling.k8s.io", "PriorityClass") => &misc::PriorityClassStrategy,
         ("storage.k8s.io", "StorageClass") => &storage::StorageClassStrategy,
+        ("certificates.k8s.io", "CertificateSigningRequest") => {
+            &certificates::CertificateSigningRequestStrategy
+        }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
             &apiextensions::CustomResourceDefinitionStrategy
         }

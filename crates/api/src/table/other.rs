@@ -30,6 +30,7 @@ pub(super) fn printer(group: &str, plural: &str) -> Option<Printer> {
         ("storage.k8s.io", "csidrivers") => (CSI_DRIVER, csi_driver),
         ("storage.k8s.io", "csinodes") => (CSI_NODE, csi_node),
         ("storage.k8s.io", "volumeattachments") => (VOLUME_ATTACHMENT, volume_attachment),
+        ("certificates.k8s.io", "certificatesigningrequests") => (CSR, csr),
         _ => return None,
     };
     Some(Printer { columns, cells })
@@ -446,6 +447,62 @@ fn binding(b: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
+const CSR: &[Column] = &[
+    NAME,
+    AGE,
+    col("SignerName", "The signer the request is addressed to."),
+    col("Requestor", "The user who made the request."),
+    col("RequestedDuration", "The certificate lifetime asked for."),
+    col(
+        "Condition",
+        "Approval state, and whether a certificate was issued.",
+    ),
+];
+
+/// Upstream's condition summary: Denied beats Approved, else Pending; then Failed and
+/// Issued.
+fn csr_condition(csr: &Value) -> String {
+    let types: Vec<&str> = arr_at(csr, &["status", "conditions"])
+        .iter()
+        .map(|c| str_at(c, &["type"]))
+        .collect();
+    let mut out = if types.contains(&"Denied") {
+        "Denied".to_string()
+    } else if types.contains(&"Approved") {
+        "Approved".to_string()
+    } else {
+        "Pending".to_string()
+    };
+    if types.contains(&"Failed") {
+        out.push_str(",Failed");
+    }
+    if !str_at(csr, &["status", "certificate"]).is_empty() {
+        out.push_str(",Issued");
+    }
+    out
+}
+
+fn csr(csr: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let or_none = |s: &str| {
+        if s.is_empty() {
+            "<none>".to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    let duration = int_at(csr, &["spec", "expirationSeconds"])
+        .map(|s| super::duration::human_duration(chrono::Duration::seconds(s)))
+        .unwrap_or_else(|| "<none>".into());
+    vec![
+        name(csr).into(),
+        since(created(csr), now).into(),
+        or_none(str_at(csr, &["spec", "signerName"])).into(),
+        str_at(csr, &["spec", "username"]).into(),
+        duration.into(),
+        csr_condition(csr).into(),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -559,5 +616,26 @@ mod tests {
             ingress_class(&ic, now())[2],
             "IngressParameters.k8s.example.com/p"
         );
+    }
+
+    #[test]
+    fn csr_rows_summarise_the_decision() {
+        let mut c = json!({"metadata": {"name": "u"}, "spec": {
+            "signerName": "kubernetes.io/kube-apiserver-client",
+            "username": "alice", "expirationSeconds": 86400}});
+        let row = csr(&c, now());
+        assert_eq!(row[2], "kubernetes.io/kube-apiserver-client");
+        assert_eq!(row[3], "alice");
+        assert_eq!(row[4], "24h");
+        assert_eq!(row[5], "Pending");
+        c["status"] = json!({"conditions": [{"type": "Approved"}, {"type": "Failed"}]});
+        assert_eq!(csr(&c, now())[5], "Approved,Failed");
+        c["status"] = json!({"conditions": [{"type": "Approved"}], "certificate": "LS0t"});
+        assert_eq!(csr(&c, now())[5], "Approved,Issued");
+        c["status"] = json!({"conditions": [{"type": "Approved"}, {"type": "Denied"}]});
+        assert_eq!(csr(&c, now())[5], "Denied");
+        c["spec"] = json!({});
+        assert_eq!(csr(&c, now())[2], "<none>");
+        assert_eq!(csr(&c, now())[4], "<none>");
     }
 }

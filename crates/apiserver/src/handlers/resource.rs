@@ -370,6 +370,7 @@ async fn create(call: Call) -> ApiResult<Response> {
     }
     let mut obj = call.body_object()?;
     let warnings = call.check_fields(&mut obj)?;
+    record_requester(call.info, &mut obj, &call.user);
     FieldManager::new(&call).record(None, &mut obj, "");
     let opts = call.write_options()?;
     let created = call
@@ -381,6 +382,28 @@ async fn create(call: Call) -> ApiResult<Response> {
         call.respond(StatusCode::CREATED, created),
         &warnings,
     ))
+}
+
+/// A CertificateSigningRequest names who asked: the authenticated user, whatever the body
+/// claims (upstream's CSR strategy fills these from the request context).
+fn record_requester(info: &ResourceInfo, obj: &mut Value, user: &crate::auth::UserInfo) {
+    if !(info.group == "certificates.k8s.io" && info.kind == "CertificateSigningRequest") {
+        return;
+    }
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    spec.insert("username".into(), json!(user.name));
+    spec.insert("groups".into(), json!(user.groups));
+    for (key, value) in [
+        ("uid", (!user.uid.is_empty()).then(|| json!(user.uid))),
+        ("extra", (!user.extra.is_empty()).then(|| json!(user.extra))),
+    ] {
+        match value {
+            Some(v) => spec.insert(key.into(), v),
+            None => spec.remove(key),
+        };
+    }
 }
 
 /// How often a PUT goes back and forth between update and create-on-update when other

@@ -1,4 +1,4 @@
-//! Subresources: status, scale, pods/ephemeralcontainers, pods/binding, pods/eviction, namespaces/finalize; the
+//! Subresources: status, scale, pods/ephemeralcontainers, certificatesigningrequests/approval, pods/binding, pods/eviction, namespaces/finalize; the
 //! kubelet-served ones (pods/log, exec, attach, portforward, nodes/proxy) and
 //! pods/proxy, services/proxy go to [`crate::proxy`].
 
@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 /// Route a subresource request.
 pub async fn handle(call: Call, method: &Method, sub: &str) -> ApiResult<Response> {
     match (sub, method.clone()) {
-        ("status" | "ephemeralcontainers", Method::GET) => {
+        ("status" | "ephemeralcontainers" | "approval", Method::GET) => {
             let obj = call
                 .state
                 .registry
@@ -24,6 +24,8 @@ pub async fn handle(call: Call, method: &Method, sub: &str) -> ApiResult<Respons
         }
         ("status", Method::PUT) => resource::update(call, Some("status")).await,
         ("status", Method::PATCH) => resource::patch(call, Some("status")).await,
+        ("approval", Method::PUT) => resource::update(call, Some("approval")).await,
+        ("approval", Method::PATCH) => resource::patch(call, Some("approval")).await,
         ("ephemeralcontainers", Method::PUT) if call.info.plural == "pods" => {
             resource::update(call, Some("ephemeralcontainers")).await
         }

@@ -304,6 +304,22 @@ impl Registry {
                     };
                 }
             }
+            // A CSR's decision: only its conditions change (upstream's approval strategy).
+            Some("approval") => {
+                let conditions = desired.pointer("/status/conditions").cloned();
+                *desired = current.clone();
+                if let Some(map) = desired.as_object_mut() {
+                    let status = map
+                        .entry("status")
+                        .or_insert_with(|| Value::Object(Default::default()));
+                    if let Some(s) = status.as_object_mut() {
+                        match conditions {
+                            Some(c) if !c.is_null() => s.insert("conditions".into(), c),
+                            _ => s.remove("conditions"),
+                        };
+                    }
+                }
+            }
             // Internal subresources (binding, finalize) write exactly what they computed.
             Some(_) => {}
             None if has_status => {

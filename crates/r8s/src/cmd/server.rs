@@ -56,6 +56,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             cfg.node_lifecycle.cluster_cidr = args.cluster_cidr.clone();
             cfg.node_lifecycle.node_monitor_grace_period = args.node_monitor_grace_period;
             cfg.root_ca_pem = Some(running.pki.ca_pem.clone());
+            cfg.signing_ca = Some(r8s_controllers::csrsigning::SigningCa {
+                cert_pem: running.pki.ca_pem.clone(),
+                key_pem: running.pki.ca_key.clone(),
+            });
             move || {
                 r8s_controllers::run_all_with(
                     r8s_controllers::Context::new(client.clone()),
