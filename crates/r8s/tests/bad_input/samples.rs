@@ -108,6 +108,11 @@ pub fn sample(info: &ResourceInfo, name: &str) -> Value {
             "regarding": {"kind": "Pod", "name": "p", "namespace": NS}
         }),
         ("autoscaling", "HorizontalPodAutoscaler") => hpa,
+        ("certificates.k8s.io", "CertificateSigningRequest") => json!({"spec": {
+            // "-----BEGIN CERTIFICATE REQUEST-----\nMA==\n-----END CERTIFICATE REQUEST-----\n"
+            "request": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0KTUE9PQotLS0tLUVORCBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0K",
+            "signerName": "example.com/test", "usages": ["client auth"]
+        }}),
         ("batch", "CronJob") => {
             json!({"spec": {"schedule": "*/5 * * * *", "jobTemplate": {"spec": {
                 "template": {"spec": {"containers": containers, "restartPolicy": "OnFailure"}}

@@ -51,8 +51,9 @@ struct Args {
     #[arg(long)]
     server_bin: Option<PathBuf>,
     /// Workloads to run (comma-separated): apiserver-memory (the API server alone, in
-    /// process, holding `--pods` pods), create, get, list, watch, memory (a spawned
-    /// `r8s server` with its controllers and scheduler).
+    /// process, holding `--pods` pods), create, create-h2 (the same creates from all
+    /// clients multiplexed on one HTTP/2 connection; not run by default), get, list,
+    /// watch, memory (a spawned `r8s server` with its controllers and scheduler).
     #[arg(
         long,
         value_delimiter = ',',
@@ -192,7 +193,7 @@ async fn main() -> Result<()> {
     for &c in args
         .clients
         .iter()
-        .filter(|_| want("create") || want("get"))
+        .filter(|_| want("create") || want("get") || want("create-h2"))
     {
         let ns = format!("bench-c{c}");
         report.mark();
@@ -204,6 +205,11 @@ async fn main() -> Result<()> {
         let m = workloads::api_create(&client, &ns, args.ops, c, &payload).await?;
         if want("create") {
             report.push("api", "create", c, &m);
+        }
+        if want("create-h2") {
+            report.mark();
+            let m = workloads::api_create_h2(&client, &ns, args.ops, c, &payload).await?;
+            report.push("api", "create h2", c, &m);
         }
         if want("get") {
             report.mark();

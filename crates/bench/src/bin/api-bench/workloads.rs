@@ -79,6 +79,45 @@ pub async fn api_create(
     .await
 }
 
+/// POST `ops` ConfigMaps `h2-<i>` into `ns` from `clients` concurrent callers sharing one
+/// HTTP/2 connection, as client-go's workers share one transport.
+pub async fn api_create_h2(
+    client: &Client,
+    ns: &str,
+    ops: usize,
+    clients: usize,
+    payload: &str,
+) -> Result<Measurement> {
+    let conn = client.http2().await?;
+    let bodies: Arc<Vec<Bytes>> = Arc::new(
+        (0..ops)
+            .map(|i| {
+                Bytes::from(
+                    serde_json::to_vec(&configmap(ns, &format!("h2-{i}"), payload))
+                        .unwrap_or_default(),
+                )
+            })
+            .collect(),
+    );
+    let path = Arc::new(format!("/api/v1/namespaces/{ns}/configmaps"));
+    run_concurrent(clients, ops, move |_, i| {
+        let (mut conn, bodies, path) = (conn.clone(), bodies.clone(), path.clone());
+        async move {
+            conn.ready().await?;
+            let resp = conn
+                .send_request(request("POST", &path, Some(bodies[i].clone()))?)
+                .await?;
+            let status = resp.status().as_u16();
+            resp.into_body().collect().await?;
+            if status != 201 {
+                bail!("POST {path}: {status}");
+            }
+            Ok(())
+        }
+    })
+    .await
+}
+
 /// The same creates straight into the store.
 pub async fn raw_create(
     store: &DynStore,
