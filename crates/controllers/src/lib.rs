@@ -14,6 +14,7 @@ pub mod history;
 pub mod job;
 pub mod namespace;
 pub mod nodelifecycle;
+pub mod persistentvolume;
 pub mod podgc;
 pub mod replicaset;
 pub mod resourcequota;
@@ -36,6 +37,8 @@ pub struct ManagerConfig {
     /// The CA that signs approved CertificateSigningRequests; the signer runs only when
     /// set.
     pub signing_ca: Option<csrsigning::SigningCa>,
+    /// Volume binding and the local-path provisioner.
+    pub persistent_volumes: persistentvolume::Config,
 }
 
 /// Run every controller with default settings.
@@ -63,6 +66,10 @@ pub async fn run_all_with(ctx: Context, cfg: ManagerConfig) -> anyhow::Result<()
     if let Some(ca) = cfg.signing_ca.clone() {
         set.spawn(csrsigning::run(ctx.clone(), ca));
     }
+    set.spawn(persistentvolume::run(
+        ctx.clone(),
+        cfg.persistent_volumes.clone(),
+    ));
     set.spawn(nodelifecycle::run_with(ctx.clone(), cfg.node_lifecycle));
     set.spawn(podgc::run(ctx.clone()));
     match set.join_next().await {

@@ -382,6 +382,105 @@ fn debugging_with_ephemeral_containers(s: &Server) {
     assert!(described.contains("dbg-i:"), "{described}");
 }
 
+const STATEFUL_WITH_CLAIMS: &str = "
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: store
+spec:
+  serviceName: store
+  replicas: 1
+  selector:
+    matchLabels: {app: store}
+  template:
+    metadata:
+      labels: {app: store}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: c
+        image: busybox:1.36
+        command: [sh, -c, 'trap \"exit 0\" TERM; sleep 3600 & wait']
+        volumeMounts:
+        - {name: data, mountPath: /data}
+  volumeClaimTemplates:
+  - metadata:
+      name: data
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources:
+        requests:
+          storage: 64Mi
+";
+
+/// A StatefulSet's claim gets a volume from the default `local-path` class on this node,
+/// the data outlives the pod, and deleting the claim deletes the volume and its directory.
+fn persistent_storage(s: &Server) {
+    s.ok_stdin(&["apply", "-f", "-"], STATEFUL_WITH_CLAIMS);
+    s.ok(&["rollout", "status", "statefulset/store", "--timeout=120s"]);
+    let claim = s.ok(&[
+        "get",
+        "pvc",
+        "data-store-0",
+        "-o",
+        "jsonpath={.status.phase}/{.spec.storageClassName}/{.spec.volumeName}",
+    ]);
+    let parts: Vec<&str> = claim.split('/').collect();
+    assert_eq!(parts[..2], ["Bound", "local-path"], "{claim}");
+    let volume = parts[2].to_string();
+    let pv_row = s.ok(&["get", "pv", &volume, "--no-headers"]);
+    assert!(
+        pv_row.contains("Delete")
+            && pv_row.contains("Bound")
+            && pv_row.contains("default/data-store-0"),
+        "{pv_row}"
+    );
+    s.ok(&[
+        "exec",
+        "store-0",
+        "--",
+        "sh",
+        "-c",
+        "echo persisted > /data/file",
+    ]);
+    s.ok(&["delete", "pod", "store-0", "--timeout=60s"]);
+    // The replacement pod (same name, same claim) reads what the first one wrote.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let out = s.kubectl(&["exec", "store-0", "--", "cat", "/data/file"]);
+        if out.status.success() {
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "persisted");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "store-0 never came back: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let dir = s.ok(&["get", "pv", &volume, "-o", "jsonpath={.spec.hostPath.path}"]);
+    assert!(
+        dir.starts_with(&s.data_dir().join("storage").display().to_string()),
+        "{dir}"
+    );
+    assert!(std::path::Path::new(&dir).join("file").exists());
+
+    s.ok(&["delete", "statefulset", "store"]);
+    s.ok(&["wait", "--for=delete", "pod/store-0", "--timeout=60s"]);
+    s.ok(&["delete", "pvc", "data-store-0", "--timeout=60s"]);
+    s.ok_until(
+        &["get", "pv", "-o", "name"],
+        Duration::from_secs(60),
+        |out| !out.contains(&volume),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::path::Path::new(&dir).exists() {
+        assert!(Instant::now() < deadline, "{dir} left behind");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 /// The issue's pod behaviours, driven by kubectl: containers of a pod share an emptyDir and
 /// localhost, liveness restarts, readiness gates Ready, a memory limit OOM-kills, configMap
 /// and secret reach env and files.
@@ -561,6 +660,7 @@ fn seed_nginx_pod_and_a_deployment_run_on_containerd() {
         std::thread::sleep(Duration::from_millis(250));
     }
 
+    persistent_storage(&s);
     s.ok(&["delete", "deployment", "web"]);
     s.ok(&["delete", "pod", "nginx-pod", "nope", "--timeout=60s"]);
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -76,6 +76,54 @@ impl Registry {
         {
             self.admit_pod_service_account(ns, obj).await?;
         }
+        if info.group.is_empty() && info.plural == "persistentvolumeclaims" {
+            self.admit_default_storage_class(obj).await?;
+        }
+        Ok(())
+    }
+
+    /// Upstream's `DefaultStorageClass`: a claim that names no class (the field absent,
+    /// not `""`) gets the default StorageClass, the newest if several are marked.
+    async fn admit_default_storage_class(&self, pvc: &mut Value) -> ApiResult<()> {
+        let spec = pvc.get("spec");
+        let named = spec
+            .and_then(|s| s.get("storageClassName"))
+            .is_some_and(|c| !c.is_null())
+            || pvc
+                .pointer("/metadata/annotations/volume.beta.kubernetes.io~1storage-class")
+                .is_some();
+        if named || !spec.is_some_and(Value::is_object) {
+            return Ok(());
+        }
+        let Some(classes) = catalog::find("storage.k8s.io", "v1", "storageclasses") else {
+            return Ok(());
+        };
+        let page = self
+            .list(classes, None, &super::ListParams::default())
+            .await?;
+        let is_default = |c: &&Value| {
+            [
+                "storageclass.kubernetes.io~1is-default-class",
+                "storageclass.beta.kubernetes.io~1is-default-class",
+            ]
+            .iter()
+            .any(|a| {
+                c.pointer(&format!("/metadata/annotations/{a}"))
+                    .and_then(Value::as_str)
+                    .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+            })
+        };
+        let newest = page.items.iter().filter(is_default).max_by_key(|c| {
+            (
+                meta::meta_str(c, "creationTimestamp").to_string(),
+                meta::name(c).to_string(),
+            )
+        });
+        if let (Some(class), Some(spec)) =
+            (newest, pvc.get_mut("spec").and_then(Value::as_object_mut))
+        {
+            spec.insert("storageClassName".into(), json!(meta::name(class)));
+        }
         Ok(())
     }
 

@@ -94,8 +94,9 @@ impl Worker {
                 );
                 self.volumes = None;
                 self.waiting.remove(&c.name);
+                // An unbound claim is usually bound within seconds (provisioning).
                 let retry = match e.source {
-                    RefError::Api(_) => 2,
+                    RefError::Api(_) | RefError::Missing(_) => 2,
                     _ => 10,
                 };
                 self.wake_at(Instant::now() + Duration::from_secs(retry));

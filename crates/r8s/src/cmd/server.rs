@@ -41,6 +41,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    ensure_local_path_class(&client).await;
     let identity = format!(
         "{}_{}",
         r8s_apiserver::pki::detect_hostname().unwrap_or_else(|| "r8s".into()),
@@ -60,6 +61,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 cert_pem: running.pki.ca_pem.clone(),
                 key_pem: running.pki.ca_key.clone(),
             });
+            cfg.persistent_volumes.local_path_dir = Some(data_dir.join("storage"));
+            cfg.persistent_volumes.default_node = (!args.disable_agent).then(|| node_name(&args));
             move || {
                 r8s_controllers::run_all_with(
                     r8s_controllers::Context::new(client.clone()),
@@ -79,11 +82,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     ));
     let mut agent = None;
     if !args.disable_agent {
-        let node_name = args
-            .node_name
-            .clone()
-            .or_else(r8s_apiserver::pki::detect_hostname)
-            .unwrap_or_else(|| "r8s-node".into());
+        let node_name = node_name(&args);
         let mut kcfg = r8s_kubelet::KubeletConfig::new(&node_name, node_ip, data_dir.clone());
         kcfg.runtime_endpoint = args.container_runtime_endpoint.clone();
         kcfg.cluster_cidr = args.cluster_cidr.clone();
@@ -108,6 +107,43 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     running.abort();
     Ok(())
+}
+
+/// The name of this server's own node.
+fn node_name(args: &ServerArgs) -> String {
+    args.node_name
+        .clone()
+        .or_else(r8s_apiserver::pki::detect_hostname)
+        .unwrap_or_else(|| "r8s-node".into())
+}
+
+/// The default `local-path` StorageClass (k3s's, with the same provisioner name), made
+/// once; an admin's edits are kept, and a deleted one comes back at the next start.
+async fn ensure_local_path_class(client: &kube::Client) {
+    use k8s_openapi::api::storage::v1::StorageClass;
+    let class: StorageClass = match serde_json::from_value(serde_json::json!({
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {
+            "name": "local-path",
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+        },
+        "provisioner": r8s_controllers::persistentvolume::matching::LOCAL_PATH_PROVISIONER,
+        "volumeBindingMode": "WaitForFirstConsumer",
+        "reclaimPolicy": "Delete",
+    })) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("local-path StorageClass: {e}");
+            return;
+        }
+    };
+    let api: kube::Api<StorageClass> = kube::Api::all(client.clone());
+    match api.create(&Default::default(), &class).await {
+        Ok(_) => tracing::info!("created the default local-path StorageClass"),
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => tracing::warn!("creating the local-path StorageClass: {e}"),
+    }
 }
 
 /// The agent's serving certificate (signed by the cluster CA, which the API server
