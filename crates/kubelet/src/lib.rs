@@ -10,6 +10,7 @@ pub mod error;
 pub mod images;
 pub mod node;
 pub mod pod;
+pub mod proxy;
 pub mod server;
 pub mod sysinfo;
 

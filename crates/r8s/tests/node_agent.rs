@@ -382,6 +382,58 @@ fn debugging_with_ephemeral_containers(s: &Server) {
     assert!(described.contains("dbg-i:"), "{described}");
 }
 
+/// Whether the node's NAT rules send `ip:port` somewhere yet (so no test packet to a
+/// ClusterIP leaves through the default route before the proxy programmed it).
+fn proxied(ip: &str, port: u16) -> bool {
+    let out = std::process::Command::new("iptables")
+        .args(["-t", "nat", "-S", "R8S-SERVICES"])
+        .output()
+        .expect("iptables");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.contains(&format!("-d {ip}/32")) && l.contains(&format!("--dport {port} ")))
+}
+
+/// `kubectl expose`: the Service's ClusterIP reaches the Deployment's pods from the node
+/// and from another pod, through the agent's service proxy.
+fn services_reach_their_pods(s: &Server) {
+    s.ok(&[
+        "expose",
+        "deployment",
+        "web",
+        "--port=8080",
+        "--target-port=80",
+        "--type=NodePort",
+    ]);
+    let ip = s.ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    assert!(ip.starts_with("10.43."), "{ip}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !proxied(&ip, 8080) {
+        assert!(Instant::now() < deadline, "no proxy rule for {ip}:8080");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let page = http_get(&ip, 8080);
+    assert!(page.contains("200 OK") && page.contains("nginx"), "{page}");
+    let from_pod = s.ok(&[
+        "exec",
+        "nginx-pod",
+        "--",
+        "sh",
+        "-c",
+        &format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {ip} 8080"),
+    ]);
+    assert!(from_pod.contains("200 OK"), "{from_pod}");
+    s.ok(&["delete", "service", "web"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while proxied(&ip, 8080) {
+        assert!(
+            Instant::now() < deadline,
+            "rule for {ip}:8080 outlived its Service"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 const STATEFUL_WITH_CLAIMS: &str = "
 apiVersion: apps/v1
 kind: StatefulSet
@@ -634,6 +686,7 @@ fn seed_nginx_pod_and_a_deployment_run_on_containerd() {
     for ip in ips.split_whitespace() {
         assert!(http_get(ip, 80).contains("200 OK"));
     }
+    services_reach_their_pods(&s);
     // A missing image never pulled is reported as upstream does.
     s.ok(&[
         "run",

@@ -93,6 +93,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             args.kubelet_port,
         ));
         kcfg.server_tls = Some(kubelet_tls(&running.pki, &node_name, node_ip)?);
+        // The node's service proxy (kube-proxy) runs with the agent.
+        tokio::spawn(r8s_kubelet::proxy::run(client.clone()));
         agent = Some(
             r8s_kubelet::Kubelet::start(client.clone(), kcfg)
                 .await

@@ -1,0 +1,178 @@
+//! The node's service proxy (upstream kube-proxy, iptables mode): Services' ClusterIPs and
+//! NodePorts reach their ready endpoints through NAT rules (`rules.rs`), rewritten after
+//! every change of a Service or EndpointSlice. Started by `r8s server` next to its agent.
+
+pub mod rules;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+use tokio::sync::Notify;
+
+/// Changes arriving within this window are applied together.
+const DEBOUNCE: Duration = Duration::from_millis(100);
+/// Delay before a failed apply is retried.
+const RETRY: Duration = Duration::from_secs(2);
+
+/// The built-in chains our chains hang off: (table, built-in chain, our chain).
+const JUMPS: [(&str, &str, &str); 4] = [
+    ("nat", "PREROUTING", rules::SERVICES),
+    ("nat", "OUTPUT", rules::SERVICES),
+    ("nat", "POSTROUTING", rules::POSTROUTING),
+    ("filter", "FORWARD", rules::FORWARD),
+];
+
+/// Mirror `api` into a store, poking `changed` after every event.
+fn mirror<K>(api: Api<K>, changed: Arc<Notify>) -> Store<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer);
+    tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while stream.next().await.is_some() {
+            changed.notify_one();
+        }
+    });
+    reader
+}
+
+/// Run the proxy until the process ends. Without iptables it logs why and does nothing.
+pub async fn run(client: kube::Client) {
+    if Command::new("iptables-restore")
+        .arg("--version")
+        .output()
+        .await
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        tracing::warn!("iptables-restore not found: Service ClusterIPs are not proxied");
+        return;
+    }
+    let changed = Arc::new(Notify::new());
+    let services = mirror(Api::<Service>::all(client.clone()), changed.clone());
+    let slices = mirror(Api::<EndpointSlice>::all(client), changed.clone());
+    let mut applied: Option<String> = None;
+    let mut jumps_ok = false;
+    loop {
+        changed.notified().await;
+        tokio::time::sleep(DEBOUNCE).await;
+        let svcs: Vec<Service> = services.state().iter().map(|s| (**s).clone()).collect();
+        let eps: Vec<EndpointSlice> = slices.state().iter().map(|s| (**s).clone()).collect();
+        let port_rules = rules::port_rules(&svcs, &eps);
+        let existing = our_chains().await;
+        let text = rules::restore_input(&port_rules, &existing);
+        if applied.as_deref() == Some(text.as_str()) && jumps_ok {
+            continue;
+        }
+        match restore(&text).await {
+            Ok(()) => {
+                applied = Some(text);
+                jumps_ok = ensure_jumps().await;
+                tracing::debug!(ports = port_rules.len(), "service rules applied");
+            }
+            Err(e) => {
+                tracing::warn!("applying service rules: {e}");
+                applied = None;
+            }
+        }
+        if applied.is_none() || !jumps_ok {
+            let again = changed.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(RETRY).await;
+                again.notify_one();
+            });
+        }
+    }
+}
+
+/// Our per-service chains that exist now (from `iptables-save -t nat`).
+async fn our_chains() -> BTreeSet<String> {
+    let Ok(out) = Command::new("iptables-save")
+        .args(["-t", "nat"])
+        .output()
+        .await
+    else {
+        return BTreeSet::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix(':'))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| c.starts_with("R8S-"))
+        .map(str::to_string)
+        .collect()
+}
+
+async fn restore(text: &str) -> std::io::Result<()> {
+    let mut child = Command::new("iptables-restore")
+        .args(["--noflush", "--wait"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(text.as_bytes()).await?;
+    }
+    let out = child.wait_with_output().await?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ))
+    }
+}
+
+/// Hook our chains into the built-in ones once; whether all hooks are in place.
+async fn ensure_jumps() -> bool {
+    let mut ok = true;
+    for (table, chain, target) in JUMPS {
+        let rule = ["-t", table, "-C", chain, "-j", target];
+        let present = Command::new("iptables")
+            .args(["--wait"])
+            .args(rule)
+            .output()
+            .await
+            .is_ok_and(|o| o.status.success());
+        if present {
+            continue;
+        }
+        let inserted = Command::new("iptables")
+            .args(["--wait", "-t", table, "-I", chain, "1", "-j", target])
+            .output()
+            .await;
+        match inserted {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => {
+                tracing::warn!(
+                    "iptables -t {table} -I {chain} -j {target}: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+                ok = false;
+            }
+            Err(e) => {
+                tracing::warn!("iptables: {e}");
+                ok = false;
+            }
+        }
+    }
+    ok
+}
