@@ -423,6 +423,26 @@ fn services_reach_their_pods(s: &Server) {
         &format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {ip} 8080"),
     ]);
     assert!(from_pod.contains("200 OK"), "{from_pod}");
+    // No ready endpoint: connections are refused at once, as upstream.
+    s.ok(&["scale", "deployment", "web", "--replicas=0"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = std::process::Command::new("iptables")
+            .args(["-S", "R8S-NO-ENDPOINTS"])
+            .output()
+            .expect("iptables");
+        if String::from_utf8_lossy(&out.stdout).contains(&format!("-d {ip}/32")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no reject rule for {ip}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let addr: std::net::SocketAddr = format!("{ip}:8080").parse().expect("address");
+    let refused = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5));
+    assert_eq!(
+        refused.map(|_| ()).map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionRefused)
+    );
     s.ok(&["delete", "service", "web"]);
     let deadline = Instant::now() + Duration::from_secs(30);
     while proxied(&ip, 8080) {

@@ -23,11 +23,13 @@ const DEBOUNCE: Duration = Duration::from_millis(100);
 const RETRY: Duration = Duration::from_secs(2);
 
 /// The built-in chains our chains hang off: (table, built-in chain, our chain).
-const JUMPS: [(&str, &str, &str); 4] = [
+const JUMPS: [(&str, &str, &str); 6] = [
     ("nat", "PREROUTING", rules::SERVICES),
     ("nat", "OUTPUT", rules::SERVICES),
     ("nat", "POSTROUTING", rules::POSTROUTING),
     ("filter", "FORWARD", rules::FORWARD),
+    ("filter", "FORWARD", rules::NO_ENDPOINTS),
+    ("filter", "OUTPUT", rules::NO_ENDPOINTS),
 ];
 
 /// Mirror `api` into a store, poking `changed` after every event.

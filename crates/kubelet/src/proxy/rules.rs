@@ -10,7 +10,10 @@
 //!
 //! All service traffic is masqueraded (kube-proxy's `--masquerade-all`): pods on the same
 //! bridge then answer through the node, so replies are un-NATed without br_netfilter.
-//! Filter table: `R8S-FORWARD` accepts the marked traffic whatever the FORWARD policy.
+//! Filter table: `R8S-FORWARD` accepts the marked traffic whatever the FORWARD policy;
+//! `R8S-NO-ENDPOINTS` (from OUTPUT and FORWARD) rejects connections to a ClusterIP port
+//! that has no ready endpoint, as upstream does, instead of letting them leave through the
+//! default route.
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -22,6 +25,7 @@ pub const NODEPORTS: &str = "R8S-NODEPORTS";
 pub const POSTROUTING: &str = "R8S-POSTROUTING";
 pub const MARK_MASQ: &str = "R8S-MARK-MASQ";
 pub const FORWARD: &str = "R8S-FORWARD";
+pub const NO_ENDPOINTS: &str = "R8S-NO-ENDPOINTS";
 /// The packet mark that asks for masquerade (kube-proxy's bit).
 const MASQ_MARK: &str = "0x4000/0x4000";
 const SVC_PREFIX: &str = "R8S-SVC-";
@@ -195,8 +199,19 @@ pub fn restore_input(rules: &[PortRule], existing: &BTreeSet<String>) -> String 
     nat.push_str("COMMIT\n");
     let _ = write!(
         nat,
-        "*filter\n:{FORWARD} - [0:0]\n-A {FORWARD} -m mark --mark {MASQ_MARK} -j ACCEPT\n-A {FORWARD} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\nCOMMIT\n"
+        "*filter\n:{FORWARD} - [0:0]\n:{NO_ENDPOINTS} - [0:0]\n-A {FORWARD} -m mark --mark {MASQ_MARK} -j ACCEPT\n-A {FORWARD} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n"
     );
+    for r in rules.iter().filter(|r| r.endpoints.is_empty()) {
+        let _ = writeln!(
+            nat,
+            "-A {NO_ENDPOINTS} -d {}/32 -p {} --dport {} -m comment --comment \"{} has no endpoints\" -j REJECT --reject-with icmp-port-unreachable",
+            r.cluster_ip,
+            r.protocol,
+            r.port,
+            r.id.replace('"', "")
+        );
+    }
+    nat.push_str("COMMIT\n");
     nat
 }
 
@@ -286,5 +301,9 @@ mod tests {
         let rules = port_rules(&[svc()], &[]);
         let text = restore_input(&rules, &BTreeSet::new());
         assert!(!text.contains("R8S-SVC-"));
+        // Refused at once rather than sent out through the default route.
+        assert!(text.contains(
+            "-A R8S-NO-ENDPOINTS -d 10.43.0.10/32 -p tcp --dport 80 -m comment --comment \"default/web:http has no endpoints\" -j REJECT"
+        ));
     }
 }
