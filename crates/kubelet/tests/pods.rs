@@ -211,10 +211,13 @@ async fn config_sources_and_container_errors() {
             "spec": {"containers": [{"name": "c", "image": "example.invalid/missing:1.0", "imagePullPolicy": "Never"}]}
         }))
         .await;
+        // The hog waits a second first: containerd watches a task's cgroup for OOM only
+        // once the task started, and an OOM kill in the very first moments goes unnoticed
+        // (reported as Error/137, with upstream's kubelet too). This flaked CI.
         env.create_pod(json!({
             "metadata": {"name": "oom"},
             "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox:1.36",
-                "resources": {"limits": {"memory": "16Mi"}}, "command": ["sh", "-c", "head -c 200m /dev/zero | tail"]}]}
+                "resources": {"limits": {"memory": "16Mi"}}, "command": ["sh", "-c", "sleep 1; head -c 200m /dev/zero | tail"]}]}
         }))
         .await;
 

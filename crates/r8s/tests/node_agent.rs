@@ -423,6 +423,39 @@ fn services_reach_their_pods(s: &Server) {
         &format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {ip} 8080"),
     ]);
     assert!(from_pod.contains("200 OK"), "{from_pod}");
+    // Cluster DNS: in a pod, the Service's name is its ClusterIP.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = s.kubectl(&[
+            "exec",
+            "nginx-pod",
+            "--",
+            "nslookup",
+            "-type=a",
+            "web.default.svc.cluster.local",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if text.contains(&format!("Address: {ip}")) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no DNS answer for web: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let missing = s.kubectl(&[
+        "exec",
+        "nginx-pod",
+        "--",
+        "nslookup",
+        "-type=a",
+        "nope.default.svc.cluster.local",
+    ]);
+    let text = String::from_utf8_lossy(&missing.stdout).to_string()
+        + &String::from_utf8_lossy(&missing.stderr);
+    assert!(text.contains("NXDOMAIN"), "{text}");
     // No ready endpoint: connections are refused at once, as upstream.
     s.ok(&["scale", "deployment", "web", "--replicas=0"]);
     let deadline = Instant::now() + Duration::from_secs(60);

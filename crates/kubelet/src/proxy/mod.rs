@@ -33,7 +33,7 @@ const JUMPS: [(&str, &str, &str); 6] = [
 ];
 
 /// Mirror `api` into a store, poking `changed` after every event.
-fn mirror<K>(api: Api<K>, changed: Arc<Notify>) -> Store<K>
+pub(crate) fn mirror<K>(api: Api<K>, changed: Arc<Notify>) -> Store<K>
 where
     K: kube::Resource<DynamicType = ()>
         + Clone

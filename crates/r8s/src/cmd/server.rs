@@ -93,8 +93,19 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             args.kubelet_port,
         ));
         kcfg.server_tls = Some(kubelet_tls(&running.pki, &node_name, node_ip)?);
-        // The node's service proxy (kube-proxy) runs with the agent.
+        // The node's service proxy (kube-proxy) and cluster DNS run with the agent.
         tokio::spawn(r8s_kubelet::proxy::run(client.clone()));
+        if let Some(cluster_ip) = cluster_dns_ip(&args.service_cidr) {
+            kcfg.cluster_dns = Some(IpAddr::V4(cluster_ip));
+            tokio::spawn(r8s_kubelet::dns::run(
+                client.clone(),
+                r8s_kubelet::dns::DnsConfig {
+                    node_name: node_name.clone(),
+                    cluster_ip,
+                    domain: kcfg.cluster_domain.clone(),
+                },
+            ));
+        }
         agent = Some(
             r8s_kubelet::Kubelet::start(client.clone(), kcfg)
                 .await
@@ -109,6 +120,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     running.abort();
     Ok(())
+}
+
+/// The cluster DNS Service's ClusterIP: the tenth address of the service CIDR
+/// (`10.43.0.10` by default, as k3s).
+fn cluster_dns_ip(service_cidr: &str) -> Option<std::net::Ipv4Addr> {
+    let (net, _) = service_cidr.split_once('/')?;
+    let base: std::net::Ipv4Addr = net.parse().ok()?;
+    Some(std::net::Ipv4Addr::from(u32::from(base) + 10))
 }
 
 /// The name of this server's own node.
