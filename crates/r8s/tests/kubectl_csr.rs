@@ -241,6 +241,19 @@ fn denied_and_invalid_requests_get_no_certificate() {
     ]);
     assert_eq!(message, "invalid usage for client certificate: server auth");
 
+    // Server-side apply creates too: a requester claimed in the body is replaced by the
+    // authenticated user.
+    let request = key_and_request(&dir, "forged", "dev");
+    let forged = manifest("forged", &request, &["client auth"]).replace(
+        "  signerName:",
+        "  username: system:kube-scheduler\n  signerName:",
+    );
+    s.ok_stdin(&["apply", "--server-side", "-f", "-"], &forged);
+    assert_eq!(
+        s.ok(&["get", "csr", "forged", "-o", "jsonpath={.spec.username}"]),
+        "system:admin"
+    );
+
     // Not a certificate request at all.
     use base64::Engine;
     let junk = base64::engine::general_purpose::STANDARD.encode("hello");

@@ -385,7 +385,8 @@ async fn create(call: Call) -> ApiResult<Response> {
 }
 
 /// A CertificateSigningRequest names who asked: the authenticated user, whatever the body
-/// claims (upstream's CSR strategy fills these from the request context).
+/// claims (upstream's CSR strategy fills these from the request context). Every create
+/// path calls it: POST and server-side apply (a PUT never creates a CSR).
 fn record_requester(info: &ResourceInfo, obj: &mut Value, user: &crate::auth::UserInfo) {
     if !(info.group == "certificates.k8s.io" && info.kind == "CertificateSigningRequest") {
         return;
@@ -492,6 +493,7 @@ pub async fn patch(call: Call, subresource: Option<&str>) -> ApiResult<Response>
         match call.state.registry.get(info, call.namespace(), &name).await {
             Err(e) if e.code == StatusCode::NOT_FOUND && subresource.is_none() => {
                 let mut obj = FieldManager::new(&call).apply(None, &applied, "")?;
+                record_requester(info, &mut obj, &call.user);
                 crate::meta::metadata_mut(&mut obj).insert("name".into(), json!(name));
                 let created = call
                     .state
