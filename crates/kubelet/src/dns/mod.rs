@@ -153,13 +153,10 @@ pub async fn run(client: kube::Client, cfg: DnsConfig) {
             cfg.domain.clone(),
         );
         tokio::spawn(async move {
-            let svcs: Vec<Service> = services.state().iter().map(|s| (**s).clone()).collect();
-            let eps: Vec<EndpointSlice> = slices.state().iter().map(|s| (**s).clone()).collect();
-            let reply = match answer(&query, &domain, &svcs, &eps) {
-                Some(reply) => Some(reply),
-                // Only well-formed queries for other names go to the node's resolvers.
-                None if Message::from_bytes(&query).is_ok() => relay(&query, &upstreams).await,
-                None => None,
+            let reply = match answer(&query, &domain, &services.state(), &slices.state()) {
+                Answer::Reply(reply) => Some(reply),
+                Answer::Relay => relay(&query, &upstreams).await,
+                Answer::Drop => None,
             };
             if let Some(reply) = reply {
                 let _ = socket.send_to(&reply, from).await;
@@ -168,18 +165,30 @@ pub async fn run(client: kube::Client, cfg: DnsConfig) {
     }
 }
 
-/// The reply to `query` if it asks for a name under the cluster domain; `None` for other
-/// names (to relay) and for malformed queries (to drop).
+/// What to do with one query.
+#[derive(Debug, PartialEq)]
+pub enum Answer {
+    /// A name under the cluster domain: this reply.
+    Reply(Vec<u8>),
+    /// Another name: ask the node's resolvers.
+    Relay,
+    /// Not a DNS query.
+    Drop,
+}
+
+/// Decide about `query` from the Services and EndpointSlices.
 pub fn answer(
     query: &[u8],
     domain: &str,
-    services: &[Service],
-    slices: &[EndpointSlice],
-) -> Option<Vec<u8>> {
+    services: &[Arc<Service>],
+    slices: &[Arc<EndpointSlice>],
+) -> Answer {
     let Ok(request) = Message::from_bytes(query) else {
-        return None;
+        return Answer::Drop;
     };
-    let question = request.queries().first()?.clone();
+    let Some(question) = request.queries().first().cloned() else {
+        return Answer::Drop;
+    };
     let lookup = records::lookup(&question.name().to_ascii(), domain, services, slices);
     let mut reply = Message::new();
     reply
@@ -191,7 +200,7 @@ pub fn answer(
         .set_authoritative(true)
         .add_query(question.clone());
     match lookup {
-        Lookup::NotOurs => return None,
+        Lookup::NotOurs => return Answer::Relay,
         Lookup::Missing => {
             reply.set_response_code(ResponseCode::NXDomain);
         }
@@ -207,7 +216,7 @@ pub fn answer(
             }
         }
     }
-    reply.to_bytes().ok()
+    reply.to_bytes().map_or(Answer::Drop, Answer::Reply)
 }
 
 /// Ask the node's resolvers; their first answer.
@@ -248,60 +257,40 @@ mod tests {
         m.to_bytes().unwrap()
     }
 
-    fn web() -> Vec<Service> {
-        vec![
+    fn web() -> Vec<Arc<Service>> {
+        vec![Arc::new(
             serde_json::from_value(json!({"metadata": {"name": "web", "namespace": "default"},
                 "spec": {"clusterIP": "10.43.0.20"}}))
             .unwrap(),
-        ]
+        )]
+    }
+
+    /// The reply to `name`/`kind` (which must be one).
+    fn reply(name: &str, kind: RecordType) -> Message {
+        match answer(&query(name, kind), "cluster.local", &web(), &[]) {
+            Answer::Reply(bytes) => Message::from_bytes(&bytes).unwrap(),
+            other => panic!("{name}: {other:?}"),
+        }
     }
 
     #[test]
     fn cluster_names_are_answered_and_others_relayed() {
-        let reply = answer(
-            &query("web.default.svc.cluster.local.", RecordType::A),
-            "cluster.local",
-            &web(),
-            &[],
-        )
-        .unwrap();
-        let m = Message::from_bytes(&reply).unwrap();
+        let m = reply("web.default.svc.cluster.local.", RecordType::A);
         assert_eq!(m.id(), 7);
         assert_eq!(m.message_type(), MessageType::Response);
         assert_eq!(m.response_code(), ResponseCode::NoError);
         let ips: Vec<String> = m.answers().iter().map(|r| r.data().to_string()).collect();
         assert_eq!(ips, ["10.43.0.20"]);
         // AAAA of an existing name: no error, no answer.
-        let reply = answer(
-            &query("web.default.svc.cluster.local.", RecordType::AAAA),
-            "cluster.local",
-            &web(),
-            &[],
-        )
-        .unwrap();
-        let m = Message::from_bytes(&reply).unwrap();
+        let m = reply("web.default.svc.cluster.local.", RecordType::AAAA);
         assert_eq!(m.response_code(), ResponseCode::NoError);
         assert!(m.answers().is_empty());
-        let reply = answer(
-            &query("nope.default.svc.cluster.local.", RecordType::A),
-            "cluster.local",
-            &web(),
-            &[],
-        )
-        .unwrap();
         assert_eq!(
-            Message::from_bytes(&reply).unwrap().response_code(),
+            reply("nope.default.svc.cluster.local.", RecordType::A).response_code(),
             ResponseCode::NXDomain
         );
-        assert!(
-            answer(
-                &query("example.org.", RecordType::A),
-                "cluster.local",
-                &web(),
-                &[]
-            )
-            .is_none()
-        );
-        assert!(answer(b"junk", "cluster.local", &web(), &[]).is_none());
+        let other = query("example.org.", RecordType::A);
+        assert_eq!(answer(&other, "cluster.local", &web(), &[]), Answer::Relay);
+        assert_eq!(answer(b"junk", "cluster.local", &web(), &[]), Answer::Drop);
     }
 }

@@ -10,6 +10,7 @@
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 /// What the cluster's DNS says about a name.
 #[derive(Debug, PartialEq, Eq)]
@@ -23,10 +24,10 @@ pub enum Lookup {
 }
 
 fn slices_of<'a>(
-    slices: &'a [EndpointSlice],
+    slices: &'a [Arc<EndpointSlice>],
     ns: &'a str,
     svc: &'a str,
-) -> impl Iterator<Item = &'a EndpointSlice> {
+) -> impl Iterator<Item = &'a Arc<EndpointSlice>> {
     slices.iter().filter(move |s| {
         s.metadata.namespace.as_deref() == Some(ns)
             && s.address_type == "IPv4"
@@ -43,8 +44,14 @@ fn ready(ep: &k8s_openapi::api::discovery::v1::Endpoint) -> bool {
     ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true)
 }
 
-/// Look `name` (any case, with or without the trailing dot) up under `domain`.
-pub fn lookup(name: &str, domain: &str, services: &[Service], slices: &[EndpointSlice]) -> Lookup {
+/// Look `name` (any case, with or without the trailing dot) up under `domain`, in the
+/// watch caches' objects as they are (no copies per query).
+pub fn lookup(
+    name: &str,
+    domain: &str,
+    services: &[Arc<Service>],
+    slices: &[Arc<EndpointSlice>],
+) -> Lookup {
     let name = name.trim_end_matches('.').to_ascii_lowercase();
     let domain = domain.trim_end_matches('.').to_ascii_lowercase();
     let Some(rest) = name
@@ -106,19 +113,20 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn services() -> Vec<Service> {
-        vec![
-            serde_json::from_value(json!({"metadata": {"name": "web", "namespace": "default"},
-                "spec": {"clusterIP": "10.43.0.20"}}))
-            .unwrap(),
-            serde_json::from_value(json!({"metadata": {"name": "db", "namespace": "prod"},
-                "spec": {"clusterIP": "None"}}))
-            .unwrap(),
+    fn services() -> Vec<Arc<Service>> {
+        [
+            json!({"metadata": {"name": "web", "namespace": "default"},
+                "spec": {"clusterIP": "10.43.0.20"}}),
+            json!({"metadata": {"name": "db", "namespace": "prod"},
+                "spec": {"clusterIP": "None"}}),
         ]
+        .into_iter()
+        .map(|v| Arc::new(serde_json::from_value(v).unwrap()))
+        .collect()
     }
 
-    fn slices() -> Vec<EndpointSlice> {
-        vec![
+    fn slices() -> Vec<Arc<EndpointSlice>> {
+        vec![Arc::new(
             serde_json::from_value(json!({
                 "metadata": {"name": "db-1", "namespace": "prod",
                              "labels": {"kubernetes.io/service-name": "db"}},
@@ -129,7 +137,7 @@ mod tests {
                 ]
             }))
             .unwrap(),
-        ]
+        )]
     }
 
     fn ip(s: &str) -> Ipv4Addr {
