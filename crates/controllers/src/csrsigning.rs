@@ -10,7 +10,10 @@
 
 use base64::Engine;
 use futures::StreamExt;
-use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use k8s_openapi::api::certificates::v1::{
+    CertificateSigningRequest, CertificateSigningRequestCondition,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
@@ -198,21 +201,20 @@ async fn sync(csr: Arc<CertificateSigningRequest>, state: Arc<State>) -> Result<
             json!({"status": {"certificate": base64::engine::general_purpose::STANDARD.encode(pem)}})
         }
         Decision::Fail(message) => {
-            let mut conditions: Vec<serde_json::Value> = csr
+            let now = Time(k8s_openapi::jiff::Timestamp::now());
+            let mut conditions = csr
                 .status
                 .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .map(|c| {
-                    c.iter()
-                        .filter_map(|c| serde_json::to_value(c).ok())
-                        .collect()
-                })
+                .and_then(|s| s.conditions.clone())
                 .unwrap_or_default();
-            let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-            conditions.push(json!({
-                "type": "Failed", "status": "True", "reason": "SignerValidationFailure",
-                "message": message, "lastUpdateTime": now, "lastTransitionTime": now,
-            }));
+            conditions.push(CertificateSigningRequestCondition {
+                type_: "Failed".into(),
+                status: "True".into(),
+                reason: Some("SignerValidationFailure".into()),
+                message: Some(message),
+                last_update_time: Some(now.clone()),
+                last_transition_time: Some(now),
+            });
             json!({"status": {"conditions": conditions}})
         }
     };
