@@ -47,6 +47,20 @@ async fn pool(client: &Client, clients: usize) -> Result<Arc<Vec<Mutex<H1>>>> {
     Ok(Arc::new(conns))
 }
 
+/// The JSON bodies of ConfigMaps `<prefix>-0` … `<prefix>-<ops-1>`, made before timing.
+fn create_bodies(ns: &str, prefix: &str, ops: usize, payload: &str) -> Arc<Vec<Bytes>> {
+    Arc::new(
+        (0..ops)
+            .map(|i| {
+                Bytes::from(
+                    serde_json::to_vec(&configmap(ns, &format!("{prefix}-{i}"), payload))
+                        .unwrap_or_default(),
+                )
+            })
+            .collect(),
+    )
+}
+
 /// POST `ops` ConfigMaps `obj-<i>` into `ns`.
 pub async fn api_create(
     client: &Client,
@@ -56,16 +70,7 @@ pub async fn api_create(
     payload: &str,
 ) -> Result<Measurement> {
     let conns = pool(client, clients).await?;
-    let bodies: Arc<Vec<Bytes>> = Arc::new(
-        (0..ops)
-            .map(|i| {
-                Bytes::from(
-                    serde_json::to_vec(&configmap(ns, &format!("obj-{i}"), payload))
-                        .unwrap_or_default(),
-                )
-            })
-            .collect(),
-    );
+    let bodies = create_bodies(ns, "obj", ops, payload);
     let path = Arc::new(format!("/api/v1/namespaces/{ns}/configmaps"));
     run_concurrent(clients, ops, move |c, i| {
         let (conns, bodies, path) = (conns.clone(), bodies.clone(), path.clone());
@@ -89,16 +94,7 @@ pub async fn api_create_h2(
     payload: &str,
 ) -> Result<Measurement> {
     let conn = client.http2().await?;
-    let bodies: Arc<Vec<Bytes>> = Arc::new(
-        (0..ops)
-            .map(|i| {
-                Bytes::from(
-                    serde_json::to_vec(&configmap(ns, &format!("h2-{i}"), payload))
-                        .unwrap_or_default(),
-                )
-            })
-            .collect(),
-    );
+    let bodies = create_bodies(ns, "h2", ops, payload);
     let path = Arc::new(format!("/api/v1/namespaces/{ns}/configmaps"));
     run_concurrent(clients, ops, move |_, i| {
         let (mut conn, bodies, path) = (conn.clone(), bodies.clone(), path.clone());
