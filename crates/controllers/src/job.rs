@@ -23,7 +23,6 @@ pub(crate) mod informer;
 mod manage;
 pub(crate) mod pods;
 pub(crate) mod queue;
-pub(crate) mod selector;
 pub(crate) mod status;
 mod sync;
 mod tracking;

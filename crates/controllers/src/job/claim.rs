@@ -5,7 +5,7 @@
 use super::apierrors::is_not_found;
 use super::controller::{Controller, JobError};
 use super::pods::{TRACKING_FINALIZER, controller_of, has_tracking_finalizer, job_owner_ref};
-use super::selector;
+use crate::util::selector;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;

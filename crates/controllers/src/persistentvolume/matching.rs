@@ -100,7 +100,7 @@ pub fn fits(pv: &PersistentVolume, pvc: &PersistentVolumeClaim) -> bool {
     }
     // No selector: any volume; otherwise matchLabels AND matchExpressions.
     claim.selector.is_none()
-        || crate::job::selector::matches(claim.selector.as_ref(), pv.metadata.labels.as_ref())
+        || crate::util::selector::matches(claim.selector.as_ref(), pv.metadata.labels.as_ref())
 }
 
 /// The volume `pvc` binds to: one reserved for it first, else the smallest that fits

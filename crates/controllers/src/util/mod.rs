@@ -7,6 +7,7 @@ pub mod discovery;
 pub mod error;
 pub mod informer;
 pub mod podutil;
+pub mod selector;
 pub mod shared;
 pub mod workqueue;
 
