@@ -19,6 +19,7 @@ pub mod openapi;
 pub mod patch;
 pub mod protobuf;
 pub mod quota;
+pub mod resource_metrics;
 pub mod selector;
 pub mod strategy;
 pub mod table;

@@ -449,6 +449,17 @@ pub fn cluster_roles() -> Vec<Value> {
             &[(TO_VIEW, "true")],
             view_rules(),
         ),
+        // What metrics-server's manifest adds, for the resource metrics API r8s serves
+        // itself: `kubectl top` for whoever may view.
+        role(
+            "system:aggregated-metrics-reader",
+            &[(TO_ADMIN, "true"), (TO_EDIT, "true"), (TO_VIEW, "true")],
+            vec![rule(
+                &["get", "list", "watch"],
+                &["metrics.k8s.io"],
+                &["pods", "nodes"],
+            )],
+        ),
         role("system:node", &[], node_rules()),
         role("system:kube-scheduler", &[], scheduler_rules()),
         role(

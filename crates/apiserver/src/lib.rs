@@ -20,6 +20,7 @@ pub mod pki;
 pub mod proxy;
 pub mod registry;
 pub mod request;
+pub mod resource_metrics;
 pub mod server;
 pub mod state;
 #[doc(hidden)]

@@ -34,6 +34,9 @@ pub struct Config {
     pub write_kubeconfig: Option<PathBuf>,
     /// Extra SANs for the serving certificate.
     pub tls_sans: Vec<String>,
+    /// How often kubelets are scraped for the resource metrics API (metrics-server's
+    /// `--metric-resolution`).
+    pub metric_resolution: std::time::Duration,
 }
 
 /// Errors that stop the server from starting.
@@ -142,7 +145,12 @@ pub async fn start(cfg: Config, store: DynStore) -> Result<Running, ServerError>
         ),
         ready: Arc::new(AtomicBool::new(false)),
         kubelet_tls,
+        resource_metrics: Default::default(),
     };
+    tokio::spawn(crate::resource_metrics::scrape::run(
+        state.clone(),
+        cfg.metric_resolution,
+    ));
     let boot_state = state.clone();
     let api_endpoint = SocketAddr::new(cfg.advertise_address, local_addr.port());
     tokio::spawn(async move {

@@ -23,4 +23,6 @@ pub struct AppState {
     /// TLS client for kubelets (cluster-CA client certificate, verifies their serving
     /// certificates): logs, exec, attach, port-forward and node proxy.
     pub kubelet_tls: Arc<rustls::ClientConfig>,
+    /// The latest node and pod usage scraped from kubelets (the resource metrics API).
+    pub resource_metrics: Arc<crate::resource_metrics::ResourceMetrics>,
 }

@@ -36,6 +36,9 @@ impl TestServer {
             service_cidr: "10.43.0.0/16".into(),
             write_kubeconfig: None,
             tls_sans: Vec::new(),
+            // Tests feed usage in themselves (`state.resource_metrics`); a scrape finding
+            // their fake nodes unreachable would drop it, so there is one, at start.
+            metric_resolution: std::time::Duration::from_secs(24 * 3600),
         };
         let running = match server::start(cfg, store).await {
             Ok(r) => r,

@@ -13,6 +13,7 @@ pub mod node;
 pub mod pod;
 pub mod proxy;
 pub mod server;
+pub mod stats;
 pub mod sysinfo;
 
 pub use error::{Error, Result};

@@ -127,6 +127,10 @@ pub struct ServerArgs {
     /// How long a node may stay silent before it is marked unreachable (e.g. 40s, 2m).
     #[arg(long, default_value = "40s", value_parser = parse_duration)]
     pub node_monitor_grace_period: std::time::Duration,
+    /// How often kubelets are scraped for the resource metrics API behind `kubectl top`
+    /// and the HorizontalPodAutoscaler (metrics-server's --metric-resolution).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub metric_resolution: std::time::Duration,
 }
 
 /// A Go-style duration of one unit: `500ms`, `40s`, `5m`, `1h`.

@@ -707,6 +707,36 @@ pub(super) static RESOURCES: &[ResourceInfo] = &[
         NONE,
         &[],
     ),
+    // metrics.k8s.io/v1beta1: the resource metrics API (metrics-server's, served in
+    // process from kubelet scrapes, never stored), read by `kubectl top` and the HPA.
+    ResourceInfo {
+        verbs: &["get", "list"],
+        ..res(
+            "metrics.k8s.io",
+            "v1beta1",
+            "NodeMetrics",
+            "nodes",
+            "",
+            false,
+            NONE,
+            NONE,
+            &[],
+        )
+    },
+    ResourceInfo {
+        verbs: &["get", "list"],
+        ..res(
+            "metrics.k8s.io",
+            "v1beta1",
+            "PodMetrics",
+            "pods",
+            "",
+            true,
+            NONE,
+            NONE,
+            &[],
+        )
+    },
     // discovery.k8s.io/v1
     res(
         "discovery.k8s.io",
@@ -741,4 +771,5 @@ pub(super) static GROUPS: &[(&str, &[&str])] = &[
     ("coordination.k8s.io", &["v1"]),
     ("node.k8s.io", &["v1"]),
     ("discovery.k8s.io", &["v1"]),
+    ("metrics.k8s.io", &["v1beta1"]),
 ];

@@ -31,6 +31,8 @@ pub(super) fn printer(group: &str, plural: &str) -> Option<Printer> {
         ("storage.k8s.io", "csinodes") => (CSI_NODE, csi_node),
         ("storage.k8s.io", "volumeattachments") => (VOLUME_ATTACHMENT, volume_attachment),
         ("certificates.k8s.io", "certificatesigningrequests") => (CSR, csr),
+        ("metrics.k8s.io", "nodes") => (RESOURCE_METRICS, node_metrics),
+        ("metrics.k8s.io", "pods") => (RESOURCE_METRICS, pod_metrics),
         _ => return None,
     };
     Some(Printer { columns, cells })
@@ -501,6 +503,48 @@ fn csr(csr: &Value, now: DateTime<Utc>) -> Vec<Value> {
         duration.into(),
         csr_condition(csr).into(),
     ]
+}
+
+/// metrics-server's columns: the usage by resource name, then the window.
+const RESOURCE_METRICS: &[Column] = &[
+    NAME,
+    Column {
+        format: "quantity",
+        ..col("cpu", "")
+    },
+    Column {
+        format: "quantity",
+        ..col("memory", "")
+    },
+    Column {
+        format: "duration",
+        ..col("Window", "")
+    },
+];
+
+fn usage_cells(obj: &Value, usage: &crate::quota::ResourceList) -> Vec<Value> {
+    let amount = |r: &str| usage.get(r).map(|a| a.text()).unwrap_or_default();
+    vec![
+        name(obj).into(),
+        amount("cpu").into(),
+        amount("memory").into(),
+        str_at(obj, &["window"]).into(),
+    ]
+}
+
+fn node_metrics(m: &Value, _now: DateTime<Utc>) -> Vec<Value> {
+    usage_cells(m, &crate::quota::parse_list(m.get("usage")))
+}
+
+/// A pod's row sums its containers.
+fn pod_metrics(m: &Value, _now: DateTime<Utc>) -> Vec<Value> {
+    let total = arr_at(m, &["containers"])
+        .iter()
+        .map(|c| crate::quota::parse_list(c.get("usage")))
+        .fold(crate::quota::ResourceList::new(), |a, b| {
+            crate::quota::add(&a, &b)
+        });
+    usage_cells(m, &total)
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 pub(crate) mod codec;
 mod componentstatus;
 mod fieldmanager;
+mod metrics_api;
 mod nonresource;
 mod query;
 pub(crate) mod resource;

@@ -218,6 +218,13 @@ pub async fn handle(
             None => super::componentstatus::list(call).await,
         };
     }
+    if info.group == r8s_api::resource_metrics::GROUP {
+        // Only get and list are served (the verb check refused the rest).
+        return match call.target.name.clone() {
+            Some(name) => super::metrics_api::get(call, &name).await,
+            None => super::metrics_api::list(call).await,
+        };
+    }
     match (method, call.target.name.is_some()) {
         (Method::GET, false) if is_watch => watch(call).await,
         (Method::GET, true) if is_watch => watch(call).await,
@@ -241,7 +248,7 @@ async fn get(call: Call) -> ApiResult<Response> {
     Ok(call.respond(StatusCode::OK, obj))
 }
 
-fn list_params(call: &Call) -> ApiResult<ListParams> {
+pub(super) fn list_params(call: &Call) -> ApiResult<ListParams> {
     let mut p = ListParams {
         limit: call.query.int("limit")?.unwrap_or(0).max(0),
         continue_token: call

@@ -201,6 +201,15 @@ impl Cri {
             .containers)
     }
 
+    /// CPU and memory figures of every container the runtime knows.
+    pub async fn list_container_stats(&self) -> Result<Vec<api::ContainerStats>> {
+        let req = api::ListContainerStatsRequest { filter: None };
+        let r = self.rt.clone().list_container_stats(req).await;
+        Ok(r.map_err(|s| Error::cri("ListContainerStats", s))?
+            .into_inner()
+            .stats)
+    }
+
     pub async fn container_status(&self, id: &str) -> Result<api::ContainerStatus> {
         let req = api::ContainerStatusRequest {
             container_id: id.into(),

@@ -1,5 +1,5 @@
 //! The kubelet's HTTPS server, with upstream's URL layout, which the API server proxies
-//! `pods/{log,exec,attach,portforward}` to: `/healthz`, `/containerLogs/{ns}/{pod}/{c}`,
+//! `pods/{log,exec,attach,portforward}` to: `/healthz`, `/metrics/resource`, `/containerLogs/{ns}/{pod}/{c}`,
 //! `/exec|attach/{ns}/{pod}[/{uid}]/{c}` and `/portForward/{ns}/{pod}[/{uid}]`.
 //!
 //! Clients must present a certificate signed by the configured client CA (the TLS
@@ -9,6 +9,7 @@
 pub mod logs;
 pub mod lookup;
 pub mod proxy;
+pub mod resource_metrics;
 pub mod stream;
 
 use crate::cri::Cri;
@@ -347,6 +348,7 @@ async fn route(st: &State, req: Request<Incoming>) -> Response<Body> {
     use stream::Kind;
     let r = match segs.as_slice() {
         ["healthz"] if get => Ok(Response::new(full("ok"))),
+        ["metrics", "resource"] if get => resource_metrics::serve(st).await,
         ["containerLogs", ns, pod, c] if get => container_logs(st, &query, ns, pod, c).await,
         ["exec", ns, pod, c] if get_or_post => {
             stream::exec_or_attach(st, req, Kind::Exec, &query, (ns, pod, None, c)).await
@@ -366,7 +368,9 @@ async fn route(st: &State, req: Request<Incoming>) -> Response<Body> {
         ["portForward", ns, pod, uid] if get_or_post => {
             stream::port_forward(st, req, &query, (ns, pod, Some(uid))).await
         }
-        ["healthz"] | ["containerLogs", _, _, _] => Err(method_not_allowed()),
+        ["healthz"] | ["metrics", "resource"] | ["containerLogs", _, _, _] => {
+            Err(method_not_allowed())
+        }
         ["exec" | "attach", _, _, _] | ["exec" | "attach", _, _, _, _] => Err(method_not_allowed()),
         ["portForward", _, _] | ["portForward", _, _, _] => Err(method_not_allowed()),
         _ => Err(HttpError::not_found("404 page not found")),

@@ -22,6 +22,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         service_cidr: args.service_cidr.clone(),
         write_kubeconfig: args.write_kubeconfig.clone(),
         tls_sans: args.tls_san.clone(),
+        metric_resolution: args.metric_resolution,
     };
     let running = r8s_apiserver::start(cfg, store)
         .await
