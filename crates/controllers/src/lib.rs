@@ -15,6 +15,7 @@ pub mod job;
 pub mod namespace;
 pub mod nodelifecycle;
 pub mod persistentvolume;
+pub mod podautoscaler;
 pub mod podgc;
 pub mod replicaset;
 pub mod resourcequota;
@@ -39,6 +40,8 @@ pub struct ManagerConfig {
     pub signing_ca: Option<csrsigning::SigningCa>,
     /// Volume binding and the local-path provisioner.
     pub persistent_volumes: persistentvolume::Config,
+    /// The HorizontalPodAutoscaler controller's sync period, tolerance and windows.
+    pub pod_autoscaler: podautoscaler::Config,
 }
 
 /// Run every controller with default settings.
@@ -70,6 +73,7 @@ pub async fn run_all_with(ctx: Context, cfg: ManagerConfig) -> anyhow::Result<()
         ctx.clone(),
         cfg.persistent_volumes.clone(),
     ));
+    set.spawn(podautoscaler::run(ctx.clone(), cfg.pod_autoscaler.clone()));
     set.spawn(nodelifecycle::run_with(ctx.clone(), cfg.node_lifecycle));
     set.spawn(podgc::run(ctx.clone()));
     match set.join_next().await {

@@ -131,6 +131,13 @@ pub struct ServerArgs {
     /// and the HorizontalPodAutoscaler (metrics-server's --metric-resolution).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub metric_resolution: std::time::Duration,
+    /// How often each HorizontalPodAutoscaler is reconciled.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub horizontal_pod_autoscaler_sync_period: std::time::Duration,
+    /// How long an HPA keeps its highest recent recommendation before scaling in, unless
+    /// its `behavior.scaleDown` sets a window.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub horizontal_pod_autoscaler_downscale_stabilization: std::time::Duration,
 }
 
 /// A Go-style duration of one unit: `500ms`, `40s`, `5m`, `1h`.

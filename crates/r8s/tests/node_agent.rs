@@ -675,9 +675,152 @@ fn pod_behaviours_with_kubectl(s: &Server) {
     ]);
 }
 
+/// Run kubectl until it succeeds (e.g. `top` before the first measurement); its stdout.
+fn until_ok(s: &Server, args: &[&str], timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let out = s.kubectl(args);
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kubectl {args:?} kept failing: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Millicores of a `kubectl top` CPU cell (`100m`, `1`).
+fn millicores(cell: &str) -> u64 {
+    match cell.strip_suffix('m') {
+        Some(m) => m.parse().expect("millicores"),
+        None => cell.parse::<u64>().expect("cores") * 1000,
+    }
+}
+
+const BURNER: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: burn
+spec:
+  selector:
+    matchLabels: {app: burn}
+  template:
+    metadata:
+      labels: {app: burn}
+    spec:
+      containers:
+      - name: burn
+        image: busybox:1.36
+        command: ["sh", "-c", "while :; do :; done"]
+        resources:
+          requests: {cpu: 50m}
+          limits: {cpu: 100m}
+"#;
+
+/// `kubectl top` from the resource metrics API (kubelet `/metrics/resource`, scraped by the
+/// API server), then the HorizontalPodAutoscaler walkthrough: a CPU-bound Deployment
+/// scales out to its maximum and back in when the target is raised.
+fn resource_metrics_and_autoscaling(s: &Server) {
+    s.ok_stdin(&["apply", "-f", "-"], BURNER);
+    s.ok(&["rollout", "status", "deploy/burn", "--timeout=90s"]);
+    let node = until_ok(s, &["top", "node", "--no-headers"], Duration::from_secs(60));
+    let fields: Vec<&str> = node.split_whitespace().collect();
+    assert!(fields.len() == 5 && fields[2].ends_with('%'), "{node}");
+    assert!(millicores(fields[1]) > 0, "{node}");
+    // The loop is held to its 100m limit by the CFS quota.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let top = until_ok(
+            s,
+            &["top", "pod", "-l", "app=burn", "--no-headers"],
+            Duration::from_secs(60),
+        );
+        let cpu = top.split_whitespace().nth(1).map(millicores).unwrap_or(0);
+        if (60..=130).contains(&cpu) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "burner CPU never near its limit: {top}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let containers = s.ok(&[
+        "top",
+        "pod",
+        "-l",
+        "app=burn",
+        "--containers",
+        "--no-headers",
+    ]);
+    assert_eq!(
+        containers.split_whitespace().nth(1),
+        Some("burn"),
+        "{containers}"
+    );
+    let err = s.fails(&["top", "pod", "nope"]);
+    assert!(
+        err.contains("podmetrics.metrics.k8s.io \"default/nope\" not found"),
+        "{err}"
+    );
+
+    // ~200 % of the request against a 50 % target: out to the maximum at once.
+    s.ok(&[
+        "autoscale",
+        "deployment",
+        "burn",
+        "--cpu-percent=50",
+        "--min=1",
+        "--max=3",
+    ]);
+    wait_jsonpath(s, &["deploy", "burn"], "{.spec.replicas}", |r| r == "3");
+    s.ok(&["rollout", "status", "deploy/burn", "--timeout=90s"]);
+    wait_jsonpath(s, &["hpa", "burn"], "{.status.currentReplicas}", |r| {
+        r == "3"
+    });
+    // TARGETS shows the measured utilization against the target (`cpu: 198%/50%`).
+    let hpa = s.ok_until(
+        &["get", "hpa", "burn", "--no-headers"],
+        Duration::from_secs(60),
+        |out| out.contains("cpu: ") && !out.contains("<unknown>"),
+    );
+    assert!(
+        hpa.contains("%/50%") && hpa.contains("Deployment/burn"),
+        "{hpa}"
+    );
+    let described = s.ok(&["describe", "hpa", "burn"]);
+    assert!(
+        described.contains("SuccessfulRescale") && described.contains("New size: 3"),
+        "{described}"
+    );
+
+    // A target far above the use: back in to the minimum once the (zeroed) window allows.
+    let target = r#"{"spec":{"metrics":[{"type":"Resource","resource":{"name":"cpu",
+        "target":{"type":"Utilization","averageUtilization":1000}}}],
+        "behavior":{"scaleDown":{"stabilizationWindowSeconds":0}}}}"#;
+    s.ok(&[
+        "patch",
+        "hpa.v2.autoscaling",
+        "burn",
+        "--type=merge",
+        "-p",
+        target,
+    ]);
+    wait_jsonpath(s, &["deploy", "burn"], "{.spec.replicas}", |r| r == "1");
+    s.ok(&["delete", "hpa", "burn"]);
+    s.ok(&["delete", "deployment", "burn"]);
+}
+
 #[test]
 fn seed_nginx_pod_and_a_deployment_run_on_containerd() {
-    let mut s = Server::start_with_agent();
+    let mut s = Server::start_with_agent_and(&[
+        "--metric-resolution=2s",
+        "--horizontal-pod-autoscaler-sync-period=2s",
+    ]);
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let out = s.kubectl(&[
@@ -767,6 +910,7 @@ fn seed_nginx_pod_and_a_deployment_run_on_containerd() {
     }
 
     persistent_storage(&s);
+    resource_metrics_and_autoscaling(&s);
     s.ok(&["delete", "deployment", "web"]);
     s.ok(&["delete", "pod", "nginx-pod", "nope", "--timeout=60s"]);
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -111,11 +111,11 @@ fn is_v1_hpa(obj: &Value) -> bool {
 }
 
 fn default_scaling_rules(rules: &mut Obj, up: bool) {
-    default_value(
-        rules,
-        "stabilizationWindowSeconds",
-        json!(if up { 0 } else { 300 }),
-    );
+    // Scale-down's window stays unset, as upstream: the controller manager's
+    // --horizontal-pod-autoscaler-downscale-stabilization then applies.
+    if up {
+        default_value(rules, "stabilizationWindowSeconds", json!(0));
+    }
     default_str(rules, "selectPolicy", "Max");
     let policies = if up {
         json!([{"type": "Pods", "value": 4, "periodSeconds": 15}, {"type": "Percent", "value": 100, "periodSeconds": 15}])

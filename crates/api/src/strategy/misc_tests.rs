@@ -78,6 +78,18 @@ fn hpa_defaults_and_validation() {
         v2["spec"]["behavior"]["scaleUp"]["stabilizationWindowSeconds"],
         0
     );
+    let unset = defaulted(
+        "autoscaling",
+        "HorizontalPodAutoscaler",
+        hpa(
+            "autoscaling/v2",
+            json!({"scaleTargetRef": target, "maxReplicas": 5, "behavior": {"scaleUp": {"selectPolicy": "Min"}}}),
+        ),
+    );
+    assert_eq!(
+        unset["spec"]["behavior"]["scaleDown"],
+        json!({"selectPolicy": "Max", "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}]})
+    );
     assert_eq!(v2["spec"]["behavior"]["scaleUp"]["selectPolicy"], "Max");
     let v1 = defaulted(
         "autoscaling",

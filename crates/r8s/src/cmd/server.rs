@@ -64,6 +64,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             });
             cfg.persistent_volumes.local_path_dir = Some(data_dir.join("storage"));
             cfg.persistent_volumes.default_node = (!args.disable_agent).then(|| node_name(&args));
+            cfg.pod_autoscaler.sync_period = args.horizontal_pod_autoscaler_sync_period;
+            cfg.pod_autoscaler.downscale_stabilization =
+                args.horizontal_pod_autoscaler_downscale_stabilization;
             move || {
                 r8s_controllers::run_all_with(
                     r8s_controllers::Context::new(client.clone()),

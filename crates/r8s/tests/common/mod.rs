@@ -37,8 +37,13 @@ impl Server {
 
     /// Start with the node agent (kubelet + supervised containerd) in the same process.
     pub fn start_with_agent() -> Server {
+        Self::start_with_agent_and(&[])
+    }
+
+    /// [`Server::start_with_agent`] with extra flags.
+    pub fn start_with_agent_and(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
-        Self::launch(dir, &[], true)
+        Self::launch(dir, extra, true)
     }
 
     /// Start in an existing data dir (restarts).
