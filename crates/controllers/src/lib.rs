@@ -23,6 +23,7 @@ pub mod rootcacert;
 pub mod serviceaccount;
 pub mod statefulset;
 pub mod util;
+pub mod volumeprotection;
 
 pub use context::Context;
 pub use events::{EventType, Recorder};
@@ -74,6 +75,7 @@ pub async fn run_all_with(ctx: Context, cfg: ManagerConfig) -> anyhow::Result<()
         cfg.persistent_volumes.clone(),
     ));
     set.spawn(podautoscaler::run(ctx.clone(), cfg.pod_autoscaler.clone()));
+    set.spawn(volumeprotection::run(ctx.clone()));
     set.spawn(nodelifecycle::run_with(ctx.clone(), cfg.node_lifecycle));
     set.spawn(podgc::run(ctx.clone()));
     match set.join_next().await {

@@ -2,7 +2,8 @@
 //! claim to the smallest fitting volume, the local-path provisioner for a
 //! `WaitForFirstConsumer` class (nothing until a pod using the claim is on a node), and
 //! reclaiming: `Delete` removes a provisioned volume and its directory, `Retain` keeps the
-//! volume as `Released`.
+//! volume as `Released`. With them runs storage-object-in-use protection: a claim a pod
+//! uses, or a Bound volume, stays Terminating when deleted.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -10,8 +11,9 @@ mod support;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Api;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use r8s_controllers::persistentvolume::{self, Config};
+use r8s_controllers::volumeprotection;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use support::{bind, namespace, run, start, wait_for};
@@ -31,6 +33,14 @@ fn volume(name: &str, size: &str, policy: &str) -> PersistentVolume {
         "storageClassName": "manual", "accessModes": ["ReadWriteOnce"],
         "capacity": {"storage": size}, "persistentVolumeReclaimPolicy": policy,
         "hostPath": {"path": format!("/tmp/r8s-pv-test/{name}")}}}))
+}
+
+/// The PersistentVolume and protection controllers, running until dropped.
+fn controllers(client: &kube::Client, cfg: Config) -> [support::Running; 2] {
+    [
+        run(client, move |ctx| persistentvolume::run(ctx, cfg)),
+        run(client, volumeprotection::run),
+    ]
 }
 
 async fn phase_of_claim(api: &Api<PersistentVolumeClaim>, name: &str) -> Option<String> {
@@ -54,7 +64,7 @@ async fn phase_of_volume(api: &Api<PersistentVolume>, name: &str) -> Option<Stri
 async fn claims_bind_to_the_smallest_fitting_volume_and_retained_volumes_are_released() {
     let (_s, client) = start().await;
     namespace(&client, "pv").await;
-    let _c = run(&client, |ctx| persistentvolume::run(ctx, Config::default()));
+    let _c = controllers(&client, Config::default());
     let pvs: Api<PersistentVolume> = Api::all(client.clone());
     for (name, size) in [("pv-big", "10Gi"), ("pv-small", "1Gi"), ("pv-fit", "3Gi")] {
         pvs.create(&PostParams::default(), &volume(name, size, "Retain"))
@@ -119,7 +129,7 @@ async fn local_path_volumes_are_provisioned_for_the_first_consumer_and_deleted_w
         local_path_dir: Some(base.path().to_path_buf()),
         default_node: None,
     };
-    let _c = run(&client, move |ctx| persistentvolume::run(ctx, cfg.clone()));
+    let _c = controllers(&client, cfg);
     let classes: Api<StorageClass> = Api::all(client.clone());
     classes
         .create(
@@ -165,7 +175,7 @@ async fn local_path_volumes_are_provisioned_for_the_first_consumer_and_deleted_w
     assert_eq!(pv_name, format!("pvc-{uid}"));
     let pv = pvs.get(&pv_name).await.unwrap();
     assert_eq!(
-        pv.metadata.annotations.unwrap()["pv.kubernetes.io/provisioned-by"],
+        pv.metadata.annotations.as_ref().unwrap()["pv.kubernetes.io/provisioned-by"],
         "rancher.io/local-path"
     );
     let spec = pv.spec.unwrap();
@@ -177,15 +187,33 @@ async fn local_path_volumes_are_provisioned_for_the_first_consumer_and_deleted_w
         json!(["node-a"])
     );
     assert_eq!(
-        bound.metadata.annotations.unwrap()["volume.kubernetes.io/storage-provisioner"],
+        bound.metadata.annotations.as_ref().unwrap()["volume.kubernetes.io/storage-provisioner"],
         "rancher.io/local-path"
     );
 
-    // Delete: the claim goes, then the volume and its directory.
+    // Both carry their protection finalizer from admission.
+    let finalizers = |m: &kube::api::ObjectMeta| m.finalizers.clone().unwrap_or_default();
+    assert_eq!(
+        finalizers(&bound.metadata),
+        [volumeprotection::PVC_FINALIZER]
+    );
+    assert_eq!(finalizers(&pv.metadata), [volumeprotection::PV_FINALIZER]);
+
+    // Delete: the claim stays Terminating while the pod uses it; once the pod is gone,
+    // the claim goes, then the volume and its directory.
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("file"), "data").unwrap();
-    pods.delete("user", &DeleteParams::default()).await.unwrap();
     pvcs.delete("data", &DeleteParams::default()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let held = pvcs.get("data").await.unwrap();
+    assert!(held.metadata.deletion_timestamp.is_some());
+    assert_eq!(
+        phase_of_claim(&pvcs, "data").await.as_deref(),
+        Some("Bound")
+    );
+    pods.delete("user", &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
     wait_for("volume deleted", 10, || async {
         pvs.get_opt(&pv_name).await.ok()?.is_none().then_some(())
     })
@@ -197,7 +225,7 @@ async fn local_path_volumes_are_provisioned_for_the_first_consumer_and_deleted_w
 async fn a_bound_claim_whose_volume_disappears_is_lost() {
     let (_s, client) = start().await;
     namespace(&client, "lost").await;
-    let _c = run(&client, |ctx| persistentvolume::run(ctx, Config::default()));
+    let _c = controllers(&client, Config::default());
     let pvs: Api<PersistentVolume> = Api::all(client.clone());
     pvs.create(&PostParams::default(), &volume("pv-gone", "1Gi", "Retain"))
         .await
@@ -210,9 +238,25 @@ async fn a_bound_claim_whose_volume_disappears_is_lost() {
         (phase_of_claim(&pvcs, "data").await.as_deref() == Some("Bound")).then_some(())
     })
     .await;
+    // A Bound volume is protected: deleting it only marks it…
     pvs.delete("pv-gone", &DeleteParams::default())
         .await
         .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let held = pvs.get("pv-gone").await.unwrap();
+    assert!(held.metadata.deletion_timestamp.is_some());
+    assert_eq!(
+        phase_of_claim(&pvcs, "data").await.as_deref(),
+        Some("Bound")
+    );
+    // …until an admin drops the finalizer by hand: the claim is then Lost.
+    pvs.patch(
+        "pv-gone",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
     wait_for("claim Lost", 10, || async {
         (phase_of_claim(&pvcs, "data").await.as_deref() == Some("Lost")).then_some(())
     })

@@ -571,9 +571,25 @@ fn persistent_storage(s: &Server) {
     );
     assert!(std::path::Path::new(&dir).join("file").exists());
 
+    // Storage object in use protection: the claim of a running pod stays Terminating.
+    let finalizers = s.ok(&[
+        "get",
+        "pvc",
+        "data-store-0",
+        "-o",
+        "jsonpath={.metadata.finalizers}",
+    ]);
+    assert!(
+        finalizers.contains("kubernetes.io/pvc-protection"),
+        "{finalizers}"
+    );
+    s.ok(&["delete", "pvc", "data-store-0", "--wait=false"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let row = s.ok(&["get", "pvc", "data-store-0", "--no-headers"]);
+    assert!(row.contains("Terminating"), "{row}");
     s.ok(&["delete", "statefulset", "store"]);
     s.ok(&["wait", "--for=delete", "pod/store-0", "--timeout=60s"]);
-    s.ok(&["delete", "pvc", "data-store-0", "--timeout=60s"]);
+    s.ok(&["wait", "--for=delete", "pvc/data-store-0", "--timeout=60s"]);
     s.ok_until(
         &["get", "pv", "-o", "name"],
         Duration::from_secs(60),

@@ -78,6 +78,10 @@ impl Registry {
         }
         if info.group.is_empty() && info.plural == "persistentvolumeclaims" {
             self.admit_default_storage_class(obj).await?;
+            add_finalizer(obj, "kubernetes.io/pvc-protection");
+        }
+        if info.group.is_empty() && info.plural == "persistentvolumes" {
+            add_finalizer(obj, "kubernetes.io/pv-protection");
         }
         Ok(())
     }
@@ -369,6 +373,20 @@ impl Registry {
 }
 
 /// The name upstream's Forbidden error uses before the name is generated.
+/// Upstream's `StorageObjectInUseProtection`: claims and volumes are created with a
+/// finalizer the protection controller removes once they are no longer in use.
+fn add_finalizer(obj: &mut Value, finalizer: &str) {
+    let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let list = meta.entry("finalizers").or_insert_with(|| json!([]));
+    if let Some(list) = list.as_array_mut()
+        && !list.iter().any(|f| f == finalizer)
+    {
+        list.push(json!(finalizer));
+    }
+}
+
 fn forbidden_name(pod: &Value) -> String {
     ["name", "generateName"]
         .iter()

@@ -439,6 +439,11 @@ async fn sync_volume(state: &State, name: &str) -> Result<Option<Duration>, kube
         }
         return Ok(None);
     }
+    // Released first, as upstream: the pv-protection finalizer lets a deleted volume go
+    // only once it is no longer Bound.
+    if volume_phase(&pv) != "Released" {
+        set_volume_phase(state, name, "Released").await?;
+    }
     let ours = pv
         .annotations()
         .get(PROVISIONED_BY)
