@@ -1,20 +1,22 @@
 //! Conversion between served versions and the storage version of a resource. Two
 //! resources need it:
 //!
-//! - HorizontalPodAutoscaler, served as autoscaling/v1 and v2 and stored as v2. The v1 view
-//!   carries only the CPU utilization target (as upstream's v1 does); other v2 metrics
-//!   survive a v1 read but not a v1 write.
+//! - HorizontalPodAutoscaler, served as autoscaling/v1 and v2 and stored as v2 ([`hpa`]).
+//!   The v1 view has only the CPU utilization target as a field; the rest of v2 travels in
+//!   upstream's `autoscaling.alpha.kubernetes.io/*` annotations, so a v1 read-modify-write
+//!   keeps it.
 //! - Event, served as core/v1 and events.k8s.io/v1 and stored as core/v1 ([`event`]).
 
 mod event;
+mod hpa;
 
 use crate::catalog::ResourceInfo;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// Convert an object written through `info`'s version into the storage version.
 pub fn to_storage(info: &ResourceInfo, obj: &mut Value) {
     if is_hpa_v1(info) {
-        hpa_v1_to_v2(obj);
+        hpa::to_v2(obj);
     } else if is_events_v1(info) {
         event::to_core(obj);
     }
@@ -29,7 +31,7 @@ pub fn is_converted(info: &ResourceInfo) -> bool {
 /// Convert a stored object into `info`'s (served) version.
 pub fn from_storage(info: &ResourceInfo, obj: &mut Value) {
     if is_hpa_v1(info) {
-        hpa_v2_to_v1(obj);
+        hpa::to_v1(obj);
     } else if is_events_v1(info) {
         event::from_core(obj);
     }
@@ -43,68 +45,10 @@ fn is_hpa_v1(info: &ResourceInfo) -> bool {
     info.group == "autoscaling" && info.kind == "HorizontalPodAutoscaler" && info.version == "v1"
 }
 
-fn hpa_v1_to_v2(obj: &mut Value) {
-    let Some(map) = obj.as_object_mut() else {
-        return;
-    };
-    map.insert("apiVersion".into(), json!("autoscaling/v2"));
-    if let Some(spec) = map.get_mut("spec").and_then(Value::as_object_mut) {
-        let target = spec.remove("targetCPUUtilizationPercentage");
-        if let Some(t) = target.filter(|t| !t.is_null()) {
-            spec.insert(
-                "metrics".into(),
-                json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": t}}}]),
-            );
-        }
-    }
-    if let Some(status) = map.get_mut("status").and_then(Value::as_object_mut)
-        && let Some(c) = status
-            .remove("currentCPUUtilizationPercentage")
-            .filter(|c| !c.is_null())
-    {
-        status.insert(
-            "currentMetrics".into(),
-            json!([{"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": c}}}]),
-        );
-    }
-}
-
-/// The CPU utilization figure of a v2 metric list (`target` or `current`).
-fn cpu_utilization(metrics: Option<&Value>, field: &str) -> Option<Value> {
-    metrics?.as_array()?.iter().find_map(|m| {
-        let r = m.get("resource")?;
-        (m.get("type")?.as_str()? == "Resource" && r.get("name")?.as_str()? == "cpu")
-            .then(|| r.get(field)?.get("averageUtilization").cloned())
-            .flatten()
-    })
-}
-
-fn hpa_v2_to_v1(obj: &mut Value) {
-    let Some(map) = obj.as_object_mut() else {
-        return;
-    };
-    map.insert("apiVersion".into(), json!("autoscaling/v1"));
-    if let Some(spec) = map.get_mut("spec").and_then(Value::as_object_mut) {
-        let target = cpu_utilization(spec.get("metrics"), "target");
-        spec.remove("metrics");
-        spec.remove("behavior");
-        if let Some(t) = target {
-            spec.insert("targetCPUUtilizationPercentage".into(), t);
-        }
-    }
-    if let Some(status) = map.get_mut("status").and_then(Value::as_object_mut) {
-        let current = cpu_utilization(status.get("currentMetrics"), "current");
-        status.remove("currentMetrics");
-        status.remove("conditions");
-        if let Some(c) = current {
-            status.insert("currentCPUUtilizationPercentage".into(), c);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn info(version: &str) -> &'static ResourceInfo {
         crate::catalog::find("autoscaling", version, "horizontalpodautoscalers").expect("hpa")
@@ -128,7 +72,22 @@ mod tests {
         );
         assert!(v1["spec"].get("targetCPUUtilizationPercentage").is_none());
         from_storage(info("v1"), &mut v1);
-        assert_eq!(v1, original);
+        // The CPU status also travels in full (raw value and all), as upstream's does.
+        let key = "autoscaling.alpha.kubernetes.io/current-metrics";
+        let current: Value =
+            serde_json::from_str(v1["metadata"]["annotations"][key].as_str().expect(key))
+                .expect("JSON");
+        assert_eq!(
+            current,
+            json!([{"type": "Resource", "resource": {"name": "cpu", "currentAverageUtilization": 20}}])
+        );
+        let shown = v1.clone();
+        let mut want = original;
+        want["metadata"]["annotations"] = shown["metadata"]["annotations"].clone();
+        assert_eq!(v1, want);
+        to_storage(info("v1"), &mut v1);
+        from_storage(info("v1"), &mut v1);
+        assert_eq!(v1, shown);
     }
 
     #[test]
