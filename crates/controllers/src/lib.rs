@@ -21,6 +21,7 @@ pub mod replicaset;
 pub mod resourcequota;
 pub mod rootcacert;
 pub mod serviceaccount;
+pub mod servicelb;
 pub mod statefulset;
 pub mod util;
 pub mod volumeprotection;
@@ -76,6 +77,7 @@ pub async fn run_all_with(ctx: Context, cfg: ManagerConfig) -> anyhow::Result<()
     ));
     set.spawn(podautoscaler::run(ctx.clone(), cfg.pod_autoscaler.clone()));
     set.spawn(volumeprotection::run(ctx.clone()));
+    set.spawn(servicelb::run(ctx.clone()));
     set.spawn(nodelifecycle::run_with(ctx.clone(), cfg.node_lifecycle));
     set.spawn(podgc::run(ctx.clone()));
     match set.join_next().await {

@@ -423,6 +423,41 @@ fn services_reach_their_pods(s: &Server) {
         &format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {ip} 8080"),
     ]);
     assert!(from_pod.contains("200 OK"), "{from_pod}");
+    // The NodePort answers on localhost too (route_localnet, as kube-proxy sets it).
+    let node_port = s.ok(&[
+        "get",
+        "svc",
+        "web",
+        "-o",
+        "jsonpath={.spec.ports[0].nodePort}",
+    ]);
+    let page = http_get("127.0.0.1", node_port.parse().expect("nodePort"));
+    assert!(page.contains("200 OK") && page.contains("nginx"), "{page}");
+    // LoadBalancer: the built-in service load balancer gives it the node's address (here
+    // 127.0.0.1, `--node-ip`), shown as EXTERNAL-IP, and the proxy forwards it.
+    s.ok(&[
+        "expose",
+        "deployment",
+        "web",
+        "--name=web-lb",
+        "--type=LoadBalancer",
+        "--port=18080",
+        "--target-port=80",
+    ]);
+    wait_jsonpath(
+        s,
+        &["svc", "web-lb"],
+        "{.status.loadBalancer.ingress[0].ip}",
+        |ip| ip == "127.0.0.1",
+    );
+    let row = s.ok(&["get", "svc", "web-lb", "--no-headers"]);
+    assert!(
+        row.contains("LoadBalancer") && row.contains("127.0.0.1"),
+        "{row}"
+    );
+    let page = http_get("127.0.0.1", 18080);
+    assert!(page.contains("200 OK") && page.contains("nginx"), "{page}");
+    s.ok(&["delete", "svc", "web-lb"]);
     // Cluster DNS: in a pod, the Service's name is its ClusterIP.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

@@ -23,14 +23,19 @@ const DEBOUNCE: Duration = Duration::from_millis(100);
 const RETRY: Duration = Duration::from_secs(2);
 
 /// The built-in chains our chains hang off: (table, built-in chain, our chain).
-const JUMPS: [(&str, &str, &str); 6] = [
+const JUMPS: [(&str, &str, &str); 7] = [
     ("nat", "PREROUTING", rules::SERVICES),
     ("nat", "OUTPUT", rules::SERVICES),
     ("nat", "POSTROUTING", rules::POSTROUTING),
     ("filter", "FORWARD", rules::FORWARD),
     ("filter", "FORWARD", rules::NO_ENDPOINTS),
     ("filter", "OUTPUT", rules::NO_ENDPOINTS),
+    ("filter", "INPUT", rules::FIREWALL),
 ];
+
+/// Lets DNAT send packets addressed to 127.0.0.1 (NodePorts and LoadBalancer IPs on
+/// localhost) to pods, as kube-proxy sets it; `R8S-FIREWALL` keeps others out.
+const ROUTE_LOCALNET: &str = "/proc/sys/net/ipv4/conf/all/route_localnet";
 
 /// Mirror `api` into a store, poking `changed` after every event.
 pub(crate) fn mirror<K>(api: Api<K>, changed: Arc<Notify>) -> Store<K>
@@ -67,6 +72,9 @@ pub async fn run(client: kube::Client) {
     {
         tracing::warn!("iptables-restore not found: Service ClusterIPs are not proxied");
         return;
+    }
+    if let Err(e) = std::fs::write(ROUTE_LOCALNET, "1") {
+        tracing::warn!("{ROUTE_LOCALNET}: {e}: NodePorts are not reachable on localhost");
     }
     let changed = Arc::new(Notify::new());
     let services = mirror(Api::<Service>::all(client.clone()), changed.clone());

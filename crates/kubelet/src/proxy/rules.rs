@@ -1,8 +1,9 @@
 //! The iptables rules of the service proxy, computed from Services and EndpointSlices
 //! (pure; `mod.rs` applies them). The layout follows upstream kube-proxy's iptables mode:
 //!
-//! - `R8S-SERVICES` (nat, from PREROUTING and OUTPUT): one rule per ClusterIP port into
-//!   that port's `R8S-SVC-…` chain; last, local-address traffic into `R8S-NODEPORTS`;
+//! - `R8S-SERVICES` (nat, from PREROUTING and OUTPUT): one rule per ClusterIP port, and per
+//!   LoadBalancer ingress IP of the port, into that port's `R8S-SVC-…` chain; last,
+//!   local-address traffic into `R8S-NODEPORTS`;
 //! - `R8S-SVC-…`: marks for masquerade, then picks an endpoint uniformly at random
 //!   (`statistic` with probabilities 1/n, 1/(n-1), …) into its `R8S-SEP-…` chain;
 //! - `R8S-SEP-…`: DNAT to the endpoint;
@@ -13,7 +14,9 @@
 //! Filter table: `R8S-FORWARD` accepts the marked traffic whatever the FORWARD policy;
 //! `R8S-NO-ENDPOINTS` (from OUTPUT and FORWARD) rejects connections to a ClusterIP port
 //! that has no ready endpoint, as upstream does, instead of letting them leave through the
-//! default route.
+//! default route. `R8S-FIREWALL` (filter, from INPUT) drops packets to 127.0.0.0/8 from
+//! elsewhere that were not DNATed, which the `route_localnet` NodePorts on localhost need
+//! (as kube-proxy's `KUBE-FIREWALL`).
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -26,6 +29,7 @@ pub const POSTROUTING: &str = "R8S-POSTROUTING";
 pub const MARK_MASQ: &str = "R8S-MARK-MASQ";
 pub const FORWARD: &str = "R8S-FORWARD";
 pub const NO_ENDPOINTS: &str = "R8S-NO-ENDPOINTS";
+pub const FIREWALL: &str = "R8S-FIREWALL";
 /// The packet mark that asks for masquerade (kube-proxy's bit).
 const MASQ_MARK: &str = "0x4000/0x4000";
 const SVC_PREFIX: &str = "R8S-SVC-";
@@ -40,6 +44,8 @@ pub struct PortRule {
     pub protocol: String,
     pub port: i32,
     pub node_port: Option<i32>,
+    /// IPv4 addresses of `status.loadBalancer.ingress` (LoadBalancer Services).
+    pub lb_ips: Vec<String>,
     /// Ready endpoints as (ip, port).
     pub endpoints: Vec<(String, i32)>,
 }
@@ -92,6 +98,17 @@ pub fn port_rules(services: &[Service], slices: &[EndpointSlice]) -> Vec<PortRul
                     && s.address_type == "IPv4"
             })
             .collect();
+        let lb_ips: Vec<String> = if spec.type_.as_deref() == Some("LoadBalancer") {
+            svc.status
+                .iter()
+                .filter_map(|s| s.load_balancer.as_ref())
+                .flat_map(|lb| lb.ingress.iter().flatten())
+                .filter_map(|i| i.ip.clone())
+                .filter(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok())
+                .collect()
+        } else {
+            Vec::new()
+        };
         for p in spec.ports.iter().flatten() {
             let port_name = p.name.clone().unwrap_or_default();
             let protocol = p.protocol.clone().unwrap_or_else(|| "TCP".into());
@@ -117,6 +134,7 @@ pub fn port_rules(services: &[Service], slices: &[EndpointSlice]) -> Vec<PortRul
                 protocol: protocol.to_lowercase(),
                 port: p.port,
                 node_port: p.node_port.filter(|n| *n > 0),
+                lb_ips: lb_ips.clone(),
                 endpoints: endpoints.into_iter().collect(),
             });
         }
@@ -148,6 +166,13 @@ pub fn restore_input(rules: &[PortRule], existing: &BTreeSet<String>) -> String 
             "-A {SERVICES} -d {}/32 -p {} --dport {} {comment} -j {svc}",
             r.cluster_ip, r.protocol, r.port
         );
+        for lb in &r.lb_ips {
+            let _ = writeln!(
+                body,
+                "-A {SERVICES} -d {lb}/32 -p {} --dport {} {comment} -j {svc}",
+                r.protocol, r.port
+            );
+        }
         if let Some(np) = r.node_port {
             let _ = writeln!(
                 body,
@@ -199,17 +224,18 @@ pub fn restore_input(rules: &[PortRule], existing: &BTreeSet<String>) -> String 
     nat.push_str("COMMIT\n");
     let _ = write!(
         nat,
-        "*filter\n:{FORWARD} - [0:0]\n:{NO_ENDPOINTS} - [0:0]\n-A {FORWARD} -m mark --mark {MASQ_MARK} -j ACCEPT\n-A {FORWARD} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n"
+        "*filter\n:{FORWARD} - [0:0]\n:{NO_ENDPOINTS} - [0:0]\n:{FIREWALL} - [0:0]\n-A {FORWARD} -m mark --mark {MASQ_MARK} -j ACCEPT\n-A {FORWARD} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A {FIREWALL} -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m comment --comment \"block incoming localnet connections\" -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP\n"
     );
     for r in rules.iter().filter(|r| r.endpoints.is_empty()) {
-        let _ = writeln!(
-            nat,
-            "-A {NO_ENDPOINTS} -d {}/32 -p {} --dport {} -m comment --comment \"{} has no endpoints\" -j REJECT --reject-with icmp-port-unreachable",
-            r.cluster_ip,
-            r.protocol,
-            r.port,
-            r.id.replace('"', "")
-        );
+        for ip in std::iter::once(&r.cluster_ip).chain(&r.lb_ips) {
+            let _ = writeln!(
+                nat,
+                "-A {NO_ENDPOINTS} -d {ip}/32 -p {} --dport {} -m comment --comment \"{} has no endpoints\" -j REJECT --reject-with icmp-port-unreachable",
+                r.protocol,
+                r.port,
+                r.id.replace('"', "")
+            );
+        }
     }
     nat.push_str("COMMIT\n");
     nat
@@ -291,6 +317,26 @@ mod tests {
         assert!(text.contains("-X R8S-SVC-0000000000000000"));
         assert!(text.starts_with("*nat\n"));
         assert!(text.contains("*filter\n:R8S-FORWARD - [0:0]"));
+    }
+
+    #[test]
+    fn load_balancer_ingress_ips_lead_to_the_service() {
+        let mut lb = svc();
+        lb.spec.as_mut().unwrap().type_ = Some("LoadBalancer".into());
+        lb.status = serde_json::from_value(json!({"loadBalancer": {"ingress": [
+            {"ip": "192.0.2.9"}, {"hostname": "lb.example.com"}, {"ip": "2001:db8::1"}]}}))
+        .unwrap();
+        let rules = port_rules(&[lb.clone()], &[slice(&[("10.42.0.5", true)])]);
+        assert_eq!(rules[0].lb_ips, ["192.0.2.9"]);
+        let text = restore_input(&rules, &BTreeSet::new());
+        let svc = svc_chain("default/web:http");
+        assert!(text.contains(&format!(
+            "-A R8S-SERVICES -d 192.0.2.9/32 -p tcp --dport 80 -m comment --comment \"default/web:http\" -j {svc}"
+        )));
+        assert!(text.contains("-A R8S-FIREWALL -d 127.0.0.0/8 ! -s 127.0.0.0/8"));
+        // Without endpoints the ingress IP refuses too.
+        let none = restore_input(&port_rules(&[lb], &[]), &BTreeSet::new());
+        assert!(none.contains("-A R8S-NO-ENDPOINTS -d 192.0.2.9/32 -p tcp --dport 80"));
     }
 
     #[test]
