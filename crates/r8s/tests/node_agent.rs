@@ -396,6 +396,112 @@ fn proxied(ip: &str, port: u16) -> bool {
 
 /// `kubectl expose`: the Service's ClusterIP reaches the Deployment's pods from the node
 /// and from another pod, through the agent's service proxy.
+/// One A query over TCP (2-byte length prefix) to `server`:53: the address of its single
+/// A answer.
+fn dns_over_tcp(server: &str, name: &str) -> Option<std::net::Ipv4Addr> {
+    let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let addr = format!("{server}:53").parse().ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(&(q.len() as u16).to_be_bytes()).ok()?;
+    s.write_all(&q).ok()?;
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).ok()?;
+    let mut r = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut r).ok()?;
+    let n = r.len();
+    (n > 16 && r[..2] == [0x12, 0x34] && r[3] & 0x0f == 0 && r[7] == 1)
+        .then(|| std::net::Ipv4Addr::new(r[n - 4], r[n - 3], r[n - 2], r[n - 1]))
+}
+
+/// The DNS specification beyond A records, asked from a pod with busybox nslookup: NODATA
+/// (not NXDOMAIN) for AAAA, SRV, PTR, pod names, ExternalName, and TCP.
+fn more_cluster_dns(s: &Server, ip: &str) {
+    let text = |o: std::process::Output| {
+        String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
+    };
+    let lookup = |args: &[&str]| {
+        let mut all = vec!["exec", "nginx-pod", "--", "nslookup"];
+        all.extend_from_slice(args);
+        text(s.kubectl(&all))
+    };
+    // busybox asks A and AAAA: the AAAA is NODATA, never NXDOMAIN.
+    let both = lookup(&["web.default.svc.cluster.local"]);
+    assert!(
+        both.contains(&format!("Address: {ip}")) && !both.contains("NXDOMAIN"),
+        "{both}"
+    );
+    let srv = lookup(&["-type=srv", "web.default.svc.cluster.local"]);
+    assert!(
+        srv.contains("service = 0 100 8080 web.default.svc.cluster.local"),
+        "{srv}"
+    );
+    let srv = lookup(&[
+        "-type=srv",
+        "_dns-tcp._tcp.kube-dns.kube-system.svc.cluster.local",
+    ]);
+    assert!(
+        srv.contains("service = 0 100 53 kube-dns.kube-system.svc.cluster.local"),
+        "{srv}"
+    );
+    let ptr = lookup(&[ip]);
+    assert!(
+        ptr.contains("name = web.default.svc.cluster.local"),
+        "{ptr}"
+    );
+    let pod_ip = s.ok(&["get", "pod", "nginx-pod", "-o", "jsonpath={.status.podIP}"]);
+    let pod_name = format!(
+        "{}.default.pod.cluster.local",
+        pod_ip.trim().replace('.', "-")
+    );
+    let pod = lookup(&["-type=a", &pod_name]);
+    assert!(
+        pod.contains(&format!("Address: {}", pod_ip.trim())),
+        "{pod}"
+    );
+    // ExternalName to a cluster name (no outside lookup): CNAME plus the address.
+    s.ok(&[
+        "create",
+        "service",
+        "externalname",
+        "web-alias",
+        "--external-name=web.default.svc.cluster.local",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = lookup(&["-type=a", "web-alias.default.svc.cluster.local"]);
+        if out.contains(&format!("Address: {ip}")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no ExternalName answer: {out}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    s.ok(&["delete", "service", "web-alias"]);
+    // DNS over TCP through the kube-dns ClusterIP (busybox nslookup has no TCP mode).
+    let dns_ip = s.ok(&[
+        "get",
+        "svc",
+        "-n",
+        "kube-system",
+        "kube-dns",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while dns_over_tcp(dns_ip.trim(), "web.default.svc.cluster.local") != ip.parse().ok() {
+        assert!(
+            Instant::now() < deadline,
+            "no DNS answer over TCP from {dns_ip}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 fn services_reach_their_pods(s: &Server) {
     s.ok(&[
         "expose",
@@ -491,6 +597,7 @@ fn services_reach_their_pods(s: &Server) {
     let text = String::from_utf8_lossy(&missing.stdout).to_string()
         + &String::from_utf8_lossy(&missing.stderr);
     assert!(text.contains("NXDOMAIN"), "{text}");
+    more_cluster_dns(s, &ip);
     // No ready endpoint: connections are refused at once, as upstream.
     s.ok(&["scale", "deployment", "web", "--replicas=0"]);
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -108,6 +108,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                     cluster_ip,
                     domain: kcfg.cluster_domain.clone(),
                 },
+                args.service_cidr.parse().ok(),
             ));
         }
         agent = Some(
