@@ -9,6 +9,7 @@ pub mod cri;
 pub mod dns;
 pub mod error;
 pub mod images;
+pub mod ingress;
 pub mod node;
 pub mod pod;
 pub mod proxy;

@@ -118,6 +118,15 @@ pub struct ServerArgs {
     /// HTTPS port of the node agent's API (logs, exec, port-forward); 0 picks a free one.
     #[arg(long, default_value_t = 10250)]
     pub kubelet_port: u16,
+    /// Do not run the built-in Ingress controller (k3s: `--disable traefik`).
+    #[arg(long)]
+    pub disable_ingress: bool,
+    /// Port the Ingress controller serves plain HTTP on (all addresses).
+    #[arg(long, default_value_t = 80)]
+    pub ingress_http_port: u16,
+    /// Port the Ingress controller serves HTTPS on (all addresses).
+    #[arg(long, default_value_t = 443)]
+    pub ingress_https_port: u16,
     /// Node name of the agent (default: the host name).
     #[arg(long)]
     pub node_name: Option<String>,

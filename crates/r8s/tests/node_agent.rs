@@ -3,6 +3,8 @@
 //! them). One test function, since every agent uses the same bridge and pod CIDR.
 
 mod common;
+#[path = "agent/ingress.rs"]
+mod ingress;
 use common::Server;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -975,9 +977,13 @@ fn resource_metrics_and_autoscaling(s: &Server) {
 
 #[test]
 fn seed_nginx_pod_and_a_deployment_run_on_containerd() {
+    let ingress_http = common::free_port();
+    let ingress_https = common::free_port();
     let mut s = Server::start_with_agent_and(&[
         "--metric-resolution=2s",
         "--horizontal-pod-autoscaler-sync-period=2s",
+        &format!("--ingress-http-port={ingress_http}"),
+        &format!("--ingress-https-port={ingress_https}"),
     ]);
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
@@ -1041,6 +1047,7 @@ fn seed_nginx_pod_and_a_deployment_run_on_containerd() {
         assert!(http_get(ip, 80).contains("200 OK"));
     }
     services_reach_their_pods(&s);
+    ingress::ingress_routes_to_services(&s, ingress_http);
     // A missing image never pulled is reported as upstream does.
     s.ok(&[
         "run",

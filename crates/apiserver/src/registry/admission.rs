@@ -83,6 +83,59 @@ impl Registry {
         if info.group.is_empty() && info.plural == "persistentvolumes" {
             add_finalizer(obj, "kubernetes.io/pv-protection");
         }
+        if info.group == "networking.k8s.io" && info.plural == "ingresses" {
+            self.admit_default_ingress_class(obj).await?;
+        }
+        Ok(())
+    }
+
+    /// Upstream's `DefaultIngressClass`: an Ingress naming no class (neither
+    /// `spec.ingressClassName` nor the legacy `kubernetes.io/ingress.class` annotation)
+    /// gets the default IngressClass, the newest if several are marked (then the first
+    /// by name).
+    async fn admit_default_ingress_class(&self, ing: &mut Value) -> ApiResult<()> {
+        let named = ing
+            .pointer("/spec/ingressClassName")
+            .is_some_and(|c| !c.is_null())
+            || ing
+                .pointer("/metadata/annotations/kubernetes.io~1ingress.class")
+                .is_some();
+        if named || !ing.is_object() {
+            return Ok(());
+        }
+        let Some(classes) = catalog::find("networking.k8s.io", "v1", "ingressclasses") else {
+            return Ok(());
+        };
+        let page = self
+            .list(classes, None, &super::ListParams::default())
+            .await?;
+        let default = page
+            .items
+            .iter()
+            .filter(|c| {
+                c.pointer("/metadata/annotations/ingressclass.kubernetes.io~1is-default-class")
+                    .and_then(Value::as_str)
+                    == Some("true")
+            })
+            .max_by(|a, b| {
+                let created = |c: &Value| meta::meta_str(c, "creationTimestamp").to_string();
+                created(a)
+                    .cmp(&created(b))
+                    .then_with(|| meta::name(b).cmp(meta::name(a)))
+            });
+        let Some(class) = default else {
+            return Ok(());
+        };
+        let name = json!(meta::name(class));
+        if let Some(map) = ing.as_object_mut() {
+            let spec = map.entry("spec").or_insert_with(|| json!({}));
+            if spec.is_null() {
+                *spec = json!({});
+            }
+            if let Some(spec) = spec.as_object_mut() {
+                spec.insert("ingressClassName".into(), name);
+            }
+        }
         Ok(())
     }
 

@@ -43,6 +43,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     ensure_local_path_class(&client).await;
+    // The Ingress controller runs with the agent; its class exists only where it runs.
+    let ingress = !args.disable_agent && !args.disable_ingress;
+    if ingress {
+        r8s_kubelet::ingress::ensure_class(&client).await;
+    }
     let identity = format!(
         "{}_{}",
         r8s_apiserver::pki::detect_hostname().unwrap_or_else(|| "r8s".into()),
@@ -97,8 +102,19 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             args.kubelet_port,
         ));
         kcfg.server_tls = Some(kubelet_tls(&running.pki, &node_name, node_ip)?);
-        // The node's service proxy (kube-proxy) and cluster DNS run with the agent.
+        // The node's service proxy (kube-proxy), Ingress controller and cluster DNS run
+        // with the agent.
         tokio::spawn(r8s_kubelet::proxy::run(client.clone()));
+        if ingress {
+            tokio::spawn(r8s_kubelet::ingress::run(
+                client.clone(),
+                r8s_kubelet::ingress::IngressConfig::new(
+                    node_ip,
+                    args.ingress_http_port,
+                    args.ingress_https_port,
+                ),
+            ));
+        }
         if let Some(cluster_ip) = cluster_dns_ip(&args.service_cidr) {
             kcfg.cluster_dns = Some(IpAddr::V4(cluster_ip));
             tokio::spawn(r8s_kubelet::dns::run(
