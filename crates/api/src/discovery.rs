@@ -274,7 +274,9 @@ mod tests {
         let list = api_group_list();
         assert_eq!(list["kind"], "APIGroupList");
         let groups = list["groups"].as_array().expect("groups");
-        assert_eq!(groups[0]["name"], "apps");
+        // apiregistration.k8s.io first (priority 18000), as upstream, then apps.
+        assert_eq!(groups[0]["name"], "apiregistration.k8s.io");
+        assert_eq!(groups[1]["name"], "apps");
         let autoscaling = groups
             .iter()
             .find(|g| g["name"] == "autoscaling")

@@ -26,6 +26,7 @@ pub async fn run(registry: &Registry, endpoint: std::net::SocketAddr) -> ApiResu
                 .await,
         )?;
     }
+    ensure_api_services(registry).await?;
     let svc_info = catalog::find("", "v1", "services")
         .ok_or_else(|| ApiError::internal("services not in catalog"))?;
     ensure_endpoints(registry, endpoint).await?;
@@ -132,6 +133,86 @@ async fn ensure_endpoints(registry: &Registry, endpoint: std::net::SocketAddr) -
         ),
         Err(e) => Err(e),
     }
+}
+
+/// Upstream's discovery priorities (kube-aggregator's table) of the groups r8s serves:
+/// (group, version, groupPriorityMinimum, versionPriority). Unlisted (custom resource)
+/// groups get 1000/100, as upstream's CRD registration;
+/// the resource metrics API takes metrics-server's 100/100.
+const PRIORITIES: &[(&str, &str, i64, i64)] = &[
+    ("", "v1", 18000, 1),
+    ("apiregistration.k8s.io", "v1", 18000, 15),
+    ("apps", "v1", 17800, 15),
+    ("events.k8s.io", "v1", 17750, 15),
+    ("authentication.k8s.io", "v1", 17700, 15),
+    ("authorization.k8s.io", "v1", 17600, 15),
+    ("autoscaling", "v2", 17500, 30),
+    ("autoscaling", "v1", 17500, 15),
+    ("batch", "v1", 17400, 15),
+    ("certificates.k8s.io", "v1", 17300, 15),
+    ("networking.k8s.io", "v1", 17200, 15),
+    ("policy", "v1", 17100, 15),
+    ("rbac.authorization.k8s.io", "v1", 17000, 15),
+    ("storage.k8s.io", "v1", 16800, 15),
+    ("admissionregistration.k8s.io", "v1", 16700, 15),
+    ("apiextensions.k8s.io", "v1", 16700, 15),
+    ("scheduling.k8s.io", "v1", 16600, 15),
+    ("coordination.k8s.io", "v1", 16500, 15),
+    ("node.k8s.io", "v1", 16300, 15),
+    ("discovery.k8s.io", "v1", 16200, 15),
+    ("metrics.k8s.io", "v1beta1", 100, 100),
+];
+
+/// One `Local` APIService per served group version (upstream's autoregistration), with
+/// its availability (local ones always are).
+async fn ensure_api_services(registry: &Registry) -> ApiResult<()> {
+    let info = catalog::find("apiregistration.k8s.io", "v1", "apiservices")
+        .ok_or_else(|| ApiError::internal("apiservices not in catalog"))?;
+    let mut versions: Vec<(&str, &str)> = vec![("", "v1")];
+    for g in catalog::groups() {
+        versions.extend(g.versions.iter().map(|v| (g.name, *v)));
+    }
+    for (group, version) in versions {
+        let (group_priority, version_priority) = PRIORITIES
+            .iter()
+            .find(|(g, v, _, _)| *g == group && *v == version)
+            .map_or((1000, 100), |(_, _, g, v)| (*g, *v));
+        let name = format!("{version}.{group}");
+        let obj = json!({
+            "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+            "metadata": {"name": name,
+                         "labels": {"kube-aggregator.kubernetes.io/automanaged": "onstart"}},
+            "spec": {"group": group, "version": version,
+                     "groupPriorityMinimum": group_priority, "versionPriority": version_priority},
+        });
+        ignore_exists(
+            registry
+                .create(info, None, obj, &WriteOptions::default())
+                .await,
+        )?;
+        let available = json!({"conditions": [{
+            "type": "Available", "status": "True", "reason": "Local",
+            "message": "Local APIServices are always available",
+            "lastTransitionTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        }]});
+        registry
+            .update_with(
+                info,
+                None,
+                &name,
+                Some("status"),
+                &WriteOptions::default(),
+                |cur| {
+                    let mut next = cur.clone();
+                    if next.pointer("/status/conditions").is_none() {
+                        next["status"] = available.clone();
+                    }
+                    Ok(next)
+                },
+            )
+            .await?;
+    }
+    Ok(())
 }
 
 fn ignore_exists<T>(r: ApiResult<T>) -> ApiResult<()> {

@@ -707,6 +707,18 @@ pub(super) static RESOURCES: &[ResourceInfo] = &[
         NONE,
         &[],
     ),
+    // apiregistration.k8s.io/v1: the served group versions (`kubectl get apiservices`).
+    res(
+        "apiregistration.k8s.io",
+        "v1",
+        "APIService",
+        "apiservices",
+        "apiservice",
+        false,
+        NONE,
+        &["api-extensions"],
+        &[status("APIService", "apiregistration.k8s.io", "v1")],
+    ),
     // metrics.k8s.io/v1beta1: the resource metrics API (metrics-server's, served in
     // process from kubelet scrapes, never stored), read by `kubectl top` and the HPA.
     ResourceInfo {
@@ -754,6 +766,7 @@ pub(super) static RESOURCES: &[ResourceInfo] = &[
 /// Named groups in the order upstream's `/apis` lists them (by group priority), each with
 /// its served versions, preferred first.
 pub(super) static GROUPS: &[(&str, &[&str])] = &[
+    ("apiregistration.k8s.io", &["v1"]),
     ("apps", &["v1"]),
     ("events.k8s.io", &["v1"]),
     ("authentication.k8s.io", &["v1"]),

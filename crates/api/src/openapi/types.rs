@@ -132,6 +132,7 @@ pub(super) static KINDS: &[KindType] = kinds![
     k8s_openapi::api::resource::v1beta2::ResourceClaimTemplate,
     k8s_openapi::api::resource::v1beta2::ResourceSlice,
     k8s_openapi::api::scheduling::v1::PriorityClass,
+    k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService,
     crate::resource_metrics::NodeMetrics,
     crate::resource_metrics::PodMetrics,
     k8s_openapi::api::storage::v1::CSIDriver,

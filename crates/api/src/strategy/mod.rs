@@ -5,6 +5,7 @@
 //! deserialize into k8s-openapi types where typing helps.
 
 pub mod apiextensions;
+pub mod apiregistration;
 pub mod apps;
 pub mod batch;
 pub mod certificates;
@@ -200,6 +201,7 @@ pub fn for_kind(group: &str, kind: &str) -> &'static dyn Strategy {
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
             &apiextensions::CustomResourceDefinitionStrategy
         }
+        ("apiregistration.k8s.io", "APIService") => &apiregistration::ApiServiceStrategy,
         (
             "rbac.authorization.k8s.io",
             "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding",

@@ -31,6 +31,7 @@ pub(super) fn printer(group: &str, plural: &str) -> Option<Printer> {
         ("storage.k8s.io", "csinodes") => (CSI_NODE, csi_node),
         ("storage.k8s.io", "volumeattachments") => (VOLUME_ATTACHMENT, volume_attachment),
         ("certificates.k8s.io", "certificatesigningrequests") => (CSR, csr),
+        ("apiregistration.k8s.io", "apiservices") => (API_SERVICE, api_service),
         ("metrics.k8s.io", "nodes") => (RESOURCE_METRICS, node_metrics),
         ("metrics.k8s.io", "pods") => (RESOURCE_METRICS, pod_metrics),
         _ => return None,
@@ -502,6 +503,42 @@ fn csr(csr: &Value, now: DateTime<Utc>) -> Vec<Value> {
         str_at(csr, &["spec", "username"]).into(),
         duration.into(),
         csr_condition(csr).into(),
+    ]
+}
+
+const API_SERVICE: &[Column] = &[
+    NAME,
+    col(
+        "Service",
+        "The reference to the service that hosts this API endpoint.",
+    ),
+    col(
+        "Available",
+        "Whether this service is available and accessible.",
+    ),
+    AGE,
+];
+
+/// `Local` or `namespace/name`; `True`, or `False (Reason)`, or `Unknown`.
+fn api_service(a: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let service = match at(a, &["spec", "service"]).filter(|s| !s.is_null()) {
+        Some(s) => format!("{}/{}", str_at(s, &["namespace"]), str_at(s, &["name"])),
+        None => "Local".to_string(),
+    };
+    let available = arr_at(a, &["status", "conditions"])
+        .iter()
+        .find(|c| str_at(c, &["type"]) == "Available")
+        .map(|c| match (str_at(c, &["status"]), str_at(c, &["reason"])) {
+            ("True", _) => "True".to_string(),
+            (status, "") => status.to_string(),
+            (status, reason) => format!("{status} ({reason})"),
+        })
+        .unwrap_or_else(|| "Unknown".to_string());
+    vec![
+        name(a).into(),
+        service.into(),
+        available.into(),
+        since(created(a), now).into(),
     ]
 }
 

@@ -34,6 +34,10 @@ pub fn sample_name(info: &ResourceInfo) -> String {
         // A CRD's name is its resource's `<plural>.<group>`.
         return format!("samples.{}", SAMPLE_CRD_GROUP);
     }
+    if info.kind == "APIService" {
+        // An APIService's name is its `<version>.<group>`.
+        return format!("v1.{SAMPLE_API_SERVICE_GROUP}");
+    }
     if info.storage_group == info.group {
         format!("sample-{}", info.version)
     } else {
@@ -46,6 +50,24 @@ pub fn sample_name(info: &ResourceInfo) -> String {
 /// character name is fine): RBAC, and core/v1 Events (legacy validation only).
 pub fn path_segment_names(info: &ResourceInfo) -> bool {
     info.group == "rbac.authorization.k8s.io" || (info.group.is_empty() && info.kind == "Event")
+}
+
+/// The group of the sample APIService.
+const SAMPLE_API_SERVICE_GROUP: &str = "samples.example.com";
+
+/// The group of a sample APIService called (or derived from) `name`: its name must be
+/// `v1.<group>`, so `never` becomes `v1.never.samples.example.com`.
+fn api_service_group(name: &str) -> String {
+    let stem = name
+        .strip_prefix("v1.")
+        .unwrap_or(name)
+        .trim_end_matches(SAMPLE_API_SERVICE_GROUP)
+        .trim_end_matches('.');
+    if stem.is_empty() {
+        SAMPLE_API_SERVICE_GROUP.to_string()
+    } else {
+        format!("{stem}.{SAMPLE_API_SERVICE_GROUP}")
+    }
 }
 
 /// The group of the sample CustomResourceDefinition's resource.
@@ -135,6 +157,10 @@ pub fn sample(info: &ResourceInfo, name: &str) -> Value {
         ("rbac.authorization.k8s.io", "RoleBinding") => role_ref("Role"),
         ("rbac.authorization.k8s.io", "ClusterRole" | "Role") => json!({"rules": []}),
         ("storage.k8s.io", "StorageClass") => json!({"provisioner": "example.com/x"}),
+        ("apiregistration.k8s.io", "APIService") => json!({"spec": {
+            "group": api_service_group(name), "version": "v1",
+            "groupPriorityMinimum": 100, "versionPriority": 100
+        }}),
         ("scheduling.k8s.io", "PriorityClass") => json!({"value": 1000}),
         ("coordination.k8s.io", "Lease") => json!({"spec": {}}),
         ("discovery.k8s.io", "EndpointSlice") => json!({"addressType": "IPv4", "endpoints": []}),
@@ -149,6 +175,10 @@ pub fn sample(info: &ResourceInfo, name: &str) -> Value {
     // A CRD's name must be `<plural>.<group>`: `never` defines `never.<sample group>`.
     let name = match info.kind {
         "CustomResourceDefinition" => format!("{}.{SAMPLE_CRD_GROUP}", crd_plural(name)),
+        // Junk names (uppercase, too long) stay as they are, to be refused.
+        "APIService" if name.len() <= 63 && !name.chars().any(|c| c.is_ascii_uppercase()) => {
+            format!("v1.{}", api_service_group(name))
+        }
         _ => name.to_string(),
     };
     let mut obj = json!({
