@@ -58,7 +58,16 @@ async fn route(state: AppState, req: Request) -> (Response, Labels) {
         ),
         Route::Resource(target) => {
             let labels = Some((verb_label(&parts.method, &target), target.resource.clone()));
-            let resp = match resource::handle(state, target, parts, body).await {
+            // Admission webhooks learn who asks; their warnings join the answer.
+            let scope = if state.registry.webhooks_configured() {
+                crate::registry::RequestScope::of(&parts, &target)
+            } else {
+                crate::registry::RequestScope::none()
+            };
+            let resp = match scope
+                .run(resource::handle(state, target, parts, body))
+                .await
+            {
                 Ok(r) => r,
                 Err(e) => e.into_response(),
             };

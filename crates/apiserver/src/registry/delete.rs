@@ -122,6 +122,11 @@ impl Registry {
                     kv.mod_revision
                 )));
             }
+            self.delete_webhooks(
+                &super::webhook::Attrs::delete(info, namespace, opts),
+                &current,
+            )
+            .await?;
             let key = object_key(info, namespace, name);
             let marked = self.mark_for_deletion(info, &current, opts);
             match marked {

@@ -65,6 +65,9 @@ impl Registry {
         // Upstream decodes with defaults, then runs the rest of admission.
         self.admit_limit_ranges(info, namespace.as_deref(), &mut obj)
             .await?;
+        let webhook_attrs = super::webhook::Attrs::create(info, namespace.as_deref(), opts.dry_run);
+        self.mutating_webhooks(&webhook_attrs, &mut obj, None)
+            .await?;
         strategy.prepare_for_create(&mut obj);
         let name = meta::name(&obj).to_string();
         let mut errors = validate_meta(info, &obj);
@@ -73,6 +76,7 @@ impl Registry {
         if !errors.is_empty() {
             return Err(ApiError::invalid(info.group, info.kind, &name, &errors));
         }
+        self.validating_webhooks(&webhook_attrs, &obj, None).await?;
         self.admit_quota(info, namespace.as_deref(), &obj, None, opts.dry_run)
             .await?;
         let allocated = self.alloc.on_create(info, &mut obj, opts.dry_run).await?;
@@ -186,7 +190,13 @@ impl Registry {
                     "the namespace of the provided object does not match the namespace sent on the request",
                 ));
             }
+            let webhook_attrs =
+                super::webhook::Attrs::update(info, namespace, subresource, opts.dry_run);
+            self.mutating_webhooks(&webhook_attrs, &mut desired, Some(&current))
+                .await?;
             self.prepare_update(info, subresource, &mut desired, &current)?;
+            self.validating_webhooks(&webhook_attrs, &desired, Some(&current))
+                .await?;
             if meta::is_deleting(&desired)
                 && meta::finalizers(&desired).is_empty()
                 && grace_elapsed(&desired)

@@ -1,0 +1,572 @@
+//! Dispatch through a real registry to an HTTPS webhook served by the test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+use crate::registry::{Allocators, WriteOptions};
+use axum::body::Body;
+use base64::Engine;
+use hyper_util::rt::TokioIo;
+use r8s_api::catalog;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::collections::HashMap;
+use tokio::net::TcpListener;
+
+type Answer = dyn Fn(&str, &Value) -> Value + Send + Sync;
+
+/// An HTTPS webhook on 127.0.0.1: `answer(path, request)` gives the response fields
+/// (the uid is filled in); every review is recorded with its path.
+struct Hooked {
+    port: u16,
+    ca: String,
+    seen: Arc<Mutex<Vec<(String, Value)>>>,
+}
+
+impl Hooked {
+    async fn start(answer: impl Fn(&str, &Value) -> Value + Send + Sync + 'static) -> Hooked {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "webhook test CA");
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::from_ca_cert_pem(
+            &ca_cert.pem(),
+            KeyPair::from_pem(&ca_key.serialize_pem()).unwrap(),
+        )
+        .unwrap();
+        let key = KeyPair::generate().unwrap();
+        let params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        let mut tls = rustls::ServerConfig::builder_with_provider(crate::tls::crypto_provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![CertificateDer::from(cert.der().to_vec())],
+                PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
+            )
+            .unwrap();
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let answer: Arc<Answer> = Arc::new(answer);
+        let recorded = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let (acceptor, answer, recorded) =
+                    (acceptor.clone(), answer.clone(), recorded.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            let (answer, recorded) = (answer.clone(), recorded.clone());
+                            async move {
+                                let path = req.uri().path().to_string();
+                                let body =
+                                    axum::body::to_bytes(Body::new(req.into_body()), 1 << 20)
+                                        .await
+                                        .unwrap();
+                                let review: Value = serde_json::from_slice(&body).unwrap();
+                                let request = review["request"].clone();
+                                recorded
+                                    .lock()
+                                    .unwrap()
+                                    .push((path.clone(), request.clone()));
+                                let mut response = answer(&path, &request);
+                                response["uid"] = request["uid"].clone();
+                                let out = json!({"apiVersion": "admission.k8s.io/v1",
+                                "kind": "AdmissionReview", "response": response});
+                                Ok::<_, std::convert::Infallible>(hyper::Response::new(Body::from(
+                                    serde_json::to_vec(&out).unwrap(),
+                                )))
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        Hooked {
+            port,
+            ca: base64::engine::general_purpose::STANDARD.encode(ca_cert.pem()),
+            seen,
+        }
+    }
+
+    fn client(&self, path: &str) -> Value {
+        json!({"url": format!("https://127.0.0.1:{}{path}", self.port), "caBundle": self.ca})
+    }
+
+    fn paths(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
+    fn requests(&self, path: &str) -> Vec<Value> {
+        let seen = self.seen.lock().unwrap();
+        seen.iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+}
+
+fn patch(ops: Value) -> Value {
+    json!({"allowed": true, "patchType": "JSONPatch",
+        "patch": base64::engine::general_purpose::STANDARD.encode(ops.to_string())})
+}
+
+fn info(group: &str, version: &str, plural: &str) -> &'static ResourceInfo {
+    catalog::find(group, version, plural).unwrap()
+}
+
+async fn registry() -> (Registry, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = r8s_store::open("", &dir.path().join("state.db"))
+        .await
+        .unwrap();
+    let alloc = Allocators::new(store.clone(), "10.43.0.0/16").unwrap();
+    let registry = Registry::new(store, alloc);
+    namespace(&registry, "default", json!({})).await;
+    (registry, dir)
+}
+
+async fn namespace(registry: &Registry, name: &str, labels: Value) {
+    registry
+        .create(
+            info("", "v1", "namespaces"),
+            None,
+            json!({"metadata": {"name": name, "labels": labels}}),
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+}
+
+/// Stores a configuration (outside any request, as configurations are never admitted).
+async fn configure(registry: &Registry, plural: &str, name: &str, webhooks: Value) {
+    registry
+        .create(
+            info("admissionregistration.k8s.io", "v1", plural),
+            None,
+            json!({"metadata": {"name": name}, "webhooks": webhooks}),
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+}
+
+fn hook(
+    name: &str,
+    client: Value,
+    ops: &[&str],
+    groups: &[&str],
+    versions: &[&str],
+    resources: &[&str],
+) -> Value {
+    json!({"name": name, "clientConfig": client, "sideEffects": "None",
+        "admissionReviewVersions": ["v1"],
+        "rules": [{"operations": ops, "apiGroups": groups, "apiVersions": versions,
+                   "resources": resources}]})
+}
+
+/// Runs `write` as the API request for `group`/`resource` made by alice.
+async fn as_request<F>(group: &str, resource: &str, write: F) -> ApiResult<Value>
+where
+    F: Future<Output = ApiResult<Value>>,
+{
+    let (mut parts, _) = axum::http::Request::builder()
+        .method("POST")
+        .uri("/x?fieldManager=tests")
+        .body(())
+        .unwrap()
+        .into_parts();
+    parts
+        .extensions
+        .insert(UserInfo::new("alice", vec!["devs".into()]));
+    let target = ResourcePath {
+        group: group.into(),
+        version: "v1".into(),
+        resource: resource.into(),
+        namespace: None,
+        name: None,
+        subresource: None,
+        legacy_watch: false,
+    };
+    let out = Arc::new(Mutex::new(None));
+    let slot = out.clone();
+    RequestScope::of(&parts, &target)
+        .run(async move {
+            let v = write.await?;
+            *slot.lock().unwrap() = Some(v);
+            Ok(Response::default())
+        })
+        .await?;
+    let v = out.lock().unwrap().take().unwrap();
+    Ok(v)
+}
+
+fn configmap(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}})
+}
+
+async fn create_cm(registry: &Registry, ns: &str, name: &str) -> ApiResult<Value> {
+    let cms = info("", "v1", "configmaps");
+    as_request(
+        "",
+        "configmaps",
+        registry.create(cms, Some(ns), configmap(name), &WriteOptions::default()),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn reinvokes_if_needed_webhooks_once_after_a_later_change() {
+    let calls: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let counted = calls.clone();
+    let server = Hooked::start(move |path, _| {
+        let mut calls = counted.lock().unwrap();
+        let n = calls.entry(path.to_string()).or_insert(0);
+        *n += 1;
+        match path {
+            // Records how often it ran; changes the object every time.
+            "/a" => patch(json!([{"op": "add", "path": "/metadata/annotations",
+                "value": {"a": n.to_string()}}])),
+            // Adds a label once.
+            "/b" => patch(json!([{"op": "add", "path": "/metadata/labels", "value": {"b": "1"}}])),
+            _ => json!({"allowed": true}),
+        }
+    })
+    .await;
+    let (registry, _dir) = registry().await;
+    let mut a = hook(
+        "a.test",
+        server.client("/a"),
+        &["CREATE"],
+        &[""],
+        &["v1"],
+        &["configmaps"],
+    );
+    a["reinvocationPolicy"] = json!("IfNeeded");
+    let b = hook(
+        "b.test",
+        server.client("/b"),
+        &["CREATE"],
+        &[""],
+        &["v1"],
+        &["configmaps"],
+    );
+    configure(
+        &registry,
+        "mutatingwebhookconfigurations",
+        "order",
+        json!([a, b]),
+    )
+    .await;
+    let cm = create_cm(&registry, "default", "one").await.unwrap();
+    assert_eq!(server.paths(), ["/a", "/b", "/a"]);
+    assert_eq!(cm["metadata"]["annotations"]["a"], "2");
+    assert_eq!(cm["metadata"]["labels"]["b"], "1");
+    // The review names the request.
+    let review = &server.requests("/b")[0];
+    assert_eq!(review["operation"], "CREATE");
+    assert_eq!(review["userInfo"]["username"], "alice");
+    assert_eq!(review["namespace"], "default");
+    assert_eq!(review["name"], "one");
+    assert_eq!(review["options"]["kind"], "CreateOptions");
+    assert_eq!(review["options"]["fieldManager"], "tests");
+    assert_eq!(review["object"]["kind"], "ConfigMap");
+}
+
+#[tokio::test]
+async fn only_the_write_a_request_addresses_is_admitted() {
+    let server = Hooked::start(|_, _| json!({"allowed": false, "status": {"message": "no"}})).await;
+    let (registry, _dir) = registry().await;
+    let all = hook(
+        "all.test",
+        server.client("/v"),
+        &["*"],
+        &["*"],
+        &["*"],
+        &["*"],
+    );
+    configure(
+        &registry,
+        "validatingwebhookconfigurations",
+        "all",
+        json!([all]),
+    )
+    .await;
+    let cms = info("", "v1", "configmaps");
+    // The server's own writes (no request).
+    registry
+        .create(
+            cms,
+            Some("default"),
+            configmap("internal"),
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    // A request for another resource.
+    as_request(
+        "",
+        "secrets",
+        registry.create(
+            cms,
+            Some("default"),
+            configmap("nested"),
+            &WriteOptions::default(),
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(server.paths().is_empty());
+    let err = create_cm(&registry, "default", "denied").await.unwrap_err();
+    assert_eq!(
+        err.message,
+        "admission webhook \"all.test\" denied the request: no"
+    );
+    assert_eq!(err.code, axum::http::StatusCode::BAD_REQUEST);
+    // Configurations are never sent to webhooks.
+    let mwc = info(
+        "admissionregistration.k8s.io",
+        "v1",
+        "mutatingwebhookconfigurations",
+    );
+    as_request(
+        "admissionregistration.k8s.io",
+        "mutatingwebhookconfigurations",
+        registry.create(
+            mwc,
+            None,
+            json!({"metadata": {"name": "x"}}),
+            &WriteOptions::default(),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(server.paths(), ["/v"]);
+}
+
+#[tokio::test]
+async fn namespaces_are_selected_by_their_own_labels() {
+    let server = Hooked::start(|_, _| json!({"allowed": true})).await;
+    let (registry, _dir) = registry().await;
+    let mut h = hook(
+        "ns.test",
+        server.client("/ns"),
+        &["CREATE"],
+        &[""],
+        &["v1"],
+        &["namespaces", "configmaps"],
+    );
+    h["namespaceSelector"] = json!({"matchLabels": {"team": "a"}});
+    configure(
+        &registry,
+        "validatingwebhookconfigurations",
+        "ns",
+        json!([h]),
+    )
+    .await;
+    let nss = info("", "v1", "namespaces");
+    for (name, labels) in [
+        ("team-a", json!({"team": "a"})),
+        ("team-b", json!({"team": "b"})),
+    ] {
+        let ns = json!({"metadata": {"name": name, "labels": labels}});
+        as_request(
+            "",
+            "namespaces",
+            registry.create(nss, None, ns, &WriteOptions::default()),
+        )
+        .await
+        .unwrap();
+    }
+    create_cm(&registry, "team-a", "in-a").await.unwrap();
+    create_cm(&registry, "team-b", "in-b").await.unwrap();
+    let seen = server.requests("/ns");
+    let names: Vec<&str> = seen.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["team-a", "in-a"]);
+    // A namespace create carries no namespace; a configmap its own.
+    assert!(seen[0].get("namespace").is_none());
+    assert_eq!(seen[1]["namespace"], "team-a");
+}
+
+#[tokio::test]
+async fn equivalent_versions_are_sent_converted_and_patched_back() {
+    let server = Hooked::start(|_, _| {
+        patch(json!([{"op": "add", "path": "/metadata/labels", "value": {"seen": "v1"}}]))
+    })
+    .await;
+    let (registry, _dir) = registry().await;
+    let h = hook(
+        "hpa.test",
+        server.client("/hpa"),
+        &["CREATE"],
+        &["autoscaling"],
+        &["v1"],
+        &["horizontalpodautoscalers"],
+    );
+    configure(
+        &registry,
+        "mutatingwebhookconfigurations",
+        "hpa",
+        json!([h]),
+    )
+    .await;
+    let v2 = info("autoscaling", "v2", "horizontalpodautoscalers");
+    let hpa = json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "web"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                 "maxReplicas": 3}});
+    let created = as_request(
+        "autoscaling",
+        "horizontalpodautoscalers",
+        registry.create(v2, Some("default"), hpa, &WriteOptions::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(created["metadata"]["labels"]["seen"], "v1");
+    assert_eq!(created["apiVersion"], "autoscaling/v2");
+    let review = &server.requests("/hpa")[0];
+    assert_eq!(review["kind"]["version"], "v1");
+    assert_eq!(review["resource"]["version"], "v1");
+    assert_eq!(review["requestKind"]["version"], "v2");
+    assert_eq!(review["object"]["apiVersion"], "autoscaling/v1");
+}
+
+#[tokio::test]
+async fn deletes_reach_webhooks_but_may_not_be_patched() {
+    let server = Hooked::start(|path, _| match path {
+        "/patch" => patch(json!([{"op": "add", "path": "/metadata/labels", "value": {}}])),
+        _ => json!({"allowed": true}),
+    })
+    .await;
+    let (registry, _dir) = registry().await;
+    create_cm(&registry, "default", "gone").await.unwrap();
+    create_cm(&registry, "default", "kept").await.unwrap();
+    let mut h = hook(
+        "del.test",
+        server.client("/del"),
+        &["DELETE"],
+        &[""],
+        &["v1"],
+        &["configmaps"],
+    );
+    h["objectSelector"] = json!({"matchExpressions": [{"key": "x", "operator": "DoesNotExist"}]});
+    configure(
+        &registry,
+        "validatingwebhookconfigurations",
+        "del",
+        json!([h]),
+    )
+    .await;
+    let cms = info("", "v1", "configmaps");
+    let opts = DeleteOptions {
+        propagation_policy: Some("Background".into()),
+        ..Default::default()
+    };
+    as_request("", "configmaps", async {
+        registry.delete(cms, Some("default"), "gone", &opts).await?;
+        Ok(Value::Null)
+    })
+    .await
+    .unwrap();
+    let review = &server.requests("/del")[0];
+    assert_eq!(review["operation"], "DELETE");
+    assert_eq!(review["object"], Value::Null);
+    assert_eq!(review["oldObject"]["metadata"]["name"], "gone");
+    assert_eq!(review["options"]["kind"], "DeleteOptions");
+    assert_eq!(review["options"]["propagationPolicy"], "Background");
+
+    let p = hook(
+        "patch.test",
+        server.client("/patch"),
+        &["DELETE"],
+        &[""],
+        &["v1"],
+        &["configmaps"],
+    );
+    configure(
+        &registry,
+        "mutatingwebhookconfigurations",
+        "patch",
+        json!([p]),
+    )
+    .await;
+    let err = as_request("", "configmaps", async {
+        registry
+            .delete(cms, Some("default"), "kept", &DeleteOptions::default())
+            .await?;
+        Ok(Value::Null)
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(err.code, axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        err.message.contains("attempted to modify the object"),
+        "{}",
+        err.message
+    );
+}
+
+#[tokio::test]
+async fn unusable_webhooks_fail_per_failure_policy() {
+    let server = Hooked::start(|_, _| json!({"allowed": true})).await;
+    let (registry, _dir) = registry().await;
+    let mut h = hook(
+        "v2only.test",
+        server.client("/x"),
+        &["CREATE"],
+        &[""],
+        &["v1"],
+        &["configmaps"],
+    );
+    h["admissionReviewVersions"] = json!(["v2"]);
+    configure(
+        &registry,
+        "validatingwebhookconfigurations",
+        "fail",
+        json!([h.clone()]),
+    )
+    .await;
+    let err = create_cm(&registry, "default", "a").await.unwrap_err();
+    assert_eq!(err.code, axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        err.message.starts_with("Internal error occurred: failed calling webhook \"v2only.test\": could not create admission objects"),
+        "{}",
+        err.message
+    );
+    let vwc = info(
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingwebhookconfigurations",
+    );
+    registry
+        .update_with(vwc, None, "fail", None, &WriteOptions::default(), |cur| {
+            let mut next = cur.clone();
+            next["webhooks"][0]["failurePolicy"] = json!("Ignore");
+            Ok(next)
+        })
+        .await
+        .unwrap();
+    create_cm(&registry, "default", "b").await.unwrap();
+    assert!(server.paths().is_empty());
+}
