@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod conversion;
 pub mod cron;
 pub mod discovery;
+pub mod duration;
 pub mod fieldvalidation;
 pub mod managedfields;
 pub mod openapi;

@@ -117,24 +117,6 @@ pub fn memory_quantity(bytes: u64) -> Quantity {
     Quantity(bytes.to_string())
 }
 
-/// A window as Go prints a `time.Duration` (`15.045s`, `1m0.5s`), as metrics-server
-/// serializes `window`.
-pub fn go_duration(seconds: f64) -> String {
-    let nanos = (seconds.max(0.0) * 1e9).round() as u64;
-    if nanos == 0 {
-        return "0s".into();
-    }
-    let (hours, rest) = (nanos / 3_600_000_000_000, nanos % 3_600_000_000_000);
-    let (minutes, rest) = (rest / 60_000_000_000, rest % 60_000_000_000);
-    let secs = format!("{}.{:09}", rest / 1_000_000_000, rest % 1_000_000_000);
-    let secs = secs.trim_end_matches('0').trim_end_matches('.');
-    match (hours, minutes) {
-        (0, 0) => format!("{secs}s"),
-        (0, m) => format!("{m}m{secs}s"),
-        (h, m) => format!("{h}h{m}m{secs}s"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,14 +132,5 @@ mod tests {
         assert_eq!(memory_quantity(3 << 20).0, "3Mi");
         assert_eq!(memory_quantity(1000).0, "1000");
         assert_eq!(memory_quantity(0).0, "0");
-    }
-
-    #[test]
-    fn windows_print_like_go_durations() {
-        assert_eq!(go_duration(15.045), "15.045s");
-        assert_eq!(go_duration(10.0), "10s");
-        assert_eq!(go_duration(60.5), "1m0.5s");
-        assert_eq!(go_duration(3723.0), "1h2m3s");
-        assert_eq!(go_duration(0.0), "0s");
     }
 }

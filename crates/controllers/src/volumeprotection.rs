@@ -105,7 +105,7 @@ pub async fn run(ctx: Context) -> anyhow::Result<()> {
             InformerEvent::Delete(old) => old,
             InformerEvent::Apply { new, .. } => new,
         };
-        for claim in pod_claim_names(&pod) {
+        for claim in crate::util::podutil::claim_names(&pod) {
             q.add(Key::Claim(pod.namespace().unwrap_or_default(), claim));
         }
     });
@@ -124,21 +124,6 @@ pub async fn run(ctx: Context) -> anyhow::Result<()> {
     })
     .await;
     Ok(())
-}
-
-/// Every claim a pod's volumes name, in use or not (for requeueing).
-fn pod_claim_names(pod: &Pod) -> Vec<String> {
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.volumes.as_ref())
-        .into_iter()
-        .flatten()
-        .filter_map(|v| match (&v.persistent_volume_claim, &v.ephemeral) {
-            (Some(c), _) => Some(c.claim_name.clone()),
-            (None, Some(_)) => Some(format!("{}-{}", pod.name_any(), v.name)),
-            _ => None,
-        })
-        .collect()
 }
 
 async fn sync_claim(state: &State, ns: &str, name: &str) -> Result<(), kube::Error> {
@@ -243,7 +228,7 @@ mod tests {
         // ephemeral one.
         assert_eq!(claims_in_use(&pod("n1", "Succeeded")), ["data"]);
         assert_eq!(
-            pod_claim_names(&pod("", "Pending")),
+            crate::util::podutil::claim_names(&pod("", "Pending")),
             ["data", "web-scratch"]
         );
     }

@@ -10,6 +10,7 @@ pub mod dns;
 pub mod error;
 pub mod images;
 pub mod ingress;
+pub mod mirror;
 pub mod node;
 pub mod pod;
 pub mod proxy;

@@ -13,7 +13,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use r8s_api::catalog;
-use r8s_api::resource_metrics::{API_VERSION, cpu_quantity, go_duration, memory_quantity};
+use r8s_api::duration::go_duration;
+use r8s_api::resource_metrics::{API_VERSION, cpu_quantity, memory_quantity};
 use serde_json::{Value, json};
 
 /// GET of one NodeMetrics or PodMetrics.
@@ -126,6 +127,11 @@ fn timestamp(ms: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// A window in seconds as a Duration (`as` saturates, so no float can panic here).
+fn window(seconds: f64) -> std::time::Duration {
+    std::time::Duration::from_millis((seconds * 1000.0).round() as u64)
+}
+
 fn usage_json(u: &Usage) -> Value {
     json!({"cpu": cpu_quantity(u.cpu_cores), "memory": memory_quantity(u.memory_bytes)})
 }
@@ -136,7 +142,7 @@ fn node_metrics(name: &str, labels: Option<Value>, u: &Usage, now: DateTime<Utc>
         "apiVersion": API_VERSION,
         "metadata": metadata(name, None, labels, now),
         "timestamp": timestamp(u.timestamp_ms),
-        "window": go_duration(u.window_seconds),
+        "window": go_duration(window(u.window_seconds)),
         "usage": usage_json(u),
     })
 }
@@ -158,7 +164,7 @@ fn pod_metrics(
         "apiVersion": API_VERSION,
         "metadata": metadata(name, Some(ns), labels, now),
         "timestamp": timestamp(u.timestamp_ms),
-        "window": go_duration(u.window_seconds),
+        "window": go_duration(window(u.window_seconds)),
         "containers": containers,
     })
 }

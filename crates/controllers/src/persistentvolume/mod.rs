@@ -57,21 +57,6 @@ struct State {
     cfg: Config,
 }
 
-/// Claims a pod's volumes use.
-fn pod_claims(pod: &Pod) -> Vec<String> {
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.volumes.as_ref())
-        .into_iter()
-        .flatten()
-        .filter_map(|v| {
-            v.persistent_volume_claim
-                .as_ref()
-                .map(|c| c.claim_name.clone())
-        })
-        .collect()
-}
-
 /// Run the controller until a fatal error.
 pub async fn run(ctx: Context, cfg: Config) -> anyhow::Result<()> {
     let queue: WorkQueue<Key> = WorkQueue::new();
@@ -135,7 +120,7 @@ pub async fn run(ctx: Context, cfg: Config) -> anyhow::Result<()> {
                 .and_then(|s| s.node_name.as_deref())
                 .is_some_and(|n| !n.is_empty())
         {
-            for claim in pod_claims(&new) {
+            for claim in crate::util::podutil::claim_names(&new) {
                 q.add(Key::Claim(new.namespace().unwrap_or_default(), claim));
             }
         }
@@ -381,7 +366,7 @@ fn first_consumer_node(state: &State, pvc: &PersistentVolumeClaim) -> Option<Str
         .state()
         .into_iter()
         .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
-        .filter(|p| pod_claims(p).contains(&name))
+        .filter(|p| crate::util::podutil::claim_names(p).contains(&name))
         .find_map(|p| {
             p.spec
                 .as_ref()

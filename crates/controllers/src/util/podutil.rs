@@ -55,6 +55,23 @@ pub fn is_terminal(pod: &Pod) -> bool {
     matches!(phase(pod), "Failed" | "Succeeded")
 }
 
+/// Every claim a pod's volumes name: `persistentVolumeClaim` volumes, and the
+/// `<pod>-<volume>` claim of each generic `ephemeral` volume.
+pub fn claim_names(pod: &Pod) -> Vec<String> {
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|v| match (&v.persistent_volume_claim, &v.ephemeral) {
+            (Some(c), _) => Some(c.claim_name.clone()),
+            (None, Some(_)) => Some(format!("{name}-{}", v.name)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The controlling owner reference, if any.
 pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
     meta.owner_references

@@ -202,8 +202,8 @@ pub async fn run(client: kube::Client, cfg: DnsConfig, service_cidr: Option<Ipv4
     }
     tracing::info!(%addr, cluster_ip = %cfg.cluster_ip, "cluster DNS serving");
     let changed = Arc::new(tokio::sync::Notify::new());
-    let services = crate::proxy::mirror(Api::<Service>::all(client.clone()), changed.clone());
-    let slices = crate::proxy::mirror(Api::<EndpointSlice>::all(client), changed.clone());
+    let services = crate::mirror::spawned(Api::<Service>::all(client.clone()), changed.clone());
+    let slices = crate::mirror::spawned(Api::<EndpointSlice>::all(client), changed.clone());
     let upstreams: Vec<SocketAddr> = crate::pod::sandbox::parse_resolv_conf(
         &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
     )

@@ -18,13 +18,12 @@ pub mod tls;
 
 pub use class::ensure_class;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::Api;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
 use rustls::sign::CertifiedKey;
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -155,18 +154,10 @@ where
     if let Some(f) = fields {
         config = config.fields(f);
     }
-    let (reader, writer) = reflector::store();
-    let stream = watcher(Api::<K>::all(client.clone()), config)
-        .default_backoff()
-        .reflect(writer);
-    let changed = changed.clone();
-    tasks.spawn(async move {
-        futures::pin_mut!(stream);
-        while stream.next().await.is_some() {
-            changed.notify_one();
-        }
-    });
-    reader
+    let (store, feed) =
+        crate::mirror::mirror(Api::<K>::all(client.clone()), config, changed.clone());
+    tasks.spawn(feed);
+    store
 }
 
 /// Serve on `listeners` until the returned future is dropped (which stops the listeners

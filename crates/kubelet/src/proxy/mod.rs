@@ -4,12 +4,9 @@
 
 pub mod rules;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,30 +34,6 @@ const JUMPS: [(&str, &str, &str); 7] = [
 /// localhost) to pods, as kube-proxy sets it; `R8S-FIREWALL` keeps others out.
 const ROUTE_LOCALNET: &str = "/proc/sys/net/ipv4/conf/all/route_localnet";
 
-/// Mirror `api` into a store, poking `changed` after every event.
-pub(crate) fn mirror<K>(api: Api<K>, changed: Arc<Notify>) -> Store<K>
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let (reader, writer) = reflector::store();
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer);
-    tokio::spawn(async move {
-        futures::pin_mut!(stream);
-        while stream.next().await.is_some() {
-            changed.notify_one();
-        }
-    });
-    reader
-}
-
 /// Run the proxy until the process ends. Without iptables it logs why and does nothing.
 pub async fn run(client: kube::Client) {
     if Command::new("iptables-restore")
@@ -77,8 +50,8 @@ pub async fn run(client: kube::Client) {
         tracing::warn!("{ROUTE_LOCALNET}: {e}: NodePorts are not reachable on localhost");
     }
     let changed = Arc::new(Notify::new());
-    let services = mirror(Api::<Service>::all(client.clone()), changed.clone());
-    let slices = mirror(Api::<EndpointSlice>::all(client), changed.clone());
+    let services = crate::mirror::spawned(Api::<Service>::all(client.clone()), changed.clone());
+    let slices = crate::mirror::spawned(Api::<EndpointSlice>::all(client), changed.clone());
     let mut applied: Option<String> = None;
     let mut jumps_ok = false;
     loop {
