@@ -611,7 +611,7 @@ pub(super) static RESOURCES: &[ResourceInfo] = &[
         NONE,
         &[status("VolumeAttachment", "storage.k8s.io", "v1")],
     ),
-    // admissionregistration.k8s.io/v1: stored; r8s calls no webhooks.
+    // admissionregistration.k8s.io/v1: the registry calls the configured webhooks.
     res(
         "admissionregistration.k8s.io",
         "v1",
