@@ -400,6 +400,22 @@ spec: {podInfoOnMount: true}
             "Persistent"
         ]
     );
-    // Stored only: a pod create is not sent to the webhook.
+    // The webhook is called: its Service does not exist, and with the default
+    // failurePolicy (Fail) the create fails as upstream's does.
+    let err = s.fails(&["run", "hooked", "--image=busybox:1.36"]);
+    assert!(
+        err.contains(r#"failed calling webhook "demo.example.com""#)
+            && err.contains(r#"services "svc" not found"#),
+        "{err}"
+    );
+    // With failurePolicy Ignore the unreachable webhook is skipped.
+    s.ok(&[
+        "patch",
+        "validatingwebhookconfiguration",
+        "demo",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/webhooks/0/failurePolicy","value":"Ignore"}]"#,
+    ]);
     s.ok(&["run", "unhooked", "--image=busybox:1.36"]);
 }

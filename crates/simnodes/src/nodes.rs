@@ -85,7 +85,8 @@ pub fn node_status(opts: &SimOptions, index: usize, name: &str, since: &str) -> 
             {"type": "InternalIP", "address": ipam::node_ip(index).to_string()},
             {"type": "Hostname", "address": name},
         ],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        // No `daemonEndpoints`: nothing listens at a simulated node's address, so the API
+        // server must not scrape or proxy to it (its 10.200.x.y address leads nowhere).
         "nodeInfo": {
             "machineID": format!("sim-{index:08x}"),
             "systemUUID": format!("00000000-0000-0000-0000-{index:012x}"),

@@ -4,6 +4,7 @@
 //! Objects are handled as `serde_json::Value` in their stored (JSON) form; strategies may
 //! deserialize into k8s-openapi types where typing helps.
 
+pub mod admissionregistration;
 pub mod apiextensions;
 pub mod apiregistration;
 pub mod apps;
@@ -202,6 +203,12 @@ pub fn for_kind(group: &str, kind: &str) -> &'static dyn Strategy {
             &apiextensions::CustomResourceDefinitionStrategy
         }
         ("apiregistration.k8s.io", "APIService") => &apiregistration::ApiServiceStrategy,
+        ("admissionregistration.k8s.io", "MutatingWebhookConfiguration") => {
+            &admissionregistration::WebhookConfigurationStrategy { mutating: true }
+        }
+        ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => {
+            &admissionregistration::WebhookConfigurationStrategy { mutating: false }
+        }
         (
             "rbac.authorization.k8s.io",
             "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding",

@@ -39,7 +39,7 @@ async fn scrape_all(state: &AppState, timeout: Duration) -> crate::error::ApiRes
         .items;
     let targets: Vec<(String, KubeletAddr)> = nodes
         .iter()
-        .filter(|n| is_ready(n))
+        .filter(|n| is_ready(n) && publishes_kubelet(n))
         .filter_map(|n| {
             let name = n.pointer("/metadata/name")?.as_str()?.to_string();
             Some((name, KubeletAddr::from_node(n)?))
@@ -63,6 +63,14 @@ async fn scrape_all(state: &AppState, timeout: Duration) -> crate::error::ApiRes
     }
     state.resource_metrics.retain(&keep);
     Ok(())
+}
+
+/// A node whose kubelet publishes its port (simulated nodes publish none: nothing
+/// answers at their addresses).
+fn publishes_kubelet(node: &Value) -> bool {
+    node.pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
+        .and_then(Value::as_u64)
+        .is_some_and(|p| p > 0)
 }
 
 /// A node whose Ready condition is True.
@@ -110,5 +118,10 @@ mod tests {
         assert!(is_ready(&node("True")));
         assert!(!is_ready(&node("Unknown")));
         assert!(!is_ready(&json!({"status": {}})));
+        let port =
+            |p: Value| json!({"status": {"daemonEndpoints": {"kubeletEndpoint": {"Port": p}}}});
+        assert!(publishes_kubelet(&port(json!(10250))));
+        assert!(!publishes_kubelet(&port(json!(0))));
+        assert!(!publishes_kubelet(&json!({"status": {}})));
     }
 }
