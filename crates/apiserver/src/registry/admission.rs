@@ -109,20 +109,11 @@ impl Registry {
         let page = self
             .list(classes, None, &super::ListParams::default())
             .await?;
-        let default = page
-            .items
-            .iter()
-            .filter(|c| {
-                c.pointer("/metadata/annotations/ingressclass.kubernetes.io~1is-default-class")
-                    .and_then(Value::as_str)
-                    == Some("true")
-            })
-            .max_by(|a, b| {
-                let created = |c: &Value| meta::meta_str(c, "creationTimestamp").to_string();
-                created(a)
-                    .cmp(&created(b))
-                    .then_with(|| meta::name(b).cmp(meta::name(a)))
-            });
+        let default = newest_default(page.items.iter().filter(|c| {
+            c.pointer("/metadata/annotations/ingressclass.kubernetes.io~1is-default-class")
+                .and_then(Value::as_str)
+                == Some("true")
+        }));
         let Some(class) = default else {
             return Ok(());
         };
@@ -140,7 +131,8 @@ impl Registry {
     }
 
     /// Upstream's `DefaultStorageClass`: a claim that names no class (the field absent,
-    /// not `""`) gets the default StorageClass, the newest if several are marked.
+    /// not `""`) gets the default StorageClass, the newest if several are marked (the
+    /// first by name among equally new ones).
     async fn admit_default_storage_class(&self, pvc: &mut Value) -> ApiResult<()> {
         let spec = pvc.get("spec");
         let named = spec
@@ -170,12 +162,7 @@ impl Registry {
                     .is_some_and(|v| v.eq_ignore_ascii_case("true"))
             })
         };
-        let newest = page.items.iter().filter(is_default).max_by_key(|c| {
-            (
-                meta::meta_str(c, "creationTimestamp").to_string(),
-                meta::name(c).to_string(),
-            )
-        });
+        let newest = newest_default(page.items.iter().filter(is_default));
         if let (Some(class), Some(spec)) =
             (newest, pvc.get_mut("spec").and_then(Value::as_object_mut))
         {
@@ -426,6 +413,17 @@ impl Registry {
 }
 
 /// The name upstream's Forbidden error uses before the name is generated.
+/// Of several classes marked default, the one upstream picks: the newest, and the first
+/// by name among equally new ones.
+fn newest_default<'a>(marked: impl Iterator<Item = &'a Value>) -> Option<&'a Value> {
+    marked.max_by(|a, b| {
+        let created = |c: &Value| meta::meta_str(c, "creationTimestamp").to_string();
+        created(a)
+            .cmp(&created(b))
+            .then_with(|| meta::name(b).cmp(meta::name(a)))
+    })
+}
+
 /// Upstream's `StorageObjectInUseProtection`: claims and volumes are created with a
 /// finalizer the protection controller removes once they are no longer in use.
 fn add_finalizer(obj: &mut Value, finalizer: &str) {

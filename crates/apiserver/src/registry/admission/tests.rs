@@ -279,3 +279,16 @@ fn malformed_lists_are_left_for_validation() {
     );
     assert_eq!(pod.pointer("/spec/volumes"), Some(&json!(7)));
 }
+
+#[test]
+fn the_newest_default_class_wins_and_ties_go_to_the_first_name() {
+    let class = |name: &str, created: &str| json!({"metadata": {"name": name, "creationTimestamp": created}});
+    let classes = [
+        class("old", "2026-01-01T00:00:00Z"),
+        class("zeta", "2026-02-01T00:00:00Z"),
+        class("alpha", "2026-02-01T00:00:00Z"),
+    ];
+    let picked = super::newest_default(classes.iter()).expect("a class");
+    assert_eq!(picked["metadata"]["name"], "alpha");
+    assert!(super::newest_default(std::iter::empty()).is_none());
+}
