@@ -135,21 +135,12 @@ pub async fn run(client: kube::Client, cfg: IngressConfig) {
 
 /// Mirror every object of a kind (those matching `fields`) into a store, poking `changed`
 /// after every event.
-fn mirror<K>(
+fn mirror<K: crate::mirror::Mirrored>(
     client: &kube::Client,
     fields: Option<&str>,
     changed: &Arc<Notify>,
     tasks: &mut JoinSet<()>,
-) -> Store<K>
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
+) -> Store<K> {
     let mut config = watcher::Config::default();
     if let Some(f) = fields {
         config = config.fields(f);
