@@ -2,6 +2,8 @@
 //! kubelet): embedded SQLite in a temp dir, HTTPS on a free loopback port, admin
 //! kubeconfig written. Not for production use.
 
+pub mod webhook;
+
 use crate::server::{self, Config, Running};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;

@@ -3,129 +3,11 @@
 
 use super::*;
 use crate::registry::{Allocators, WriteOptions};
-use axum::body::Body;
 use base64::Engine;
-use hyper_util::rt::TokioIo;
 use r8s_api::catalog;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::collections::HashMap;
-use tokio::net::TcpListener;
 
-type Answer = dyn Fn(&str, &Value) -> Value + Send + Sync;
-
-/// An HTTPS webhook on 127.0.0.1: `answer(path, request)` gives the response fields
-/// (the uid is filled in); every review is recorded with its path.
-struct Hooked {
-    port: u16,
-    ca: String,
-    seen: Arc<Mutex<Vec<(String, Value)>>>,
-}
-
-impl Hooked {
-    async fn start(answer: impl Fn(&str, &Value) -> Value + Send + Sync + 'static) -> Hooked {
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "webhook test CA");
-        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::from_ca_cert_pem(
-            &ca_cert.pem(),
-            KeyPair::from_pem(&ca_key.serialize_pem()).unwrap(),
-        )
-        .unwrap();
-        let key = KeyPair::generate().unwrap();
-        let params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        let mut tls = rustls::ServerConfig::builder_with_provider(crate::tls::crypto_provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![CertificateDer::from(cert.der().to_vec())],
-                PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
-            )
-            .unwrap();
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let answer: Arc<Answer> = Arc::new(answer);
-        let recorded = seen.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    return;
-                };
-                let (acceptor, answer, recorded) =
-                    (acceptor.clone(), answer.clone(), recorded.clone());
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let service = hyper::service::service_fn(
-                        move |req: hyper::Request<hyper::body::Incoming>| {
-                            let (answer, recorded) = (answer.clone(), recorded.clone());
-                            async move {
-                                let path = req.uri().path().to_string();
-                                let body =
-                                    axum::body::to_bytes(Body::new(req.into_body()), 1 << 20)
-                                        .await
-                                        .unwrap();
-                                let review: Value = serde_json::from_slice(&body).unwrap();
-                                let request = review["request"].clone();
-                                recorded
-                                    .lock()
-                                    .unwrap()
-                                    .push((path.clone(), request.clone()));
-                                let mut response = answer(&path, &request);
-                                response["uid"] = request["uid"].clone();
-                                let out = json!({"apiVersion": "admission.k8s.io/v1",
-                                "kind": "AdmissionReview", "response": response});
-                                Ok::<_, std::convert::Infallible>(hyper::Response::new(Body::from(
-                                    serde_json::to_vec(&out).unwrap(),
-                                )))
-                            }
-                        },
-                    );
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), service)
-                        .await;
-                });
-            }
-        });
-        Hooked {
-            port,
-            ca: base64::engine::general_purpose::STANDARD.encode(ca_cert.pem()),
-            seen,
-        }
-    }
-
-    fn client(&self, path: &str) -> Value {
-        json!({"url": format!("https://127.0.0.1:{}{path}", self.port), "caBundle": self.ca})
-    }
-
-    fn paths(&self) -> Vec<String> {
-        self.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(p, _)| p.clone())
-            .collect()
-    }
-
-    fn requests(&self, path: &str) -> Vec<Value> {
-        let seen = self.seen.lock().unwrap();
-        seen.iter()
-            .filter(|(p, _)| p == path)
-            .map(|(_, r)| r.clone())
-            .collect()
-    }
-}
+type Hooked = crate::testing::webhook::TestWebhook;
 
 fn patch(ops: Value) -> Value {
     json!({"allowed": true, "patchType": "JSONPatch",
@@ -257,7 +139,7 @@ async fn reinvokes_if_needed_webhooks_once_after_a_later_change() {
     let (registry, _dir) = registry().await;
     let mut a = hook(
         "a.test",
-        server.client("/a"),
+        server.url("/a"),
         &["CREATE"],
         &[""],
         &["v1"],
@@ -266,7 +148,7 @@ async fn reinvokes_if_needed_webhooks_once_after_a_later_change() {
     a["reinvocationPolicy"] = json!("IfNeeded");
     let b = hook(
         "b.test",
-        server.client("/b"),
+        server.url("/b"),
         &["CREATE"],
         &[""],
         &["v1"],
@@ -298,14 +180,7 @@ async fn reinvokes_if_needed_webhooks_once_after_a_later_change() {
 async fn only_the_write_a_request_addresses_is_admitted() {
     let server = Hooked::start(|_, _| json!({"allowed": false, "status": {"message": "no"}})).await;
     let (registry, _dir) = registry().await;
-    let all = hook(
-        "all.test",
-        server.client("/v"),
-        &["*"],
-        &["*"],
-        &["*"],
-        &["*"],
-    );
+    let all = hook("all.test", server.url("/v"), &["*"], &["*"], &["*"], &["*"]);
     configure(
         &registry,
         "validatingwebhookconfigurations",
@@ -371,7 +246,7 @@ async fn namespaces_are_selected_by_their_own_labels() {
     let (registry, _dir) = registry().await;
     let mut h = hook(
         "ns.test",
-        server.client("/ns"),
+        server.url("/ns"),
         &["CREATE"],
         &[""],
         &["v1"],
@@ -418,7 +293,7 @@ async fn equivalent_versions_are_sent_converted_and_patched_back() {
     let (registry, _dir) = registry().await;
     let h = hook(
         "hpa.test",
-        server.client("/hpa"),
+        server.url("/hpa"),
         &["CREATE"],
         &["autoscaling"],
         &["v1"],
@@ -464,7 +339,7 @@ async fn deletes_reach_webhooks_but_may_not_be_patched() {
     create_cm(&registry, "default", "kept").await.unwrap();
     let mut h = hook(
         "del.test",
-        server.client("/del"),
+        server.url("/del"),
         &["DELETE"],
         &[""],
         &["v1"],
@@ -498,7 +373,7 @@ async fn deletes_reach_webhooks_but_may_not_be_patched() {
 
     let p = hook(
         "patch.test",
-        server.client("/patch"),
+        server.url("/patch"),
         &["DELETE"],
         &[""],
         &["v1"],
@@ -533,7 +408,7 @@ async fn unusable_webhooks_fail_per_failure_policy() {
     let (registry, _dir) = registry().await;
     let mut h = hook(
         "v2only.test",
-        server.client("/x"),
+        server.url("/x"),
         &["CREATE"],
         &[""],
         &["v1"],
