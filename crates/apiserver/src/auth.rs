@@ -4,6 +4,7 @@
 //! headers are applied afterwards ([`impersonate`]); authorization lives in `crate::authz`.
 
 pub mod impersonate;
+pub mod issuer_discovery;
 mod jwt;
 pub mod reviews;
 pub mod serviceaccount;
@@ -14,7 +15,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 pub use crate::tls::Identity;
-pub use jwt::KeyError;
+pub use jwt::{Jwk, KeyError};
 
 /// Group of every authenticated user.
 pub const AUTHENTICATED: &str = "system:authenticated";

@@ -1,6 +1,7 @@
 //! The default RBAC policy upstream's API server creates on start (its bootstrap policy):
 //! the user-facing roles (cluster-admin, admin, edit, view with their aggregation labels),
-//! discovery/basic-user/public-info, and the system component roles, with their bindings.
+//! discovery/basic-user/public-info, service-account issuer discovery, and the system
+//! component roles, with their bindings.
 //! Created when missing; existing objects are left alone (an administrator's edits stay).
 
 use crate::error::{ApiError, ApiResult};
@@ -467,6 +468,21 @@ pub fn cluster_roles() -> Vec<Value> {
             &[],
             controller_manager_rules(),
         ),
+        // Service account issuer discovery: the OIDC configuration and the key set, with
+        // and without the trailing slash, as upstream.
+        role(
+            "system:service-account-issuer-discovery",
+            &[],
+            vec![urls(
+                &["get"],
+                &[
+                    "/.well-known/openid-configuration",
+                    "/.well-known/openid-configuration/",
+                    "/openid/v1/jwks",
+                    "/openid/v1/jwks/",
+                ],
+            )],
+        ),
         role(
             "system:auth-delegator",
             &[],
@@ -493,6 +509,13 @@ pub fn cluster_role_bindings() -> Vec<Value> {
         binding(
             "system:public-info-viewer",
             &[authenticated, ("Group", crate::auth::UNAUTHENTICATED)],
+        ),
+        // Every service account, not anonymous users: a cluster admin who wants relying
+        // parties outside the cluster to read the documents anonymously binds the role to
+        // system:unauthenticated, as upstream documents.
+        binding(
+            "system:service-account-issuer-discovery",
+            &[("Group", crate::auth::serviceaccount::ALL_GROUP)],
         ),
         // Upstream keeps this binding without subjects (nodes use the Node authorizer).
         binding("system:node", &[]),

@@ -134,15 +134,19 @@ pub async fn start(cfg: Config, store: DynStore) -> Result<Running, ServerError>
         &cfg.data_dir,
     )?);
     let registry = Registry::new(store, alloc);
+    let server_address = SocketAddr::new(cfg.advertise_address, local_addr.port()).to_string();
+    let issuer_discovery = Arc::new(crate::auth::issuer_discovery::IssuerDiscovery::new(
+        &tokens,
+        &server_address,
+    ));
     let state = AppState {
         authz: crate::authz::Authorizer::start(registry.clone()),
         tokens,
+        issuer_discovery,
         registry,
         metrics: Arc::new(Metrics::default()),
         token: Arc::new(pki.token.clone()),
-        server_address: Arc::new(
-            SocketAddr::new(cfg.advertise_address, local_addr.port()).to_string(),
-        ),
+        server_address: Arc::new(server_address),
         ready: Arc::new(AtomicBool::new(false)),
         kubelet_tls,
         resource_metrics: Default::default(),

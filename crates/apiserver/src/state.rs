@@ -12,12 +12,14 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Bearer tokens accepted besides client certificates (the join token).
     pub token: Arc<String>,
-    /// `https://host:port` clients reach this server at (for discovery).
+    /// `host:port` clients reach this server at (for discovery).
     pub server_address: Arc<String>,
     /// Set once bootstrap (default namespaces, `kubernetes` Service) has completed.
     pub ready: Arc<AtomicBool>,
     /// Service-account token signing and validation.
     pub tokens: Arc<crate::auth::serviceaccount::TokenIssuer>,
+    /// The service-account issuer's OIDC configuration and key set, rendered at start.
+    pub issuer_discovery: Arc<crate::auth::issuer_discovery::IssuerDiscovery>,
     /// RBAC decisions over a watched cache of the policy.
     pub authz: crate::authz::Authorizer,
     /// TLS client for kubelets (cluster-CA client certificate, verifies their serving

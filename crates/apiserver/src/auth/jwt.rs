@@ -17,6 +17,22 @@ use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
+/// The one JWS algorithm produced and accepted.
+pub const ALG: &str = "ES256";
+
+/// A public JSON Web Key, fields in the order upstream's go-jose writes them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Jwk {
+    #[serde(rename = "use")]
+    pub key_use: &'static str,
+    pub kty: &'static str,
+    pub kid: String,
+    pub crv: &'static str,
+    pub alg: &'static str,
+    pub x: String,
+    pub y: String,
+}
+
 /// Why the signing key could not be loaded or created.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -112,6 +128,10 @@ impl SigningKey {
         let rng = SystemRandom::new();
         let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der, &rng).ok()?;
         let public = pair.public_key().as_ref().to_vec();
+        // The uncompressed point `04 || X || Y` (what `public_jwk` splits).
+        if public.len() != 65 || public.first() != Some(&0x04) {
+            return None;
+        }
         let digest = ring::digest::digest(&ring::digest::SHA256, &public);
         let kid = URL_SAFE_NO_PAD.encode(digest.as_ref());
         Some(SigningKey {
@@ -122,9 +142,31 @@ impl SigningKey {
         })
     }
 
+    /// The public half as a JSON Web Key (RFC 7517/7518), as the service-account issuer
+    /// discovery key set publishes it. `ring` keeps the public key as the uncompressed
+    /// SEC1 point `04 || X || Y`, each coordinate 32 bytes big-endian; JWK wants them
+    /// base64url without padding at that full length (RFC 7518 §6.2.1.2).
+    pub fn public_jwk(&self) -> Jwk {
+        // The shape is checked when the key is loaded (`from_pkcs8`).
+        let (x, y) = self
+            .public
+            .get(1..)
+            .and_then(|xy| xy.split_at_checked(32))
+            .unwrap_or_default();
+        Jwk {
+            key_use: "sig",
+            kty: "EC",
+            kid: self.kid.clone(),
+            crv: "P-256",
+            alg: ALG,
+            x: URL_SAFE_NO_PAD.encode(x),
+            y: URL_SAFE_NO_PAD.encode(y),
+        }
+    }
+
     /// A signed token carrying `claims`.
     pub fn sign(&self, claims: &Value) -> Result<String, JwtError> {
-        let header = json!({"alg": "ES256", "kid": self.kid});
+        let header = json!({"alg": ALG, "kid": self.kid});
         let input = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(header.to_string()),
@@ -146,7 +188,7 @@ impl SigningKey {
             return Err(JwtError::Malformed);
         };
         let header: Value = decode_json(h)?;
-        if header.get("alg").and_then(Value::as_str) != Some("ES256") {
+        if header.get("alg").and_then(Value::as_str) != Some(ALG) {
             return Err(JwtError::Algorithm);
         }
         if let Some(kid) = header.get("kid").and_then(Value::as_str)
@@ -237,6 +279,50 @@ mod tests {
         assert_eq!(k.verify(&none), Err(JwtError::Algorithm));
         assert_eq!(k.verify("abc"), Err(JwtError::Malformed));
         assert_eq!(k.verify("a.b.c.d"), Err(JwtError::Malformed));
+    }
+
+    #[test]
+    fn public_jwk_verifies_tokens_of_the_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let k = key(dir.path());
+        let jwk = k.public_jwk();
+        assert_eq!(
+            (jwk.key_use, jwk.kty, jwk.crv, jwk.alg),
+            ("sig", "EC", "P-256", "ES256")
+        );
+        let token = k.sign(&json!({"sub": "a"})).expect("sign");
+        let parts: Vec<&str> = token.split('.').collect();
+        let header: Value = decode_json(parts[0]).expect("header");
+        assert_eq!(header["kid"], jwk.kid.as_str());
+        assert_eq!(jwk.kid, k.kid);
+        // Rebuild the public key from nothing but the JWK coordinates and check the
+        // token's signature with it, as a relying party would.
+        let x = URL_SAFE_NO_PAD.decode(&jwk.x).expect("x");
+        let y = URL_SAFE_NO_PAD.decode(&jwk.y).expect("y");
+        assert_eq!((x.len(), y.len()), (32, 32));
+        let mut point = vec![0x04];
+        point.extend(&x);
+        point.extend(&y);
+        let sig = URL_SAFE_NO_PAD.decode(parts[2]).expect("sig");
+        let input = format!("{}.{}", parts[0], parts[1]);
+        let public = UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &point);
+        assert!(public.verify(input.as_bytes(), &sig).is_ok());
+        // Another key's token does not verify under it.
+        let other = tempfile::tempdir().expect("tempdir");
+        let foreign = key(other.path()).sign(&json!({"sub": "a"})).expect("sign");
+        let fp: Vec<&str> = foreign.split('.').collect();
+        let fsig = URL_SAFE_NO_PAD.decode(fp[2]).expect("sig");
+        let finput = format!("{}.{}", fp[0], fp[1]);
+        assert!(public.verify(finput.as_bytes(), &fsig).is_err());
+        // Serialized with upstream's member names and order.
+        let text = serde_json::to_string(&jwk).expect("json");
+        assert!(
+            text.starts_with(&format!(
+                r#"{{"use":"sig","kty":"EC","kid":"{}","crv":"P-256","alg":"ES256","x":""#,
+                jwk.kid
+            )),
+            "{text}"
+        );
     }
 
     #[test]

@@ -71,6 +71,11 @@ impl TokenIssuer {
         })
     }
 
+    /// The public key tokens are signed with, as a JWK (issuer discovery's key set).
+    pub fn public_jwk(&self) -> super::jwt::Jwk {
+        self.key.public_jwk()
+    }
+
     /// The API server's own audiences (what a token must name to be used as a bearer).
     pub fn api_audiences(&self) -> &[String] {
         &self.audiences

@@ -276,6 +276,45 @@ fn bindings_and_namespaces() {
 }
 
 #[test]
+fn service_accounts_read_issuer_discovery() {
+    let p = policy();
+    let as_user = |path: &str, name: &str, groups: &[&str]| {
+        let mut a = url("get", path);
+        a.user = name.into();
+        a.groups = groups.iter().map(|g| g.to_string()).collect();
+        p.authorize(&a).allowed
+    };
+    let sa = [
+        "system:serviceaccounts",
+        "system:serviceaccounts:default",
+        "system:authenticated",
+    ];
+    for path in [
+        "/.well-known/openid-configuration",
+        "/.well-known/openid-configuration/",
+        "/openid/v1/jwks",
+        "/openid/v1/jwks/",
+    ] {
+        assert!(
+            as_user(path, "system:serviceaccount:default:default", &sa),
+            "{path}"
+        );
+        // Other users and anonymous requests are not granted them, as upstream.
+        assert!(!as_user(path, "jane", &["system:authenticated"]), "{path}");
+        assert!(
+            !as_user(path, "system:anonymous", &["system:unauthenticated"]),
+            "{path}"
+        );
+    }
+    let sa_user = "system:serviceaccount:default:default";
+    assert!(!as_user("/openid/v1/jwks/x", sa_user, &sa));
+    let mut post = url("post", "/openid/v1/jwks");
+    post.user = sa_user.into();
+    post.groups = sa.iter().map(|g| g.to_string()).collect();
+    assert!(!p.authorize(&post).allowed);
+}
+
+#[test]
 fn aggregated_cluster_roles() {
     let mut p = policy();
     let bind = |p: &mut Policy, role: &str| {

@@ -1,4 +1,5 @@
-//! Non-resource endpoints: version, health, metrics, discovery and OpenAPI.
+//! Non-resource endpoints: version, health, metrics, discovery, OpenAPI and the
+//! service-account issuer's OIDC discovery documents.
 
 use super::codec;
 use crate::error::ApiError;
@@ -73,6 +74,9 @@ pub async fn handle(state: &AppState, req: &Parts) -> Option<Response> {
         }
         "/openapi/v2" => openapi_v2(req),
         p if p.starts_with("/openapi/v3/") => openapi_v3_doc(p),
+        p if p.starts_with("/.well-known/") || p.starts_with("/openid/") => {
+            return state.issuer_discovery.serve(p);
+        }
         "/" => json_response(StatusCode::OK, &root_paths()),
         _ => return None,
     })
@@ -121,10 +125,12 @@ fn root_paths() -> Value {
     }
     paths.extend(
         [
+            crate::auth::issuer_discovery::CONFIG_PATH,
             "/healthz",
             "/livez",
             "/metrics",
             "/openapi/v3",
+            crate::auth::issuer_discovery::JWKS_PATH,
             "/readyz",
             "/version",
         ]
