@@ -1,7 +1,8 @@
 //! Pulls through CRI from a registry configured in `DATA_DIR/agent/registries.yaml`:
 //! a local `docker-registry` on loopback (plain http, htpasswd auth) mirrors `docker.io`
 //! and a custom name; imagePullPolicy Always pulls; a missing tag shows ErrImagePull, then
-//! ImagePullBackOff, with upstream's events; wrong credentials fail; a broken
+//! ImagePullBackOff, with upstream's events; wrong credentials fail; a pod's
+//! `imagePullSecrets` log in where registries.yaml has no credentials; a broken
 //! registries.yaml stops the agent at start with a clear error.
 #![allow(clippy::unwrap_used)]
 
@@ -9,7 +10,7 @@ mod common;
 
 use common::*;
 use futures::TryStreamExt;
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::{Event, Pod, Secret};
 use kube::api::{Api, ListParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use r8s_apiserver::testing::TestServer;
@@ -442,15 +443,116 @@ async fn scenario(env: std::sync::Arc<Env>, port: u16) {
     );
     assert!(msg.contains("401") || msg.contains("authoriz"), "{msg}");
 
+    pull_secrets(&env, port).await;
+
     for name in [
-        "always", "present", "custom", "wildcard", "missing", "noauth",
+        "always",
+        "present",
+        "custom",
+        "wildcard",
+        "missing",
+        "noauth",
+        "secret",
+        "badsecret",
+        "nosecret",
     ] {
         env.delete_pod(name).await;
     }
     for name in [
-        "always", "present", "custom", "wildcard", "missing", "noauth",
+        "always",
+        "present",
+        "custom",
+        "wildcard",
+        "missing",
+        "noauth",
+        "secret",
+        "badsecret",
+        "nosecret",
     ] {
         env.wait_gone(name, WAIT).await;
+    }
+}
+
+/// A `kubernetes.io/dockerconfigjson` Secret as `kubectl create secret docker-registry`
+/// writes it.
+fn docker_registry_secret(name: &str, server: &str, user: &str, password: &str) -> Secret {
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let config = json!({"auths": {server: {"username": user, "password": password, "auth": auth}}});
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "type": "kubernetes.io/dockerconfigjson",
+        "data": {".dockerconfigjson": base64::engine::general_purpose::STANDARD
+            .encode(config.to_string())},
+    }))
+    .unwrap()
+}
+
+/// `localhost:P` has no credentials in registries.yaml (401 above): the pod's
+/// imagePullSecrets supply them; wrong ones and a missing Secret fail as upstream.
+async fn pull_secrets(env: &Env, port: u16) {
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "default");
+    let server = format!("localhost:{port}");
+    for s in [
+        docker_registry_secret("regcred", &server, USER, PASSWORD),
+        docker_registry_secret("badcred", &server, USER, "wrong"),
+    ] {
+        secrets.create(&Default::default(), &s).await.unwrap();
+    }
+    let image = format!("localhost:{port}/library/busybox:reg");
+    let with_secret = |name: &str, secret: &str| {
+        let mut pod = sleeper(name, &image, Some("Always"));
+        pod["spec"]["imagePullSecrets"] = json!([{"name": secret}]);
+        pod
+    };
+    env.create_pod(with_secret("secret", "regcred")).await;
+    env.wait_pod("secret", WAIT, "Ready", ready).await;
+    wait_event(
+        env,
+        "secret",
+        "Pulled",
+        &format!("Successfully pulled image \"{image}\""),
+        1,
+    )
+    .await;
+
+    let failed =
+        |p: &Pod| waiting(p).is_some_and(|w| w.0 == "ErrImagePull" || w.0 == "ImagePullBackOff");
+    env.create_pod(with_secret("badsecret", "badcred")).await;
+    let pod = env
+        .wait_pod("badsecret", WAIT, "ErrImagePull", failed)
+        .await;
+    let msg = waiting(&pod).unwrap().1;
+    assert!(msg.contains("401") || msg.contains("authoriz"), "{msg}");
+
+    // A Secret that does not exist: upstream's warning, then an anonymous pull (401).
+    env.create_pod(with_secret("nosecret", "absent")).await;
+    env.wait_pod("nosecret", WAIT, "ErrImagePull", failed).await;
+    let pod_events: Api<Event> = Api::namespaced(env.client.clone(), "default");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let warned = pod_events
+            .list(&ListParams::default().fields("involvedObject.name=nosecret"))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("FailedToRetrieveImagePullSecret")
+                    && e.message.as_deref()
+                        == Some(
+                            "Unable to retrieve some image pull secrets (absent); \
+                             attempting to pull the image may not succeed.",
+                        )
+            });
+        if warned {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no FailedToRetrieveImagePullSecret"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

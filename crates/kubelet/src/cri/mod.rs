@@ -275,15 +275,17 @@ impl Cri {
             .image)
     }
 
-    /// Pulls an image; returns its reference (image ID).
+    /// Pulls an image (with registry credentials when given); returns its reference
+    /// (image ID).
     pub async fn pull_image(
         &self,
         image: &str,
+        auth: Option<api::AuthConfig>,
         sandbox_config: Option<api::PodSandboxConfig>,
     ) -> Result<String> {
         let req = api::PullImageRequest {
             image: Some(image_spec(image)),
-            auth: None,
+            auth,
             sandbox_config,
         };
         let r = self.img.clone().pull_image(req).await;

@@ -103,16 +103,18 @@ impl Worker {
                 return Ok(false);
             }
         };
-        let (image_ref, image_uid, image_user) =
-            match self.ensure_image(pod, c, kind, sandbox_cfg).await? {
-                Ok(i) => i,
-                Err((why, msg)) => {
-                    // Upstream's kubelet reports every image failure once more this way.
-                    self.failed_event(pod, c, kind, &why);
-                    self.waiting_for(c, &why, msg);
-                    return Ok(false);
-                }
-            };
+        let (image_ref, image_uid, image_user) = match self
+            .ensure_image(pod, c, kind, sandbox_cfg, &mut cache)
+            .await?
+        {
+            Ok(i) => i,
+            Err((why, msg)) => {
+                // Upstream's kubelet reports every image failure once more this way.
+                self.failed_event(pod, c, kind, &why);
+                self.waiting_for(c, &why, msg);
+                return Ok(false);
+            }
+        };
         let built = async {
             let links = pod
                 .spec

@@ -30,6 +30,7 @@ pub mod reason {
     /// Image pull back-off and crash-loop back-off.
     pub const BACK_OFF: &str = "BackOff";
     pub const NEVER_PULL: &str = "ErrImageNeverPull";
+    pub const FAILED_PULL_SECRET: &str = "FailedToRetrieveImagePullSecret";
     pub const CREATED: &str = "Created";
     pub const STARTED: &str = "Started";
     pub const KILLING: &str = "Killing";

@@ -3,11 +3,15 @@
 //! never), pull through CRI (the runtime applies registries.yaml mirrors and credentials),
 //! and on failure report `ErrImagePull`, then `ImagePullBackOff` while the per-image
 //! back-off (10 s doubling to 5 min) runs, with the events `Pulling`, `Pulled`, `Failed`,
-//! `BackOff` and `ErrImageNeverPull` worded as upstream.
+//! `BackOff` and `ErrImageNeverPull` worded as upstream. Credentials come from the pod's
+//! `imagePullSecrets` (`keyring.rs`); one that cannot be read is reported with
+//! `FailedToRetrieveImagePullSecret` and the pull goes ahead without it.
 
 use super::container::Kind;
-use super::events::{NORMAL, WARNING, container_ref, reason};
+use super::events::{NORMAL, WARNING, container_ref, pod_ref, reason};
+use super::keyring::Keyring;
 use super::pull::{go_duration, with_default_tag};
+use super::refs::ObjectCache;
 use super::worker::Worker;
 use crate::error::Result;
 use k8s_openapi::api::core::v1::{Container, Pod};
@@ -54,12 +58,21 @@ impl Worker {
         c: &Container,
         kind: Kind,
         sandbox_cfg: &crate::cri::api::PodSandboxConfig,
+        cache: &mut ObjectCache,
     ) -> Result<std::result::Result<ImageInfo, ImageWait>> {
         let requested = c.image.clone().unwrap_or_default();
         let image = with_default_tag(&requested);
         let policy = pull_policy(c);
         let obj = container_ref(pod, c, kind);
         let events = self.services.events.clone();
+        let (secrets, unreadable) = cache.pull_secrets(pod).await;
+        if !unreadable.is_empty() {
+            let msg = format!(
+                "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                unreadable.join(", ")
+            );
+            events.event(&pod_ref(pod), WARNING, reason::FAILED_PULL_SECRET, &msg);
+        }
         if policy != "Always" {
             if let Some(img) = self.ctx.cri.image_status(&image).await? {
                 let msg = format!("Container image \"{requested}\" already present on machine");
@@ -97,10 +110,11 @@ impl Worker {
             reason::PULLING,
             &format!("Pulling image \"{image}\""),
         );
+        let creds = Keyring::from_secrets(&secrets).lookup(&image);
         let pulled = self
             .services
             .puller
-            .pull(&image, Some(sandbox_cfg.clone()))
+            .pull_with(&image, &creds, Some(sandbox_cfg.clone()))
             .await;
         let waited = now.elapsed();
         match pulled {

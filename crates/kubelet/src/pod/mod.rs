@@ -9,6 +9,7 @@ pub mod container;
 pub mod env;
 pub mod events;
 mod image;
+pub mod keyring;
 pub mod probe;
 pub mod pull;
 pub mod refs;

@@ -84,6 +84,28 @@ impl ObjectCache {
         }
     }
 
+    /// The pod's `imagePullSecrets` that could be read, and the names of those that could
+    /// not (upstream warns about them and pulls anyway).
+    pub async fn pull_secrets(
+        &mut self,
+        pod: &k8s_openapi::api::core::v1::Pod,
+    ) -> (Vec<Secret>, Vec<String>) {
+        let names = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.image_pull_secrets.iter().flatten())
+            .map(|r| r.name.clone())
+            .filter(|n| !n.is_empty());
+        let (mut found, mut failed) = (Vec::new(), Vec::new());
+        for name in names {
+            match self.secret(&name).await {
+                Ok(Some(s)) => found.push(s.clone()),
+                _ => failed.push(name),
+            }
+        }
+        (found, failed)
+    }
+
     /// All keys of a Secret, decoded; None when missing and optional.
     pub async fn secret_files(
         &mut self,
