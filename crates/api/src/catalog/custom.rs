@@ -69,6 +69,9 @@ pub struct Served {
     /// The whole object's schema: the CRD's `openAPIV3Schema` with `apiVersion`, `kind`
     /// and `metadata` (a reference to ObjectMeta) added, as upstream completes it.
     pub schema: Value,
+    /// The schema's validation rules (`x-kubernetes-validations`), compiled; `None` if it
+    /// has none.
+    pub rules: Option<crate::strategy::validation_rules::Validator>,
 }
 
 /// One `additionalPrinterColumns` entry of a CRD version.
@@ -310,6 +313,7 @@ impl Definition {
                     columns: v.columns.clone(),
                     scale: v.scale.clone(),
                     schema: v.schema.clone(),
+                    rules: crate::strategy::validation_rules::Validator::new(&v.schema),
                 };
                 (v.name.clone(), Arc::new(served))
             })

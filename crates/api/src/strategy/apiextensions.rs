@@ -1,8 +1,9 @@
 //! CustomResourceDefinition (apiextensions.k8s.io/v1): upstream's defaults, the
 //! validation users meet most (name = `<plural>.<group>`, scope, exactly one storage
-//! version, a schema per version), and the status upstream's controllers would write at
-//! once here: the names are accepted, the CRD is Established, the storage version is
-//! recorded in `storedVersions`.
+//! version, a schema per version, patterns that compile, validation rules that compile:
+//! see [`super::validation_rules::check_schema`]), and the status upstream's controllers
+//! would write at once here: the names are accepted, the CRD is Established, the storage
+//! version is recorded in `storedVersions`.
 
 use super::validation::{is_dns1035_label, is_dns1123_subdomain};
 use super::{FieldError, Strategy};
@@ -139,6 +140,13 @@ impl Strategy for CustomResourceDefinitionStrategy {
                 "must have at least one version marked as served",
             ));
         }
+        // Upstream validates its internal form, where a schema that every version shares
+        // is the CRD's `spec.validation`: its errors are reported there, once.
+        let schemas: Vec<Option<&Value>> = versions
+            .iter()
+            .map(|v| v.pointer("/schema/openAPIV3Schema"))
+            .collect();
+        let shared = !schemas.is_empty() && schemas.iter().all(|s| s.is_some() && *s == schemas[0]);
         let mut seen = Vec::new();
         for (i, v) in versions.iter().enumerate() {
             let name = text(v, "/name");
@@ -156,12 +164,16 @@ impl Strategy for CustomResourceDefinitionStrategy {
                     format!("{field}.schema.openAPIV3Schema"),
                     "schemas are required",
                 )),
-                Some(schema) => check_patterns(
-                    schema,
-                    &format!("{field}.schema.openAPIV3Schema"),
-                    &mut errs,
-                    0,
-                ),
+                Some(_) if shared && i > 0 => {}
+                Some(schema) => {
+                    let at = if shared {
+                        "spec.validation.openAPIV3Schema".to_string()
+                    } else {
+                        format!("{field}.schema.openAPIV3Schema")
+                    };
+                    check_patterns(schema, &at, &mut errs, 0);
+                    super::validation_rules::check_schema(schema, &at, &mut errs);
+                }
             }
             validate_scale(v, &field, &mut errs);
             validate_columns(v, &field, &mut errs);
@@ -420,7 +432,7 @@ mod tests {
         assert_eq!(
             refused_fields(&bad),
             [
-                "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[id].pattern",
+                "spec.validation.openAPIV3Schema.properties[spec].properties[id].pattern",
                 "spec.versions[0].subresources.scale.specReplicasPath",
                 "spec.versions[0].subresources.scale.labelSelectorPath",
                 "spec.versions[0].additionalPrinterColumns[0].type",

@@ -1,7 +1,10 @@
 //! Objects of custom resources: defaulted from (`default`) and validated against their CRD
 //! version's OpenAPI v3 schema, with upstream's messages for the checks users meet (`type`, `required`,
 //! `enum`, bounds, lengths, `pattern`, item counts). Unknown fields were pruned before
-//! (see `fieldvalidation`); CEL rules (`x-kubernetes-validations`) are not evaluated.
+//! (see `fieldvalidation`). Then the CEL validation rules (`x-kubernetes-validations`,
+//! compiled once per served version: see [`super::validation_rules`]) are evaluated,
+//! with the old object on updates for transition rules, unless the schema checks found an
+//! error that makes the object unfit for them (as upstream).
 
 use super::errors::go_quote;
 use super::{FieldError, Strategy};
@@ -27,13 +30,42 @@ impl Strategy for CustomResourceStrategy {
     }
 
     fn validate_create(&self, obj: &Value) -> Vec<FieldError> {
-        let Some(served) = served_for(obj) else {
-            return Vec::new();
-        };
-        let mut errors = Vec::new();
-        check(&served.schema, obj, "", &mut errors, 0);
-        errors
+        validate(obj, None)
     }
+
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
+        validate(new, Some(old))
+    }
+}
+
+/// Schema errors after which upstream does not evaluate the validation rules (the object
+/// is not of the shape the rules were written for).
+const BLOCKING: [&str; 5] = [
+    "FieldValueNotSupported",
+    "FieldValueRequired",
+    "FieldValueTooLong",
+    "FieldValueTooMany",
+    "FieldValueTypeInvalid",
+];
+
+fn validate(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+    let Some(served) = served_for(obj) else {
+        return Vec::new();
+    };
+    let mut errors = Vec::new();
+    check(&served.schema, obj, "", &mut errors, 0);
+    if let Some(rules) = &served.rules {
+        if errors.iter().any(|e| BLOCKING.contains(&e.reason)) {
+            errors.push(FieldError::invalid(
+                "<nil>",
+                "null",
+                "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
+            ));
+        } else {
+            errors.extend(rules.validate(obj, old));
+        }
+    }
+    errors
 }
 
 /// Sets every missing property that has a `default` in `schema`, at every depth of `v`.
@@ -105,6 +137,15 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
+/// A value of the wrong type (upstream's `field.TypeInvalid`: an `Invalid value` message
+/// with its own reason).
+fn type_invalid(path: &str, actual: &str, detail: &str) -> FieldError {
+    FieldError {
+        reason: "FieldValueTypeInvalid",
+        ..FieldError::invalid(path, actual, detail)
+    }
+}
+
 fn check(schema: &Value, v: &Value, path: &str, errors: &mut Vec<FieldError>, depth: usize) {
     // `metadata` is ObjectMeta, checked by the registry; references are not followed.
     if depth > MAX_DEPTH || schema.get("$ref").is_some() {
@@ -119,9 +160,9 @@ fn check(schema: &Value, v: &Value, path: &str, errors: &mut Vec<FieldError>, de
             && schema.get("type").is_some()
         {
             let expected = schema.get("type").and_then(Value::as_str).unwrap_or("");
-            errors.push(FieldError::invalid(
+            errors.push(type_invalid(
                 path,
-                &Value::String("null".into()),
+                "null",
                 &format!("{path} in body must be of type {expected}: \"null\""),
             ));
         }
@@ -133,9 +174,9 @@ fn check(schema: &Value, v: &Value, path: &str, errors: &mut Vec<FieldError>, de
             || (expected == "number" && actual == "integer")
             || (int_or_string && matches!(actual, "integer" | "string"));
         if !fits {
-            errors.push(FieldError::invalid(
+            errors.push(type_invalid(
                 path,
-                &Value::String(actual.into()),
+                actual,
                 &format!("{path} in body must be of type {expected}: \"{actual}\""),
             ));
             return;

@@ -24,6 +24,7 @@ pub mod storage;
 #[cfg(test)]
 pub(crate) mod test_support;
 pub mod validation;
+pub mod validation_rules;
 
 use serde_json::Value;
 
