@@ -566,6 +566,7 @@ fn services_reach_their_pods(s: &Server) {
     let page = http_get("127.0.0.1", 18080);
     assert!(page.contains("200 OK") && page.contains("nginx"), "{page}");
     s.ok(&["delete", "svc", "web-lb"]);
+    affinity_and_traffic_policies(s, &ip, node_port.parse().expect("nodePort"));
     // Cluster DNS: in a pod, the Service's name is its ClusterIP.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -629,6 +630,107 @@ fn services_reach_their_pods(s: &Server) {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Which pod answers `GET /who.txt` on `ip:port` (each `app=web` pod got its own file).
+fn who_answers(ip: &str, port: u16) -> String {
+    let addr: std::net::SocketAddr = format!("{ip}:{port}").parse().expect("address");
+    let mut conn =
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    conn.write_all(b"GET /who.txt HTTP/1.0\r\n\r\n")
+        .expect("send");
+    let mut reply = String::new();
+    let _ = conn.read_to_string(&mut reply);
+    assert!(reply.contains("200 OK"), "{reply}");
+    reply.lines().last().unwrap_or_default().trim().to_string()
+}
+
+/// `sessionAffinity: ClientIP` keeps the node on one of the two pods; the Local traffic
+/// policies (every endpoint is on this node) still serve the ClusterIP and the NodePort.
+fn affinity_and_traffic_policies(s: &Server, ip: &str, node_port: u16) {
+    let pods = s.ok(&["get", "pods", "-l", "app=web", "-o", "name"]);
+    let pods: Vec<&str> = pods.split_whitespace().collect();
+    assert_eq!(pods.len(), 2, "{pods:?}");
+    for pod in &pods {
+        s.ok(&[
+            "exec",
+            pod,
+            "--",
+            "sh",
+            "-c",
+            "hostname > /usr/share/nginx/html/who.txt",
+        ]);
+    }
+    // Without affinity both pods answer sooner or later.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        seen.insert(who_answers(ip, 8080));
+        if seen.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    s.ok(&[
+        "patch",
+        "svc",
+        "web",
+        "-p",
+        r#"{"spec":{"sessionAffinity":"ClientIP"}}"#,
+    ]);
+    let timeout = s.ok(&[
+        "get",
+        "svc",
+        "web",
+        "-o",
+        "jsonpath={.spec.sessionAffinityConfig.clientIP.timeoutSeconds}",
+    ]);
+    assert_eq!(timeout, "10800");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = std::process::Command::new("iptables-save")
+            .args(["-t", "nat"])
+            .output()
+            .expect("iptables-save");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if text.contains("--rcheck --seconds 10800 --reap") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no affinity rules:\n{text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let answers: std::collections::BTreeSet<String> =
+        (0..20).map(|_| who_answers(ip, 8080)).collect();
+    assert_eq!(answers.len(), 1, "affinity broken: {answers:?}");
+    s.ok(&[
+        "patch",
+        "svc",
+        "web",
+        "-p",
+        r#"{"spec":{"sessionAffinity":"None","externalTrafficPolicy":"Local","internalTrafficPolicy":"Local"}}"#,
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = std::process::Command::new("iptables-save")
+            .args(["-t", "nat"])
+            .output()
+            .expect("iptables-save");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if text.contains(":R8S-EXT-") && !text.contains("--rcheck") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no Local policy rules:\n{text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(http_get(ip, 8080).contains("200 OK"));
+    assert!(http_get("127.0.0.1", node_port).contains("200 OK"));
+    s.ok(&[
+        "patch",
+        "svc",
+        "web",
+        "-p",
+        r#"{"spec":{"externalTrafficPolicy":"Cluster","internalTrafficPolicy":"Cluster"}}"#,
+    ]);
 }
 
 const STATEFUL_WITH_CLAIMS: &str = "

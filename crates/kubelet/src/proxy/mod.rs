@@ -35,7 +35,7 @@ const JUMPS: [(&str, &str, &str); 7] = [
 const ROUTE_LOCALNET: &str = "/proc/sys/net/ipv4/conf/all/route_localnet";
 
 /// Run the proxy until the process ends. Without iptables it logs why and does nothing.
-pub async fn run(client: kube::Client) {
+pub async fn run(client: kube::Client, node_name: String) {
     if Command::new("iptables-restore")
         .arg("--version")
         .output()
@@ -59,7 +59,7 @@ pub async fn run(client: kube::Client) {
         tokio::time::sleep(DEBOUNCE).await;
         let svcs: Vec<Service> = services.state().iter().map(|s| (**s).clone()).collect();
         let eps: Vec<EndpointSlice> = slices.state().iter().map(|s| (**s).clone()).collect();
-        let port_rules = rules::port_rules(&svcs, &eps);
+        let port_rules = rules::port_rules(&svcs, &eps, &node_name);
         let existing = our_chains().await;
         let text = rules::restore_input(&port_rules, &existing);
         if applied.as_deref() == Some(text.as_str()) && jumps_ok {

@@ -9,6 +9,14 @@
 //! - `R8S-SEP-…`: DNAT to the endpoint;
 //! - `R8S-POSTROUTING`: masquerades marked packets.
 //!
+//! Traffic policies and affinity, as kube-proxy: `internalTrafficPolicy: Local` sends
+//! ClusterIP traffic only to this node's endpoints (`R8S-SVL-…`; dropped when there are
+//! none); `externalTrafficPolicy: Local` sends NodePort and load-balancer traffic from
+//! other hosts to local endpoints without masquerade, so pods see the client's address
+//! (`R8S-EXT-…`; traffic from the node itself still uses every endpoint).
+//! `sessionAffinity: ClientIP` keeps a client on its endpoint for `timeoutSeconds` with the
+//! `recent` match named after the endpoint's chain.
+//!
 //! All service traffic is masqueraded (kube-proxy's `--masquerade-all`): pods on the same
 //! bridge then answer through the node, so replies are un-NATed without br_netfilter.
 //! Filter table: `R8S-FORWARD` accepts the marked traffic whatever the FORWARD policy;
@@ -33,7 +41,13 @@ pub const FIREWALL: &str = "R8S-FIREWALL";
 /// The packet mark that asks for masquerade (kube-proxy's bit).
 const MASQ_MARK: &str = "0x4000/0x4000";
 const SVC_PREFIX: &str = "R8S-SVC-";
+const SVL_PREFIX: &str = "R8S-SVL-";
+const EXT_PREFIX: &str = "R8S-EXT-";
 const SEP_PREFIX: &str = "R8S-SEP-";
+/// Chain prefixes of per-service chains (deleted when their service goes).
+const PER_SERVICE: [&str; 4] = [SVC_PREFIX, SVL_PREFIX, EXT_PREFIX, SEP_PREFIX];
+/// kube-proxy's default `sessionAffinityConfig.clientIP.timeoutSeconds` (3 hours).
+const DEFAULT_AFFINITY_SECONDS: i32 = 10800;
 
 /// One service port with where it goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +62,14 @@ pub struct PortRule {
     pub lb_ips: Vec<String>,
     /// Ready endpoints as (ip, port).
     pub endpoints: Vec<(String, i32)>,
+    /// The ready endpoints on this node.
+    pub local_endpoints: Vec<(String, i32)>,
+    /// `internalTrafficPolicy: Local`.
+    pub internal_local: bool,
+    /// `externalTrafficPolicy: Local` (NodePort and LoadBalancer Services).
+    pub external_local: bool,
+    /// `sessionAffinity: ClientIP`: how long a client sticks to its endpoint.
+    pub affinity_seconds: Option<i32>,
 }
 
 /// A short, stable chain suffix (iptables chain names are at most 28 characters).
@@ -65,13 +87,21 @@ pub fn svc_chain(id: &str) -> String {
     format!("{SVC_PREFIX}{}", chain_hash(id))
 }
 
+pub fn svl_chain(id: &str) -> String {
+    format!("{SVL_PREFIX}{}", chain_hash(id))
+}
+
+pub fn ext_chain(id: &str) -> String {
+    format!("{EXT_PREFIX}{}", chain_hash(id))
+}
+
 pub fn sep_chain(id: &str, ip: &str, port: i32) -> String {
     format!("{SEP_PREFIX}{}", chain_hash(&format!("{id}/{ip}:{port}")))
 }
 
 /// The service ports to program: ClusterIP services (with an IP) and their NodePorts, with
-/// the ready endpoints of their EndpointSlices.
-pub fn port_rules(services: &[Service], slices: &[EndpointSlice]) -> Vec<PortRule> {
+/// the ready endpoints of their EndpointSlices (those on `node` also apart).
+pub fn port_rules(services: &[Service], slices: &[EndpointSlice], node: &str) -> Vec<PortRule> {
     let mut out = Vec::new();
     for svc in services {
         let (Some(ns), Some(name), Some(spec)) = (
@@ -109,10 +139,21 @@ pub fn port_rules(services: &[Service], slices: &[EndpointSlice]) -> Vec<PortRul
         } else {
             Vec::new()
         };
+        let affinity_seconds = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
+            spec.session_affinity_config
+                .as_ref()
+                .and_then(|c| c.client_ip.as_ref())
+                .and_then(|c| c.timeout_seconds)
+                .unwrap_or(DEFAULT_AFFINITY_SECONDS)
+        });
+        let external = matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer"));
+        let internal_local = spec.internal_traffic_policy.as_deref() == Some("Local");
+        let external_local = external && spec.external_traffic_policy.as_deref() == Some("Local");
         for p in spec.ports.iter().flatten() {
             let port_name = p.name.clone().unwrap_or_default();
             let protocol = p.protocol.clone().unwrap_or_else(|| "TCP".into());
             let mut endpoints = BTreeSet::new();
+            let mut local_endpoints = BTreeSet::new();
             for slice in &own {
                 let Some(sp) = slice.ports.iter().flatten().find(|sp| {
                     sp.name.clone().unwrap_or_default() == port_name
@@ -125,6 +166,9 @@ pub fn port_rules(services: &[Service], slices: &[EndpointSlice]) -> Vec<PortRul
                     let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
                     if ready && let Some(ip) = ep.addresses.first() {
                         endpoints.insert((ip.clone(), port));
+                        if ep.node_name.as_deref() == Some(node) {
+                            local_endpoints.insert((ip.clone(), port));
+                        }
                     }
                 }
             }
@@ -136,6 +180,10 @@ pub fn port_rules(services: &[Service], slices: &[EndpointSlice]) -> Vec<PortRul
                 node_port: p.node_port.filter(|n| *n > 0),
                 lb_ips: lb_ips.clone(),
                 endpoints: endpoints.into_iter().collect(),
+                local_endpoints: local_endpoints.into_iter().collect(),
+                internal_local,
+                external_local,
+                affinity_seconds,
             });
         }
     }
@@ -158,45 +206,58 @@ pub fn restore_input(rules: &[PortRule], existing: &BTreeSet<String>) -> String 
     );
     let _ = writeln!(body, "-A {MARK_MASQ} -j MARK --or-mark 0x4000");
     for r in rules.iter().filter(|r| !r.endpoints.is_empty()) {
-        let svc = svc_chain(&r.id);
-        chains.insert(svc.clone(), ());
         let comment = format!("-m comment --comment \"{}\"", r.id.replace('"', ""));
-        let _ = writeln!(
-            body,
-            "-A {SERVICES} -d {}/32 -p {} --dport {} {comment} -j {svc}",
-            r.cluster_ip, r.protocol, r.port
-        );
+        let svc = svc_chain(&r.id);
+        let svl = svl_chain(&r.id);
+        let has_local = !r.local_endpoints.is_empty();
+        pick_chain(&mut body, &mut chains, &svc, r, &r.endpoints, true);
+        if (r.internal_local || r.external_local) && has_local {
+            pick_chain(&mut body, &mut chains, &svl, r, &r.local_endpoints, false);
+        }
+        // ClusterIP traffic (always masqueraded, see above).
+        let internal = if !r.internal_local {
+            Some(svc.clone())
+        } else if has_local {
+            let _ = writeln!(
+                body,
+                "-A {SERVICES} -d {}/32 -p {} --dport {} {comment} -j {MARK_MASQ}",
+                r.cluster_ip, r.protocol, r.port
+            );
+            Some(svl.clone())
+        } else {
+            None // dropped in the filter table
+        };
+        if let Some(target) = internal {
+            let _ = writeln!(
+                body,
+                "-A {SERVICES} -d {}/32 -p {} --dport {} {comment} -j {target}",
+                r.cluster_ip, r.protocol, r.port
+            );
+        }
+        // NodePort and load-balancer traffic.
+        let external = if r.external_local {
+            let ext = ext_chain(&r.id);
+            chains.insert(ext.clone(), ());
+            // From the node itself the source is local anyway: every endpoint, masqueraded.
+            let _ = writeln!(body, "-A {ext} -m addrtype --src-type LOCAL -j {svc}");
+            if has_local {
+                let _ = writeln!(body, "-A {ext} -j {svl}");
+            }
+            ext
+        } else {
+            svc.clone()
+        };
         for lb in &r.lb_ips {
             let _ = writeln!(
                 body,
-                "-A {SERVICES} -d {lb}/32 -p {} --dport {} {comment} -j {svc}",
+                "-A {SERVICES} -d {lb}/32 -p {} --dport {} {comment} -j {external}",
                 r.protocol, r.port
             );
         }
         if let Some(np) = r.node_port {
             let _ = writeln!(
                 body,
-                "-A {NODEPORTS} -p {} --dport {np} {comment} -j {svc}",
-                r.protocol
-            );
-        }
-        let _ = writeln!(body, "-A {svc} -j {MARK_MASQ}");
-        let n = r.endpoints.len();
-        for (i, (ip, port)) in r.endpoints.iter().enumerate() {
-            let sep = sep_chain(&r.id, ip, *port);
-            chains.insert(sep.clone(), ());
-            let pick = if i + 1 < n {
-                format!(
-                    "-m statistic --mode random --probability {:.10} ",
-                    1.0 / (n - i) as f64
-                )
-            } else {
-                String::new()
-            };
-            let _ = writeln!(body, "-A {svc} {pick}-j {sep}");
-            let _ = writeln!(
-                body,
-                "-A {sep} -p {} -j DNAT --to-destination {ip}:{port}",
+                "-A {NODEPORTS} -p {} --dport {np} {comment} -j {external}",
                 r.protocol
             );
         }
@@ -209,9 +270,7 @@ pub fn restore_input(rules: &[PortRule], existing: &BTreeSet<String>) -> String 
     // then deleted once nothing jumps to them.
     let stale: Vec<&String> = existing
         .iter()
-        .filter(|c| {
-            (c.starts_with(SVC_PREFIX) || c.starts_with(SEP_PREFIX)) && !chains.contains_key(*c)
-        })
+        .filter(|c| PER_SERVICE.iter().any(|p| c.starts_with(p)) && !chains.contains_key(*c))
         .collect();
     nat.push_str("*nat\n");
     for c in chains.keys().chain(stale.iter().copied()) {
@@ -226,6 +285,19 @@ pub fn restore_input(rules: &[PortRule], existing: &BTreeSet<String>) -> String 
         nat,
         "*filter\n:{FORWARD} - [0:0]\n:{NO_ENDPOINTS} - [0:0]\n:{FIREWALL} - [0:0]\n-A {FORWARD} -m mark --mark {MASQ_MARK} -j ACCEPT\n-A {FORWARD} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A {FIREWALL} -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m comment --comment \"block incoming localnet connections\" -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP\n"
     );
+    for r in rules
+        .iter()
+        .filter(|r| !r.endpoints.is_empty() && r.internal_local && r.local_endpoints.is_empty())
+    {
+        let _ = writeln!(
+            nat,
+            "-A {NO_ENDPOINTS} -d {}/32 -p {} --dport {} -m comment --comment \"{} has no local endpoints\" -j DROP",
+            r.cluster_ip,
+            r.protocol,
+            r.port,
+            r.id.replace('"', "")
+        );
+    }
     for r in rules.iter().filter(|r| r.endpoints.is_empty()) {
         for ip in std::iter::once(&r.cluster_ip).chain(&r.lb_ips) {
             let _ = writeln!(
@@ -241,10 +313,64 @@ pub fn restore_input(rules: &[PortRule], existing: &BTreeSet<String>) -> String 
     nat
 }
 
+/// Fills `chain` (declared here) with a random choice among `endpoints`, each through its
+/// `R8S-SEP-…` chain (declared and filled once), honouring session affinity.
+fn pick_chain(
+    body: &mut String,
+    chains: &mut BTreeMap<String, ()>,
+    chain: &str,
+    r: &PortRule,
+    endpoints: &[(String, i32)],
+    masquerade: bool,
+) {
+    chains.insert(chain.to_string(), ());
+    if masquerade {
+        let _ = writeln!(body, "-A {chain} -j {MARK_MASQ}");
+    }
+    let recent = |sep: &str| format!("-m recent --name {sep} --mask 255.255.255.255 --rsource");
+    if let Some(secs) = r.affinity_seconds {
+        // A client seen within the timeout goes back to the endpoint it had.
+        for (ip, port) in endpoints {
+            let sep = sep_chain(&r.id, ip, *port);
+            let _ = writeln!(
+                body,
+                "-A {chain} {} --rcheck --seconds {secs} --reap -j {sep}",
+                recent(&sep)
+            );
+        }
+    }
+    let n = endpoints.len();
+    for (i, (ip, port)) in endpoints.iter().enumerate() {
+        let sep = sep_chain(&r.id, ip, *port);
+        let pick = if i + 1 < n {
+            format!(
+                "-m statistic --mode random --probability {:.10} ",
+                1.0 / (n - i) as f64
+            )
+        } else {
+            String::new()
+        };
+        let _ = writeln!(body, "-A {chain} {pick}-j {sep}");
+        if chains.insert(sep.clone(), ()).is_none() {
+            let remember = match r.affinity_seconds {
+                Some(_) => format!("{} --set ", recent(&sep)),
+                None => String::new(),
+            };
+            let _ = writeln!(
+                body,
+                "-A {sep} -p {} {remember}-j DNAT --to-destination {ip}:{port}",
+                r.protocol
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    const NODE: &str = "node-a";
 
     fn svc() -> Service {
         serde_json::from_value(json!({
@@ -255,10 +381,19 @@ mod tests {
         .unwrap()
     }
 
+    /// Endpoints on this node, ready or not.
     fn slice(ready: &[(&str, bool)]) -> EndpointSlice {
-        let eps: Vec<_> = ready
+        let on: Vec<(&str, bool, &str)> = ready.iter().map(|(ip, r)| (*ip, *r, NODE)).collect();
+        slice_on(&on)
+    }
+
+    /// Endpoints as (ip, ready, node).
+    fn slice_on(eps: &[(&str, bool, &str)]) -> EndpointSlice {
+        let eps: Vec<_> = eps
             .iter()
-            .map(|(ip, r)| json!({"addresses": [ip], "conditions": {"ready": r}}))
+            .map(|(ip, r, node)| {
+                json!({"addresses": [ip], "conditions": {"ready": r}, "nodeName": node})
+            })
             .collect();
         serde_json::from_value(json!({
             "metadata": {"name": "web-abc", "namespace": "default",
@@ -279,6 +414,7 @@ mod tests {
                 ("10.42.0.6", false),
                 ("10.42.0.7", true),
             ])],
+            NODE,
         );
         assert_eq!(rules.len(), 1);
         let r = &rules[0];
@@ -302,6 +438,7 @@ mod tests {
                 ("10.42.0.6", true),
                 ("10.42.0.7", true),
             ])],
+            NODE,
         );
         let existing = BTreeSet::from(["R8S-SVC-0000000000000000".to_string()]);
         let text = restore_input(&rules, &existing);
@@ -326,7 +463,7 @@ mod tests {
         lb.status = serde_json::from_value(json!({"loadBalancer": {"ingress": [
             {"ip": "192.0.2.9"}, {"hostname": "lb.example.com"}, {"ip": "2001:db8::1"}]}}))
         .unwrap();
-        let rules = port_rules(&[lb.clone()], &[slice(&[("10.42.0.5", true)])]);
+        let rules = port_rules(&[lb.clone()], &[slice(&[("10.42.0.5", true)])], NODE);
         assert_eq!(rules[0].lb_ips, ["192.0.2.9"]);
         let text = restore_input(&rules, &BTreeSet::new());
         let svc = svc_chain("default/web:http");
@@ -335,7 +472,7 @@ mod tests {
         )));
         assert!(text.contains("-A R8S-FIREWALL -d 127.0.0.0/8 ! -s 127.0.0.0/8"));
         // Without endpoints the ingress IP refuses too.
-        let none = restore_input(&port_rules(&[lb], &[]), &BTreeSet::new());
+        let none = restore_input(&port_rules(&[lb], &[], NODE), &BTreeSet::new());
         assert!(none.contains("-A R8S-NO-ENDPOINTS -d 192.0.2.9/32 -p tcp --dport 80"));
     }
 
@@ -343,13 +480,119 @@ mod tests {
     fn services_without_endpoints_or_cluster_ip_get_no_rules() {
         let mut headless = svc();
         headless.spec.as_mut().unwrap().cluster_ip = Some("None".into());
-        assert!(port_rules(&[headless], &[]).is_empty());
-        let rules = port_rules(&[svc()], &[]);
+        assert!(port_rules(&[headless], &[], NODE).is_empty());
+        let rules = port_rules(&[svc()], &[], NODE);
         let text = restore_input(&rules, &BTreeSet::new());
         assert!(!text.contains("R8S-SVC-"));
         // Refused at once rather than sent out through the default route.
         assert!(text.contains(
             "-A R8S-NO-ENDPOINTS -d 10.43.0.10/32 -p tcp --dport 80 -m comment --comment \"default/web:http has no endpoints\" -j REJECT"
         ));
+    }
+
+    #[test]
+    fn client_ip_affinity_sends_a_client_back_to_its_endpoint() {
+        let mut sticky = svc();
+        let spec = sticky.spec.as_mut().unwrap();
+        spec.session_affinity = Some("ClientIP".into());
+        let two = [slice(&[("10.42.0.5", true), ("10.42.0.6", true)])];
+        let rules = port_rules(&[sticky.clone()], &two, NODE);
+        assert_eq!(rules[0].affinity_seconds, Some(10800));
+        let text = restore_input(&rules, &BTreeSet::new());
+        let svc = svc_chain("default/web:http");
+        let sep = sep_chain("default/web:http", "10.42.0.5", 8080);
+        let check = format!(
+            "-A {svc} -m recent --name {sep} --mask 255.255.255.255 --rsource --rcheck --seconds 10800 --reap -j {sep}"
+        );
+        let set = format!(
+            "-A {sep} -p tcp -m recent --name {sep} --mask 255.255.255.255 --rsource --set -j DNAT --to-destination 10.42.0.5:8080"
+        );
+        assert!(text.contains(&check), "{text}");
+        assert!(text.contains(&set), "{text}");
+        // The remembered choice comes before the random one.
+        assert!(text.find(&check) < text.find("--probability 0.5"));
+        // The configured timeout wins.
+        sticky.spec.as_mut().unwrap().session_affinity_config =
+            serde_json::from_value(json!({"clientIP": {"timeoutSeconds": 60}})).unwrap();
+        let rules = port_rules(&[sticky], &two, NODE);
+        assert!(restore_input(&rules, &BTreeSet::new()).contains("--rcheck --seconds 60 --reap"));
+        // Without affinity, no `recent` match at all.
+        let plain = restore_input(
+            &port_rules(&[super::tests::svc()], &two, NODE),
+            &BTreeSet::new(),
+        );
+        assert!(!plain.contains("recent"));
+    }
+
+    #[test]
+    fn internal_traffic_policy_local_uses_only_this_nodes_endpoints() {
+        let mut local = svc();
+        local.spec.as_mut().unwrap().internal_traffic_policy = Some("Local".into());
+        let mixed = [slice_on(&[
+            ("10.42.0.5", true, NODE),
+            ("10.42.1.5", true, "node-b"),
+        ])];
+        let rules = port_rules(&[local.clone()], &mixed, NODE);
+        assert_eq!(rules[0].local_endpoints, [("10.42.0.5".to_string(), 8080)]);
+        let text = restore_input(&rules, &BTreeSet::new());
+        let svl = svl_chain("default/web:http");
+        assert!(text.contains(&format!(
+            "-A R8S-SERVICES -d 10.43.0.10/32 -p tcp --dport 80 -m comment --comment \"default/web:http\" -j {svl}"
+        )));
+        let local_sep = sep_chain("default/web:http", "10.42.0.5", 8080);
+        assert!(text.contains(&format!("-A {svl} -j {local_sep}")), "{text}");
+        // The NodePort (external policy Cluster) still uses both.
+        let svc = svc_chain("default/web:http");
+        assert!(text.contains(&format!("-A R8S-NODEPORTS -p tcp --dport 30080 -m comment --comment \"default/web:http\" -j {svc}")));
+        // Endpoints only elsewhere: the ClusterIP is dropped, not sent out.
+        let remote = [slice_on(&[("10.42.1.5", true, "node-b")])];
+        let text = restore_input(&port_rules(&[local], &remote, NODE), &BTreeSet::new());
+        assert!(text.contains(
+            "-A R8S-NO-ENDPOINTS -d 10.43.0.10/32 -p tcp --dport 80 -m comment --comment \"default/web:http has no local endpoints\" -j DROP"
+        ));
+        assert!(!text.contains("-A R8S-SERVICES -d 10.43.0.10/32"));
+    }
+
+    #[test]
+    fn external_traffic_policy_local_keeps_the_source_for_outside_clients() {
+        let mut local = svc();
+        local.spec.as_mut().unwrap().external_traffic_policy = Some("Local".into());
+        let mixed = [slice_on(&[
+            ("10.42.0.5", true, NODE),
+            ("10.42.1.5", true, "node-b"),
+        ])];
+        let rules = port_rules(&[local.clone()], &mixed, NODE);
+        assert!(rules[0].external_local);
+        let text = restore_input(&rules, &BTreeSet::new());
+        let (svc, svl, ext) = (
+            svc_chain("default/web:http"),
+            svl_chain("default/web:http"),
+            ext_chain("default/web:http"),
+        );
+        assert!(text.contains(&format!("-A R8S-NODEPORTS -p tcp --dport 30080 -m comment --comment \"default/web:http\" -j {ext}")));
+        assert!(text.contains(&format!("-A {ext} -m addrtype --src-type LOCAL -j {svc}")));
+        assert!(text.contains(&format!("-A {ext} -j {svl}")));
+        // The local chain does not masquerade; the cluster chain does.
+        assert!(!text.contains(&format!("-A {svl} -j R8S-MARK-MASQ")));
+        assert!(text.contains(&format!("-A {svc} -j R8S-MARK-MASQ")));
+        // ClusterIP traffic is not affected by the external policy.
+        assert!(text.contains(&format!("-A R8S-SERVICES -d 10.43.0.10/32 -p tcp --dport 80 -m comment --comment \"default/web:http\" -j {svc}")));
+        // A ClusterIP Service cannot have the external policy applied.
+        let mut cluster_ip = local;
+        cluster_ip.spec.as_mut().unwrap().type_ = Some("ClusterIP".into());
+        assert!(!port_rules(&[cluster_ip], &mixed, NODE)[0].external_local);
+    }
+
+    #[test]
+    fn chains_of_removed_services_are_deleted() {
+        let existing = BTreeSet::from([
+            "R8S-SVL-00000000000000AA".to_string(),
+            "R8S-EXT-00000000000000BB".to_string(),
+            "KUBE-OTHER".to_string(),
+        ]);
+        let text = restore_input(&[], &existing);
+        assert!(text.contains("-X R8S-SVL-00000000000000AA"));
+        assert!(text.contains("-X R8S-EXT-00000000000000BB"));
+        assert!(!text.contains("KUBE-OTHER"));
     }
 }
