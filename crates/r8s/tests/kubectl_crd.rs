@@ -1,8 +1,8 @@
 //! e2e: CustomResourceDefinitions with the real kubectl, as upstream's "Extend the
 //! Kubernetes API with CustomResourceDefinitions" task uses them: the CRD is established,
 //! its resource is discovered (short name, `api-resources`, `explain`), objects print
-//! the CRD's columns, unknown fields and schema violations are refused with upstream's
-//! messages, status is a subresource, everything survives a restart, and deleting the
+//! the CRD's columns, unknown fields, schema violations and failed validation rules are
+//! refused with upstream's messages, status is a subresource, everything survives a restart, and deleting the
 //! CRD removes its objects.
 
 mod common;
@@ -31,6 +31,9 @@ spec:
           properties:
             spec:
               type: object
+              x-kubernetes-validations:
+              - rule: "!has(self.image) || !self.image.startsWith('bad-')"
+                message: image must not start with bad-
               properties:
                 cronSpec:
                   type: string
@@ -202,6 +205,13 @@ fn custom_resources_like_upstream() {
     let err = refused(&s, &crontab("typo", "{image: i, replicas: two}"));
     assert!(
         err.contains(r#"spec.replicas: Invalid value: "string": spec.replicas in body must be of type integer: "string""#),
+        "{err}"
+    );
+
+    // Validation rules (CEL) too.
+    let err = refused(&s, &crontab("rule", "{image: bad-image}"));
+    assert!(
+        err.contains(r#"The CronTab "rule" is invalid: spec: Invalid value: "object": image must not start with bad-"#),
         "{err}"
     );
 

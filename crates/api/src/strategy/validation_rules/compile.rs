@@ -349,7 +349,8 @@ fn known(name: &str, how: Probe) -> bool {
         Err(_) => true,
         Ok(p) => {
             let ctx = Context::with_env(env());
-            !matches!(p.execute(&ctx), Err(ExecutionError::UndeclaredReference(n))
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.execute(&ctx)));
+            !matches!(result, Ok(Err(ExecutionError::UndeclaredReference(n)))
                 if n.as_str() == name || n.as_str() == last)
         }
     };

@@ -408,6 +408,8 @@ fn evaluate(
     errors: &mut Vec<FieldError>,
 ) {
     let ty = node.ty.as_str();
+    // Upstream validates from a nil field path: errors at the root are reported at `<nil>`.
+    let at = if path.is_empty() { "<nil>" } else { path };
     let self_val = convert::to_val(Some(node), new, 0);
     let old_val = old.map(|o| convert::to_val(Some(node), o, 0));
     let mut plain: Option<Context<'_, '_>> = None;
@@ -418,7 +420,7 @@ fn evaluate(
             Ok(None) => continue,
             Err(e) => {
                 errors.push(FieldError::invalid(
-                    path,
+                    at,
                     ty,
                     &format!("rule compile error: {e}"),
                 ));
@@ -447,7 +449,7 @@ fn evaluate(
                 c
             })
         };
-        let detail = match compiled.program.execute(ctx) {
+        let detail = match run(&compiled.program, ctx) {
             Ok(cel::Value::Bool(true)) => continue,
             Ok(cel::Value::Bool(false)) => None,
             Ok(other) => Some(format!(
@@ -466,7 +468,7 @@ fn evaluate(
             )),
         };
         if let Some(detail) = detail {
-            errors.push(FieldError::invalid(path, ty, &detail));
+            errors.push(FieldError::invalid(at, ty, &detail));
             continue;
         }
         // Ratcheting: an unchanged value keeps passing what it passed when stored.
@@ -475,13 +477,13 @@ fn evaluate(
         }
         let field = match &rule.normalized_path {
             Some(p) => join(path, p),
-            None => path.to_string(),
+            None => at.to_string(),
         };
         let message = rule
             .message_compiled
             .as_ref()
             .and_then(|m| m.as_ref().ok())
-            .and_then(|m| match m.program.execute(ctx) {
+            .and_then(|m| match run(&m.program, ctx) {
                 Ok(cel::Value::String(s)) => {
                     let s = s.trim();
                     (!s.is_empty() && !s.contains('\n') && s.len() <= MAX_MESSAGE_BYTES)
@@ -500,6 +502,17 @@ fn evaluate(
             _ => FieldError::invalid(field, ty, &message),
         });
     }
+}
+
+/// Runs `program`; a panic in the interpreter is an evaluation error, not a dead request.
+fn run(program: &cel::Program, ctx: &Context<'_, '_>) -> cel::ResolveResult {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| program.execute(ctx))).unwrap_or_else(
+        |_| {
+            Err(cel::ExecutionError::InternalError(
+                "the expression could not be evaluated".into(),
+            ))
+        },
+    )
 }
 
 /// The reasons upstream accepts for a rule.

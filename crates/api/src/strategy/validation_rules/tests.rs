@@ -240,7 +240,7 @@ fn root_rules_see_type_and_name_only_of_metadata() {
     assert!(shown(v.validate(&obj(json!({"x": 1})), None)).is_empty());
     assert_eq!(
         shown(v.validate(&obj(json!({"x": 2})), None)),
-        ["Invalid value: \"object\": failed rule: self.spec.x == 1"]
+        ["<nil>: Invalid value: \"object\": failed rule: self.spec.x == 1"]
     );
 }
 
@@ -363,5 +363,16 @@ fn field_paths_normalize_as_upstream() {
             "spec.labels[bad]: Invalid value: \"object\": failed rule: self.labels.all(k, k != 'bad')",
             "spec.inner.x: Invalid value: \"object\": failed rule: self.inner.x > 0",
         ]
+    );
+}
+
+#[test]
+fn deeply_nested_rules_are_refused_not_overflowing() {
+    let deep = format!("{}true{}", "(".repeat(500), ")".repeat(500));
+    let errs = crd_errors(json!({"type": "object", "x-kubernetes-validations": [{"rule": deep}]}));
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0].contains("compilation failed: ERROR: <input>"),
+        "{errs:?}"
     );
 }
