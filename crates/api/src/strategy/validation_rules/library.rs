@@ -5,12 +5,16 @@
 //! `join`, `replace`, `substring`, `indexOf`, `format`, …) and lists extension
 //! (`distinct`, `flatten`, `reverse`, `slice`, `sort`, `sortBy`), plus the Kubernetes list
 //! library (`isSorted`, `sum`, `min`, `max`, `indexOf`, `lastIndexOf` on lists) and regex
-//! library (`find`, `findAll`).
+//! library (`find`, `findAll`) and quantity library (`quantity()`, `isQuantity()`,
+//! `sign`, `isInteger`, `asInteger`, `asApproximateFloat`, `compareTo`, `isLessThan`,
+//! `isGreaterThan`, `add`, `sub`, `==`; quantities are held at milli-unit precision).
 //!
-//! Not provided (a rule calling them compiles, as upstream, and fails to evaluate): the
-//! Kubernetes `url`, `quantity`, `ip`/`cidr`, `semver` and authorizer libraries.
+//! Not provided (a rule calling them compiles, as upstream, and fails to evaluate, naming
+//! the function): the Kubernetes `url`, `ip`/`cidr`, `semver`, `format` and authorizer
+//! libraries.
 
-use cel::common::types::{DYN_TYPE, INT_TYPE, LIST_TYPE, STRING_TYPE};
+use crate::strategy::quantity::parse_quantity;
+use cel::common::types::{DYN_TYPE, INT_TYPE, LIST_TYPE, STRING_TYPE, Type};
 use cel::common::value::{CowVal, Val};
 use cel::{Env, ExecutionError, Value};
 use std::cmp::Ordering;
@@ -27,17 +31,6 @@ pub(super) const UNSUPPORTED_UPSTREAM: &[&str] = &[
     "getPort",
     "getEscapedPath",
     "getQuery",
-    "quantity",
-    "isQuantity",
-    "sign",
-    "isGreaterThan",
-    "isLessThan",
-    "compareTo",
-    "asApproximateFloat",
-    "asInteger",
-    "isInteger",
-    "add",
-    "sub",
     "ip",
     "isIP",
     "cidr",
@@ -105,7 +98,142 @@ fn build() -> Env {
         vec![STRING_TYPE, INT_TYPE],
         find_all,
     );
+    let q = quantity_type;
+    let quantities: [(&str, Vec<Type>, cel::common::functions::Function); 11] = [
+        ("sign", vec![], q_sign),
+        ("isInteger", vec![], q_is_integer),
+        ("asInteger", vec![], q_as_integer),
+        ("asApproximateFloat", vec![], q_as_float),
+        ("compareTo", vec![q()], q_compare),
+        ("isLessThan", vec![q()], q_less),
+        ("isGreaterThan", vec![q()], q_greater),
+        ("add", vec![q()], q_add),
+        ("add", vec![INT_TYPE], q_add),
+        ("sub", vec![q()], q_sub),
+        ("sub", vec![INT_TYPE], q_sub),
+    ];
+    for (name, args, f) in quantities {
+        let id = format!(
+            "quantity_{name}_{}",
+            args.iter().map(Type::name).collect::<Vec<_>>().join("_")
+        );
+        let _ = env.add_member_overload(name, &id, q(), args, f);
+    }
+    let _ = env.add_overload(
+        "quantity",
+        "string_to_quantity",
+        vec![STRING_TYPE],
+        to_quantity,
+    );
+    let _ = env.add_overload(
+        "isQuantity",
+        "is_quantity_string",
+        vec![STRING_TYPE],
+        is_quantity,
+    );
     env
+}
+
+/// A resource quantity, in milli-units (upstream keeps arbitrary precision; amounts below
+/// a milli-unit round up here).
+#[derive(Debug, PartialEq, Eq)]
+struct Quantity(i128);
+
+impl cel::objects::Opaque for Quantity {
+    fn runtime_type_name(&self) -> &str {
+        QUANTITY
+    }
+}
+
+const QUANTITY: &str = "kubernetes.Quantity";
+
+fn quantity_type() -> Type {
+    Type::new_opaque_type(QUANTITY)
+}
+
+fn quantity_value(milli: i128) -> Value {
+    Value::Opaque(Arc::new(Quantity(milli)))
+}
+
+/// Argument `i` as milli-units (a quantity, or an int for `add`/`sub`).
+fn milli_arg(args: &[CowVal<'_, '_>], i: usize) -> Result<i128, ExecutionError> {
+    match args.get(i).map(value_of).transpose()? {
+        Some(Value::Opaque(o)) => o
+            .downcast_ref::<Quantity>()
+            .map(|q| q.0)
+            .ok_or_else(ExecutionError::missing_argument_or_target),
+        Some(Value::Int(n)) => Ok(i128::from(n) * 1000),
+        _ => Err(ExecutionError::missing_argument_or_target()),
+    }
+}
+
+fn string_arg(args: &[CowVal<'_, '_>]) -> Result<Arc<String>, ExecutionError> {
+    match args.first().map(value_of).transpose()? {
+        Some(Value::String(s)) => Ok(s),
+        _ => Err(ExecutionError::missing_argument_or_target()),
+    }
+}
+
+fn to_quantity<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let s = string_arg(&args)?;
+    let milli = parse_quantity(&s).map_err(|e| ExecutionError::function_error("quantity", e))?;
+    owned(quantity_value(milli))
+}
+
+fn is_quantity<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let s = string_arg(&args)?;
+    owned(Value::Bool(parse_quantity(&s).is_ok()))
+}
+
+fn q_sign<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    owned(Value::Int(milli_arg(&args, 0)?.signum() as i64))
+}
+
+fn q_is_integer<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let m = milli_arg(&args, 0)?;
+    owned(Value::Bool(
+        m % 1000 == 0 && i64::try_from(m / 1000).is_ok(),
+    ))
+}
+
+fn q_as_integer<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let m = milli_arg(&args, 0)?;
+    match i64::try_from(m / 1000) {
+        Ok(n) if m % 1000 == 0 => owned(Value::Int(n)),
+        _ => Err(ExecutionError::function_error(
+            "asInteger",
+            "cannot convert value to integer",
+        )),
+    }
+}
+
+fn q_as_float<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    owned(Value::Float(milli_arg(&args, 0)? as f64 / 1000.0))
+}
+
+fn q_compare<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let ordering = milli_arg(&args, 0)?.cmp(&milli_arg(&args, 1)?);
+    owned(Value::Int(ordering as i64))
+}
+
+fn q_less<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    owned(Value::Bool(milli_arg(&args, 0)? < milli_arg(&args, 1)?))
+}
+
+fn q_greater<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    owned(Value::Bool(milli_arg(&args, 0)? > milli_arg(&args, 1)?))
+}
+
+fn q_add<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    owned(quantity_value(
+        milli_arg(&args, 0)?.saturating_add(milli_arg(&args, 1)?),
+    ))
+}
+
+fn q_sub<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    owned(quantity_value(
+        milli_arg(&args, 0)?.saturating_sub(milli_arg(&args, 1)?),
+    ))
 }
 
 fn value_of(v: &CowVal<'_, '_>) -> Result<Value, ExecutionError> {

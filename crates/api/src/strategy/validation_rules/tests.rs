@@ -376,3 +376,41 @@ fn deeply_nested_rules_are_refused_not_overflowing() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn quantities_compare_and_add() {
+    let v = validator(json!({"type": "object",
+        "x-kubernetes-validations": [
+            {"rule": "quantity(self.memory).isLessThan(quantity('1Gi'))", "message": "under 1Gi"},
+            {"rule": "quantity(self.cpu).add(quantity('500m')).compareTo(quantity('1')) <= 0"},
+            {"rule": "quantity('2').asInteger() == 2 && quantity('1.5').asApproximateFloat() == 1.5"},
+            {"rule": "isQuantity(self.cpu) && !isQuantity('x') && quantity('1k') == quantity('1000')"},
+            {"rule": "quantity(self.cpu).sign() == 1 && quantity('1').sub(1).isInteger()"},
+        ],
+        "properties": {"memory": {"type": "string"}, "cpu": {"type": "string"}}}));
+    assert!(create(&v, json!({"memory": "512Mi", "cpu": "500m"})).is_empty());
+    assert_eq!(
+        create(&v, json!({"memory": "2Gi", "cpu": "600m"})),
+        [
+            "spec: Invalid value: \"object\": under 1Gi",
+            "spec: Invalid value: \"object\": failed rule: quantity(self.cpu).add(quantity('500m')).compareTo(quantity('1')) <= 0",
+        ]
+    );
+    assert_eq!(
+        create(&v, json!({"memory": "lots", "cpu": "1m"}))[0],
+        "spec: Invalid value: \"object\": quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$' evaluating rule: under 1Gi"
+    );
+}
+
+#[test]
+fn unsupported_upstream_functions_fail_by_name() {
+    let v = validator(json!({"type": "object",
+        "x-kubernetes-validations": [{"rule": "isURL(self.u)"}],
+        "properties": {"u": {"type": "string"}}}));
+    assert_eq!(
+        create(&v, json!({"u": "https://x"})),
+        [
+            "spec: Invalid value: \"object\": function 'isURL' is not supported by this server evaluating rule: isURL(self.u)"
+        ]
+    );
+}
