@@ -7,10 +7,12 @@
 //! library (`isSorted`, `sum`, `min`, `max`, `indexOf`, `lastIndexOf` on lists) and regex
 //! library (`find`, `findAll`) and quantity library (`quantity()`, `isQuantity()`,
 //! `sign`, `isInteger`, `asInteger`, `asApproximateFloat`, `compareTo`, `isLessThan`,
-//! `isGreaterThan`, `add`, `sub`, `==`; quantities are held at milli-unit precision).
+//! `isGreaterThan`, `add`, `sub`, `==`; quantities are held at milli-unit precision),
+//! format library (`format.dns1123Label()`, … `format.named(name)`, `<format>.validate(s)`)
+//! and the IP/CIDR predicates `isIP(s)` and `isCIDR(s)`.
 //!
 //! Not provided (a rule calling them compiles, as upstream, and fails to evaluate, naming
-//! the function): the Kubernetes `url`, `ip`/`cidr`, `semver`, `format` and authorizer
+//! the function): the Kubernetes `url`, `ip()`/`cidr()` values, `semver` and authorizer
 //! libraries.
 
 use crate::strategy::quantity::parse_quantity;
@@ -32,9 +34,7 @@ pub(super) const UNSUPPORTED_UPSTREAM: &[&str] = &[
     "getEscapedPath",
     "getQuery",
     "ip",
-    "isIP",
     "cidr",
-    "isCIDR",
     "family",
     "isUnspecified",
     "isLoopback",
@@ -50,8 +50,6 @@ pub(super) const UNSUPPORTED_UPSTREAM: &[&str] = &[
     "major",
     "minor",
     "patch",
-    "named",
-    "validate",
     "includes",
 ];
 
@@ -131,7 +129,183 @@ fn build() -> Env {
         vec![STRING_TYPE],
         is_quantity,
     );
+    let _ = env.add_overload("isIP", "is_ip_string", vec![STRING_TYPE], is_ip);
+    let _ = env.add_overload("isCIDR", "is_cidr_string", vec![STRING_TYPE], is_cidr);
+    for (name, f) in FORMATS {
+        let _ = env.add_overload(
+            &format!("format.{name}"),
+            &format!("format_{name}"),
+            vec![],
+            *f,
+        );
+    }
+    let _ = env.add_overload(
+        "format.named",
+        "format_named_string",
+        vec![STRING_TYPE],
+        format_named,
+    );
+    let _ = env.add_member_overload(
+        "validate",
+        "format_validate_string",
+        Type::new_opaque_type(FORMAT),
+        vec![STRING_TYPE],
+        format_validate,
+    );
     env
+}
+
+/// `isIP`: an IPv4 or IPv6 address as upstream accepts it (no zone, no IPv4-mapped IPv6,
+/// no leading zeros in IPv4).
+fn parse_ip(s: &str) -> Option<std::net::IpAddr> {
+    match s.parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => None,
+        ip => Some(ip),
+    }
+}
+
+fn is_ip<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    owned(Value::Bool(parse_ip(&string_arg(&args)?).is_some()))
+}
+
+fn is_cidr<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let s = string_arg(&args)?;
+    let valid = s.split_once('/').is_some_and(|(ip, bits)| {
+        let max = match parse_ip(ip) {
+            Some(std::net::IpAddr::V4(_)) => 32,
+            Some(std::net::IpAddr::V6(_)) => 128,
+            None => return false,
+        };
+        !bits.starts_with('+')
+            && (bits == "0" || !bits.starts_with('0'))
+            && bits.parse::<u8>().is_ok_and(|b| b <= max)
+    });
+    owned(Value::Bool(valid))
+}
+
+/// A named string format of the format library.
+#[derive(Debug, PartialEq, Eq)]
+struct Format(&'static str);
+
+impl cel::objects::Opaque for Format {
+    fn runtime_type_name(&self) -> &str {
+        FORMAT
+    }
+}
+
+const FORMAT: &str = "kubernetes.NamedFormat";
+
+/// The format library's formats and their `format.<name>()` functions.
+const FORMATS: &[(&str, cel::common::functions::Function)] = &[
+    ("dns1123Label", |_| format_of("dns1123Label")),
+    ("dns1123Subdomain", |_| format_of("dns1123Subdomain")),
+    ("dns1035Label", |_| format_of("dns1035Label")),
+    ("qualifiedName", |_| format_of("qualifiedName")),
+    ("dns1123LabelPrefix", |_| format_of("dns1123LabelPrefix")),
+    ("dns1123SubdomainPrefix", |_| {
+        format_of("dns1123SubdomainPrefix")
+    }),
+    ("dns1035LabelPrefix", |_| format_of("dns1035LabelPrefix")),
+    ("labelValue", |_| format_of("labelValue")),
+    ("uri", |_| format_of("uri")),
+    ("uuid", |_| format_of("uuid")),
+    ("byte", |_| format_of("byte")),
+    ("date", |_| format_of("date")),
+    ("datetime", |_| format_of("datetime")),
+];
+
+fn format_of<'b, 'v>(name: &'static str) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    owned(Value::Opaque(Arc::new(Format(name))))
+}
+
+fn format_named<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let name = string_arg(&args)?;
+    let found = FORMATS.iter().find(|(n, _)| *n == name.as_str());
+    let optional = match found {
+        Some((n, _)) => cel::objects::OptionalValue::of(Value::Opaque(Arc::new(Format(n)))),
+        None => cel::objects::OptionalValue::none(),
+    };
+    owned(Value::Opaque(Arc::new(optional)))
+}
+
+/// Upstream's messages for a string that is not of `format`.
+fn format_errors(format: &str, s: &str) -> Vec<String> {
+    use crate::strategy::validation as v;
+    let fails = |ok: bool, msg: &str| {
+        if ok {
+            Vec::new()
+        } else {
+            vec![msg.to_string()]
+        }
+    };
+    match format {
+        "dns1123Label" => v::validate_name(v::NameRule::Dns1123Label, s, false),
+        "dns1123Subdomain" => v::validate_name(v::NameRule::Dns1123Subdomain, s, false),
+        "dns1035Label" => v::validate_name(v::NameRule::Dns1035Label, s, false),
+        "dns1123LabelPrefix" => v::validate_name(v::NameRule::Dns1123Label, s, true),
+        "dns1123SubdomainPrefix" => v::validate_name(v::NameRule::Dns1123Subdomain, s, true),
+        "dns1035LabelPrefix" => v::validate_name(v::NameRule::Dns1035Label, s, true),
+        "qualifiedName" => v::is_qualified_name(s),
+        "labelValue" => v::is_valid_label_value(s),
+        "uri" => fails(
+            s.starts_with('/')
+                || s.split_once(':').is_some_and(|(scheme, _)| {
+                    scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                        && scheme
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+                }),
+            &format!(
+                "parse {}: invalid URI for request",
+                crate::strategy::errors::go_quote(s)
+            ),
+        ),
+        "uuid" => fails(
+            s.len() == 36 && uuid::Uuid::parse_str(s).is_ok(),
+            "does not match the UUID format",
+        ),
+        "byte" => {
+            use base64::Engine;
+            fails(
+                base64::engine::general_purpose::STANDARD.decode(s).is_ok(),
+                "invalid base64",
+            )
+        }
+        "date" => fails(
+            chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok(),
+            "invalid date",
+        ),
+        "datetime" => fails(
+            chrono::DateTime::parse_from_rfc3339(s).is_ok(),
+            "invalid datetime",
+        ),
+        _ => Vec::new(),
+    }
+}
+
+fn format_validate<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let format = match args.first().map(value_of).transpose()? {
+        Some(Value::Opaque(o)) => o
+            .downcast_ref::<Format>()
+            .map(|f| f.0)
+            .ok_or_else(ExecutionError::missing_argument_or_target)?,
+        _ => return Err(ExecutionError::missing_argument_or_target()),
+    };
+    let s = match args.get(1).map(value_of).transpose()? {
+        Some(Value::String(s)) => s,
+        _ => return Err(ExecutionError::missing_argument_or_target()),
+    };
+    let errors = format_errors(format, &s);
+    let optional = if errors.is_empty() {
+        cel::objects::OptionalValue::none()
+    } else {
+        let list = errors
+            .into_iter()
+            .map(|e| Value::String(Arc::new(e)))
+            .collect();
+        cel::objects::OptionalValue::of(Value::List(Arc::new(list)))
+    };
+    owned(Value::Opaque(Arc::new(optional)))
 }
 
 /// A resource quantity, in milli-units (upstream keeps arbitrary precision; amounts below

@@ -414,3 +414,43 @@ fn unsupported_upstream_functions_fail_by_name() {
         ]
     );
 }
+
+#[test]
+fn formats_and_ip_predicates() {
+    let v = validator(json!({"type": "object",
+        "x-kubernetes-validations": [
+            {"rule": "!format.dns1123Label().validate(self.name).hasValue()", "message": "bad name"},
+            {"rule": "format.named('uuid').value().validate(self.id) == optional.none()", "message": "bad id"},
+            {"rule": "self.hosts.all(h, !isIP(h))", "message": "Hostnames cannot contain an IP"},
+            {"rule": "isCIDR(self.net)", "message": "bad cidr"},
+        ],
+        "properties": {"name": {"type": "string"}, "id": {"type": "string"},
+            "hosts": {"type": "array", "items": {"type": "string"}}, "net": {"type": "string"}}}));
+    assert_eq!(
+        create(
+            &v,
+            json!({"name": "web", "id": "123e4567-e89b-12d3-a456-426614174000",
+                "hosts": ["example.com"], "net": "10.0.0.0/8"})
+        ),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        create(
+            &v,
+            json!({"name": "Web", "id": "nope", "hosts": ["example.com", "10.1.2.3"], "net": "10.0.0.0/33"})
+        ),
+        [
+            "spec: Invalid value: \"object\": bad name",
+            "spec: Invalid value: \"object\": bad id",
+            "spec: Invalid value: \"object\": Hostnames cannot contain an IP",
+            "spec: Invalid value: \"object\": bad cidr",
+        ]
+    );
+    let messages = validator(json!({"type": "string", "x-kubernetes-validations": [
+        {"rule": "!format.dns1123Label().validate(self).hasValue()",
+         "messageExpression": "format.dns1123Label().validate(self).value().join(', ')"}]}));
+    assert_eq!(
+        create(&messages, json!("Web"))[0],
+        "spec: Invalid value: \"string\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+    );
+}
