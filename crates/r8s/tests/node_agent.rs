@@ -851,7 +851,46 @@ fn persistent_storage(s: &Server) {
 /// The pod behaviours, driven by kubectl: containers of a pod share an emptyDir and
 /// localhost, liveness restarts, readiness gates Ready, a memory limit OOM-kills, configMap
 /// and secret reach env and files.
+/// Host-network pods share the node's network and name (the sandbox gets no hostname of
+/// its own, as upstream's kubelet sends it); `kubectl debug node/…` runs on them.
+fn host_network_pods(s: &Server) {
+    let node = s.ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"]);
+    // Not `-i`: kubectl's attach ends when its stdin (here none) closes.
+    s.ok(&[
+        "debug",
+        &format!("node/{node}"),
+        "--image=busybox:1.36",
+        "--profile=general",
+        "--",
+        "sh",
+        "-c",
+        "hostname; test -d /host/proc && echo host-root; sleep 3600",
+    ]);
+    let pods = s.ok(&["get", "pods", "-o", "name"]);
+    let debugger = pods
+        .split_whitespace()
+        .find(|p| p.contains("node-debugger-"))
+        .expect("debugger pod");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = s.kubectl(&["logs", debugger]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if text.contains(&node) && text.contains("host-root") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "debugger on the node printed {text:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let ip = s.ok(&["get", debugger, "-o", "jsonpath={.status.podIP}"]);
+    assert_eq!(ip, "127.0.0.1");
+    s.ok(&["delete", debugger, "--grace-period=1", "--timeout=60s"]);
+}
+
 fn pod_behaviours_with_kubectl(s: &Server) {
+    host_network_pods(s);
     s.ok_stdin(&["apply", "-f", "-"], BEHAVIOURS);
     s.ok(&[
         "wait",

@@ -85,10 +85,17 @@ pub fn cgroup_parent(pod: &Pod) -> String {
     }
 }
 
+fn host_network(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false)
+}
+
 /// The pod's hostname (its name or spec.hostname, at most 63 characters).
 pub fn hostname(pod: &Pod) -> String {
     let spec = pod.spec.as_ref();
-    if spec.and_then(|s| s.host_network).unwrap_or(false) {
+    if host_network(pod) {
         return crate::sysinfo::hostname();
     }
     let h = spec
@@ -314,7 +321,13 @@ pub fn sandbox_config(
             namespace: pod.metadata.namespace.clone().unwrap_or_default(),
             attempt,
         }),
-        hostname: hostname(pod),
+        // Empty for host-network pods, as upstream's kubelet sends it: they share the
+        // node's UTS namespace, and runc refuses to set a hostname there.
+        hostname: if host_network(pod) {
+            String::new()
+        } else {
+            hostname(pod)
+        },
         log_directory: log_dir.display().to_string(),
         dns_config: Some(dns_config(pod, cfg)),
         port_mappings,
@@ -467,5 +480,24 @@ mod tests {
         assert_eq!(sc.metadata.unwrap().attempt, 2);
         assert_eq!(sc.labels[LABEL_POD_UID], "u");
         assert_eq!(sc.hostname, "web");
+    }
+
+    #[test]
+    fn host_network_sandboxes_send_no_hostname() {
+        let p = pod(
+            json!({"metadata": {"name": "hn", "namespace": "d", "uid": "u"},
+            "spec": {"hostNetwork": true, "containers": [{"name": "c"}]}}),
+        );
+        let cfg = KubeletConfig::new("n", IpAddr::V4(Ipv4Addr::LOCALHOST), "/tmp".into());
+        let sc = sandbox_config(&p, &cfg, std::path::Path::new("/logs"), 0);
+        assert_eq!(sc.hostname, "");
+        let ns = sc
+            .linux
+            .unwrap()
+            .security_context
+            .unwrap()
+            .namespace_options
+            .unwrap();
+        assert_eq!(ns.network, crate::cri::api::NamespaceMode::Node as i32);
     }
 }
