@@ -135,6 +135,9 @@ impl<'a> Shape<'a> {
         let Shape::Node(n) = self else {
             return Ok(Shape::Dyn);
         };
+        if n.opaque {
+            return Ok(Shape::Dyn);
+        }
         if n.meta {
             return match field {
                 "name" | "generateName" => Ok(Shape::Dyn),

@@ -2,7 +2,9 @@
 //! double, objects with `properties` → their declared fields under escaped names, maps →
 //! maps, arrays → lists), null fields left out ("absent"), unknown fields (kept by
 //! `x-kubernetes-preserve-unknown-fields`) not visible, and of the root's (or an embedded
-//! resource's) metadata only `name` and `generateName`, as upstream.
+//! resource's) metadata only `name` and `generateName`, as upstream. An object schema that
+//! declares nothing but `x-kubernetes-preserve-unknown-fields` is the exception here: its
+//! value is seen untyped, as JSON (lenient where upstream's typing is stricter).
 
 use super::Node;
 use cel::common::types::{
@@ -91,6 +93,7 @@ pub(super) fn to_val<'a>(node: Option<&Node>, v: &'a Value, depth: usize) -> Box
         Value::Object(map) => {
             let mut out: HashMap<CelMapKey<'a>, Box<dyn Val + 'a>> = HashMap::new();
             match node {
+                Some(n) if n.opaque => return to_val(None, v, depth),
                 None => {
                     for (k, child) in map.iter().filter(|(_, c)| !c.is_null()) {
                         out.insert(CelMapKey::from(k.as_str()), to_val(None, child, depth + 1));

@@ -54,6 +54,9 @@ struct Node {
     ty: String,
     /// ObjectMeta (a `$ref` at the root): only `name` and `generateName` are visible.
     meta: bool,
+    /// An object schema declaring nothing but `x-kubernetes-preserve-unknown-fields`: its
+    /// values are seen as they are (untyped).
+    opaque: bool,
     props: Vec<Prop>,
     items: Option<Box<Node>>,
     additional: Option<Box<Node>>,
@@ -242,6 +245,12 @@ impl Node {
                 depth + 1,
             )));
         }
+        node.opaque = node.props.is_empty()
+            && node.additional.is_none()
+            && schema
+                .get("x-kubernetes-preserve-unknown-fields")
+                .and_then(Value::as_bool)
+                == Some(true);
         let rules: Vec<Rule> = schema
             .get("x-kubernetes-validations")
             .and_then(Value::as_array)

@@ -454,3 +454,17 @@ fn formats_and_ip_predicates() {
         "spec: Invalid value: \"string\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
     );
 }
+
+#[test]
+fn schemaless_objects_are_seen_as_they_are() {
+    let v = validator(json!({"type": "object", "properties": {
+        "config": {"type": "object", "x-kubernetes-preserve-unknown-fields": true,
+            "x-kubernetes-validations": [{"rule": "!has(self.debug) || self.debug.level < 3"}]}}}));
+    assert!(create(&v, json!({"config": {"debug": {"level": 1}}})).is_empty());
+    assert_eq!(
+        create(&v, json!({"config": {"debug": {"level": 5}}})),
+        [
+            "spec.config: Invalid value: \"object\": failed rule: !has(self.debug) || self.debug.level < 3"
+        ]
+    );
+}
