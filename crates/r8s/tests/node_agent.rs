@@ -269,13 +269,18 @@ spec:
   volumes:
   - {name: cfg, configMap: {name: app-config}}
   - {name: sec, secret: {secretName: app-secret}}
+  - name: meta
+    downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}
   containers:
   - name: app
     image: busybox:1.36
     command: [sleep, "3600"]
     envFrom: [{configMapRef: {name: app-config}}]
     env: [{name: PASSWORD, valueFrom: {secretKeyRef: {name: app-secret, key: PASSWORD}}}]
-    volumeMounts: [{name: cfg, mountPath: /etc/cfg}, {name: sec, mountPath: /etc/sec}]
+    volumeMounts:
+    - {name: cfg, mountPath: /etc/cfg}
+    - {name: sec, mountPath: /etc/sec}
+    - {name: meta, mountPath: /etc/meta}
 "#;
 
 /// Polls a jsonpath of `what` until it satisfies `ok` (bounded).
@@ -929,6 +934,16 @@ fn pod_behaviours_with_kubectl(s: &Server) {
             .trim(),
         "s3cret"
     );
+    // An edited ConfigMap reaches the running pod's files (checked below, after the
+    // kubelet's periodic resync).
+    s.ok(&[
+        "patch",
+        "configmap",
+        "app-config",
+        "-p",
+        r#"{"data":{"app.conf":"mode=live"}}"#,
+    ]);
+    let edited = Instant::now();
 
     wait_jsonpath(
         s,
@@ -964,6 +979,33 @@ fn pod_behaviours_with_kubectl(s: &Server) {
         |v| v.starts_with("OOMKilled/") || v.ends_with("/137"),
     );
     assert!(ended.ends_with("/137"), "{ended}");
+    let deadline = edited + Duration::from_secs(100);
+    loop {
+        let now = s.ok(&["exec", "config", "--", "cat", "/etc/cfg/app.conf"]);
+        if now.trim() == "mode=live" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mounted ConfigMap never updated: {now}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    eprintln!(
+        "ConfigMap edit reached the pod after {:?}",
+        edited.elapsed()
+    );
+    // A new label shows in the downwardAPI file at once (the pod update syncs it).
+    s.ok(&["label", "pod", "config", "tier=backend"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let labels = s.ok(&["exec", "config", "--", "cat", "/etc/meta/labels"]);
+        if labels.contains("tier=\"backend\"") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "labels file: {labels}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
     s.ok(&[
         "delete",
         "pod",

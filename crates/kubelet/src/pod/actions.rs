@@ -16,11 +16,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
+/// A hash of the pod's labels and annotations (what downwardAPI volumes show).
+fn metadata_fingerprint(pod: &Pod) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    pod.metadata.labels.hash(&mut h);
+    pod.metadata.annotations.hash(&mut h);
+    h.finish()
+}
+
 /// Upstream never stops a container with less than this grace.
 const MIN_GRACE_SECS: i64 = 2;
 
 impl Worker {
-    /// Volumes of the pod (re-read from the API at most every 30 s).
+    /// Volumes of the pod (re-read from the API at most every 30 s, and when the pod's
+    /// labels or annotations changed).
     async fn volume_paths(
         &mut self,
         pod: &Pod,
@@ -30,14 +40,52 @@ impl Worker {
         std::collections::HashMap<String, std::path::PathBuf>,
         super::volumes::MountError,
     > {
+        let meta = metadata_fingerprint(pod);
         if let Some((v, at)) = &self.volumes
             && at.elapsed() < super::worker::VOLUME_REFRESH
+            && self.volume_meta == meta
         {
             return Ok(v.clone());
         }
         let v = super::volumes::prepare(&self.ctx.client, pod, &self.dirs, cache, ctx).await?;
         self.volumes = Some((v.clone(), Instant::now()));
+        self.volume_meta = meta;
         Ok(v)
+    }
+
+    /// Keeps running containers' configMap, secret, downwardAPI and projected files
+    /// current, as upstream's kubelet does on each pod sync (so a ConfigMap edit reaches
+    /// mounted files within about a minute, a label at once). Files are swapped
+    /// atomically; subPath mounts keep what they had, as upstream.
+    pub(super) async fn refresh_volumes(&mut self, pod: &Pod, pod_ip: &str) {
+        if self.volumes.is_none() {
+            return; // nothing started yet: the next container start writes them
+        }
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let mut cache = ObjectCache::with_tokens(self.ctx.client.clone(), ns, self.tokens.clone());
+        let dctx = self.downward_context(pod_ip);
+        if let Err(e) = self.volume_paths(pod, &mut cache, &dctx).await {
+            warn!(pod = %pod.metadata.name.as_deref().unwrap_or_default(), "{e}");
+            self.services.events.event(
+                &pod_ref(pod),
+                WARNING,
+                reason::FAILED_MOUNT,
+                &e.to_string(),
+            );
+            // Keep the files the containers have; try again at the next resync.
+            if let Some((_, at)) = &mut self.volumes {
+                *at = Instant::now();
+            }
+        }
+    }
+
+    fn downward_context(&self, pod_ip: &str) -> DownwardContext {
+        DownwardContext {
+            pod_ip: pod_ip.to_string(),
+            host_ip: self.ctx.cfg.node_ip.to_string(),
+            node_cpu_milli: self.ctx.node_cpu_milli,
+            node_memory: self.ctx.node_memory,
+        }
     }
 
     fn waiting_for(&mut self, c: &Container, reason: &str, message: String) {
@@ -73,13 +121,8 @@ impl Worker {
             .namespace
             .clone()
             .unwrap_or_else(|| "default".into());
-        let mut cache = ObjectCache::new(self.ctx.client.clone(), &ns);
-        let dctx = DownwardContext {
-            pod_ip: pod_ip.to_string(),
-            host_ip: self.ctx.cfg.node_ip.to_string(),
-            node_cpu_milli: self.ctx.node_cpu_milli,
-            node_memory: self.ctx.node_memory,
-        };
+        let mut cache = ObjectCache::with_tokens(self.ctx.client.clone(), &ns, self.tokens.clone());
+        let dctx = self.downward_context(pod_ip);
         let volumes = match self.volume_paths(pod, &mut cache, &dctx).await {
             Ok(v) => v,
             Err(e) => {

@@ -1,9 +1,28 @@
-//! ConfigMaps and Secrets a pod refers to (env, envFrom, volumes), read once per sync.
-//! Missing objects or keys produce upstream's messages.
+//! ConfigMaps and Secrets a pod refers to (env, envFrom, volumes), read once per sync,
+//! and its projected service-account tokens, kept for the pod's life and renewed like
+//! upstream's token manager (after 80 % of their lifetime, at least daily). Missing
+//! objects or keys produce upstream's messages.
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
 use kube::Api;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A projected token: (service account, audience, expirationSeconds).
+type TokenKey = (String, String, i64);
+
+/// Tokens already issued for one pod, with when they were issued.
+pub type Tokens = Arc<Mutex<HashMap<TokenKey, (String, Instant)>>>;
+
+/// The kubelet's default `expirationSeconds` for projected tokens (as k3s's).
+const DEFAULT_TOKEN_SECONDS: i64 = 3607;
+
+/// Whether a token issued `age` ago for `seconds` is due for renewal.
+fn token_due(age: Duration, seconds: i64) -> bool {
+    let lifetime = Duration::from_secs(seconds.max(0) as u64);
+    age >= lifetime.mul_f64(0.8) || age >= Duration::from_secs(24 * 3600)
+}
 
 /// Why a reference could not be resolved.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,6 +44,7 @@ pub struct ObjectCache {
     namespace: String,
     config_maps: HashMap<String, Option<ConfigMap>>,
     secrets: HashMap<String, Option<Secret>>,
+    tokens: Tokens,
 }
 
 fn get_err(e: kube::Error) -> RefError {
@@ -33,11 +53,77 @@ fn get_err(e: kube::Error) -> RefError {
 
 impl ObjectCache {
     pub fn new(client: kube::Client, namespace: &str) -> Self {
+        Self::with_tokens(client, namespace, Tokens::default())
+    }
+
+    /// A cache that reuses (and records) the pod's projected tokens in `tokens`.
+    pub fn with_tokens(client: kube::Client, namespace: &str, tokens: Tokens) -> Self {
         ObjectCache {
             client,
             namespace: namespace.into(),
             config_maps: HashMap::new(),
             secrets: HashMap::new(),
+            tokens,
+        }
+    }
+
+    /// A token for a projected serviceAccountToken source: the one issued before while it
+    /// is fresh, else a new TokenRequest bound to the pod (empty when the API server
+    /// refuses).
+    pub async fn service_account_token(
+        &mut self,
+        pod: &Pod,
+        audience: Option<&str>,
+        expiration: Option<i64>,
+    ) -> String {
+        let sa = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.as_deref())
+            .filter(|s| !s.is_empty())
+            .unwrap_or("default")
+            .to_string();
+        let seconds = expiration.unwrap_or(DEFAULT_TOKEN_SECONDS);
+        let key = (
+            sa.clone(),
+            audience.unwrap_or_default().to_string(),
+            seconds,
+        );
+        if let Some((token, at)) = self.tokens.lock().ok().and_then(|t| t.get(&key).cloned())
+            && !token_due(at.elapsed(), seconds)
+        {
+            return token;
+        }
+        let body = serde_json::json!({
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {
+                "audiences": audience.map(|a| vec![a.to_string()]).unwrap_or_default(),
+                "expirationSeconds": seconds,
+                "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": pod.metadata.name, "uid": pod.metadata.uid},
+            }
+        });
+        let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &self.namespace);
+        let issued = Instant::now();
+        match api
+            .create_subresource::<_, serde_json::Value>("token", &sa, &Default::default(), &body)
+            .await
+        {
+            Ok(v) => {
+                let token = v
+                    .pointer("/status/token")
+                    .and_then(|t| t.as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                if let Ok(mut t) = self.tokens.lock() {
+                    t.insert(key, (token.clone(), issued));
+                }
+                token
+            }
+            Err(e) => {
+                tracing::debug!("TokenRequest for {}/{sa}: {e}", self.namespace);
+                String::new()
+            }
         }
     }
 
@@ -197,5 +283,20 @@ impl ObjectCache {
             },
             None => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_renewed_after_most_of_their_lifetime() {
+        let hour = 3600;
+        assert!(!token_due(Duration::from_secs(60), hour));
+        assert!(!token_due(Duration::from_secs(2879), hour));
+        assert!(token_due(Duration::from_secs(2880), hour));
+        // Long-lived tokens are still renewed daily.
+        assert!(token_due(Duration::from_secs(24 * 3600), 7 * 24 * 3600));
     }
 }

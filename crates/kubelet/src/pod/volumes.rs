@@ -7,8 +7,7 @@
 use super::env::{DownwardContext, kv_lines, resource_ref};
 use super::refs::{ObjectCache, RefError};
 use k8s_openapi::api::core::v1::{
-    DownwardAPIVolumeFile, KeyToPath, PersistentVolume, PersistentVolumeClaim, Pod, ServiceAccount,
-    Volume,
+    DownwardAPIVolumeFile, KeyToPath, PersistentVolume, PersistentVolumeClaim, Pod, Volume,
 };
 use kube::Api;
 use sha2::{Digest, Sha256};
@@ -224,47 +223,6 @@ fn downward_files(
         out.insert(safe_rel(&it.path)?, (value.into_bytes(), mode));
     }
     Ok(out)
-}
-
-/// A token for a projected serviceAccountToken source (empty when the API server does
-/// not offer TokenRequest).
-async fn service_account_token(
-    client: &kube::Client,
-    pod: &Pod,
-    audience: Option<&str>,
-    expiration: Option<i64>,
-) -> String {
-    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
-    let sa = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.service_account_name.as_deref())
-        .filter(|s| !s.is_empty())
-        .unwrap_or("default");
-    let body = serde_json::json!({
-        "apiVersion": "authentication.k8s.io/v1",
-        "kind": "TokenRequest",
-        "spec": {
-            "audiences": audience.map(|a| vec![a.to_string()]).unwrap_or_default(),
-            "expirationSeconds": expiration.unwrap_or(3607),
-            "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": pod.metadata.name, "uid": pod.metadata.uid},
-        }
-    });
-    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-    match api
-        .create_subresource::<_, serde_json::Value>("token", sa, &Default::default(), &body)
-        .await
-    {
-        Ok(v) => v
-            .pointer("/status/token")
-            .and_then(|t| t.as_str())
-            .unwrap_or_default()
-            .to_string(),
-        Err(e) => {
-            tracing::debug!("TokenRequest for {ns}/{sa}: {e}");
-            String::new()
-        }
-    }
 }
 
 async fn pvc_path(client: &kube::Client, ns: &str, claim: &str) -> Result<PathBuf, RefError> {
@@ -507,9 +465,9 @@ async fn prepare_one(
                 )?);
             }
             if let Some(t) = &src.service_account_token {
-                let token =
-                    service_account_token(client, pod, t.audience.as_deref(), t.expiration_seconds)
-                        .await;
+                let token = cache
+                    .service_account_token(pod, t.audience.as_deref(), t.expiration_seconds)
+                    .await;
                 files.insert(safe_rel(&t.path)?, (token.into_bytes(), mode));
             }
         }

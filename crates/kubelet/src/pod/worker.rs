@@ -27,7 +27,7 @@ use tracing::{debug, info, warn};
 const OOM_REASON_POLLS: usize = 10;
 const OOM_REASON_POLL: Duration = Duration::from_millis(200);
 
-/// Periodic resync (refreshes configMap/secret volumes, retries).
+/// Periodic resync (refreshes configMap/secret/downwardAPI/projected volumes, retries).
 const RESYNC: Duration = Duration::from_secs(60);
 /// Volumes with API-backed content are refreshed at most this often.
 pub(super) const VOLUME_REFRESH: Duration = Duration::from_secs(30);
@@ -57,6 +57,10 @@ pub(super) struct Worker {
     pub(super) probes: HashMap<String, ProbeHandle>,
     pub(super) sandbox_ips: HashMap<String, String>,
     pub(super) volumes: Option<(HashMap<String, PathBuf>, Instant)>,
+    /// The labels and annotations the volumes were last written with (downwardAPI files).
+    pub(super) volume_meta: u64,
+    /// Projected service-account tokens issued for the pod.
+    pub(super) tokens: super::refs::Tokens,
     pub(super) last_written: Option<Value>,
     pub(super) start_time: Option<String>,
     pub(super) wake: Arc<Notify>,
@@ -109,6 +113,8 @@ impl Worker {
             probes: HashMap::new(),
             sandbox_ips: HashMap::new(),
             volumes: None,
+            volume_meta: 0,
+            tokens: Default::default(),
             last_written: None,
             start_time: None,
             wake,
@@ -224,6 +230,7 @@ impl Worker {
         if acted {
             rt = PodRuntime::load(&self.ctx.cri, &self.uid).await?;
         }
+        self.refresh_volumes(pod, &pod_ip).await;
         // A kill's OOM reason may trail the exit by a moment: wait for it (2 s at most)
         // rather than report `Error` for good.
         for _ in 0..OOM_REASON_POLLS {
