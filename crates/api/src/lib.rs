@@ -9,6 +9,10 @@
 //! - [`selector`]: label and field selectors.
 //! - [`cron`]: CronJob schedules (validation and next activation times).
 
+/// The Kubernetes release whose API r8s implements (k8s-openapi feature v1_33): `/version`,
+/// the OpenAPI documents and the components' User-Agents report it.
+pub const KUBERNETES_VERSION: &str = "v1.33.0";
+
 pub mod catalog;
 pub mod conversion;
 pub mod cron;

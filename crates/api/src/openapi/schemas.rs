@@ -14,7 +14,7 @@ use super::{extensions, types};
 use crate::catalog::{self, ResourceInfo, custom};
 
 /// The Kubernetes release whose API the documents describe.
-pub(super) const KUBERNETES_VERSION: &str = "v1.33.0";
+pub(super) use crate::KUBERNETES_VERSION;
 
 /// Where definitions live in a document, and what every `$ref` starts with.
 pub(super) const REF_PREFIX: &str = "#/components/schemas/";

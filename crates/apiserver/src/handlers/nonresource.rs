@@ -12,8 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
 
-/// The Kubernetes version r8s implements (k8s-openapi feature v1_33).
-pub const KUBERNETES_VERSION: &str = "v1.33.0";
+pub use r8s_api::KUBERNETES_VERSION;
 
 /// `/version` body.
 pub fn version_info() -> Value {

@@ -32,7 +32,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         running.local_addr,
         running.kubeconfig.display()
     );
-    let client = admin_client(&running.kubeconfig).await?;
+    // One client per component, each naming itself in its User-Agent as upstream's do:
+    // the API server records that name as the field manager of their writes
+    // (`kube-controller-manager`, `kube-scheduler`, `kubelet`…) instead of `unknown`.
+    let client = component_client(&running.kubeconfig, "r8s").await?;
+    let controllers_client =
+        component_client(&running.kubeconfig, "kube-controller-manager").await?;
+    let scheduler_client = component_client(&running.kubeconfig, "kube-scheduler").await?;
     // Start controllers and the scheduler once bootstrap is done, so their first Lease
     // attempt succeeds and the `default` ServiceAccounts appear right after /readyz.
     while !running
@@ -54,11 +60,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         uuid::Uuid::new_v4()
     );
     tokio::spawn(crate::leader::run_with_lease(
-        client.clone(),
+        controllers_client.clone(),
         "kube-controller-manager",
         identity.clone(),
         {
-            let client = client.clone();
+            let client = controllers_client.clone();
             let mut cfg = r8s_controllers::ManagerConfig::default();
             cfg.node_lifecycle.cluster_cidr = args.cluster_cidr.clone();
             cfg.node_lifecycle.node_monitor_grace_period = args.node_monitor_grace_period;
@@ -81,16 +87,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         },
     ));
     tokio::spawn(crate::leader::run_with_lease(
-        client.clone(),
+        scheduler_client.clone(),
         "kube-scheduler",
         identity.clone(),
         {
-            let client = client.clone();
+            let client = scheduler_client.clone();
             move || r8s_scheduler::run(client.clone(), r8s_scheduler::SchedulerConfig::default())
         },
     ));
     let mut agent = None;
     if !args.disable_agent {
+        let client = component_client(&running.kubeconfig, "kubelet").await?;
         let node_name = node_name(&args);
         let mut kcfg = r8s_kubelet::KubeletConfig::new(&node_name, node_ip, data_dir.clone());
         kcfg.runtime_endpoint = args.container_runtime_endpoint.clone();
@@ -208,14 +215,38 @@ fn kubelet_tls(
 }
 
 /// A kube-rs client of our own API server, as the admin user: controllers and the
-/// scheduler talk to the API like any other client.
-pub async fn admin_client(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
+/// scheduler talk to the API like any other client. `component` goes into the
+/// User-Agent the way upstream's components send it
+/// (`kube-scheduler/v1.33.0 (linux/amd64) kubernetes/r8s`).
+pub async fn component_client(
+    kubeconfig: &std::path::Path,
+    component: &str,
+) -> anyhow::Result<kube::Client> {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig)
         .with_context(|| format!("reading {}", kubeconfig.display()))?;
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+    let mut cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
         .context("building the API client config")?;
+    cfg.headers.push((
+        http::header::USER_AGENT,
+        http::header::HeaderValue::from_str(&user_agent(component))
+            .context("component name in User-Agent")?,
+    ));
     kube::Client::try_from(cfg).context("building the API client")
+}
+
+/// `<component>/<version> (<os>/<arch>) kubernetes/r8s`, with Go's architecture names.
+fn user_agent(component: &str) -> String {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    format!(
+        "{component}/{} ({}/{arch}) kubernetes/r8s",
+        r8s_api::KUBERNETES_VERSION,
+        std::env::consts::OS
+    )
 }
 
 async fn wait_for_signal() {
