@@ -14,6 +14,7 @@
 pub const KUBERNETES_VERSION: &str = "v1.33.0";
 
 pub mod catalog;
+pub mod cel;
 pub mod conversion;
 pub mod cron;
 pub mod discovery;

@@ -24,7 +24,7 @@ use std::sync::{Arc, LazyLock};
 
 /// Functions of upstream's Kubernetes CEL libraries this server does not implement. A rule
 /// that calls one compiles (upstream accepts it) and reports an evaluation error.
-pub(super) const UNSUPPORTED_UPSTREAM: &[&str] = &[
+pub(crate) const UNSUPPORTED_UPSTREAM: &[&str] = &[
     "url",
     "isURL",
     "getScheme",
@@ -54,7 +54,7 @@ pub(super) const UNSUPPORTED_UPSTREAM: &[&str] = &[
 ];
 
 /// The shared environment (built once; programs and contexts hold it by `Arc`).
-pub(super) fn env() -> Arc<Env> {
+pub(crate) fn env() -> Arc<Env> {
     static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(build()));
     ENV.clone()
 }
@@ -580,7 +580,7 @@ fn find_all<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, Executi
 }
 
 /// An evaluation error as cel-go words it (upstream's messages quote cel-go's errors).
-pub(super) fn error_text(e: &ExecutionError) -> String {
+pub(crate) fn error_text(e: &ExecutionError) -> String {
     match e {
         ExecutionError::NoSuchKey(k) => format!("no such key: {k}"),
         ExecutionError::DivisionByZero(_) => "division by zero".into(),
@@ -606,7 +606,7 @@ pub(super) fn error_text(e: &ExecutionError) -> String {
 
 /// Whether `e` is what cel-go reports as "no such overload" (arguments of types no
 /// operator or function accepts).
-pub(super) fn is_overload_error(e: &ExecutionError) -> bool {
+pub(crate) fn is_overload_error(e: &ExecutionError) -> bool {
     matches!(
         e,
         ExecutionError::NoSuchOverload(_)

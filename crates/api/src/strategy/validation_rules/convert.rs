@@ -94,11 +94,7 @@ pub(super) fn to_val<'a>(node: Option<&Node>, v: &'a Value, depth: usize) -> Box
             let mut out: HashMap<CelMapKey<'a>, Box<dyn Val + 'a>> = HashMap::new();
             match node {
                 Some(n) if n.opaque => return to_val(None, v, depth),
-                None => {
-                    for (k, child) in map.iter().filter(|(_, c)| !c.is_null()) {
-                        out.insert(CelMapKey::from(k.as_str()), to_val(None, child, depth + 1));
-                    }
-                }
+                None => return crate::cel::value::json(v, depth),
                 Some(n) if n.meta => {
                     for k in ["name", "generateName"] {
                         if let Some(Value::String(s)) = map.get(k) {

@@ -25,20 +25,21 @@
 //! order-insensitive equality and merge-concatenation of `set`/`map` lists; `format`
 //! (date-time, duration, byte) typing of strings; full static type checking (only
 //! references and field names are checked at compile time); the functions listed in
-//! [`library`].
+//! [`crate::cel::library`].
 
 mod compile;
 mod convert;
-mod library;
 #[cfg(test)]
 mod tests;
 
 use super::FieldError;
+use crate::cel::{library, run};
 use super::errors::Raw;
 use cel::Context;
 use cel::common::types::CelOptional;
 use cel::common::value::Val;
-use compile::{Compiled, Kind, Scope};
+use crate::cel::check::Kind;
+use compile::{Compiled, Scope};
 use serde_json::Value;
 
 /// Deeper schemas and objects are not followed.
@@ -511,17 +512,6 @@ fn evaluate(
             _ => FieldError::invalid(field, ty, &message),
         });
     }
-}
-
-/// Runs `program`; a panic in the interpreter is an evaluation error, not a dead request.
-fn run(program: &cel::Program, ctx: &Context<'_, '_>) -> cel::ResolveResult {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| program.execute(ctx))).unwrap_or_else(
-        |_| {
-            Err(cel::ExecutionError::InternalError(
-                "the expression could not be evaluated".into(),
-            ))
-        },
-    )
 }
 
 /// The reasons upstream accepts for a rule.
