@@ -336,8 +336,15 @@ impl<'a, S: Scope> Walk<'a, S> {
                 }
                 match self.qualified(e) {
                     Some(name) => {
+                        // cel-go resolves `a.b.c` as a qualified name first, then reports
+                        // its root as undeclared.
                         if !known(&name, Probe::Ident) {
-                            self.undeclared(e, &name);
+                            let root = root_of(e);
+                            let root_name = match &root.expr {
+                                Expr::Ident(n) => n.clone(),
+                                _ => name,
+                            };
+                            self.undeclared(root, &root_name);
                         }
                         Ty::Unknown
                     }
@@ -363,9 +370,7 @@ impl<'a, S: Scope> Walk<'a, S> {
                     }
                     Some(t) => {
                         target_ty = Some(self.expr(t));
-                        if !operator
-                            && !self.scope.unsupported(name)
-                            && !known(name, Probe::Member)
+                        if !operator && !self.scope.unsupported(name) && !known(name, Probe::Member)
                         {
                             self.undeclared(e, name);
                         }
@@ -450,6 +455,14 @@ impl<'a, S: Scope> Walk<'a, S> {
     }
 }
 
+/// The innermost operand of a select chain.
+fn root_of(e: &IdedExpr) -> &IdedExpr {
+    match &e.expr {
+        Expr::Select(s) => root_of(&s.operand),
+        _ => e,
+    }
+}
+
 /// The result type of a call, as far as it is known.
 fn call_type(name: &str, target: Option<Ty>, mut args: Vec<Ty>) -> Ty {
     let arith = |args: &mut Vec<Ty>| {
@@ -464,9 +477,28 @@ fn call_type(name: &str, target: Option<Ty>, mut args: Vec<Ty>) -> Ty {
         }
     };
     match name {
-        "_==_" | "_!=_" | "_<_" | "_<=_" | "_>_" | "_>=_" | "_&&_" | "_||_" | "!_" | "@in"
-        | "@not_strictly_false" | "matches" | "startsWith" | "endsWith" | "has" | "hasValue"
-        | "isSorted" | "isQuantity" | "isIP" | "isCIDR" | "isInteger" | "isLessThan"
+        "_==_"
+        | "_!=_"
+        | "_<_"
+        | "_<=_"
+        | "_>_"
+        | "_>=_"
+        | "_&&_"
+        | "_||_"
+        | "!_"
+        | "@in"
+        | "@not_strictly_false"
+        | "matches"
+        | "startsWith"
+        | "endsWith"
+        | "has"
+        | "hasValue"
+        | "isSorted"
+        | "isQuantity"
+        | "isIP"
+        | "isCIDR"
+        | "isInteger"
+        | "isLessThan"
         | "isGreaterThan" => Ty::Bool,
         "contains" if target == Some(Ty::String) => Ty::Bool,
         "_+_" | "_-_" | "_*_" | "_/_" | "_%_" => {
@@ -537,8 +569,14 @@ fn known(name: &str, how: Probe) -> bool {
         Ok(p) => {
             let ctx = Context::with_env(env());
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.execute(&ctx)));
-            !matches!(result, Ok(Err(ExecutionError::UndeclaredReference(n)))
-                if n.as_str() == name || n.as_str() == last)
+            match result {
+                // An identifier (`a.b.c` too) is undeclared if any part of it is.
+                Ok(Err(ExecutionError::UndeclaredReference(_))) if how == Probe::Ident => false,
+                Ok(Err(ExecutionError::UndeclaredReference(n))) => {
+                    n.as_str() != name && n.as_str() != last
+                }
+                _ => true,
+            }
         }
     };
     if let Ok(mut cache) = CACHE.lock() {
