@@ -611,7 +611,8 @@ pub(super) static RESOURCES: &[ResourceInfo] = &[
         NONE,
         &[status("VolumeAttachment", "storage.k8s.io", "v1")],
     ),
-    // admissionregistration.k8s.io/v1: the registry calls the configured webhooks.
+    // admissionregistration.k8s.io/v1: the registry calls the configured webhooks and
+    // evaluates the bound ValidatingAdmissionPolicies.
     res(
         "admissionregistration.k8s.io",
         "v1",
@@ -629,6 +630,33 @@ pub(super) static RESOURCES: &[ResourceInfo] = &[
         "ValidatingWebhookConfiguration",
         "validatingwebhookconfigurations",
         "validatingwebhookconfiguration",
+        false,
+        NONE,
+        &["api-extensions"],
+        &[],
+    ),
+    // ValidatingAdmissionPolicies: CEL validations the registry evaluates on writes.
+    res(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingAdmissionPolicy",
+        "validatingadmissionpolicies",
+        "validatingadmissionpolicy",
+        false,
+        NONE,
+        &["api-extensions"],
+        &[status(
+            "ValidatingAdmissionPolicy",
+            "admissionregistration.k8s.io",
+            "v1",
+        )],
+    ),
+    res(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingAdmissionPolicyBinding",
+        "validatingadmissionpolicybindings",
+        "validatingadmissionpolicybinding",
         false,
         NONE,
         &["api-extensions"],

@@ -150,7 +150,10 @@ pub fn generation(group: &str, kind: &str) -> Generation {
         | ("apiextensions.k8s.io", "CustomResourceDefinition")
         | (
             "admissionregistration.k8s.io",
-            "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration",
+            "MutatingWebhookConfiguration"
+            | "ValidatingWebhookConfiguration"
+            | "ValidatingAdmissionPolicy"
+            | "ValidatingAdmissionPolicyBinding",
         ) => Generation::Spec,
         // Custom resources count every change but metadata (and status, if a subresource).
         (group, kind) if crate::catalog::custom::defines(group, kind) => Generation::Spec,
@@ -209,6 +212,12 @@ pub fn for_kind(group: &str, kind: &str) -> &'static dyn Strategy {
         }
         ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => {
             &admissionregistration::WebhookConfigurationStrategy { mutating: false }
+        }
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => {
+            &admissionregistration::ValidatingAdmissionPolicyStrategy
+        }
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => {
+            &admissionregistration::ValidatingAdmissionPolicyBindingStrategy
         }
         (
             "rbac.authorization.k8s.io",
