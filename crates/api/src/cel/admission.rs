@@ -27,6 +27,9 @@ use serde_json::{Map, Value};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// A CEL value (what expressions evaluate to).
+pub use cel::Value as CelValue;
+
 /// Functions of upstream's authorizer library: expressions calling them compile, and fail
 /// when evaluated (the `authorizer` variable is not provided).
 const AUTHORIZER_FUNCTIONS: &[&str] = &[

@@ -468,9 +468,19 @@ fn call_type(name: &str, target: Option<Ty>, mut args: Vec<Ty>) -> Ty {
     let arith = |args: &mut Vec<Ty>| {
         let b = args.pop().unwrap_or(Ty::Unknown);
         let a = args.pop().unwrap_or(Ty::Unknown);
+        // A dyn operand takes the other's type where one overload alone accepts it
+        // (`'a' + dyn` can only be a string concatenation), as cel-go's checker resolves.
+        let single = |t: &Ty| {
+            matches!(
+                t,
+                Ty::Int | Ty::Uint | Ty::Double | Ty::String | Ty::Bytes | Ty::List(_)
+            )
+        };
         match (a, b) {
             (Ty::Unknown, _) | (_, Ty::Unknown) => Ty::Unknown,
-            (Ty::Dyn, _) | (_, Ty::Dyn) => Ty::Dyn,
+            (Ty::Dyn, Ty::Dyn) => Ty::Dyn,
+            (Ty::Dyn, t) | (t, Ty::Dyn) if single(&t) => t,
+            (Ty::Dyn, _) | (_, Ty::Dyn) => Ty::Unknown,
             (a, b) if a == b => a,
             // timestamp - timestamp, timestamp + duration, …
             _ => Ty::Unknown,

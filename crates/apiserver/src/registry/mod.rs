@@ -15,6 +15,8 @@ mod namespaces;
 mod watch;
 mod watched;
 // Beside admission.rs's plugins, declared here so admission.rs stays as it is.
+#[path = "admission/policy/mod.rs"]
+mod policy;
 #[path = "admission/webhook/mod.rs"]
 mod webhook;
 mod write;
@@ -93,8 +95,8 @@ impl Registry {
         }
     }
 
-    /// Whether an admission webhook may be configured (requests then carry what webhooks
-    /// need to know about them).
+    /// Whether an admission webhook or ValidatingAdmissionPolicy may be configured
+    /// (requests then carry what admission needs to know about them).
     pub fn webhooks_configured(&self) -> bool {
         self.webhooks.any()
     }

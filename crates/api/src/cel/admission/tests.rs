@@ -117,13 +117,15 @@ fn compile_errors_read_like_upstream() {
     ] {
         assert!(compile(ok, &d, Expect::Bool).is_ok(), "{ok}");
     }
-    assert!(
-        compile(
-            "'replicas ' + string(object.spec.replicas)",
-            &d,
-            Expect::String
-        )
-        .is_ok()
+    for ok in [
+        "'replicas ' + string(object.spec.replicas)",
+        "'name ' + object.metadata.name",
+    ] {
+        assert!(compile(ok, &d, Expect::String).is_ok(), "{ok}");
+    }
+    assert_eq!(
+        compile("object.a + object.b", &d, Expect::String).unwrap_err(),
+        "must evaluate to string but got dyn"
     );
     // Without composition `variables` is not declared.
     let plain = Declarations {

@@ -33,12 +33,12 @@ mod convert;
 mod tests;
 
 use super::FieldError;
-use crate::cel::{library, run};
 use super::errors::Raw;
+use crate::cel::check::Kind;
+use crate::cel::{library, run};
 use cel::Context;
 use cel::common::types::CelOptional;
 use cel::common::value::Val;
-use crate::cel::check::Kind;
 use compile::{Compiled, Scope};
 use serde_json::Value;
 

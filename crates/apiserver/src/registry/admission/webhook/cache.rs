@@ -1,13 +1,15 @@
-//! The webhooks of every Mutating- or ValidatingWebhookConfiguration, kept from a store
-//! watch (upstream's webhook source reads informers), in upstream's order: configurations
-//! by name, webhooks as listed.
+//! The admission configurations of one kind — the webhooks of every Mutating- or
+//! ValidatingWebhookConfiguration, the ValidatingAdmissionPolicies, their bindings —
+//! kept from a store watch (upstream's webhook and policy sources read informers), each
+//! object compiled once when it changes, in upstream's order: objects by name, webhooks as
+//! listed.
 //!
 //! As the LimitRange cache (`registry/watched.rs`), it answers only once it has seen every
-//! write this server made to the configurations; until then the store is listed. With no
-//! webhook configured, [`ConfigCache::is_empty`] is one atomic load, which is all a write
-//! pays.
+//! write this server made to the configurations; until then the store is listed. Each
+//! cache owns one bit of a mask shared by all of them, set while it may hold something:
+//! with nothing configured, one atomic load of that mask is all a write pays
+//! ([`Configured::any`]).
 
-use super::config::{Hook, HookKind, hooks_of};
 use crate::error::ApiResult;
 use crate::registry::decode;
 use crate::registry::watched::{Followed, start_following};
@@ -15,50 +17,99 @@ use r8s_api::catalog::ResourceInfo;
 use r8s_store::{DynStore, KeyValue, ListOptions, Revision};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::oneshot;
 
-/// The webhooks of one configuration kind, in call order.
-pub(crate) type HookList = Arc<[Arc<Hook>]>;
+/// What one configuration kind holds, in call order.
+pub(crate) type ItemList<T> = Arc<[Arc<T>]>;
 
-pub(crate) struct ConfigCache {
-    kind: HookKind,
+/// What a stored configuration object compiles to (webhooks: one per entry).
+pub(crate) type CompileFn<T> = fn(&Value) -> Vec<Arc<T>>;
+
+/// The mask of caches that may hold something (a bit per cache; all set until listed).
+#[derive(Clone)]
+pub(crate) struct Configured(Arc<AtomicU8>);
+
+impl Configured {
+    pub(crate) fn new() -> Self {
+        Configured(Arc::new(AtomicU8::new(u8::MAX)))
+    }
+
+    /// Whether any cache may hold something.
+    pub(crate) fn any(&self) -> bool {
+        self.0.load(Ordering::Acquire) != 0
+    }
+
+    fn has(&self, bit: u8) -> bool {
+        self.0.load(Ordering::Acquire) & bit != 0
+    }
+
+    fn set(&self, bit: u8, present: bool) {
+        if present {
+            self.0.fetch_or(bit, Ordering::AcqRel);
+        } else {
+            self.0.fetch_and(!bit, Ordering::AcqRel);
+        }
+    }
+}
+
+pub(crate) struct ConfigCache<T> {
     info: &'static ResourceInfo,
-    state: RwLock<State>,
-    /// Listed, current with this server's writes, and no webhook: nothing to call.
-    /// Only changed under the `state` write lock.
-    empty: AtomicBool,
+    compile: CompileFn<T>,
+    state: RwLock<State<T>>,
+    /// This cache's bit of `configured`: clear when listed, current with this server's
+    /// writes, and empty. Only changed under the `state` write lock.
+    bit: u8,
+    configured: Configured,
     /// Dropped with the cache, which stops the watch task.
     stop: Mutex<Option<oneshot::Sender<()>>>,
 }
 
-#[derive(Default)]
-struct State {
+struct State<T> {
     /// Whether `configs` holds a complete list (false until listed, and while re-listing).
     listed: bool,
     /// The revision the configurations are current at.
     seen: Revision,
     /// The newest revision this server wrote to the kind.
     written: Revision,
-    /// Configurations by storage key (so by name).
-    configs: BTreeMap<String, Value>,
-    hooks: Option<HookList>,
+    /// Compiled configurations by storage key (so by name).
+    configs: BTreeMap<String, Vec<Arc<T>>>,
+    items: Option<ItemList<T>>,
 }
 
-impl State {
+impl<T> Default for State<T> {
+    fn default() -> Self {
+        State {
+            listed: false,
+            seen: 0,
+            written: 0,
+            configs: BTreeMap::new(),
+            items: None,
+        }
+    }
+}
+
+impl<T> State<T> {
     fn answers(&self) -> bool {
         self.listed && self.seen >= self.written
     }
 }
 
-impl ConfigCache {
-    pub(crate) fn new(kind: HookKind, info: &'static ResourceInfo) -> Self {
+impl<T: Send + Sync + 'static> ConfigCache<T> {
+    /// A cache of `info`'s objects compiled by `compile`, owning `bit` of `configured`.
+    pub(crate) fn new(
+        info: &'static ResourceInfo,
+        compile: CompileFn<T>,
+        configured: &Configured,
+        bit: u8,
+    ) -> Self {
         ConfigCache {
-            kind,
             info,
+            compile,
             state: RwLock::new(State::default()),
-            empty: AtomicBool::new(false),
+            bit,
+            configured: configured.clone(),
             stop: Mutex::new(None),
         }
     }
@@ -68,9 +119,9 @@ impl ConfigCache {
         info.group == self.info.group && info.plural == self.info.plural
     }
 
-    /// Certainly no webhook of this kind is configured (false when unsure).
+    /// Certainly nothing of this kind is configured (false when unsure).
     pub(crate) fn is_empty(&self) -> bool {
-        self.empty.load(Ordering::Acquire)
+        !self.configured.has(self.bit)
     }
 
     /// This server committed a write to the configurations at `rev`.
@@ -81,38 +132,38 @@ impl ConfigCache {
         }
     }
 
-    /// The webhooks to consider now: from the watch when current, else listed from the
-    /// store.
-    pub(crate) async fn hooks(self: &Arc<Self>, store: &DynStore) -> ApiResult<HookList> {
+    /// What to consider now: from the watch when current, else listed from the store
+    /// (and compiled for this request).
+    pub(crate) async fn items(self: &Arc<Self>, store: &DynStore) -> ApiResult<ItemList<T>> {
         start_following(self, store, &self.stop);
-        if let Some(hooks) = self.current() {
-            return Ok(hooks);
+        if let Some(items) = self.current() {
+            return Ok(items);
         }
         let list = store
             .list(&self.info.key_prefix(), ListOptions::default())
             .await?;
-        let configs: BTreeMap<String, Value> = list
+        let configs: BTreeMap<String, Vec<Arc<T>>> = list
             .items
             .iter()
-            .filter_map(|kv| Some((kv.key.clone(), decode(self.info, kv).ok()?)))
+            .filter_map(|kv| Some((kv.key.clone(), (self.compile)(&decode(self.info, kv).ok()?))))
             .collect();
-        Ok(compile(self.kind, &configs))
+        Ok(flatten(&configs))
     }
 
-    fn current(&self) -> Option<HookList> {
+    fn current(&self) -> Option<ItemList<T>> {
         let state = self.state.read().ok()?;
         if !state.answers() {
             return None;
         }
-        state.hooks.clone()
+        state.items.clone()
     }
 
-    fn update_empty(&self, state: &State) {
-        let empty = state.answers() && state.hooks.as_ref().is_some_and(|h| h.is_empty());
-        self.empty.store(empty, Ordering::Release);
+    fn update_empty(&self, state: &State<T>) {
+        let empty = state.answers() && state.items.as_ref().is_some_and(|h| h.is_empty());
+        self.configured.set(self.bit, !empty);
     }
 
-    fn with_state(&self, f: impl FnOnce(&mut State)) {
+    fn with_state(&self, f: impl FnOnce(&mut State<T>)) {
         if let Ok(mut state) = self.state.write() {
             f(&mut state);
             self.update_empty(&state);
@@ -120,58 +171,59 @@ impl ConfigCache {
     }
 }
 
-fn compile(kind: HookKind, configs: &BTreeMap<String, Value>) -> HookList {
+fn flatten<T>(configs: &BTreeMap<String, Vec<Arc<T>>>) -> ItemList<T> {
     configs
         .values()
-        .flat_map(|c| hooks_of(kind, c))
+        .flat_map(|c| c.iter().cloned())
         .collect::<Vec<_>>()
         .into()
 }
 
-impl Followed for ConfigCache {
+impl<T: Send + Sync + 'static> Followed for ConfigCache<T> {
     fn prefix(&self) -> String {
         self.info.key_prefix()
     }
 
     fn reset(&self, listed: Option<(&[KeyValue], Revision)>) {
-        let configs: Option<BTreeMap<String, Value>> = listed.map(|(items, _)| {
+        let configs: Option<BTreeMap<String, Vec<Arc<T>>>> = listed.map(|(items, _)| {
             items
                 .iter()
-                .filter_map(|kv| Some((kv.key.clone(), decode(self.info, kv).ok()?)))
+                .filter_map(|kv| {
+                    Some((kv.key.clone(), (self.compile)(&decode(self.info, kv).ok()?)))
+                })
                 .collect()
         });
-        let kind = self.kind;
         self.with_state(|state| match (configs, listed) {
             (Some(configs), Some((_, rev))) => {
-                state.hooks = Some(compile(kind, &configs));
+                state.items = Some(flatten(&configs));
                 state.configs = configs;
                 state.seen = rev;
                 state.listed = true;
             }
             _ => {
                 state.listed = false;
-                state.hooks = None;
+                state.items = None;
                 state.configs.clear();
             }
         });
     }
 
     fn change(&self, kv: &KeyValue, rev: Revision, deleted: bool) {
-        let obj = if deleted {
+        // Compiled outside the lock (policies compile CEL).
+        let compiled = if deleted {
             None
         } else {
-            decode(self.info, kv).ok()
+            decode(self.info, kv).ok().map(|obj| (self.compile)(&obj))
         };
-        let kind = self.kind;
         self.with_state(|state| {
             if !state.listed {
                 return;
             }
-            match obj {
-                Some(obj) => state.configs.insert(kv.key.clone(), obj),
+            match compiled {
+                Some(items) => state.configs.insert(kv.key.clone(), items),
                 None => state.configs.remove(&kv.key),
             };
-            state.hooks = Some(compile(kind, &state.configs));
+            state.items = Some(flatten(&state.configs));
             state.seen = state.seen.max(rev);
         });
     }
@@ -180,9 +232,14 @@ impl Followed for ConfigCache {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use super::super::config::{Hook, HookKind, hooks_of};
     use super::*;
     use serde_json::json;
     use std::time::Duration;
+
+    fn compile_mutating(c: &Value) -> Vec<Arc<Hook>> {
+        hooks_of(HookKind::Mutating, c)
+    }
 
     fn mutating() -> &'static ResourceInfo {
         r8s_api::catalog::find(
@@ -201,7 +258,7 @@ mod tests {
         serde_json::to_vec(&json!({"metadata": {"name": name}, "webhooks": webhooks})).unwrap()
     }
 
-    fn names(hooks: &HookList) -> Vec<String> {
+    fn names(hooks: &ItemList<Hook>) -> Vec<String> {
         hooks
             .iter()
             .map(|h| format!("{}/{}", h.configuration, h.name))
@@ -214,9 +271,15 @@ mod tests {
         let store = r8s_store::open("", &dir.path().join("state.db"))
             .await
             .unwrap();
-        let cache = Arc::new(ConfigCache::new(HookKind::Mutating, mutating()));
+        let configured = Configured::new();
+        let cache = Arc::new(ConfigCache::new(
+            mutating(),
+            compile_mutating,
+            &configured,
+            1,
+        ));
         assert!(!cache.is_empty(), "unsure before the first list");
-        assert!(cache.hooks(&store).await.unwrap().is_empty());
+        assert!(cache.items(&store).await.unwrap().is_empty());
         for _ in 0..200 {
             if cache.is_empty() {
                 break;
@@ -224,6 +287,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert!(cache.is_empty());
+        assert!(configured.any(), "the other caches' bits are still set");
 
         // This server's write: not empty at once, and listed from the store until the
         // watch delivers it.
@@ -234,7 +298,7 @@ mod tests {
             .unwrap();
         cache.wrote(rev);
         assert!(!cache.is_empty());
-        assert_eq!(names(&cache.hooks(&store).await.unwrap()), ["b/b1", "b/b2"]);
+        assert_eq!(names(&cache.items(&store).await.unwrap()), ["b/b1", "b/b2"]);
         let rev = store
             .create(&format!("{prefix}a"), config("a", &["a1"]), None)
             .await
@@ -242,7 +306,7 @@ mod tests {
         cache.wrote(rev);
         // Configurations by name, webhooks in order.
         assert_eq!(
-            names(&cache.hooks(&store).await.unwrap()),
+            names(&cache.items(&store).await.unwrap()),
             ["a/a1", "b/b1", "b/b2"]
         );
         for _ in 0..200 {
@@ -257,7 +321,7 @@ mod tests {
         cache.wrote(rev);
         let (_, rev) = store.delete(&format!("{prefix}b"), None).await.unwrap();
         cache.wrote(rev);
-        assert!(cache.hooks(&store).await.unwrap().is_empty());
+        assert!(cache.items(&store).await.unwrap().is_empty());
         for _ in 0..200 {
             if cache.is_empty() {
                 break;

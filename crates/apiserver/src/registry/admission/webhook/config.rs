@@ -3,8 +3,11 @@
 //! 10`, empty selectors select everything, rule scope `*`). A webhook whose client
 //! configuration cannot be used (bad URL, undecodable `caBundle`) is kept: calling it fails,
 //! and its failure policy decides, as upstream's client manager fails at call time.
+//! `matchConditions` are compiled here (a condition that does not compile fails matching
+//! requests, per the failure policy).
 
 use base64::Engine;
+use r8s_api::cel::admission::{Declarations, MatchCondition};
 use r8s_api::selector::{LabelSelector, from_label_selector_json};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -24,7 +27,7 @@ pub(crate) enum HookKind {
     Validating,
 }
 
-/// One `rules[]` entry (`RuleWithOperations`).
+/// One `rules[]` entry (`RuleWithOperations`), or a policy's `NamedRuleWithOperations`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Rule {
     pub operations: Vec<String>,
@@ -33,6 +36,8 @@ pub(crate) struct Rule {
     pub resources: Vec<String>,
     /// `*` (default), `Cluster` or `Namespaced`.
     pub scope: String,
+    /// Policies only: the names the rule is limited to (empty: every name).
+    pub resource_names: Vec<String>,
 }
 
 /// Where a webhook is reached.
@@ -80,8 +85,8 @@ pub(crate) struct Hook {
     pub review_versions: Vec<String>,
     /// `reinvocationPolicy: IfNeeded` (mutating webhooks only).
     pub reinvoke_if_needed: bool,
-    /// The webhook has `matchConditions` (CEL), which r8s does not evaluate.
-    pub has_match_conditions: bool,
+    /// `matchConditions` (CEL), all of which must hold for the webhook to be called.
+    pub match_conditions: Vec<MatchCondition>,
     pub client: Result<Client, String>,
 }
 
@@ -135,15 +140,30 @@ fn parse_hook(kind: HookKind, configuration: &str, w: &Value) -> Hook {
         review_versions: strings(w.get("admissionReviewVersions")),
         reinvoke_if_needed: kind == HookKind::Mutating
             && text("reinvocationPolicy") == Some("IfNeeded"),
-        has_match_conditions: w
-            .get("matchConditions")
-            .and_then(Value::as_array)
-            .is_some_and(|c| !c.is_empty()),
+        match_conditions: match_conditions(w.get("matchConditions")),
         client: client(w.get("clientConfig").unwrap_or(&Value::Null)),
     }
 }
 
-fn strings(v: Option<&Value>) -> Vec<String> {
+/// Webhook match conditions, compiled as upstream declares them: `object`, `oldObject`,
+/// `request`, `authorizer` (no params, no variables).
+fn match_conditions(v: Option<&Value>) -> Vec<MatchCondition> {
+    let decls = Declarations {
+        params: false,
+        authorizer: true,
+        variables: None,
+    };
+    v.and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let text = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("");
+            MatchCondition::compile(text("name"), text("expression"), &decls)
+        })
+        .collect()
+}
+
+pub(crate) fn strings(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -152,7 +172,7 @@ fn strings(v: Option<&Value>) -> Vec<String> {
         .collect()
 }
 
-fn parse_rule(r: &Value) -> Rule {
+pub(crate) fn parse_rule(r: &Value) -> Rule {
     Rule {
         operations: strings(r.get("operations")),
         api_groups: strings(r.get("apiGroups")),
@@ -163,11 +183,12 @@ fn parse_rule(r: &Value) -> Rule {
             .and_then(Value::as_str)
             .unwrap_or("*")
             .to_string(),
+        resource_names: strings(r.get("resourceNames")),
     }
 }
 
 /// A webhook selector: absent means `{}` (everything), as the v1 defaults have it.
-fn selector(v: Option<&Value>) -> Result<LabelSelector, String> {
+pub(crate) fn selector(v: Option<&Value>) -> Result<LabelSelector, String> {
     match v {
         None | Some(Value::Null) => Ok(LabelSelector::everything()),
         Some(v) => from_label_selector_json(v).map_err(|e| e.to_string()),
@@ -310,7 +331,7 @@ mod tests {
             "objectSelector": {"matchLabels": {"a": "b"}},
             "clientConfig": {"service": {"namespace": "ns", "name": "svc"}}}]}));
         assert!(!hook.equivalent && hook.ignore_failures && hook.reinvoke_if_needed);
-        assert!(hook.has_match_conditions && !hook.dry_run_safe());
+        assert!(hook.match_conditions.len() == 1 && !hook.dry_run_safe());
         assert_eq!(hook.timeout, Duration::from_secs(30));
         assert!(!hook.object_selector.as_ref().unwrap().is_empty());
         assert_eq!(

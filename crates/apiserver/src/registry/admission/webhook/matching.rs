@@ -1,9 +1,10 @@
-//! Which webhooks a request concerns, as upstream's `rules.Matcher` and
-//! `ShouldCallHook`: rules (operations, groups, versions, resources with subresources,
-//! scope), then with `matchPolicy: Equivalent` the other served versions of the same
-//! resource. Selectors need the namespace and the objects, and are checked by the caller.
+//! Which webhooks and policies a request concerns, as upstream's `rules.Matcher`,
+//! `ShouldCallHook` and the policy matcher: rules (operations, groups, versions, resources
+//! with subresources, scope, and for policies resource names), then with `matchPolicy:
+//! Equivalent` the other served versions of the same resource. Selectors need the
+//! namespace and the objects, and are checked by the caller.
 
-use super::config::{Hook, Rule};
+use super::config::Rule;
 use r8s_api::catalog::{self, ResourceInfo};
 
 /// An admission operation.
@@ -34,6 +35,8 @@ pub(crate) struct Request<'a> {
     /// The request's namespace: `""` for cluster-scoped objects; for a Namespace itself
     /// its name (except on create), as upstream's request info has it.
     pub namespace: &'a str,
+    /// The object's name (policies' `resourceNames`).
+    pub name: &'a str,
 }
 
 impl Request<'_> {
@@ -64,6 +67,12 @@ impl Rule {
             && self.operation_matches(req.op)
             && any_or_equal(&self.api_groups, group)
             && self.resource_matches(resource, req.subresource)
+            && self.name_matches(req.name)
+    }
+
+    /// An empty `resourceNames` list names everything.
+    fn name_matches(&self, name: &str) -> bool {
+        self.resource_names.is_empty() || self.resource_names.iter().any(|n| n == name)
     }
 
     fn scope_matches(&self, req: &Request<'_>) -> bool {
@@ -93,30 +102,34 @@ fn any_or_equal(list: &[String], value: &str) -> bool {
     list.iter().any(|v| v == "*" || v == value)
 }
 
-/// The resource version a webhook is called with: the request's own, or under
-/// `matchPolicy: Equivalent` another served version of the same stored resource (the
-/// object is then converted to it, as upstream converts to the matched version).
-pub(crate) fn invocation(hook: &Hook, req: &Request<'_>) -> Option<&'static ResourceInfo> {
+/// The resource version a webhook is called (a policy evaluated) with when one of `rules`
+/// matches: the request's own, or under `matchPolicy: Equivalent` (`equivalent`) another
+/// served version of the same stored resource (the object is then converted to it, as
+/// upstream converts to the matched version).
+pub(crate) fn invocation(
+    rules: &[Rule],
+    equivalent: bool,
+    req: &Request<'_>,
+) -> Option<&'static ResourceInfo> {
     let info = req.info;
-    if hook
-        .rules
+    if rules
         .iter()
         .any(|r| r.matches(req, info.group, info.version, info.plural))
     {
         return Some(info);
     }
-    if !hook.equivalent {
+    if !equivalent {
         return None;
     }
     let legacy = legacy_groups(info);
     // Cheap test first: equivalents share the resource name, only group/version differ.
-    let candidates: Vec<&Rule> = hook
-        .rules
+    let candidates: Vec<&Rule> = rules
         .iter()
         .filter(|r| {
             r.scope_matches(req)
                 && r.operation_matches(req.op)
                 && r.resource_matches(info.plural, req.subresource)
+                && r.name_matches(req.name)
         })
         .collect();
     if candidates.is_empty() {
@@ -193,7 +206,7 @@ mod tests {
         catalog::find(group, version, plural).unwrap()
     }
 
-    fn hook(rules: Value, policy: &str) -> std::sync::Arc<Hook> {
+    fn hook(rules: Value, policy: &str) -> std::sync::Arc<super::super::config::Hook> {
         hooks_of(
             HookKind::Validating,
             &json!({"webhooks": [{"name": "h", "rules": rules, "matchPolicy": policy,
@@ -214,7 +227,15 @@ mod tests {
             info,
             subresource: sub,
             namespace: ns,
+            name: "n",
         }
+    }
+
+    fn invoke(
+        hook: &super::super::config::Hook,
+        req: &Request<'_>,
+    ) -> Option<&'static ResourceInfo> {
+        invocation(&hook.rules, hook.equivalent, req)
     }
 
     fn rule(ops: &[&str], groups: &[&str], versions: &[&str], resources: &[&str]) -> Value {
@@ -229,36 +250,36 @@ mod tests {
             json!([rule(&["CREATE"], &[""], &["v1"], &["configmaps"])]),
             "Exact",
         );
-        assert!(invocation(&h, &req(Operation::Create, cm, "", "d")).is_some());
-        assert!(invocation(&h, &req(Operation::Update, cm, "", "d")).is_none());
+        assert!(invoke(&h, &req(Operation::Create, cm, "", "d")).is_some());
+        assert!(invoke(&h, &req(Operation::Update, cm, "", "d")).is_none());
         let secrets = info("", "v1", "secrets");
-        assert!(invocation(&h, &req(Operation::Create, secrets, "", "d")).is_none());
+        assert!(invoke(&h, &req(Operation::Create, secrets, "", "d")).is_none());
 
         let all = hook(json!([rule(&["*"], &["*"], &["*"], &["*"])]), "Exact");
-        assert!(invocation(&all, &req(Operation::Delete, secrets, "", "d")).is_some());
+        assert!(invoke(&all, &req(Operation::Delete, secrets, "", "d")).is_some());
         let deploy = info("apps", "v1", "deployments");
-        assert!(invocation(&all, &req(Operation::Update, deploy, "", "d")).is_some());
+        assert!(invoke(&all, &req(Operation::Update, deploy, "", "d")).is_some());
         // `*` is every main resource, but no subresource.
-        assert!(invocation(&all, &req(Operation::Update, deploy, "status", "d")).is_none());
+        assert!(invoke(&all, &req(Operation::Update, deploy, "status", "d")).is_none());
 
         let star_star = hook(json!([rule(&["*"], &["*"], &["*"], &["*/*"])]), "Exact");
-        assert!(invocation(&star_star, &req(Operation::Update, deploy, "status", "d")).is_some());
-        assert!(invocation(&star_star, &req(Operation::Update, deploy, "", "d")).is_some());
+        assert!(invoke(&star_star, &req(Operation::Update, deploy, "status", "d")).is_some());
+        assert!(invoke(&star_star, &req(Operation::Update, deploy, "", "d")).is_some());
 
         let pods = info("", "v1", "pods");
         let status = hook(
             json!([rule(&["UPDATE"], &[""], &["v1"], &["pods/status"])]),
             "Exact",
         );
-        assert!(invocation(&status, &req(Operation::Update, pods, "status", "d")).is_some());
-        assert!(invocation(&status, &req(Operation::Update, pods, "", "d")).is_none());
+        assert!(invoke(&status, &req(Operation::Update, pods, "status", "d")).is_some());
+        assert!(invoke(&status, &req(Operation::Update, pods, "", "d")).is_none());
         let any_sub = hook(
             json!([rule(&["UPDATE"], &[""], &["v1"], &["*/status"])]),
             "Exact",
         );
-        assert!(invocation(&any_sub, &req(Operation::Update, pods, "status", "d")).is_some());
+        assert!(invoke(&any_sub, &req(Operation::Update, pods, "status", "d")).is_some());
         assert!(
-            invocation(
+            invoke(
                 &any_sub,
                 &req(Operation::Update, pods, "ephemeralcontainers", "d")
             )
@@ -276,13 +297,13 @@ mod tests {
         let cm = info("", "v1", "configmaps");
         let nodes = info("", "v1", "nodes");
         let ns = info("", "v1", "namespaces");
-        assert!(invocation(&namespaced, &req(Operation::Create, cm, "", "d")).is_some());
-        assert!(invocation(&namespaced, &req(Operation::Create, nodes, "", "")).is_none());
+        assert!(invoke(&namespaced, &req(Operation::Create, cm, "", "d")).is_some());
+        assert!(invoke(&namespaced, &req(Operation::Create, nodes, "", "")).is_none());
         // A Namespace is cluster-scoped, though its requests carry its name as namespace.
-        assert!(invocation(&namespaced, &req(Operation::Update, ns, "", "x")).is_none());
-        assert!(invocation(&cluster, &req(Operation::Update, ns, "", "x")).is_some());
-        assert!(invocation(&cluster, &req(Operation::Create, nodes, "", "")).is_some());
-        assert!(invocation(&cluster, &req(Operation::Create, cm, "", "d")).is_none());
+        assert!(invoke(&namespaced, &req(Operation::Update, ns, "", "x")).is_none());
+        assert!(invoke(&cluster, &req(Operation::Update, ns, "", "x")).is_some());
+        assert!(invoke(&cluster, &req(Operation::Create, nodes, "", "")).is_some());
+        assert!(invoke(&cluster, &req(Operation::Create, cm, "", "d")).is_none());
     }
 
     #[test]
@@ -295,9 +316,9 @@ mod tests {
             &["horizontalpodautoscalers"]
         )]);
         let exact = hook(rules.clone(), "Exact");
-        assert!(invocation(&exact, &req(Operation::Create, v2, "", "d")).is_none());
+        assert!(invoke(&exact, &req(Operation::Create, v2, "", "d")).is_none());
         let equivalent = hook(rules, "Equivalent");
-        let target = invocation(&equivalent, &req(Operation::Create, v2, "", "d")).unwrap();
+        let target = invoke(&equivalent, &req(Operation::Create, v2, "", "d")).unwrap();
         assert_eq!((target.group, target.version), ("autoscaling", "v1"));
         assert_eq!(
             kind_of(target, ""),
@@ -310,7 +331,7 @@ mod tests {
             json!([rule(&["CREATE"], &["events.k8s.io"], &["v1"], &["events"])]),
             "",
         );
-        let target = invocation(&h, &req(Operation::Create, events, "", "d")).unwrap();
+        let target = invoke(&h, &req(Operation::Create, events, "", "d")).unwrap();
         assert_eq!(target.group, "events.k8s.io");
 
         // Unserved versions of the same resource: best effort, the request's version.
@@ -320,19 +341,19 @@ mod tests {
                 json!([rule(&["CREATE"], &[group], &["v1beta1"], &["deployments"])]),
                 "",
             );
-            let target = invocation(&h, &req(Operation::Create, deploy, "", "d")).unwrap();
+            let target = invoke(&h, &req(Operation::Create, deploy, "", "d")).unwrap();
             assert_eq!((target.group, target.version), ("apps", "v1"), "{group}");
             let exact = hook(
                 json!([rule(&["CREATE"], &[group], &["v1beta1"], &["deployments"])]),
                 "Exact",
             );
-            assert!(invocation(&exact, &req(Operation::Create, deploy, "", "d")).is_none());
+            assert!(invoke(&exact, &req(Operation::Create, deploy, "", "d")).is_none());
         }
         let other = hook(
             json!([rule(&["CREATE"], &["batch"], &["v1"], &["deployments"])]),
             "",
         );
-        assert!(invocation(&other, &req(Operation::Create, deploy, "", "d")).is_none());
+        assert!(invoke(&other, &req(Operation::Create, deploy, "", "d")).is_none());
     }
 
     #[test]

@@ -16,16 +16,22 @@
 //! Webhooks see requests, not the server's own bookkeeping: a write is admitted only when
 //! it is the write the current API request addresses (the request's resource and
 //! subresource, see [`RequestScope`]), so quota status charges, bootstrap objects and
-//! objects deleted with their CRD reach no webhook. `matchConditions` (CEL) are not
-//! evaluated: such webhooks are treated as matching. `scale`, `binding` and `eviction`
-//! subresource requests, whose bodies the registry never sees, reach no webhook.
+//! objects deleted with their CRD reach no webhook. `matchConditions` (CEL, see
+//! [`r8s_api::cel::admission`]) are evaluated after rules and selectors: a false one skips
+//! the webhook; an error fails the request with a 403 unless `failurePolicy` is `Ignore`
+//! (then the webhook is skipped). `scale`, `binding` and `eviction` subresource requests,
+//! whose bodies the registry never sees, reach no webhook.
+//!
+//! ValidatingAdmissionPolicies (`registry/admission/policy/`) share this module's request
+//! scope, caches and matching, and run in the validating phase before the webhooks.
 
-mod cache;
+pub(super) mod cache;
 mod call;
-mod config;
-mod matching;
+pub(super) mod config;
+pub(super) mod matching;
 mod review;
 
+use super::policy::config::{Binding, Policy};
 use super::{DeleteOptions, Registry};
 use crate::auth::UserInfo;
 use crate::error::{ApiError, ApiResult};
@@ -34,21 +40,33 @@ use crate::request::ResourcePath;
 use axum::http::Method;
 use axum::http::request::Parts;
 use axum::response::Response;
-use cache::{ConfigCache, HookList};
+use cache::{ConfigCache, Configured, ItemList};
 use config::{Hook, HookKind};
 use matching::Operation;
 use r8s_api::catalog::ResourceInfo;
+use r8s_api::cel::admission::{self as cel, Activation, Input};
 use r8s_api::patch::PatchError;
 use r8s_api::selector::LabelSelector;
 use serde_json::{Value, json};
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// The webhook configurations of one registry (shared by its clones).
+/// The dynamic admission configurations of one registry (shared by its clones): webhook
+/// configurations, ValidatingAdmissionPolicies and their bindings.
 pub(crate) struct Webhooks {
-    mutating: Arc<ConfigCache>,
-    validating: Arc<ConfigCache>,
+    pub(super) mutating: Arc<ConfigCache<Hook>>,
+    pub(super) validating: Arc<ConfigCache<Hook>>,
+    pub(super) policies: Arc<ConfigCache<Policy>>,
+    pub(super) bindings: Arc<ConfigCache<Binding>>,
+    configured: Configured,
+}
+
+fn mutating_hooks(config: &Value) -> Vec<Arc<Hook>> {
+    config::hooks_of(HookKind::Mutating, config)
+}
+
+fn validating_hooks(config: &Value) -> Vec<Arc<Hook>> {
+    config::hooks_of(HookKind::Validating, config)
 }
 
 impl Webhooks {
@@ -58,37 +76,71 @@ impl Webhooks {
             r8s_api::catalog::find("admissionregistration.k8s.io", "v1", plural)
                 .expect("admissionregistration.k8s.io/v1 is in the catalog")
         };
+        let configured = Configured::new();
         Webhooks {
             mutating: Arc::new(ConfigCache::new(
-                HookKind::Mutating,
                 find("mutatingwebhookconfigurations"),
+                mutating_hooks,
+                &configured,
+                1,
             )),
             validating: Arc::new(ConfigCache::new(
-                HookKind::Validating,
                 find("validatingwebhookconfigurations"),
+                validating_hooks,
+                &configured,
+                2,
             )),
+            policies: Arc::new(ConfigCache::new(
+                find("validatingadmissionpolicies"),
+                Policy::compile,
+                &configured,
+                4,
+            )),
+            bindings: Arc::new(ConfigCache::new(
+                find("validatingadmissionpolicybindings"),
+                Binding::compile,
+                &configured,
+                8,
+            )),
+            configured,
         }
     }
 
-    /// Whether a webhook may be configured (false only when certainly none is).
+    /// Whether a webhook or policy may be configured (false only when certainly none
+    /// is): one atomic load.
     pub(crate) fn any(&self) -> bool {
-        !(self.mutating.is_empty() && self.validating.is_empty())
+        self.configured.any()
+    }
+
+    /// Whether a policy may apply (false when certainly no binding or no policy exists).
+    fn policies_may_apply(&self) -> bool {
+        !self.bindings.is_empty() && !self.policies.is_empty()
     }
 
     /// This server committed a write of `info` at `rev`: configuration writes must be seen
     /// by the caches before they answer again.
     pub(crate) fn wrote(&self, info: &ResourceInfo, rev: i64) {
-        for cache in [&self.mutating, &self.validating] {
-            if cache.caches(info) {
-                cache.wrote(rev);
-            }
+        if info.group != "admissionregistration.k8s.io" {
+            return;
+        }
+        if self.mutating.caches(info) {
+            self.mutating.wrote(rev);
+        }
+        if self.validating.caches(info) {
+            self.validating.wrote(rev);
+        }
+        if self.policies.caches(info) {
+            self.policies.wrote(rev);
+        }
+        if self.bindings.caches(info) {
+            self.bindings.wrote(rev);
         }
     }
 }
 
 /// The API request being served, for webhooks: who asks, what it addresses, and the
 /// warnings webhooks return for its answer.
-struct RequestContext {
+pub(super) struct RequestContext {
     user: UserInfo,
     group: String,
     resource: String,
@@ -160,7 +212,7 @@ impl RequestScope {
 }
 
 impl RequestContext {
-    fn warn(&self, warnings: Vec<String>) {
+    pub(super) fn warn(&self, warnings: Vec<String>) {
         if warnings.is_empty() {
             return;
         }
@@ -187,10 +239,10 @@ fn request_for(info: &ResourceInfo, subresource: Option<&str>) -> Option<Arc<Req
 
 /// One write as admission sees it.
 pub(crate) struct Attrs<'a> {
-    op: Operation,
-    info: &'static ResourceInfo,
+    pub(super) op: Operation,
+    pub(super) info: &'static ResourceInfo,
     namespace: Option<&'a str>,
-    subresource: Option<&'a str>,
+    pub(super) subresource: Option<&'a str>,
     dry_run: bool,
     delete: Option<&'a DeleteOptions>,
     /// Objects are in storage form (create/update) rather than served form (delete).
@@ -242,13 +294,52 @@ impl<'a> Attrs<'a> {
 
     /// The request's namespace as upstream's attributes carry it: a Namespace's own name
     /// for requests on an existing Namespace.
-    fn namespace<'s>(&'s self, name: &'s str) -> &'s str {
+    pub(super) fn namespace<'s>(&'s self, name: &'s str) -> &'s str {
         if matching::is_namespaces(self.info) && self.op != Operation::Create {
             return name;
         }
         self.namespace
             .filter(|_| self.info.namespaced)
             .unwrap_or("")
+    }
+
+    /// The review's request fields for a call or evaluation at `target`.
+    fn fields<'s>(
+        &'s self,
+        ctx: &RequestContext,
+        target: &'static ResourceInfo,
+        name: &'s str,
+        uid: &'s str,
+    ) -> review::RequestFields<'s> {
+        let subresource = self.subresource.unwrap_or("");
+        let (kg, kv, kk) = matching::kind_of(target, subresource);
+        let (rg, rv, rk) = matching::kind_of(self.info, subresource);
+        review::RequestFields {
+            uid,
+            kind: review::Gvk(kg, kv, kk),
+            resource: review::Gvk(target.group, target.version, target.plural),
+            subresource,
+            request_kind: review::Gvk(rg, rv, rk),
+            request_resource: review::Gvk(self.info.group, self.info.version, self.info.plural),
+            name,
+            namespace: self.namespace(name),
+            operation: self.op.as_str(),
+            user: ctx.user.to_json(),
+            dry_run: self.dry_run,
+            options: self.options(ctx),
+        }
+    }
+
+    /// `request` as CEL expressions see it when matched at `target`.
+    pub(super) fn cel_request(
+        &self,
+        ctx: &RequestContext,
+        target: &'static ResourceInfo,
+        name: &str,
+    ) -> Value {
+        Value::Object(review::admission_request(
+            &self.fields(ctx, target, name, ""),
+        ))
     }
 
     /// `CreateOptions` / `UpdateOptions` / `DeleteOptions` as sent in the review.
@@ -293,19 +384,25 @@ impl<'a> Attrs<'a> {
 }
 
 /// The objects of one admission call.
-struct Objects<'a> {
-    object: Option<&'a Value>,
-    old: Option<&'a Value>,
+pub(super) struct Objects<'a> {
+    pub(super) object: Option<&'a Value>,
+    pub(super) old: Option<&'a Value>,
 }
 
 impl Objects<'_> {
-    fn name(&self) -> &str {
+    pub(super) fn name(&self) -> &str {
         self.object.or(self.old).map(meta::name).unwrap_or("")
     }
-}
 
-/// Logged once per process: matchConditions are not evaluated.
-static MATCH_CONDITIONS_NOTED: AtomicBool = AtomicBool::new(false);
+    /// Upstream's object selector match: the new object's labels or the old one's.
+    pub(super) fn selected_by(&self, selector: &LabelSelector) -> bool {
+        if selector.is_empty() {
+            return true;
+        }
+        let matches = |o: Option<&Value>| o.is_some_and(|o| selects(selector, o));
+        matches(self.object) || matches(self.old)
+    }
+}
 
 /// A webhook could not be called, or answered something unusable: its failure policy
 /// decides. Anything else is final.
@@ -331,14 +428,16 @@ impl Registry {
         self.run_mutating(attrs, &ctx, Some(obj), old).await
     }
 
-    /// Validating admission webhooks on a create or update of `obj` (storage form).
+    /// Validating admission on a create or update of `obj` (storage form):
+    /// ValidatingAdmissionPolicies, then validating webhooks.
     pub(crate) async fn validating_webhooks(
         &self,
         attrs: &Attrs<'_>,
         obj: &Value,
         old: Option<&Value>,
     ) -> ApiResult<()> {
-        if self.webhooks.validating.is_empty() {
+        let policies = self.webhooks.policies_may_apply();
+        if !policies && self.webhooks.validating.is_empty() {
             return Ok(());
         }
         let Some(ctx) = request_for(attrs.info, attrs.subresource) else {
@@ -348,16 +447,23 @@ impl Registry {
             object: Some(obj),
             old,
         };
+        if policies {
+            self.run_policies(attrs, &ctx, &objects).await?;
+        }
+        if self.webhooks.validating.is_empty() {
+            return Ok(());
+        }
         self.run_validating(attrs, &ctx, &objects).await
     }
 
-    /// Both webhook phases for a delete of `current` (served form).
+    /// Every admission phase for a delete of `current` (served form): mutating webhooks,
+    /// policies, validating webhooks.
     pub(crate) async fn delete_webhooks(
         &self,
         attrs: &Attrs<'_>,
         current: &Value,
     ) -> ApiResult<()> {
-        if self.webhooks.mutating.is_empty() && self.webhooks.validating.is_empty() {
+        if !self.webhooks.any() {
             return Ok(());
         }
         let Some(ctx) = request_for(attrs.info, attrs.subresource) else {
@@ -366,17 +472,20 @@ impl Registry {
         if !self.webhooks.mutating.is_empty() {
             self.run_mutating(attrs, &ctx, None, Some(current)).await?;
         }
+        let objects = Objects {
+            object: None,
+            old: Some(current),
+        };
+        if self.webhooks.policies_may_apply() {
+            self.run_policies(attrs, &ctx, &objects).await?;
+        }
         if !self.webhooks.validating.is_empty() {
-            let objects = Objects {
-                object: None,
-                old: Some(current),
-            };
             self.run_validating(attrs, &ctx, &objects).await?;
         }
         Ok(())
     }
 
-    async fn hooks(&self, kind: HookKind, info: &ResourceInfo) -> ApiResult<HookList> {
+    async fn hooks(&self, kind: HookKind, info: &ResourceInfo) -> ApiResult<ItemList<Hook>> {
         if matching::exempt(info) {
             return Ok(Vec::new().into());
         }
@@ -384,7 +493,7 @@ impl Registry {
             HookKind::Mutating => &self.webhooks.mutating,
             HookKind::Validating => &self.webhooks.validating,
         };
-        cache.hooks(&self.store).await
+        cache.items(&self.store).await
     }
 
     async fn run_mutating(
@@ -398,7 +507,7 @@ impl Registry {
         if hooks.is_empty() {
             return Ok(());
         }
-        let mut labels = NamespaceLabels::default();
+        let mut labels = NamespaceObject::default();
         // How often the object changed, and (for IfNeeded webhooks) how often it had when
         // each was last called: a webhook is called again if a later one changed it.
         let mut changes = 0u64;
@@ -412,7 +521,9 @@ impl Registry {
                     object: obj.as_deref(),
                     old,
                 };
-                let Some(target) = self.should_call(hook, attrs, &objects, &mut labels).await?
+                let Some(target) = self
+                    .should_call(hook, attrs, ctx, &objects, &mut labels)
+                    .await?
                 else {
                     continue;
                 };
@@ -522,10 +633,13 @@ impl Registry {
         if hooks.is_empty() {
             return Ok(());
         }
-        let mut labels = NamespaceLabels::default();
+        let mut labels = NamespaceObject::default();
         let mut calls = Vec::new();
         for hook in hooks.iter() {
-            if let Some(target) = self.should_call(hook, attrs, objects, &mut labels).await? {
+            if let Some(target) = self
+                .should_call(hook, attrs, ctx, objects, &mut labels)
+                .await?
+            {
                 calls.push((hook, target));
             }
         }
@@ -561,24 +675,7 @@ impl Registry {
         }
         let version = review::review_version(&hook.review_versions).map_err(Failure::Calling)?;
         let uid = uuid::Uuid::new_v4().to_string();
-        let subresource = attrs.subresource.unwrap_or("");
-        let (kg, kv, kk) = matching::kind_of(target, subresource);
-        let (rg, rv, rk) = matching::kind_of(attrs.info, subresource);
-        let name = objects.name();
-        let fields = review::RequestFields {
-            uid: &uid,
-            kind: review::Gvk(kg, kv, kk),
-            resource: review::Gvk(target.group, target.version, target.plural),
-            subresource,
-            request_kind: review::Gvk(rg, rv, rk),
-            request_resource: review::Gvk(attrs.info.group, attrs.info.version, attrs.info.plural),
-            name,
-            namespace: attrs.namespace(name),
-            operation: attrs.op.as_str(),
-            user: ctx.user.to_json(),
-            dry_run: attrs.dry_run,
-            options: attrs.options(ctx),
-        };
+        let fields = attrs.fields(ctx, target, objects.name(), &uid);
         let old = objects.old.map(|o| view(attrs, target, o));
         let body = review::request(version, &fields, sent, old);
         let body = serde_json::to_vec(&body)
@@ -599,13 +696,14 @@ impl Registry {
     }
 
     /// The version to call `hook` with, if it applies to this write (rules, then object
-    /// and namespace selectors, as upstream's `ShouldCallHook`).
+    /// and namespace selectors, then match conditions, as upstream's `ShouldCallHook`).
     async fn should_call(
         &self,
         hook: &Hook,
         attrs: &Attrs<'_>,
+        ctx: &RequestContext,
         objects: &Objects<'_>,
-        labels: &mut NamespaceLabels,
+        ns: &mut NamespaceObject,
     ) -> ApiResult<Option<&'static ResourceInfo>> {
         let name = objects.name();
         let req = matching::Request {
@@ -613,67 +711,111 @@ impl Registry {
             info: attrs.info,
             subresource: attrs.subresource.unwrap_or(""),
             namespace: attrs.namespace(name),
+            name,
         };
-        let Some(target) = matching::invocation(hook, &req) else {
+        let Some(target) = matching::invocation(&hook.rules, hook.equivalent, &req) else {
             return Ok(None);
         };
         let object_selector = hook
             .object_selector
             .as_ref()
             .map_err(|e| ApiError::internal(e.clone()))?;
-        if !object_selector.is_empty() {
-            let matches = |o: Option<&Value>| o.is_some_and(|o| selects(object_selector, o));
-            if !matches(objects.object) && !matches(objects.old) {
-                return Ok(None);
-            }
+        if !objects.selected_by(object_selector) {
+            return Ok(None);
         }
         let namespace_selector = hook
             .namespace_selector
             .as_ref()
             .map_err(|e| ApiError::internal(e.clone()))?;
-        // Cluster-scoped objects other than Namespaces are never filtered by namespace.
-        if !namespace_selector.is_empty()
-            && (req.is_namespace_resource() || !req.namespace.is_empty())
+        if !self
+            .namespace_selected(namespace_selector, &req, objects, ns)
+            .await?
         {
-            let ns_labels = if req.is_namespace_resource() {
-                // A Namespace is selected by its own labels (the old ones on delete).
-                objects
-                    .object
-                    .or(objects.old)
-                    .and_then(|o| o.pointer("/metadata/labels"))
-                    .cloned()
-            } else {
-                labels.of(self, req.namespace).await?
-            };
-            if !namespace_selector.matches(ns_labels.as_ref().unwrap_or(&Value::Null)) {
-                return Ok(None);
+            return Ok(None);
+        }
+        if hook.match_conditions.is_empty() {
+            return Ok(Some(target));
+        }
+        let object = objects.object.map(|o| view(attrs, target, o));
+        let old = objects.old.map(|o| view(attrs, target, o));
+        let request = attrs.cel_request(ctx, target, name);
+        let input = Input {
+            object: object.as_ref(),
+            old_object: old.as_ref(),
+            request: Some(&request),
+            ..Input::default()
+        };
+        let act = Activation::new(&input, &[]);
+        match cel::match_conditions(&hook.match_conditions, &act) {
+            Ok(true) => Ok(Some(target)),
+            Ok(false) => Ok(None),
+            Err(e) if hook.ignore_failures => {
+                tracing::warn!(
+                    webhook = %hook.name, error = %e,
+                    "failed evaluating match conditions, failing open"
+                );
+                Ok(None)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    webhook = %hook.name, error = %e,
+                    "failed evaluating match conditions, failing closed"
+                );
+                Err(super::policy::forbidden(
+                    attrs.info,
+                    name,
+                    &e,
+                    axum::http::StatusCode::FORBIDDEN,
+                    "Forbidden",
+                ))
             }
         }
-        if hook.has_match_conditions && !MATCH_CONDITIONS_NOTED.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                webhook = %hook.name,
-                "admission webhook matchConditions (CEL) are not evaluated; the webhook is called as if they matched"
-            );
+    }
+
+    /// Whether a namespace selector selects the request (upstream's namespace matcher):
+    /// cluster-scoped objects other than Namespaces always; a Namespace by its own labels
+    /// (the old ones on delete); anything else by its namespace's labels.
+    pub(super) async fn namespace_selected(
+        &self,
+        selector: &LabelSelector,
+        req: &matching::Request<'_>,
+        objects: &Objects<'_>,
+        ns: &mut NamespaceObject,
+    ) -> ApiResult<bool> {
+        if selector.is_empty() || (!req.is_namespace_resource() && req.namespace.is_empty()) {
+            return Ok(true);
         }
-        Ok(Some(target))
+        let labels = if req.is_namespace_resource() {
+            objects
+                .object
+                .or(objects.old)
+                .and_then(|o| o.pointer("/metadata/labels"))
+                .cloned()
+        } else {
+            ns.get(self, req.namespace)
+                .await?
+                .pointer("/metadata/labels")
+                .cloned()
+        };
+        Ok(selector.matches(labels.as_ref().unwrap_or(&Value::Null)))
     }
 }
 
-/// Labels of the request's namespace, read once per admission phase.
+/// The request's Namespace, read once per admission phase.
 #[derive(Default)]
-struct NamespaceLabels(Option<Option<Value>>);
+pub(super) struct NamespaceObject(Option<Value>);
 
-impl NamespaceLabels {
-    async fn of(&mut self, registry: &Registry, namespace: &str) -> ApiResult<Option<Value>> {
-        if let Some(labels) = &self.0 {
-            return Ok(labels.clone());
+impl NamespaceObject {
+    pub(super) async fn get(&mut self, registry: &Registry, namespace: &str) -> ApiResult<&Value> {
+        if self.0.is_none() {
+            let ns = registry
+                .get(super::builtin("namespaces"), None, namespace)
+                .await?;
+            self.0 = Some(ns);
         }
-        let ns = registry
-            .get(super::builtin("namespaces"), None, namespace)
-            .await?;
-        let labels = ns.pointer("/metadata/labels").cloned();
-        self.0 = Some(labels.clone());
-        Ok(labels)
+        self.0
+            .as_ref()
+            .ok_or_else(|| ApiError::internal("namespace not read"))
     }
 }
 
@@ -698,7 +840,7 @@ fn fail<T: Default>(hook: &Hook, reason: &str) -> ApiResult<T> {
 }
 
 /// `obj` as the webhook gets it: in `target`'s version, with its apiVersion and kind.
-fn view(attrs: &Attrs<'_>, target: &ResourceInfo, obj: &Value) -> Value {
+pub(super) fn view(attrs: &Attrs<'_>, target: &ResourceInfo, obj: &Value) -> Value {
     let mut v = obj.clone();
     if !attrs.stored {
         r8s_api::conversion::to_storage(attrs.info, &mut v);

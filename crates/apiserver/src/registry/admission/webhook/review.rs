@@ -51,10 +51,25 @@ pub(crate) fn request(
     object: Option<Value>,
     old_object: Option<Value>,
 ) -> Value {
+    let mut req = Map::new();
+    req.insert("uid".into(), json!(f.uid));
+    req.extend(admission_request(f));
+    req.insert("object".into(), object.unwrap_or(Value::Null));
+    req.insert("oldObject".into(), old_object.unwrap_or(Value::Null));
+    json!({
+        "apiVersion": format!("admission.k8s.io/{version}"),
+        "kind": "AdmissionReview",
+        "request": req,
+    })
+}
+
+/// The request's `AdmissionRequest` fields but its uid and objects: what a review
+/// carries, and what CEL expressions see as `request` (empty strings left out, as
+/// upstream's JSON leaves them out).
+pub(crate) fn admission_request(f: &RequestFields<'_>) -> Map<String, Value> {
     let gvk = |g: &Gvk<'_>| json!({"group": g.0, "version": g.1, "kind": g.2});
     let gvr = |g: &Gvk<'_>| json!({"group": g.0, "version": g.1, "resource": g.2});
     let mut req = Map::new();
-    req.insert("uid".into(), json!(f.uid));
     req.insert("kind".into(), gvk(&f.kind));
     req.insert("resource".into(), gvr(&f.resource));
     if !f.subresource.is_empty() {
@@ -73,15 +88,9 @@ pub(crate) fn request(
     }
     req.insert("operation".into(), json!(f.operation));
     req.insert("userInfo".into(), f.user.clone());
-    req.insert("object".into(), object.unwrap_or(Value::Null));
-    req.insert("oldObject".into(), old_object.unwrap_or(Value::Null));
     req.insert("dryRun".into(), json!(f.dry_run));
     req.insert("options".into(), f.options.clone());
-    json!({
-        "apiVersion": format!("admission.k8s.io/{version}"),
-        "kind": "AdmissionReview",
-        "request": req,
-    })
+    req
 }
 
 /// What a webhook answered.

@@ -445,3 +445,59 @@ async fn unusable_webhooks_fail_per_failure_policy() {
     create_cm(&registry, "default", "b").await.unwrap();
     assert!(server.paths().is_empty());
 }
+
+#[tokio::test]
+async fn match_conditions_decide_whether_a_webhook_is_called() {
+    let server = Hooked::start(|_, _| json!({"allowed": true})).await;
+    let (registry, _dir) = registry().await;
+    let mut skipping = hook(
+        "skip.test",
+        server.url("/skip"),
+        &["CREATE"],
+        &[""],
+        &["v1"],
+        &["configmaps"],
+    );
+    skipping["matchConditions"] = json!([
+        {"name": "not-skipped", "expression": "object.metadata.name != 'skipped'"},
+        {"name": "by-alice", "expression": "request.userInfo.username == 'alice'"}]);
+    let mut erroring = hook(
+        "error.test",
+        server.url("/error"),
+        &["CREATE"],
+        &[""],
+        &["v1"],
+        &["configmaps"],
+    );
+    erroring["matchConditions"] =
+        json!([{"name": "labelled", "expression": "object.metadata.labels.team == 'a'"}]);
+    erroring["failurePolicy"] = json!("Ignore");
+    configure(
+        &registry,
+        "validatingwebhookconfigurations",
+        "conditions",
+        json!([skipping, erroring.clone()]),
+    )
+    .await;
+    create_cm(&registry, "default", "called").await.unwrap();
+    create_cm(&registry, "default", "skipped").await.unwrap();
+    // The erroring condition (no labels) skips its webhook under Ignore.
+    assert_eq!(server.paths(), ["/skip"]);
+
+    // Under Fail the error is the answer, as upstream's 403.
+    erroring["failurePolicy"] = json!("Fail");
+    erroring["name"] = json!("error-fail.test");
+    configure(
+        &registry,
+        "validatingwebhookconfigurations",
+        "failing",
+        json!([erroring]),
+    )
+    .await;
+    let err = create_cm(&registry, "default", "x").await.unwrap_err();
+    assert_eq!(err.code, axum::http::StatusCode::FORBIDDEN);
+    assert_eq!(
+        err.message,
+        "configmaps \"x\" is forbidden: expression 'object.metadata.labels.team == 'a'' resulted in error: no such key: labels"
+    );
+}
