@@ -243,3 +243,34 @@ fn statefulset_in_order_jobs_and_unschedulable_pods() {
     );
     assert_eq!(jp(&s, "pod/huge", "{.status.phase}"), "Pending");
 }
+
+/// The built-in components name themselves as upstream's do, so `managedFields` shows
+/// `kube-controller-manager` (not `unknown`) for what the controllers wrote.
+#[test]
+fn controllers_write_as_kube_controller_manager() {
+    let s = Server::start();
+    s.ok(&["create", "deployment", "named", "--image=busybox:1.36"]);
+    let managers = || {
+        s.ok(&[
+            "get",
+            "replicasets",
+            "-l",
+            "app=named",
+            "-o",
+            "jsonpath={.items[*].metadata.managedFields[*].manager}",
+            "--show-managed-fields",
+        ])
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !managers().contains("kube-controller-manager") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "managers: {}",
+            managers()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(!managers().contains("unknown"), "{}", managers());
+    let leases = s.ok(&["get", "leases", "-n", "kube-system", "-o", "name"]);
+    assert!(leases.contains("kube-scheduler"), "{leases}");
+}
