@@ -72,6 +72,7 @@ impl Registry {
         if matching::exempt(attrs.info) {
             return Ok(());
         }
+        self.webhooks.follow(&self.store);
         let bindings = self.webhooks.bindings.items(&self.store).await?;
         if bindings.is_empty() {
             return Ok(());

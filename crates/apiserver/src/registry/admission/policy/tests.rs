@@ -418,3 +418,29 @@ async fn parameters_come_from_the_bindings_param_ref() {
         err.message
     );
 }
+
+#[tokio::test]
+async fn writes_stop_paying_once_nothing_is_configured() {
+    let (registry, _dir) = registry().await;
+    assert!(registry.webhooks_configured(), "unsure before listing");
+    // The first admitted write starts following every configuration kind.
+    create_cm(&registry, "default", "first", json!({}))
+        .await
+        .result
+        .unwrap();
+    for _ in 0..500 {
+        if !registry.webhooks_configured() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(!registry.webhooks_configured());
+    // A binding alone makes requests carry their scope again.
+    binding(
+        &registry,
+        "b",
+        json!({"policyName": "p", "validationActions": ["Deny"]}),
+    )
+    .await;
+    assert!(registry.webhooks_configured());
+}

@@ -27,13 +27,14 @@ pub(crate) type ItemList<T> = Arc<[Arc<T>]>;
 /// What a stored configuration object compiles to (webhooks: one per entry).
 pub(crate) type CompileFn<T> = fn(&Value) -> Vec<Arc<T>>;
 
-/// The mask of caches that may hold something (a bit per cache; all set until listed).
+/// The mask of caches that may hold something (a bit per cache, set from the cache's
+/// creation until it has listed nothing).
 #[derive(Clone)]
 pub(crate) struct Configured(Arc<AtomicU8>);
 
 impl Configured {
     pub(crate) fn new() -> Self {
-        Configured(Arc::new(AtomicU8::new(u8::MAX)))
+        Configured(Arc::new(AtomicU8::new(0)))
     }
 
     /// Whether any cache may hold something.
@@ -104,6 +105,7 @@ impl<T: Send + Sync + 'static> ConfigCache<T> {
         configured: &Configured,
         bit: u8,
     ) -> Self {
+        configured.set(bit, true);
         ConfigCache {
             info,
             compile,
@@ -132,10 +134,15 @@ impl<T: Send + Sync + 'static> ConfigCache<T> {
         }
     }
 
+    /// Starts the watch feeding the cache (once).
+    pub(crate) fn follow(self: &Arc<Self>, store: &DynStore) {
+        start_following(self, store, &self.stop);
+    }
+
     /// What to consider now: from the watch when current, else listed from the store
     /// (and compiled for this request).
     pub(crate) async fn items(self: &Arc<Self>, store: &DynStore) -> ApiResult<ItemList<T>> {
-        start_following(self, store, &self.stop);
+        self.follow(store);
         if let Some(items) = self.current() {
             return Ok(items);
         }
@@ -287,7 +294,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert!(cache.is_empty());
-        assert!(configured.any(), "the other caches' bits are still set");
+        assert!(!configured.any());
 
         // This server's write: not empty at once, and listed from the store until the
         // watch delivers it.

@@ -49,6 +49,7 @@ use r8s_api::patch::PatchError;
 use r8s_api::selector::LabelSelector;
 use serde_json::{Value, json};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The dynamic admission configurations of one registry (shared by its clones): webhook
@@ -59,6 +60,9 @@ pub(crate) struct Webhooks {
     pub(super) policies: Arc<ConfigCache<Policy>>,
     pub(super) bindings: Arc<ConfigCache<Binding>>,
     configured: Configured,
+    /// Whether every cache follows the store (each lists before it may report being
+    /// empty, so all must follow for writes to stop paying once nothing is configured).
+    following: AtomicBool,
 }
 
 fn mutating_hooks(config: &Value) -> Vec<Arc<Hook>> {
@@ -103,7 +107,19 @@ impl Webhooks {
                 8,
             )),
             configured,
+            following: AtomicBool::new(false),
         }
+    }
+
+    /// Starts following every configuration kind, once: called before any cache is read.
+    pub(super) fn follow(&self, store: &r8s_store::DynStore) {
+        if self.following.load(Ordering::Acquire) || self.following.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.mutating.follow(store);
+        self.validating.follow(store);
+        self.policies.follow(store);
+        self.bindings.follow(store);
     }
 
     /// Whether a webhook or policy may be configured (false only when certainly none
@@ -489,6 +505,7 @@ impl Registry {
         if matching::exempt(info) {
             return Ok(Vec::new().into());
         }
+        self.webhooks.follow(&self.store);
         let cache = match kind {
             HookKind::Mutating => &self.webhooks.mutating,
             HookKind::Validating => &self.webhooks.validating,
