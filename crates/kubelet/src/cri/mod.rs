@@ -201,6 +201,16 @@ impl Cri {
             .containers)
     }
 
+    /// Makes the runtime reopen a container's log path (after the kubelet renamed it).
+    pub async fn reopen_container_log(&self, id: &str) -> Result<()> {
+        let req = api::ReopenContainerLogRequest {
+            container_id: id.into(),
+        };
+        let r = self.rt.clone().reopen_container_log(req).await;
+        r.map_err(|s| Error::cri("ReopenContainerLog", s))?;
+        Ok(())
+    }
+
     /// CPU and memory figures of every container the runtime knows.
     pub async fn list_container_stats(&self) -> Result<Vec<api::ContainerStats>> {
         let req = api::ListContainerStatsRequest { filter: None };

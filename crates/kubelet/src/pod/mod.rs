@@ -10,6 +10,7 @@ pub mod env;
 pub mod events;
 mod image;
 pub mod keyring;
+pub mod logrotate;
 pub mod probe;
 pub mod pull;
 pub mod refs;
@@ -98,6 +99,7 @@ pub async fn run(ctx: Arc<PodContext>) -> anyhow::Result<()> {
     let _guard = AbortOnDrop(relister);
     let (recorder, event_writer) = events::Recorder::new(ctx.client.clone(), &ctx.cfg.node_name);
     let _events_guard = AbortOnDrop(tokio::spawn(event_writer));
+    let _rotation_guard = AbortOnDrop(tokio::spawn(logrotate::run(ctx.cri.clone())));
     let services = Services {
         events: recorder,
         puller: pull::Puller::new(ctx.cri.clone()),
