@@ -228,6 +228,56 @@ impl Allocators {
                 }
             }
         }
+        self.allocate_health_check_port(obj, current, &owner, dry_run, made)
+            .await
+    }
+
+    /// `spec.healthCheckNodePort` of a LoadBalancer Service with `externalTrafficPolicy:
+    /// Local` (where node load balancers ask whether the node has endpoints), from the
+    /// NodePort range like upstream; kept across updates (the strategy carries it over).
+    async fn allocate_health_check_port(
+        &self,
+        obj: &mut Value,
+        current: Option<&Value>,
+        owner: &str,
+        dry_run: bool,
+        made: &mut Vec<Reservation>,
+    ) -> ApiResult<()> {
+        let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+            return Ok(());
+        };
+        let wants = spec.get("type").and_then(Value::as_str) == Some("LoadBalancer")
+            && spec.get("externalTrafficPolicy").and_then(Value::as_str) == Some("Local");
+        if !wants {
+            return Ok(());
+        }
+        let existing = current
+            .and_then(|c| c.pointer("/spec/healthCheckNodePort"))
+            .and_then(Value::as_u64);
+        let wanted = spec
+            .get("healthCheckNodePort")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        if wanted == 0 {
+            let p = self.next_free_port(owner, dry_run, made).await?;
+            spec.insert("healthCheckNodePort".into(), json!(p));
+        } else if existing != Some(wanted) {
+            let field = "spec.healthCheckNodePort";
+            if wanted > u16::MAX as u64 || !NODE_PORT_RANGE.contains(&(wanted as u16)) {
+                return Err(invalid_port(
+                    field,
+                    wanted,
+                    "provided port is not in the valid range. The range of valid ports is 30000-32767",
+                ));
+            }
+            if !dry_run {
+                let key = format!("{PORT_PREFIX}{wanted}");
+                if !self.reserve(key.clone(), owner).await? {
+                    return Err(invalid_port(field, wanted, "provided port is already allocated"));
+                }
+                made.push(Reservation(key));
+            }
+        }
         Ok(())
     }
 
@@ -308,18 +358,17 @@ fn set_cluster_ip(obj: &mut Value, ip: &str) {
     }
 }
 
+/// The node ports a Service holds: its ports' `nodePort`s and `healthCheckNodePort`.
 fn node_ports(obj: &Value) -> Vec<u16> {
     obj.pointer("/spec/ports")
         .and_then(Value::as_array)
-        .map(|ports| {
-            ports
-                .iter()
-                .filter_map(|p| p.get("nodePort").and_then(Value::as_u64))
-                .filter(|p| *p > 0 && *p <= u16::MAX as u64)
-                .map(|p| p as u16)
-                .collect()
-        })
-        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.get("nodePort").and_then(Value::as_u64))
+        .chain(obj.pointer("/spec/healthCheckNodePort").and_then(Value::as_u64))
+        .filter(|p| *p > 0 && *p <= u16::MAX as u64)
+        .map(|p| p as u16)
+        .collect()
 }
 
 fn invalid_ip(ip: &str, why: &str) -> ApiError {
