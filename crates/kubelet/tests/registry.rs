@@ -445,7 +445,7 @@ async fn scenario(env: std::sync::Arc<Env>, port: u16) {
 
     pull_secrets(&env, port).await;
 
-    for name in [
+    let pods = [
         "always",
         "present",
         "custom",
@@ -455,20 +455,11 @@ async fn scenario(env: std::sync::Arc<Env>, port: u16) {
         "secret",
         "badsecret",
         "nosecret",
-    ] {
+    ];
+    for name in pods {
         env.delete_pod(name).await;
     }
-    for name in [
-        "always",
-        "present",
-        "custom",
-        "wildcard",
-        "missing",
-        "noauth",
-        "secret",
-        "badsecret",
-        "nosecret",
-    ] {
+    for name in pods {
         env.wait_gone(name, WAIT).await;
     }
 }
