@@ -129,9 +129,19 @@ impl Ty {
     }
 }
 
-/// Compiles `source`; the error is cel-go's issue list.
-pub(crate) fn compile<S: Scope>(source: &str, scope: &S) -> Result<Checked, String> {
-    let program = env().compile(source).map_err(|e| {
+/// Deeper expressions are refused (cel-go's parser limit), so that checking, evaluating
+/// and dropping them never exhausts a thread's stack.
+const MAX_DEPTH: usize = 250;
+
+/// Longer sources are parsed on a thread of their own with a large stack: the parser
+/// recurses once per nested member access, and a hostile expression (`a.a.a…` thousands
+/// deep) would overflow a request thread's stack.
+const MAX_INLINE_PARSE: usize = 1024;
+const PARSE_STACK: usize = 256 << 20;
+
+/// Parses `source` (and refuses it if too deep), as cel-go's issue list on error.
+fn parse(source: &str) -> Result<Program, String> {
+    let parsed = env().compile(source).map_err(|e| {
         // cel-go indents the source snippet by one space.
         e.to_string()
             .lines()
@@ -142,6 +152,75 @@ pub(crate) fn compile<S: Scope>(source: &str, scope: &S) -> Result<Checked, Stri
             .collect::<Vec<_>>()
             .join("\n")
     })?;
+    if depth(parsed.expression()) > MAX_DEPTH {
+        return Err(issue(
+            source,
+            0,
+            &format!("expression recursion limit exceeded: {MAX_DEPTH}"),
+        ));
+    }
+    Ok(parsed)
+}
+
+/// The depth of an expression tree, walked without recursion.
+fn depth(root: &IdedExpr) -> usize {
+    let mut deepest = 0;
+    let mut stack: Vec<(&IdedExpr, usize)> = vec![(root, 1)];
+    while let Some((e, d)) = stack.pop() {
+        deepest = deepest.max(d);
+        match &e.expr {
+            Expr::Call(c) => {
+                stack.extend(c.target.as_deref().map(|t| (t, d + 1)));
+                stack.extend(c.args.iter().map(|a| (a, d + 1)));
+            }
+            Expr::Select(s) => stack.push((&s.operand, d + 1)),
+            Expr::Comprehension(c) => {
+                for part in [
+                    &c.iter_range,
+                    &c.accu_init,
+                    &c.loop_cond,
+                    &c.loop_step,
+                    &c.result,
+                ] {
+                    stack.push((part, d + 1));
+                }
+            }
+            Expr::List(l) => stack.extend(l.elements.iter().map(|i| (i, d + 1))),
+            Expr::Map(m) => {
+                for entry in &m.entries {
+                    if let EntryExpr::MapEntry(me) = &entry.expr {
+                        stack.push((&me.key, d + 1));
+                        stack.push((&me.value, d + 1));
+                    }
+                }
+            }
+            Expr::Struct(st) => {
+                for entry in &st.entries {
+                    if let EntryExpr::StructField(f) = &entry.expr {
+                        stack.push((&f.value, d + 1));
+                    }
+                }
+            }
+            Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+        }
+    }
+    deepest
+}
+
+/// Compiles `source`; the error is cel-go's issue list.
+pub(crate) fn compile<S: Scope>(source: &str, scope: &S) -> Result<Checked, String> {
+    let program = if source.len() <= MAX_INLINE_PARSE {
+        parse(source)?
+    } else {
+        let owned = source.to_string();
+        std::thread::Builder::new()
+            .name("cel-parse".into())
+            .stack_size(PARSE_STACK)
+            .spawn(move || parse(&owned))
+            .map_err(|e| format!("the expression could not be parsed: {e}"))?
+            .join()
+            .unwrap_or_else(|_| Err("the expression could not be parsed".into()))?
+    };
     let mut walk = Walk {
         program: &program,
         scope,

@@ -256,3 +256,25 @@ fn namespace_objects_keep_what_upstream_copies() {
         Ok(cel::Value::Bool(true))
     );
 }
+
+#[test]
+fn hostile_expressions_are_errors_not_crashes() {
+    let d = decls();
+    let deep = format!("{}1{}", "(".repeat(5000), ")".repeat(5000));
+    assert!(compile(&deep, &d, Expect::Any).is_err());
+    let chain = format!("object{} == 1", ".a".repeat(5000));
+    let err = compile(&chain, &d, Expect::Bool).unwrap_err();
+    assert!(
+        err.contains("expression recursion limit exceeded: 250"),
+        "{err}"
+    );
+    // Within the limit, a deep chain compiles and evaluates (to an error: no such key).
+    let chain = format!("object{} == 1", ".a".repeat(200));
+    let expr = compile(&chain, &d, Expect::Bool).unwrap();
+    let obj = json!({});
+    let input = Input {
+        object: Some(&obj),
+        ..Input::default()
+    };
+    assert!(Activation::new(&input, &[]).evaluate(&expr).is_err());
+}
