@@ -435,7 +435,8 @@ impl Registry {
         obj: &mut Value,
         old: Option<&Value>,
     ) -> ApiResult<()> {
-        if self.webhooks.mutating.is_empty() {
+        // One atomic load while nothing is configured.
+        if !self.webhooks.any() || self.webhooks.mutating.is_empty() {
             return Ok(());
         }
         let Some(ctx) = request_for(attrs.info, attrs.subresource) else {
@@ -452,6 +453,10 @@ impl Registry {
         obj: &Value,
         old: Option<&Value>,
     ) -> ApiResult<()> {
+        // One atomic load while nothing is configured.
+        if !self.webhooks.any() {
+            return Ok(());
+        }
         let policies = self.webhooks.policies_may_apply();
         if !policies && self.webhooks.validating.is_empty() {
             return Ok(());
