@@ -11,6 +11,7 @@ pub mod error;
 pub mod images;
 pub mod ingress;
 pub mod mirror;
+pub mod netpol;
 pub mod node;
 pub mod pod;
 pub mod proxy;

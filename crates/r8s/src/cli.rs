@@ -121,6 +121,9 @@ pub struct ServerArgs {
     /// Do not run the built-in Ingress controller (k3s: `--disable traefik`).
     #[arg(long)]
     pub disable_ingress: bool,
+    /// Do not enforce NetworkPolicies on this node (k3s: `--disable-network-policy`).
+    #[arg(long)]
+    pub disable_network_policy: bool,
     /// Port the Ingress controller serves plain HTTP on (all addresses).
     #[arg(long, default_value_t = 80)]
     pub ingress_http_port: u16,

@@ -73,7 +73,7 @@ pub struct PortRule {
 }
 
 /// A short, stable chain suffix (iptables chain names are at most 28 characters).
-fn chain_hash(s: &str) -> String {
+pub(crate) fn chain_hash(s: &str) -> String {
     // FNV-1a, 64 bit: stable across runs and builds.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in s.bytes() {

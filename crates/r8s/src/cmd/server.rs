@@ -109,9 +109,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             args.kubelet_port,
         ));
         kcfg.server_tls = Some(kubelet_tls(&running.pki, &node_name, node_ip)?);
-        // The node's service proxy (kube-proxy), Ingress controller and cluster DNS run
-        // with the agent.
+        // The node's service proxy (kube-proxy), NetworkPolicy enforcement, Ingress
+        // controller and cluster DNS run with the agent.
         tokio::spawn(r8s_kubelet::proxy::run(client.clone(), node_name.clone()));
+        if !args.disable_network_policy {
+            tokio::spawn(r8s_kubelet::netpol::run(client.clone(), node_name.clone()));
+        }
         if ingress {
             tokio::spawn(r8s_kubelet::ingress::run(
                 client.clone(),
