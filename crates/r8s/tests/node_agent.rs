@@ -5,6 +5,8 @@
 mod common;
 #[path = "agent/ingress.rs"]
 mod ingress;
+#[path = "agent/netpol.rs"]
+mod netpol;
 use common::Server;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -1230,6 +1232,7 @@ fn seed_nginx_pod_and_a_deployment_run_on_containerd() {
         assert!(http_get(ip, 80).contains("200 OK"));
     }
     services_reach_their_pods(&s);
+    netpol::network_policies_restrict_access(&s);
     ingress::ingress_routes_to_services(&s, ingress_http);
     // A missing image never pulled is reported as upstream does.
     s.ok(&[
