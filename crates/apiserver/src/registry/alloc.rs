@@ -273,7 +273,11 @@ impl Allocators {
             if !dry_run {
                 let key = format!("{PORT_PREFIX}{wanted}");
                 if !self.reserve(key.clone(), owner).await? {
-                    return Err(invalid_port(field, wanted, "provided port is already allocated"));
+                    return Err(invalid_port(
+                        field,
+                        wanted,
+                        "provided port is already allocated",
+                    ));
                 }
                 made.push(Reservation(key));
             }
@@ -365,7 +369,10 @@ fn node_ports(obj: &Value) -> Vec<u16> {
         .into_iter()
         .flatten()
         .filter_map(|p| p.get("nodePort").and_then(Value::as_u64))
-        .chain(obj.pointer("/spec/healthCheckNodePort").and_then(Value::as_u64))
+        .chain(
+            obj.pointer("/spec/healthCheckNodePort")
+                .and_then(Value::as_u64),
+        )
         .filter(|p| *p > 0 && *p <= u16::MAX as u64)
         .map(|p| p as u16)
         .collect()
