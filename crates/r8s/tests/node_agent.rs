@@ -653,6 +653,23 @@ fn who_answers(ip: &str, port: u16) -> String {
     reply.lines().last().unwrap_or_default().trim().to_string()
 }
 
+/// Waits (30 s at most) until the node's NAT table satisfies `ok`.
+fn wait_nat_rules(what: &str, ok: impl Fn(&str) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = std::process::Command::new("iptables-save")
+            .args(["-t", "nat"])
+            .output()
+            .expect("iptables-save");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if ok(&text) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no {what}:\n{text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// `sessionAffinity: ClientIP` keeps the node on one of the two pods; the Local traffic
 /// policies (every endpoint is on this node) still serve the ClusterIP and the NodePort.
 fn affinity_and_traffic_policies(s: &Server, ip: &str, node_port: u16) {
@@ -693,19 +710,9 @@ fn affinity_and_traffic_policies(s: &Server, ip: &str, node_port: u16) {
         "jsonpath={.spec.sessionAffinityConfig.clientIP.timeoutSeconds}",
     ]);
     assert_eq!(timeout, "10800");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let out = std::process::Command::new("iptables-save")
-            .args(["-t", "nat"])
-            .output()
-            .expect("iptables-save");
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        if text.contains("--rcheck --seconds 10800 --reap") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no affinity rules:\n{text}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_nat_rules("affinity rules", |t| {
+        t.contains("--rcheck --seconds 10800 --reap")
+    });
     let answers: std::collections::BTreeSet<String> =
         (0..20).map(|_| who_answers(ip, 8080)).collect();
     assert_eq!(answers.len(), 1, "affinity broken: {answers:?}");
@@ -716,19 +723,9 @@ fn affinity_and_traffic_policies(s: &Server, ip: &str, node_port: u16) {
         "-p",
         r#"{"spec":{"sessionAffinity":"None","externalTrafficPolicy":"Local","internalTrafficPolicy":"Local"}}"#,
     ]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let out = std::process::Command::new("iptables-save")
-            .args(["-t", "nat"])
-            .output()
-            .expect("iptables-save");
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        if text.contains(":R8S-EXT-") && !text.contains("--rcheck") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no Local policy rules:\n{text}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_nat_rules("Local policy rules", |t| {
+        t.contains(":R8S-EXT-") && !t.contains("--rcheck")
+    });
     assert!(http_get(ip, 8080).contains("200 OK"));
     assert!(http_get("127.0.0.1", node_port).contains("200 OK"));
     s.ok(&[
