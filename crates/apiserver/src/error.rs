@@ -177,6 +177,45 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", message)
     }
 
+    /// 429 TooManyRequests. A positive `retry_after_seconds` goes into the details and a
+    /// `Retry-After` header (clients such as client-go then retry by themselves); 0
+    /// leaves the retry to the caller, as upstream's `NewTooManyRequests`.
+    pub fn too_many_requests(message: impl Into<String>, retry_after_seconds: u32) -> Self {
+        let details = if retry_after_seconds > 0 {
+            json!({"retryAfterSeconds": retry_after_seconds})
+        } else {
+            json!({})
+        };
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", message).with_details(details)
+    }
+
+    /// Add a `StatusCause` (`reason` is the cause type, e.g. `DisruptionBudget`).
+    pub fn with_cause(mut self, reason: &str, message: impl Into<String>) -> Self {
+        let details = self.details.get_or_insert_with(|| json!({}));
+        if let Value::Object(map) = details {
+            let causes = map.entry("causes").or_insert_with(|| json!([]));
+            if let Value::Array(list) = causes {
+                list.push(json!({"reason": reason, "message": message.into()}));
+            }
+        }
+        self
+    }
+
+    /// A bare failure with `code` and `message` and no reason (upstream `Status` objects
+    /// returned as the result of a request, e.g. eviction's several-budgets answer).
+    pub fn failure(code: StatusCode, message: impl Into<String>) -> Self {
+        Self::new(code, "", message)
+    }
+
+    /// The `Retry-After` delay the details ask for, if any.
+    pub fn retry_after_seconds(&self) -> Option<u64> {
+        self.details
+            .as_ref()
+            .and_then(|d| d.get("retryAfterSeconds"))
+            .and_then(Value::as_u64)
+            .filter(|s| *s > 0)
+    }
+
     /// 500 InternalError.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(
@@ -211,6 +250,12 @@ impl ApiError {
             "reason": self.reason,
             "code": self.code.as_u16(),
         });
+        // `reason` is omitempty upstream.
+        if self.reason.is_empty()
+            && let Some(m) = status.as_object_mut()
+        {
+            m.remove("reason");
+        }
         if let Some(d) = &self.details {
             status["details"] = d.clone();
         }
@@ -243,11 +288,16 @@ impl From<r8s_store::Error> for ApiError {
 impl axum::response::IntoResponse for ApiError {
     fn into_response(self) -> axum::response::Response {
         let body = serde_json::to_vec(&self.status_body()).unwrap_or_default();
-        (
+        let mut resp = (
             self.code,
             [(axum::http::header::CONTENT_TYPE, "application/json")],
             body,
         )
-            .into_response()
+            .into_response();
+        if let Some(secs) = self.retry_after_seconds() {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        resp
     }
 }

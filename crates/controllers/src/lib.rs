@@ -7,6 +7,7 @@ pub mod cronjob;
 pub mod csrsigning;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod events;
 pub mod garbage_collector;
@@ -63,6 +64,7 @@ pub async fn run_all_with(ctx: Context, cfg: ManagerConfig) -> anyhow::Result<()
     set.spawn(job::run(ctx.clone()));
     set.spawn(cronjob::run(ctx.clone()));
     set.spawn(statefulset::run(ctx.clone()));
+    set.spawn(disruption::run(ctx.clone()));
     set.spawn(daemonset::run(ctx.clone()));
     set.spawn(resourcequota::run(ctx.clone()));
     if let Some(ca) = cfg.root_ca_pem.clone() {

@@ -117,3 +117,108 @@ fn cascading_and_orphaning_delete() {
     assert!(!s.kubectl(&["get", "cm", "dep3"]).status.success());
     assert!(!s.kubectl(&["get", "cm", "owner3"]).status.success());
 }
+
+/// `kubectl drain` honours a PodDisruptionBudget: with minAvailable equal to the
+/// Deployment's replicas it gives up with the budget's message and both pods stay; with
+/// one less it evicts one pod, waits for the replacement on another node, then the other.
+#[test]
+fn drain_honours_pod_disruption_budgets() {
+    let s = Server::start();
+    let _first = s.sim_nodes_named("first", 1);
+    s.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1.27",
+        "--replicas=2",
+    ]);
+    s.ok(&["rollout", "status", "deploy/web", "--timeout=60s"]);
+    s.ok(&[
+        "create",
+        "pdb",
+        "webpdb",
+        "--selector=app=web",
+        "--min-available=2",
+    ]);
+    s.ok_until(
+        &[
+            "get",
+            "pdb",
+            "webpdb",
+            "-o",
+            "jsonpath={.status.currentHealthy}/{.status.desiredHealthy}/{.status.disruptionsAllowed}",
+        ],
+        Duration::from_secs(30),
+        |o| o == "2/2/0",
+    );
+    // Somewhere for replacements to go.
+    let _second = s.sim_nodes_named("second", 1);
+    let pods = || {
+        s.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName} {.metadata.deletionTimestamp}{\"\\n\"}{end}",
+        ])
+    };
+    let before = pods();
+
+    let out = s.kubectl(&["drain", "first-0", "--timeout=5s"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "drain succeeded: {stderr}");
+    assert!(
+        stderr.contains("Cannot evict pod as it would violate the pod's disruption budget."),
+        "{stderr}"
+    );
+    let after = pods();
+    assert_eq!(before, after, "no pod was evicted");
+    assert_eq!(after.lines().count(), 2, "{after}");
+    assert!(
+        after.lines().all(|l| l.split_whitespace().count() == 2),
+        "a pod is terminating: {after}"
+    );
+
+    s.ok(&[
+        "patch",
+        "pdb",
+        "webpdb",
+        "--type=merge",
+        "-p",
+        "{\"spec\":{\"minAvailable\":1}}",
+    ]);
+    s.ok_until(
+        &[
+            "get",
+            "pdb",
+            "webpdb",
+            "-o",
+            "jsonpath={.status.observedGeneration}/{.status.disruptionsAllowed}",
+        ],
+        Duration::from_secs(30),
+        |o| o == "2/1",
+    );
+    let out = s.kubectl(&["drain", "first-0", "--timeout=90s"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "drain failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("drained"), "{stdout}");
+    // The second eviction had to wait for the first pod's replacement.
+    assert!(
+        stderr.contains("(will retry after 5s): Cannot evict pod as it would violate the pod's disruption budget."),
+        "{stderr}"
+    );
+    s.ok_until(
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].spec.nodeName}",
+        ],
+        Duration::from_secs(30),
+        |o| o == "second-0 second-0",
+    );
+}

@@ -3,6 +3,7 @@
 
 pub(crate) mod codec;
 mod componentstatus;
+mod eviction;
 mod fieldmanager;
 mod metrics_api;
 mod nonresource;

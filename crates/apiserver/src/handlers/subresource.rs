@@ -1,11 +1,11 @@
-//! Subresources: status, scale, pods/ephemeralcontainers, certificatesigningrequests/approval, pods/binding, pods/eviction, namespaces/finalize; the
+//! Subresources: status, scale, pods/ephemeralcontainers, certificatesigningrequests/approval, pods/binding, pods/eviction (in [`super::eviction`]), namespaces/finalize; the
 //! kubelet-served ones (pods/log, exec, attach, portforward, nodes/proxy) and
 //! pods/proxy, services/proxy go to [`crate::proxy`].
 
 use super::resource::{self, Call};
 use crate::error::{ApiError, ApiResult};
 use crate::meta;
-use crate::registry::{DeleteOptions, WriteOptions};
+use crate::registry::WriteOptions;
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use r8s_api::catalog::ResourceInfo;
@@ -34,7 +34,9 @@ pub async fn handle(call: Call, method: &Method, sub: &str) -> ApiResult<Respons
         }
         ("scale", m) => scale(call, m).await,
         ("binding", Method::POST) => binding(call).await,
-        ("eviction", Method::POST) => eviction(call).await,
+        ("eviction", Method::POST) if call.info.plural == "pods" => {
+            super::eviction::evict(call).await
+        }
         ("finalize", Method::PUT) => finalize(call).await,
         ("token", Method::POST) => crate::auth::serviceaccount::token_request(call).await,
         ("log" | "exec" | "attach" | "portforward", _) if call.info.plural == "pods" => {
@@ -346,25 +348,6 @@ fn set_condition(
         c["message"] = json!(m);
     }
     conds.push(c);
-}
-
-/// POST pods/<name>/eviction: delete the pod (PodDisruptionBudgets are checked by the
-/// disruption controller once it exists).
-async fn eviction(call: Call) -> ApiResult<Response> {
-    let name = call.name()?.to_string();
-    let eviction = call.body_object()?;
-    let mut opts = DeleteOptions {
-        dry_run: call.query.dry_run()?,
-        ..Default::default()
-    };
-    if let Some(d) = eviction.get("deleteOptions").filter(|d| d.is_object()) {
-        opts.merge_body(d)?;
-    }
-    call.state
-        .registry
-        .delete(call.info, call.namespace(), &name, &opts)
-        .await?;
-    Ok(super::response::success_status(StatusCode::CREATED, None))
 }
 
 /// PUT namespaces/<name>/finalize: update `spec.finalizers` (the namespace controller's
