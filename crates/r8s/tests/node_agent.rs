@@ -572,6 +572,44 @@ fn services_reach_their_pods(s: &Server) {
     );
     let page = http_get("127.0.0.1", 18080);
     assert!(page.contains("200 OK") && page.contains("nginx"), "{page}");
+    // With externalTrafficPolicy Local the proxy answers the Service's health check.
+    s.ok(&[
+        "patch",
+        "svc",
+        "web-lb",
+        "-p",
+        r#"{"spec":{"externalTrafficPolicy":"Local"}}"#,
+    ]);
+    let health: u16 = s
+        .ok(&[
+            "get",
+            "svc",
+            "web-lb",
+            "-o",
+            "jsonpath={.spec.healthCheckNodePort}",
+        ])
+        .parse()
+        .expect("healthCheckNodePort");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], health));
+        let reply = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+            .and_then(|mut c| {
+                c.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+                let mut out = String::new();
+                c.read_to_string(&mut out)?;
+                Ok(out)
+            })
+            .unwrap_or_default();
+        if reply.starts_with("HTTP/1.1 200 OK") && reply.contains("\"localEndpoints\": 2") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "health check on {health}: {reply:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     s.ok(&["delete", "svc", "web-lb"]);
     affinity_and_traffic_policies(s, &ip, node_port.parse().expect("nodePort"));
     // Cluster DNS: in a pod, the Service's name is its ClusterIP.

@@ -1,7 +1,10 @@
 //! The node's service proxy (upstream kube-proxy, iptables mode): Services' ClusterIPs and
 //! NodePorts reach their ready endpoints through NAT rules (`rules.rs`), rewritten after
-//! every change of a Service or EndpointSlice. Started by `r8s server` next to its agent.
+//! every change of a Service or EndpointSlice; health-check servers for LoadBalancer
+//! Services with `externalTrafficPolicy: Local` (`healthcheck.rs`). Started by
+//! `r8s server` next to its agent.
 
+pub mod healthcheck;
 pub mod rules;
 
 use k8s_openapi::api::core::v1::Service;
@@ -54,12 +57,14 @@ pub async fn run(client: kube::Client, node_name: String) {
     let slices = crate::mirror::spawned(Api::<EndpointSlice>::all(client), changed.clone());
     let mut applied: Option<String> = None;
     let mut jumps_ok = false;
+    let mut health = healthcheck::HealthServers::default();
     loop {
         changed.notified().await;
         tokio::time::sleep(DEBOUNCE).await;
         let svcs: Vec<Service> = services.state().iter().map(|s| (**s).clone()).collect();
         let eps: Vec<EndpointSlice> = slices.state().iter().map(|s| (**s).clone()).collect();
         let port_rules = rules::port_rules(&svcs, &eps, &node_name);
+        health.sync(healthcheck::wanted(&svcs, &port_rules)).await;
         let existing = our_chains().await;
         let text = rules::restore_input(&port_rules, &existing);
         if applied.as_deref() == Some(text.as_str()) && jumps_ok {
