@@ -4,6 +4,7 @@
 //! the node through CRI. It is a kube-rs client of the API server, like every component.
 
 pub mod cni;
+pub mod command;
 pub mod containerd;
 pub mod cri;
 pub mod dns;

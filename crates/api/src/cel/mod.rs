@@ -16,6 +16,32 @@ pub(crate) mod value;
 
 pub use check::Ty;
 
+/// CEL's reserved words: they cannot name variables, and properties so named are reached
+/// as `__{name}__`.
+pub const RESERVED: &[&str] = &[
+    "true",
+    "false",
+    "null",
+    "in",
+    "as",
+    "break",
+    "const",
+    "continue",
+    "else",
+    "for",
+    "function",
+    "if",
+    "import",
+    "let",
+    "loop",
+    "package",
+    "namespace",
+    "return",
+    "var",
+    "void",
+    "while",
+];
+
 /// Runs `program`; a panic in the interpreter is an evaluation error, not a dead request.
 pub(crate) fn run(program: &cel::Program, ctx: &cel::Context<'_, '_>) -> cel::ResolveResult {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| program.execute(ctx))).unwrap_or_else(

@@ -24,7 +24,6 @@ use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -169,21 +168,5 @@ async fn bridge_netfilter() -> bool {
 
 /// Runs an nftables script (one transaction).
 async fn nft(script: &str) -> std::io::Result<()> {
-    let mut child = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(script.as_bytes()).await?;
-    }
-    let out = child.wait_with_output().await?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(std::io::Error::other(
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ))
-    }
+    crate::command::feed("nft", &["-f", "-"], script).await
 }

@@ -13,7 +13,6 @@ use kube::Api;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use tokio::sync::Notify;
 
@@ -110,23 +109,7 @@ async fn our_chains() -> BTreeSet<String> {
 }
 
 async fn restore(text: &str) -> std::io::Result<()> {
-    let mut child = Command::new("iptables-restore")
-        .args(["--noflush", "--wait"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(text.as_bytes()).await?;
-    }
-    let out = child.wait_with_output().await?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(std::io::Error::other(
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ))
-    }
+    crate::command::feed("iptables-restore", &["--noflush", "--wait"], text).await
 }
 
 /// Hook our chains into the built-in ones once; whether all hooks are in place.

@@ -14,30 +14,7 @@ use cel::common::value::Val;
 use serde_json::Value;
 use std::collections::HashMap;
 
-/// CEL's reserved words: properties so named are reached as `__{name}__`.
-const RESERVED: &[&str] = &[
-    "true",
-    "false",
-    "null",
-    "in",
-    "as",
-    "break",
-    "const",
-    "continue",
-    "else",
-    "for",
-    "function",
-    "if",
-    "import",
-    "let",
-    "loop",
-    "package",
-    "namespace",
-    "return",
-    "var",
-    "void",
-    "while",
-];
+use crate::cel::RESERVED;
 
 /// The CEL field name of property `name` (upstream's escaping: `__` → `__underscores__`,
 /// `.` → `__dot__`, `-` → `__dash__`, `/` → `__slash__`, reserved words → `__word__`), or
