@@ -65,18 +65,20 @@ impl Worker {
         let mut cache = ObjectCache::with_tokens(self.ctx.client.clone(), ns, self.tokens.clone());
         let dctx = self.downward_context(pod_ip);
         if let Err(e) = self.volume_paths(pod, &mut cache, &dctx).await {
-            warn!(pod = %pod.metadata.name.as_deref().unwrap_or_default(), "{e}");
-            self.services.events.event(
-                &pod_ref(pod),
-                WARNING,
-                reason::FAILED_MOUNT,
-                &e.to_string(),
-            );
+            self.failed_mount(pod, &e);
             // Keep the files the containers have; try again at the next resync.
             if let Some((_, at)) = &mut self.volumes {
                 *at = Instant::now();
             }
         }
+    }
+
+    /// Upstream's `FailedMount` event on the pod (volumes are the pod's, not a container's).
+    fn failed_mount(&self, pod: &Pod, e: &super::volumes::MountError) {
+        warn!(pod = %pod.metadata.name.as_deref().unwrap_or_default(), "{e}");
+        self.services
+            .events
+            .event(&pod_ref(pod), WARNING, reason::FAILED_MOUNT, &e.to_string());
     }
 
     fn downward_context(&self, pod_ip: &str) -> DownwardContext {
@@ -128,13 +130,7 @@ impl Worker {
             Err(e) => {
                 // Upstream mounts volumes before pulling or creating anything: the pod
                 // stays in ContainerCreating and the pod (not a container) gets FailedMount.
-                warn!(pod = %pod.metadata.name.as_deref().unwrap_or_default(), "{e}");
-                self.services.events.event(
-                    &pod_ref(pod),
-                    WARNING,
-                    reason::FAILED_MOUNT,
-                    &e.to_string(),
-                );
+                self.failed_mount(pod, &e);
                 self.volumes = None;
                 self.waiting.remove(&c.name);
                 // An unbound claim is usually bound within seconds (provisioning).
