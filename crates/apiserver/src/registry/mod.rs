@@ -17,6 +17,9 @@ mod watched;
 // Beside admission.rs's plugins, declared here so admission.rs stays as it is.
 #[path = "admission/policy/mod.rs"]
 mod policy;
+#[cfg(test)]
+#[path = "admission/test_registry.rs"]
+mod test_registry;
 #[path = "admission/webhook/mod.rs"]
 mod webhook;
 mod write;

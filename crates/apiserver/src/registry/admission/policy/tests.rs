@@ -4,39 +4,19 @@
 use super::super::webhook::RequestScope;
 use super::*;
 use crate::auth::UserInfo;
-use crate::registry::{Allocators, DeleteOptions, WriteOptions};
+use crate::registry::test_registry::{info, registry_with};
+use crate::registry::{DeleteOptions, WriteOptions};
 use crate::request::ResourcePath;
 use axum::response::Response;
-use r8s_api::catalog;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-fn info(group: &str, version: &str, plural: &str) -> &'static ResourceInfo {
-    catalog::find(group, version, plural).unwrap()
-}
-
 async fn registry() -> (Registry, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = r8s_store::open("", &dir.path().join("state.db"))
-        .await
-        .unwrap();
-    let alloc = Allocators::new(store.clone(), "10.43.0.0/16").unwrap();
-    let registry = Registry::new(store, alloc);
-    namespace(&registry, "default", json!({})).await;
-    namespace(&registry, "test", json!({"environment": "test"})).await;
-    (registry, dir)
-}
-
-async fn namespace(registry: &Registry, name: &str, labels: Value) {
-    registry
-        .create(
-            info("", "v1", "namespaces"),
-            None,
-            json!({"metadata": {"name": name, "labels": labels}}),
-            &WriteOptions::default(),
-        )
-        .await
-        .unwrap();
+    registry_with(&[
+        ("default", json!({})),
+        ("test", json!({"environment": "test"})),
+    ])
+    .await
 }
 
 /// Stores a policy (outside any request, as configurations are never admitted).

@@ -2,9 +2,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
-use crate::registry::{Allocators, WriteOptions};
+use crate::registry::WriteOptions;
+use crate::registry::test_registry::{info, registry_with};
 use base64::Engine;
-use r8s_api::catalog;
 use std::collections::HashMap;
 
 type Hooked = crate::testing::webhook::TestWebhook;
@@ -14,31 +14,8 @@ fn patch(ops: Value) -> Value {
         "patch": base64::engine::general_purpose::STANDARD.encode(ops.to_string())})
 }
 
-fn info(group: &str, version: &str, plural: &str) -> &'static ResourceInfo {
-    catalog::find(group, version, plural).unwrap()
-}
-
 async fn registry() -> (Registry, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = r8s_store::open("", &dir.path().join("state.db"))
-        .await
-        .unwrap();
-    let alloc = Allocators::new(store.clone(), "10.43.0.0/16").unwrap();
-    let registry = Registry::new(store, alloc);
-    namespace(&registry, "default", json!({})).await;
-    (registry, dir)
-}
-
-async fn namespace(registry: &Registry, name: &str, labels: Value) {
-    registry
-        .create(
-            info("", "v1", "namespaces"),
-            None,
-            json!({"metadata": {"name": name, "labels": labels}}),
-            &WriteOptions::default(),
-        )
-        .await
-        .unwrap();
+    registry_with(&[("default", json!({}))]).await
 }
 
 /// Stores a configuration (outside any request, as configurations are never admitted).
