@@ -379,6 +379,13 @@ async fn ingresses_route_to_services() {
     )
     .await;
     assert_eq!(r.name(), "a");
+    // The Ingresses arrive one by one: wait for the last created (the default backend).
+    until(
+        "default backend routed",
+        || get(web, "unknown.example.com", "/"),
+        |r| r.code == 200,
+    )
+    .await;
     let name = |host: &'static str, p: &'static str| async move { get(web, host, p).await.name() };
     assert_eq!(name("a.example.com", "/bb").await, "a");
     assert_eq!(name("a.example.com", "/b").await, "b");

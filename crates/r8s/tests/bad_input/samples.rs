@@ -97,6 +97,14 @@ pub fn sample(info: &ResourceInfo, name: &str) -> Value {
     };
     let extra = match (info.group, info.kind) {
         ("", "ConfigMap") => json!({"data": {"k": "v"}}),
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => json!({"spec": {
+            "matchConstraints": {"resourceRules": [{"apiGroups": ["apps"],
+                "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["deployments"]}]},
+            "validations": [{"expression": "object.spec.replicas <= 5"}]
+        }}),
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => {
+            json!({"spec": {"policyName": "x", "validationActions": ["Deny"]}})
+        }
         ("", "Event") => json!({
             "involvedObject": {"kind": "Pod", "name": "p", "namespace": NS},
             "reason": "Tested", "message": "m", "type": "Normal", "count": 1,
