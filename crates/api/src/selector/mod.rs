@@ -9,6 +9,7 @@
 mod field;
 mod label;
 mod parse;
+mod typed;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -20,6 +21,7 @@ pub use crate::strategy::validation::{
 };
 pub use field::{FieldOperator, FieldRequirement, FieldSelector, escape_value, unescape_value};
 pub use label::{LabelSelector, LabelSource, Operator, Requirement, from_label_selector_json};
+pub use typed::matches_typed;
 
 /// A selector that could not be parsed or converted. The message is upstream's,
 /// suitable for a 400 BadRequest `Status`.

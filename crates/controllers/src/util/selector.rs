@@ -7,26 +7,7 @@ use std::collections::BTreeMap;
 /// matches everything; an unknown operator matches nothing (as an invalid selector
 /// would).
 pub fn matches(sel: Option<&LabelSelector>, labels: Option<&BTreeMap<String, String>>) -> bool {
-    let Some(sel) = sel else { return false };
-    let empty = BTreeMap::new();
-    let labels = labels.unwrap_or(&empty);
-    let by_labels = sel
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    by_labels
-        && sel.match_expressions.iter().flatten().all(|e| {
-            let values = e.values.as_deref().unwrap_or(&[]);
-            let have = labels.get(&e.key);
-            match e.operator.as_str() {
-                "In" => have.is_some_and(|v| values.contains(v)),
-                "NotIn" => have.is_none_or(|v| !values.contains(v)),
-                "Exists" => have.is_some(),
-                "DoesNotExist" => have.is_none(),
-                _ => false,
-            }
-        })
+    sel.is_some_and(|sel| r8s_api::selector::matches_typed(sel, labels))
 }
 
 #[cfg(test)]

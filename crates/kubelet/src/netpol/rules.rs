@@ -27,6 +27,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use r8s_api::selector::matches_typed;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
@@ -111,7 +112,7 @@ pub fn firewalls(
             };
             let everyone = LabelSelector::default();
             let selector = spec.pod_selector.as_ref().unwrap_or(&everyone);
-            if ns != pod.namespace || !selector_matches(selector, pod.labels) {
+            if ns != pod.namespace || !matches_typed(selector, pod.labels) {
                 continue;
             }
             let (affects_ingress, affects_egress) = match &spec.policy_types {
@@ -202,27 +203,6 @@ fn pod_info<'a>(pod: &'a Pod, node: &str) -> Option<PodInfo<'a>> {
         local: spec.node_name.as_deref() == Some(node),
         ports,
     })
-}
-
-/// Whether `labels` satisfy `sel` (matchLabels and matchExpressions; empty matches all,
-/// an unknown operator nothing).
-fn selector_matches(sel: &LabelSelector, labels: Option<&BTreeMap<String, String>>) -> bool {
-    let get = |k: &str| labels.and_then(|l| l.get(k));
-    sel.match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| get(k) == Some(v))
-        && sel.match_expressions.iter().flatten().all(|e| {
-            let values = e.values.as_deref().unwrap_or_default();
-            let have = get(&e.key);
-            match e.operator.as_str() {
-                "In" => have.is_some_and(|v| values.contains(v)),
-                "NotIn" => have.is_none_or(|v| !values.contains(v)),
-                "Exists" => have.is_some(),
-                "DoesNotExist" => have.is_none(),
-                _ => false,
-            }
-        })
 }
 
 /// One policy applied to one pod.
@@ -334,13 +314,13 @@ impl Context<'_, '_> {
         let mut set = AddrSet::new();
         for p in self.pods {
             let ns_ok = match &peer.namespace_selector {
-                Some(sel) => selector_matches(sel, self.ns_labels.get(p.namespace)),
+                Some(sel) => matches_typed(sel, self.ns_labels.get(p.namespace)),
                 None => p.namespace == self.policy_ns,
             };
             let pod_ok = peer
                 .pod_selector
                 .as_ref()
-                .is_none_or(|sel| selector_matches(sel, p.labels));
+                .is_none_or(|sel| matches_typed(sel, p.labels));
             if ns_ok && pod_ok {
                 set.insert(p.ip);
             }
