@@ -25,11 +25,7 @@ pub struct HealthCheck {
 pub fn wanted(services: &[Service], rules: &[PortRule]) -> Vec<HealthCheck> {
     let mut out = Vec::new();
     for svc in services {
-        let (Some(ns), Some(name), Some(spec)) = (
-            svc.metadata.namespace.as_deref(),
-            svc.metadata.name.as_deref(),
-            svc.spec.as_ref(),
-        ) else {
+        let Some((ns, name, spec)) = super::rules::identity(svc) else {
             continue;
         };
         let port = spec

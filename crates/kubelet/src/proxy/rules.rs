@@ -26,7 +26,7 @@
 //! elsewhere that were not DNATed, which the `route_localnet` NodePorts on localhost need
 //! (as kube-proxy's `KUBE-FIREWALL`).
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Service, ServiceSpec};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
@@ -99,16 +99,21 @@ pub fn sep_chain(id: &str, ip: &str, port: i32) -> String {
     format!("{SEP_PREFIX}{}", chain_hash(&format!("{id}/{ip}:{port}")))
 }
 
+/// A Service's namespace, name and spec (None for an incomplete object).
+pub(crate) fn identity(svc: &Service) -> Option<(&str, &str, &ServiceSpec)> {
+    Some((
+        svc.metadata.namespace.as_deref()?,
+        svc.metadata.name.as_deref()?,
+        svc.spec.as_ref()?,
+    ))
+}
+
 /// The service ports to program: ClusterIP services (with an IP) and their NodePorts, with
 /// the ready endpoints of their EndpointSlices (those on `node` also apart).
 pub fn port_rules(services: &[Service], slices: &[EndpointSlice], node: &str) -> Vec<PortRule> {
     let mut out = Vec::new();
     for svc in services {
-        let (Some(ns), Some(name), Some(spec)) = (
-            svc.metadata.namespace.as_deref(),
-            svc.metadata.name.as_deref(),
-            svc.spec.as_ref(),
-        ) else {
+        let Some((ns, name, spec)) = identity(svc) else {
             continue;
         };
         let cluster_ip = spec.cluster_ip.clone().unwrap_or_default();
