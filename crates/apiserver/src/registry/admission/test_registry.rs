@@ -3,8 +3,15 @@
 #![allow(clippy::unwrap_used)]
 
 use super::{Allocators, Registry, WriteOptions};
+use crate::auth::UserInfo;
+use crate::error::{ApiError, ApiResult};
+use crate::registry::RequestScope;
+use crate::request::ResourcePath;
+use axum::response::Response;
 use r8s_api::catalog::{self, ResourceInfo};
 use serde_json::{Value, json};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 
 pub fn info(group: &str, version: &str, plural: &str) -> &'static ResourceInfo {
     catalog::find(group, version, plural).unwrap()
@@ -34,4 +41,60 @@ async fn namespace(registry: &Registry, name: &str, labels: Value) {
         )
         .await
         .unwrap();
+}
+
+/// What a request answered: the written object or the error, and its warnings.
+pub struct Answer {
+    pub result: ApiResult<Value>,
+    pub warnings: Vec<String>,
+}
+
+/// Runs `write` as the API request for `group`/`resource` made by alice (field manager
+/// `tests`).
+pub async fn as_request<F>(group: &str, resource: &str, write: F) -> Answer
+where
+    F: Future<Output = ApiResult<Value>>,
+{
+    let (mut parts, _) = axum::http::Request::builder()
+        .method("POST")
+        .uri("/x?fieldManager=tests")
+        .body(())
+        .unwrap()
+        .into_parts();
+    parts
+        .extensions
+        .insert(UserInfo::new("alice", vec!["devs".into()]));
+    let target = ResourcePath {
+        group: group.into(),
+        version: "v1".into(),
+        resource: resource.into(),
+        namespace: None,
+        name: None,
+        subresource: None,
+        legacy_watch: false,
+    };
+    let out = Arc::new(Mutex::new(None));
+    let slot = out.clone();
+    let response = RequestScope::of(&parts, &target)
+        .run(async move {
+            let result = write.await;
+            let failed = result.is_err();
+            *slot.lock().unwrap() = Some(result);
+            if failed {
+                return Err(ApiError::bad_request("failed"));
+            }
+            Ok(Response::default())
+        })
+        .await;
+    let warnings = match &response {
+        Ok(r) => r
+            .headers()
+            .get_all("warning")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    let result = out.lock().unwrap().take().unwrap();
+    Answer { result, warnings }
 }

@@ -1,15 +1,18 @@
 //! Policies evaluated through a real registry.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use super::super::webhook::RequestScope;
 use super::*;
-use crate::auth::UserInfo;
-use crate::registry::test_registry::{info, registry_with};
+use crate::registry::test_registry::{Answer, info, registry_with};
 use crate::registry::{DeleteOptions, WriteOptions};
-use crate::request::ResourcePath;
-use axum::response::Response;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+
+/// Runs `write` as alice's API request for the core `resource`.
+async fn as_request<F>(resource: &str, write: F) -> Answer
+where
+    F: Future<Output = ApiResult<Value>>,
+{
+    crate::registry::test_registry::as_request("", resource, write).await
+}
 
 async fn registry() -> (Registry, tempfile::TempDir) {
     registry_with(&[
@@ -56,61 +59,6 @@ async fn binding(registry: &Registry, name: &str, spec: Value) {
 fn configmaps() -> Value {
     json!({"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
         "operations": ["CREATE", "UPDATE", "DELETE"], "resources": ["configmaps"]}]})
-}
-
-/// What a request answered: the written object or the error, and its warnings.
-struct Answer {
-    result: ApiResult<Value>,
-    warnings: Vec<String>,
-}
-
-/// Runs `write` as the API request for `resource` made by alice.
-async fn as_request<F>(resource: &str, write: F) -> Answer
-where
-    F: Future<Output = ApiResult<Value>>,
-{
-    let (mut parts, _) = axum::http::Request::builder()
-        .method("POST")
-        .uri("/x")
-        .body(())
-        .unwrap()
-        .into_parts();
-    parts
-        .extensions
-        .insert(UserInfo::new("alice", vec!["devs".into()]));
-    let target = ResourcePath {
-        group: "".into(),
-        version: "v1".into(),
-        resource: resource.into(),
-        namespace: None,
-        name: None,
-        subresource: None,
-        legacy_watch: false,
-    };
-    let out = Arc::new(Mutex::new(None));
-    let slot = out.clone();
-    let response = RequestScope::of(&parts, &target)
-        .run(async move {
-            let result = write.await;
-            let failed = result.is_err();
-            *slot.lock().unwrap() = Some(result);
-            if failed {
-                return Err(ApiError::bad_request("failed"));
-            }
-            Ok(Response::default())
-        })
-        .await;
-    let warnings = match &response {
-        Ok(r) => r
-            .headers()
-            .get_all("warning")
-            .iter()
-            .map(|v| v.to_str().unwrap().to_string())
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    let result = out.lock().unwrap().take().unwrap();
-    Answer { result, warnings }
 }
 
 fn configmap(name: &str, data: Value) -> Value {

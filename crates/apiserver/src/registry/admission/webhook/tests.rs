@@ -50,35 +50,9 @@ async fn as_request<F>(group: &str, resource: &str, write: F) -> ApiResult<Value
 where
     F: Future<Output = ApiResult<Value>>,
 {
-    let (mut parts, _) = axum::http::Request::builder()
-        .method("POST")
-        .uri("/x?fieldManager=tests")
-        .body(())
-        .unwrap()
-        .into_parts();
-    parts
-        .extensions
-        .insert(UserInfo::new("alice", vec!["devs".into()]));
-    let target = ResourcePath {
-        group: group.into(),
-        version: "v1".into(),
-        resource: resource.into(),
-        namespace: None,
-        name: None,
-        subresource: None,
-        legacy_watch: false,
-    };
-    let out = Arc::new(Mutex::new(None));
-    let slot = out.clone();
-    RequestScope::of(&parts, &target)
-        .run(async move {
-            let v = write.await?;
-            *slot.lock().unwrap() = Some(v);
-            Ok(Response::default())
-        })
-        .await?;
-    let v = out.lock().unwrap().take().unwrap();
-    Ok(v)
+    crate::registry::test_registry::as_request(group, resource, write)
+        .await
+        .result
 }
 
 fn configmap(name: &str) -> Value {
